@@ -1,0 +1,151 @@
+# apikeyd — API keys as Linux credentials.
+#
+#   make            build everything into $(BUILD)/ (default build/)
+#   make check      install missing test dependencies, build, run every test
+#   make run        run the daemon in the foreground on ./run/ (no root needed)
+#   make deps       install the Debian packages the build and tests need
+#   make install    PREFIX=/usr/local DESTDIR= as usual
+#
+# Warnings are errors by default; packagers drop that with `make WERROR=`.
+# Extra flags: `make CFLAGS='-O0 -g' LDFLAGS=...`; another compiler: `make CC=clang`.
+# Out-of-tree builds: `make BUILD=build-asan CFLAGS='-O1 -g -fsanitize=address,undefined'`.
+
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BINDIR     ?= $(PREFIX)/bin
+SBINDIR    ?= $(PREFIX)/sbin
+BUILD      ?= build
+PKG_CONFIG ?= pkg-config
+CFLAGS     ?= -O2 -g
+WERROR     ?= -Werror
+
+PAM_LIBDIR := $(shell $(PKG_CONFIG) --variable=libdir pam 2>/dev/null)
+PAMDIR     ?= $(if $(PAM_LIBDIR),$(PAM_LIBDIR),/lib/x86_64-linux-gnu)/security
+
+WARNINGS   = -Wall -Wextra $(WERROR) -Wshadow -Wformat=2 -Wvla -Wmissing-prototypes \
+             -Wstrict-prototypes -Wpointer-arith -Wundef -Wno-unused-parameter
+BASEFLAGS  = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -fstack-protector-strong \
+             -fno-strict-aliasing -Icommon -Iapikeyd $(WARNINGS)
+DEPFLAGS   = -MMD -MP
+
+pkg_cflags = $(shell $(PKG_CONFIG) --cflags $(1) 2>/dev/null)
+pkg_libs   = $(shell $(PKG_CONFIG) --libs $(1) 2>/dev/null)
+
+COMMON_PKGS = jansson
+DAEMON_PKGS = lmdb libsodium libsystemd jansson
+PAM_PKGS    = pam jansson
+
+# common/: one static archive, position-independent so the PAM module can link it.
+COMMON_SRC  = $(wildcard common/*.c)
+COMMON_OBJ  = $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
+COMMON_LIB  = $(BUILD)/libapikey-common.a
+
+# apikeyd/: everything but the programs' main files goes into an archive the
+# unit tests link too.
+DAEMON_MAINS = apikeyd/apikeyd.c apikeyd/apikeyctl.c
+DAEMON_SRC  = $(filter-out $(DAEMON_MAINS),$(wildcard apikeyd/*.c))
+DAEMON_OBJ  = $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o)
+DAEMON_LIB  = $(BUILD)/libapikeyd.a
+
+PAM_SRC     = $(wildcard pam_apikey/*.c)
+PAM_OBJ     = $(PAM_SRC:%.c=$(BUILD)/obj/%.o)
+
+PROGRAMS    = $(if $(wildcard apikeyd/apikeyd.c),$(BUILD)/apikeyd) \
+              $(if $(wildcard apikeyd/apikeyctl.c),$(BUILD)/apikeyctl) \
+              $(if $(PAM_SRC),$(BUILD)/pam_apikey.so)
+
+UNIT_SRC    = $(wildcard tests/unit/test_*.c)
+UNIT_BIN    = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+ALL_CFLAGS  = $(BASEFLAGS) $(CPPFLAGS) $(CFLAGS)
+
+.PHONY: all check check-run deps run install uninstall clean format format-check tests
+.DEFAULT_GOAL := all
+
+all: $(COMMON_LIB) $(DAEMON_LIB) $(PROGRAMS)
+
+$(BUILD)/obj/common/%.o: common/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(call pkg_cflags,$(COMMON_PKGS)) $(DEPFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/apikeyd/%.o: apikeyd/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(call pkg_cflags,$(DAEMON_PKGS)) $(DEPFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/pam_apikey/%.o: pam_apikey/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(call pkg_cflags,$(PAM_PKGS)) $(DEPFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes $(call pkg_cflags,$(DAEMON_PKGS) cmocka) \
+		$(DEPFLAGS) -c -o $@ $<
+
+$(COMMON_LIB): $(COMMON_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(DAEMON_LIB): $(DAEMON_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/apikeyd: $(BUILD)/obj/apikeyd/apikeyd.o $(DAEMON_LIB) $(COMMON_LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(call pkg_libs,$(DAEMON_PKGS)) -lpthread
+
+$(BUILD)/apikeyctl: $(BUILD)/obj/apikeyd/apikeyctl.o $(DAEMON_LIB) $(COMMON_LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(call pkg_libs,$(DAEMON_PKGS))
+
+$(BUILD)/pam_apikey.so: $(PAM_OBJ) $(COMMON_LIB) pam_apikey/module.map
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,--version-script=pam_apikey/module.map \
+		-Wl,-z,relro,-z,now,-z,defs -o $@ $(PAM_OBJ) $(COMMON_LIB) $(call pkg_libs,$(PAM_PKGS))
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(DAEMON_LIB) $(COMMON_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(DAEMON_LIB) $(COMMON_LIB) \
+		$(call pkg_libs,$(DAEMON_PKGS) cmocka) -lz -lpthread
+
+tests: all $(UNIT_BIN)
+
+# deps first, then a fresh make so pkg-config sees what deps installed.
+check: deps
+	@$(MAKE) --no-print-directory check-run
+
+check-run: tests
+	@tests/run-unit.sh $(UNIT_BIN)
+
+deps:
+	@tests/deps.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@if [ ! -x $(BUILD)/apikeyd ]; then \
+		echo "make run: the daemon is not built yet (apikeyd/apikeyd.c does not exist)"; exit 1; fi
+	mkdir -p run/state
+	exec $(BUILD)/apikeyd --no-config --state-dir run/state --socket run/io.apikeyd.Keys
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(PAMDIR)
+	if [ -x $(BUILD)/apikeyd ]; then install -m 0755 $(BUILD)/apikeyd $(DESTDIR)$(SBINDIR)/; fi
+	if [ -x $(BUILD)/apikeyctl ]; then install -m 0755 $(BUILD)/apikeyctl $(DESTDIR)$(BINDIR)/; fi
+	if [ -f $(BUILD)/pam_apikey.so ]; then \
+		install -m 0644 $(BUILD)/pam_apikey.so $(DESTDIR)$(PAMDIR)/; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/apikeyd $(DESTDIR)$(BINDIR)/apikeyctl \
+		$(DESTDIR)$(PAMDIR)/pam_apikey.so
+
+clean:
+	rm -rf $(BUILD)
+
+FORMAT_SRC = $(wildcard common/*.[ch] apikeyd/*.[ch] pam_apikey/*.[ch] tests/*/*.[ch])
+
+format:
+	clang-format -i $(FORMAT_SRC)
+
+format-check:
+	@out=$$(for f in $(FORMAT_SRC); do clang-format $$f | cmp -s - $$f || echo $$f; done); \
+	if [ -n "$$out" ]; then echo "not formatted: $$out"; exit 1; fi
+
+-include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/*/*/*.d)

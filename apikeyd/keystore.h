@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The keystore: one LMDB environment in the state directory.
+ *
+ * Named databases:
+ *   keys    id (12 bytes)                  -> record (record.h)
+ *   names   owner NUL name                 -> id       (a name is unique per owner)
+ *   owners  owner                          -> id, dupsort (every key of an owner)
+ *   audit   sequence (u64 big-endian)      -> audit event (bounded; oldest pruned)
+ *   meta    "schema"                       -> u32 LE schema version
+ *           other names                    -> whatever the daemon keeps there
+ *
+ * Every write is one transaction, committed (and, unless KEYSTORE_NOSYNC,
+ * synced) before the function returns.  Functions return 0 or a negative
+ * errno.  A keystore handle is used from one thread at a time.
+ *
+ * Records handed out by reads are views (record.h): keystore_get() gives
+ * them a private copy of the bytes in `*ret_storage` (free() it);
+ * list callbacks see views valid only during the callback.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "macro.h"
+#include "record.h"
+
+#define KEYSTORE_SCHEMA_VERSION  1
+#define KEYSTORE_FILE            "keys.mdb" /* the data file inside the state directory */
+#define KEYSTORE_DEFAULT_MAPSIZE (1ull << 32)
+#define KEYSTORE_DEFAULT_AUDIT_MAX 100000
+
+struct keystore;
+
+enum keystore_flags {
+        KEYSTORE_NOSYNC = 1u << 0,   /* skip fsync on commit: tests and bulk loads only */
+        KEYSTORE_READONLY = 1u << 1, /* open for reading (tools, checks) */
+};
+
+struct keystore_options {
+        uint64_t mapsize;   /* 0 = KEYSTORE_DEFAULT_MAPSIZE; grown when full */
+        uint64_t audit_max; /* 0 = KEYSTORE_DEFAULT_AUDIT_MAX events kept */
+        unsigned flags;     /* enum keystore_flags */
+};
+
+/*
+ * Open (creating if needed) the keystore in directory `dir` (which must
+ * exist).  Clears stale readers left by a crashed process.  Checks the
+ * schema version: a newer one is refused with -EPROTONOSUPPORT, a missing
+ * one on a non-empty store with -EBADMSG; a new store gets ours written.
+ * On failure `*ret_error` (if non-NULL) gets a malloc'd message saying what
+ * is wrong, e.g. "keystore schema version 7 is newer than this apikeyd
+ * supports (1); refusing to open it".
+ */
+int keystore_open(const char *dir, const struct keystore_options *opts, struct keystore **ret,
+                  char **ret_error) _warn_unused_;
+void keystore_close(struct keystore *ks);
+
+/* Add a new key.  -EEXIST if the owner has a key of that name, -ENOTUNIQ if the id exists, -EINVAL if invalid. */
+int keystore_put_key(struct keystore *ks, const struct key_record *rec) _warn_unused_;
+
+/* Add many keys in one transaction (bulk loads); all or nothing. */
+int keystore_put_keys(struct keystore *ks, const struct key_record *recs, size_t n) _warn_unused_;
+
+/*
+ * Look a key up by id.  0 and the record (a view into `*ret_storage`, which
+ * the caller frees), -ENOENT if there is none, -EBADMSG if its record is
+ * corrupt.  `ret_storage` may be NULL only when `ret` is NULL (existence check).
+ */
+int keystore_get(struct keystore *ks, const char *id, struct key_record *ret,
+                 void **ret_storage) _warn_unused_;
+
+/* Which fields keystore_update_key() changes. */
+enum key_update_fields {
+        KEY_UPDATE_NAME = 1u << 0,
+        KEY_UPDATE_DESCRIPTION = 1u << 1, /* NULL clears it */
+        KEY_UPDATE_SCOPE = 1u << 2,
+        KEY_UPDATE_PERMISSIONS = 1u << 3, /* role and permissions together */
+        KEY_UPDATE_EXPIRES = 1u << 4,     /* 0 = never */
+};
+
+struct key_update {
+        unsigned fields; /* enum key_update_fields */
+        const char *name;
+        const char *description;
+        size_t n_scope;
+        const char *const *scope;
+        uint8_t role;
+        uint8_t permissions;
+        uint64_t expires_at;
+};
+
+/*
+ * Change fields of a key.  -ENOENT, -ESTALE if the key is revoked (a
+ * revoked key is frozen), -EEXIST if the new name is taken by another key
+ * of the same owner, -EINVAL if a value is out of bounds.  On success and
+ * if `ret` is non-NULL, the new record (view into `*ret_storage`).
+ */
+int keystore_update_key(struct keystore *ks, const char *id, const struct key_update *upd,
+                        struct key_record *ret, void **ret_storage) _warn_unused_;
+
+/*
+ * Set the stored status.  enabled <-> disabled freely; -> revoked is final:
+ * any change away from revoked is -ESTALE, revoking a revoked key is a
+ * no-op success.  -ENOENT if missing, -EINVAL for KEY_STATUS_EXPIRED.
+ */
+int keystore_set_status(struct keystore *ks, const char *id, enum key_status status,
+                        struct key_record *ret, void **ret_storage) _warn_unused_;
+
+/* Remove a key and every index entry of it.  -ENOENT if missing. */
+int keystore_delete_key(struct keystore *ks, const char *id) _warn_unused_;
+
+struct key_filter {
+        const char *owner;        /* NULL = any */
+        int status;               /* 0 = any, else enum key_status (effective, at `now`) */
+        const char *name_prefix;  /* NULL = any */
+        uint64_t expiring_within; /* µs; 0 = no filter; else not yet expired and expires_at <= now + this */
+        uint64_t now;             /* µs; the time the filters are judged at */
+};
+
+typedef int (*keystore_list_fn)(const struct key_record *rec, void *userdata);
+
+/*
+ * Call `fn` for matching keys in id order, starting after id `cursor`
+ * (NULL or "" = from the start), at most `limit` of them (0 = no limit).
+ * If `fn` returns non-zero the walk stops and that value is returned.
+ * `ret_cursor` (TOKEN_ID_LEN + 1 bytes, may be NULL) gets the id of the
+ * last key passed to `fn` when more matching keys may follow, else "".
+ * A corrupt record stops the walk with -EBADMSG.
+ */
+int keystore_list(struct keystore *ks, const struct key_filter *filter, const char *cursor,
+                  size_t limit, keystore_list_fn fn, void *userdata,
+                  char ret_cursor[TOKEN_ID_LEN + 1]) _warn_unused_;
+
+/* Count keys by effective status at `now`; index = enum key_status (0 unused). */
+int keystore_count(struct keystore *ks, uint64_t now, uint64_t ret_counts[5]) _warn_unused_;
+
+struct last_used {
+        char id[TOKEN_ID_LEN + 1];
+        uint64_t at;
+        const char *service; /* may be NULL */
+        const char *from;    /* may be NULL */
+};
+
+/* Write a batch of last-used times in one transaction; ids no longer present are skipped. */
+int keystore_record_last_used(struct keystore *ks, const struct last_used *entries,
+                              size_t n) _warn_unused_;
+
+/*
+ * An audit event.  Encoding (little-endian): u8 version (1), u64 time (µs),
+ * then strings as in record.h: actor, action, key_id, result, detail.
+ */
+struct audit_event {
+        uint64_t seq; /* assigned by keystore_append_audit */
+        uint64_t time;
+        const char *actor;  /* "uid=1000", "key=7Hq2LmX9aB3z" */
+        const char *action; /* "create", "revoke", ... */
+        const char *key_id; /* may be NULL */
+        const char *result; /* "ok", or an error name */
+        const char *detail; /* may be NULL */
+};
+
+/* Append an event; prunes the oldest beyond audit_max in the same transaction. */
+int keystore_append_audit(struct keystore *ks, const struct audit_event *ev) _warn_unused_;
+
+typedef int (*keystore_audit_fn)(const struct audit_event *ev, void *userdata);
+
+/* Walk events with seq > after_seq and time >= since, optionally only for key_id, oldest first. */
+int keystore_list_audit(struct keystore *ks, uint64_t after_seq, uint64_t since,
+                        const char *key_id, size_t limit, keystore_audit_fn fn,
+                        void *userdata) _warn_unused_;
+
+/* Raw values in the meta database.  get: -ENOENT if absent, -ENOBUFS if `size` is too small. */
+int keystore_meta_get(struct keystore *ks, const char *name, void *buf, size_t size,
+                      size_t *ret_len) _warn_unused_;
+int keystore_meta_put(struct keystore *ks, const char *name, const void *data,
+                      size_t len) _warn_unused_;
+
+/*
+ * Consistency check for tests and `apikeyd --check`: every record decodes,
+ * every key has exactly its names and owners entries, and no index entry
+ * points at a missing key.  0, or -EBADMSG with a description in
+ * `*ret_error` (malloc'd).
+ */
+int keystore_verify_indexes(struct keystore *ks, char **ret_error) _warn_unused_;

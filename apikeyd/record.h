@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The key record and its versioned binary encoding.
+ *
+ * A decoded record is a view: its strings point into the encoded buffer
+ * (each string is stored NUL-terminated), so decoding allocates nothing and
+ * the record lives as long as the buffer does.
+ *
+ * Encoding, version 1 (all integers little-endian):
+ *
+ *   off  size  field
+ *     0     1  format version (1)
+ *     1     1  status        (enum key_status: 1 enabled, 2 disabled, 3 revoked)
+ *     2     1  role          (enum key_role: 1 admin, 2 readonly, 3 custom)
+ *     3     1  permissions   (bit set of enum key_perm; no bits above KEY_PERM_ALL)
+ *     4    12  id            (base62)
+ *    16    32  hash          (BLAKE2b-256 keyed with the pepper)
+ *    48     8  created_at    (µs since the epoch, UTC; never 0)
+ *    56     8  expires_at    (µs; 0 = never)
+ *    64     8  last_used_at  (µs; 0 = never)
+ *    72     1  n_scope       (<= KEY_SCOPE_MAX)
+ *    73     …  strings, each as u16 length L, L bytes (no NUL among them), one
+ *              NUL byte; in this order: name, description, owner, created_by,
+ *              last_used_service, last_used_from, then n_scope scope entries.
+ *
+ * The buffer ends exactly after the last string; anything else is corrupt.
+ * Empty optional strings are stored with L = 0 and decode to NULL.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "macro.h"
+#include "token.h"
+
+#define RECORD_VERSION       1
+#define RECORD_FIXED_SIZE    73
+#define KEY_HASH_SIZE        32
+#define KEY_NAME_MAX         128
+#define KEY_DESCRIPTION_MAX  1024
+#define KEY_OWNER_MAX        256
+#define KEY_SCOPE_MAX        32
+#define KEY_SCOPE_ENTRY_MAX  64
+#define KEY_FIELD_MAX        256 /* created_by, last_used_service, last_used_from */
+
+enum key_status {
+        KEY_STATUS_ENABLED = 1,
+        KEY_STATUS_DISABLED = 2,
+        KEY_STATUS_REVOKED = 3,
+        KEY_STATUS_EXPIRED = 4, /* derived from expires_at, never stored */
+};
+
+enum key_role {
+        KEY_ROLE_ADMIN = 1,
+        KEY_ROLE_READONLY = 2,
+        KEY_ROLE_CUSTOM = 3,
+};
+
+enum key_perm {
+        KEY_PERM_CREATE = 1u << 0,
+        KEY_PERM_READ = 1u << 1,
+        KEY_PERM_WRITE = 1u << 2,
+        KEY_PERM_DELETE = 1u << 3,
+        KEY_PERM_INVITE = 1u << 4,
+        KEY_PERM_ALL = 0x1f,
+};
+
+struct key_record {
+        char id[TOKEN_ID_LEN + 1];
+        uint8_t status; /* enum key_status, never KEY_STATUS_EXPIRED */
+        uint8_t role;   /* enum key_role */
+        uint8_t permissions;
+        uint8_t hash[KEY_HASH_SIZE];
+        uint64_t created_at;
+        uint64_t expires_at;
+        uint64_t last_used_at;
+        const char *name;
+        const char *description;       /* NULL when absent */
+        const char *owner;
+        const char *created_by;        /* NULL when absent */
+        const char *last_used_service; /* NULL when never used */
+        const char *last_used_from;    /* NULL when unknown */
+        size_t n_scope;                /* 0 = any service */
+        const char *scope[KEY_SCOPE_MAX];
+};
+
+/* Check every field's bounds and values; 0 or -EINVAL. */
+int record_validate(const struct key_record *rec) _warn_unused_;
+
+/* Encode into a new buffer (free() it). 0, -EINVAL (invalid record) or -ENOMEM. */
+int record_encode(const struct key_record *rec, void **ret_buf, size_t *ret_len) _warn_unused_;
+
+/*
+ * Decode `len` bytes at `buf` into a view.  0, -EBADMSG for a corrupt or
+ * truncated record, -EPROTONOSUPPORT for a format version newer than ours.
+ */
+int record_decode(const void *buf, size_t len, struct key_record *ret) _warn_unused_;
+
+/* The status a caller sees at `now` (µs): revoked > expired > disabled > enabled. */
+enum key_status record_effective_status(const struct key_record *rec, uint64_t now);
+
+/* Names used on the wire and in the CLI ("enabled", "admin", "create", ...). */
+const char *key_status_to_string(enum key_status s);
+int key_status_from_string(const char *s); /* enum value or -EINVAL */
+const char *key_role_to_string(enum key_role r);
+int key_role_from_string(const char *s); /* enum value or -EINVAL */
+const char *key_perm_to_string(enum key_perm p);
+int key_perm_from_string(const char *s); /* single bit or -EINVAL */
+/* The permission set a role implies; custom returns 0 (its set is explicit). */
+uint8_t key_role_permissions(enum key_role r);

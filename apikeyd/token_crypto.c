@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/* Token generation, hashing and the pepper file; see token_crypto.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "token_crypto.h"
+
+int token_crypto_init(void)
+{
+        return sodium_init() < 0 ? -EIO : 0;
+}
+
+static void random_base62(char *ret, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                ret[i] = BASE62_ALPHABET[randombytes_uniform(62)];
+}
+
+void token_generate_id(char ret_id[TOKEN_ID_LEN + 1])
+{
+        random_base62(ret_id, TOKEN_ID_LEN);
+        ret_id[TOKEN_ID_LEN] = '\0';
+}
+
+int token_generate(const char *prefix, const char *id, char ret_token[TOKEN_MAX_LEN + 1])
+{
+        char secret[TOKEN_SECRET_LEN + 1];
+        int r;
+
+        random_base62(secret, TOKEN_SECRET_LEN);
+        secret[TOKEN_SECRET_LEN] = '\0';
+        r = token_format(prefix, id, secret, ret_token, TOKEN_MAX_LEN + 1);
+        sodium_memzero(secret, sizeof(secret));
+        return r;
+}
+
+void token_hash(const uint8_t pepper[PEPPER_SIZE], const struct token *t,
+                uint8_t ret_hash[KEY_HASH_SIZE])
+{
+        crypto_generichash(ret_hash, KEY_HASH_SIZE, (const unsigned char *)t->body, t->body_len,
+                           pepper, PEPPER_SIZE);
+}
+
+bool token_hash_equal(const uint8_t a[KEY_HASH_SIZE], const uint8_t b[KEY_HASH_SIZE])
+{
+        return sodium_memcmp(a, b, KEY_HASH_SIZE) == 0;
+}
+
+_printf_(3, 4) static int pepper_fail(int r, char **ret_error, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (ret_error) {
+                va_start(ap, fmt);
+                if (vasprintf(ret_error, fmt, ap) < 0)
+                        *ret_error = NULL;
+                va_end(ap);
+        }
+        return r;
+}
+
+static int write_all(int fd, const void *buf, size_t n)
+{
+        const uint8_t *p = buf;
+
+        while (n > 0) {
+                ssize_t k = write(fd, p, n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += k;
+                n -= (size_t)k;
+        }
+        return 0;
+}
+
+static int pepper_create(int dirfd, const char *dir, uint8_t ret[PEPPER_SIZE], char **ret_error)
+{
+        _cleanup_close_ int fd = -1;
+        int r;
+
+        fd = openat(dirfd, PEPPER_FILE, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return pepper_fail(-errno, ret_error, "cannot create %s/%s: %m", dir, PEPPER_FILE);
+        randombytes_buf(ret, PEPPER_SIZE);
+        r = write_all(fd, ret, PEPPER_SIZE);
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r >= 0 && fsync(dirfd) < 0)
+                r = -errno;
+        if (r < 0) {
+                sodium_memzero(ret, PEPPER_SIZE);
+                (void)unlinkat(dirfd, PEPPER_FILE, 0);
+                errno = -r;
+                return pepper_fail(r, ret_error, "cannot write %s/%s: %m", dir, PEPPER_FILE);
+        }
+        return 0;
+}
+
+int pepper_load(const char *dir, bool create, uint8_t ret[PEPPER_SIZE], char **ret_error)
+{
+        _cleanup_close_ int dirfd = -1, fd = -1;
+        struct stat st;
+        ssize_t n;
+
+        dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0)
+                return pepper_fail(-errno, ret_error, "cannot open state directory %s: %m", dir);
+
+        fd = openat(dirfd, PEPPER_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT && create)
+                return pepper_create(dirfd, dir, ret, ret_error);
+        if (fd < 0)
+                return pepper_fail(-errno, ret_error, "cannot open %s/%s: %m", dir, PEPPER_FILE);
+
+        if (fstat(fd, &st) < 0)
+                return pepper_fail(-errno, ret_error, "cannot stat %s/%s: %m", dir, PEPPER_FILE);
+        if (!S_ISREG(st.st_mode))
+                return pepper_fail(-EPERM, ret_error, "%s/%s is not a regular file", dir,
+                                   PEPPER_FILE);
+        if (st.st_uid != geteuid())
+                return pepper_fail(-EPERM, ret_error,
+                                   "%s/%s is owned by uid %u, not by this daemon (uid %u)", dir,
+                                   PEPPER_FILE, (unsigned)st.st_uid, (unsigned)geteuid());
+        if (st.st_mode & 077)
+                return pepper_fail(-EPERM, ret_error,
+                                   "%s/%s has mode %04o; it must be 0600 (chmod 0600 it)", dir,
+                                   PEPPER_FILE, (unsigned)(st.st_mode & 07777));
+        if (st.st_size != PEPPER_SIZE)
+                return pepper_fail(-EBADMSG, ret_error,
+                                   "%s/%s is %lld bytes, not %d: it is damaged; restore it from a "
+                                   "backup (without it no existing key verifies)",
+                                   dir, PEPPER_FILE, (long long)st.st_size, PEPPER_SIZE);
+
+        n = pread(fd, ret, PEPPER_SIZE, 0);
+        if (n != PEPPER_SIZE) {
+                sodium_memzero(ret, PEPPER_SIZE);
+                if (n >= 0)
+                        errno = EIO;
+                return pepper_fail(-errno, ret_error, "cannot read %s/%s: %m", dir, PEPPER_FILE);
+        }
+        return 0;
+}
