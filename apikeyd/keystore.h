@@ -127,7 +127,8 @@ typedef int (*keystore_list_fn)(const struct key_record *rec, void *userdata);
  * (NULL or "" = from the start), at most `limit` of them (0 = no limit).
  * If `fn` returns non-zero the walk stops and that value is returned.
  * `ret_cursor` (TOKEN_ID_LEN + 1 bytes, may be NULL) gets the id of the
- * last key passed to `fn` when more matching keys may follow, else "".
+ * last key passed to `fn` when more matching keys may follow, else "";
+ * it may be the same buffer as `cursor`.  A malformed `cursor` is -EINVAL.
  * A corrupt record stops the walk with -EBADMSG.
  */
 int keystore_list(struct keystore *ks, const struct key_filter *filter, const char *cursor,
@@ -172,7 +173,11 @@ int keystore_list_audit(struct keystore *ks, uint64_t after_seq, uint64_t since,
                         const char *key_id, size_t limit, keystore_audit_fn fn,
                         void *userdata) _warn_unused_;
 
-/* Raw values in the meta database.  get: -ENOENT if absent, -ENOBUFS if `size` is too small. */
+/*
+ * Raw values in the meta database.  get: -ENOENT if absent, -ENOBUFS if
+ * `size` is too small; `*ret_len` (if non-NULL) gets the stored length on
+ * success and with -ENOBUFS, so a caller can size its buffer.
+ */
 int keystore_meta_get(struct keystore *ks, const char *name, void *buf, size_t size,
                       size_t *ret_len) _warn_unused_;
 int keystore_meta_put(struct keystore *ks, const char *name, const void *data,

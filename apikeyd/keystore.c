@@ -1,0 +1,1683 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The keystore on LMDB: the environment and its five databases, the schema
+ * check at open, every write as one transaction (growing the map when it
+ * fills up), the names and owners indexes kept in step with the records,
+ * the bounded audit log and the consistency check over all of it.
+ *
+ * Reads reuse one read-only transaction per handle, reset after each use
+ * and renewed before the next, so a Verify costs no allocation and holds no
+ * snapshot between calls.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lmdb.h>
+
+#include "keystore.h"
+
+#define KEYSTORE_MAXDBS 5
+/* Doublings a single write may ask for: a bulk load into a small map needs several. */
+#define KEYSTORE_MAX_GROWTH 16
+#define SCHEMA_KEY          "schema"
+#define META_NAME_MAX       256
+#define NAME_KEY_MAX        (KEY_OWNER_MAX + 1 + KEY_NAME_MAX)
+#define AUDIT_VERSION       1
+#define AUDIT_FIXED_SIZE    9 /* version, time */
+#define AUDIT_N_STRINGS     5
+#define AUDIT_STRING_MAX    4096
+
+struct keystore {
+        MDB_env *env;
+        MDB_dbi keys, names, owners, audit, meta;
+        MDB_txn *rtxn;       /* the reused read transaction; NULL until first needed */
+        unsigned read_depth; /* > 0 while rtxn is live (nested reads from list callbacks) */
+        uint64_t audit_max;
+        unsigned flags;
+        bool map_full; /* the last write failed with MDB_MAP_FULL */
+};
+
+static void cursor_closep(MDB_cursor **c)
+{
+        if (*c)
+                mdb_cursor_close(*c);
+}
+
+#define _cleanup_cursor_ _cleanup_(cursor_closep)
+
+static int mdb_to_errno(int rc)
+{
+        switch (rc) {
+        case MDB_SUCCESS:
+                return 0;
+        case MDB_NOTFOUND:
+                return -ENOENT;
+        case MDB_KEYEXIST:
+                return -EEXIST;
+        case MDB_MAP_FULL:
+                return -ENOSPC;
+        case MDB_CORRUPTED:
+        case MDB_PAGE_NOTFOUND:
+        case MDB_INVALID:
+        case MDB_INCOMPATIBLE:
+                return -EBADMSG;
+        case MDB_VERSION_MISMATCH:
+                return -EPROTONOSUPPORT;
+        case MDB_TXN_FULL:
+                return -E2BIG;
+        case MDB_BAD_VALSIZE:
+                return -EINVAL;
+        }
+        /* LMDB passes system errors through as positive errno values. */
+        return rc > 0 ? -rc : -EIO;
+}
+
+static int ks_err(struct keystore *ks, int rc)
+{
+        if (rc == MDB_MAP_FULL)
+                ks->map_full = true;
+        return mdb_to_errno(rc);
+}
+
+static void set_errorv(char **ret_error, const char *fmt, va_list ap)
+{
+        if (!ret_error)
+                return;
+        free(*ret_error);
+        if (vasprintf(ret_error, fmt, ap) < 0)
+                *ret_error = NULL;
+}
+
+static _printf_(2, 3) void set_error(char **ret_error, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        set_errorv(ret_error, fmt, ap);
+        va_end(ap);
+}
+
+/* Describe the failure in `*ret_error` and return `r`. */
+static _printf_(3, 4) int fail_with(char **ret_error, int r, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        set_errorv(ret_error, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+/* Drop the idle read transaction: resizing the map needs none open in this process. */
+static void drop_read_txn(struct keystore *ks)
+{
+        if (ks->rtxn) {
+                mdb_txn_abort(ks->rtxn);
+                ks->rtxn = NULL;
+        }
+}
+
+/* Another process grew the map beyond ours: adopt its size. */
+static int adopt_mapsize(struct keystore *ks)
+{
+        drop_read_txn(ks);
+        return ks_err(ks, mdb_env_set_mapsize(ks->env, 0));
+}
+
+static int grow_map(struct keystore *ks)
+{
+        MDB_envinfo info;
+        int rc;
+
+        drop_read_txn(ks);
+        rc = mdb_env_info(ks->env, &info);
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+        if (info.me_mapsize > SIZE_MAX / 2)
+                return -ENOSPC;
+        rc = mdb_env_set_mapsize(ks->env, info.me_mapsize * 2);
+        return ks_err(ks, rc);
+}
+
+static int read_begin(struct keystore *ks, MDB_txn **ret)
+{
+        MDB_txn *txn;
+        int rc;
+
+        if (ks->read_depth > 0) {
+                ks->read_depth++;
+                *ret = ks->rtxn;
+                return 0;
+        }
+
+        if (ks->rtxn) {
+                rc = mdb_txn_renew(ks->rtxn);
+                if (rc != MDB_SUCCESS)
+                        drop_read_txn(ks);
+        }
+        if (!ks->rtxn) {
+                rc = mdb_txn_begin(ks->env, NULL, MDB_RDONLY, &txn);
+                if (rc == MDB_MAP_RESIZED) {
+                        int r = adopt_mapsize(ks);
+
+                        if (r < 0)
+                                return r;
+                        rc = mdb_txn_begin(ks->env, NULL, MDB_RDONLY, &txn);
+                }
+                if (rc != MDB_SUCCESS)
+                        return ks_err(ks, rc);
+                ks->rtxn = txn;
+        }
+
+        ks->read_depth = 1;
+        *ret = ks->rtxn;
+        return 0;
+}
+
+static void read_end(struct keystore *ks)
+{
+        if (--ks->read_depth == 0)
+                mdb_txn_reset(ks->rtxn);
+}
+
+/*
+ * The body of a write transaction: returns >= 0 to commit, < 0 to abort.
+ * It may run more than once (after the map was grown), so it must not keep
+ * anything from an earlier run.
+ */
+typedef int (*write_fn)(struct keystore *ks, MDB_txn *txn, void *userdata);
+
+static int write_txn(struct keystore *ks, write_fn fn, void *userdata)
+{
+        bool adopted = false;
+
+        if (ks->flags & KEYSTORE_READONLY)
+                return -EROFS;
+        /* A list callback writing would pull the snapshot from under its own walk. */
+        if (ks->read_depth > 0)
+                return -EBUSY;
+
+        for (unsigned growth = 0;;) {
+                MDB_txn *txn;
+                int rc, r;
+
+                ks->map_full = false;
+                rc = mdb_txn_begin(ks->env, NULL, 0, &txn);
+                if (rc == MDB_MAP_RESIZED && !adopted) {
+                        adopted = true;
+                        r = adopt_mapsize(ks);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                if (rc != MDB_SUCCESS)
+                        return ks_err(ks, rc);
+
+                r = fn(ks, txn, userdata);
+                if (r < 0)
+                        mdb_txn_abort(txn);
+                else {
+                        rc = mdb_txn_commit(txn);
+                        if (rc != MDB_SUCCESS)
+                                r = ks_err(ks, rc);
+                }
+                if (r >= 0 || !ks->map_full || growth++ >= KEYSTORE_MAX_GROWTH)
+                        return r;
+
+                r = grow_map(ks);
+                if (r < 0)
+                        return r;
+        }
+}
+
+static bool val_is_id(const MDB_val *v, const char *id)
+{
+        return v->mv_size == TOKEN_ID_LEN && memcmp(v->mv_data, id, TOKEN_ID_LEN) == 0;
+}
+
+static bool val_is_string(const MDB_val *v, const char *s)
+{
+        size_t n = strlen(s);
+
+        return v->mv_size == n && memcmp(v->mv_data, s, n) == 0;
+}
+
+/* A keys entry as a record: the key must be the id the record carries. */
+static int decode_entry(const MDB_val *k, const MDB_val *v, struct key_record *ret)
+{
+        int r;
+
+        if (k->mv_size != TOKEN_ID_LEN)
+                return -EBADMSG;
+        r = record_decode(v->mv_data, v->mv_size, ret);
+        /* A newer record format needs a newer schema, which open refused:
+         * inside a store we accepted, any decode failure is damage. */
+        if (r < 0)
+                return -EBADMSG;
+        if (!val_is_id(k, ret->id))
+                return -EBADMSG;
+        return 0;
+}
+
+static size_t name_key(char buf[static NAME_KEY_MAX], const char *owner, const char *name)
+{
+        size_t o = strlen(owner), n = strlen(name);
+
+        memcpy(buf, owner, o);
+        buf[o] = '\0';
+        memcpy(buf + o + 1, name, n);
+        return o + 1 + n;
+}
+
+/*
+ * The record under `id` in a write transaction, decoded from a private copy:
+ * a view into the map would go stale at the transaction's next write.
+ */
+static int copy_record(struct keystore *ks, MDB_txn *txn, const char *id, void **ret_storage,
+                       struct key_record *ret)
+{
+        _cleanup_free_ void *copy = NULL;
+        MDB_val k = {TOKEN_ID_LEN, (void *)id}, v;
+        int rc, r;
+
+        rc = mdb_get(txn, ks->keys, &k, &v);
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+
+        copy = malloc(v.mv_size ? v.mv_size : 1);
+        if (!copy)
+                return -ENOMEM;
+        memcpy(copy, v.mv_data, v.mv_size);
+
+        r = decode_entry(&k, &(MDB_val){v.mv_size, copy}, ret);
+        if (r < 0)
+                return r;
+        *ret_storage = TAKE_PTR(copy);
+        return 0;
+}
+
+static int put_encoded(struct keystore *ks, MDB_txn *txn, const struct key_record *rec,
+                       unsigned flags, void **ret_buf, size_t *ret_len)
+{
+        _cleanup_free_ void *buf = NULL;
+        size_t len;
+        int rc, r;
+
+        r = record_encode(rec, &buf, &len);
+        if (r < 0)
+                return r;
+
+        rc = mdb_put(txn, ks->keys, &(MDB_val){TOKEN_ID_LEN, (void *)rec->id}, &(MDB_val){len, buf},
+                     flags);
+        if (rc == MDB_KEYEXIST)
+                return -ENOTUNIQ;
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+
+        if (ret_buf) {
+                *ret_buf = TAKE_PTR(buf);
+                *ret_len = len;
+        }
+        return 0;
+}
+
+static int names_add(struct keystore *ks, MDB_txn *txn, const struct key_record *rec)
+{
+        char nk[NAME_KEY_MAX];
+        MDB_val k = {name_key(nk, rec->owner, rec->name), nk};
+        int rc;
+
+        rc =
+            mdb_put(txn, ks->names, &k, &(MDB_val){TOKEN_ID_LEN, (void *)rec->id}, MDB_NOOVERWRITE);
+        if (rc == MDB_KEYEXIST)
+                return -EEXIST;
+        return ks_err(ks, rc);
+}
+
+/* Remove the names entry of `rec`, but only if it is this key's. */
+static int names_remove(struct keystore *ks, MDB_txn *txn, const struct key_record *rec)
+{
+        char nk[NAME_KEY_MAX];
+        MDB_val k = {name_key(nk, rec->owner, rec->name), nk}, v;
+        int rc;
+
+        rc = mdb_get(txn, ks->names, &k, &v);
+        if (rc == MDB_NOTFOUND)
+                return 0;
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+        if (!val_is_id(&v, rec->id))
+                return 0;
+        return ks_err(ks, mdb_del(txn, ks->names, &k, NULL));
+}
+
+static int index_add(struct keystore *ks, MDB_txn *txn, const struct key_record *rec)
+{
+        int rc, r;
+
+        r = names_add(ks, txn, rec);
+        if (r < 0)
+                return r;
+        rc = mdb_put(txn, ks->owners, &(MDB_val){strlen(rec->owner), (void *)rec->owner},
+                     &(MDB_val){TOKEN_ID_LEN, (void *)rec->id}, MDB_NODUPDATA);
+        /* Already there is what we want. */
+        if (rc == MDB_KEYEXIST)
+                return 0;
+        return ks_err(ks, rc);
+}
+
+static int index_remove(struct keystore *ks, MDB_txn *txn, const struct key_record *rec)
+{
+        int rc, r;
+
+        r = names_remove(ks, txn, rec);
+        if (r < 0)
+                return r;
+        rc = mdb_del(txn, ks->owners, &(MDB_val){strlen(rec->owner), (void *)rec->owner},
+                     &(MDB_val){TOKEN_ID_LEN, (void *)rec->id});
+        if (rc == MDB_NOTFOUND)
+                return 0;
+        return ks_err(ks, rc);
+}
+
+/* Remove every entry of `dbi` whose value is `id`: for a record we cannot decode. */
+static int index_scrub(struct keystore *ks, MDB_txn *txn, MDB_dbi dbi, const char *id)
+{
+        _cleanup_cursor_ MDB_cursor *c = NULL;
+        MDB_val k, v;
+        int rc;
+
+        rc = mdb_cursor_open(txn, dbi, &c);
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+        for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+                if (!val_is_id(&v, id))
+                        continue;
+                rc = mdb_cursor_del(c, 0);
+                if (rc != MDB_SUCCESS)
+                        return ks_err(ks, rc);
+        }
+        return rc == MDB_NOTFOUND ? 0 : ks_err(ks, rc);
+}
+
+/* ---- open and close ---- */
+
+struct open_ctx {
+        const char *path;
+        char **ret_error;
+};
+
+static int open_dbs(struct keystore *ks, MDB_txn *txn, bool create)
+{
+        const unsigned c = create ? MDB_CREATE : 0;
+        const struct {
+                const char *name;
+                unsigned flags;
+                MDB_dbi *dbi;
+        } dbs[] = {
+            {"keys", c, &ks->keys},
+            {"names", c, &ks->names},
+            {"owners", c | MDB_DUPSORT | MDB_DUPFIXED, &ks->owners},
+            {"audit", c, &ks->audit},
+            {"meta", c, &ks->meta},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(dbs); i++) {
+                int rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags, dbs[i].dbi);
+
+                if (rc != MDB_SUCCESS)
+                        return ks_err(ks, rc);
+        }
+        return 0;
+}
+
+static int store_has_keys(struct keystore *ks, MDB_txn *txn, bool *ret)
+{
+        const MDB_dbi dbis[] = {ks->keys, ks->names, ks->owners};
+
+        *ret = false;
+        for (size_t i = 0; i < ELEMENTSOF(dbis); i++) {
+                MDB_stat st;
+                int rc = mdb_stat(txn, dbis[i], &st);
+
+                if (rc != MDB_SUCCESS)
+                        return ks_err(ks, rc);
+                if (st.ms_entries > 0)
+                        *ret = true;
+        }
+        return 0;
+}
+
+static int check_schema(struct keystore *ks, MDB_txn *txn, struct open_ctx *c)
+{
+        MDB_val k = {STRLEN(SCHEMA_KEY), (void *)SCHEMA_KEY}, v;
+        uint32_t le, version;
+        bool has_keys;
+        int rc, r;
+
+        rc = mdb_get(txn, ks->meta, &k, &v);
+        if (rc == MDB_NOTFOUND) {
+                r = store_has_keys(ks, txn, &has_keys);
+                if (r < 0)
+                        return r;
+                if (has_keys) {
+                        set_error(c->ret_error,
+                                  "keystore %s holds keys but no schema version; refusing to "
+                                  "open it",
+                                  c->path);
+                        return -EBADMSG;
+                }
+                if (ks->flags & KEYSTORE_READONLY)
+                        return 0;
+                le = htole32(KEYSTORE_SCHEMA_VERSION);
+                return ks_err(ks, mdb_put(txn, ks->meta, &k, &(MDB_val){sizeof(le), &le}, 0));
+        }
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+
+        if (v.mv_size != sizeof(le)) {
+                set_error(c->ret_error,
+                          "keystore %s has a malformed schema version (%zu bytes, not 4)", c->path,
+                          v.mv_size);
+                return -EBADMSG;
+        }
+        memcpy(&le, v.mv_data, sizeof(le));
+        version = le32toh(le);
+        if (version == 0) {
+                set_error(c->ret_error, "keystore %s has schema version 0, which never existed",
+                          c->path);
+                return -EBADMSG;
+        }
+        if (version > KEYSTORE_SCHEMA_VERSION) {
+                set_error(c->ret_error,
+                          "keystore schema version %" PRIu32
+                          " is newer than this apikeyd supports (%d); refusing to open it",
+                          version, KEYSTORE_SCHEMA_VERSION);
+                return -EPROTONOSUPPORT;
+        }
+        return 0;
+}
+
+static int init_in(struct keystore *ks, MDB_txn *txn, void *userdata)
+{
+        struct open_ctx *c = userdata;
+        int r;
+
+        r = open_dbs(ks, txn, !(ks->flags & KEYSTORE_READONLY));
+        if (r == -ENOENT) {
+                set_error(c->ret_error, "keystore %s has not been initialized", c->path);
+                return r;
+        }
+        if (r < 0)
+                return r;
+        return check_schema(ks, txn, c);
+}
+
+/* A read-only handle cannot write, so its databases are looked up in a read transaction. */
+static int init_readonly(struct keystore *ks, struct open_ctx *c)
+{
+        MDB_txn *txn;
+        int rc, r;
+
+        rc = mdb_txn_begin(ks->env, NULL, MDB_RDONLY, &txn);
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+        r = init_in(ks, txn, c);
+        if (r < 0) {
+                mdb_txn_abort(txn);
+                return r;
+        }
+        /* Committing keeps the database handles for the life of the environment. */
+        return ks_err(ks, mdb_txn_commit(txn));
+}
+
+void keystore_close(struct keystore *ks)
+{
+        if (!ks)
+                return;
+        drop_read_txn(ks);
+        if (ks->env)
+                mdb_env_close(ks->env);
+        free(ks);
+}
+
+static void keystore_closep(struct keystore **ks)
+{
+        keystore_close(*ks);
+}
+
+static int open_env(struct keystore *ks, const char *path, uint64_t mapsize, char **ret_error)
+{
+        unsigned flags;
+        int dead, rc;
+
+        rc = mdb_env_create(&ks->env);
+        if (rc != MDB_SUCCESS) {
+                ks->env = NULL;
+                return mdb_to_errno(rc);
+        }
+        rc = mdb_env_set_maxdbs(ks->env, KEYSTORE_MAXDBS);
+        if (rc == MDB_SUCCESS)
+                rc = mdb_env_set_mapsize(ks->env, (size_t)mapsize);
+        if (rc != MDB_SUCCESS)
+                return mdb_to_errno(rc);
+
+        /* MDB_NOTLS: the reused read transaction belongs to the handle, not to a thread. */
+        flags = MDB_NOSUBDIR | MDB_NOTLS;
+        if (ks->flags & KEYSTORE_NOSYNC)
+                flags |= MDB_NOSYNC;
+        if (ks->flags & KEYSTORE_READONLY)
+                flags |= MDB_RDONLY;
+        rc = mdb_env_open(ks->env, path, flags, 0600);
+        if (rc != MDB_SUCCESS)
+                return fail_with(ret_error, mdb_to_errno(rc), "cannot open keystore %s: %s", path,
+                                 mdb_strerror(rc));
+
+        /* A process killed inside a read transaction leaves its reader slot
+         * behind, pinning old pages so the file only grows. */
+        rc = mdb_reader_check(ks->env, &dead);
+        if (rc != MDB_SUCCESS)
+                return fail_with(ret_error, mdb_to_errno(rc),
+                                 "cannot clear stale readers of keystore %s: %s", path,
+                                 mdb_strerror(rc));
+        return 0;
+}
+
+int keystore_open(const char *dir, const struct keystore_options *opts, struct keystore **ret,
+                  char **ret_error)
+{
+        _cleanup_(keystore_closep) struct keystore *ks = NULL;
+        _cleanup_free_ char *path = NULL;
+        struct open_ctx c = {.ret_error = ret_error};
+        uint64_t mapsize;
+        int r;
+
+        if (ret_error)
+                *ret_error = NULL;
+        if (!dir || !*dir || !ret)
+                return -EINVAL;
+        if (asprintf(&path, "%s/%s", dir, KEYSTORE_FILE) < 0)
+                return -ENOMEM;
+        c.path = path;
+
+        ks = calloc(1, sizeof(*ks));
+        if (!ks)
+                return -ENOMEM;
+        ks->flags = opts ? opts->flags : 0;
+        ks->audit_max = opts && opts->audit_max ? opts->audit_max : KEYSTORE_DEFAULT_AUDIT_MAX;
+        mapsize = opts && opts->mapsize ? opts->mapsize : KEYSTORE_DEFAULT_MAPSIZE;
+        if (mapsize > SIZE_MAX)
+                return -EINVAL;
+
+        r = open_env(ks, path, mapsize, ret_error);
+        if (r >= 0 && (ks->flags & KEYSTORE_READONLY))
+                r = init_readonly(ks, &c);
+        else if (r >= 0)
+                r = write_txn(ks, init_in, &c);
+        if (r < 0) {
+                if (ret_error && !*ret_error)
+                        set_error(ret_error, "cannot open keystore %s: %s", path, strerror(-r));
+                return r;
+        }
+
+        *ret = TAKE_PTR(ks);
+        return 0;
+}
+
+/* ---- keys ---- */
+
+static int put_in(struct keystore *ks, MDB_txn *txn, const struct key_record *rec)
+{
+        int r;
+
+        r = put_encoded(ks, txn, rec, MDB_NOOVERWRITE, NULL, NULL);
+        if (r < 0)
+                return r;
+        return index_add(ks, txn, rec);
+}
+
+struct put_ctx {
+        const struct key_record *recs;
+        size_t n;
+};
+
+static int put_keys_in(struct keystore *ks, MDB_txn *txn, void *userdata)
+{
+        struct put_ctx *c = userdata;
+
+        for (size_t i = 0; i < c->n; i++) {
+                int r = put_in(ks, txn, &c->recs[i]);
+
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int keystore_put_keys(struct keystore *ks, const struct key_record *recs, size_t n)
+{
+        struct put_ctx c = {recs, n};
+
+        if (!ks || (n > 0 && !recs))
+                return -EINVAL;
+        /* Refuse an invalid batch before any transaction is opened. */
+        for (size_t i = 0; i < n; i++)
+                if (record_validate(&recs[i]) < 0)
+                        return -EINVAL;
+        if (n == 0)
+                return 0;
+        return write_txn(ks, put_keys_in, &c);
+}
+
+int keystore_put_key(struct keystore *ks, const struct key_record *rec)
+{
+        if (!rec)
+                return -EINVAL;
+        return keystore_put_keys(ks, rec, 1);
+}
+
+/* Hand a freshly encoded record out as a view into its own buffer. */
+static int hand_out(void *buf, size_t len, struct key_record *ret, void **ret_storage)
+{
+        _cleanup_free_ void *owned = buf;
+        int r;
+
+        if (!ret)
+                return 0;
+        r = record_decode(owned, len, ret);
+        if (r < 0)
+                return r;
+        *ret_storage = TAKE_PTR(owned);
+        return 0;
+}
+
+static int get_in(struct keystore *ks, MDB_txn *txn, const char *id, void **ret_buf,
+                  size_t *ret_len)
+{
+        _cleanup_free_ void *copy = NULL;
+        struct key_record rec;
+        MDB_val k = {TOKEN_ID_LEN, (void *)id}, v;
+        int rc, r;
+
+        rc = mdb_get(txn, ks->keys, &k, &v);
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+        r = decode_entry(&k, &v, &rec);
+        if (r < 0)
+                return r;
+        if (!ret_buf)
+                return 0;
+
+        copy = malloc(v.mv_size);
+        if (!copy)
+                return -ENOMEM;
+        memcpy(copy, v.mv_data, v.mv_size);
+        *ret_buf = TAKE_PTR(copy);
+        *ret_len = v.mv_size;
+        return 0;
+}
+
+int keystore_get(struct keystore *ks, const char *id, struct key_record *ret, void **ret_storage)
+{
+        MDB_txn *txn;
+        void *buf = NULL;
+        size_t len = 0;
+        int r;
+
+        if (!ks || (ret && !ret_storage))
+                return -EINVAL;
+        if (!token_id_valid(id))
+                return -EINVAL;
+
+        r = read_begin(ks, &txn);
+        if (r < 0)
+                return r;
+        r = get_in(ks, txn, id, ret ? &buf : NULL, &len);
+        read_end(ks);
+        if (r < 0)
+                return r;
+        return hand_out(buf, len, ret, ret_storage);
+}
+
+struct change_ctx {
+        const char *id;
+        const struct key_update *upd; /* update */
+        enum key_status status;       /* set_status */
+        void *buf;                    /* the record as it stands after the change */
+        size_t len;
+};
+
+static void change_reset(struct change_ctx *c)
+{
+        free(c->buf);
+        c->buf = NULL;
+        c->len = 0;
+}
+
+static int update_in(struct keystore *ks, MDB_txn *txn, void *userdata)
+{
+        struct change_ctx *c = userdata;
+        const struct key_update *u = c->upd;
+        _cleanup_free_ void *old_storage = NULL;
+        struct key_record old, rec;
+        int r;
+
+        change_reset(c);
+        r = copy_record(ks, txn, c->id, &old_storage, &old);
+        if (r < 0)
+                return r;
+        if (old.status == KEY_STATUS_REVOKED)
+                return -ESTALE;
+
+        rec = old;
+        if (u->fields & KEY_UPDATE_NAME)
+                rec.name = u->name;
+        if (u->fields & KEY_UPDATE_DESCRIPTION)
+                rec.description = u->description;
+        if (u->fields & KEY_UPDATE_SCOPE) {
+                rec.n_scope = u->n_scope;
+                for (size_t i = 0; i < u->n_scope; i++)
+                        rec.scope[i] = u->scope[i];
+        }
+        if (u->fields & KEY_UPDATE_PERMISSIONS) {
+                rec.role = u->role;
+                rec.permissions = u->permissions;
+        }
+        if (u->fields & KEY_UPDATE_EXPIRES)
+                rec.expires_at = u->expires_at;
+
+        if (record_validate(&rec) < 0)
+                return -EINVAL;
+
+        if (!STREQ(rec.name, old.name)) {
+                r = names_add(ks, txn, &rec);
+                if (r < 0)
+                        return r;
+                r = names_remove(ks, txn, &old);
+                if (r < 0)
+                        return r;
+        }
+        return put_encoded(ks, txn, &rec, 0, &c->buf, &c->len);
+}
+
+int keystore_update_key(struct keystore *ks, const char *id, const struct key_update *upd,
+                        struct key_record *ret, void **ret_storage)
+{
+        struct change_ctx c = {.id = id, .upd = upd};
+        int r;
+
+        if (!ks || !upd || (ret && !ret_storage))
+                return -EINVAL;
+        if (!token_id_valid(id))
+                return -EINVAL;
+        if (upd->fields & ~(unsigned)(KEY_UPDATE_NAME | KEY_UPDATE_DESCRIPTION | KEY_UPDATE_SCOPE |
+                                      KEY_UPDATE_PERMISSIONS | KEY_UPDATE_EXPIRES))
+                return -EINVAL;
+        if ((upd->fields & KEY_UPDATE_SCOPE) &&
+            (upd->n_scope > KEY_SCOPE_MAX || (upd->n_scope > 0 && !upd->scope)))
+                return -EINVAL;
+
+        r = write_txn(ks, update_in, &c);
+        if (r < 0) {
+                change_reset(&c);
+                return r;
+        }
+        return hand_out(c.buf, c.len, ret, ret_storage);
+}
+
+static int set_status_in(struct keystore *ks, MDB_txn *txn, void *userdata)
+{
+        struct change_ctx *c = userdata;
+        _cleanup_free_ void *old_storage = NULL;
+        struct key_record rec;
+        int r;
+
+        change_reset(c);
+        r = copy_record(ks, txn, c->id, &old_storage, &rec);
+        if (r < 0)
+                return r;
+        if (rec.status == KEY_STATUS_REVOKED && c->status != KEY_STATUS_REVOKED)
+                return -ESTALE;
+
+        if (rec.status != c->status) {
+                rec.status = (uint8_t)c->status;
+                return put_encoded(ks, txn, &rec, 0, &c->buf, &c->len);
+        }
+        /* Nothing to change; the caller still gets the record. */
+        return record_encode(&rec, &c->buf, &c->len);
+}
+
+int keystore_set_status(struct keystore *ks, const char *id, enum key_status status,
+                        struct key_record *ret, void **ret_storage)
+{
+        struct change_ctx c = {.id = id, .status = status};
+        int r;
+
+        if (!ks || (ret && !ret_storage))
+                return -EINVAL;
+        if (!token_id_valid(id))
+                return -EINVAL;
+        if (status != KEY_STATUS_ENABLED && status != KEY_STATUS_DISABLED &&
+            status != KEY_STATUS_REVOKED)
+                return -EINVAL;
+
+        r = write_txn(ks, set_status_in, &c);
+        if (r < 0) {
+                change_reset(&c);
+                return r;
+        }
+        return hand_out(c.buf, c.len, ret, ret_storage);
+}
+
+static int delete_in(struct keystore *ks, MDB_txn *txn, void *userdata)
+{
+        const char *id = userdata;
+        _cleanup_free_ void *storage = NULL;
+        struct key_record rec;
+        int r;
+
+        r = copy_record(ks, txn, id, &storage, &rec);
+        if (r == -ENOENT)
+                return r;
+        if (r >= 0)
+                r = index_remove(ks, txn, &rec);
+        else if (r == -EBADMSG) {
+                /* Without the record we do not know its owner and name: find its
+                 * index entries by value, so deleting is how a damaged key is removed. */
+                r = index_scrub(ks, txn, ks->names, id);
+                if (r >= 0)
+                        r = index_scrub(ks, txn, ks->owners, id);
+        }
+        if (r < 0)
+                return r;
+        return ks_err(ks, mdb_del(txn, ks->keys, &(MDB_val){TOKEN_ID_LEN, (void *)id}, NULL));
+}
+
+int keystore_delete_key(struct keystore *ks, const char *id)
+{
+        if (!ks || !token_id_valid(id))
+                return -EINVAL;
+        return write_txn(ks, delete_in, (void *)id);
+}
+
+/* ---- listing ---- */
+
+struct list_walk {
+        const struct key_filter *filter;
+        size_t limit;
+        keystore_list_fn fn;
+        void *userdata;
+        size_t n;
+        char last[TOKEN_ID_LEN + 1];
+        bool done; /* the limit is reached */
+        bool more; /* and something follows */
+};
+
+static bool filter_match(const struct key_filter *f, const struct key_record *rec)
+{
+        if (!f)
+                return true;
+        if (f->owner && !STREQ(f->owner, rec->owner))
+                return false;
+        if (f->status != 0 && (int)record_effective_status(rec, f->now) != f->status)
+                return false;
+        if (f->name_prefix && strncmp(rec->name, f->name_prefix, strlen(f->name_prefix)) != 0)
+                return false;
+        if (f->expiring_within != 0) {
+                if (rec->expires_at == 0 || rec->expires_at <= f->now)
+                        return false;
+                if (rec->expires_at - f->now > f->expiring_within)
+                        return false;
+        }
+        return true;
+}
+
+/* 0 to go on, else what the walk returns. */
+static int list_visit(struct list_walk *w, const struct key_record *rec)
+{
+        int r;
+
+        if (!filter_match(w->filter, rec))
+                return 0;
+        memcpy(w->last, rec->id, sizeof(w->last));
+        w->n++;
+        r = w->fn(rec, w->userdata);
+        if (r != 0)
+                return r;
+        if (w->limit != 0 && w->n >= w->limit)
+                w->done = true;
+        return 0;
+}
+
+static int list_all(struct keystore *ks, MDB_txn *txn, const char *after, struct list_walk *w)
+{
+        _cleanup_cursor_ MDB_cursor *c = NULL;
+        MDB_val k, v;
+        int rc, r;
+
+        rc = mdb_cursor_open(txn, ks->keys, &c);
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+
+        if (after) {
+                k = (MDB_val){TOKEN_ID_LEN, (void *)after};
+                rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+                if (rc == MDB_SUCCESS && val_is_id(&k, after))
+                        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+        } else
+                rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+
+        for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+                struct key_record rec;
+
+                if (w->done) {
+                        w->more = true;
+                        return 0;
+                }
+                r = decode_entry(&k, &v, &rec);
+                if (r < 0)
+                        return r;
+                r = list_visit(w, &rec);
+                if (r != 0)
+                        return r;
+        }
+        return rc == MDB_NOTFOUND ? 0 : ks_err(ks, rc);
+}
+
+/* The owner's ids come from the owners index, which dupsort keeps in id order. */
+static int list_owner(struct keystore *ks, MDB_txn *txn, const char *owner, const char *after,
+                      struct list_walk *w)
+{
+        _cleanup_cursor_ MDB_cursor *c = NULL;
+        size_t olen = strnlen(owner, KEY_OWNER_MAX + 1);
+        MDB_val k = {olen, (void *)owner}, v;
+        int rc, r;
+
+        /* No key can have such an owner, and LMDB refuses empty or oversized keys. */
+        if (olen == 0 || olen > KEY_OWNER_MAX)
+                return 0;
+
+        rc = mdb_cursor_open(txn, ks->owners, &c);
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+
+        if (after) {
+                v = (MDB_val){TOKEN_ID_LEN, (void *)after};
+                rc = mdb_cursor_get(c, &k, &v, MDB_GET_BOTH_RANGE);
+                if (rc == MDB_SUCCESS && val_is_id(&v, after))
+                        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP);
+        } else
+                rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+
+        for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP)) {
+                struct key_record rec;
+                MDB_val rk, rv;
+
+                if (w->done) {
+                        w->more = true;
+                        return 0;
+                }
+                if (v.mv_size != TOKEN_ID_LEN)
+                        return -EBADMSG;
+                rk = v;
+                rc = mdb_get(txn, ks->keys, &rk, &rv);
+                if (rc == MDB_NOTFOUND)
+                        return -EBADMSG; /* the index names a key that is gone */
+                if (rc != MDB_SUCCESS)
+                        return ks_err(ks, rc);
+                r = decode_entry(&rk, &rv, &rec);
+                if (r < 0)
+                        return r;
+                if (!STREQ(rec.owner, owner))
+                        return -EBADMSG;
+                r = list_visit(w, &rec);
+                if (r != 0)
+                        return r;
+        }
+        return rc == MDB_NOTFOUND ? 0 : ks_err(ks, rc);
+}
+
+int keystore_list(struct keystore *ks, const struct key_filter *filter, const char *cursor,
+                  size_t limit, keystore_list_fn fn, void *userdata,
+                  char ret_cursor[TOKEN_ID_LEN + 1])
+{
+        struct list_walk w = {
+            .filter = filter,
+            .limit = limit,
+            .fn = fn,
+            .userdata = userdata,
+        };
+        char after[TOKEN_ID_LEN + 1] = "";
+        MDB_txn *txn;
+        int r;
+
+        /* Callers page with one buffer for both cursors: read it before writing it. */
+        if (cursor && *cursor != '\0') {
+                if (!token_id_valid(cursor)) {
+                        if (ret_cursor)
+                                ret_cursor[0] = '\0';
+                        return -EINVAL;
+                }
+                memcpy(after, cursor, sizeof(after));
+        }
+        if (ret_cursor)
+                ret_cursor[0] = '\0';
+        if (!ks || !fn)
+                return -EINVAL;
+        if (filter && (filter->status < 0 || filter->status > KEY_STATUS_EXPIRED))
+                return -EINVAL;
+
+        r = read_begin(ks, &txn);
+        if (r < 0)
+                return r;
+        if (filter && filter->owner)
+                r = list_owner(ks, txn, filter->owner, after[0] ? after : NULL, &w);
+        else
+                r = list_all(ks, txn, after[0] ? after : NULL, &w);
+        read_end(ks);
+
+        if (r < 0)
+                return r;
+        /* Stopped by the callback, or by the limit with keys left to look at. */
+        if (ret_cursor && (r != 0 || w.more))
+                memcpy(ret_cursor, w.last, TOKEN_ID_LEN + 1);
+        return r;
+}
+
+static int count_in(struct keystore *ks, MDB_txn *txn, uint64_t now, uint64_t counts[5])
+{
+        _cleanup_cursor_ MDB_cursor *c = NULL;
+        MDB_val k, v;
+        int rc, r;
+
+        rc = mdb_cursor_open(txn, ks->keys, &c);
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+        for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+                struct key_record rec;
+
+                r = decode_entry(&k, &v, &rec);
+                if (r < 0)
+                        return r;
+                counts[record_effective_status(&rec, now)]++;
+        }
+        return rc == MDB_NOTFOUND ? 0 : ks_err(ks, rc);
+}
+
+int keystore_count(struct keystore *ks, uint64_t now, uint64_t ret_counts[5])
+{
+        uint64_t counts[5] = {};
+        MDB_txn *txn;
+        int r;
+
+        if (!ks || !ret_counts)
+                return -EINVAL;
+        r = read_begin(ks, &txn);
+        if (r < 0)
+                return r;
+        r = count_in(ks, txn, now, counts);
+        read_end(ks);
+        if (r < 0)
+                return r;
+        memcpy(ret_counts, counts, sizeof(counts));
+        return 0;
+}
+
+/* ---- last used ---- */
+
+/* `s` cut to KEY_FIELD_MAX bytes, at a UTF-8 character boundary; NULL for "". */
+static const char *clip_field(const char *s, char buf[static KEY_FIELD_MAX + 1])
+{
+        size_t n;
+
+        if (!s || !*s)
+                return NULL;
+        n = strnlen(s, KEY_FIELD_MAX + 1);
+        if (n <= KEY_FIELD_MAX)
+                return s;
+        n = KEY_FIELD_MAX;
+        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+                n--;
+        memcpy(buf, s, n);
+        buf[n] = '\0';
+        return buf;
+}
+
+struct last_used_ctx {
+        const struct last_used *entries;
+        size_t n;
+};
+
+static int last_used_one(struct keystore *ks, MDB_txn *txn, const struct last_used *e)
+{
+        _cleanup_free_ void *storage = NULL;
+        char service[KEY_FIELD_MAX + 1], from[KEY_FIELD_MAX + 1];
+        struct key_record rec;
+        int r;
+
+        if (!token_id_valid(e->id))
+                return 0;
+        r = copy_record(ks, txn, e->id, &storage, &rec);
+        /* Gone since it was used, or unreadable: losing a last-used time is
+         * better than losing the whole batch. */
+        if (r == -ENOENT || r == -EBADMSG)
+                return 0;
+        if (r < 0)
+                return r;
+        /* Batches may arrive out of order; a use never moves back in time. */
+        if (e->at < rec.last_used_at)
+                return 0;
+
+        rec.last_used_at = e->at;
+        rec.last_used_service = clip_field(e->service, service);
+        rec.last_used_from = clip_field(e->from, from);
+        return put_encoded(ks, txn, &rec, 0, NULL, NULL);
+}
+
+static int last_used_in(struct keystore *ks, MDB_txn *txn, void *userdata)
+{
+        struct last_used_ctx *c = userdata;
+
+        for (size_t i = 0; i < c->n; i++) {
+                int r = last_used_one(ks, txn, &c->entries[i]);
+
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int keystore_record_last_used(struct keystore *ks, const struct last_used *entries, size_t n)
+{
+        struct last_used_ctx c = {entries, n};
+
+        if (!ks || (n > 0 && !entries))
+                return -EINVAL;
+        if (n == 0)
+                return 0;
+        return write_txn(ks, last_used_in, &c);
+}
+
+/* ---- audit ---- */
+
+static const char **audit_strings(struct audit_event *ev, size_t i)
+{
+        switch (i) {
+        case 0:
+                return &ev->actor;
+        case 1:
+                return &ev->action;
+        case 2:
+                return &ev->key_id;
+        case 3:
+                return &ev->result;
+        default:
+                return &ev->detail;
+        }
+}
+
+static bool audit_required(size_t i)
+{
+        return i == 0 || i == 1 || i == 3; /* actor, action, result */
+}
+
+static int audit_encode(const struct audit_event *ev, void **ret_buf, size_t *ret_len)
+{
+        struct audit_event e = *ev;
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len = AUDIT_FIXED_SIZE;
+        uint64_t time_le;
+        uint8_t *p;
+
+        for (size_t i = 0; i < AUDIT_N_STRINGS; i++) {
+                const char *s = *audit_strings(&e, i);
+                size_t n = s ? strnlen(s, AUDIT_STRING_MAX + 1) : 0;
+
+                if (n > AUDIT_STRING_MAX || (n == 0 && audit_required(i)))
+                        return -EINVAL;
+                len += 2 + n + 1;
+        }
+
+        buf = malloc(len);
+        if (!buf)
+                return -ENOMEM;
+        p = buf;
+        *p++ = AUDIT_VERSION;
+        time_le = htole64(ev->time);
+        memcpy(p, &time_le, sizeof(time_le));
+        p += sizeof(time_le);
+        for (size_t i = 0; i < AUDIT_N_STRINGS; i++) {
+                const char *s = *audit_strings(&e, i);
+                uint16_t n = s ? (uint16_t)strlen(s) : 0, n_le = htole16(n);
+
+                memcpy(p, &n_le, sizeof(n_le));
+                p += sizeof(n_le);
+                if (n > 0)
+                        memcpy(p, s, n);
+                p[n] = '\0';
+                p += n + 1;
+        }
+
+        *ret_buf = TAKE_PTR(buf);
+        *ret_len = len;
+        return 0;
+}
+
+static int audit_decode(const MDB_val *k, const MDB_val *v, struct audit_event *ret)
+{
+        const uint8_t *b = v->mv_data;
+        struct audit_event ev = {};
+        uint64_t seq_be, time_le;
+        size_t pos, len = v->mv_size;
+
+        if (k->mv_size != sizeof(seq_be))
+                return -EBADMSG;
+        memcpy(&seq_be, k->mv_data, sizeof(seq_be));
+        ev.seq = be64toh(seq_be);
+
+        /* As with records, a newer event format would have come with a newer schema. */
+        if (len < AUDIT_FIXED_SIZE || b[0] != AUDIT_VERSION)
+                return -EBADMSG;
+        memcpy(&time_le, b + 1, sizeof(time_le));
+        ev.time = le64toh(time_le);
+
+        pos = AUDIT_FIXED_SIZE;
+        for (size_t i = 0; i < AUDIT_N_STRINGS; i++) {
+                uint16_t n_le;
+                size_t n;
+
+                if (len - pos < sizeof(n_le))
+                        return -EBADMSG;
+                memcpy(&n_le, b + pos, sizeof(n_le));
+                n = le16toh(n_le);
+                pos += sizeof(n_le);
+                if (len - pos < n + 1 || b[pos + n] != '\0' || memchr(b + pos, '\0', n))
+                        return -EBADMSG;
+                if (n == 0 && audit_required(i))
+                        return -EBADMSG;
+                *audit_strings(&ev, i) = n > 0 ? (const char *)b + pos : NULL;
+                pos += n + 1;
+        }
+        if (pos != len)
+                return -EBADMSG;
+
+        *ret = ev;
+        return 0;
+}
+
+struct audit_ctx {
+        const void *buf;
+        size_t len;
+};
+
+static int append_audit_in(struct keystore *ks, MDB_txn *txn, void *userdata)
+{
+        struct audit_ctx *c = userdata;
+        _cleanup_cursor_ MDB_cursor *cur = NULL;
+        MDB_val k, v;
+        uint64_t seq = 1, seq_be;
+        MDB_stat st;
+        int rc;
+
+        rc = mdb_cursor_open(txn, ks->audit, &cur);
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+        if (rc == MDB_SUCCESS) {
+                if (k.mv_size != sizeof(seq_be))
+                        return -EBADMSG;
+                memcpy(&seq_be, k.mv_data, sizeof(seq_be));
+                seq = be64toh(seq_be) + 1;
+                if (seq == 0)
+                        return -EOVERFLOW;
+        } else if (rc != MDB_NOTFOUND)
+                return ks_err(ks, rc);
+
+        /* Big-endian keys sort numerically, so every new event goes at the end. */
+        seq_be = htobe64(seq);
+        rc = mdb_cursor_put(cur, &(MDB_val){sizeof(seq_be), &seq_be},
+                            &(MDB_val){c->len, (void *)c->buf}, MDB_APPEND);
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+
+        rc = mdb_stat(txn, ks->audit, &st);
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+        for (size_t excess = st.ms_entries > ks->audit_max ? st.ms_entries - ks->audit_max : 0;
+             excess > 0; excess--) {
+                rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+                if (rc == MDB_SUCCESS)
+                        rc = mdb_cursor_del(cur, 0);
+                if (rc != MDB_SUCCESS)
+                        return ks_err(ks, rc);
+        }
+        return 0;
+}
+
+int keystore_append_audit(struct keystore *ks, const struct audit_event *ev)
+{
+        _cleanup_free_ void *buf = NULL;
+        struct audit_ctx c;
+        size_t len;
+        int r;
+
+        if (!ks || !ev)
+                return -EINVAL;
+        r = audit_encode(ev, &buf, &len);
+        if (r < 0)
+                return r;
+        c = (struct audit_ctx){buf, len};
+        return write_txn(ks, append_audit_in, &c);
+}
+
+static int list_audit_in(struct keystore *ks, MDB_txn *txn, uint64_t after_seq, uint64_t since,
+                         const char *key_id, size_t limit, keystore_audit_fn fn, void *userdata)
+{
+        _cleanup_cursor_ MDB_cursor *c = NULL;
+        uint64_t start_be = htobe64(after_seq + 1);
+        MDB_val k = {sizeof(start_be), &start_be}, v;
+        size_t n = 0;
+        int rc, r;
+
+        rc = mdb_cursor_open(txn, ks->audit, &c);
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+
+        for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == MDB_SUCCESS;
+             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+                struct audit_event ev;
+
+                r = audit_decode(&k, &v, &ev);
+                if (r < 0)
+                        return r;
+                if (ev.time < since)
+                        continue;
+                if (key_id && (!ev.key_id || !STREQ(ev.key_id, key_id)))
+                        continue;
+                r = fn(&ev, userdata);
+                if (r != 0)
+                        return r;
+                if (limit != 0 && ++n >= limit)
+                        return 0;
+        }
+        return rc == MDB_NOTFOUND ? 0 : ks_err(ks, rc);
+}
+
+int keystore_list_audit(struct keystore *ks, uint64_t after_seq, uint64_t since, const char *key_id,
+                        size_t limit, keystore_audit_fn fn, void *userdata)
+{
+        MDB_txn *txn;
+        int r;
+
+        if (!ks || !fn)
+                return -EINVAL;
+        if (after_seq == UINT64_MAX)
+                return 0;
+
+        r = read_begin(ks, &txn);
+        if (r < 0)
+                return r;
+        r = list_audit_in(ks, txn, after_seq, since, key_id, limit, fn, userdata);
+        read_end(ks);
+        return r;
+}
+
+/* ---- meta ---- */
+
+static bool meta_name_valid(const char *name)
+{
+        size_t n;
+
+        if (!name)
+                return false;
+        n = strnlen(name, META_NAME_MAX + 1);
+        return n > 0 && n <= META_NAME_MAX;
+}
+
+int keystore_meta_get(struct keystore *ks, const char *name, void *buf, size_t size,
+                      size_t *ret_len)
+{
+        MDB_txn *txn;
+        MDB_val v;
+        int rc, r = 0;
+
+        if (!ks || !meta_name_valid(name) || (size > 0 && !buf))
+                return -EINVAL;
+
+        r = read_begin(ks, &txn);
+        if (r < 0)
+                return r;
+        rc = mdb_get(txn, ks->meta, &(MDB_val){strlen(name), (void *)name}, &v);
+        if (rc != MDB_SUCCESS)
+                r = ks_err(ks, rc);
+        else {
+                /* The length is reported even when it does not fit, so callers can size a buffer.
+                 */
+                if (ret_len)
+                        *ret_len = v.mv_size;
+                if (v.mv_size > size)
+                        r = -ENOBUFS;
+                else if (v.mv_size > 0)
+                        memcpy(buf, v.mv_data, v.mv_size);
+        }
+        read_end(ks);
+        return r;
+}
+
+struct meta_ctx {
+        const char *name;
+        const void *data;
+        size_t len;
+};
+
+static int meta_put_in(struct keystore *ks, MDB_txn *txn, void *userdata)
+{
+        struct meta_ctx *c = userdata;
+        static const char empty;
+
+        return ks_err(ks,
+                      mdb_put(txn, ks->meta, &(MDB_val){strlen(c->name), (void *)c->name},
+                              &(MDB_val){c->len, c->len ? (void *)c->data : (void *)&empty}, 0));
+}
+
+int keystore_meta_put(struct keystore *ks, const char *name, const void *data, size_t len)
+{
+        struct meta_ctx c = {name, data, len};
+
+        if (!ks || !meta_name_valid(name) || (len > 0 && !data))
+                return -EINVAL;
+        return write_txn(ks, meta_put_in, &c);
+}
+
+/* ---- consistency check ---- */
+
+/* Index keys and values may be anything: print only the harmless part. */
+static const char *show(const void *p, size_t n, char *buf, size_t size)
+{
+        const unsigned char *s = p;
+        size_t i;
+
+        for (i = 0; i < n && i + 1 < size; i++)
+                buf[i] = s[i] >= 0x20 && s[i] < 0x7f ? (char)s[i] : '?';
+        buf[i] = '\0';
+        return buf;
+}
+
+#define SHOW_MAX (NAME_KEY_MAX + 1)
+
+static int verify_keys(struct keystore *ks, MDB_txn *txn, char **ret_error)
+{
+        _cleanup_cursor_ MDB_cursor *c = NULL, *oc = NULL;
+        char a[SHOW_MAX], b[SHOW_MAX];
+        MDB_val k, v;
+        int rc, r;
+
+        rc = mdb_cursor_open(txn, ks->keys, &c);
+        if (rc == MDB_SUCCESS)
+                rc = mdb_cursor_open(txn, ks->owners, &oc);
+        if (rc != MDB_SUCCESS)
+                return fail_with(ret_error, ks_err(ks, rc), "reading keys: %s", mdb_strerror(rc));
+
+        for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+                char nk[NAME_KEY_MAX];
+                struct key_record rec;
+                MDB_val nv, ok, ov;
+
+                r = decode_entry(&k, &v, &rec);
+                if (r < 0)
+                        return fail_with(ret_error, -EBADMSG, "key %s: record is corrupt (%s)",
+                                         show(k.mv_data, k.mv_size, a, sizeof(a)), strerror(-r));
+
+                rc =
+                    mdb_get(txn, ks->names, &(MDB_val){name_key(nk, rec.owner, rec.name), nk}, &nv);
+                if (rc == MDB_NOTFOUND)
+                        return fail_with(ret_error, -EBADMSG,
+                                         "key %s: no names entry for owner \"%s\" name \"%s\"",
+                                         rec.id, rec.owner, rec.name);
+                if (rc != MDB_SUCCESS)
+                        return fail_with(ret_error, ks_err(ks, rc), "reading names: %s",
+                                         mdb_strerror(rc));
+                if (!val_is_id(&nv, rec.id))
+                        return fail_with(ret_error, -EBADMSG,
+                                         "key %s: its names entry points at \"%s\"", rec.id,
+                                         show(nv.mv_data, nv.mv_size, b, sizeof(b)));
+
+                ok = (MDB_val){strlen(rec.owner), (void *)rec.owner};
+                ov = (MDB_val){TOKEN_ID_LEN, rec.id};
+                rc = mdb_cursor_get(oc, &ok, &ov, MDB_GET_BOTH);
+                if (rc == MDB_NOTFOUND)
+                        return fail_with(ret_error, -EBADMSG,
+                                         "key %s: no owners entry for owner \"%s\"", rec.id,
+                                         rec.owner);
+                if (rc != MDB_SUCCESS)
+                        return fail_with(ret_error, ks_err(ks, rc), "reading owners: %s",
+                                         mdb_strerror(rc));
+        }
+        if (rc != MDB_NOTFOUND)
+                return fail_with(ret_error, ks_err(ks, rc), "reading keys: %s", mdb_strerror(rc));
+        return 0;
+}
+
+/* The key an index entry points at; every record already decoded in verify_keys. */
+static int verify_target(struct keystore *ks, MDB_txn *txn, const MDB_val *id,
+                         struct key_record *ret)
+{
+        MDB_val rv;
+        int rc;
+
+        if (id->mv_size != TOKEN_ID_LEN)
+                return -ENOENT;
+        rc = mdb_get(txn, ks->keys, (MDB_val *)id, &rv);
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+        return decode_entry(id, &rv, ret);
+}
+
+static int verify_names(struct keystore *ks, MDB_txn *txn, char **ret_error)
+{
+        _cleanup_cursor_ MDB_cursor *c = NULL;
+        char a[SHOW_MAX], b[SHOW_MAX];
+        MDB_val k, v;
+        int rc, r;
+
+        rc = mdb_cursor_open(txn, ks->names, &c);
+        if (rc != MDB_SUCCESS)
+                return fail_with(ret_error, ks_err(ks, rc), "reading names: %s", mdb_strerror(rc));
+
+        for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+                const char *sep = memchr(k.mv_data, '\0', k.mv_size);
+                struct key_record rec;
+                size_t olen;
+
+                show(k.mv_data, k.mv_size, a, sizeof(a));
+                if (!sep)
+                        return fail_with(ret_error, -EBADMSG,
+                                         "names entry \"%s\" has no owner/name separator", a);
+                olen = (size_t)(sep - (const char *)k.mv_data);
+
+                r = verify_target(ks, txn, &v, &rec);
+                if (r == -ENOENT)
+                        return fail_with(ret_error, -EBADMSG,
+                                         "names entry \"%s\" points at missing key \"%s\"", a,
+                                         show(v.mv_data, v.mv_size, b, sizeof(b)));
+                if (r < 0)
+                        return fail_with(ret_error, r, "names entry \"%s\": %s", a, strerror(-r));
+                if (strlen(rec.owner) != olen || memcmp(rec.owner, k.mv_data, olen) != 0 ||
+                    !val_is_string(&(MDB_val){k.mv_size - olen - 1, (char *)sep + 1}, rec.name))
+                        return fail_with(ret_error, -EBADMSG,
+                                         "names entry \"%s\" points at key %s, which is owner "
+                                         "\"%s\" name \"%s\"",
+                                         a, rec.id, rec.owner, rec.name);
+        }
+        if (rc != MDB_NOTFOUND)
+                return fail_with(ret_error, ks_err(ks, rc), "reading names: %s", mdb_strerror(rc));
+        return 0;
+}
+
+static int verify_owners(struct keystore *ks, MDB_txn *txn, char **ret_error)
+{
+        _cleanup_cursor_ MDB_cursor *c = NULL;
+        char a[SHOW_MAX], b[SHOW_MAX];
+        MDB_val k, v;
+        int rc, r;
+
+        rc = mdb_cursor_open(txn, ks->owners, &c);
+        if (rc != MDB_SUCCESS)
+                return fail_with(ret_error, ks_err(ks, rc), "reading owners: %s", mdb_strerror(rc));
+
+        for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+                struct key_record rec;
+
+                show(k.mv_data, k.mv_size, a, sizeof(a));
+                r = verify_target(ks, txn, &v, &rec);
+                if (r == -ENOENT)
+                        return fail_with(ret_error, -EBADMSG,
+                                         "owners entry \"%s\" points at missing key \"%s\"", a,
+                                         show(v.mv_data, v.mv_size, b, sizeof(b)));
+                if (r < 0)
+                        return fail_with(ret_error, r, "owners entry \"%s\": %s", a, strerror(-r));
+                if (!val_is_string(&k, rec.owner))
+                        return fail_with(ret_error, -EBADMSG,
+                                         "owners entry \"%s\" points at key %s, which belongs "
+                                         "to \"%s\"",
+                                         a, rec.id, rec.owner);
+        }
+        if (rc != MDB_NOTFOUND)
+                return fail_with(ret_error, ks_err(ks, rc), "reading owners: %s", mdb_strerror(rc));
+        return 0;
+}
+
+int keystore_verify_indexes(struct keystore *ks, char **ret_error)
+{
+        MDB_txn *txn;
+        int r;
+
+        if (ret_error)
+                *ret_error = NULL;
+        if (!ks)
+                return -EINVAL;
+
+        r = read_begin(ks, &txn);
+        if (r < 0)
+                return r;
+        /* Records to indexes, then each index back to the records: together
+         * they show the three databases describe the same set of keys. */
+        r = verify_keys(ks, txn, ret_error);
+        if (r >= 0)
+                r = verify_names(ks, txn, ret_error);
+        if (r >= 0)
+                r = verify_owners(ks, txn, ret_error);
+        read_end(ks);
+        return r;
+}

@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The key record: its rules (record_validate), its versioned binary encoding
+ * (record_encode, record_decode; the layout is in record.h) and the names its
+ * enums carry on the wire.
+ *
+ * record_decode reads bytes from disk that a crash, a bad disk or a hostile
+ * copy may have mangled: it trusts nothing, and whatever it accepts also
+ * passes record_validate, so no caller has to check a decoded record again.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "record.h"
+
+#define RECORD_N_STRINGS 6 /* name, description, owner, created_by, last_used_* */
+
+static bool has_control(const char *s)
+{
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+                if (*p < 0x20 || *p == 0x7f)
+                        return true;
+        return false;
+}
+
+/* A required string: 1..max bytes, no control characters. */
+static bool label_valid(const char *s, size_t max)
+{
+        size_t n;
+
+        if (!s)
+                return false;
+        n = strnlen(s, max + 1);
+        return n >= 1 && n <= max && !has_control(s);
+}
+
+/* An optional string: NULL, or at most max bytes ("" counts as absent). */
+static bool optional_valid(const char *s, size_t max)
+{
+        return !s || strnlen(s, max + 1) <= max;
+}
+
+int record_validate(const struct key_record *rec)
+{
+        if (!rec)
+                return -EINVAL;
+        if (!token_id_valid(rec->id))
+                return -EINVAL;
+        if (rec->status < KEY_STATUS_ENABLED || rec->status > KEY_STATUS_REVOKED)
+                return -EINVAL;
+        if (rec->created_at == 0)
+                return -EINVAL;
+
+        if (rec->permissions & ~KEY_PERM_ALL)
+                return -EINVAL;
+        switch (rec->role) {
+        case KEY_ROLE_ADMIN:
+        case KEY_ROLE_READONLY:
+                if (rec->permissions != key_role_permissions(rec->role))
+                        return -EINVAL;
+                break;
+        case KEY_ROLE_CUSTOM:
+                if (rec->permissions == 0)
+                        return -EINVAL;
+                break;
+        default:
+                return -EINVAL;
+        }
+
+        if (!label_valid(rec->name, KEY_NAME_MAX) || !label_valid(rec->owner, KEY_OWNER_MAX))
+                return -EINVAL;
+        if (!optional_valid(rec->description, KEY_DESCRIPTION_MAX) ||
+            !optional_valid(rec->created_by, KEY_FIELD_MAX) ||
+            !optional_valid(rec->last_used_service, KEY_FIELD_MAX) ||
+            !optional_valid(rec->last_used_from, KEY_FIELD_MAX))
+                return -EINVAL;
+
+        if (rec->n_scope > KEY_SCOPE_MAX)
+                return -EINVAL;
+        for (size_t i = 0; i < rec->n_scope; i++) {
+                if (!label_valid(rec->scope[i], KEY_SCOPE_ENTRY_MAX))
+                        return -EINVAL;
+                /* A duplicate would make "remove this service" updates ambiguous. */
+                for (size_t j = 0; j < i; j++)
+                        if (STREQ(rec->scope[i], rec->scope[j]))
+                                return -EINVAL;
+        }
+        return 0;
+}
+
+static size_t opt_len(const char *s)
+{
+        return s ? strlen(s) : 0;
+}
+
+static uint8_t *put_string(uint8_t *p, const char *s)
+{
+        size_t n = opt_len(s);
+        uint16_t le = htole16((uint16_t)n);
+
+        memcpy(p, &le, sizeof(le));
+        p += sizeof(le);
+        if (n > 0)
+                memcpy(p, s, n);
+        p[n] = '\0';
+        return p + n + 1;
+}
+
+static uint8_t *put_u64(uint8_t *p, uint64_t v)
+{
+        uint64_t le = htole64(v);
+
+        memcpy(p, &le, sizeof(le));
+        return p + sizeof(le);
+}
+
+int record_encode(const struct key_record *rec, void **ret_buf, size_t *ret_len)
+{
+        const char *strings[RECORD_N_STRINGS];
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len = RECORD_FIXED_SIZE;
+        uint8_t *p;
+        int r;
+
+        if (!ret_buf || !ret_len)
+                return -EINVAL;
+        r = record_validate(rec);
+        if (r < 0)
+                return r;
+
+        strings[0] = rec->name;
+        strings[1] = rec->description;
+        strings[2] = rec->owner;
+        strings[3] = rec->created_by;
+        strings[4] = rec->last_used_service;
+        strings[5] = rec->last_used_from;
+
+        /* Validation bounds every string far below UINT16_MAX, so the sum cannot overflow. */
+        for (size_t i = 0; i < RECORD_N_STRINGS; i++)
+                len += 2 + opt_len(strings[i]) + 1;
+        for (size_t i = 0; i < rec->n_scope; i++)
+                len += 2 + strlen(rec->scope[i]) + 1;
+
+        buf = malloc(len);
+        if (!buf)
+                return -ENOMEM;
+
+        p = buf;
+        *p++ = RECORD_VERSION;
+        *p++ = rec->status;
+        *p++ = rec->role;
+        *p++ = rec->permissions;
+        memcpy(p, rec->id, TOKEN_ID_LEN);
+        p += TOKEN_ID_LEN;
+        memcpy(p, rec->hash, KEY_HASH_SIZE);
+        p += KEY_HASH_SIZE;
+        p = put_u64(p, rec->created_at);
+        p = put_u64(p, rec->expires_at);
+        p = put_u64(p, rec->last_used_at);
+        *p++ = (uint8_t)rec->n_scope;
+        for (size_t i = 0; i < RECORD_N_STRINGS; i++)
+                p = put_string(p, strings[i]);
+        for (size_t i = 0; i < rec->n_scope; i++)
+                p = put_string(p, rec->scope[i]);
+
+        if ((size_t)(p - buf) != len)
+                return -EINVAL; /* unreachable unless the length sum above is wrong */
+
+        *ret_buf = TAKE_PTR(buf);
+        *ret_len = len;
+        return 0;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+        uint64_t le;
+
+        memcpy(&le, p, sizeof(le));
+        return le64toh(le);
+}
+
+/*
+ * Read one string at `*pos`; on success `*ret` points at its bytes in `buf`
+ * (NULL when empty) and `*pos` is past its NUL.
+ */
+static int get_string(const uint8_t *buf, size_t len, size_t *pos, const char **ret)
+{
+        uint16_t le;
+        size_t n;
+
+        if (len - *pos < sizeof(le))
+                return -EBADMSG;
+        memcpy(&le, buf + *pos, sizeof(le));
+        n = le16toh(le);
+        *pos += sizeof(le);
+
+        if (len - *pos < n + 1)
+                return -EBADMSG;
+        if (buf[*pos + n] != '\0' || memchr(buf + *pos, '\0', n))
+                return -EBADMSG;
+
+        *ret = n > 0 ? (const char *)buf + *pos : NULL;
+        *pos += n + 1;
+        return 0;
+}
+
+int record_decode(const void *buf, size_t len, struct key_record *ret)
+{
+        const uint8_t *b = buf;
+        const char **strings[RECORD_N_STRINGS];
+        struct key_record rec = {};
+        size_t pos;
+        int r;
+
+        if (!b || len < 1)
+                return -EBADMSG;
+        /* Judge the version before the length: a newer format may be shorter. */
+        if (b[0] > RECORD_VERSION)
+                return -EPROTONOSUPPORT;
+        if (b[0] != RECORD_VERSION || len < RECORD_FIXED_SIZE)
+                return -EBADMSG;
+
+        rec.status = b[1];
+        rec.role = b[2];
+        rec.permissions = b[3];
+        memcpy(rec.id, b + 4, TOKEN_ID_LEN);
+        rec.id[TOKEN_ID_LEN] = '\0';
+        memcpy(rec.hash, b + 16, KEY_HASH_SIZE);
+        rec.created_at = get_u64(b + 48);
+        rec.expires_at = get_u64(b + 56);
+        rec.last_used_at = get_u64(b + 64);
+        rec.n_scope = b[72];
+        if (rec.n_scope > KEY_SCOPE_MAX)
+                return -EBADMSG;
+
+        strings[0] = &rec.name;
+        strings[1] = &rec.description;
+        strings[2] = &rec.owner;
+        strings[3] = &rec.created_by;
+        strings[4] = &rec.last_used_service;
+        strings[5] = &rec.last_used_from;
+
+        pos = RECORD_FIXED_SIZE;
+        for (size_t i = 0; i < RECORD_N_STRINGS; i++) {
+                r = get_string(b, len, &pos, strings[i]);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < rec.n_scope; i++) {
+                r = get_string(b, len, &pos, &rec.scope[i]);
+                if (r < 0)
+                        return r;
+        }
+        if (pos != len)
+                return -EBADMSG;
+
+        /* Field rules too: an id with a NUL, an empty name or a role that does
+         * not match its permissions is as corrupt as a short buffer. */
+        if (record_validate(&rec) < 0)
+                return -EBADMSG;
+
+        if (ret)
+                *ret = rec;
+        return 0;
+}
+
+enum key_status record_effective_status(const struct key_record *rec, uint64_t now)
+{
+        if (rec->status == KEY_STATUS_REVOKED)
+                return KEY_STATUS_REVOKED;
+        if (rec->expires_at != 0 && now >= rec->expires_at)
+                return KEY_STATUS_EXPIRED;
+        if (rec->status == KEY_STATUS_DISABLED)
+                return KEY_STATUS_DISABLED;
+        return KEY_STATUS_ENABLED;
+}
+
+static const char *const status_names[] = {
+    [KEY_STATUS_ENABLED] = "enabled",
+    [KEY_STATUS_DISABLED] = "disabled",
+    [KEY_STATUS_REVOKED] = "revoked",
+    [KEY_STATUS_EXPIRED] = "expired",
+};
+
+static const char *const role_names[] = {
+    [KEY_ROLE_ADMIN] = "admin",
+    [KEY_ROLE_READONLY] = "readonly",
+    [KEY_ROLE_CUSTOM] = "custom",
+};
+
+/* Indexed by bit number. */
+static const char *const perm_names[] = {
+    "create", "read", "write", "delete", "invite",
+};
+
+static int lookup(const char *const *table, size_t n, const char *s)
+{
+        if (!s)
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++)
+                if (table[i] && STREQ(table[i], s))
+                        return (int)i;
+        return -EINVAL;
+}
+
+const char *key_status_to_string(enum key_status s)
+{
+        if ((size_t)s >= ELEMENTSOF(status_names))
+                return NULL;
+        return status_names[s];
+}
+
+int key_status_from_string(const char *s)
+{
+        return lookup(status_names, ELEMENTSOF(status_names), s);
+}
+
+const char *key_role_to_string(enum key_role r)
+{
+        if ((size_t)r >= ELEMENTSOF(role_names))
+                return NULL;
+        return role_names[r];
+}
+
+int key_role_from_string(const char *s)
+{
+        return lookup(role_names, ELEMENTSOF(role_names), s);
+}
+
+const char *key_perm_to_string(enum key_perm p)
+{
+        unsigned v = (unsigned)p;
+
+        /* Exactly one known bit: a set has no single name. */
+        if (v == 0 || (v & (v - 1)) != 0 || (v & ~(unsigned)KEY_PERM_ALL) != 0)
+                return NULL;
+        return perm_names[__builtin_ctz(v)];
+}
+
+int key_perm_from_string(const char *s)
+{
+        int r = lookup(perm_names, ELEMENTSOF(perm_names), s);
+
+        return r < 0 ? r : 1 << r;
+}
+
+uint8_t key_role_permissions(enum key_role r)
+{
+        switch (r) {
+        case KEY_ROLE_ADMIN:
+                return KEY_PERM_ALL;
+        case KEY_ROLE_READONLY:
+                return KEY_PERM_READ;
+        default:
+                return 0;
+        }
+}
