@@ -1,0 +1,604 @@
+/* SPDX-License-Identifier: MIT */
+/* Reading the daemon's configuration file; the format and options are in config.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "timeutil.h"
+
+#define KIB UINT64_C(1024)
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+#define TIB (GIB * 1024)
+
+#define DEFAULT_ADMIN_GROUP      "apikey-admin"
+#define DEFAULT_AUDIT_MAX_EVENTS 100000
+
+/* Group names longer than this are not names any NSS module hands out. */
+#define GROUP_NAME_MAX 256
+
+/* How much of a refused value an error message quotes. */
+#define QUOTE_MAX 64
+
+enum option_kind {
+        OPT_GROUP,
+        OPT_PREFIX,
+        OPT_BOOL,
+        OPT_NUMBER,   /* an unsigned or uint64_t field, between min and max */
+        OPT_DURATION, /* a uint64_t field in microseconds, between min and max */
+        OPT_SIZE,     /* a size_t or uint64_t field in bytes, between min and max */
+        OPT_MAX_LIFETIME,
+        OPT_DEFAULT_LIFETIME,
+};
+
+struct option {
+        const char *name;
+        enum option_kind kind;
+        size_t offset, size; /* of the field in struct apikeyd_config */
+        uint64_t min, max;
+        uint64_t zero_means;  /* for OPT_NUMBER: what a 0 in the file stands for, if not 0 */
+        const char *expected; /* what a refused value is told it should have been */
+};
+
+#define FIELD(f) offsetof(struct apikeyd_config, f), sizeof(((struct apikeyd_config *)0)->f)
+
+/* In the order of the table in config.h and of apikeyd.conf.example. */
+static const struct option options[] = {
+    {"admin_group", OPT_GROUP, FIELD(admin_group), 0, 0, 0, "expected a group name"},
+    {"token_prefix", OPT_PREFIX, FIELD(token_prefix), 0, 0, 0,
+     "expected 2 to 8 lowercase letters a-z"},
+    {"users_may_create", OPT_BOOL, FIELD(users_may_create), 0, 0, 0, "expected yes or no"},
+    {"user_max_keys", OPT_NUMBER, FIELD(user_max_keys), 0, 1000000, 0,
+     "expected a number from 0 (unlimited) to 1000000"},
+    {"user_max_lifetime", OPT_MAX_LIFETIME, FIELD(user_max_lifetime_usec), 0, 0, 0,
+     "expected a duration such as 90d, or 'unlimited'"},
+    {"user_default_lifetime", OPT_DEFAULT_LIFETIME, FIELD(user_default_lifetime_usec), 0, 0, 0,
+     "expected a duration such as 30d, or 'never'"},
+    {"max_message_size", OPT_SIZE, FIELD(max_message_size), KIB, 16 * MIB, 0,
+     "expected a size from 1K to 16M"},
+    {"max_connections", OPT_NUMBER, FIELD(max_connections), 1, 65536, 0,
+     "expected a number from 1 to 65536"},
+    {"max_connections_per_uid", OPT_NUMBER, FIELD(max_connections_per_uid), 1, 65536, 0,
+     "expected a number from 1 to 65536"},
+    {"client_timeout", OPT_DURATION, FIELD(client_timeout_usec), USEC_PER_SEC, USEC_PER_HOUR, 0,
+     "expected a duration from 1s to 1h"},
+    {"last_used_flush_interval", OPT_DURATION, FIELD(last_used_flush_interval_usec), USEC_PER_SEC,
+     USEC_PER_HOUR, 0, "expected a duration from 1s to 1h"},
+    {"audit_max_events", OPT_NUMBER, FIELD(audit_max_events), 0, 1000000000,
+     DEFAULT_AUDIT_MAX_EVENTS, "expected a number from 0 (the default) to 1000000000"},
+    {"lockout_threshold", OPT_NUMBER, FIELD(lockout_threshold), 0, 1000000, 0,
+     "expected a number from 0 (off) to 1000000"},
+    {"lockout_window", OPT_DURATION, FIELD(lockout_window_usec), USEC_PER_SEC, 7 * USEC_PER_DAY, 0,
+     "expected a duration from 1s to 7d"},
+    /* 64T: x86-64 gives a process 128T of address space, and the map
+     * must fit in it with everything else. */
+    {"map_size", OPT_SIZE, FIELD(map_size), MIB, 64 * TIB, 0, "expected a size from 1M to 64T"},
+};
+
+const char *config_option_name(size_t i)
+{
+        return i < ELEMENTSOF(options) ? options[i].name : NULL;
+}
+
+int config_init_defaults(struct apikeyd_config *c)
+{
+        *c = (struct apikeyd_config){
+            .token_prefix = TOKEN_DEFAULT_PREFIX,
+            .users_may_create = true,
+            .user_max_keys = 10,
+            .user_max_lifetime_usec = 90 * USEC_PER_DAY,
+            .user_default_lifetime_usec = 30 * USEC_PER_DAY,
+            .max_message_size = 64 * KIB,
+            .max_connections = 256,
+            .max_connections_per_uid = 64,
+            .client_timeout_usec = 10 * USEC_PER_SEC,
+            .last_used_flush_interval_usec = 5 * USEC_PER_SEC,
+            .audit_max_events = DEFAULT_AUDIT_MAX_EVENTS,
+            .lockout_threshold = 10,
+            .lockout_window_usec = 15 * USEC_PER_MIN,
+            .map_size = 4 * GIB,
+        };
+        c->admin_group = strdup(DEFAULT_ADMIN_GROUP);
+        return c->admin_group ? 0 : -ENOMEM;
+}
+
+void config_done(struct apikeyd_config *c)
+{
+        if (!c)
+                return;
+        free(c->admin_group);
+        c->admin_group = NULL;
+}
+
+static bool is_blank(char c)
+{
+        return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+static char ascii_lower(char c)
+{
+        return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+static bool keyword_is(const char *s, const char *keyword)
+{
+        for (; *s && *keyword; s++, keyword++)
+                if (ascii_lower(*s) != *keyword)
+                        return false;
+        return *s == *keyword;
+}
+
+static int parse_bool(const char *s, bool *ret)
+{
+        static const char *const yes[] = {"yes", "true", "on", "1"};
+        static const char *const no[] = {"no", "false", "off", "0"};
+
+        for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
+                if (keyword_is(s, yes[i])) {
+                        *ret = true;
+                        return 0;
+                }
+                if (keyword_is(s, no[i])) {
+                        *ret = false;
+                        return 0;
+                }
+        }
+        return -EINVAL;
+}
+
+/* Decimal digits only: no sign, no hex, no spaces, no strtoull() leniency. */
+static int parse_digits(const char **p, uint64_t *ret)
+{
+        const char *s = *p;
+        uint64_t v = 0;
+
+        if (*s < '0' || *s > '9')
+                return -EINVAL;
+        for (; *s >= '0' && *s <= '9'; s++)
+                if (__builtin_mul_overflow(v, 10, &v) ||
+                    __builtin_add_overflow(v, (uint64_t)(*s - '0'), &v))
+                        return -ERANGE;
+        *p = s;
+        *ret = v;
+        return 0;
+}
+
+static int parse_number(const char *s, uint64_t *ret)
+{
+        int r = parse_digits(&s, ret);
+
+        if (r < 0)
+                return r;
+        return *s ? -EINVAL : 0;
+}
+
+static int parse_size(const char *s, uint64_t *ret)
+{
+        uint64_t v, unit = 1;
+        int r;
+
+        r = parse_digits(&s, &v);
+        if (r < 0)
+                return r;
+        switch (*s) {
+        case '\0':
+                break;
+        case 'K':
+        case 'k':
+                unit = KIB;
+                break;
+        case 'M':
+        case 'm':
+                unit = MIB;
+                break;
+        case 'G':
+        case 'g':
+                unit = GIB;
+                break;
+        case 'T':
+        case 't':
+                unit = TIB;
+                break;
+        default:
+                return -EINVAL;
+        }
+        if (unit != 1 && s[1] != '\0')
+                return -EINVAL;
+        if (__builtin_mul_overflow(v, unit, &v))
+                return -ERANGE;
+        *ret = v;
+        return 0;
+}
+
+static bool group_name_valid(const char *s)
+{
+        size_t len = strlen(s), digits = 0;
+
+        if (len == 0 || len > GROUP_NAME_MAX)
+                return false;
+        /* Names from NSS (LDAP, AD) may hold spaces or non-ASCII letters;
+         * what /etc/group cannot hold, or a config line should not, is out.
+         * An all-digit name would read as a gid to anyone but us. */
+        for (const char *p = s; *p; p++) {
+                unsigned char ch = (unsigned char)*p;
+
+                if (ch < 0x20 || ch == 0x7f || ch == ':' || ch == ',' || ch == '#')
+                        return false;
+                if (ch >= '0' && ch <= '9')
+                        digits++;
+        }
+        return digits < len;
+}
+
+static void store_uint(struct apikeyd_config *c, const struct option *o, uint64_t v)
+{
+        void *field = (char *)c + o->offset;
+
+        /* Every bound in the table fits the narrowest field it is used with. */
+        if (o->size == sizeof(uint32_t)) {
+                uint32_t v32 = (uint32_t)v;
+                memcpy(field, &v32, sizeof(v32));
+        } else if (o->size == sizeof(uint64_t)) {
+                memcpy(field, &v, sizeof(v));
+        }
+}
+
+/* Apply one value; -EINVAL if it is refused, -ENOMEM. */
+static int option_apply(struct apikeyd_config *c, const struct option *o, const char *value)
+{
+        uint64_t v;
+        bool b;
+        int r;
+
+        switch (o->kind) {
+        case OPT_GROUP: {
+                char *copy;
+
+                if (!group_name_valid(value))
+                        return -EINVAL;
+                copy = strdup(value);
+                if (!copy)
+                        return -ENOMEM;
+                free(c->admin_group);
+                c->admin_group = copy;
+                return 0;
+        }
+        case OPT_PREFIX:
+                if (!token_prefix_valid(value))
+                        return -EINVAL;
+                strcpy(c->token_prefix, value);
+                return 0;
+        case OPT_BOOL:
+                r = parse_bool(value, &b);
+                if (r < 0)
+                        return -EINVAL;
+                memcpy((char *)c + o->offset, &b, sizeof(b));
+                return 0;
+        case OPT_NUMBER:
+                r = parse_number(value, &v);
+                if (r < 0 || v < o->min || v > o->max)
+                        return -EINVAL;
+                store_uint(c, o, v == 0 && o->zero_means ? o->zero_means : v);
+                return 0;
+        case OPT_SIZE:
+                r = parse_size(value, &v);
+                if (r < 0 || v < o->min || v > o->max)
+                        return -EINVAL;
+                store_uint(c, o, v);
+                return 0;
+        case OPT_DURATION:
+                r = duration_parse(value, &v);
+                if (r < 0 || v < o->min || v > o->max)
+                        return -EINVAL;
+                store_uint(c, o, v);
+                return 0;
+        case OPT_MAX_LIFETIME:
+        case OPT_DEFAULT_LIFETIME:
+                /* 0 is the "no limit"/"no expiry" sentinel, so it is only
+                 * reachable through the keyword, never through "0s". */
+                if (keyword_is(value, o->kind == OPT_MAX_LIFETIME ? "unlimited" : "never"))
+                        v = 0;
+                else if (duration_parse(value, &v) < 0 || v == 0)
+                        return -EINVAL;
+                store_uint(c, o, v);
+                return 0;
+        }
+        return -EINVAL;
+}
+
+/* `s` for an error message: bounded, and with nothing that could drive a terminal. */
+static void quote(const char *s, char *ret, size_t size)
+{
+        size_t used = 0, n = 0;
+
+        for (; *s && n < QUOTE_MAX && used + 5 < size; s++, n++) {
+                unsigned char ch = (unsigned char)*s;
+
+                if (ch >= 0x20 && ch < 0x7f)
+                        ret[used++] = (char)ch;
+                else
+                        used += (size_t)snprintf(ret + used, size - used, "\\x%02x", ch);
+        }
+        if (*s && used + 4 <= size) {
+                memcpy(ret + used, "...", 3);
+                used += 3;
+        }
+        ret[used] = '\0';
+}
+
+#define QUOTE_BUF (QUOTE_MAX * 4 + 4)
+
+_printf_(4, 5) static int fail_at(char **ret_error, const char *name, unsigned line,
+                                  const char *fmt, ...)
+{
+        _cleanup_free_ char *problem = NULL;
+        va_list ap;
+        int r;
+
+        if (!ret_error)
+                return -EINVAL;
+        va_start(ap, fmt);
+        r = vasprintf(&problem, fmt, ap);
+        va_end(ap);
+        if (r < 0) {
+                problem = NULL;
+                return -ENOMEM;
+        }
+        if (asprintf(ret_error, "%s:%u: %s", name, line, problem) < 0) {
+                *ret_error = NULL;
+                return -ENOMEM;
+        }
+        return -EINVAL;
+}
+
+static const struct option *option_find(const char *name)
+{
+        for (size_t i = 0; i < ELEMENTSOF(options); i++)
+                if (STREQ(options[i].name, name))
+                        return &options[i];
+        return NULL;
+}
+
+static int parse_line(struct apikeyd_config *c, unsigned seen[], const char *start, size_t len,
+                      const char *name, unsigned line, char **ret_error)
+{
+        _cleanup_free_ char *copy = NULL;
+        char *key, *value, *eq, *end;
+        const struct option *o;
+        char q[QUOTE_BUF];
+        size_t idx;
+        int r;
+
+        copy = strndup(start, len);
+        if (!copy)
+                return -ENOMEM;
+
+        key = copy;
+        while (is_blank(*key))
+                key++;
+        if (*key == '\0' || *key == '#')
+                return 0;
+
+        eq = strchr(key, '=');
+        if (!eq)
+                return fail_at(ret_error, name, line, "expected 'option = value'");
+        value = eq + 1;
+        for (end = eq; end > key && is_blank(end[-1]); end--)
+                ;
+        *end = '\0';
+        while (is_blank(*value))
+                value++;
+        for (end = value + strlen(value); end > value && is_blank(end[-1]); end--)
+                ;
+        *end = '\0';
+
+        if (*key == '\0')
+                return fail_at(ret_error, name, line, "missing option name before '='");
+        o = option_find(key);
+        if (!o) {
+                quote(key, q, sizeof(q));
+                return fail_at(ret_error, name, line, "unknown option '%s'", q);
+        }
+        idx = (size_t)(o - options);
+        if (seen[idx] > 0)
+                return fail_at(ret_error, name, line, "option '%s' is already set on line %u",
+                               o->name, seen[idx]);
+        seen[idx] = line;
+        if (*value == '\0')
+                return fail_at(ret_error, name, line, "missing value for option '%s'", o->name);
+
+        r = option_apply(c, o, value);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                quote(value, q, sizeof(q));
+                return fail_at(ret_error, name, line, "invalid value '%s' for %s: %s%s", q, o->name,
+                               o->expected,
+                               strchr(value, '#') ? " (a comment must be on a line of its own)"
+                                                  : "");
+        }
+        return 0;
+}
+
+static size_t option_index(const char *name)
+{
+        return (size_t)(option_find(name) - options);
+}
+
+/* The two lifetimes limit each other; see user_default_lifetime in config.h. */
+static int check_lifetimes(struct apikeyd_config *c, const unsigned seen[], const char *name,
+                           char **ret_error)
+{
+        unsigned default_line = seen[option_index("user_default_lifetime")];
+        uint64_t max = c->user_max_lifetime_usec, def = c->user_default_lifetime_usec;
+        char a[DURATION_FORMAT_MAX], b[DURATION_FORMAT_MAX];
+
+        if (max == 0 || (def != 0 && def <= max))
+                return 0;
+        if (default_line == 0) {
+                c->user_default_lifetime_usec = max;
+                return 0;
+        }
+        if (duration_format(max, b, sizeof(b)) < 0)
+                return -EINVAL;
+        if (def == 0)
+                return fail_at(ret_error, name, default_line,
+                               "user_default_lifetime cannot be 'never' while "
+                               "user_max_lifetime is %s",
+                               b);
+        if (duration_format(def, a, sizeof(a)) < 0)
+                return -EINVAL;
+        return fail_at(ret_error, name, default_line,
+                       "user_default_lifetime (%s) is longer than user_max_lifetime (%s)", a, b);
+}
+
+int config_parse_string(struct apikeyd_config *c, const char *text, const char *name_for_errors,
+                        char **ret_error)
+{
+        _cleanup_(config_done) struct apikeyd_config next = {};
+        unsigned seen[ELEMENTSOF(options)] = {};
+        const char *name = name_for_errors ? name_for_errors : "(config)";
+        const char *p = text;
+        unsigned line = 0;
+        int r;
+
+        if (ret_error)
+                *ret_error = NULL;
+        if (!c || !text)
+                return -EINVAL;
+
+        /* Work on a copy, so that a file with an error is not half applied. */
+        next = *c;
+        next.admin_group = NULL;
+        if (c->admin_group) {
+                next.admin_group = strdup(c->admin_group);
+                if (!next.admin_group)
+                        return -ENOMEM;
+        }
+
+        /* Editors on other systems start files with a UTF-8 byte order mark. */
+        if (strncmp(p, "\xEF\xBB\xBF", 3) == 0)
+                p += 3;
+
+        while (*p) {
+                const char *eol = strchrnul(p, '\n');
+
+                line++;
+                r = parse_line(&next, seen, p, (size_t)(eol - p), name, line, ret_error);
+                if (r < 0)
+                        return r;
+                p = *eol ? eol + 1 : eol;
+        }
+
+        r = check_lifetimes(&next, seen, name, ret_error);
+        if (r < 0)
+                return r;
+
+        config_done(c);
+        *c = next;
+        next.admin_group = NULL;
+        return 0;
+}
+
+static int fail_errno(char **ret_error, const char *path, int r)
+{
+        char buf[256];
+
+        if (ret_error && asprintf(ret_error, "%s: %s", path, strerror_r(-r, buf, sizeof(buf))) < 0)
+                *ret_error = NULL;
+        return r;
+}
+
+/* The whole file, NUL-terminated; -EFBIG beyond CONFIG_FILE_MAX. */
+static int read_file(const char *path, char **ret, size_t *ret_len)
+{
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0, allocated = 0;
+        struct stat st;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (S_ISDIR(st.st_mode))
+                return -EISDIR;
+
+        for (;;) {
+                ssize_t n;
+
+                if (allocated - len < 2) {
+                        size_t grow = allocated ? allocated * 2 : 4096;
+                        char *b;
+
+                        /* One byte beyond the limit shows that the file exceeds it. */
+                        if (grow > CONFIG_FILE_MAX + 2)
+                                grow = CONFIG_FILE_MAX + 2;
+                        if (grow <= allocated)
+                                return -EFBIG;
+                        b = realloc(buf, grow);
+                        if (!b)
+                                return -ENOMEM;
+                        buf = b;
+                        allocated = grow;
+                }
+                n = read(fd, buf + len, allocated - len - 1);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+                if (len > CONFIG_FILE_MAX)
+                        return -EFBIG;
+        }
+        if (!buf) {
+                buf = strdup("");
+                if (!buf)
+                        return -ENOMEM;
+        }
+        buf[len] = '\0';
+        *ret = TAKE_PTR(buf);
+        *ret_len = len;
+        return 0;
+}
+
+int config_load_file(struct apikeyd_config *c, const char *path, bool missing_ok, char **ret_error)
+{
+        _cleanup_free_ char *text = NULL;
+        const char *nul;
+        size_t len = 0;
+        int r;
+
+        if (ret_error)
+                *ret_error = NULL;
+        if (!c || !path)
+                return -EINVAL;
+
+        r = read_file(path, &text, &len);
+        if (r == -ENOENT && missing_ok)
+                return 0;
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return fail_errno(ret_error, path, r);
+
+        /* Everything after a NUL would silently be ignored. */
+        nul = memchr(text, '\0', len);
+        if (nul) {
+                unsigned line = 1;
+
+                for (const char *p = text; p < nul; p++)
+                        line += *p == '\n';
+                return fail_at(ret_error, path, line, "NUL byte in the file");
+        }
+
+        return config_parse_string(c, text, path, ret_error);
+}

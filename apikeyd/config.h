@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The daemon's configuration file, /etc/apikeyd/apikeyd.conf.
+ *
+ * Format: one `option = value` per line; spaces and tabs around the option
+ * and the value are ignored; a line whose first non-blank character is '#'
+ * is a comment (only whole lines: a '#' after a value is part of the value,
+ * and is refused by every option); blank lines are ignored; CRLF line ends
+ * and a leading UTF-8 byte order mark are accepted.  Option names are
+ * lower case; keywords in values (yes, no, never, unlimited ...) are
+ * matched in any case.  An unknown option, an option given twice, a line
+ * without '=', an empty value or a value out of range is an error naming
+ * the file and line: "/etc/apikeyd/apikeyd.conf:7: unknown option
+ * 'admin_grup'".  A file that is wrong is never half applied.
+ *
+ * Durations are a number and a unit, s m h d w, combinable: 45s, 90m, 12h,
+ * 30d, 1d12h (timeutil.h).  Sizes are bytes, or a number with K, M, G or T
+ * (powers of 1024).
+ *
+ * Options (name, default, meaning):
+ *
+ *   admin_group               apikey-admin  members of this group (and root) are admins
+ *   token_prefix              apk           prefix of new tokens, 2-8 letters a-z
+ *   users_may_create          yes           may users who are not admins create keys
+ *                                           for themselves (yes/no, true/false, on/off, 1/0)
+ *   user_max_keys             10            keys (not revoked) a user who is not an admin
+ *                                           may own; 0 = unlimited
+ *   user_max_lifetime         90d           longest lifetime of a key users create for
+ *                                           themselves; a duration or "unlimited"
+ *   user_default_lifetime     30d           lifetime of such a key when the user gives no
+ *                                           expiry; a duration, or "never" when
+ *                                           user_max_lifetime is unlimited; if only
+ *                                           user_max_lifetime is set and is shorter,
+ *                                           this follows it down
+ *   max_message_size          64K           largest Varlink message accepted, 1K-16M
+ *   max_connections           256           concurrent client connections, 1-65536
+ *   max_connections_per_uid   64            concurrent connections of one user, 1-65536
+ *   client_timeout            10s           a client idle or stalled mid-message this
+ *                                           long is disconnected, 1s-1h
+ *   last_used_flush_interval  5s            how often batched last-used times are
+ *                                           written, 1s-1h
+ *   audit_max_events          100000        audit events kept, oldest dropped first;
+ *                                           0 = the default
+ *   lockout_threshold         10            failed verifications within lockout_window
+ *                                           before further attempts are RATE_LIMITED;
+ *                                           0 = no lockout
+ *   lockout_window            15m           see lockout_threshold, 1s-7d
+ *   map_size                  4G            LMDB map size (the largest the keystore
+ *                                           may grow to before it is resized), >= 1M
+ *
+ * apikeyd.conf.example lists the same options with their defaults; a unit
+ * test keeps the three (this table, the example, the code) in step.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "macro.h"
+#include "token.h"
+
+#define APIKEYD_CONFIG_FILE "/etc/apikeyd/apikeyd.conf"
+
+/* Config files larger than this are refused rather than read. */
+#define CONFIG_FILE_MAX (1024 * 1024)
+
+struct apikeyd_config {
+        char *admin_group; /* owned */
+        char token_prefix[TOKEN_PREFIX_MAX + 1];
+        bool users_may_create;
+        unsigned user_max_keys;              /* 0 = unlimited */
+        uint64_t user_max_lifetime_usec;     /* 0 = unlimited */
+        uint64_t user_default_lifetime_usec; /* 0 = never expires */
+        size_t max_message_size;             /* bytes */
+        unsigned max_connections;
+        unsigned max_connections_per_uid;
+        uint64_t client_timeout_usec;
+        uint64_t last_used_flush_interval_usec;
+        uint64_t audit_max_events;  /* never 0: 0 in the file means the default */
+        unsigned lockout_threshold; /* 0 = off */
+        uint64_t lockout_window_usec;
+        uint64_t map_size; /* bytes */
+};
+
+/*
+ * Fill `c` with the defaults in the table above.  Returns 0 or -ENOMEM;
+ * in both cases config_done() may be called on it.
+ */
+int config_init_defaults(struct apikeyd_config *c) _warn_unused_;
+
+/* Free what `c` owns; it may then be initialised again. */
+void config_done(struct apikeyd_config *c);
+
+/*
+ * Apply the settings in `text` to `c` (which holds defaults or an earlier
+ * file's settings).  `name_for_errors` names the text in messages.  On
+ * error `c` is unchanged, `*ret_error` (if non-NULL) gets a malloc'd
+ * message "<name>:<line>: <problem>", and the result is -EINVAL (or
+ * -ENOMEM, with no message).
+ */
+int config_parse_string(struct apikeyd_config *c, const char *text, const char *name_for_errors,
+                        char **ret_error) _warn_unused_;
+
+/*
+ * Read the file at `path` and apply it as config_parse_string() does.  A
+ * file that does not exist is fine when `missing_ok` (0, `c` unchanged);
+ * otherwise, and for any other failure to read it, the result is the
+ * negative errno and the message is "<path>: <strerror>".  A file with a
+ * NUL byte in it, or larger than CONFIG_FILE_MAX, is refused.
+ */
+int config_load_file(struct apikeyd_config *c, const char *path, bool missing_ok,
+                     char **ret_error) _warn_unused_;
+
+/* The name of option `i`, in the order of the table above; NULL past the last. */
+const char *config_option_name(size_t i);
