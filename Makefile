@@ -44,7 +44,8 @@ COMMON_LIB  = $(BUILD)/libapikey-common.a
 # unit tests link too.
 DAEMON_MAINS = apikeyd/apikeyd.c apikeyd/apikeyctl.c
 DAEMON_SRC  = $(filter-out $(DAEMON_MAINS),$(wildcard apikeyd/*.c))
-DAEMON_OBJ  = $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o)
+DAEMON_OBJ  = $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/interface.o
+INTERFACE   = apikeyd/io.apikeyd.Keys.varlink
 DAEMON_LIB  = $(BUILD)/libapikeyd.a
 
 PAM_SRC     = $(wildcard pam_apikey/*.c)
@@ -81,6 +82,21 @@ $(BUILD)/obj/tests/%.o: tests/%.c
 	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes $(call pkg_cflags,$(DAEMON_PKGS) cmocka) \
 		$(DEPFLAGS) -c -o $@ $<
 
+# The interface file is compiled into the daemon, which serves it to
+# GetInterfaceDescription: one source for the reference and the answer.
+$(BUILD)/gen/interface.c: $(INTERFACE)
+	@mkdir -p $(@D)
+	{ echo '/* Generated from $(INTERFACE); do not edit. */'; \
+	  echo 'extern const char apikeyd_interface_description[];'; \
+	  echo 'const char apikeyd_interface_description[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/        "/' -e 's/$$/\\n"/' $<; \
+	  echo '        ;'; } > $@.tmp
+	mv $@.tmp $@
+
+$(BUILD)/obj/gen/interface.o: $(BUILD)/gen/interface.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
 $(COMMON_LIB): $(COMMON_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@
@@ -106,14 +122,22 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(DAEMON_LIB) $(COMMON_LIB)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(DAEMON_LIB) $(COMMON_LIB) \
 		$(call pkg_libs,$(DAEMON_PKGS) cmocka) -lz -lpthread
 
-tests: all $(UNIT_BIN)
+# The PAM harness: a real PAM stack from a service directory of the test's own.
+$(BUILD)/tests/pam-harness: tests/integration/pam_harness.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(call pkg_cflags,pam) $(LDFLAGS) -o $@ $< $(call pkg_libs,pam)
+
+tests: all $(UNIT_BIN) $(BUILD)/tests/pam-harness
 
 # deps first, then a fresh make so pkg-config sees what deps installed.
 check: deps
 	@$(MAKE) --no-print-directory check-run
 
 check-run: tests
-	@tests/run-unit.sh $(UNIT_BIN)
+	@APIKEYD_SRCDIR=$(CURDIR) tests/run-unit.sh $(UNIT_BIN)
+	@if ls tests/integration/test_*.py >/dev/null 2>&1; then \
+		APIKEYD_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -p no:cacheprovider \
+			-q -rs tests/integration; fi
 
 deps:
 	@tests/deps.sh

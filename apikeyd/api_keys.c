@@ -1,0 +1,1147 @@
+/* SPDX-License-Identifier: MIT */
+/* The Varlink methods; see api_keys.h and io.apikeyd.Keys.varlink. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include <sodium.h>
+
+#include "api_keys.h"
+#include "authz.h"
+#include "log.h"
+#include "timeutil.h"
+
+#define ERR_NO_SUCH_KEY    API_INTERFACE ".NoSuchKey"
+#define ERR_NAME_TAKEN     API_INTERFACE ".NameTaken"
+#define ERR_DENIED         API_INTERFACE ".PermissionDenied"
+#define ERR_REVOKED        API_INTERFACE ".KeyRevoked"
+#define ERR_POLICY         API_INTERFACE ".PolicyViolation"
+#define ERR_INTERNAL       API_INTERFACE ".InternalError"
+#define ERR_INVALID        "org.varlink.service.InvalidParameter"
+#define META_SHARED_SECRET "shared_secret"
+
+/* One parameter a method accepts: its name and JSON type. */
+struct param {
+        const char *name;
+        json_type type; /* JSON_STRING, JSON_ARRAY (of strings), JSON_INTEGER */
+        bool required;
+};
+
+struct request {
+        struct api *api;
+        struct connection *conn;
+        json_t *params;
+        struct principal who;
+        uint64_t now;
+};
+
+static const char *str_param(const struct request *q, const char *name)
+{
+        json_t *v = json_object_get(q->params, name);
+        return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/*
+ * Check the call's parameters against `spec`: unknown names, wrong types
+ * and missing required ones are answered with InvalidParameter naming the
+ * parameter.  null counts as absent.
+ */
+static int check_params(struct request *q, const struct param *spec)
+{
+        const char *key;
+        json_t *v;
+
+        json_object_foreach(q->params, key, v)
+        {
+                const struct param *p;
+                for (p = spec; p->name; p++)
+                        if (STREQ(p->name, key))
+                                break;
+                if (!p->name || json_is_null(v))
+                        goto check;
+                if (json_typeof(v) != p->type)
+                        goto bad;
+                if (p->type == JSON_ARRAY) {
+                        size_t i;
+                        json_t *e;
+                        json_array_foreach(v, i, e) if (!json_is_string(e)) goto bad;
+                }
+                continue;
+        check:
+                if (!p->name)
+                        goto bad;
+                continue;
+        bad:
+                (void)connection_reply_invalid_parameter(q->conn, key);
+                return -EINVAL;
+        }
+        for (const struct param *p = spec; p->name; p++) {
+                v = json_object_get(q->params, p->name);
+                if (p->required && (!v || json_is_null(v))) {
+                        (void)connection_reply_invalid_parameter(q->conn, p->name);
+                        return -EINVAL;
+                }
+        }
+        return 0;
+}
+
+static int reply_error_reason(struct request *q, const char *error, const char *reason)
+{
+        return connection_reply_error(q->conn, error, json_pack("{s:s}", "reason", reason));
+}
+
+static int reply_no_such_key(struct request *q, const char *id)
+{
+        return connection_reply_error(q->conn, ERR_NO_SUCH_KEY, json_pack("{s:s}", "id", id));
+}
+
+static int reply_internal(struct request *q, const char *what, int r)
+{
+        log_error("%s failed: %s", what, strerror(-r));
+        return reply_error_reason(q, ERR_INTERNAL,
+                                  r == -EBADMSG ? "keystore record is corrupt" : "keystore error");
+}
+
+static int reply_authz(struct request *q, int r, const char *reason)
+{
+        return reply_error_reason(q, r == -EDQUOT ? ERR_POLICY : ERR_DENIED, reason);
+}
+
+static json_t *string_array(const char *const *v, size_t n)
+{
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && i < n; i++)
+                json_array_append_new(a, json_string(v[i]));
+        return a;
+}
+
+static json_t *permissions_json(uint8_t perms)
+{
+        json_t *a = json_array();
+
+        for (unsigned bit = 1; a && bit <= KEY_PERM_INVITE; bit <<= 1)
+                if (perms & bit)
+                        json_array_append_new(a, json_string(key_perm_to_string(bit)));
+        return a;
+}
+
+static void set_time(json_t *o, const char *name, uint64_t t)
+{
+        char buf[TIMESTAMP_MAX];
+
+        if (t && timestamp_format(t, buf) >= 0)
+                json_object_set_new(o, name, json_string(buf));
+}
+
+static void set_string(json_t *o, const char *name, const char *s)
+{
+        if (s)
+                json_object_set_new(o, name, json_string(s));
+}
+
+/* A record as the API shows it, with any last use not yet flushed. */
+static json_t *key_json(const struct api *a, const struct key_record *rec, uint64_t now)
+{
+        const struct lastused_entry *pending = lastused_find(&a->lastused, rec->id);
+        json_t *o;
+
+        o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:s}", "id", rec->id, "name", rec->name,
+                      "owner", rec->owner, "role", key_role_to_string(rec->role), "permissions",
+                      permissions_json(rec->permissions), "scope",
+                      string_array(rec->scope, rec->n_scope), "status",
+                      key_status_to_string(record_effective_status(rec, now)));
+        if (!o)
+                return NULL;
+        set_string(o, "description", rec->description);
+        set_time(o, "expires_at", rec->expires_at);
+        set_time(o, "created_at", rec->created_at);
+        set_string(o, "created_by", rec->created_by);
+        if (pending && pending->at > rec->last_used_at) {
+                set_time(o, "last_used_at", pending->at);
+                set_string(o, "last_used_service", pending->service[0] ? pending->service : NULL);
+                set_string(o, "last_used_from", pending->from[0] ? pending->from : NULL);
+        } else {
+                set_time(o, "last_used_at", rec->last_used_at);
+                set_string(o, "last_used_service", rec->last_used_service);
+                set_string(o, "last_used_from", rec->last_used_from);
+        }
+        return o;
+}
+
+static int reply_key(struct request *q, const struct key_record *rec)
+{
+        return connection_reply(q->conn, json_pack("{s:o}", "key", key_json(q->api, rec, q->now)),
+                                false);
+}
+
+/* Erase a secret held in a JSON string before the tree is freed. */
+static void erase_json_string(json_t *v)
+{
+        if (json_is_string(v))
+                erase((char *)json_string_value(v), json_string_length(v));
+}
+
+/* Parse "permissions" into a bit set; -EINVAL for an unknown name. */
+static int parse_permissions(json_t *arr, uint8_t *ret)
+{
+        size_t i;
+        json_t *e;
+        uint8_t perms = 0;
+
+        json_array_foreach(arr, i, e)
+        {
+                int p = key_perm_from_string(json_string_value(e));
+                if (p < 0)
+                        return -EINVAL;
+                perms |= (uint8_t)p;
+        }
+        *ret = perms;
+        return 0;
+}
+
+/* Scope entries, pointing into the JSON tree; -EINVAL if too many. */
+static int parse_scope(json_t *arr, const char **ret, size_t *ret_n)
+{
+        size_t i;
+        json_t *e;
+
+        if (json_array_size(arr) > KEY_SCOPE_MAX)
+                return -EINVAL;
+        json_array_foreach(arr, i, e) ret[i] = json_string_value(e);
+        *ret_n = json_array_size(arr);
+        return 0;
+}
+
+/*
+ * Role and permissions from the "role" and "permissions" parameters: a
+ * role alone implies its set; permissions alone mean a custom role.
+ */
+static int parse_role(struct request *q, uint8_t *ret_role, uint8_t *ret_perms)
+{
+        const char *role_s = str_param(q, "role");
+        json_t *perms_j = json_object_get(q->params, "permissions");
+        uint8_t perms = 0;
+        int role;
+
+        if (json_is_array(perms_j) && (parse_permissions(perms_j, &perms) < 0 || perms == 0)) {
+                (void)connection_reply_invalid_parameter(q->conn, "permissions");
+                return -EINVAL;
+        }
+        if (role_s) {
+                role = key_role_from_string(role_s);
+                if (role < 0) {
+                        (void)connection_reply_invalid_parameter(q->conn, "role");
+                        return -EINVAL;
+                }
+        } else
+                role = json_is_array(perms_j) ? KEY_ROLE_CUSTOM : KEY_ROLE_READONLY;
+
+        if (role == KEY_ROLE_CUSTOM) {
+                if (!json_is_array(perms_j)) {
+                        (void)connection_reply_invalid_parameter(q->conn, "permissions");
+                        return -EINVAL;
+                }
+        } else {
+                uint8_t implied = key_role_permissions((enum key_role)role);
+                if (json_is_array(perms_j) && perms != implied) {
+                        (void)connection_reply_invalid_parameter(q->conn, "permissions");
+                        return -EINVAL;
+                }
+                perms = implied;
+        }
+        *ret_role = (uint8_t)role;
+        *ret_perms = perms;
+        return 0;
+}
+
+/* Verify a token: the code, and the record when the secret matched. */
+static const char *verify_token(struct api *a, const char *token, size_t len,
+                                struct key_record *rec, void **storage, bool *ret_matched)
+{
+        static const uint8_t nothing[KEY_HASH_SIZE];
+        uint8_t hash[KEY_HASH_SIZE];
+        struct token t;
+        bool equal;
+        int r;
+
+        *ret_matched = false;
+        if (token_parse(token, len, a->config->token_prefix, &t, NULL) < 0)
+                return "BAD_FORMAT";
+        token_hash(a->pepper, &t, hash);
+        r = keystore_get(a->ks, t.id, rec, storage);
+        /* An unknown id costs the same hash and compare as a wrong secret. */
+        equal = token_hash_equal(hash, r >= 0 ? rec->hash : nothing);
+        sodium_memzero(hash, sizeof(hash));
+        if (r < 0) {
+                if (r != -ENOENT)
+                        log_error("reading key %s failed: %s", t.id, strerror(-r));
+                return "NOT_FOUND";
+        }
+        if (!equal)
+                return "NOT_FOUND";
+        *ret_matched = true;
+        return NULL;
+}
+
+/* Resolve the caller: the connecting process, or the key in `auth`. */
+static int request_init(struct request *q, struct api *a, struct connection *c, json_t *params)
+{
+        json_t *auth = json_object_get(params, "auth");
+        int r;
+
+        *q = (struct request){.api = a, .conn = c, .params = params, .now = now_usec()};
+        if (!auth || json_is_null(auth))
+                return authz_principal_from_caller(connection_caller(c), a->config->admin_group,
+                                                   &q->who) < 0
+                       ? reply_error_reason(q, ERR_INTERNAL, "out of memory"),
+                       -ENOMEM : 0;
+        if (!json_is_string(auth)) {
+                (void)connection_reply_invalid_parameter(c, "auth");
+                return -EINVAL;
+        }
+
+        struct key_record rec;
+        _cleanup_free_ void *storage = NULL;
+        const char *reason;
+        bool matched;
+        const char *code = verify_token(a, json_string_value(auth), json_string_length(auth), &rec,
+                                        &storage, &matched);
+
+        erase_json_string(auth);
+        if (!matched) {
+                (void)reply_error_reason(q, ERR_DENIED,
+                                         STREQ(code, "BAD_FORMAT")
+                                             ? "the API key given in auth is malformed"
+                                             : "the API key given in auth is not valid");
+                return -EPERM;
+        }
+        r = authz_principal_from_key(&rec, connection_caller(c)->uid, q->now, &q->who, &reason);
+        if (r < 0) {
+                (void)reply_error_reason(q, ERR_DENIED, reason);
+                return r;
+        }
+        return 0;
+}
+
+/* Journal fields of an audit event, as "NAME=value" strings in `buf`. */
+struct audit_fields {
+        char buf[8][KEY_OWNER_MAX + KEY_FIELD_MAX];
+        const char *v[8];
+        size_t n;
+};
+
+_printf_(2, 3) static void field(struct audit_fields *f, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (f->n >= ELEMENTSOF(f->buf))
+                return;
+        va_start(ap, fmt);
+        vsnprintf(f->buf[f->n], sizeof(f->buf[f->n]), fmt, ap);
+        va_end(ap);
+        f->v[f->n] = f->buf[f->n];
+        f->n++;
+}
+
+/*
+ * Record a management change: one audit record, written before the reply,
+ * and one journal entry with structured fields.
+ */
+static void audit(struct request *q, const char *action, const struct key_record *rec,
+                  const char *detail)
+{
+        const struct caller *who = connection_caller(q->conn);
+        struct audit_event ev = {
+            .time = q->now,
+            .actor = q->who.actor,
+            .action = action,
+            .key_id = rec ? rec->id : NULL,
+            .result = "ok",
+            .detail = detail,
+        };
+        struct audit_fields f = {.n = 0};
+        char message[512];
+        int r = keystore_append_audit(q->api->ks, &ev);
+
+        if (r < 0)
+                log_error("writing the audit log failed: %s", strerror(-r));
+        field(&f, "APIKEY_ACTION=%s", action);
+        if (rec) {
+                field(&f, "APIKEY_ID=%s", rec->id);
+                field(&f, "APIKEY_OWNER=%s", rec->owner);
+        }
+        field(&f, "APIKEY_ACTOR=%s", q->who.actor);
+        field(&f, "APIKEY_CALLER_UID=%u", (unsigned)who->uid);
+        field(&f, "APIKEY_CALLER_PID=%d", (int)who->pid);
+        snprintf(message, sizeof(message), "%s: %s key %s%s%s%s%s", q->who.actor, action,
+                 rec ? rec->id : "-", rec ? " of " : "", rec ? rec->owner : "", detail ? ": " : "",
+                 detail ? detail : "");
+        log_fields(LOG_NOTICE, message, f.v, f.n);
+}
+
+static int count_owned(struct api *a, const char *owner, uint64_t now, uint64_t *ret);
+
+static int method_create(struct request *q)
+{
+        static const struct param spec[] = {
+            {"name", JSON_STRING, true},
+            {"description", JSON_STRING, false},
+            {"owner", JSON_STRING, false},
+            {"role", JSON_STRING, false},
+            {"permissions", JSON_ARRAY, false},
+            {"scope", JSON_ARRAY, false},
+            {"expires", JSON_STRING, false},
+            {"auth", JSON_STRING, false},
+            {NULL, 0, false},
+        };
+        struct api *a = q->api;
+        struct key_record rec = {0};
+        char token[TOKEN_MAX_LEN + 1];
+        uint8_t role, perms;
+        uint64_t n_owned = 0;
+        const char *expires, *reason;
+        json_t *reply;
+        int r;
+
+        if (check_params(q, spec) < 0 || parse_role(q, &role, &perms) < 0)
+                return 0;
+        rec.name = str_param(q, "name");
+        rec.description = str_param(q, "description");
+        if (rec.description && !rec.description[0])
+                rec.description = NULL;
+        rec.owner = str_param(q, "owner");
+        if (!rec.owner)
+                rec.owner = q->who.owner;
+        if (!rec.owner[0])
+                return connection_reply_invalid_parameter(q->conn, "owner");
+        rec.role = role;
+        rec.permissions = perms;
+        if (parse_scope(json_object_get(q->params, "scope"), rec.scope, &rec.n_scope) < 0)
+                return connection_reply_invalid_parameter(q->conn, "scope");
+
+        expires = str_param(q, "expires");
+        if (expires) {
+                if (expiry_parse(expires, q->now, &rec.expires_at) < 0)
+                        return connection_reply_invalid_parameter(q->conn, "expires");
+        } else if (!q->who.admin)
+                rec.expires_at = a->config->user_default_lifetime_usec
+                                     ? q->now + a->config->user_default_lifetime_usec
+                                     : 0;
+
+        if (!q->who.admin) {
+                r = count_owned(a, rec.owner, q->now, &n_owned);
+                if (r < 0)
+                        return reply_internal(q, "counting keys", r);
+        }
+        struct authz_policy policy = {
+            .admin_group = a->config->admin_group,
+            .users_may_create = a->config->users_may_create,
+            .user_max_keys = a->config->user_max_keys,
+            .user_max_lifetime = a->config->user_max_lifetime_usec,
+        };
+        r = authz_check_create(&q->who, &policy, rec.owner, role, perms, rec.expires_at, q->now,
+                               n_owned, &reason);
+        if (r < 0)
+                return reply_authz(q, r, reason);
+
+        rec.status = KEY_STATUS_ENABLED;
+        rec.created_at = q->now;
+        rec.created_by = q->who.actor;
+        for (int attempt = 0;; attempt++) {
+                struct token t;
+
+                token_generate_id(rec.id);
+                r = token_generate(a->config->token_prefix, rec.id, token);
+                if (r < 0 || token_parse(token, (size_t)r, NULL, &t, NULL) < 0) {
+                        erase(token, sizeof(token));
+                        return reply_internal(q, "generating a token", -EIO);
+                }
+                token_hash(a->pepper, &t, rec.hash);
+                r = record_validate(&rec);
+                if (r < 0) {
+                        erase(token, sizeof(token));
+                        return connection_reply_invalid_parameter(q->conn, "name");
+                }
+                r = keystore_put_key(a->ks, &rec);
+                if (r != -ENOTUNIQ || attempt >= 3)
+                        break;
+        }
+        if (r == -EEXIST) {
+                erase(token, sizeof(token));
+                return connection_reply_error(
+                    q->conn, ERR_NAME_TAKEN,
+                    json_pack("{s:s, s:s}", "owner", rec.owner, "name", rec.name));
+        }
+        if (r == -EINVAL) {
+                erase(token, sizeof(token));
+                return connection_reply_invalid_parameter(q->conn, "name");
+        }
+        if (r < 0) {
+                erase(token, sizeof(token));
+                return reply_internal(q, "storing a new key", r);
+        }
+        audit(q, "create", &rec, rec.name);
+        reply = json_pack("{s:o, s:s}", "key", key_json(a, &rec, q->now), "token", token);
+        erase(token, sizeof(token));
+        return connection_reply(q->conn, reply, false);
+}
+
+static int count_one(const struct key_record *rec, void *userdata)
+{
+        uint64_t *n = userdata;
+
+        if (rec->status != KEY_STATUS_REVOKED)
+                (*n)++;
+        return 0;
+}
+
+static int count_owned(struct api *a, const char *owner, uint64_t now, uint64_t *ret)
+{
+        struct key_filter f = {.owner = owner, .now = now};
+
+        *ret = 0;
+        return keystore_list(a->ks, &f, NULL, 0, count_one, ret, NULL);
+}
+
+/* Printable text without control characters (they could forge log lines or
+ * the canonical form of a signature). */
+static bool text_is_plain(const char *s)
+{
+        for (; *s; s++)
+                if ((unsigned char)*s < 0x20 || *s == 0x7f)
+                        return false;
+        return true;
+}
+
+int api_verify_canonical(char *buf, size_t size, const char *signed_at, bool valid,
+                         const char *code, const char *id, const char *owner, const char *service,
+                         const char *user, const char *rhost)
+{
+        int n =
+            snprintf(buf, size,
+                     "apikeyd-verify-v1\nsigned_at=%s\nvalid=%s\ncode=%s\nid=%s\nowner=%s\n"
+                     "service=%s\nuser=%s\nrhost=%s\n",
+                     signed_at, valid ? "true" : "false", code, id ? id : "", owner ? owner : "",
+                     service ? service : "", user ? user : "", rhost ? rhost : "");
+        return n < 0 || (size_t)n >= size ? -ENOBUFS : n;
+}
+
+/* Add `signed_at` and `signature` to a Verify reply. */
+static int sign_verify_reply(struct api *a, struct request *q, json_t *reply, bool valid,
+                             const char *code, const struct key_record *rec)
+{
+        char at[TIMESTAMP_MAX], canon[4 * KEY_FIELD_MAX + KEY_OWNER_MAX + 256];
+        unsigned char mac[crypto_auth_BYTES];
+        char b64[sodium_base64_ENCODED_LEN(crypto_auth_BYTES, sodium_base64_VARIANT_ORIGINAL)];
+        int n;
+
+        if (timestamp_format(q->now, at) < 0)
+                return -EINVAL;
+        n = api_verify_canonical(canon, sizeof(canon), at, valid, code, rec ? rec->id : NULL,
+                                 rec ? rec->owner : NULL, str_param(q, "service"),
+                                 str_param(q, "user"), str_param(q, "rhost"));
+        if (n < 0)
+                return n;
+        crypto_auth(mac, (const unsigned char *)canon, (size_t)n, a->shared_secret);
+        sodium_bin2base64(b64, sizeof(b64), mac, sizeof(mac), sodium_base64_VARIANT_ORIGINAL);
+        if (json_object_set_new(reply, "signed_at", json_string(at)) < 0 ||
+            json_object_set_new(reply, "signature", json_string(b64)) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+static int method_verify(struct request *q)
+{
+        static const struct param spec[] = {
+            {"token", JSON_STRING, true},
+            {"service", JSON_STRING, false},
+            {"user", JSON_STRING, false},
+            {"rhost", JSON_STRING, false},
+            {"permissions", JSON_ARRAY, false},
+            {"auth", JSON_STRING, false},
+            {NULL, 0, false},
+        };
+        struct api *a = q->api;
+        json_t *tok = json_object_get(q->params, "token");
+        json_t *perms_j = json_object_get(q->params, "permissions");
+        const char *service = str_param(q, "service"), *user = str_param(q, "user");
+        const char *rhost = str_param(q, "rhost"), *code;
+        _cleanup_free_ void *storage = NULL;
+        struct key_record rec;
+        uint8_t need = 0;
+        bool matched;
+        int r;
+
+        if (check_params(q, spec) < 0) {
+                erase_json_string(tok);
+                return 0;
+        }
+        if (json_is_array(perms_j) && parse_permissions(perms_j, &need) < 0) {
+                erase_json_string(tok);
+                return connection_reply_invalid_parameter(q->conn, "permissions");
+        }
+        static const char *const plain[] = {"service", "user", "rhost"};
+        for (size_t i = 0; i < ELEMENTSOF(plain); i++) {
+                const char *v = str_param(q, plain[i]);
+                if (v && (!text_is_plain(v) || strlen(v) > KEY_FIELD_MAX)) {
+                        erase_json_string(tok);
+                        return connection_reply_invalid_parameter(q->conn, plain[i]);
+                }
+        }
+        code = verify_token(a, json_string_value(tok), json_string_length(tok), &rec, &storage,
+                            &matched);
+        erase_json_string(tok);
+        if (matched) {
+                enum key_status st = record_effective_status(&rec, q->now);
+                bool in_scope = rec.n_scope == 0 || !service;
+
+                for (size_t i = 0; !in_scope && i < rec.n_scope; i++)
+                        in_scope = STREQ(rec.scope[i], service);
+                if (st == KEY_STATUS_REVOKED)
+                        code = "REVOKED";
+                else if (st == KEY_STATUS_EXPIRED)
+                        code = "EXPIRED";
+                else if (st == KEY_STATUS_DISABLED)
+                        code = "DISABLED";
+                else if (user && !STREQ(user, rec.owner))
+                        code = "WRONG_USER";
+                else if (!in_scope)
+                        code = "OUT_OF_SCOPE";
+                else if ((rec.permissions & need) != need)
+                        code = "INSUFFICIENT_PERMISSIONS";
+                else
+                        code = "VALID";
+        }
+        bool valid = code && STREQ(code, "VALID");
+        json_t *reply;
+
+        if (valid) {
+                r = lastused_note(&a->lastused, rec.id, q->now, service, rhost);
+                if (r < 0)
+                        log_warning("noting the last use of key %s failed: %s", rec.id,
+                                    strerror(-r));
+                reply = json_pack("{s:b, s:s, s:o}", "valid", 1, "code", code, "key",
+                                  key_json(a, &rec, q->now));
+        } else {
+                if (matched)
+                        log_info("verify of key %s refused: %s", rec.id, code);
+                reply = json_pack("{s:b, s:s}", "valid", 0, "code", code);
+        }
+        if (reply && sign_verify_reply(a, q, reply, valid, code, valid ? &rec : NULL) < 0) {
+                json_decref(reply);
+                return reply_internal(q, "signing a verify answer", -ENOMEM);
+        }
+        return connection_reply(q->conn, reply, false);
+}
+
+struct list_state {
+        struct request *q;
+        json_t *keys; /* when replying in one piece */
+        json_t *held; /* when streaming: the key not yet sent */
+        int error;
+};
+
+static int list_one(const struct key_record *rec, void *userdata)
+{
+        struct list_state *ls = userdata;
+        json_t *k = key_json(ls->q->api, rec, ls->q->now);
+
+        if (!k)
+                return -ENOMEM;
+        if (ls->keys)
+                return json_array_append_new(ls->keys, k) < 0 ? -ENOMEM : 0;
+        if (ls->held) {
+                int r = connection_reply(ls->q->conn, json_pack("{s:[o]}", "keys", ls->held), true);
+                if (r < 0) {
+                        json_decref(k);
+                        ls->held = NULL;
+                        return r;
+                }
+        }
+        ls->held = k;
+        return 0;
+}
+
+static int method_list(struct request *q)
+{
+        static const struct param spec[] = {
+            {"owner", JSON_STRING, false},       {"status", JSON_STRING, false},
+            {"name_prefix", JSON_STRING, false}, {"expiring_within", JSON_STRING, false},
+            {"limit", JSON_INTEGER, false},      {"cursor", JSON_STRING, false},
+            {"auth", JSON_STRING, false},        {NULL, 0, false},
+        };
+        struct key_filter f = {.now = q->now};
+        const char *status = str_param(q, "status"), *within = str_param(q, "expiring_within");
+        const char *cursor = str_param(q, "cursor"), *reason;
+        json_t *limit_j = json_object_get(q->params, "limit");
+        json_int_t limit = API_LIST_MAX;
+        char next[TOKEN_ID_LEN + 1] = "";
+        struct list_state ls = {.q = q};
+        json_t *reply;
+        int r;
+
+        if (check_params(q, spec) < 0)
+                return 0;
+        f.owner = str_param(q, "owner");
+        f.name_prefix = str_param(q, "name_prefix");
+        if (status && (f.status = key_status_from_string(status)) < 0)
+                return connection_reply_invalid_parameter(q->conn, "status");
+        if (within && (duration_parse(within, &f.expiring_within) < 0 || f.expiring_within == 0))
+                return connection_reply_invalid_parameter(q->conn, "expiring_within");
+        if (limit_j) {
+                limit = json_integer_value(limit_j);
+                if (limit < 1 || limit > API_LIST_MAX)
+                        return connection_reply_invalid_parameter(q->conn, "limit");
+        }
+        if (cursor && cursor[0] && !token_id_valid(cursor))
+                return connection_reply_invalid_parameter(q->conn, "cursor");
+
+        if (!q->who.admin) {
+                if (f.owner && !STREQ(f.owner, q->who.owner))
+                        return reply_error_reason(q, ERR_DENIED,
+                                                  "only admins may list other owners' keys");
+                f.owner = q->who.owner;
+        }
+        r = authz_check(&q->who, AUTHZ_READ, f.owner, &reason);
+        if (r < 0)
+                return reply_authz(q, r, reason);
+
+        if (!connection_wants_more(q->conn))
+                ls.keys = json_array();
+        r = keystore_list(q->api->ks, &f, cursor, (size_t)limit, list_one, &ls, next);
+        if (r < 0) {
+                json_decref(ls.keys);
+                json_decref(ls.held);
+                return reply_internal(q, "listing keys", r);
+        }
+        if (ls.keys)
+                reply = json_pack("{s:o}", "keys", ls.keys);
+        else
+                reply =
+                    ls.held ? json_pack("{s:[o]}", "keys", ls.held) : json_pack("{s:[]}", "keys");
+        if (reply && next[0])
+                json_object_set_new(reply, "cursor", json_string(next));
+        return connection_reply(q->conn, reply, false);
+}
+
+/* Load the key named by "id" and check that the caller may do `action` to it. */
+static int load_key(struct request *q, enum authz_action action, struct key_record *rec,
+                    void **storage)
+{
+        const char *id = str_param(q, "id"), *reason;
+        int r;
+
+        if (!token_id_valid(id)) {
+                (void)connection_reply_invalid_parameter(q->conn, "id");
+                return -EINVAL;
+        }
+        r = keystore_get(q->api->ks, id, rec, storage);
+        if (r == -ENOENT) {
+                (void)reply_no_such_key(q, id);
+                return r;
+        }
+        if (r < 0) {
+                (void)reply_internal(q, "reading a key", r);
+                return r;
+        }
+        r = authz_check(&q->who, action, rec->owner, &reason);
+        if (r < 0) {
+                (void)reply_authz(q, r, reason);
+                return r;
+        }
+        return 0;
+}
+
+static const struct param id_only[] = {
+    {"id", JSON_STRING, true},
+    {"auth", JSON_STRING, false},
+    {NULL, 0, false},
+};
+
+static int method_get(struct request *q)
+{
+        _cleanup_free_ void *storage = NULL;
+        struct key_record rec;
+
+        if (check_params(q, id_only) < 0 || load_key(q, AUTHZ_READ, &rec, &storage) < 0)
+                return 0;
+        return reply_key(q, &rec);
+}
+
+static int method_update(struct request *q)
+{
+        static const struct param spec[] = {
+            {"id", JSON_STRING, true},
+            {"name", JSON_STRING, false},
+            {"description", JSON_STRING, false},
+            {"scope", JSON_ARRAY, false},
+            {"role", JSON_STRING, false},
+            {"permissions", JSON_ARRAY, false},
+            {"expires", JSON_STRING, false},
+            {"auth", JSON_STRING, false},
+            {NULL, 0, false},
+        };
+        struct api *a = q->api;
+        _cleanup_free_ void *storage = NULL, *storage2 = NULL;
+        struct key_record rec, updated;
+        struct key_update upd = {0};
+        const char *scope[KEY_SCOPE_MAX], *expires, *reason;
+        json_t *scope_j;
+        int r;
+
+        if (check_params(q, spec) < 0 || load_key(q, AUTHZ_UPDATE, &rec, &storage) < 0)
+                return 0;
+
+        if ((upd.name = str_param(q, "name")))
+                upd.fields |= KEY_UPDATE_NAME;
+        if (json_is_string(json_object_get(q->params, "description"))) {
+                upd.fields |= KEY_UPDATE_DESCRIPTION;
+                upd.description = str_param(q, "description");
+                if (!upd.description[0])
+                        upd.description = NULL;
+        }
+        scope_j = json_object_get(q->params, "scope");
+        if (json_is_array(scope_j)) {
+                if (parse_scope(scope_j, scope, &upd.n_scope) < 0)
+                        return connection_reply_invalid_parameter(q->conn, "scope");
+                upd.scope = scope;
+                upd.fields |= KEY_UPDATE_SCOPE;
+        }
+        upd.role = rec.role;
+        upd.permissions = rec.permissions;
+        if (str_param(q, "role") || json_is_array(json_object_get(q->params, "permissions"))) {
+                if (parse_role(q, &upd.role, &upd.permissions) < 0)
+                        return 0;
+                upd.fields |= KEY_UPDATE_PERMISSIONS;
+        }
+        upd.expires_at = rec.expires_at;
+        if ((expires = str_param(q, "expires"))) {
+                if (expiry_parse(expires, q->now, &upd.expires_at) < 0)
+                        return connection_reply_invalid_parameter(q->conn, "expires");
+                upd.fields |= KEY_UPDATE_EXPIRES;
+        }
+        if (upd.fields & (KEY_UPDATE_PERMISSIONS | KEY_UPDATE_EXPIRES)) {
+                /* The same rules as for a new key, so an update cannot raise a
+                 * user's key beyond what they could have created. */
+                struct authz_policy policy = {
+                    .admin_group = a->config->admin_group,
+                    .user_max_lifetime = a->config->user_max_lifetime_usec,
+                };
+                r = authz_check_grant(&q->who, &policy, rec.owner, upd.role, upd.permissions,
+                                      upd.expires_at, q->now, &reason);
+                if (r < 0)
+                        return reply_authz(q, r, reason);
+        }
+
+        r = keystore_update_key(a->ks, rec.id, &upd, &updated, &storage2);
+        if (r == -ESTALE)
+                return connection_reply_error(q->conn, ERR_REVOKED,
+                                              json_pack("{s:s}", "id", rec.id));
+        if (r == -EEXIST)
+                return connection_reply_error(
+                    q->conn, ERR_NAME_TAKEN,
+                    json_pack("{s:s, s:s}", "owner", rec.owner, "name", upd.name));
+        if (r == -EINVAL)
+                return connection_reply_invalid_parameter(
+                    q->conn, (upd.fields & KEY_UPDATE_NAME) ? "name" : "scope");
+        if (r == -ENOENT)
+                return reply_no_such_key(q, rec.id);
+        if (r < 0)
+                return reply_internal(q, "updating a key", r);
+        audit(q, "update", &updated, NULL);
+        return reply_key(q, &updated);
+}
+
+static int set_status(struct request *q, enum authz_action action, enum key_status status,
+                      const char *verb)
+{
+        _cleanup_free_ void *storage = NULL, *storage2 = NULL;
+        struct key_record rec, updated;
+        int r;
+
+        if (check_params(q, id_only) < 0 || load_key(q, action, &rec, &storage) < 0)
+                return 0;
+        r = keystore_set_status(q->api->ks, rec.id, status, &updated, &storage2);
+        if (r == -ESTALE)
+                return connection_reply_error(q->conn, ERR_REVOKED,
+                                              json_pack("{s:s}", "id", rec.id));
+        if (r == -ENOENT)
+                return reply_no_such_key(q, rec.id);
+        if (r < 0)
+                return reply_internal(q, verb, r);
+        audit(q, verb, &updated, NULL);
+        return reply_key(q, &updated);
+}
+
+static int method_disable(struct request *q)
+{
+        return set_status(q, AUTHZ_TOGGLE, KEY_STATUS_DISABLED, "disable");
+}
+
+static int method_enable(struct request *q)
+{
+        return set_status(q, AUTHZ_TOGGLE, KEY_STATUS_ENABLED, "enable");
+}
+
+static int method_revoke(struct request *q)
+{
+        return set_status(q, AUTHZ_REVOKE, KEY_STATUS_REVOKED, "revoke");
+}
+
+static int method_delete(struct request *q)
+{
+        _cleanup_free_ void *storage = NULL;
+        struct key_record rec;
+        char id[TOKEN_ID_LEN + 1];
+        int r;
+
+        if (check_params(q, id_only) < 0 || load_key(q, AUTHZ_DELETE, &rec, &storage) < 0)
+                return 0;
+        memcpy(id, rec.id, sizeof(id));
+        r = keystore_delete_key(q->api->ks, id);
+        if (r == -ENOENT)
+                return reply_no_such_key(q, id);
+        if (r < 0)
+                return reply_internal(q, "deleting a key", r);
+        audit(q, "delete", &rec, NULL);
+        return connection_reply(q->conn, NULL, false);
+}
+
+static int reply_shared_secret(struct request *q, const uint8_t *secret)
+{
+        char b64[sodium_base64_ENCODED_LEN(SHARED_SECRET_SIZE, sodium_base64_VARIANT_ORIGINAL)];
+        json_t *reply;
+
+        sodium_bin2base64(b64, sizeof(b64), secret, SHARED_SECRET_SIZE,
+                          sodium_base64_VARIANT_ORIGINAL);
+        reply = json_pack("{s:s}", "secret", b64);
+        sodium_memzero(b64, sizeof(b64));
+        return connection_reply(q->conn, reply, false);
+}
+
+static int shared_secret(struct request *q, bool rotate)
+{
+        static const struct param spec[] = {{"auth", JSON_STRING, false}, {NULL, 0, false}};
+        struct api *a = q->api;
+        uint8_t fresh[SHARED_SECRET_SIZE];
+        const char *reason;
+        int r;
+
+        if (check_params(q, spec) < 0)
+                return 0;
+        r = authz_check(&q->who, AUTHZ_SHARED_SECRET, NULL, &reason);
+        if (r < 0)
+                return reply_authz(q, r, reason);
+        if (rotate) {
+                randombytes_buf(fresh, sizeof(fresh));
+                r = keystore_meta_put(a->ks, META_SHARED_SECRET, fresh, sizeof(fresh));
+                if (r < 0) {
+                        sodium_memzero(fresh, sizeof(fresh));
+                        return reply_internal(q, "storing the shared secret", r);
+                }
+                memcpy(a->shared_secret, fresh, sizeof(fresh));
+                sodium_memzero(fresh, sizeof(fresh));
+                audit(q, "rotate-shared-secret", NULL, NULL);
+        }
+        return reply_shared_secret(q, a->shared_secret);
+}
+
+int api_init(struct api *a)
+{
+        size_t len = 0;
+        int r;
+
+        a->shared_secret = sodium_malloc(SHARED_SECRET_SIZE);
+        if (!a->shared_secret)
+                return -ENOMEM;
+        r = keystore_meta_get(a->ks, META_SHARED_SECRET, a->shared_secret, SHARED_SECRET_SIZE,
+                              &len);
+        if (r == 0 && len == SHARED_SECRET_SIZE)
+                return 0;
+        if (r < 0 && r != -ENOENT && r != -ENOBUFS)
+                return r;
+        randombytes_buf(a->shared_secret, SHARED_SECRET_SIZE);
+        r = keystore_meta_put(a->ks, META_SHARED_SECRET, a->shared_secret, SHARED_SECRET_SIZE);
+        if (r < 0)
+                return r;
+        log_info("created the shared secret for integrations");
+        return 0;
+}
+
+void api_done(struct api *a)
+{
+        sodium_free(a->shared_secret);
+        a->shared_secret = NULL;
+}
+
+static int audit_one(const struct audit_event *ev, void *userdata)
+{
+        json_t *events = userdata, *o;
+        char at[TIMESTAMP_MAX] = "";
+
+        (void)timestamp_format(ev->time, at);
+        o = json_pack("{s:I, s:s, s:s, s:s, s:s}", "seq", (json_int_t)ev->seq, "time", at, "actor",
+                      ev->actor ? ev->actor : "", "action", ev->action ? ev->action : "", "result",
+                      ev->result ? ev->result : "");
+        if (!o)
+                return -ENOMEM;
+        set_string(o, "key_id", ev->key_id);
+        set_string(o, "detail", ev->detail);
+        return json_array_append_new(events, o) < 0 ? -ENOMEM : 0;
+}
+
+static int method_list_audit(struct request *q)
+{
+        static const struct param spec[] = {
+            {"key_id", JSON_STRING, false}, {"since", JSON_STRING, false},
+            {"after", JSON_INTEGER, false}, {"limit", JSON_INTEGER, false},
+            {"auth", JSON_STRING, false},   {NULL, 0, false},
+        };
+        const char *key_id = str_param(q, "key_id"), *since_s = str_param(q, "since"), *reason;
+        json_t *after_j = json_object_get(q->params, "after");
+        json_t *limit_j = json_object_get(q->params, "limit");
+        json_int_t limit = API_LIST_MAX, after = 0;
+        uint64_t since = 0, d;
+        json_t *events;
+        int r;
+
+        if (check_params(q, spec) < 0)
+                return 0;
+        if (key_id && !token_id_valid(key_id))
+                return connection_reply_invalid_parameter(q->conn, "key_id");
+        if (since_s) {
+                /* A duration means that long ago; else a point in time. */
+                if (duration_parse(since_s, &d) == 0 && d <= q->now)
+                        since = q->now - d;
+                else if (timestamp_parse(since_s, &since) < 0)
+                        return connection_reply_invalid_parameter(q->conn, "since");
+        }
+        if (after_j && (after = json_integer_value(after_j)) < 0)
+                return connection_reply_invalid_parameter(q->conn, "after");
+        if (limit_j && ((limit = json_integer_value(limit_j)) < 1 || limit > API_LIST_MAX))
+                return connection_reply_invalid_parameter(q->conn, "limit");
+        /* The audit log names every owner and caller: admins only. */
+        r = authz_check(&q->who, AUTHZ_SHARED_SECRET, NULL, &reason);
+        if (r < 0)
+                return reply_error_reason(q, ERR_DENIED, "only admins may read the audit log");
+        events = json_array();
+        if (!events)
+                return reply_internal(q, "reading the audit log", -ENOMEM);
+        r = keystore_list_audit(q->api->ks, (uint64_t)after, since, key_id, (size_t)limit,
+                                audit_one, events);
+        if (r < 0) {
+                json_decref(events);
+                return reply_internal(q, "reading the audit log", r);
+        }
+        return connection_reply(q->conn, json_pack("{s:o}", "events", events), false);
+}
+
+static int method_get_shared_secret(struct request *q)
+{
+        return shared_secret(q, false);
+}
+
+static int method_rotate_shared_secret(struct request *q)
+{
+        return shared_secret(q, true);
+}
+
+static int method_get_info(struct request *q)
+{
+        static const struct param spec[] = {{NULL, 0, false}};
+
+        if (check_params(q, spec) < 0)
+                return 0;
+        return connection_reply(q->conn,
+                                json_pack("{s:s, s:s, s:s, s:s, s:[s, s]}", "vendor", "apikeyd",
+                                          "product", "apikeyd", "version", APIKEYD_VERSION, "url",
+                                          "https://github.com/apikeyd/apikeyd", "interfaces",
+                                          "org.varlink.service", API_INTERFACE),
+                                false);
+}
+
+static const char service_description[] =
+    "interface org.varlink.service\n"
+    "method GetInfo() -> (vendor: string, product: string, version: string, url: string, "
+    "interfaces: []string)\n"
+    "method GetInterfaceDescription(interface: string) -> (description: string)\n"
+    "error InterfaceNotFound (interface: string)\n"
+    "error MethodNotFound (method: string)\n"
+    "error MethodNotImplemented (method: string)\n"
+    "error InvalidParameter (parameter: string)\n"
+    "error PermissionDenied ()\n"
+    "error ExpectedMore ()\n";
+
+static int method_get_interface_description(struct request *q)
+{
+        static const struct param spec[] = {{"interface", JSON_STRING, true}, {NULL, 0, false}};
+        const char *iface;
+
+        if (check_params(q, spec) < 0)
+                return 0;
+        iface = str_param(q, "interface");
+        if (STREQ(iface, API_INTERFACE))
+                return connection_reply(
+                    q->conn, json_pack("{s:s}", "description", apikeyd_interface_description),
+                    false);
+        if (STREQ(iface, "org.varlink.service"))
+                return connection_reply(
+                    q->conn, json_pack("{s:s}", "description", service_description), false);
+        return connection_reply_error(q->conn, "org.varlink.service.InterfaceNotFound",
+                                      json_pack("{s:s}", "interface", iface));
+}
+
+struct method {
+        const char *name;
+        int (*fn)(struct request *q);
+        bool needs_principal;
+};
+
+static const struct method methods[] = {
+    {"org.varlink.service.GetInfo", method_get_info, false},
+    {"org.varlink.service.GetInterfaceDescription", method_get_interface_description, false},
+    {API_INTERFACE ".Create", method_create, true},
+    {API_INTERFACE ".Verify", method_verify, false},
+    {API_INTERFACE ".List", method_list, true},
+    {API_INTERFACE ".Get", method_get, true},
+    {API_INTERFACE ".Update", method_update, true},
+    {API_INTERFACE ".Disable", method_disable, true},
+    {API_INTERFACE ".Enable", method_enable, true},
+    {API_INTERFACE ".Revoke", method_revoke, true},
+    {API_INTERFACE ".Delete", method_delete, true},
+    {API_INTERFACE ".GetSharedSecret", method_get_shared_secret, true},
+    {API_INTERFACE ".RotateSharedSecret", method_rotate_shared_secret, true},
+    {API_INTERFACE ".ListAudit", method_list_audit, true},
+};
+
+const char *api_method_name(size_t i)
+{
+        return i < ELEMENTSOF(methods) ? methods[i].name : NULL;
+}
+
+void api_dispatch(struct connection *c, struct varlink_call *call, void *userdata)
+{
+        struct api *a = userdata;
+        struct request q;
+
+        for (size_t i = 0; i < ELEMENTSOF(methods); i++) {
+                if (!STREQ(methods[i].name, call->method))
+                        continue;
+                if (call->more && methods[i].fn != method_list) {
+                        (void)connection_reply_error(c, "org.varlink.service.InvalidParameter",
+                                                     json_pack("{s:s}", "parameter", "more"));
+                        return;
+                }
+                if (methods[i].needs_principal || json_object_get(call->parameters, "auth")) {
+                        if (request_init(&q, a, c, call->parameters) < 0)
+                                return;
+                } else
+                        q = (struct request){
+                            .api = a, .conn = c, .params = call->parameters, .now = now_usec()};
+                (void)methods[i].fn(&q);
+                return;
+        }
+        (void)connection_reply_error(c, "org.varlink.service.MethodNotFound",
+                                     json_pack("{s:s}", "method", call->method));
+}

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The methods of io.apikeyd.Keys and org.varlink.service: decoding each
+ * call's parameters, asking authz.c, doing the work on the keystore and
+ * building the reply.  The interface file io.apikeyd.Keys.varlink is the
+ * reference for every method, parameter and error here.
+ */
+#pragma once
+
+#include <stdint.h>
+
+#include "config.h"
+#include "keystore.h"
+#include "lastused.h"
+#include "server.h"
+#include "token_crypto.h"
+
+#define APIKEYD_VERSION "0.1.0"
+#define API_INTERFACE   "io.apikeyd.Keys"
+#define API_LIST_MAX    1000
+
+/* The interface file, compiled in (generated from io.apikeyd.Keys.varlink). */
+extern const char apikeyd_interface_description[];
+
+struct api {
+        const struct apikeyd_config *config;
+        struct keystore *ks;
+        const uint8_t *pepper;  /* PEPPER_SIZE bytes, in locked memory */
+        uint8_t *shared_secret; /* SHARED_SECRET_SIZE bytes, in locked memory */
+        struct lastused lastused;
+};
+
+#define SHARED_SECRET_SIZE 32
+
+/*
+ * Load the shared secret from the keystore, creating it on first use, into
+ * locked memory; api_done() frees it.  0 or a negative errno.
+ */
+int api_init(struct api *a) _warn_unused_;
+void api_done(struct api *a);
+
+/*
+ * The canonical form of a Verify answer that `signature` authenticates
+ * (crypto_auth, i.e. HMAC-SHA-512-256, keyed with the shared secret):
+ *
+ *   apikeyd-verify-v1\n
+ *   signed_at=<signed_at as in the reply>\n
+ *   valid=<true|false>\n
+ *   code=<code>\n
+ *   id=<key.id, or empty when the reply has no key>\n
+ *   owner=<key.owner, or empty>\n
+ *   service=<the call's service, or empty>\n
+ *   user=<the call's user, or empty>\n
+ *   rhost=<the call's rhost, or empty>\n
+ *
+ * None of the values can hold a newline (Verify refuses control characters
+ * in service, user and rhost), so the form is unambiguous.
+ */
+int api_verify_canonical(char *buf, size_t size, const char *signed_at, bool valid,
+                         const char *code, const char *id, const char *owner, const char *service,
+                         const char *user, const char *rhost);
+
+/* The server's dispatch function; `userdata` is the struct api. */
+void api_dispatch(struct connection *c, struct varlink_call *call, void *userdata);
+
+/* The i-th method the daemon answers, or NULL past the last (for tests). */
+const char *api_method_name(size_t i);

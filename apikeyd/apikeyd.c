@@ -1,0 +1,367 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * apikeyd: the daemon's entry point.  Reads the config, opens the pepper
+ * and the keystore, takes the listening socket from systemd or binds its
+ * own, and runs the event loop until SIGTERM/SIGINT; then stops accepting,
+ * writes the pending last-used times and exits 0.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+
+#include <sodium.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "api_keys.h"
+#include "config.h"
+#include "keystore.h"
+#include "log.h"
+#include "server.h"
+#include "timeutil.h"
+#include "token_crypto.h"
+
+#define DEFAULT_CONFIG    "/etc/apikeyd/apikeyd.conf"
+#define DEFAULT_STATE_DIR "/var/lib/apikeyd"
+#define DEFAULT_SOCKET    "/run/apikeyd/io.apikeyd.Keys"
+
+struct options {
+        const char *config;
+        bool config_given, no_config, check, debug;
+        const char *state_dir;
+        const char *socket;
+};
+
+static void help(void)
+{
+        printf("Usage: apikeyd [OPTIONS]\n"
+               "\n"
+               "The API key daemon: keeps the keystore and answers Varlink calls.\n"
+               "\n"
+               "  -c, --config FILE     read this config file (default " DEFAULT_CONFIG ";\n"
+               "                        a missing default file means built-in defaults)\n"
+               "      --no-config       use the built-in defaults, read no file\n"
+               "  -s, --state-dir DIR   keystore and pepper directory (default " DEFAULT_STATE_DIR
+               ")\n"
+               "  -S, --socket PATH     socket to bind when not socket-activated\n"
+               "                        (default " DEFAULT_SOCKET ")\n"
+               "      --check           check the keystore's consistency and exit\n"
+               "  -d, --debug           log debug messages\n"
+               "  -h, --help            show this help\n"
+               "  -V, --version         show the version\n");
+}
+
+static int parse_args(int argc, char **argv, struct options *o)
+{
+        enum { OPT_NO_CONFIG = 0x100, OPT_CHECK };
+        static const struct option longopts[] = {
+            {"config", required_argument, NULL, 'c'},
+            {"no-config", no_argument, NULL, OPT_NO_CONFIG},
+            {"state-dir", required_argument, NULL, 's'},
+            {"socket", required_argument, NULL, 'S'},
+            {"check", no_argument, NULL, OPT_CHECK},
+            {"debug", no_argument, NULL, 'd'},
+            {"help", no_argument, NULL, 'h'},
+            {"version", no_argument, NULL, 'V'},
+            {NULL, 0, NULL, 0},
+        };
+        int c;
+
+        *o = (struct options){
+            .config = DEFAULT_CONFIG,
+            .state_dir = DEFAULT_STATE_DIR,
+            .socket = DEFAULT_SOCKET,
+        };
+        while ((c = getopt_long(argc, argv, "c:s:S:dhV", longopts, NULL)) >= 0) {
+                switch (c) {
+                case 'c':
+                        o->config = optarg;
+                        o->config_given = true;
+                        break;
+                case OPT_NO_CONFIG:
+                        o->no_config = true;
+                        break;
+                case 's':
+                        o->state_dir = optarg;
+                        break;
+                case 'S':
+                        o->socket = optarg;
+                        break;
+                case OPT_CHECK:
+                        o->check = true;
+                        break;
+                case 'd':
+                        o->debug = true;
+                        break;
+                case 'h':
+                        help();
+                        exit(0);
+                case 'V':
+                        printf("apikeyd %s\n", APIKEYD_VERSION);
+                        exit(0);
+                default:
+                        fprintf(stderr, "Try 'apikeyd --help' for more information.\n");
+                        return -EINVAL;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr,
+                        "apikeyd: unexpected argument '%s'\n"
+                        "Try 'apikeyd --help' for more information.\n",
+                        argv[optind]);
+                return -EINVAL;
+        }
+        if (o->no_config && o->config_given) {
+                fprintf(stderr, "apikeyd: --config and --no-config exclude each other\n");
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* Every block jansson frees may have held a token: erase it first. */
+static void erasing_free(void *p)
+{
+        if (p) {
+                explicit_bzero(p, malloc_usable_size(p));
+                free(p);
+        }
+}
+
+struct daemon {
+        struct api api;
+        struct server *server;
+        sd_event *event;
+        sd_event_source *flush_timer;
+        uint64_t flush_interval;
+};
+
+static void flush_last_used(struct daemon *d)
+{
+        int r = lastused_flush(&d->api.lastused, d->api.ks);
+
+        if (r < 0)
+                log_error("writing last-used times failed (will retry): %s", strerror(-r));
+}
+
+static int on_flush_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct daemon *d = userdata;
+
+        flush_last_used(d);
+        (void)sd_event_source_set_time(s, usec + d->flush_interval);
+        (void)sd_event_source_set_enabled(s, SD_EVENT_ON);
+        return 0;
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+        struct daemon *d = userdata;
+
+        log_info("received %s; finishing calls in flight and stopping",
+                 strsignal((int)si->ssi_signo));
+        (void)sd_notify(0, "STOPPING=1");
+        server_stop_listening(d->server);
+        return sd_event_exit(d->event, 0);
+}
+
+static int ensure_dir(const char *path, mode_t mode)
+{
+        struct stat st;
+
+        if (mkdir(path, mode) == 0)
+                return 0;
+        if (errno != EEXIST)
+                return -errno;
+        if (stat(path, &st) < 0)
+                return -errno;
+        return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+/* The socket from systemd, or one we bind; `*ret_bound` tells which. */
+static int open_socket(const char *path, int *ret_fd, bool *ret_bound)
+{
+        int n = sd_listen_fds(1), r;
+
+        if (n < 0)
+                return n;
+        if (n > 1) {
+                log_error("systemd passed %d sockets; expected one", n);
+                return -EINVAL;
+        }
+        if (n == 1) {
+                if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) <= 0) {
+                        log_error(
+                            "the socket systemd passed is not a listening UNIX stream socket");
+                        return -EINVAL;
+                }
+                *ret_fd = SD_LISTEN_FDS_START;
+                *ret_bound = false;
+                return 0;
+        }
+        /* The socket's directory: create it if it is missing (world-searchable). */
+        _cleanup_free_ char *dir = strdup(path);
+        char *slash = dir ? strrchr(dir, '/') : NULL;
+        if (!dir)
+                return -ENOMEM;
+        if (slash && slash != dir) {
+                *slash = '\0';
+                r = ensure_dir(dir, 0755);
+                if (r < 0) {
+                        log_error("cannot create socket directory %s: %s", dir, strerror(-r));
+                        return r;
+                }
+        }
+        r = server_listen_unix(path, ret_fd);
+        if (r == -EADDRINUSE)
+                log_error("another apikeyd is already answering on %s", path);
+        else if (r < 0)
+                log_error("cannot listen on %s: %s", path, strerror(-r));
+        *ret_bound = true;
+        return r;
+}
+
+static int run(const struct options *o, struct apikeyd_config *cfg)
+{
+        struct daemon d = {.api.config = cfg, .flush_interval = cfg->last_used_flush_interval_usec};
+        struct keystore_options kopts = {.mapsize = cfg->map_size,
+                                         .audit_max = cfg->audit_max_events};
+        _cleanup_free_ char *err = NULL;
+        uint8_t *pepper = NULL;
+        bool bound = false;
+        int fd = -1, r;
+        sigset_t mask;
+
+        r = ensure_dir(o->state_dir, 0700);
+        if (r < 0) {
+                log_error("cannot create state directory %s: %s", o->state_dir, strerror(-r));
+                return r;
+        }
+        /* sodium_malloc'd memory is locked (never swapped) and guarded. */
+        pepper = sodium_malloc(PEPPER_SIZE);
+        if (!pepper)
+                return -ENOMEM;
+        r = pepper_load(o->state_dir, !o->check, pepper, &err);
+        if (r < 0) {
+                log_error("%s", err ? err : strerror(-r));
+                goto out;
+        }
+        d.api.pepper = pepper;
+        r = keystore_open(o->state_dir, &kopts, &d.api.ks, &err);
+        if (r < 0) {
+                log_error("%s", err ? err : strerror(-r));
+                goto out;
+        }
+        if (o->check) {
+                free(err);
+                err = NULL;
+                r = keystore_verify_indexes(d.api.ks, &err);
+                if (r < 0)
+                        fprintf(stderr, "apikeyd: keystore in %s is inconsistent: %s\n",
+                                o->state_dir, err ? err : strerror(-r));
+                else
+                        printf("keystore in %s is consistent\n", o->state_dir);
+                goto out;
+        }
+        lastused_init(&d.api.lastused);
+        r = api_init(&d.api);
+        if (r < 0) {
+                log_error("cannot load the shared secret: %s", strerror(-r));
+                goto out;
+        }
+
+        r = open_socket(o->socket, &fd, &bound);
+        if (r < 0)
+                goto out;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        r = sd_event_default(&d.event);
+        if (r >= 0)
+                r = sd_event_add_signal(d.event, NULL, SIGTERM, on_signal, &d);
+        if (r >= 0)
+                r = sd_event_add_signal(d.event, NULL, SIGINT, on_signal, &d);
+        if (r >= 0)
+                r = sd_event_add_time_relative(d.event, &d.flush_timer, CLOCK_MONOTONIC,
+                                               d.flush_interval, 0, on_flush_timer, &d);
+        if (r >= 0) {
+                struct server_options sopts = {
+                    .max_message = cfg->max_message_size,
+                    .max_connections = cfg->max_connections,
+                    .max_connections_per_uid = cfg->max_connections_per_uid,
+                    .client_timeout = cfg->client_timeout_usec,
+                };
+                r = server_new(d.event, fd, &sopts, api_dispatch, &d.api, &d.server);
+        }
+        if (r < 0) {
+                log_error("cannot set up the event loop: %s", strerror(-r));
+                goto out;
+        }
+
+        log_info("apikeyd %s ready on %s (state in %s)", APIKEYD_VERSION,
+                 bound ? o->socket : "the socket passed by systemd", o->state_dir);
+        (void)sd_notifyf(0, "READY=1\nSTATUS=Answering on %s", bound ? o->socket : "socket unit");
+        r = sd_event_loop(d.event);
+        if (r < 0)
+                log_error("event loop failed: %s", strerror(-r));
+        flush_last_used(&d);
+        r = r < 0 ? r : 0;
+out:
+        server_free(d.server);
+        sd_event_source_disable_unref(d.flush_timer);
+        sd_event_unref(d.event);
+        if (d.api.ks)
+                lastused_done(&d.api.lastused);
+        api_done(&d.api);
+        keystore_close(d.api.ks);
+        sodium_free(pepper);
+        if (bound && fd >= 0) {
+                (void)unlink(o->socket);
+                close(fd);
+        }
+        return r;
+}
+
+int main(int argc, char **argv)
+{
+        struct options o;
+        struct apikeyd_config cfg;
+        _cleanup_free_ char *err = NULL;
+        int r;
+
+        /* No core dumps: memory holds the pepper and tokens in flight. */
+        (void)prctl(PR_SET_DUMPABLE, 0);
+        umask(0077);
+
+        if (parse_args(argc, argv, &o) < 0)
+                return 2;
+        if (o.debug)
+                log_set_max_level(LOG_DEBUG);
+        if (config_init_defaults(&cfg) < 0)
+                return 1;
+        if (!o.no_config) {
+                r = config_load_file(&cfg, o.config, !o.config_given, &err);
+                if (r < 0) {
+                        log_error("%s", err ? err : strerror(-r));
+                        config_done(&cfg);
+                        return 1;
+                }
+        }
+        if (token_crypto_init() < 0) {
+                log_error("cannot initialise libsodium");
+                config_done(&cfg);
+                return 1;
+        }
+        json_set_alloc_funcs(malloc, erasing_free);
+
+        r = run(&o, &cfg);
+        config_done(&cfg);
+        return r < 0 ? 1 : 0;
+}

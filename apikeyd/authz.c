@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: MIT */
+/* Authorization decisions; see authz.h. */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+
+#include "authz.h"
+
+static bool in_group(const struct caller *caller, const char *user, gid_t gid)
+{
+        if (caller->gid == gid)
+                return true;
+        for (size_t i = 0; i < caller->n_groups; i++)
+                if (caller->groups[i] == gid)
+                        return true;
+        if (caller->n_groups == 0 && user[0]) {
+                /* No SO_PEERGROUPS (old kernel): ask the group database. */
+                gid_t groups[SERVER_MAX_GROUPS];
+                int n = SERVER_MAX_GROUPS;
+                if (getgrouplist(user, caller->gid, groups, &n) >= 0)
+                        for (int i = 0; i < n; i++)
+                                if (groups[i] == gid)
+                                        return true;
+        }
+        return false;
+}
+
+int authz_principal_from_caller(const struct caller *caller, const char *admin_group,
+                                struct principal *ret)
+{
+        struct passwd pw, *pwp = NULL;
+        struct group gr, *grp = NULL;
+        char buf[4096];
+
+        /* Users manage their own keys fully, but cannot issue keys to others. */
+        *ret =
+            (struct principal){.uid = caller->uid, .permissions = KEY_PERM_ALL & ~KEY_PERM_INVITE};
+        if (getpwuid_r(caller->uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp &&
+            strlen(pw.pw_name) <= KEY_OWNER_MAX)
+                snprintf(ret->owner, sizeof(ret->owner), "%s", pw.pw_name);
+        snprintf(ret->actor, sizeof(ret->actor), "uid=%u(%s)", (unsigned)caller->uid,
+                 ret->owner[0] ? ret->owner : "?");
+
+        if (caller->uid == 0)
+                ret->admin = true;
+        else if (admin_group && admin_group[0] &&
+                 getgrnam_r(admin_group, &gr, buf, sizeof(buf), &grp) == 0 && grp)
+                ret->admin = in_group(caller, ret->owner, grp->gr_gid);
+        if (ret->admin)
+                ret->permissions = KEY_PERM_ALL;
+        return 0;
+}
+
+int authz_principal_from_key(const struct key_record *rec, uid_t uid, uint64_t now,
+                             struct principal *ret, const char **ret_reason)
+{
+        bool scoped = rec->n_scope == 0;
+
+        for (size_t i = 0; i < rec->n_scope; i++)
+                if (STREQ(rec->scope[i], "apikeyd"))
+                        scoped = true;
+        if (record_effective_status(rec, now) != KEY_STATUS_ENABLED) {
+                *ret_reason = "the API key given in auth is disabled, revoked or expired";
+                return -EPERM;
+        }
+        if (!scoped) {
+                *ret_reason = "the API key given in auth has a scope without \"apikeyd\"";
+                return -EPERM;
+        }
+        *ret = (struct principal){
+            .uid = uid,
+            .admin = rec->role == KEY_ROLE_ADMIN,
+            .by_key = true,
+            .permissions = rec->permissions,
+        };
+        snprintf(ret->key_id, sizeof(ret->key_id), "%s", rec->id);
+        snprintf(ret->owner, sizeof(ret->owner), "%s", rec->owner);
+        snprintf(ret->actor, sizeof(ret->actor), "key=%s(%s)", rec->id, rec->owner);
+        return 0;
+}
+
+static uint8_t action_permission(enum authz_action a)
+{
+        switch (a) {
+        case AUTHZ_READ:
+                return KEY_PERM_READ;
+        case AUTHZ_UPDATE:
+        case AUTHZ_TOGGLE:
+                return KEY_PERM_WRITE;
+        case AUTHZ_REVOKE:
+        case AUTHZ_DELETE:
+                return KEY_PERM_DELETE;
+        case AUTHZ_SHARED_SECRET:
+                break;
+        }
+        return KEY_PERM_ALL;
+}
+
+int authz_check(const struct principal *p, enum authz_action action, const char *owner,
+                const char **ret_reason)
+{
+        uint8_t need = action_permission(action);
+
+        if ((p->permissions & need) != need) {
+                *ret_reason = "the API key given in auth lacks the permission for this";
+                return -EPERM;
+        }
+        if (action == AUTHZ_SHARED_SECRET) {
+                if (p->admin)
+                        return 0;
+                *ret_reason = "only admins may read or rotate the shared secret";
+                return -EPERM;
+        }
+        if (p->admin)
+                return 0;
+        if (!owner || !p->owner[0] || !STREQ(owner, p->owner)) {
+                *ret_reason = "only an admin or the key's owner may do this";
+                return -EPERM;
+        }
+        return 0;
+}
+
+/* Whether the user named `owner` is an admin: uid 0 or in the admin group. */
+static bool owner_is_admin(const char *owner, const char *admin_group)
+{
+        struct passwd pw, *pwp = NULL;
+        struct group gr, *grp = NULL;
+        char buf[4096], gbuf[4096];
+        gid_t groups[SERVER_MAX_GROUPS];
+        int n = SERVER_MAX_GROUPS;
+
+        if (getpwnam_r(owner, &pw, buf, sizeof(buf), &pwp) != 0 || !pwp)
+                return false;
+        if (pw.pw_uid == 0)
+                return true;
+        if (!admin_group || !admin_group[0] ||
+            getgrnam_r(admin_group, &gr, gbuf, sizeof(gbuf), &grp) != 0 || !grp)
+                return false;
+        if (getgrouplist(owner, pw.pw_gid, groups, &n) < 0)
+                return true; /* more groups than we can look at: assume the worst */
+        for (int i = 0; i < n; i++)
+                if (groups[i] == gr.gr_gid)
+                        return true;
+        return false;
+}
+
+int authz_check_grant(const struct principal *p, const struct authz_policy *policy,
+                      const char *owner, uint8_t role, uint8_t permissions, uint64_t expires_at,
+                      uint64_t now, const char **ret_reason)
+{
+        if (p->admin)
+                return 0;
+        if (permissions & ~p->permissions) {
+                *ret_reason = "a key cannot be given permissions its creator does not hold";
+                return -EPERM;
+        }
+        if (role == KEY_ROLE_ADMIN) {
+                *ret_reason = "only admins may give a key the admin role";
+                return -EPERM;
+        }
+        if (!owner || !p->owner[0] || !STREQ(owner, p->owner)) {
+                if (!p->by_key || !(p->permissions & KEY_PERM_INVITE)) {
+                        *ret_reason = "only admins and keys with the invite permission may "
+                                      "create keys for another owner";
+                        return -EPERM;
+                }
+                if (!owner || owner_is_admin(owner, policy->admin_group)) {
+                        /* An invited key must not be a way to log in as an admin. */
+                        *ret_reason = "keys for an admin can only be created by an admin";
+                        return -EPERM;
+                }
+        }
+        if (policy->user_max_lifetime &&
+            (expires_at == 0 || expires_at > now + policy->user_max_lifetime)) {
+                *ret_reason = "the expiry is later than users' keys may live (user_max_lifetime)";
+                return -EDQUOT;
+        }
+        return 0;
+}
+
+int authz_check_create(const struct principal *p, const struct authz_policy *policy,
+                       const char *owner, uint8_t role, uint8_t permissions, uint64_t expires_at,
+                       uint64_t now, uint64_t n_owned, const char **ret_reason)
+{
+        int r;
+
+        if (!(p->permissions & KEY_PERM_CREATE)) {
+                *ret_reason = "the API key given in auth lacks the create permission";
+                return -EPERM;
+        }
+        r = authz_check_grant(p, policy, owner, role, permissions, expires_at, now, ret_reason);
+        if (r < 0 || p->admin)
+                return r;
+        if (!policy->users_may_create) {
+                *ret_reason = "this installation lets only admins create keys "
+                              "(users_may_create = no)";
+                return -EDQUOT;
+        }
+        if (policy->user_max_keys && n_owned >= policy->user_max_keys) {
+                *ret_reason = "you have as many keys as users may have (user_max_keys); revoke "
+                              "or delete one first";
+                return -EDQUOT;
+        }
+        return 0;
+}

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/* The daemon's log lines; see log.h. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/uio.h>
+
+#include <systemd/sd-journal.h>
+
+#include "log.h"
+#include "varlink.h"
+
+static int max_level = LOG_INFO;
+
+void log_set_max_level(int level)
+{
+        max_level = level;
+}
+
+int log_get_max_level(void)
+{
+        return max_level;
+}
+
+static void log_vmsg(int priority, const char *fmt, va_list ap)
+{
+        static int journal = -1;
+        char line[2048];
+
+        if (priority > max_level)
+                return;
+        if (journal < 0)
+                journal = getenv("JOURNAL_STREAM") != NULL;
+        vsnprintf(line, sizeof(line), fmt, ap);
+        if (journal)
+                fprintf(stderr, "<%d>%s\n", priority, line);
+        else
+                fprintf(stderr, "apikeyd: %s\n", line);
+}
+
+void log_msg(int priority, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        log_vmsg(priority, fmt, ap);
+        va_end(ap);
+}
+
+void log_ratelimited(int priority, uint64_t *last, unsigned *suppressed, uint64_t interval,
+                     const char *fmt, ...)
+{
+        uint64_t now = varlink_now_usec();
+        va_list ap;
+
+        if (*last != 0 && now - *last < interval) {
+                (*suppressed)++;
+                return;
+        }
+        *last = now;
+        va_start(ap, fmt);
+        log_vmsg(priority, fmt, ap);
+        va_end(ap);
+        if (*suppressed) {
+                log_msg(priority, "(%u similar messages suppressed)", *suppressed);
+                *suppressed = 0;
+        }
+}
+
+void log_fields(int priority, const char *message, const char *const *fields, size_t n)
+{
+        struct iovec iov[32];
+        char prio[16], *msg = NULL;
+        size_t k = 0;
+        int r = -1;
+
+        if (priority > max_level)
+                return;
+        if (asprintf(&msg, "MESSAGE=%s", message) >= 0) {
+                snprintf(prio, sizeof(prio), "PRIORITY=%d", priority);
+                iov[k++] = (struct iovec){msg, strlen(msg)};
+                iov[k++] = (struct iovec){prio, strlen(prio)};
+                iov[k++] = (struct iovec){(char *)"SYSLOG_IDENTIFIER=apikeyd",
+                                          STRLEN("SYSLOG_IDENTIFIER=apikeyd")};
+                for (size_t i = 0; i < n && k < ELEMENTSOF(iov); i++)
+                        iov[k++] = (struct iovec){(char *)fields[i], strlen(fields[i])};
+                r = sd_journal_sendv(iov, (int)k);
+                free(msg);
+        }
+        if (r < 0 || !getenv("JOURNAL_STREAM"))
+                log_msg(priority, "%s", message);
+}

@@ -1,0 +1,522 @@
+/* SPDX-License-Identifier: MIT */
+/* The Varlink server: sockets, connections, framing and limits; see server.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "server.h"
+
+/* Stop reading from a client whose replies pile up unread beyond this. */
+#define OUTPUT_HIGH_WATER (1u << 20)
+#define LOG_INTERVAL      (10u * 1000000u)
+
+struct connection {
+        struct server *server;
+        struct connection *prev, *next;
+        int fd;
+        sd_event_source *io, *timer;
+        struct caller caller;
+        struct varlink_buffer in;
+        char *out;
+        size_t out_size, out_sent, out_alloc;
+        uint64_t since; /* start of the current wait: idle, partial message or blocked output */
+        bool in_call, call_oneway, call_more, replied_final;
+        bool closing; /* close once the output is flushed */
+        bool dead;    /* freed at the end of the current event */
+};
+
+struct server {
+        sd_event *event;
+        sd_event_source *listen_source;
+        int listen_fd;
+        struct server_options opts;
+        server_dispatch_fn dispatch;
+        void *userdata;
+        struct connection *connections;
+        unsigned n_connections;
+};
+
+static uint64_t limit_log_last;
+static unsigned limit_log_suppressed;
+
+int server_listen_unix(const char *path, int *ret_fd)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        _cleanup_close_ int fd = -1;
+        size_t len = strlen(path);
+        mode_t old;
+        int r;
+
+        if (len == 0 || len >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, path, len);
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        /* A socket file left by a daemon that died is stale; one that still
+         * answers belongs to a running daemon and must not be stolen. */
+        if (access(path, F_OK) == 0) {
+                int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (probe < 0)
+                        return -errno;
+                r = connect(probe, (struct sockaddr *)&sa, sizeof(sa));
+                close(probe);
+                if (r == 0)
+                        return -EADDRINUSE;
+                (void)unlink(path);
+        }
+        /* Authorization is by peer credentials, so anyone may connect. */
+        old = umask(0);
+        r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+        umask(old);
+        if (r < 0)
+                return -errno;
+        if (chmod(path, 0666) < 0)
+                return -errno;
+        if (listen(fd, SOMAXCONN) < 0)
+                return -errno;
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static void connection_free(struct connection *c)
+{
+        struct server *s = c->server;
+
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                s->connections = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        s->n_connections--;
+        sd_event_source_disable_unref(c->io);
+        sd_event_source_disable_unref(c->timer);
+        closep(&c->fd);
+        varlink_buffer_done(&c->in);
+        free(c->out);
+        free(c);
+}
+
+static int connection_update(struct connection *c);
+
+static int connection_flush(struct connection *c)
+{
+        while (c->out_sent < c->out_size) {
+                ssize_t n = send(c->fd, c->out + c->out_sent, c->out_size - c->out_sent,
+                                 MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                return 0;
+                        return -errno;
+                }
+                c->out_sent += (size_t)n;
+        }
+        c->out_size = c->out_sent = 0;
+        return 0;
+}
+
+static int connection_queue(struct connection *c, const char *msg, size_t len)
+{
+        bool was_empty = c->out_size == c->out_sent;
+
+        if (c->out_sent > 0 && c->out_sent == c->out_size)
+                c->out_size = c->out_sent = 0;
+        if (c->out_alloc - c->out_size < len) {
+                size_t want = c->out_alloc ? c->out_alloc : 4096;
+                char *n;
+
+                while (want - c->out_size < len)
+                        want *= 2;
+                n = realloc(c->out, want);
+                if (!n)
+                        return -ENOMEM;
+                c->out = n;
+                c->out_alloc = want;
+        }
+        memcpy(c->out + c->out_size, msg, len);
+        c->out_size += len;
+        if (was_empty)
+                c->since = varlink_now_usec();
+        return 0;
+}
+
+static int connection_send_object(struct connection *c, json_t *obj)
+{
+        size_t len;
+        char *msg = varlink_message_dump(obj, &len);
+        int r;
+
+        if (!msg)
+                return -ENOMEM;
+        r = connection_queue(c, msg, len);
+        free(msg);
+        return r;
+}
+
+int connection_reply(struct connection *c, json_t *parameters, bool continues)
+{
+        json_t *obj;
+        int r;
+
+        if (!parameters)
+                parameters = json_object();
+        if (c->replied_final || (continues && !c->call_more)) {
+                json_decref(parameters);
+                return -EINVAL;
+        }
+        if (!continues)
+                c->replied_final = true;
+        if (c->call_oneway) {
+                json_decref(parameters);
+                return 0;
+        }
+        obj = json_pack("{s:o}", "parameters", parameters);
+        if (!obj)
+                return -ENOMEM;
+        if (continues && json_object_set_new(obj, "continues", json_true()) < 0) {
+                json_decref(obj);
+                return -ENOMEM;
+        }
+        r = connection_send_object(c, obj);
+        json_decref(obj);
+        return r;
+}
+
+int connection_reply_error(struct connection *c, const char *error, json_t *parameters)
+{
+        json_t *obj;
+        int r;
+
+        if (!parameters)
+                parameters = json_object();
+        if (c->replied_final) {
+                json_decref(parameters);
+                return -EINVAL;
+        }
+        c->replied_final = true;
+        if (c->call_oneway) {
+                json_decref(parameters);
+                return 0;
+        }
+        obj = json_pack("{s:s, s:o}", "error", error, "parameters", parameters);
+        if (!obj)
+                return -ENOMEM;
+        r = connection_send_object(c, obj);
+        json_decref(obj);
+        return r;
+}
+
+int connection_reply_invalid_parameter(struct connection *c, const char *parameter)
+{
+        return connection_reply_error(c, "org.varlink.service.InvalidParameter",
+                                      json_pack("{s:s}", "parameter", parameter));
+}
+
+const struct caller *connection_caller(const struct connection *c)
+{
+        return &c->caller;
+}
+
+bool connection_wants_more(const struct connection *c)
+{
+        return c->call_more;
+}
+
+static void connection_handle_message(struct connection *c, const char *msg, size_t len)
+{
+        struct varlink_call call;
+        int r;
+
+        c->in_call = true;
+        c->replied_final = false;
+        c->call_oneway = c->call_more = false;
+
+        r = varlink_call_parse(msg, len, &call);
+        if (r < 0) {
+                /* Framing is intact, so the connection can go on. */
+                (void)connection_reply_error(
+                    c, "org.varlink.service.InvalidParameter",
+                    json_pack("{s:s}", "parameter",
+                              "message: not a JSON object with a string \"method\""));
+        } else {
+                c->call_oneway = call.oneway;
+                c->call_more = call.more && !call.oneway;
+                c->server->dispatch(c, &call, c->server->userdata);
+                if (!c->replied_final)
+                        (void)connection_reply_error(
+                            c, "io.apikeyd.Keys.InternalError",
+                            json_pack("{s:s}", "reason", "the method gave no reply"));
+                varlink_call_done(&call);
+        }
+        c->in_call = false;
+}
+
+/* Read what is there and handle the complete messages in it. */
+static int connection_read(struct connection *c)
+{
+        struct server *s = c->server;
+
+        for (unsigned rounds = 0; rounds < 16; rounds++) {
+                char *p;
+                size_t room;
+                ssize_t n;
+                int r;
+
+                r = varlink_buffer_reserve(&c->in, 4096, &p, &room);
+                if (r < 0)
+                        return r;
+                if (room > 65536)
+                        room = 65536;
+                n = recv(c->fd, p, room, MSG_DONTWAIT);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                return 0;
+                        return -errno;
+                }
+                if (n == 0)
+                        return -ECONNRESET;
+                bool had_partial = varlink_buffer_pending(&c->in);
+                varlink_buffer_commit(&c->in, (size_t)n);
+                if (!had_partial)
+                        c->since = varlink_now_usec();
+
+                for (;;) {
+                        const char *msg;
+                        size_t len;
+
+                        r = varlink_buffer_next(&c->in, &msg, &len);
+                        if (r == -EMSGSIZE) {
+                                log_ratelimited(LOG_WARNING, &limit_log_last, &limit_log_suppressed,
+                                                LOG_INTERVAL,
+                                                "client uid %u pid %d sent a message over %zu "
+                                                "bytes; closing its connection",
+                                                (unsigned)c->caller.uid, (int)c->caller.pid,
+                                                s->opts.max_message);
+                                c->replied_final = false;
+                                c->call_oneway = false;
+                                (void)connection_reply_error(
+                                    c, "io.apikeyd.Keys.MessageTooLarge",
+                                    json_pack("{s:I}", "limit", (json_int_t)s->opts.max_message));
+                                c->closing = true;
+                                return 0;
+                        }
+                        if (r <= 0)
+                                break;
+                        connection_handle_message(c, msg, len);
+                        c->since = varlink_now_usec();
+                        if (c->out_size - c->out_sent > OUTPUT_HIGH_WATER)
+                                return 0;
+                }
+                if ((size_t)n < room)
+                        return 0;
+        }
+        return 0;
+}
+
+static int on_timer(sd_event_source *es, uint64_t usec, void *userdata)
+{
+        struct connection *c = userdata;
+
+        log_ratelimited(LOG_INFO, &limit_log_last, &limit_log_suppressed, LOG_INTERVAL,
+                        "client uid %u pid %d was idle or stalled for longer than the client "
+                        "timeout; closing its connection",
+                        (unsigned)c->caller.uid, (int)c->caller.pid);
+        connection_free(c);
+        return 0;
+}
+
+static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata)
+{
+        struct connection *c = userdata;
+        int r = 0;
+
+        if (revents & EPOLLOUT)
+                r = connection_flush(c);
+        if (r >= 0 && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->closing &&
+            c->out_size - c->out_sent <= OUTPUT_HIGH_WATER)
+                r = connection_read(c);
+        if (r >= 0)
+                r = connection_flush(c);
+        if (r >= 0 && c->closing && c->out_size == c->out_sent)
+                r = -ECONNRESET;
+        if (r >= 0)
+                r = connection_update(c);
+        if (r < 0) {
+                if (r != -ECONNRESET && r != -EPIPE)
+                        log_debug("connection of uid %u closed: %s", (unsigned)c->caller.uid,
+                                  strerror(-r));
+                connection_free(c);
+        }
+        return 0;
+}
+
+/* Set the events we wait for and the deadline of the current wait. */
+static int connection_update(struct connection *c)
+{
+        bool blocked = c->out_size > c->out_sent;
+        uint32_t events = 0;
+        int r;
+
+        if (!c->closing && (!blocked || c->out_size - c->out_sent <= OUTPUT_HIGH_WATER))
+                events |= EPOLLIN;
+        if (blocked)
+                events |= EPOLLOUT;
+        r = sd_event_source_set_io_events(c->io, events);
+        if (r < 0)
+                return r;
+        r = sd_event_source_set_time(c->timer, c->since + c->server->opts.client_timeout);
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+}
+
+static void read_peer(int fd, struct caller *ret)
+{
+        struct ucred uc;
+        socklen_t sl = sizeof(uc);
+        socklen_t gl = sizeof(ret->groups);
+
+        *ret = (struct caller){.uid = (uid_t)-1, .gid = (gid_t)-1};
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &sl) == 0) {
+                ret->uid = uc.uid;
+                ret->gid = uc.gid;
+                ret->pid = uc.pid;
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, ret->groups, &gl) == 0)
+                ret->n_groups = gl / sizeof(gid_t);
+}
+
+static unsigned connections_of(const struct server *s, uid_t uid)
+{
+        unsigned n = 0;
+
+        for (const struct connection *c = s->connections; c; c = c->next)
+                n += c->caller.uid == uid;
+        return n;
+}
+
+static void refuse_connection(struct server *s, int fd, unsigned limit, const char *which)
+{
+        json_t *obj = json_pack("{s:s, s:{s:I}}", "error", "io.apikeyd.Keys.TooManyConnections",
+                                "parameters", "limit", (json_int_t)limit);
+        size_t len;
+        char *msg = obj ? varlink_message_dump(obj, &len) : NULL;
+
+        if (msg)
+                (void)send(fd, msg, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        free(msg);
+        json_decref(obj);
+        log_ratelimited(LOG_WARNING, &limit_log_last, &limit_log_suppressed, LOG_INTERVAL,
+                        "%s connection limit of %u reached; refusing new clients", which, limit);
+        close(fd);
+}
+
+static int on_accept(sd_event_source *es, int lfd, uint32_t revents, void *userdata)
+{
+        struct server *s = userdata;
+
+        for (unsigned i = 0; i < 64; i++) {
+                struct connection *c;
+                int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                int r;
+
+                if (fd < 0) {
+                        if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+                                return 0;
+                        log_ratelimited(LOG_WARNING, &limit_log_last, &limit_log_suppressed,
+                                        LOG_INTERVAL, "accept failed: %m");
+                        return 0;
+                }
+                if (s->n_connections >= s->opts.max_connections) {
+                        refuse_connection(s, fd, s->opts.max_connections, "total");
+                        continue;
+                }
+                c = calloc(1, sizeof(*c));
+                if (!c) {
+                        close(fd);
+                        return 0;
+                }
+                read_peer(fd, &c->caller);
+                if (s->opts.max_connections_per_uid &&
+                    connections_of(s, c->caller.uid) >= s->opts.max_connections_per_uid) {
+                        free(c);
+                        refuse_connection(s, fd, s->opts.max_connections_per_uid, "per-user");
+                        continue;
+                }
+                c->server = s;
+                c->fd = fd;
+                c->since = varlink_now_usec();
+                /* The input may hold tokens: erase it as it is consumed. */
+                varlink_buffer_init(&c->in, s->opts.max_message, true);
+                c->next = s->connections;
+                if (c->next)
+                        c->next->prev = c;
+                s->connections = c;
+                s->n_connections++;
+
+                r = sd_event_add_io(s->event, &c->io, fd, EPOLLIN, on_io, c);
+                if (r >= 0)
+                        r = sd_event_add_time(s->event, &c->timer, CLOCK_MONOTONIC,
+                                              c->since + s->opts.client_timeout, 0, on_timer, c);
+                if (r < 0) {
+                        connection_free(c);
+                        return 0;
+                }
+        }
+        return 0;
+}
+
+int server_new(sd_event *event, int listen_fd, const struct server_options *opts,
+               server_dispatch_fn dispatch, void *userdata, struct server **ret)
+{
+        struct server *s = calloc(1, sizeof(*s));
+        int r;
+
+        if (!s)
+                return -ENOMEM;
+        s->event = event;
+        s->listen_fd = listen_fd;
+        s->opts = *opts;
+        s->dispatch = dispatch;
+        s->userdata = userdata;
+        r = fcntl(listen_fd, F_SETFL, fcntl(listen_fd, F_GETFL) | O_NONBLOCK);
+        if (r >= 0)
+                r = sd_event_add_io(event, &s->listen_source, listen_fd, EPOLLIN, on_accept, s);
+        if (r < 0) {
+                free(s);
+                return r < 0 && r != -1 ? r : -errno;
+        }
+        *ret = s;
+        return 0;
+}
+
+void server_stop_listening(struct server *s)
+{
+        s->listen_source = sd_event_source_disable_unref(s->listen_source);
+}
+
+void server_free(struct server *s)
+{
+        if (!s)
+                return;
+        server_stop_listening(s);
+        while (s->connections)
+                connection_free(s->connections);
+        free(s);
+}
+
+unsigned server_connection_count(const struct server *s)
+{
+        return s->n_connections;
+}

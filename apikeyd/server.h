@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The Varlink server: the listening socket, one connection per client on an
+ * sd-event loop, NUL framing, limits (message size, connection count,
+ * timeouts), peer credentials, and the reply helpers method handlers use.
+ *
+ * Handlers run synchronously on the loop, one call at a time per
+ * connection, so replies leave in the order calls arrived (pipelining
+ * works).  A handler replies exactly once, or with `continues` several
+ * times when the call asked for `more`.  For `oneway` calls the server
+ * drops whatever the handler replies.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+#include <systemd/sd-event.h>
+
+#include "macro.h"
+#include "varlink.h"
+
+#define SERVER_MAX_GROUPS 256
+
+struct server;
+struct connection;
+
+/* Who is at the other end, from SO_PEERCRED and SO_PEERGROUPS. */
+struct caller {
+        uid_t uid;
+        gid_t gid;
+        pid_t pid;
+        size_t n_groups;
+        gid_t groups[SERVER_MAX_GROUPS];
+};
+
+typedef void (*server_dispatch_fn)(struct connection *c, struct varlink_call *call, void *userdata);
+
+struct server_options {
+        size_t max_message; /* bytes */
+        unsigned max_connections;
+        unsigned max_connections_per_uid;
+        uint64_t client_timeout; /* µs */
+};
+
+/* Bind a listening socket at `path` (mode 0666), replacing a stale one. */
+int server_listen_unix(const char *path, int *ret_fd) _warn_unused_;
+
+int server_new(sd_event *event, int listen_fd, const struct server_options *opts,
+               server_dispatch_fn dispatch, void *userdata, struct server **ret) _warn_unused_;
+/* Stop accepting; connections in flight stay. */
+void server_stop_listening(struct server *s);
+/* Close every connection and free the server (not the listening fd's owner's path). */
+void server_free(struct server *s);
+unsigned server_connection_count(const struct server *s);
+
+const struct caller *connection_caller(const struct connection *c);
+/* Whether the call being handled asked for `more`. */
+bool connection_wants_more(const struct connection *c);
+
+/* Reply with `parameters` (stolen; NULL = {}); `continues` only when the call asked for more. */
+int connection_reply(struct connection *c, json_t *parameters, bool continues);
+/* Reply with a Varlink error; `parameters` stolen (NULL = {}). */
+int connection_reply_error(struct connection *c, const char *error, json_t *parameters);
+/* org.varlink.service.InvalidParameter naming `parameter`. */
+int connection_reply_invalid_parameter(struct connection *c, const char *parameter);
