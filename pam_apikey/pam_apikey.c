@@ -1,0 +1,564 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pam_apikey: API keys as credentials for any PAM service.
+ *
+ * A thin guest inside sshd, sudo and friends: it takes the typed token,
+ * checks its shape (a password is not one of ours and is never sent), asks
+ * apikeyd over its socket with one overall deadline, and maps the answer to
+ * a PAM code.  No globals, threads, signal handlers, openlog or exit; every
+ * buffer that held the token is erased.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <security/pam_ext.h>
+#include <security/pam_modules.h>
+#include <security/pam_modutil.h>
+
+#include "macro.h"
+#include "timeutil.h"
+#include "token.h"
+#include "varlink.h"
+
+#define DEFAULT_SOCKET         "/run/apikeyd/io.apikeyd.Keys"
+#define DEFAULT_TIMEOUT_MS     3000
+#define DEFAULT_PROMPT         "API key: "
+#define DEFAULT_EXPIRY_WARNING (7 * USEC_PER_DAY)
+#define DATA_PREFIX            "pam_apikey_authenticated:"
+#define OPTIONS_FILE_MAX       (64 * 1024)
+
+struct options {
+        char socket[108];
+        unsigned timeout_ms;
+        char service[128];
+        char prompt[128];
+        char prefix[TOKEN_PREFIX_MAX + 1];
+        bool use_first_pass, try_first_pass, debug, quiet, ignore_authinfo_unavail, nodelay;
+        uid_t minimum_uid;
+        uid_t daemon_uid; /* besides 0, the uid the daemon may run as */
+        bool daemon_uid_set;
+        uint64_t expiry_warning; /* µs; 0 = no warning */
+};
+
+static bool copy_value(char *dst, size_t size, const char *v)
+{
+        size_t n = strlen(v);
+
+        if (n == 0 || n >= size)
+                return false;
+        memcpy(dst, v, n + 1);
+        return true;
+}
+
+static bool parse_uint(const char *v, unsigned long max, unsigned long *ret)
+{
+        char *end;
+        unsigned long n;
+
+        if (!*v || *v == '-' || *v == '+')
+                return false;
+        errno = 0;
+        n = strtoul(v, &end, 10);
+        if (errno || *end || n > max)
+                return false;
+        *ret = n;
+        return true;
+}
+
+/* Apply one option; false if it is unknown or its value malformed. */
+static bool apply_option(pam_handle_t *pamh, struct options *o, const char *arg)
+{
+        const char *eq = strchr(arg, '=');
+        size_t klen = eq ? (size_t)(eq - arg) : strlen(arg);
+        const char *v = eq ? eq + 1 : NULL;
+        unsigned long n;
+
+#define IS(name) (klen == STRLEN(name) && strncmp(arg, name, klen) == 0)
+        if (!v) {
+                if (IS("use_first_pass"))
+                        o->use_first_pass = true;
+                else if (IS("try_first_pass"))
+                        o->try_first_pass = true;
+                else if (IS("debug"))
+                        o->debug = true;
+                else if (IS("quiet"))
+                        o->quiet = true;
+                else if (IS("ignore_authinfo_unavail"))
+                        o->ignore_authinfo_unavail = true;
+                else if (IS("nodelay"))
+                        o->nodelay = true;
+                else
+                        return false;
+                return true;
+        }
+        if (IS("socket"))
+                return v[0] == '/' && copy_value(o->socket, sizeof(o->socket), v);
+        if (IS("timeout")) {
+                if (!parse_uint(v, 600000, &n) || n == 0)
+                        return false;
+                o->timeout_ms = (unsigned)n;
+                return true;
+        }
+        if (IS("service"))
+                return copy_value(o->service, sizeof(o->service), v);
+        if (IS("prompt"))
+                return copy_value(o->prompt, sizeof(o->prompt), v);
+        if (IS("prefix"))
+                return token_prefix_valid(v) && copy_value(o->prefix, sizeof(o->prefix), v);
+        if (IS("minimum_uid")) {
+                if (!parse_uint(v, UINT_MAX - 1, &n))
+                        return false;
+                o->minimum_uid = (uid_t)n;
+                return true;
+        }
+        if (IS("daemon_user")) {
+                struct passwd pw, *pwp = NULL;
+                char buf[4096];
+                if (getpwnam_r(v, &pw, buf, sizeof(buf), &pwp) != 0 || !pwp) {
+                        pam_syslog(pamh, LOG_ERR, "daemon_user=%s: no such user", v);
+                        return false;
+                }
+                o->daemon_uid = pw.pw_uid;
+                o->daemon_uid_set = true;
+                return true;
+        }
+        if (IS("expiry_warning")) {
+                uint64_t d;
+                if (strcmp(v, "0") == 0) {
+                        o->expiry_warning = 0;
+                        return true;
+                }
+                if (duration_parse(v, &d) < 0)
+                        return false;
+                o->expiry_warning = d;
+                return true;
+        }
+#undef IS
+        return false;
+}
+
+/* Options from conf=FILE: the same words as module arguments, separated by
+ * white space, with # comments to the end of a line. */
+static int read_conf(pam_handle_t *pamh, struct options *o, const char *path)
+{
+        _cleanup_free_ char *text = NULL;
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+        ssize_t n;
+        char *p, *word;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                pam_syslog(pamh, LOG_ERR, "cannot read conf=%s: %m", path);
+                return -1;
+        }
+        if (!S_ISREG(st.st_mode) || st.st_size > OPTIONS_FILE_MAX || (st.st_mode & 022)) {
+                pam_syslog(pamh, LOG_ERR,
+                           "conf=%s must be a regular file under 64 KiB, not writable by group "
+                           "or others",
+                           path);
+                return -1;
+        }
+        text = malloc((size_t)st.st_size + 1);
+        if (!text)
+                return -1;
+        n = read(fd, text, (size_t)st.st_size);
+        if (n != st.st_size) {
+                pam_syslog(pamh, LOG_ERR, "cannot read conf=%s", path);
+                return -1;
+        }
+        text[n] = '\0';
+        for (p = text; *p;) {
+                if (*p == '#') {
+                        p += strcspn(p, "\n");
+                        continue;
+                }
+                if (strchr(" \t\r\n", *p)) {
+                        p++;
+                        continue;
+                }
+                word = p;
+                p += strcspn(p, " \t\r\n");
+                if (*p)
+                        *p++ = '\0';
+                if (strncmp(word, "conf=", 5) == 0 || !apply_option(pamh, o, word)) {
+                        pam_syslog(pamh, LOG_ERR, "conf=%s: unknown or malformed option '%s'", path,
+                                   word);
+                        return -1;
+                }
+        }
+        return 0;
+}
+
+static int parse_options(pam_handle_t *pamh, int argc, const char **argv, struct options *o)
+{
+        *o = (struct options){
+            .socket = DEFAULT_SOCKET,
+            .timeout_ms = DEFAULT_TIMEOUT_MS,
+            .prompt = DEFAULT_PROMPT,
+            .expiry_warning = DEFAULT_EXPIRY_WARNING,
+        };
+        /* conf= first, so the arguments override what it says. */
+        for (int i = 0; i < argc; i++)
+                if (strncmp(argv[i], "conf=", 5) == 0 && read_conf(pamh, o, argv[i] + 5) < 0)
+                        return PAM_SERVICE_ERR;
+        for (int i = 0; i < argc; i++) {
+                if (strncmp(argv[i], "conf=", 5) == 0)
+                        continue;
+                if (!apply_option(pamh, o, argv[i])) {
+                        /* A misspelt option must not quietly weaken anything. */
+                        pam_syslog(pamh, LOG_ERR, "unknown or malformed option '%s'", argv[i]);
+                        return PAM_SERVICE_ERR;
+                }
+        }
+        return PAM_SUCCESS;
+}
+
+static const char *item_string(pam_handle_t *pamh, int item)
+{
+        const void *v = NULL;
+
+        if (pam_get_item(pamh, item, &v) != PAM_SUCCESS || !v)
+                return "";
+        return v;
+}
+
+/* Append `s` as a JSON string; -ENOMEM. */
+static int append_json_string(char **buf, size_t *len, size_t *alloc, const char *s)
+{
+        json_t *j = json_string(s);
+        size_t need;
+        int r = -ENOMEM;
+
+        if (!j)
+                return -EINVAL; /* not valid UTF-8 */
+        need = json_dumpb(j, NULL, 0, JSON_ENCODE_ANY);
+        if (need > 0 && *len + need <= *alloc) {
+                json_dumpb(j, *buf + *len, need, JSON_ENCODE_ANY);
+                *len += need;
+                r = 0;
+        }
+        json_decref(j);
+        return r;
+}
+
+static int append(char *buf, size_t *len, size_t alloc, const char *s)
+{
+        size_t n = strlen(s);
+
+        if (*len + n > alloc)
+                return -ENOMEM;
+        memcpy(buf + *len, s, n);
+        *len += n;
+        return 0;
+}
+
+/*
+ * Build the Verify call by hand into one buffer we erase: the token must not
+ * pass through the JSON library's own (unerased) allocations.
+ */
+static int build_request(const char *token, size_t token_len, const char *user, const char *service,
+                         const char *rhost, char **ret, size_t *ret_len)
+{
+        size_t alloc = 256 + token_len + 6 * (strlen(user) + strlen(service) + strlen(rhost));
+        char *buf = malloc(alloc);
+        size_t len = 0;
+        int r;
+
+        if (!buf)
+                return -ENOMEM;
+        r = append(buf, &len, alloc, "{\"method\":\"io.apikeyd.Keys.Verify\",\"parameters\":{");
+        if (r >= 0)
+                r = append(buf, &len, alloc, "\"user\":");
+        if (r >= 0)
+                r = append_json_string(&buf, &len, &alloc, user);
+        if (r >= 0)
+                r = append(buf, &len, alloc, ",\"service\":");
+        if (r >= 0)
+                r = append_json_string(&buf, &len, &alloc, service);
+        if (r >= 0 && rhost[0]) {
+                r = append(buf, &len, alloc, ",\"rhost\":");
+                if (r >= 0)
+                        r = append_json_string(&buf, &len, &alloc, rhost);
+        }
+        /* The token is base62 and '_' only (its shape was checked): no escaping. */
+        if (r >= 0)
+                r = append(buf, &len, alloc, ",\"token\":\"");
+        if (r >= 0 && len + token_len + 4 <= alloc) {
+                memcpy(buf + len, token, token_len);
+                len += token_len;
+                r = append(buf, &len, alloc, "\"}}");
+        } else if (r >= 0)
+                r = -ENOMEM;
+        if (r >= 0 && len < alloc)
+                buf[len++] = '\0';
+        else if (r >= 0)
+                r = -ENOMEM;
+        if (r < 0) {
+                erase(buf, alloc);
+                free(buf);
+                return r;
+        }
+        *ret = buf;
+        *ret_len = len;
+        return 0;
+}
+
+struct answer {
+        char code[32];
+        char id[TOKEN_ID_LEN + 1];
+        char expires_at[TIMESTAMP_MAX];
+        char error[128];
+};
+
+/* Ask the daemon.  0 with the answer, or a negative errno (transport). */
+static int ask_daemon(pam_handle_t *pamh, const struct options *o, const char *token,
+                      size_t token_len, const char *user, const char *service, const char *rhost,
+                      struct answer *ret)
+{
+        uint64_t deadline = varlink_now_usec() + (uint64_t)o->timeout_ms * 1000u;
+        struct varlink_buffer b;
+        _cleanup_close_ int fd = -1;
+        char *req = NULL;
+        size_t req_len = 0;
+        json_t *reply = NULL, *params = NULL, *key;
+        const char *error = NULL;
+        uid_t peer;
+        int r;
+
+        r = varlink_connect(o->socket, deadline, &fd, &peer);
+        if (r < 0) {
+                pam_syslog(pamh, LOG_ERR, "cannot reach apikeyd at %s: %s", o->socket,
+                           strerror(-r));
+                return r;
+        }
+        if (peer != 0 && !(o->daemon_uid_set && peer == o->daemon_uid)) {
+                /* Whoever answers there gets the secret: it must be the daemon. */
+                pam_syslog(pamh, LOG_ERR,
+                           "refusing to send a key to %s: it is served by uid %u, not by root%s",
+                           o->socket, (unsigned)peer, o->daemon_uid_set ? " or daemon_user" : "");
+                return -EPERM;
+        }
+        r = build_request(token, token_len, user, service, rhost, &req, &req_len);
+        if (r < 0)
+                return r;
+        r = varlink_send(fd, req, req_len, deadline);
+        erase(req, req_len);
+        free(req);
+        if (r < 0) {
+                pam_syslog(pamh, LOG_ERR, "sending to apikeyd failed: %s", strerror(-r));
+                return r;
+        }
+        varlink_buffer_init(&b, 1024u * 1024u, false);
+        r = varlink_recv(fd, &b, deadline, &reply, &error, &params, NULL);
+        varlink_buffer_done(&b);
+        if (r < 0) {
+                pam_syslog(pamh, LOG_ERR, "no answer from apikeyd: %s", strerror(-r));
+                return r;
+        }
+        memset(ret, 0, sizeof(*ret));
+        if (error) {
+                snprintf(ret->error, sizeof(ret->error), "%s", error);
+                json_decref(reply);
+                return 0;
+        }
+        json_t *code = json_object_get(params, "code");
+        if (!json_is_string(code) || !json_is_boolean(json_object_get(params, "valid"))) {
+                json_decref(reply);
+                pam_syslog(pamh, LOG_ERR, "apikeyd's answer has no code");
+                return -EBADMSG;
+        }
+        snprintf(ret->code, sizeof(ret->code), "%s", json_string_value(code));
+        key = json_object_get(params, "key");
+        if (json_is_object(key)) {
+                json_t *id = json_object_get(key, "id"), *exp = json_object_get(key, "expires_at");
+                if (json_is_string(id))
+                        snprintf(ret->id, sizeof(ret->id), "%s", json_string_value(id));
+                if (json_is_string(exp))
+                        snprintf(ret->expires_at, sizeof(ret->expires_at), "%s",
+                                 json_string_value(exp));
+        }
+        json_decref(reply);
+        return 0;
+}
+
+/* The one place daemon answers become PAM codes. */
+static int code_to_pam(const char *code)
+{
+        static const char *const refused[] = {
+            "BAD_FORMAT", "NOT_FOUND",  "DISABLED",     "REVOKED",
+            "EXPIRED",    "WRONG_USER", "OUT_OF_SCOPE", "INSUFFICIENT_PERMISSIONS",
+        };
+
+        if (strcmp(code, "VALID") == 0)
+                return PAM_SUCCESS;
+        if (strcmp(code, "RATE_LIMITED") == 0)
+                return PAM_MAXTRIES;
+        for (size_t i = 0; i < ELEMENTSOF(refused); i++)
+                if (strcmp(code, refused[i]) == 0)
+                        return PAM_AUTH_ERR;
+        /* A code this module does not know: never success. */
+        return PAM_AUTH_ERR;
+}
+
+static void log_failure(pam_handle_t *pamh, const char *user, const char *id, const char *code)
+{
+        /* pam_unix's shape, so fail2ban and sshguard match it unchanged. */
+        pam_syslog(pamh, LOG_NOTICE,
+                   "authentication failure; logname=%s uid=%d euid=%d tty=%s ruser=%s rhost=%s "
+                   "user=%s key=%s code=%s",
+                   pam_modutil_getlogin(pamh) ? pam_modutil_getlogin(pamh) : "", (int)getuid(),
+                   (int)geteuid(), item_string(pamh, PAM_TTY), item_string(pamh, PAM_RUSER),
+                   item_string(pamh, PAM_RHOST), user, id[0] ? id : "-", code);
+}
+
+static void cleanup_marker(pam_handle_t *pamh, void *data, int status)
+{
+        free(data);
+}
+
+static void warn_expiry(pam_handle_t *pamh, const struct options *o, const char *expires_at)
+{
+        uint64_t t, now = now_usec();
+        char when[64];
+
+        if (o->quiet || o->expiry_warning == 0 || !expires_at[0] ||
+            timestamp_parse(expires_at, &t) < 0 || t <= now || t - now > o->expiry_warning)
+                return;
+        if (relative_format(t, now, when, sizeof(when)) < 0)
+                return;
+        pam_info(pamh, "Your API key expires %s (%s).", when, expires_at);
+}
+
+PAM_EXTERN _public_ int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc,
+                                            const char **argv)
+{
+        struct options o;
+        const char *user = NULL, *token = NULL, *service;
+        struct answer ans;
+        struct token t;
+        char data_name[sizeof(DATA_PREFIX) + 256];
+        int r;
+
+        r = parse_options(pamh, argc, argv, &o);
+        if (r != PAM_SUCCESS)
+                return r;
+        if (o.quiet)
+                flags |= PAM_SILENT;
+
+        r = pam_get_user(pamh, &user, NULL);
+        if (r != PAM_SUCCESS || !user || !user[0]) {
+                if (o.debug)
+                        pam_syslog(pamh, LOG_DEBUG, "no user name");
+                return r == PAM_CONV_AGAIN ? PAM_INCOMPLETE : PAM_USER_UNKNOWN;
+        }
+        if (o.minimum_uid > 0) {
+                struct passwd pw, *pwp = NULL;
+                char buf[4096];
+                if (getpwnam_r(user, &pw, buf, sizeof(buf), &pwp) == 0 && pwp &&
+                    pw.pw_uid < o.minimum_uid) {
+                        if (o.debug)
+                                pam_syslog(pamh, LOG_DEBUG, "uid of %s below minimum_uid", user);
+                        return PAM_IGNORE;
+                }
+        }
+        if (!o.nodelay)
+                (void)pam_fail_delay(pamh, 2000000);
+
+        if (o.use_first_pass || o.try_first_pass) {
+                const void *item = NULL;
+                if (pam_get_item(pamh, PAM_AUTHTOK, &item) == PAM_SUCCESS)
+                        token = item;
+                if (!token && o.use_first_pass) {
+                        if (o.debug)
+                                pam_syslog(pamh, LOG_DEBUG,
+                                           "use_first_pass: no token given before");
+                        return PAM_IGNORE;
+                }
+        }
+        if (!token) {
+                r = pam_get_authtok(pamh, PAM_AUTHTOK, &token, o.prompt);
+                if (r == PAM_CONV_AGAIN)
+                        return PAM_INCOMPLETE;
+                if (r != PAM_SUCCESS || !token)
+                        return r == PAM_BUF_ERR ? PAM_BUF_ERR : PAM_CONV_ERR;
+        }
+
+        /* Not our shape (a password, sshd's fake one): never sent anywhere. */
+        if (token_parse(token, strnlen(token, TOKEN_MAX_LEN + 1), o.prefix[0] ? o.prefix : NULL, &t,
+                        NULL) < 0) {
+                if (o.debug)
+                        pam_syslog(pamh, LOG_DEBUG, "input for %s is not an API key; ignoring",
+                                   user);
+                return PAM_IGNORE;
+        }
+
+        service = o.service[0] ? o.service : item_string(pamh, PAM_SERVICE);
+        r = ask_daemon(pamh, &o, token, strlen(token), user, service, item_string(pamh, PAM_RHOST),
+                       &ans);
+        if (r == -ENOMEM)
+                return PAM_BUF_ERR;
+        if (r < 0 || ans.error[0]) {
+                if (ans.error[0] && r >= 0)
+                        pam_syslog(pamh, LOG_ERR, "apikeyd refused the call: %s", ans.error);
+                log_failure(pamh, user, t.id, "DAEMON_UNAVAILABLE");
+                return o.ignore_authinfo_unavail ? PAM_IGNORE : PAM_AUTHINFO_UNAVAIL;
+        }
+
+        r = code_to_pam(ans.code);
+        if (r != PAM_SUCCESS) {
+                log_failure(pamh, user, t.id, ans.code);
+                return r;
+        }
+        if (o.debug)
+                pam_syslog(pamh, LOG_DEBUG, "key %s accepted for %s (service %s)", t.id, user,
+                           service);
+        snprintf(data_name, sizeof(data_name), DATA_PREFIX "%s", user);
+        char *marker = strdup(t.id);
+        if (!marker || pam_set_data(pamh, data_name, marker, cleanup_marker) != PAM_SUCCESS) {
+                free(marker);
+                return PAM_BUF_ERR;
+        }
+        if (!(flags & PAM_SILENT))
+                warn_expiry(pamh, &o, ans.expires_at);
+        return PAM_SUCCESS;
+}
+
+PAM_EXTERN _public_ int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+        return PAM_SUCCESS;
+}
+
+PAM_EXTERN _public_ int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+        struct options o;
+        const char *user = NULL;
+        const void *marker = NULL;
+        char data_name[sizeof(DATA_PREFIX) + 256];
+        int r;
+
+        r = parse_options(pamh, argc, argv, &o);
+        if (r != PAM_SUCCESS)
+                return r;
+        if (pam_get_user(pamh, &user, NULL) != PAM_SUCCESS || !user)
+                return PAM_IGNORE;
+        snprintf(data_name, sizeof(data_name), DATA_PREFIX "%s", user);
+        /* Only a login this module authenticated is ours to judge: a public-key
+         * login through sshd runs this stack too and must not be denied. */
+        if (pam_get_data(pamh, data_name, &marker) != PAM_SUCCESS || !marker)
+                return PAM_IGNORE;
+        if (o.debug)
+                pam_syslog(pamh, LOG_DEBUG, "account of %s authenticated by key %s", user,
+                           (const char *)marker);
+        return PAM_SUCCESS;
+}

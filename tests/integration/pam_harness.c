@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Drive a real PAM stack: pam_start_confdir() with service files from a
+ * directory of the test's own, then pam_authenticate() and, with --acct,
+ * pam_acct_mgmt().  Each prompt is answered with one line of stdin;
+ * messages the modules show are printed as "info: …" / "error: …".
+ *
+ *   pam-harness [--acct] [--rhost HOST] [--tty TTY] CONFDIR SERVICE USER
+ *
+ * Prints "auth=<code name>" (and "acct=<code name>") and exits with the PAM
+ * code of the last step run, so a test sees the exact code.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <security/pam_appl.h>
+
+static int converse(int n, const struct pam_message **msg, struct pam_response **resp, void *data)
+{
+        struct pam_response *r = calloc((size_t)n, sizeof(*r));
+
+        if (!r)
+                return PAM_BUF_ERR;
+        for (int i = 0; i < n; i++) {
+                char line[4096];
+
+                switch (msg[i]->msg_style) {
+                case PAM_PROMPT_ECHO_OFF:
+                case PAM_PROMPT_ECHO_ON:
+                        printf("prompt: %s\n", msg[i]->msg);
+                        if (!fgets(line, sizeof(line), stdin)) {
+                                free(r);
+                                return PAM_CONV_ERR;
+                        }
+                        line[strcspn(line, "\n")] = '\0';
+                        r[i].resp = strdup(line);
+                        memset(line, 0, sizeof(line));
+                        break;
+                case PAM_TEXT_INFO:
+                        printf("info: %s\n", msg[i]->msg);
+                        break;
+                case PAM_ERROR_MSG:
+                        printf("error: %s\n", msg[i]->msg);
+                        break;
+                default:
+                        free(r);
+                        return PAM_CONV_ERR;
+                }
+        }
+        *resp = r;
+        return PAM_SUCCESS;
+}
+
+int main(int argc, char **argv)
+{
+        struct pam_conv conv = {converse, NULL};
+        const char *rhost = NULL, *tty = NULL;
+        pam_handle_t *pamh = NULL;
+        int i = 1, r, acct = 0;
+
+        for (; i < argc && argv[i][0] == '-'; i++) {
+                if (strcmp(argv[i], "--acct") == 0)
+                        acct = 1;
+                else if (strcmp(argv[i], "--rhost") == 0 && i + 1 < argc)
+                        rhost = argv[++i];
+                else if (strcmp(argv[i], "--tty") == 0 && i + 1 < argc)
+                        tty = argv[++i];
+                else
+                        break;
+        }
+        if (argc - i != 3) {
+                fprintf(stderr, "usage: pam-harness [--acct] [--rhost HOST] [--tty TTY] CONFDIR "
+                                "SERVICE USER\n");
+                return 99;
+        }
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        r = pam_start_confdir(argv[i + 1], argv[i + 2], &conv, argv[i], &pamh);
+        if (r != PAM_SUCCESS) {
+                fprintf(stderr, "pam_start_confdir: %s\n", pam_strerror(NULL, r));
+                return 98;
+        }
+        if (rhost)
+                pam_set_item(pamh, PAM_RHOST, rhost);
+        if (tty)
+                pam_set_item(pamh, PAM_TTY, tty);
+        r = pam_authenticate(pamh, 0);
+        printf("auth=%s\n", pam_strerror(pamh, r));
+        if (acct && r == PAM_SUCCESS) {
+                r = pam_acct_mgmt(pamh, 0);
+                printf("acct=%s\n", pam_strerror(pamh, r));
+        }
+        pam_end(pamh, r);
+        return r;
+}
