@@ -380,6 +380,14 @@ static void audit(struct request *q, const char *action, const struct key_record
         log_fields(LOG_NOTICE, message, f.v, f.n);
 }
 
+static int count_status(const struct key_record *rec, void *userdata)
+{
+        uint64_t *counts = userdata;
+
+        counts[record_effective_status(rec, now_usec())]++;
+        return 0;
+}
+
 static int count_owned(struct api *a, const char *owner, uint64_t now, uint64_t *ret);
 
 static int method_create(struct request *q)
@@ -1037,6 +1045,41 @@ static int method_list_audit(struct request *q)
         return connection_reply(q->conn, json_pack("{s:o}", "events", events), false);
 }
 
+static int method_get_status(struct request *q)
+{
+        static const struct param spec[] = {{"auth", JSON_STRING, false}, {NULL, 0, false}};
+        struct api *a = q->api;
+        uint64_t counts[5] = {0};
+        char started[TIMESTAMP_MAX] = "";
+        json_t *reply;
+        int r;
+
+        if (check_params(q, spec) < 0)
+                return 0;
+        /* Admins see every key counted; users their own. */
+        if (q->who.admin)
+                r = keystore_count(a->ks, q->now, counts);
+        else {
+                struct key_filter f = {.owner = q->who.owner, .now = q->now};
+                r = q->who.owner[0] ? keystore_list(a->ks, &f, NULL, 0, count_status, counts, NULL)
+                                    : 0;
+        }
+        if (r < 0)
+                return reply_internal(q, "counting keys", r);
+        (void)timestamp_format(a->started_at, started);
+        reply = json_pack("{s:s, s:s, s:s, s:b, s:I, s:{s:I, s:I, s:I, s:I}}", "version",
+                          APIKEYD_VERSION, "started_at", started, "state_dir", a->state_dir,
+                          "admin", q->who.admin, "connections",
+                          (json_int_t)(a->server ? server_connection_count(a->server) : 0), "keys",
+                          "enabled", (json_int_t)counts[KEY_STATUS_ENABLED], "disabled",
+                          (json_int_t)counts[KEY_STATUS_DISABLED], "revoked",
+                          (json_int_t)counts[KEY_STATUS_REVOKED], "expired",
+                          (json_int_t)counts[KEY_STATUS_EXPIRED]);
+        if (reply && a->socket_path)
+                json_object_set_new(reply, "socket", json_string(a->socket_path));
+        return connection_reply(q->conn, reply, false);
+}
+
 static int method_get_shared_secret(struct request *q)
 {
         return shared_secret(q, false);
@@ -1113,6 +1156,7 @@ static const struct method methods[] = {
     {API_INTERFACE ".GetSharedSecret", method_get_shared_secret, true},
     {API_INTERFACE ".RotateSharedSecret", method_rotate_shared_secret, true},
     {API_INTERFACE ".ListAudit", method_list_audit, true},
+    {API_INTERFACE ".GetStatus", method_get_status, true},
 };
 
 const char *api_method_name(size_t i)

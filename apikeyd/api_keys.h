@@ -28,6 +28,11 @@ struct api {
         const uint8_t *pepper;  /* PEPPER_SIZE bytes, in locked memory */
         uint8_t *shared_secret; /* SHARED_SECRET_SIZE bytes, in locked memory */
         struct lastused lastused;
+        /* For GetStatus. */
+        const char *state_dir;
+        const char *socket_path; /* NULL when systemd passed the socket */
+        uint64_t started_at;     /* µs, realtime */
+        struct server *server;
 };
 
 #define SHARED_SECRET_SIZE 32

@@ -226,7 +226,12 @@ static int open_socket(const char *path, int *ret_fd, bool *ret_bound)
 
 static int run(const struct options *o, struct apikeyd_config *cfg)
 {
-        struct daemon d = {.api.config = cfg, .flush_interval = cfg->last_used_flush_interval_usec};
+        struct daemon d = {
+                .api.config = cfg,
+                .api.state_dir = o->state_dir,
+                .api.started_at = now_usec(),
+                .flush_interval = cfg->last_used_flush_interval_usec,
+        };
         struct keystore_options kopts = {.mapsize = cfg->map_size,
                                          .audit_max = cfg->audit_max_events};
         _cleanup_free_ char *err = NULL;
@@ -299,6 +304,8 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
                     .client_timeout = cfg->client_timeout_usec,
                 };
                 r = server_new(d.event, fd, &sopts, api_dispatch, &d.api, &d.server);
+                d.api.server = d.server;
+                d.api.socket_path = bound ? o->socket : NULL;
         }
         if (r < 0) {
                 log_error("cannot set up the event loop: %s", strerror(-r));
