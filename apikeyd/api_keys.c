@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The Varlink methods; see api_keys.h and io.apikeyd.Keys.varlink. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -257,7 +258,8 @@ static int parse_role(struct request *q, uint8_t *ret_role, uint8_t *ret_perms)
 
 /* Verify a token: the code, and the record when the secret matched. */
 static const char *verify_token(struct api *a, const char *token, size_t len,
-                                struct key_record *rec, void **storage, bool *ret_matched)
+                                struct key_record *rec, void **storage, bool *ret_matched,
+                                char ret_id[TOKEN_ID_LEN + 1])
 {
         static const uint8_t nothing[KEY_HASH_SIZE];
         uint8_t hash[KEY_HASH_SIZE];
@@ -266,8 +268,10 @@ static const char *verify_token(struct api *a, const char *token, size_t len,
         int r;
 
         *ret_matched = false;
+        ret_id[0] = '\0';
         if (token_parse(token, len, a->config->token_prefix, &t, NULL) < 0)
                 return "BAD_FORMAT";
+        memcpy(ret_id, t.id, TOKEN_ID_LEN + 1);
         token_hash(a->pepper, &t, hash);
         r = keystore_get(a->ks, t.id, rec, storage);
         /* An unknown id costs the same hash and compare as a wrong secret. */
@@ -305,8 +309,9 @@ static int request_init(struct request *q, struct api *a, struct connection *c, 
         _cleanup_free_ void *storage = NULL;
         const char *reason;
         bool matched;
+        char auth_id[TOKEN_ID_LEN + 1];
         const char *code = verify_token(a, json_string_value(auth), json_string_length(auth), &rec,
-                                        &storage, &matched);
+                                        &storage, &matched, auth_id);
 
         erase_json_string(auth);
         if (!matched) {
@@ -345,13 +350,14 @@ _printf_(2, 3) static void field(struct audit_fields *f, const char *fmt, ...)
 }
 
 /*
- * Record a management change: one audit record, written before the reply,
- * and one journal entry with structured fields.
+ * A management change is audited twice: a record in the audit database,
+ * attached to the change's own transaction (audit_attach, before the
+ * write), and a journal entry with structured fields once it is done
+ * (audit_journal).
  */
-static void audit(struct request *q, const char *action, const struct key_record *rec,
-                  const char *detail)
+static void audit_attach(struct request *q, const char *action, const struct key_record *rec,
+                         const char *detail)
 {
-        const struct caller *who = connection_caller(q->conn);
         struct audit_event ev = {
             .time = q->now,
             .actor = q->who.actor,
@@ -360,12 +366,19 @@ static void audit(struct request *q, const char *action, const struct key_record
             .result = "ok",
             .detail = detail,
         };
-        struct audit_fields f = {.n = 0};
-        char message[512];
-        int r = keystore_append_audit(q->api->ks, &ev);
+        int r = keystore_audit_next(q->api->ks, &ev);
 
         if (r < 0)
-                log_error("writing the audit log failed: %s", strerror(-r));
+                log_error("preparing the audit record failed: %s", strerror(-r));
+}
+
+static void audit_journal(struct request *q, const char *action, const struct key_record *rec,
+                          const char *detail)
+{
+        const struct caller *who = connection_caller(q->conn);
+        struct audit_fields f = {.n = 0};
+        char message[512];
+
         field(&f, "APIKEY_ACTION=%s", action);
         if (rec) {
                 field(&f, "APIKEY_ID=%s", rec->id);
@@ -471,6 +484,7 @@ static int method_create(struct request *q)
                         erase(token, sizeof(token));
                         return connection_reply_invalid_parameter(q->conn, "name");
                 }
+                audit_attach(q, "create", &rec, rec.name);
                 r = keystore_put_key(a->ks, &rec);
                 if (r != -ENOTUNIQ || attempt >= 3)
                         break;
@@ -489,7 +503,7 @@ static int method_create(struct request *q)
                 erase(token, sizeof(token));
                 return reply_internal(q, "storing a new key", r);
         }
-        audit(q, "create", &rec, rec.name);
+        audit_journal(q, "create", &rec, rec.name);
         reply = json_pack("{s:o, s:s}", "key", key_json(a, &rec, q->now), "token", token);
         erase(token, sizeof(token));
         return connection_reply(q->conn, reply, false);
@@ -559,6 +573,55 @@ static int sign_verify_reply(struct api *a, struct request *q, json_t *reply, bo
         return 0;
 }
 
+/* A refused verify: one journal entry now, one audit record with the next flush. */
+static void audit_verify_failure(struct request *q, const char *code, const char *id,
+                                 const char *owner)
+{
+        struct api *a = q->api;
+        const struct caller *who = connection_caller(q->conn);
+        const char *service = str_param(q, "service"), *user = str_param(q, "user");
+        const char *rhost = str_param(q, "rhost");
+        struct audit_fields f = {.n = 0};
+        char message[512];
+
+        field(&f, "APIKEY_ACTION=verify");
+        field(&f, "APIKEY_CODE=%s", code);
+        if (id)
+                field(&f, "APIKEY_ID=%s", id);
+        if (owner)
+                field(&f, "APIKEY_OWNER=%s", owner);
+        field(&f, "APIKEY_CALLER_UID=%u", (unsigned)who->uid);
+        field(&f, "APIKEY_CALLER_PID=%d", (int)who->pid);
+        if (service)
+                field(&f, "APIKEY_SERVICE=%s", service);
+        if (rhost)
+                field(&f, "APIKEY_RHOST=%s", rhost);
+        snprintf(message, sizeof(message),
+                 "verify refused: %s; key=%s user=%s service=%s rhost=%s caller uid=%u pid=%d",
+                 code, id ? id : "-", user ? user : "-", service ? service : "-",
+                 rhost ? rhost : "-", (unsigned)who->uid, (int)who->pid);
+        log_fields(LOG_NOTICE, message, f.v, f.n);
+
+        if (a->n_audit_queue >= API_AUDIT_QUEUE_MAX) {
+                a->audit_dropped++;
+                return;
+        }
+        if (!a->audit_queue) {
+                a->audit_queue = calloc(API_AUDIT_QUEUE_MAX, sizeof(*a->audit_queue));
+                if (!a->audit_queue) {
+                        a->audit_dropped++;
+                        return;
+                }
+        }
+        struct queued_verify *v = &a->audit_queue[a->n_audit_queue++];
+        *v = (struct queued_verify){.time = q->now};
+        snprintf(v->actor, sizeof(v->actor), "uid=%u pid=%d", (unsigned)who->uid, (int)who->pid);
+        snprintf(v->key_id, sizeof(v->key_id), "%s", id ? id : "");
+        snprintf(v->result, sizeof(v->result), "%s", code);
+        snprintf(v->detail, sizeof(v->detail), "service=%s user=%s rhost=%s",
+                 service ? service : "", user ? user : "", rhost ? rhost : "");
+}
+
 static int method_verify(struct request *q)
 {
         static const struct param spec[] = {
@@ -578,6 +641,7 @@ static int method_verify(struct request *q)
         _cleanup_free_ void *storage = NULL;
         struct key_record rec;
         uint8_t need = 0;
+        char tok_id[TOKEN_ID_LEN + 1];
         bool matched;
         int r;
 
@@ -598,7 +662,7 @@ static int method_verify(struct request *q)
                 }
         }
         code = verify_token(a, json_string_value(tok), json_string_length(tok), &rec, &storage,
-                            &matched);
+                            &matched, tok_id);
         erase_json_string(tok);
         if (matched) {
                 enum key_status st = record_effective_status(&rec, q->now);
@@ -632,8 +696,8 @@ static int method_verify(struct request *q)
                 reply = json_pack("{s:b, s:s, s:o}", "valid", 1, "code", code, "key",
                                   key_json(a, &rec, q->now));
         } else {
-                if (matched)
-                        log_info("verify of key %s refused: %s", rec.id, code);
+                audit_verify_failure(q, code, tok_id[0] ? tok_id : NULL,
+                                     matched ? rec.owner : NULL);
                 reply = json_pack("{s:b, s:s}", "valid", 0, "code", code);
         }
         if (reply && sign_verify_reply(a, q, reply, valid, code, valid ? &rec : NULL) < 0) {
@@ -842,6 +906,7 @@ static int method_update(struct request *q)
                         return reply_authz(q, r, reason);
         }
 
+        audit_attach(q, "update", &rec, NULL);
         r = keystore_update_key(a->ks, rec.id, &upd, &updated, &storage2);
         if (r == -ESTALE)
                 return connection_reply_error(q->conn, ERR_REVOKED,
@@ -857,7 +922,7 @@ static int method_update(struct request *q)
                 return reply_no_such_key(q, rec.id);
         if (r < 0)
                 return reply_internal(q, "updating a key", r);
-        audit(q, "update", &updated, NULL);
+        audit_journal(q, "update", &updated, NULL);
         return reply_key(q, &updated);
 }
 
@@ -870,6 +935,7 @@ static int set_status(struct request *q, enum authz_action action, enum key_stat
 
         if (check_params(q, id_only) < 0 || load_key(q, action, &rec, &storage) < 0)
                 return 0;
+        audit_attach(q, verb, &rec, NULL);
         r = keystore_set_status(q->api->ks, rec.id, status, &updated, &storage2);
         if (r == -ESTALE)
                 return connection_reply_error(q->conn, ERR_REVOKED,
@@ -878,7 +944,7 @@ static int set_status(struct request *q, enum authz_action action, enum key_stat
                 return reply_no_such_key(q, rec.id);
         if (r < 0)
                 return reply_internal(q, verb, r);
-        audit(q, verb, &updated, NULL);
+        audit_journal(q, verb, &updated, NULL);
         return reply_key(q, &updated);
 }
 
@@ -901,18 +967,17 @@ static int method_delete(struct request *q)
 {
         _cleanup_free_ void *storage = NULL;
         struct key_record rec;
-        char id[TOKEN_ID_LEN + 1];
         int r;
 
         if (check_params(q, id_only) < 0 || load_key(q, AUTHZ_DELETE, &rec, &storage) < 0)
                 return 0;
-        memcpy(id, rec.id, sizeof(id));
-        r = keystore_delete_key(q->api->ks, id);
+        audit_attach(q, "delete", &rec, NULL);
+        r = keystore_delete_key(q->api->ks, rec.id);
         if (r == -ENOENT)
-                return reply_no_such_key(q, id);
+                return reply_no_such_key(q, rec.id);
         if (r < 0)
                 return reply_internal(q, "deleting a key", r);
-        audit(q, "delete", &rec, NULL);
+        audit_journal(q, "delete", &rec, NULL);
         return connection_reply(q->conn, NULL, false);
 }
 
@@ -943,6 +1008,7 @@ static int shared_secret(struct request *q, bool rotate)
                 return reply_authz(q, r, reason);
         if (rotate) {
                 randombytes_buf(fresh, sizeof(fresh));
+                audit_attach(q, "rotate-shared-secret", NULL, NULL);
                 r = keystore_meta_put(a->ks, META_SHARED_SECRET, fresh, sizeof(fresh));
                 if (r < 0) {
                         sodium_memzero(fresh, sizeof(fresh));
@@ -950,7 +1016,7 @@ static int shared_secret(struct request *q, bool rotate)
                 }
                 memcpy(a->shared_secret, fresh, sizeof(fresh));
                 sodium_memzero(fresh, sizeof(fresh));
-                audit(q, "rotate-shared-secret", NULL, NULL);
+                audit_journal(q, "rotate-shared-secret", NULL, NULL);
         }
         return reply_shared_secret(q, a->shared_secret);
 }
@@ -977,8 +1043,57 @@ int api_init(struct api *a)
         return 0;
 }
 
+void api_flush(struct api *a)
+{
+        struct audit_event evs[64];
+        size_t done = 0;
+        int r;
+
+        r = lastused_flush(&a->lastused, a->ks);
+        if (r < 0)
+                log_error("writing last-used times failed (will retry): %s", strerror(-r));
+
+        while (done < a->n_audit_queue) {
+                size_t n = a->n_audit_queue - done;
+                if (n > ELEMENTSOF(evs))
+                        n = ELEMENTSOF(evs);
+                for (size_t i = 0; i < n; i++) {
+                        const struct queued_verify *v = &a->audit_queue[done + i];
+                        evs[i] = (struct audit_event){
+                            .time = v->time,
+                            .actor = v->actor,
+                            .action = "verify",
+                            .key_id = v->key_id[0] ? v->key_id : NULL,
+                            .result = v->result,
+                            .detail = v->detail[0] ? v->detail : NULL,
+                        };
+                }
+                r = keystore_append_audits(a->ks, evs, n);
+                if (r < 0) {
+                        log_error("writing the audit of failed verifies failed (will retry): %s",
+                                  strerror(-r));
+                        break;
+                }
+                done += n;
+        }
+        if (done > 0) {
+                memmove(a->audit_queue, a->audit_queue + done,
+                        (a->n_audit_queue - done) * sizeof(*a->audit_queue));
+                a->n_audit_queue -= done;
+        }
+        if (a->audit_dropped) {
+                log_warning("%" PRIu64 " failed verifies were not written to the audit database "
+                            "(more than %d pending); the journal has them",
+                            a->audit_dropped, API_AUDIT_QUEUE_MAX);
+                a->audit_dropped = 0;
+        }
+}
+
 void api_done(struct api *a)
 {
+        free(a->audit_queue);
+        a->audit_queue = NULL;
+        a->n_audit_queue = 0;
         sodium_free(a->shared_secret);
         a->shared_secret = NULL;
 }

@@ -22,12 +22,28 @@
 /* The interface file, compiled in (generated from io.apikeyd.Keys.varlink). */
 extern const char apikeyd_interface_description[];
 
+/* A failed verify waiting to be written to the audit database. */
+struct queued_verify {
+        uint64_t time;
+        char actor[64];
+        char key_id[TOKEN_ID_LEN + 1];
+        char result[32];
+        char detail[3 * KEY_FIELD_MAX + 32];
+};
+
+/* Failed verifies are written in batches; beyond this many pending, they
+ * are counted and dropped (the journal still has each). */
+#define API_AUDIT_QUEUE_MAX 4096
+
 struct api {
         const struct apikeyd_config *config;
         struct keystore *ks;
         const uint8_t *pepper;  /* PEPPER_SIZE bytes, in locked memory */
         uint8_t *shared_secret; /* SHARED_SECRET_SIZE bytes, in locked memory */
         struct lastused lastused;
+        struct queued_verify *audit_queue;
+        size_t n_audit_queue;
+        uint64_t audit_dropped;
         /* For GetStatus. */
         const char *state_dir;
         const char *socket_path; /* NULL when systemd passed the socket */
@@ -43,6 +59,13 @@ struct api {
  */
 int api_init(struct api *a) _warn_unused_;
 void api_done(struct api *a);
+
+/*
+ * Write what is batched in memory: last-used times and failed verifies,
+ * each in one transaction.  Called every last_used_flush_interval and at
+ * shutdown; what fails stays queued for the next call.
+ */
+void api_flush(struct api *a);
 
 /*
  * The canonical form of a Verify answer that `signature` authenticates

@@ -139,19 +139,11 @@ struct daemon {
         uint64_t flush_interval;
 };
 
-static void flush_last_used(struct daemon *d)
-{
-        int r = lastused_flush(&d->api.lastused, d->api.ks);
-
-        if (r < 0)
-                log_error("writing last-used times failed (will retry): %s", strerror(-r));
-}
-
 static int on_flush_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct daemon *d = userdata;
 
-        flush_last_used(d);
+        api_flush(&d->api);
         (void)sd_event_source_set_time(s, usec + d->flush_interval);
         (void)sd_event_source_set_enabled(s, SD_EVENT_ON);
         return 0;
@@ -227,10 +219,10 @@ static int open_socket(const char *path, int *ret_fd, bool *ret_bound)
 static int run(const struct options *o, struct apikeyd_config *cfg)
 {
         struct daemon d = {
-                .api.config = cfg,
-                .api.state_dir = o->state_dir,
-                .api.started_at = now_usec(),
-                .flush_interval = cfg->last_used_flush_interval_usec,
+            .api.config = cfg,
+            .api.state_dir = o->state_dir,
+            .api.started_at = now_usec(),
+            .flush_interval = cfg->last_used_flush_interval_usec,
         };
         struct keystore_options kopts = {.mapsize = cfg->map_size,
                                          .audit_max = cfg->audit_max_events};
@@ -318,7 +310,7 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
         r = sd_event_loop(d.event);
         if (r < 0)
                 log_error("event loop failed: %s", strerror(-r));
-        flush_last_used(&d);
+        api_flush(&d.api);
         r = r < 0 ? r : 0;
 out:
         server_free(d.server);

@@ -6,8 +6,9 @@
  * the bounded audit log and the consistency check over all of it.
  *
  * Reads reuse one read-only transaction per handle, reset after each use
- * and renewed before the next, so a Verify costs no allocation and holds no
- * snapshot between calls.
+ * and renewed before the next: a lookup keeps its reader slot instead of
+ * claiming one under the lock file's mutex every time, yet holds no
+ * snapshot (and so pins no old pages) between calls.
  */
 #include <endian.h>
 #include <errno.h>
@@ -39,7 +40,9 @@ struct keystore {
         unsigned read_depth; /* > 0 while rtxn is live (nested reads from list callbacks) */
         uint64_t audit_max;
         unsigned flags;
-        bool map_full; /* the last write failed with MDB_MAP_FULL */
+        bool map_full;    /* the last write failed with MDB_MAP_FULL */
+        void *next_audit; /* encoded event the next write appends (keystore_audit_next) */
+        size_t next_audit_len;
 };
 
 static void cursor_closep(MDB_cursor **c)
@@ -192,7 +195,32 @@ static void read_end(struct keystore *ks)
  */
 typedef int (*write_fn)(struct keystore *ks, MDB_txn *txn, void *userdata);
 
+static int append_audit_in(struct keystore *ks, MDB_txn *txn, void *userdata);
+
+struct audit_ctx {
+        const void *buf;
+        size_t len;
+};
+
+static void drop_next_audit(struct keystore *ks)
+{
+        free(ks->next_audit);
+        ks->next_audit = NULL;
+        ks->next_audit_len = 0;
+}
+
+static int write_txn_once(struct keystore *ks, write_fn fn, void *userdata);
+
 static int write_txn(struct keystore *ks, write_fn fn, void *userdata)
+{
+        int r = write_txn_once(ks, fn, userdata);
+
+        /* An attached audit event belongs to this write alone, done or not. */
+        drop_next_audit(ks);
+        return r;
+}
+
+static int write_txn_once(struct keystore *ks, write_fn fn, void *userdata)
 {
         bool adopted = false;
 
@@ -219,6 +247,12 @@ static int write_txn(struct keystore *ks, write_fn fn, void *userdata)
                         return ks_err(ks, rc);
 
                 r = fn(ks, txn, userdata);
+                if (r >= 0 && ks->next_audit) {
+                        struct audit_ctx ac = {ks->next_audit, ks->next_audit_len};
+                        int k = append_audit_in(ks, txn, &ac);
+                        if (k < 0)
+                                r = k;
+                }
                 if (r < 0)
                         mdb_txn_abort(txn);
                 else {
@@ -542,6 +576,7 @@ void keystore_close(struct keystore *ks)
         if (!ks)
                 return;
         drop_read_txn(ks);
+        drop_next_audit(ks);
         if (ks->env)
                 mdb_env_close(ks->env);
         free(ks);
@@ -1312,11 +1347,6 @@ static int audit_decode(const MDB_val *k, const MDB_val *v, struct audit_event *
         return 0;
 }
 
-struct audit_ctx {
-        const void *buf;
-        size_t len;
-};
-
 static int append_audit_in(struct keystore *ks, MDB_txn *txn, void *userdata)
 {
         struct audit_ctx *c = userdata;
@@ -1376,6 +1406,66 @@ int keystore_append_audit(struct keystore *ks, const struct audit_event *ev)
                 return r;
         c = (struct audit_ctx){buf, len};
         return write_txn(ks, append_audit_in, &c);
+}
+
+int keystore_audit_next(struct keystore *ks, const struct audit_event *ev)
+{
+        void *buf = NULL;
+        size_t len;
+        int r;
+
+        if (!ks || !ev)
+                return -EINVAL;
+        r = audit_encode(ev, &buf, &len);
+        if (r < 0)
+                return r;
+        drop_next_audit(ks);
+        ks->next_audit = buf;
+        ks->next_audit_len = len;
+        return 0;
+}
+
+struct audits_ctx {
+        void **bufs;
+        size_t *lens;
+        size_t n;
+};
+
+static int append_audits_in(struct keystore *ks, MDB_txn *txn, void *userdata)
+{
+        struct audits_ctx *c = userdata;
+
+        for (size_t i = 0; i < c->n; i++) {
+                struct audit_ctx one = {c->bufs[i], c->lens[i]};
+                int r = append_audit_in(ks, txn, &one);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int keystore_append_audits(struct keystore *ks, const struct audit_event *evs, size_t n)
+{
+        struct audits_ctx c = {0};
+        int r = 0;
+
+        if (!ks || (!evs && n))
+                return -EINVAL;
+        if (n == 0)
+                return 0;
+        c.bufs = calloc(n, sizeof(*c.bufs));
+        c.lens = calloc(n, sizeof(*c.lens));
+        if (!c.bufs || !c.lens)
+                r = -ENOMEM;
+        for (; r >= 0 && c.n < n; c.n++)
+                r = audit_encode(&evs[c.n], &c.bufs[c.n], &c.lens[c.n]);
+        if (r >= 0)
+                r = write_txn(ks, append_audits_in, &c);
+        for (size_t i = 0; c.bufs && i < n; i++)
+                free(c.bufs[i]);
+        free(c.bufs);
+        free(c.lens);
+        return r;
 }
 
 static int list_audit_in(struct keystore *ks, MDB_txn *txn, uint64_t after_seq, uint64_t since,

@@ -27,9 +27,9 @@
 #include "macro.h"
 #include "record.h"
 
-#define KEYSTORE_SCHEMA_VERSION  1
-#define KEYSTORE_FILE            "keys.mdb" /* the data file inside the state directory */
-#define KEYSTORE_DEFAULT_MAPSIZE (1ull << 32)
+#define KEYSTORE_SCHEMA_VERSION    1
+#define KEYSTORE_FILE              "keys.mdb" /* the data file inside the state directory */
+#define KEYSTORE_DEFAULT_MAPSIZE   (1ull << 32)
 #define KEYSTORE_DEFAULT_AUDIT_MAX 100000
 
 struct keystore;
@@ -58,7 +58,8 @@ int keystore_open(const char *dir, const struct keystore_options *opts, struct k
                   char **ret_error) _warn_unused_;
 void keystore_close(struct keystore *ks);
 
-/* Add a new key.  -EEXIST if the owner has a key of that name, -ENOTUNIQ if the id exists, -EINVAL if invalid. */
+/* Add a new key.  -EEXIST if the owner has a key of that name, -ENOTUNIQ if the id exists, -EINVAL
+ * if invalid. */
 int keystore_put_key(struct keystore *ks, const struct key_record *rec) _warn_unused_;
 
 /* Add many keys in one transaction (bulk loads); all or nothing. */
@@ -116,7 +117,8 @@ struct key_filter {
         const char *owner;        /* NULL = any */
         int status;               /* 0 = any, else enum key_status (effective, at `now`) */
         const char *name_prefix;  /* NULL = any */
-        uint64_t expiring_within; /* µs; 0 = no filter; else not yet expired and expires_at <= now + this */
+        uint64_t expiring_within; /* µs; 0 = no filter; else not yet expired and expires_at <= now +
+                                     this */
         uint64_t now;             /* µs; the time the filters are judged at */
 };
 
@@ -166,12 +168,23 @@ struct audit_event {
 /* Append an event; prunes the oldest beyond audit_max in the same transaction. */
 int keystore_append_audit(struct keystore *ks, const struct audit_event *ev) _warn_unused_;
 
+/*
+ * Attach `ev` to the next write of this handle (any function above that
+ * changes the store): it is appended in that write's transaction, so a
+ * change and its audit record are committed together or not at all.  The
+ * attachment is dropped after that write, whether it succeeded or not.
+ */
+int keystore_audit_next(struct keystore *ks, const struct audit_event *ev) _warn_unused_;
+
+/* Append several events in one transaction (batched audit of failed verifies). */
+int keystore_append_audits(struct keystore *ks, const struct audit_event *evs,
+                           size_t n) _warn_unused_;
+
 typedef int (*keystore_audit_fn)(const struct audit_event *ev, void *userdata);
 
 /* Walk events with seq > after_seq and time >= since, optionally only for key_id, oldest first. */
-int keystore_list_audit(struct keystore *ks, uint64_t after_seq, uint64_t since,
-                        const char *key_id, size_t limit, keystore_audit_fn fn,
-                        void *userdata) _warn_unused_;
+int keystore_list_audit(struct keystore *ks, uint64_t after_seq, uint64_t since, const char *key_id,
+                        size_t limit, keystore_audit_fn fn, void *userdata) _warn_unused_;
 
 /*
  * Raw values in the meta database.  get: -ENOENT if absent, -ENOBUFS if

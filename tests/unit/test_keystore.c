@@ -1658,6 +1658,76 @@ static void test_audit(void **state)
         assert_int_equal(e.ev[0].seq, 6);
 }
 
+static void test_audit_with_change(void **state)
+{
+        struct fixture *f = *state;
+        static struct events e;
+        struct key_record rec;
+        struct audit_event ev = {.time = NOW, .actor = "uid=0", .action = "create", .result = "ok"};
+
+        /* An attached event is committed with the change... */
+        make_rec(&rec, 1, "alice", "laptop");
+        ev.key_id = rec.id;
+        assert_int_equal(keystore_audit_next(f->ks, &ev), 0);
+        assert_int_equal(keystore_put_key(f->ks, &rec), 0);
+        list_events(f, 0, 0, NULL, 0, &e);
+        assert_int_equal(e.n, 1);
+        assert_string_equal(e.ev[0].action, "create");
+        assert_string_equal(e.ev[0].key_id, rec.id);
+
+        /* ...and not at all when the change is refused, */
+        make_rec(&rec, 2, "alice", "laptop");
+        ev.key_id = rec.id;
+        assert_int_equal(keystore_audit_next(f->ks, &ev), 0);
+        assert_int_equal(keystore_put_key(f->ks, &rec), -EEXIST);
+        list_events(f, 0, 0, NULL, 0, &e);
+        assert_int_equal(e.n, 1);
+
+        /* and it does not linger for a later write. */
+        make_rec(&rec, 3, "alice", "phone");
+        assert_int_equal(keystore_put_key(f->ks, &rec), 0);
+        list_events(f, 0, 0, NULL, 0, &e);
+        assert_int_equal(e.n, 1);
+
+        ev.action = "delete";
+        ev.key_id = rec.id;
+        assert_int_equal(keystore_audit_next(f->ks, &ev), 0);
+        assert_int_equal(keystore_delete_key(f->ks, rec.id), 0);
+        list_events(f, 0, 0, NULL, 0, &e);
+        assert_int_equal(e.n, 2);
+        assert_string_equal(e.ev[1].action, "delete");
+        assert_true(e.ev[1].seq == e.ev[0].seq + 1);
+
+        /* An event that cannot be encoded is refused up front. */
+        ev.actor = NULL;
+        assert_int_equal(keystore_audit_next(f->ks, &ev), -EINVAL);
+}
+
+static void test_audit_batch(void **state)
+{
+        struct fixture *f = *state;
+        static struct events e;
+        struct audit_event evs[3] = {
+            {.time = NOW, .actor = "uid=1", .action = "verify", .result = "NOT_FOUND"},
+            {.time = NOW + 1, .actor = "uid=2", .action = "verify", .result = "DISABLED"},
+            {.time = NOW + 2, .actor = "uid=3", .action = "verify", .result = "EXPIRED"},
+        };
+
+        assert_int_equal(keystore_append_audits(f->ks, evs, 0), 0);
+        assert_int_equal(keystore_append_audits(f->ks, evs, 3), 0);
+        list_events(f, 0, 0, NULL, 0, &e);
+        assert_int_equal(e.n, 3);
+        for (size_t i = 0; i < 3; i++) {
+                assert_string_equal(e.ev[i].result, evs[i].result);
+                assert_true(e.ev[i].seq == i + 1);
+        }
+        /* All or nothing: one bad event keeps the whole batch out. */
+        evs[1].action = NULL;
+        assert_int_equal(keystore_append_audits(f->ks, evs, 3), -EINVAL);
+        list_events(f, 0, 0, NULL, 0, &e);
+        assert_int_equal(e.n, 3);
+}
+
 static void test_audit_prune(void **state)
 {
         struct fixture *f = *state;
@@ -1903,6 +1973,8 @@ int main(void)
             T(test_bulk_100k),
             T(test_last_used),
             T(test_audit),
+            T(test_audit_with_change),
+            T(test_audit_batch),
             T(test_audit_prune),
             T(test_audit_corrupt),
             T(test_meta),
