@@ -685,7 +685,22 @@ static int method_verify(struct request *q)
                 else
                         code = "VALID";
         }
-        bool valid = code && STREQ(code, "VALID");
+        if (tok_id[0]) {
+                uint64_t mono = mono_usec();
+                /* A locked id answers RATE_LIMITED even to the right secret, or
+                 * guessing would go on until it succeeded. */
+                if (lockout_locked(&a->lockout, tok_id, mono))
+                        code = "RATE_LIMITED";
+                else if (!matched && lockout_fail(&a->lockout, tok_id, mono)) {
+                        char window[64] = "";
+                        (void)duration_format(a->config->lockout_window_usec, window,
+                                              sizeof(window));
+                        log_warning("key %s locked after %u failed verifies within %s", tok_id,
+                                    a->config->lockout_threshold, window);
+                } else if (STREQ(code, "VALID"))
+                        lockout_reset(&a->lockout, tok_id);
+        }
+        bool valid = STREQ(code, "VALID");
         json_t *reply;
 
         if (valid) {
@@ -1026,6 +1041,7 @@ int api_init(struct api *a)
         size_t len = 0;
         int r;
 
+        lockout_init(&a->lockout, a->config->lockout_threshold, a->config->lockout_window_usec);
         a->shared_secret = sodium_malloc(SHARED_SECRET_SIZE);
         if (!a->shared_secret)
                 return -ENOMEM;
@@ -1091,6 +1107,7 @@ void api_flush(struct api *a)
 
 void api_done(struct api *a)
 {
+        lockout_done(&a->lockout);
         free(a->audit_queue);
         a->audit_queue = NULL;
         a->n_audit_queue = 0;

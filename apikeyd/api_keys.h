@@ -12,6 +12,7 @@
 #include "config.h"
 #include "keystore.h"
 #include "lastused.h"
+#include "lockout.h"
 #include "server.h"
 #include "token_crypto.h"
 
@@ -41,6 +42,7 @@ struct api {
         const uint8_t *pepper;  /* PEPPER_SIZE bytes, in locked memory */
         uint8_t *shared_secret; /* SHARED_SECRET_SIZE bytes, in locked memory */
         struct lastused lastused;
+        struct lockout lockout; /* failed verifies per key id */
         struct queued_verify *audit_queue;
         size_t n_audit_queue;
         uint64_t audit_dropped;
