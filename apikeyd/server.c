@@ -422,14 +422,55 @@ static void refuse_connection(struct server *s, int fd, unsigned limit, const ch
         close(fd);
 }
 
+int server_add_connection(struct server *s, int fd)
+{
+        struct connection *c;
+        int r;
+
+        if (s->n_connections >= s->opts.max_connections) {
+                refuse_connection(s, fd, s->opts.max_connections, "total");
+                return -EUSERS;
+        }
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+                close(fd);
+                return -ENOMEM;
+        }
+        read_peer(fd, &c->caller);
+        if (s->opts.max_connections_per_uid &&
+            connections_of(s, c->caller.uid) >= s->opts.max_connections_per_uid) {
+                free(c);
+                refuse_connection(s, fd, s->opts.max_connections_per_uid, "per-user");
+                return -EUSERS;
+        }
+        c->server = s;
+        c->fd = fd;
+        c->since = varlink_now_usec();
+        /* The input may hold tokens: erase it as it is consumed. */
+        varlink_buffer_init(&c->in, s->opts.max_message, true);
+        c->next = s->connections;
+        if (c->next)
+                c->next->prev = c;
+        s->connections = c;
+        s->n_connections++;
+
+        r = sd_event_add_io(s->event, &c->io, fd, EPOLLIN, on_io, c);
+        if (r >= 0)
+                r = sd_event_add_time(s->event, &c->timer, CLOCK_MONOTONIC,
+                                      c->since + s->opts.client_timeout, 0, on_timer, c);
+        if (r < 0) {
+                connection_free(c);
+                return r;
+        }
+        return 0;
+}
+
 static int on_accept(sd_event_source *es, int lfd, uint32_t revents, void *userdata)
 {
         struct server *s = userdata;
 
         for (unsigned i = 0; i < 64; i++) {
-                struct connection *c;
                 int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-                int r;
 
                 if (fd < 0) {
                         if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
@@ -438,41 +479,7 @@ static int on_accept(sd_event_source *es, int lfd, uint32_t revents, void *userd
                                         LOG_INTERVAL, "accept failed: %m");
                         return 0;
                 }
-                if (s->n_connections >= s->opts.max_connections) {
-                        refuse_connection(s, fd, s->opts.max_connections, "total");
-                        continue;
-                }
-                c = calloc(1, sizeof(*c));
-                if (!c) {
-                        close(fd);
-                        return 0;
-                }
-                read_peer(fd, &c->caller);
-                if (s->opts.max_connections_per_uid &&
-                    connections_of(s, c->caller.uid) >= s->opts.max_connections_per_uid) {
-                        free(c);
-                        refuse_connection(s, fd, s->opts.max_connections_per_uid, "per-user");
-                        continue;
-                }
-                c->server = s;
-                c->fd = fd;
-                c->since = varlink_now_usec();
-                /* The input may hold tokens: erase it as it is consumed. */
-                varlink_buffer_init(&c->in, s->opts.max_message, true);
-                c->next = s->connections;
-                if (c->next)
-                        c->next->prev = c;
-                s->connections = c;
-                s->n_connections++;
-
-                r = sd_event_add_io(s->event, &c->io, fd, EPOLLIN, on_io, c);
-                if (r >= 0)
-                        r = sd_event_add_time(s->event, &c->timer, CLOCK_MONOTONIC,
-                                              c->since + s->opts.client_timeout, 0, on_timer, c);
-                if (r < 0) {
-                        connection_free(c);
-                        return 0;
-                }
+                (void)server_add_connection(s, fd);
         }
         return 0;
 }
@@ -490,12 +497,18 @@ int server_new(sd_event *event, int listen_fd, const struct server_options *opts
         s->opts = *opts;
         s->dispatch = dispatch;
         s->userdata = userdata;
-        r = fcntl(listen_fd, F_SETFL, fcntl(listen_fd, F_GETFL) | O_NONBLOCK);
-        if (r >= 0)
-                r = sd_event_add_io(event, &s->listen_source, listen_fd, EPOLLIN, on_accept, s);
+        r = 0; /* without a listener, connections come through server_add_connection() */
+        if (listen_fd >= 0) {
+                int fl = fcntl(listen_fd, F_GETFL);
+                if (fl < 0 || fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK) < 0)
+                        r = -errno;
+                else
+                        r = sd_event_add_io(event, &s->listen_source, listen_fd, EPOLLIN, on_accept,
+                                            s);
+        }
         if (r < 0) {
                 free(s);
-                return r < 0 && r != -1 ? r : -errno;
+                return r;
         }
         *ret = s;
         return 0;

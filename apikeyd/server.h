@@ -49,8 +49,15 @@ struct server_options {
 /* Bind a listening socket at `path` (mode 0666), replacing a stale one. */
 int server_listen_unix(const char *path, int *ret_fd) _warn_unused_;
 
+/* `listen_fd` < 0: no listener; connections come through server_add_connection(). */
 int server_new(sd_event *event, int listen_fd, const struct server_options *opts,
                server_dispatch_fn dispatch, void *userdata, struct server **ret) _warn_unused_;
+/*
+ * Serve a connected stream socket (non-blocking, close-on-exec), taking
+ * ownership of it; used by the listener, and by tests and fuzzers over a
+ * socketpair.  Refused (and closed) beyond the connection limits: -EUSERS.
+ */
+int server_add_connection(struct server *s, int fd);
 /* Stop accepting; connections in flight stay. */
 void server_stop_listening(struct server *s);
 /* Close every connection and free the server (not the listening fd's owner's path). */
