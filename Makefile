@@ -60,7 +60,7 @@ UNIT_BIN    = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 ALL_CFLAGS  = $(BASEFLAGS) $(CPPFLAGS) $(CFLAGS)
 
-.PHONY: all check check-run deps run install uninstall clean format format-check tests
+.PHONY: all check check-run deps run install uninstall clean format format-check tests units
 .DEFAULT_GOAL := all
 
 all: $(COMMON_LIB) $(DAEMON_LIB) $(PROGRAMS)
@@ -149,16 +149,55 @@ run: deps
 	mkdir -p run/state
 	exec $(BUILD)/apikeyd --no-config --state-dir run/state --socket run/io.apikeyd.Keys
 
-install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(PAMDIR)
-	if [ -x $(BUILD)/apikeyd ]; then install -m 0755 $(BUILD)/apikeyd $(DESTDIR)$(SBINDIR)/; fi
-	if [ -x $(BUILD)/apikeyctl ]; then install -m 0755 $(BUILD)/apikeyctl $(DESTDIR)$(BINDIR)/; fi
-	if [ -f $(BUILD)/pam_apikey.so ]; then \
-		install -m 0644 $(BUILD)/pam_apikey.so $(DESTDIR)$(PAMDIR)/; fi
+# Where things go.  The PAM module goes where libpam looks for modules,
+# whatever PREFIX says.
+SYSCONFDIR ?= /etc
+DATADIR    ?= $(PREFIX)/share
+MANDIR     ?= $(DATADIR)/man
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+COMPLETIONDIR ?= $(DATADIR)/bash-completion/completions
+
+$(BUILD)/systemd/apikeyd.service: systemd/apikeyd.service.in
+	@mkdir -p $(@D)
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' $< > $@.tmp
+	mv $@.tmp $@
+
+units: $(BUILD)/systemd/apikeyd.service
+
+install: all units
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(PAMDIR) \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(COMPLETIONDIR) $(DESTDIR)$(DATADIR)/apikeyd \
+		$(DESTDIR)$(SYSCONFDIR)/pam.d
+	install -m 0755 $(BUILD)/apikeyd $(DESTDIR)$(SBINDIR)/apikeyd
+	install -m 0755 $(BUILD)/apikeyctl $(DESTDIR)$(BINDIR)/apikeyctl
+	install -m 0644 $(BUILD)/pam_apikey.so $(DESTDIR)$(PAMDIR)/pam_apikey.so
+	install -m 0644 systemd/apikeyd.socket $(BUILD)/systemd/apikeyd.service $(DESTDIR)$(UNITDIR)/
+	install -m 0644 systemd/apikeyd.sysusers $(DESTDIR)$(SYSUSERSDIR)/apikeyd.conf
+	install -m 0644 apikeyd/apikeyctl.1 $(DESTDIR)$(MANDIR)/man1/apikeyctl.1
+	install -m 0644 apikeyd/apikeyd.8 $(DESTDIR)$(MANDIR)/man8/apikeyd.8
+	install -m 0644 pam_apikey/pam_apikey.8 $(DESTDIR)$(MANDIR)/man8/pam_apikey.8
+	install -m 0644 apikeyd/apikeyctl.bash-completion $(DESTDIR)$(COMPLETIONDIR)/apikeyctl
+	install -m 0644 $(INTERFACE) apikeyd/apikeyd.conf.example $(DESTDIR)$(DATADIR)/apikeyd/
+	@# A local edit of the PAM snippet survives a reinstall.
+	if [ ! -e $(DESTDIR)$(SYSCONFDIR)/pam.d/apikey ]; then \
+		install -m 0644 systemd/pam.d/apikey $(DESTDIR)$(SYSCONFDIR)/pam.d/apikey; fi
+	@if [ -z "$(DESTDIR)" ] && command -v systemd-sysusers >/dev/null 2>&1; then \
+		echo "systemd-sysusers $(SYSUSERSDIR)/apikeyd.conf"; \
+		systemd-sysusers $(SYSUSERSDIR)/apikeyd.conf; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/apikeyd $(DESTDIR)$(BINDIR)/apikeyctl \
-		$(DESTDIR)$(PAMDIR)/pam_apikey.so
+		$(DESTDIR)$(PAMDIR)/pam_apikey.so $(DESTDIR)$(UNITDIR)/apikeyd.socket \
+		$(DESTDIR)$(UNITDIR)/apikeyd.service $(DESTDIR)$(SYSUSERSDIR)/apikeyd.conf \
+		$(DESTDIR)$(MANDIR)/man1/apikeyctl.1 $(DESTDIR)$(MANDIR)/man8/apikeyd.8 \
+		$(DESTDIR)$(MANDIR)/man8/pam_apikey.8 $(DESTDIR)$(COMPLETIONDIR)/apikeyctl \
+		$(DESTDIR)$(DATADIR)/apikeyd/io.apikeyd.Keys.varlink \
+		$(DESTDIR)$(DATADIR)/apikeyd/apikeyd.conf.example
+	-rmdir $(DESTDIR)$(DATADIR)/apikeyd 2>/dev/null
+	@echo "kept $(SYSCONFDIR)/pam.d/apikey, the state in /var/lib/apikeyd and the apikeyd user:"
+	@echo "remove them by hand once no PAM service includes the snippet"
 
 clean:
 	rm -rf $(BUILD)
