@@ -421,7 +421,7 @@ static int method_create(struct request *q)
         char token[TOKEN_MAX_LEN + 1];
         uint8_t role, perms;
         uint64_t n_owned = 0;
-        const char *expires, *reason;
+        const char *expires, *reason, *field = NULL;
         json_t *reply;
         int r;
 
@@ -450,6 +450,15 @@ static int method_create(struct request *q)
                                      ? q->now + a->config->user_default_lifetime_usec
                                      : 0;
 
+        /* Every value is checked before who may do what is: a bad value is
+         * the caller's mistake to fix whatever their rights. */
+        rec.status = KEY_STATUS_ENABLED;
+        rec.created_at = q->now;
+        rec.created_by = q->who.actor;
+        token_generate_id(rec.id);
+        if (record_check(&rec, &field) < 0)
+                return connection_reply_invalid_parameter(q->conn, field);
+
         if (!q->who.admin) {
                 r = count_owned(a, rec.owner, q->now, &n_owned);
                 if (r < 0)
@@ -466,9 +475,6 @@ static int method_create(struct request *q)
         if (r < 0)
                 return reply_authz(q, r, reason);
 
-        rec.status = KEY_STATUS_ENABLED;
-        rec.created_at = q->now;
-        rec.created_by = q->who.actor;
         for (int attempt = 0;; attempt++) {
                 struct token t;
 
@@ -479,11 +485,6 @@ static int method_create(struct request *q)
                         return reply_internal(q, "generating a token", -EIO);
                 }
                 token_hash(a->pepper, &t, rec.hash);
-                r = record_validate(&rec);
-                if (r < 0) {
-                        erase(token, sizeof(token));
-                        return connection_reply_invalid_parameter(q->conn, "name");
-                }
                 audit_attach(q, "create", &rec, rec.name);
                 r = keystore_put_key(a->ks, &rec);
                 if (r != -ENOTUNIQ || attempt >= 3)
@@ -494,10 +495,6 @@ static int method_create(struct request *q)
                 return connection_reply_error(
                     q->conn, ERR_NAME_TAKEN,
                     json_pack("{s:s, s:s}", "owner", rec.owner, "name", rec.name));
-        }
-        if (r == -EINVAL) {
-                erase(token, sizeof(token));
-                return connection_reply_invalid_parameter(q->conn, "name");
         }
         if (r < 0) {
                 erase(token, sizeof(token));
@@ -921,6 +918,24 @@ static int method_update(struct request *q)
                         return reply_authz(q, r, reason);
         }
 
+        /* The record as it would be, checked field by field before anything is written. */
+        struct key_record next = rec;
+        const char *field = NULL;
+        if (upd.fields & KEY_UPDATE_NAME)
+                next.name = upd.name;
+        if (upd.fields & KEY_UPDATE_DESCRIPTION)
+                next.description = upd.description;
+        if (upd.fields & KEY_UPDATE_SCOPE) {
+                next.n_scope = upd.n_scope;
+                for (size_t i = 0; i < upd.n_scope; i++)
+                        next.scope[i] = upd.scope[i];
+        }
+        next.role = upd.role;
+        next.permissions = upd.permissions;
+        next.expires_at = upd.expires_at;
+        if (record_check(&next, &field) < 0)
+                return connection_reply_invalid_parameter(q->conn, field);
+
         audit_attach(q, "update", &rec, NULL);
         r = keystore_update_key(a->ks, rec.id, &upd, &updated, &storage2);
         if (r == -ESTALE)
@@ -930,9 +945,6 @@ static int method_update(struct request *q)
                 return connection_reply_error(
                     q->conn, ERR_NAME_TAKEN,
                     json_pack("{s:s, s:s}", "owner", rec.owner, "name", upd.name));
-        if (r == -EINVAL)
-                return connection_reply_invalid_parameter(
-                    q->conn, (upd.fields & KEY_UPDATE_NAME) ? "name" : "scope");
         if (r == -ENOENT)
                 return reply_no_such_key(q, rec.id);
         if (r < 0)
@@ -1162,9 +1174,9 @@ static int method_list_audit(struct request *q)
         if (limit_j && ((limit = json_integer_value(limit_j)) < 1 || limit > API_LIST_MAX))
                 return connection_reply_invalid_parameter(q->conn, "limit");
         /* The audit log names every owner and caller: admins only. */
-        r = authz_check(&q->who, AUTHZ_SHARED_SECRET, NULL, &reason);
+        r = authz_check(&q->who, AUTHZ_AUDIT, NULL, &reason);
         if (r < 0)
-                return reply_error_reason(q, ERR_DENIED, "only admins may read the audit log");
+                return reply_authz(q, r, reason);
         events = json_array();
         if (!events)
                 return reply_internal(q, "reading the audit log", -ENOMEM);

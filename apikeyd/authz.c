@@ -92,6 +92,7 @@ static uint8_t action_permission(enum authz_action a)
         case AUTHZ_DELETE:
                 return KEY_PERM_DELETE;
         case AUTHZ_SHARED_SECRET:
+        case AUTHZ_AUDIT:
                 break;
         }
         return KEY_PERM_ALL;
@@ -102,14 +103,17 @@ int authz_check(const struct principal *p, enum authz_action action, const char 
 {
         uint8_t need = action_permission(action);
 
-        if ((p->permissions & need) != need) {
-                *ret_reason = "the API key given in auth lacks the permission for this";
-                return -EPERM;
-        }
-        if (action == AUTHZ_SHARED_SECRET) {
+        if (action == AUTHZ_SHARED_SECRET || action == AUTHZ_AUDIT) {
                 if (p->admin)
                         return 0;
-                *ret_reason = "only admins may read or rotate the shared secret";
+                *ret_reason = action == AUTHZ_AUDIT
+                                  ? "only admins may read the audit log"
+                                  : "only admins may read or rotate the shared secret";
+                return -EPERM;
+        }
+        if ((p->permissions & need) != need) {
+                *ret_reason = p->by_key ? "the API key given in auth lacks the permission for this"
+                                        : "you lack the permission for this";
                 return -EPERM;
         }
         if (p->admin)

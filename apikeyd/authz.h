@@ -35,12 +35,13 @@ struct principal {
 };
 
 enum authz_action {
-        AUTHZ_READ,   /* Get, List */
-        AUTHZ_UPDATE, /* Update */
-        AUTHZ_TOGGLE, /* Disable, Enable */
-        AUTHZ_REVOKE, /* Revoke */
-        AUTHZ_DELETE, /* Delete */
-        AUTHZ_SHARED_SECRET,
+        AUTHZ_READ,          /* Get, List */
+        AUTHZ_UPDATE,        /* Update */
+        AUTHZ_TOGGLE,        /* Disable, Enable */
+        AUTHZ_REVOKE,        /* Revoke */
+        AUTHZ_DELETE,        /* Delete */
+        AUTHZ_SHARED_SECRET, /* GetSharedSecret, RotateSharedSecret: admins only */
+        AUTHZ_AUDIT,         /* ListAudit: admins only */
 };
 
 struct authz_policy {

@@ -42,52 +42,69 @@ static bool optional_valid(const char *s, size_t max)
         return !s || strnlen(s, max + 1) <= max;
 }
 
-int record_validate(const struct key_record *rec)
+static int bad(const char *field, const char **ret_field)
+{
+        if (ret_field)
+                *ret_field = field;
+        return -EINVAL;
+}
+
+int record_check(const struct key_record *rec, const char **ret_field)
 {
         if (!rec)
-                return -EINVAL;
+                return bad("record", ret_field);
         if (!token_id_valid(rec->id))
-                return -EINVAL;
+                return bad("id", ret_field);
         if (rec->status < KEY_STATUS_ENABLED || rec->status > KEY_STATUS_REVOKED)
-                return -EINVAL;
+                return bad("status", ret_field);
         if (rec->created_at == 0)
-                return -EINVAL;
+                return bad("created_at", ret_field);
 
         if (rec->permissions & ~KEY_PERM_ALL)
-                return -EINVAL;
+                return bad("permissions", ret_field);
         switch (rec->role) {
         case KEY_ROLE_ADMIN:
         case KEY_ROLE_READONLY:
                 if (rec->permissions != key_role_permissions(rec->role))
-                        return -EINVAL;
+                        return bad("permissions", ret_field);
                 break;
         case KEY_ROLE_CUSTOM:
                 if (rec->permissions == 0)
-                        return -EINVAL;
+                        return bad("permissions", ret_field);
                 break;
         default:
-                return -EINVAL;
+                return bad("role", ret_field);
         }
 
-        if (!label_valid(rec->name, KEY_NAME_MAX) || !label_valid(rec->owner, KEY_OWNER_MAX))
-                return -EINVAL;
-        if (!optional_valid(rec->description, KEY_DESCRIPTION_MAX) ||
-            !optional_valid(rec->created_by, KEY_FIELD_MAX) ||
-            !optional_valid(rec->last_used_service, KEY_FIELD_MAX) ||
-            !optional_valid(rec->last_used_from, KEY_FIELD_MAX))
-                return -EINVAL;
+        if (!label_valid(rec->name, KEY_NAME_MAX))
+                return bad("name", ret_field);
+        if (!label_valid(rec->owner, KEY_OWNER_MAX))
+                return bad("owner", ret_field);
+        if (!optional_valid(rec->description, KEY_DESCRIPTION_MAX))
+                return bad("description", ret_field);
+        if (!optional_valid(rec->created_by, KEY_FIELD_MAX))
+                return bad("created_by", ret_field);
+        if (!optional_valid(rec->last_used_service, KEY_FIELD_MAX))
+                return bad("last_used_service", ret_field);
+        if (!optional_valid(rec->last_used_from, KEY_FIELD_MAX))
+                return bad("last_used_from", ret_field);
 
         if (rec->n_scope > KEY_SCOPE_MAX)
-                return -EINVAL;
+                return bad("scope", ret_field);
         for (size_t i = 0; i < rec->n_scope; i++) {
                 if (!label_valid(rec->scope[i], KEY_SCOPE_ENTRY_MAX))
-                        return -EINVAL;
+                        return bad("scope", ret_field);
                 /* A duplicate would make "remove this service" updates ambiguous. */
                 for (size_t j = 0; j < i; j++)
                         if (STREQ(rec->scope[i], rec->scope[j]))
-                                return -EINVAL;
+                                return bad("scope", ret_field);
         }
         return 0;
+}
+
+int record_validate(const struct key_record *rec)
+{
+        return record_check(rec, NULL);
 }
 
 static size_t opt_len(const char *s)

@@ -35,15 +35,15 @@
 #include "macro.h"
 #include "token.h"
 
-#define RECORD_VERSION       1
-#define RECORD_FIXED_SIZE    73
-#define KEY_HASH_SIZE        32
-#define KEY_NAME_MAX         128
-#define KEY_DESCRIPTION_MAX  1024
-#define KEY_OWNER_MAX        256
-#define KEY_SCOPE_MAX        32
-#define KEY_SCOPE_ENTRY_MAX  64
-#define KEY_FIELD_MAX        256 /* created_by, last_used_service, last_used_from */
+#define RECORD_VERSION      1
+#define RECORD_FIXED_SIZE   73
+#define KEY_HASH_SIZE       32
+#define KEY_NAME_MAX        128
+#define KEY_DESCRIPTION_MAX 1024
+#define KEY_OWNER_MAX       256
+#define KEY_SCOPE_MAX       32
+#define KEY_SCOPE_ENTRY_MAX 64
+#define KEY_FIELD_MAX       256 /* created_by, last_used_service, last_used_from */
 
 enum key_status {
         KEY_STATUS_ENABLED = 1,
@@ -77,7 +77,7 @@ struct key_record {
         uint64_t expires_at;
         uint64_t last_used_at;
         const char *name;
-        const char *description;       /* NULL when absent */
+        const char *description; /* NULL when absent */
         const char *owner;
         const char *created_by;        /* NULL when absent */
         const char *last_used_service; /* NULL when never used */
@@ -88,6 +88,10 @@ struct key_record {
 
 /* Check every field's bounds and values; 0 or -EINVAL. */
 int record_validate(const struct key_record *rec) _warn_unused_;
+
+/* The same, naming in `*ret_field` (if non-NULL) the first field that is
+ * wrong, as the API calls it ("name", "scope", "description", ...). */
+int record_check(const struct key_record *rec, const char **ret_field) _warn_unused_;
 
 /* Encode into a new buffer (free() it). 0, -EINVAL (invalid record) or -ENOMEM. */
 int record_encode(const struct key_record *rec, void **ret_buf, size_t *ret_len) _warn_unused_;
