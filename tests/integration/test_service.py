@@ -1,0 +1,124 @@
+# SPDX-License-Identifier: MIT
+"""org.varlink.service: the API describes itself, and the daemon answers
+exactly the methods its interface file declares."""
+
+import re
+import subprocess
+
+import pytest
+
+from conftest import APIKEYD, IFACE, INTERFACE, INTERFACE_FILE
+
+SERVICE = "org.varlink.service"
+# Errors every Varlink service may answer with.
+STANDARD_ERRORS = {
+    f"{SERVICE}.{e}"
+    for e in ("InterfaceNotFound", "MethodNotFound", "MethodNotImplemented",
+              "InvalidParameter", "PermissionDenied", "ExpectedMore")
+}
+
+
+def test_get_info(root):
+    r = root.call(f"{SERVICE}.GetInfo")
+    assert set(r) == {"parameters"}
+    info = r["parameters"]
+    assert set(info) == {"vendor", "product", "version", "url", "interfaces"}
+    assert info["vendor"] == "apikeyd"
+    assert info["product"] == "apikeyd"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", info["version"]), info["version"]
+    assert info["url"].startswith("https://")
+    assert info["interfaces"] == [SERVICE, IFACE]
+
+
+def test_get_info_version_matches_the_binary(root):
+    info = root.ok(f"{SERVICE}.GetInfo")
+    out = subprocess.run([str(APIKEYD), "--version"], capture_output=True, text=True,
+                         timeout=10, check=True).stdout
+    assert out == f"apikeyd {info['version']}\n"
+
+
+def test_interface_description_is_the_interface_file(root):
+    r = root.ok(f"{SERVICE}.GetInterfaceDescription", {"interface": IFACE})
+    assert set(r) == {"description"}
+    assert r["description"] == INTERFACE_FILE.read_text()
+
+
+def test_service_interface_description(root):
+    desc = root.ok(f"{SERVICE}.GetInterfaceDescription", {"interface": SERVICE})["description"]
+    assert desc.startswith(f"interface {SERVICE}\n")
+    for decl in ("method GetInfo()", "method GetInterfaceDescription(interface: string)",
+                 "error InterfaceNotFound (interface: string)",
+                 "error MethodNotFound (method: string)",
+                 "error InvalidParameter (parameter: string)"):
+        assert decl in desc
+
+
+@pytest.mark.parametrize("iface", ["io.apikeyd.Nope", "org.varlink.service.GetInfo", "",
+                                   "io.apikeyd.keys"])
+def test_unknown_interface(root, iface):
+    assert root.err(f"{SERVICE}.GetInterfaceDescription", {"interface": iface}) == (
+        f"{SERVICE}.InterfaceNotFound", {"interface": iface})
+
+
+def test_get_interface_description_needs_the_interface(root):
+    assert root.err(f"{SERVICE}.GetInterfaceDescription", {}) == (
+        f"{SERVICE}.InvalidParameter", {"parameter": "interface"})
+
+
+def test_interface_file_declares_the_methods_of_the_design():
+    # The contract: these may be added to, never renamed.
+    for m in ("Create", "Verify", "List", "Get", "Update", "Disable", "Enable", "Revoke",
+              "Delete", "GetSharedSecret", "RotateSharedSecret"):
+        assert m in INTERFACE.method_names
+        assert m in INTERFACE.methods, f"{m}: its declaration does not parse"
+    assert INTERFACE.name == IFACE
+
+
+@pytest.mark.parametrize("method", INTERFACE.method_names)
+def test_every_declared_method_is_answered(root, method):
+    """Called by root with no parameters, each method answers: with a reply,
+    or with an error the interface (or org.varlink.service) declares; never
+    MethodNotFound."""
+    r = root.call(f"{IFACE}.{method}", {})
+    if "error" in r:
+        assert r["error"] != f"{SERVICE}.MethodNotFound", r
+        declared = STANDARD_ERRORS | {f"{IFACE}.{e}" for e in INTERFACE.errors}
+        assert r["error"] in declared, r
+        if r["error"] == f"{SERVICE}.InvalidParameter":
+            # Only a required parameter can be missing.
+            required = [n for n, _, opt in INTERFACE.inputs(method) if not opt]
+            assert r["parameters"]["parameter"] in required, r
+    # The connection is still usable.
+    assert root.ok(f"{SERVICE}.GetInfo")["vendor"] == "apikeyd"
+
+
+@pytest.mark.parametrize("method", [f"{IFACE}.Frobnicate", f"{IFACE}.create", f"{IFACE}.verify",
+                                    f"{IFACE}.", f"{SERVICE}.Nope", "io.apikeyd.Other.Create",
+                                    "Create", f"{IFACE}.Create.Extra"])
+def test_undeclared_method_is_not_found(root, method):
+    assert root.err(method, {}) == (f"{SERVICE}.MethodNotFound", {"method": method})
+    assert root.ok(f"{SERVICE}.GetInfo")["vendor"] == "apikeyd"
+
+
+def test_only_declared_methods_exist(root):
+    """No method beyond the interface file: the names answered by
+    MethodNotFound never include a declared one, and vice versa."""
+    for method in INTERFACE.method_names:
+        assert root.call(f"{IFACE}.{method}", {}).get("error") != f"{SERVICE}.MethodNotFound"
+    for undeclared in ("Audit", "Invite", "Rotate", "Export", "Import", "Search"):
+        if undeclared in INTERFACE.method_names:
+            continue
+        assert root.err(f"{IFACE}.{undeclared}", {})[0] == f"{SERVICE}.MethodNotFound"
+
+
+def test_reply_to_oneway_call_is_not_sent(root):
+    root.call(f"{SERVICE}.GetInfo", oneway=True)
+    # The next reply on the connection answers the next call.
+    r = root.call(f"{IFACE}.Get", {"id": "000000000000"})
+    assert r == {"error": f"{IFACE}.NoSuchKey", "parameters": {"id": "000000000000"}}
+
+
+def test_more_is_refused_by_methods_that_do_not_stream(root):
+    replies = root.call(f"{IFACE}.Get", {"id": "000000000000"}, more=True)
+    assert replies == [{"error": f"{SERVICE}.InvalidParameter",
+                        "parameters": {"parameter": "more"}}]
