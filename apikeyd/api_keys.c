@@ -355,6 +355,8 @@ _printf_(2, 3) static void field(struct audit_fields *f, const char *fmt, ...)
  * write), and a journal entry with structured fields once it is done
  * (audit_journal).
  */
+static void flush_audit_queue(struct api *a);
+
 static void audit_attach(struct request *q, const char *action, const struct key_record *rec,
                          const char *detail)
 {
@@ -366,8 +368,11 @@ static void audit_attach(struct request *q, const char *action, const struct key
             .result = "ok",
             .detail = detail,
         };
-        int r = keystore_audit_next(q->api->ks, &ev);
+        int r;
 
+        /* Earlier failed verifies first, so the log stays in time order. */
+        flush_audit_queue(q->api);
+        r = keystore_audit_next(q->api->ks, &ev);
         if (r < 0)
                 log_error("preparing the audit record failed: %s", strerror(-r));
 }
@@ -1071,22 +1076,18 @@ int api_init(struct api *a)
         return 0;
 }
 
-void api_flush(struct api *a)
+/* Write the queued failed verifies in one transaction; kept queued on failure. */
+static void flush_audit_queue(struct api *a)
 {
-        struct audit_event evs[64];
-        size_t done = 0;
+        _cleanup_free_ struct audit_event *evs = NULL;
         int r;
 
-        r = lastused_flush(&a->lastused, a->ks);
-        if (r < 0)
-                log_error("writing last-used times failed (will retry): %s", strerror(-r));
-
-        while (done < a->n_audit_queue) {
-                size_t n = a->n_audit_queue - done;
-                if (n > ELEMENTSOF(evs))
-                        n = ELEMENTSOF(evs);
-                for (size_t i = 0; i < n; i++) {
-                        const struct queued_verify *v = &a->audit_queue[done + i];
+        if (a->n_audit_queue > 0) {
+                evs = calloc(a->n_audit_queue, sizeof(*evs));
+                if (!evs)
+                        return;
+                for (size_t i = 0; i < a->n_audit_queue; i++) {
+                        const struct queued_verify *v = &a->audit_queue[i];
                         evs[i] = (struct audit_event){
                             .time = v->time,
                             .actor = v->actor,
@@ -1096,18 +1097,12 @@ void api_flush(struct api *a)
                             .detail = v->detail[0] ? v->detail : NULL,
                         };
                 }
-                r = keystore_append_audits(a->ks, evs, n);
-                if (r < 0) {
+                r = keystore_append_audits(a->ks, evs, a->n_audit_queue);
+                if (r < 0)
                         log_error("writing the audit of failed verifies failed (will retry): %s",
                                   strerror(-r));
-                        break;
-                }
-                done += n;
-        }
-        if (done > 0) {
-                memmove(a->audit_queue, a->audit_queue + done,
-                        (a->n_audit_queue - done) * sizeof(*a->audit_queue));
-                a->n_audit_queue -= done;
+                else
+                        a->n_audit_queue = 0;
         }
         if (a->audit_dropped) {
                 log_warning("%" PRIu64 " failed verifies were not written to the audit database "
@@ -1115,6 +1110,15 @@ void api_flush(struct api *a)
                             a->audit_dropped, API_AUDIT_QUEUE_MAX);
                 a->audit_dropped = 0;
         }
+}
+
+void api_flush(struct api *a)
+{
+        int r = lastused_flush(&a->lastused, a->ks);
+
+        if (r < 0)
+                log_error("writing last-used times failed (will retry): %s", strerror(-r));
+        flush_audit_queue(a);
 }
 
 void api_done(struct api *a)
@@ -1177,6 +1181,7 @@ static int method_list_audit(struct request *q)
         r = authz_check(&q->who, AUTHZ_AUDIT, NULL, &reason);
         if (r < 0)
                 return reply_authz(q, r, reason);
+        flush_audit_queue(q->api); /* what happened before this call is in the answer */
         events = json_array();
         if (!events)
                 return reply_internal(q, "reading the audit log", -ENOMEM);

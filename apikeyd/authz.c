@@ -155,12 +155,12 @@ int authz_check_grant(const struct principal *p, const struct authz_policy *poli
 {
         if (p->admin)
                 return 0;
-        if (permissions & ~p->permissions) {
-                *ret_reason = "a key cannot be given permissions its creator does not hold";
-                return -EPERM;
-        }
         if (role == KEY_ROLE_ADMIN) {
                 *ret_reason = "only admins may give a key the admin role";
+                return -EPERM;
+        }
+        if (permissions & ~p->permissions) {
+                *ret_reason = "a key cannot be given permissions its creator does not hold";
                 return -EPERM;
         }
         if (!owner || !p->owner[0] || !STREQ(owner, p->owner)) {

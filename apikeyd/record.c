@@ -17,11 +17,16 @@
 
 #define RECORD_N_STRINGS 6 /* name, description, owner, created_by, last_used_* */
 
+/* C0 controls, DEL, and the C1 controls as UTF-8 (U+0080-U+009F, among them
+ * CSI): none belongs in a field a terminal or a log line may show. */
 static bool has_control(const char *s)
 {
-        for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
                 if (*p < 0x20 || *p == 0x7f)
                         return true;
+                if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+                        return true;
+        }
         return false;
 }
 
@@ -36,10 +41,11 @@ static bool label_valid(const char *s, size_t max)
         return n >= 1 && n <= max && !has_control(s);
 }
 
-/* An optional string: NULL, or at most max bytes ("" counts as absent). */
+/* An optional string: NULL, or at most max bytes without control characters
+ * ("" counts as absent). */
 static bool optional_valid(const char *s, size_t max)
 {
-        return !s || strnlen(s, max + 1) <= max;
+        return !s || (strnlen(s, max + 1) <= max && !has_control(s));
 }
 
 static int bad(const char *field, const char **ret_field)

@@ -135,9 +135,11 @@ def test_user_may_not_create_for_another_owner(setup):
 
 
 def test_user_may_not_give_the_admin_role(setup):
-    assert_denied(setup.alice.err(f"{IFACE}.Create", {"name": "k", "role": "admin"}))
+    reason = assert_denied(setup.alice.err(f"{IFACE}.Create", {"name": "k", "role": "admin"}))
+    assert reason == "only admins may give a key the admin role"
     k = setup.alice.create("k")["key"]
-    assert_denied(setup.alice.err(f"{IFACE}.Update", {"id": k["id"], "role": "admin"}))
+    reason = assert_denied(setup.alice.err(f"{IFACE}.Update", {"id": k["id"], "role": "admin"}))
+    assert reason == "only admins may give a key the admin role"
     assert setup.root.get(k["id"])["role"] == "readonly"
     # A custom set of the permissions they hold is theirs to choose...
     c = setup.alice.create("c", permissions=["create", "read", "write", "delete"])

@@ -221,3 +221,10 @@ def test_expires_at_is_utc(root):
     k = root.create("k", expires="1h")["key"]
     exp = calendar.timegm(time.strptime(k["expires_at"], "%Y-%m-%dT%H:%M:%SZ"))
     assert abs(exp - (time.time() + 3600)) <= 2
+
+
+@pytest.mark.parametrize("description", ["two\nlines", "bell \x07", "esc \x1b[2J", "csi \u009b31m",
+                                         "del \x7f"])
+def test_control_characters_in_description_are_refused(root, description):
+    assert root.err(f"{IFACE}.Create", {"name": "k", "description": description}) == (
+        INVALID, {"parameter": "description"})

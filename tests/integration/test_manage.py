@@ -478,3 +478,21 @@ def test_management_changes_are_audited(root):
     everything = root.ok(f"{IFACE}.ListAudit", {})["events"]
     assert {e.get("key_id") for e in everything} >= {key_id, other}
     assert r["token"] not in json.dumps(everything)
+
+
+def test_audit_is_in_time_order_with_failed_verifies(root):
+    # A failed verify is written in a batch, but never after a change made later.
+    r = root.create("k")
+    key_id = r["key"]["id"]
+    wrong = r["token"][:-10] + ("A" if r["token"][-10] != "A" else "B") + r["token"][-9:]
+    assert root.verify(wrong)["valid"] is False
+    time.sleep(1.1)
+    root.ok(f"{IFACE}.Disable", {"id": key_id})
+    events = root.ok(f"{IFACE}.ListAudit", {})["events"]
+    assert [e["action"] for e in events][-3:] == ["create", "verify", "disable"]
+    times = [parse_iso(e["time"]) for e in events]
+    assert times == sorted(times)
+    # A failed verify is in the answer of the very next ListAudit.
+    assert root.verify(wrong)["valid"] is False
+    last = root.ok(f"{IFACE}.ListAudit", {})["events"][-1]
+    assert (last["action"], last["result"], last.get("key_id")) == ("verify", "BAD_FORMAT", None)

@@ -543,7 +543,7 @@ static void test_validate_refusals(void **state)
         rec.n_scope = KEY_SCOPE_MAX;
         assert_int_equal(record_validate(&rec), 0);
 
-        /* The bounds themselves are allowed; control characters in free text too. */
+        /* The bounds themselves are allowed. */
         full_record(&rec);
         long_name[KEY_NAME_MAX] = '\0';
         long_owner[KEY_OWNER_MAX] = '\0';
@@ -556,8 +556,22 @@ static void test_validate_refusals(void **state)
         rec.created_by = long_field;
         rec.scope[0] = long_scope;
         assert_int_equal(record_validate(&rec), 0);
+        /* No control characters in free text either: C0, DEL, or C1 such as CSI. */
+        const char *field = NULL;
         rec.description = "line one\nline two";
-        assert_int_equal(record_validate(&rec), 0);
+        assert_int_equal(record_check(&rec, &field), -EINVAL);
+        assert_string_equal(field, "description");
+        rec.description = "csi \xc2\x9b"
+                          "31m";
+        assert_int_equal(record_check(&rec, &field), -EINVAL);
+        rec.description = "bell \x07";
+        assert_int_equal(record_check(&rec, &field), -EINVAL);
+        rec.description = "fine: \xc2\xa9 \xc3\xa9";
+        assert_int_equal(record_check(&rec, &field), 0);
+        rec.created_by = "x\x1b[2J";
+        assert_int_equal(record_check(&rec, &field), -EINVAL);
+        assert_string_equal(field, "created_by");
+        rec.created_by = long_field;
         /* UTF-8 is not a control character */
         rec.name = "clé";
         rec.owner = "jürgen";
