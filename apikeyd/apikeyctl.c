@@ -1,0 +1,1886 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * apikeyctl: every method of io.apikeyd.Keys from a shell, for a person at
+ * a terminal (tables, local and relative times, confirmation before what
+ * cannot be undone) and for a script (--json, exit codes that tell a
+ * refusal from an unreachable daemon).
+ *
+ * Tokens are secrets: they are never taken from the command line (where ps
+ * shows them), only from standard input (verify) or a private file
+ * (--auth-file); every buffer that held one is erased, and they are written
+ * with write(2) so no stdio buffer keeps a copy.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <locale.h>
+#include <malloc.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "ctl_table.h"
+#include "macro.h"
+#include "timeutil.h"
+#include "token.h"
+#include "varlink.h"
+
+/* Kept in step with the daemon's version by a test. */
+#define APIKEYCTL_VERSION "0.1.0"
+#define IFACE             "io.apikeyd.Keys"
+#define DEFAULT_SOCKET    "/run/apikeyd/io.apikeyd.Keys"
+#define CALL_TIMEOUT_SEC  10
+/* A page of 1000 keys is far below this; more means a broken daemon. */
+#define MAX_REPLY       (16u * 1024u * 1024u)
+#define AUTH_FILE_MAX   4096
+#define TOKEN_INPUT_MAX 1024
+#define AUDIT_PAGE      1000
+
+/* Exit codes: documented in apikeyctl(1), EXIT STATUS. */
+enum {
+        EXIT_OK = 0,
+        EXIT_LOCAL = 1,       /* a failure on this side: a file, memory, not confirmed */
+        EXIT_USAGE = 2,       /* the command line is wrong */
+        EXIT_REFUSED = 3,     /* the daemon answered with an error */
+        EXIT_UNREACHABLE = 4, /* no usable answer from the daemon */
+        EXIT_NOT_VALID = 5,   /* verify: the token is not valid */
+};
+
+/*
+ * Errors the commands return once they have told the user, mapped to the
+ * exit codes above by exit_code().
+ */
+#define ERR_USAGE       (-EINVAL)
+#define ERR_REFUSED     (-EREMOTEIO)
+#define ERR_UNREACHABLE (-EHOSTDOWN)
+#define ERR_NOT_VALID   (-EKEYREJECTED)
+#define ERR_DECLINED    (-ECANCELED)
+
+struct ctl {
+        const char *socket;
+        const char *auth_file;
+        char *auth; /* the token read from auth_file */
+        bool json;
+        int fd;
+};
+
+struct args {
+        const char *command;
+        const char *owner, *description, *role, *permissions, *scope, *expires;
+        const char *status, *expiring, *name, *service, *user, *rhost, *since, *key;
+        bool yes, quiet;
+        char **pos;
+        int n_pos;
+};
+
+static const char *program = "apikeyctl";
+
+_printf_(1, 2) static void err(const char *fmt, ...)
+{
+        va_list ap;
+
+        fprintf(stderr, "%s: ", program);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+}
+
+/* A usage error: the message, and where to read more. */
+_printf_(2, 3) static int usage_error(const struct args *a, const char *fmt, ...)
+{
+        va_list ap;
+
+        fprintf(stderr, "%s%s%s: ", program, a && a->command ? " " : "",
+                a && a->command ? a->command : "");
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "\nTry '%s %s%s--help' for more information.\n", program,
+                a && a->command ? a->command : "", a && a->command ? " " : "");
+        return ERR_USAGE;
+}
+
+static int exit_code(int r)
+{
+        switch (r) {
+        case 0:
+                return EXIT_OK;
+        case ERR_USAGE:
+                return EXIT_USAGE;
+        case ERR_REFUSED:
+                return EXIT_REFUSED;
+        case ERR_UNREACHABLE:
+                return EXIT_UNREACHABLE;
+        case ERR_NOT_VALID:
+                return EXIT_NOT_VALID;
+        default:
+                return EXIT_LOCAL;
+        }
+}
+
+/* jansson frees blocks that held tokens (requests with auth, Create's reply). */
+static void erasing_free(void *p)
+{
+        if (p) {
+                explicit_bzero(p, malloc_usable_size(p));
+                free(p);
+        }
+}
+
+/* Write all of `s` to fd 1 without stdio, so no library buffer keeps a copy. */
+static int write_stdout(const char *s, size_t len)
+{
+        fflush(stdout);
+        while (len > 0) {
+                ssize_t n = write(STDOUT_FILENO, s, len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                s += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
+static int print_json(const json_t *v)
+{
+        _cleanup_erase_free_ char *s = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY);
+        int r;
+
+        if (!s)
+                return -ENOMEM;
+        r = write_stdout(s, strlen(s));
+        if (r >= 0)
+                r = write_stdout("\n", 1);
+        if (r < 0)
+                err("cannot write to standard output: %s", strerror(-r));
+        return r;
+}
+
+/* --------------------------------------------------------------- the daemon */
+
+static int transport_error(const struct ctl *c, int r)
+{
+        switch (r) {
+        case -ENOENT:
+        case -ECONNREFUSED:
+                err("the daemon is not running at %s (is apikeyd.socket enabled?)", c->socket);
+                break;
+        case -EACCES:
+        case -EPERM:
+                err("cannot connect to %s: %s (the socket should be mode 0666)", c->socket,
+                    strerror(-r));
+                break;
+        case -ETIMEDOUT:
+                err("the daemon at %s did not answer within %d seconds", c->socket,
+                    CALL_TIMEOUT_SEC);
+                break;
+        case -ECONNRESET:
+        case -EPIPE:
+                err("the daemon at %s closed the connection before answering", c->socket);
+                break;
+        case -EBADMSG:
+                err("the daemon at %s sent a reply apikeyctl cannot read", c->socket);
+                break;
+        case -EMSGSIZE:
+                err("the daemon at %s sent a reply larger than %u bytes", c->socket, MAX_REPLY);
+                break;
+        case -EINVAL:
+                err("'%s' is not a usable socket path (empty, or longer than 107 bytes)",
+                    c->socket);
+                break;
+        default:
+                err("cannot talk to the daemon at %s: %s", c->socket, strerror(-r));
+        }
+        return ERR_UNREACHABLE;
+}
+
+static const char *param_str(const json_t *o, const char *name)
+{
+        json_t *v = json_object_get(o, name);
+        return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* The option or argument a method's parameter came from, for messages. */
+static const char *parameter_source(const char *p)
+{
+        static const char *const map[][2] = {
+            {"name", "the name"},
+            {"id", "the key id"},
+            {"description", "--description"},
+            {"owner", "--owner"},
+            {"role", "--role"},
+            {"permissions", "--permissions"},
+            {"scope", "--scope"},
+            {"expires", "--expires"},
+            {"status", "--status"},
+            {"name_prefix", "--name"},
+            {"expiring_within", "--expiring"},
+            {"since", "--since"},
+            {"key_id", "--key"},
+            {"service", "--service"},
+            {"user", "--user"},
+            {"rhost", "--rhost"},
+            {"token", "the token"},
+            {"auth", "the key in --auth-file"},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(map); i++)
+                if (STREQ(map[i][0], p))
+                        return map[i][1];
+        return p;
+}
+
+/* Tell the user why the daemon refused, naming the error for scripts and searches. */
+static int daemon_error(const char *error, const json_t *p)
+{
+        const char *s = NULL, *t = NULL;
+        json_int_t n = json_integer_value(json_object_get(p, "limit"));
+
+#define IS(name) STREQ(error, name)
+        if (IS(IFACE ".NoSuchKey"))
+                err("no such key %s ('apikeyctl list' shows the keys you may see) [%s]",
+                    (s = param_str(p, "id")) ? s : "", error);
+        else if (IS(IFACE ".NameTaken"))
+                err("%s already has a key named '%s'; choose another name [%s]",
+                    (s = param_str(p, "owner")) ? s : "the owner",
+                    (t = param_str(p, "name")) ? t : "", error);
+        else if (IS(IFACE ".PermissionDenied"))
+                err("permission denied: %s [%s]",
+                    (s = param_str(p, "reason")) ? s : "the daemon gave no reason", error);
+        else if (IS(IFACE ".KeyRevoked"))
+                err("key %s is revoked; a revoked key cannot be enabled or changed [%s]",
+                    (s = param_str(p, "id")) ? s : "", error);
+        else if (IS(IFACE ".PolicyViolation"))
+                err("refused by this installation's policy: %s [%s]",
+                    (s = param_str(p, "reason")) ? s : "no reason given", error);
+        else if (IS(IFACE ".InternalError"))
+                err("the daemon failed: %s; nothing was changed, and its log says more [%s]",
+                    (s = param_str(p, "reason")) ? s : "no reason given", error);
+        else if (IS(IFACE ".MessageTooLarge"))
+                err("the request is larger than the daemon accepts (%lld bytes) [%s]", (long long)n,
+                    error);
+        else if (IS(IFACE ".TooManyConnections"))
+                err("the daemon is at its connection limit (%lld); try again later [%s]",
+                    (long long)n, error);
+        else if (IS("org.varlink.service.InvalidParameter"))
+                err("the daemon refused the value of %s [%s]",
+                    parameter_source((s = param_str(p, "parameter")) ? s : "?"), error);
+        else if (IS("org.varlink.service.MethodNotFound"))
+                err("the daemon does not know %s; is it older than apikeyctl? [%s]",
+                    (s = param_str(p, "method")) ? s : "this method", error);
+        else
+                err("the daemon refused: %s", error);
+#undef IS
+        return ERR_REFUSED;
+}
+
+static int ctl_connect(struct ctl *c)
+{
+        int r;
+
+        if (c->fd >= 0)
+                return 0;
+        r = varlink_connect(c->socket, varlink_now_usec() + CALL_TIMEOUT_SEC * USEC_PER_SEC, &c->fd,
+                            NULL);
+        return r < 0 ? transport_error(c, r) : 0;
+}
+
+/*
+ * Call `method` with `params` (taken over; NULL is out of memory), adding the
+ * --auth-file key.  On success `*ret_params` holds the reply's parameters.
+ * The request and the reply are erased from memory when done: either may
+ * hold a token.
+ */
+static int ctl_call(struct ctl *c, const char *method, json_t *params, json_t **ret_params)
+{
+        json_auto_t *req =
+            params ? json_pack("{s:s, s:o}", "method", method, "parameters", params) : NULL;
+        json_auto_t *reply = NULL;
+        struct varlink_buffer b;
+        const char *error;
+        json_t *p;
+        char *msg;
+        size_t len;
+        uint64_t deadline;
+        int r;
+
+        if (!req)
+                return -ENOMEM;
+        if (c->auth &&
+            json_object_set_new(json_object_get(req, "parameters"), "auth", json_string(c->auth)))
+                return -ENOMEM;
+        r = ctl_connect(c);
+        if (r < 0)
+                return r;
+
+        msg = varlink_message_dump(req, &len);
+        if (!msg)
+                return -ENOMEM;
+        deadline = varlink_now_usec() + CALL_TIMEOUT_SEC * USEC_PER_SEC;
+        r = varlink_send(c->fd, msg, len, deadline);
+        erase(msg, len);
+        free(msg);
+        if (r < 0)
+                return transport_error(c, r);
+
+        varlink_buffer_init(&b, MAX_REPLY, true);
+        r = varlink_recv(c->fd, &b, deadline, &reply, &error, &p, NULL);
+        varlink_buffer_done(&b);
+        if (r < 0)
+                return transport_error(c, r);
+        if (error)
+                return daemon_error(error, p);
+        *ret_params = json_incref(p);
+        return 0;
+}
+
+static json_t *id_params(const char *id)
+{
+        return json_pack("{s:s}", "id", id);
+}
+
+/* A reply that lacks what the interface promises. */
+static int bad_reply(const struct ctl *c, const char *method)
+{
+        err("the daemon's reply to %s is not what io.apikeyd.Keys describes", method);
+        return ERR_UNREACHABLE;
+}
+
+/* ---------------------------------------------------------- secrets in files */
+
+struct secret_buf {
+        char data[AUTH_FILE_MAX + 1];
+        size_t len;
+};
+
+static void secret_buf_erase(struct secret_buf *s)
+{
+        explicit_bzero(s, sizeof(*s));
+}
+
+static bool is_blank(char ch)
+{
+        return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
+}
+
+/* The one word in `s` (leading and trailing blanks dropped), or -EINVAL. */
+static int single_word(char *s, size_t len, char **ret, size_t *ret_len)
+{
+        size_t start = 0, end = len;
+
+        while (start < end && is_blank(s[start]))
+                start++;
+        while (end > start && is_blank(s[end - 1]))
+                end--;
+        for (size_t i = start; i < end; i++)
+                if (is_blank(s[i]))
+                        return -EINVAL;
+        *ret = s + start;
+        *ret_len = end - start;
+        return 0;
+}
+
+static int read_auth_file(struct ctl *c)
+{
+        _cleanup_(secret_buf_erase) struct secret_buf buf = {.len = 0};
+        _cleanup_close_ int fd = -1;
+        enum token_error te;
+        struct token t;
+        struct stat st;
+        char *word;
+        size_t len;
+
+        fd = open(c->auth_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                int e = errno;
+                err("cannot open the auth file %s: %s", c->auth_file, strerror(e));
+                return -e;
+        }
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode)) {
+                err("the auth file %s is not a regular file", c->auth_file);
+                return -EBADF;
+        }
+        /* As ssh does with private keys: a key others can read is not ours alone. */
+        if (st.st_mode & 077) {
+                err("the auth file %s is accessible by other users (mode %04o); "
+                    "run 'chmod 600 %s', and consider the key in it exposed",
+                    c->auth_file, (unsigned)(st.st_mode & 07777), c->auth_file);
+                return -EPERM;
+        }
+        for (;;) {
+                ssize_t n = read(fd, buf.data + buf.len, sizeof(buf.data) - 1 - buf.len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        int e = errno;
+                        err("cannot read the auth file %s: %s", c->auth_file, strerror(e));
+                        return -e;
+                }
+                if (n == 0)
+                        break;
+                buf.len += (size_t)n;
+                if (buf.len == sizeof(buf.data) - 1) {
+                        err("the auth file %s is too large to hold an API key", c->auth_file);
+                        return -EFBIG;
+                }
+        }
+        if (single_word(buf.data, buf.len, &word, &len) < 0 || len == 0) {
+                err("the auth file %s must hold one API key and nothing else", c->auth_file);
+                return -EBADMSG;
+        }
+        if (token_parse(word, len, NULL, &t, &te) < 0) {
+                err("the auth file %s does not hold an API key: %s", c->auth_file,
+                    token_error_to_string(te));
+                return -EBADMSG;
+        }
+        c->auth = strndup(word, len);
+        return c->auth ? 0 : -ENOMEM;
+}
+
+/* Enough of a secret to tell a token, even a truncated one, from a name. */
+#define TOKEN_SEEN_SECRET 30
+
+/* A token given on the command line is visible to every user (ps, /proc). */
+static bool contains_token(const char *s)
+{
+        size_t n = strlen(s);
+
+        for (size_t i = 0; i < n; i++) {
+                size_t p = 0;
+                if (i > 0 && (s[i - 1] == '_' || base62_valid(s + i - 1, 1)))
+                        continue;
+                while (i + p < n && s[i + p] >= 'a' && s[i + p] <= 'z')
+                        p++;
+                if (p < TOKEN_PREFIX_MIN || p > TOKEN_PREFIX_MAX ||
+                    n - i < p + 2 + TOKEN_ID_LEN + TOKEN_SEEN_SECRET)
+                        continue;
+                const char *q = s + i + p;
+                if (q[0] == '_' && base62_valid(q + 1, TOKEN_ID_LEN) &&
+                    q[1 + TOKEN_ID_LEN] == '_' &&
+                    base62_valid(q + 2 + TOKEN_ID_LEN, TOKEN_SEEN_SECRET))
+                        return true;
+        }
+        return false;
+}
+
+/* ------------------------------------------------------------------ times */
+
+static uint64_t key_time(const json_t *o, const char *name)
+{
+        const char *s = param_str(o, name);
+        uint64_t t;
+
+        return s && timestamp_parse(s, &t) >= 0 ? t : 0;
+}
+
+/* "Sun 2027-01-31 23:59:59 CET": the local time, with its zone. */
+static void format_local(uint64_t t, char *ret, size_t size)
+{
+        time_t sec = (time_t)(t / USEC_PER_SEC);
+        struct tm tm;
+
+        if (!localtime_r(&sec, &tm) || strftime(ret, size, "%a %Y-%m-%d %H:%M:%S %Z", &tm) == 0)
+                snprintf(ret, size, "@%llu", (unsigned long long)sec);
+}
+
+static void format_relative(uint64_t t, uint64_t now, char *ret, size_t size)
+{
+        if (relative_format(t, now, ret, size) < 0)
+                snprintf(ret, size, "?");
+}
+
+/* "Sun 2027-01-31 23:59:59 CET (in 29 days)" */
+static void format_both(uint64_t t, uint64_t now, char *ret, size_t size)
+{
+        char local[128], rel[RELATIVE_FORMAT_MAX];
+
+        format_local(t, local, sizeof(local));
+        format_relative(t, now, rel, sizeof(rel));
+        snprintf(ret, size, "%s (%s)", local, rel);
+}
+
+/* ---------------------------------------------------------------- keys */
+
+/* A JSON array of strings joined with `sep`; `empty` when it has none. */
+static char *join(const json_t *arr, const char *sep, const char *empty)
+{
+        size_t i, len = 0;
+        json_t *e;
+        char *s, *p;
+
+        json_array_foreach(arr, i, e) len += json_string_length(e) + strlen(sep);
+        if (len == 0)
+                return strdup(empty);
+        s = p = malloc(len + 1);
+        if (!s)
+                return NULL;
+        json_array_foreach(arr, i, e)
+        {
+                if (i > 0)
+                        p = stpcpy(p, sep);
+                p = stpcpy(p, json_string_value(e) ? json_string_value(e) : "");
+        }
+        *p = '\0';
+        return s;
+}
+
+/*
+ * When a key was last used, and for what: "3 minutes ago (sshd from
+ * 192.0.2.1)" in a table, with the local time too in `show`; "Never".
+ */
+static void format_last_used(const json_t *k, uint64_t now, bool local, char *ret, size_t size)
+{
+        uint64_t t = key_time(k, "last_used_at");
+        const char *service = param_str(k, "last_used_service");
+        const char *from = param_str(k, "last_used_from");
+        char when[256], where[2 * 256 + 16] = "";
+
+        if (t == 0) {
+                snprintf(ret, size, "Never");
+                return;
+        }
+        if (local)
+                format_both(t, now, when, sizeof(when));
+        else
+                format_relative(t, now, when, sizeof(when));
+        if (service)
+                snprintf(where, sizeof(where), "%s%s%s", service, from ? " from " : "",
+                         from ? from : "");
+        else if (from)
+                snprintf(where, sizeof(where), "from %s", from);
+        if (!where[0])
+                snprintf(ret, size, "%s", when);
+        else if (local)
+                snprintf(ret, size, "%s, %s", when, where);
+        else
+                snprintf(ret, size, "%s (%s)", when, where);
+}
+
+static char *format_role(const json_t *k)
+{
+        const char *role = param_str(k, "role");
+        _cleanup_free_ char *perms = NULL;
+        char *s;
+
+        if (!role || !STREQ(role, "custom"))
+                return strdup(role ? role : "?");
+        perms = join(json_object_get(k, "permissions"), ",", "none");
+        if (!perms || asprintf(&s, "custom: %s", perms) < 0)
+                return NULL;
+        return s;
+}
+
+/* One "Label: value" line of `show` and `status`, safe for the terminal. */
+static int print_field(const char *label, const char *value)
+{
+        _cleanup_free_ char *v = strdup(value ? value : "?");
+
+        if (!v)
+                return -ENOMEM;
+        text_sanitize(v);
+        printf("%11s: %s\n", label, v);
+        return 0;
+}
+
+static int show_key(const json_t *k)
+{
+        uint64_t now = now_usec(), t;
+        _cleanup_free_ char *perms = join(json_object_get(k, "permissions"), ", ", "none");
+        _cleanup_free_ char *scope = join(json_object_get(k, "scope"), ", ", "any service");
+        _cleanup_free_ char *created = NULL;
+        const char *by = param_str(k, "created_by");
+        char expires[256], when[256], last[1024];
+
+        if (!perms || !scope)
+                return -ENOMEM;
+        t = key_time(k, "expires_at");
+        if (t)
+                format_both(t, now, expires, sizeof(expires));
+        else
+                snprintf(expires, sizeof(expires), "never");
+        format_both(key_time(k, "created_at"), now, when, sizeof(when));
+        if (asprintf(&created, "%s%s%s", when, by ? " by " : "", by ? by : "") < 0)
+                return -ENOMEM;
+        format_last_used(k, now, true, last, sizeof(last));
+
+        const char *const fields[][2] = {
+            {"ID", param_str(k, "id")},
+            {"Name", param_str(k, "name")},
+            {"Description", param_str(k, "description")},
+            {"Owner", param_str(k, "owner")},
+            {"Role", param_str(k, "role")},
+            {"Permissions", perms},
+            {"Scope", scope},
+            {"Status", param_str(k, "status")},
+            {"Expires", expires},
+            {"Created", created},
+            {"Last used", last},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
+                if (STREQ(fields[i][0], "Description") && !fields[i][1])
+                        continue;
+                int r = print_field(fields[i][0], fields[i][1]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Print a key the way the output mode asks. */
+static int output_key(const struct ctl *c, const json_t *k)
+{
+        if (c->json)
+                return print_json(k);
+        return show_key(k);
+}
+
+static int list_table(const json_t *keys)
+{
+        static const char *const headers[] = {
+            "ID", "NAME / DESCRIPTION", "OWNER", "ROLE", "SCOPE", "EXPIRES", "STATUS", "LAST USED",
+        };
+        static const size_t flexible[] = {1, 2, 3, 4, 7};
+        _cleanup_table_ struct table *t = NULL;
+        uint64_t now = now_usec();
+        size_t i, width = 0;
+        const char *env = getenv("COLUMNS");
+        json_t *k;
+        int r;
+
+        r = table_new(ELEMENTSOF(headers), headers, &t);
+        if (r < 0)
+                return r;
+        for (i = 0; i < ELEMENTSOF(flexible); i++)
+                table_set_flexible(t, flexible[i], true);
+
+        json_array_foreach(keys, i, k)
+        {
+                _cleanup_free_ char *name = NULL, *role = format_role(k), *scope = NULL;
+                const char *desc = param_str(k, "description");
+                char expires[RELATIVE_FORMAT_MAX], last[512];
+                uint64_t exp = key_time(k, "expires_at");
+
+                scope = join(json_object_get(k, "scope"), ",", "any");
+                if (asprintf(&name, "%s%s%s%s", param_str(k, "name") ? param_str(k, "name") : "?",
+                             desc ? " (" : "", desc ? desc : "", desc ? ")" : "") < 0)
+                        name = NULL;
+                if (!name || !role || !scope)
+                        return -ENOMEM;
+                if (exp)
+                        format_relative(exp, now, expires, sizeof(expires));
+                else
+                        snprintf(expires, sizeof(expires), "never");
+                format_last_used(k, now, false, last, sizeof(last));
+                const char *row[] = {
+                    param_str(k, "id"),     name, param_str(k, "owner"), role, scope, expires,
+                    param_str(k, "status"), last,
+                };
+                r = table_add_row(t, row);
+                if (r < 0)
+                        return r;
+        }
+
+        if (env && *env) {
+                char *end;
+                unsigned long v = strtoul(env, &end, 10);
+                if (*end == '\0' && v > 0 && v < 100000)
+                        width = v;
+        }
+        if (width == 0 && isatty(STDOUT_FILENO)) {
+                struct winsize ws;
+                if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+                        width = ws.ws_col;
+        }
+        table_print(t, stdout, width);
+        if (isatty(STDOUT_FILENO))
+                printf("\n%zu key%s listed.\n", table_rows(t), table_rows(t) == 1 ? "" : "s");
+        return 0;
+}
+
+/* --------------------------------------------------------------- arguments */
+
+static int check_id(const struct args *a, const char *id)
+{
+        if (token_id_valid(id))
+                return 0;
+        /* Ids have no '_': echoing what does might print part of a token. */
+        if (strchr(id, '_') || strlen(id) > 40)
+                return usage_error(a, "that is not a key id (12 letters and digits)");
+        return usage_error(a, "'%s' is not a key id (12 letters and digits)", id);
+}
+
+/* "a,b,c" as a JSON array; "" is the empty array. */
+static json_t *split_list(const char *s)
+{
+        json_t *arr = json_array();
+        const char *p = s;
+
+        while (arr && *p) {
+                size_t n = strcspn(p, ",");
+                size_t start = 0, end = n;
+                while (start < end && p[start] == ' ')
+                        start++;
+                while (end > start && p[end - 1] == ' ')
+                        end--;
+                if (end > start && json_array_append_new(arr, json_stringn(p + start, end - start)))
+                        goto fail;
+                p += n;
+                if (*p == ',')
+                        p++;
+        }
+        return arr;
+fail:
+        json_decref(arr);
+        return NULL;
+}
+
+static int check_permissions(const struct args *a, const json_t *perms)
+{
+        static const char *const known[] = {"create", "read", "write", "delete", "invite"};
+        size_t i;
+        json_t *e;
+
+        if (json_array_size(perms) == 0)
+                return usage_error(a, "--permissions needs at least one of create, read, "
+                                      "write, delete, invite");
+        json_array_foreach(perms, i, e)
+        {
+                bool ok = false;
+                for (size_t j = 0; j < ELEMENTSOF(known); j++)
+                        ok = ok || STREQ(json_string_value(e), known[j]);
+                if (!ok)
+                        return usage_error(a,
+                                           "--permissions: unknown permission '%s' (known: "
+                                           "create, read, write, delete, invite)",
+                                           json_string_value(e));
+        }
+        return 0;
+}
+
+static bool one_of(const char *s, const char *const *set)
+{
+        for (; *set; set++)
+                if (STREQ(s, *set))
+                        return true;
+        return false;
+}
+
+static int check_expires(const struct args *a, const char *s)
+{
+        uint64_t t;
+        int r = expiry_parse(s, now_usec(), &t);
+
+        if (r == -ERANGE)
+                return usage_error(a, "--expires '%s' is not in the future", s);
+        if (r < 0)
+                return usage_error(a,
+                                   "--expires '%s' is not a duration (30d, 12h, 2w), a date "
+                                   "(2027-01-31), a time with a zone (2027-01-31T12:00Z) or "
+                                   "'never'",
+                                   s);
+        return 0;
+}
+
+/*
+ * The fields create and update share: description, role, permissions,
+ * scope, expires, checked here so a typo is named before anything is sent.
+ */
+static int add_key_fields(const struct args *a, json_t *p)
+{
+        static const char *const roles[] = {"admin", "readonly", "custom", NULL};
+        int r;
+
+        if (a->description && json_object_set_new(p, "description", json_string(a->description)))
+                return -ENOMEM;
+        if (a->role) {
+                if (!one_of(a->role, roles))
+                        return usage_error(a, "--role must be admin, readonly or custom, not '%s'",
+                                           a->role);
+                if (json_object_set_new(p, "role", json_string(a->role)))
+                        return -ENOMEM;
+        }
+        if (a->permissions) {
+                json_t *perms = split_list(a->permissions);
+                if (!perms)
+                        return -ENOMEM;
+                if (json_object_set_new(p, "permissions", perms))
+                        return -ENOMEM;
+                r = check_permissions(a, perms);
+                if (r < 0)
+                        return r;
+        }
+        if (a->scope) {
+                json_t *scope = split_list(a->scope);
+                if (!scope || json_object_set_new(p, "scope", scope))
+                        return -ENOMEM;
+        }
+        if (a->expires) {
+                r = check_expires(a, a->expires);
+                if (r < 0)
+                        return r;
+                if (json_object_set_new(p, "expires", json_string(a->expires)))
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+/* Ask before what cannot be undone; only a person at a terminal is asked. */
+static int confirm(const struct args *a, const char *fmt, ...) _printf_(2, 3);
+static int confirm(const struct args *a, const char *fmt, ...)
+{
+        char answer[16] = "";
+        va_list ap;
+
+        if (a->yes || !isatty(STDIN_FILENO))
+                return 0;
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputs(" [y/N] ", stderr);
+        fflush(stderr);
+        if (fgets(answer, sizeof(answer), stdin) &&
+            (STREQ(answer, "y\n") || STREQ(answer, "Y\n") || STREQ(answer, "yes\n")))
+                return 0;
+        if (!strchr(answer, '\n'))
+                fputc('\n', stderr);
+        fprintf(stderr, "Nothing changed.\n");
+        return ERR_DECLINED;
+}
+
+/* ---------------------------------------------------------------- commands */
+
+static int cmd_create(struct ctl *c, struct args *a)
+{
+        json_auto_t *p = json_pack("{s:s}", "name", a->pos[0]);
+        json_auto_t *reply = NULL;
+        const char *token, *id, *owner, *role;
+        json_t *k;
+        char when[RELATIVE_FORMAT_MAX];
+        uint64_t exp;
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        if (a->owner && json_object_set_new(p, "owner", json_string(a->owner)))
+                return -ENOMEM;
+        r = add_key_fields(a, p);
+        if (r < 0)
+                return r;
+        r = ctl_call(c, IFACE ".Create", json_incref(p), &reply);
+        if (r < 0)
+                return r;
+        k = json_object_get(reply, "key");
+        token = param_str(reply, "token");
+        if (!json_is_object(k) || !token || !(id = param_str(k, "id")))
+                return bad_reply(c, "Create");
+        if (c->json)
+                return print_json(reply);
+
+        owner = param_str(k, "owner");
+        role = param_str(k, "role");
+        exp = key_time(k, "expires_at");
+        if (exp)
+                format_relative(exp, now_usec(), when, sizeof(when));
+        fprintf(stderr, "Created key %s '%s' for %s (%s, %s%s).\n", id, a->pos[0],
+                owner ? owner : "?", role ? role : "?", exp ? "expires " : "never expires",
+                exp ? when : "");
+        r = write_stdout(token, strlen(token));
+        if (r >= 0)
+                r = write_stdout("\n", 1);
+        if (r < 0) {
+                err("cannot write the token to standard output: %s; revoke key %s and create "
+                    "another",
+                    strerror(-r), id);
+                return r;
+        }
+        fprintf(stderr, "Store this token now: it is shown only this once, and it cannot be "
+                        "shown again.\n");
+        return 0;
+}
+
+static int fetch_keys(struct ctl *c, const struct args *a, json_t **ret)
+{
+        static const char *const statuses[] = {"enabled", "disabled", "revoked", "expired", NULL};
+        json_auto_t *all = json_array();
+        _cleanup_free_ char *cursor = NULL;
+        uint64_t d;
+        int r;
+
+        if (!all)
+                return -ENOMEM;
+        if (a->status && !one_of(a->status, statuses))
+                return usage_error(a,
+                                   "--status must be enabled, disabled, revoked or expired, "
+                                   "not '%s'",
+                                   a->status);
+        if (a->expiring && (duration_parse(a->expiring, &d) < 0 || d == 0))
+                return usage_error(a, "--expiring '%s' is not a duration (7d, 12h, 2w)",
+                                   a->expiring);
+        for (;;) {
+                json_auto_t *p = json_object(), *reply = NULL;
+                json_t *keys, *cur;
+
+                if (!p)
+                        return -ENOMEM;
+                if ((a->owner && json_object_set_new(p, "owner", json_string(a->owner))) ||
+                    (a->status && json_object_set_new(p, "status", json_string(a->status))) ||
+                    (a->name && json_object_set_new(p, "name_prefix", json_string(a->name))) ||
+                    (a->expiring &&
+                     json_object_set_new(p, "expiring_within", json_string(a->expiring))) ||
+                    (cursor && json_object_set_new(p, "cursor", json_string(cursor))))
+                        return -ENOMEM;
+                r = ctl_call(c, IFACE ".List", json_incref(p), &reply);
+                if (r < 0)
+                        return r;
+                keys = json_object_get(reply, "keys");
+                cur = json_object_get(reply, "cursor");
+                if (!json_is_array(keys) || (cur && !json_is_string(cur)))
+                        return bad_reply(c, "List");
+                if (json_array_extend(all, keys) < 0)
+                        return -ENOMEM;
+                if (!cur || !*json_string_value(cur))
+                        break;
+                /* A cursor that does not move would page forever. */
+                if (cursor && STREQ(cursor, json_string_value(cur)))
+                        return bad_reply(c, "List");
+                free(cursor);
+                cursor = strdup(json_string_value(cur));
+                if (!cursor)
+                        return -ENOMEM;
+        }
+        *ret = json_incref(all);
+        return 0;
+}
+
+static int cmd_list(struct ctl *c, struct args *a)
+{
+        json_auto_t *keys = NULL;
+        size_t i;
+        json_t *k;
+        int r;
+
+        r = fetch_keys(c, a, &keys);
+        if (r < 0)
+                return r;
+        if (a->quiet) {
+                json_array_foreach(keys, i, k)
+                {
+                        const char *id = param_str(k, "id");
+                        if (id && token_id_valid(id))
+                                printf("%s\n", id);
+                }
+                return 0;
+        }
+        if (c->json)
+                return print_json(keys);
+        return list_table(keys);
+}
+
+static int cmd_show(struct ctl *c, struct args *a)
+{
+        json_auto_t *reply = NULL;
+        json_t *k;
+        int r;
+
+        r = check_id(a, a->pos[0]);
+        if (r < 0)
+                return r;
+        r = ctl_call(c, IFACE ".Get", id_params(a->pos[0]), &reply);
+        if (r < 0)
+                return r;
+        k = json_object_get(reply, "key");
+        if (!json_is_object(k))
+                return bad_reply(c, "Get");
+        return output_key(c, k);
+}
+
+static int cmd_update(struct ctl *c, struct args *a)
+{
+        json_auto_t *p = id_params(a->pos[0]);
+        json_auto_t *reply = NULL;
+        json_t *k;
+        int r;
+
+        r = check_id(a, a->pos[0]);
+        if (r < 0)
+                return r;
+        if (!p)
+                return -ENOMEM;
+        if (a->name && json_object_set_new(p, "name", json_string(a->name)))
+                return -ENOMEM;
+        r = add_key_fields(a, p);
+        if (r < 0)
+                return r;
+        if (json_object_size(p) == 1)
+                return usage_error(a, "nothing to change: give --name, --description, --scope, "
+                                      "--role, --permissions or --expires");
+        r = ctl_call(c, IFACE ".Update", json_incref(p), &reply);
+        if (r < 0)
+                return r;
+        k = json_object_get(reply, "key");
+        if (!json_is_object(k))
+                return bad_reply(c, "Update");
+        return output_key(c, k);
+}
+
+/* disable, enable, revoke: one method, the key back. */
+static int set_status(struct ctl *c, struct args *a, const char *method, const char *done)
+{
+        json_auto_t *reply = NULL;
+        const char *name, *owner;
+        json_t *k;
+        int r;
+
+        r = check_id(a, a->pos[0]);
+        if (r < 0)
+                return r;
+        if (STREQ(method, IFACE ".Revoke")) {
+                r = confirm(a, "Revoke key %s? A revoked key never works again.", a->pos[0]);
+                if (r < 0)
+                        return r;
+        }
+        r = ctl_call(c, method, id_params(a->pos[0]), &reply);
+        if (r < 0)
+                return r;
+        k = json_object_get(reply, "key");
+        if (!json_is_object(k))
+                return bad_reply(c, method + STRLEN(IFACE "."));
+        if (c->json)
+                return print_json(k);
+        name = param_str(k, "name");
+        owner = param_str(k, "owner");
+        printf("%s key %s '%s' of %s.\n", done, a->pos[0], name ? name : "?", owner ? owner : "?");
+        return 0;
+}
+
+static int cmd_disable(struct ctl *c, struct args *a)
+{
+        return set_status(c, a, IFACE ".Disable", "Disabled");
+}
+
+static int cmd_enable(struct ctl *c, struct args *a)
+{
+        return set_status(c, a, IFACE ".Enable", "Enabled");
+}
+
+static int cmd_revoke(struct ctl *c, struct args *a)
+{
+        return set_status(c, a, IFACE ".Revoke", "Revoked");
+}
+
+static int cmd_delete(struct ctl *c, struct args *a)
+{
+        json_auto_t *reply = NULL;
+        int r;
+
+        r = check_id(a, a->pos[0]);
+        if (r < 0)
+                return r;
+        if (!a->yes && isatty(STDIN_FILENO)) {
+                /* Name the key in the question: ids are easy to mix up. */
+                json_auto_t *got = NULL;
+                json_t *k;
+                r = ctl_call(c, IFACE ".Get", id_params(a->pos[0]), &got);
+                if (r < 0)
+                        return r;
+                k = json_object_get(got, "key");
+                r = confirm(a, "Delete key %s '%s' of %s? This cannot be undone.", a->pos[0],
+                            param_str(k, "name") ? param_str(k, "name") : "?",
+                            param_str(k, "owner") ? param_str(k, "owner") : "?");
+                if (r < 0)
+                        return r;
+        }
+        r = ctl_call(c, IFACE ".Delete", id_params(a->pos[0]), &reply);
+        if (r < 0)
+                return r;
+        if (c->json)
+                return print_json(reply);
+        printf("Deleted key %s.\n", a->pos[0]);
+        return 0;
+}
+
+struct token_input {
+        char data[TOKEN_INPUT_MAX + 1];
+        size_t len;
+};
+
+static void token_input_erase(struct token_input *t)
+{
+        explicit_bzero(t, sizeof(*t));
+}
+
+static void restore_echo(struct termios *saved)
+{
+        if (saved->c_lflag & ECHO)
+                (void)tcsetattr(STDIN_FILENO, TCSAFLUSH, saved);
+}
+
+/* One line from stdin, without echo on a terminal; never through stdio. */
+static int read_token(const struct args *a, struct token_input *in)
+{
+        _cleanup_(restore_echo) struct termios saved = {0};
+        bool tty = isatty(STDIN_FILENO);
+
+        if (tty) {
+                struct termios raw;
+                if (tcgetattr(STDIN_FILENO, &saved) == 0) {
+                        raw = saved;
+                        raw.c_lflag &= ~(tcflag_t)ECHO;
+                        if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw) < 0)
+                                saved.c_lflag &= ~(tcflag_t)ECHO;
+                }
+                fputs("API key: ", stderr);
+                fflush(stderr);
+        }
+        while (in->len < TOKEN_INPUT_MAX) {
+                ssize_t n = read(STDIN_FILENO, in->data + in->len, 1);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        int e = errno;
+                        err("cannot read the token from standard input: %s", strerror(e));
+                        return -e;
+                }
+                if (n == 0 || in->data[in->len] == '\n')
+                        break;
+                in->len++;
+        }
+        if (tty)
+                fputc('\n', stderr);
+        if (in->len == TOKEN_INPUT_MAX) {
+                err("the first line of standard input is too long to be an API key");
+                return ERR_USAGE;
+        }
+        while (in->len > 0 && is_blank(in->data[in->len - 1]))
+                in->len--;
+        size_t lead = 0;
+        while (lead < in->len && is_blank(in->data[lead]))
+                lead++;
+        if (lead > 0) {
+                memmove(in->data, in->data + lead, in->len - lead);
+                explicit_bzero(in->data + in->len - lead, lead);
+                in->len -= lead;
+        }
+        if (in->len == 0)
+                return usage_error(a, "no token on standard input; run "
+                                      "'apikeyctl verify < FILE' or type it at the prompt");
+        return 0;
+}
+
+static const char *verify_explanation(const char *code)
+{
+        static const char *const map[][2] = {
+            {"NOT_FOUND", "no key matches this token (unknown key, or a wrong secret)"},
+            {"DISABLED", "the key is disabled"},
+            {"REVOKED", "the key is revoked"},
+            {"EXPIRED", "the key has expired"},
+            {"WRONG_USER", "the key belongs to another user"},
+            {"OUT_OF_SCOPE", "the key's scope does not include this service"},
+            {"INSUFFICIENT_PERMISSIONS", "the key lacks a permission asked for"},
+            {"RATE_LIMITED", "too many failed attempts; try again later"},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(map); i++)
+                if (STREQ(map[i][0], code))
+                        return map[i][1];
+        return "the token is not valid";
+}
+
+static int cmd_verify(struct ctl *c, struct args *a)
+{
+        _cleanup_(token_input_erase) struct token_input in = {.len = 0};
+        json_auto_t *p = json_object(), *reply = NULL;
+        enum token_error te;
+        struct token t;
+        const char *code;
+        json_t *valid;
+        int r;
+
+        if (a->n_pos > 0) {
+                err("verify reads the token from standard input, never from the command line, "
+                    "where other users can see it (ps); run 'apikeyctl verify < FILE'");
+                return ERR_USAGE;
+        }
+        if (!p)
+                return -ENOMEM;
+        if ((a->service && json_object_set_new(p, "service", json_string(a->service))) ||
+            (a->user && json_object_set_new(p, "user", json_string(a->user))) ||
+            (a->rhost && json_object_set_new(p, "rhost", json_string(a->rhost))))
+                return -ENOMEM;
+        if (a->permissions) {
+                json_t *perms = split_list(a->permissions);
+                if (!perms || json_object_set_new(p, "permissions", perms))
+                        return -ENOMEM;
+                r = check_permissions(a, perms);
+                if (r < 0)
+                        return r;
+        }
+        r = read_token(a, &in);
+        if (r < 0)
+                return r;
+
+        /* A typo is answered here, as the PAM module does: no need to ask. */
+        if (token_parse(in.data, in.len, NULL, &t, &te) < 0) {
+                if (c->json) {
+                        json_auto_t *o = json_pack("{s:b, s:s}", "valid", 0, "code", "BAD_FORMAT");
+                        if (!o || print_json(o) < 0)
+                                return -ENOMEM;
+                } else
+                        printf("BAD_FORMAT\n");
+                fflush(stdout);
+                err("not an API key: %s", token_error_to_string(te));
+                return ERR_NOT_VALID;
+        }
+        if (json_object_set_new(p, "token", json_stringn(in.data, in.len)))
+                return -ENOMEM;
+        token_input_erase(&in);
+
+        r = ctl_call(c, IFACE ".Verify", json_incref(p), &reply);
+        if (r < 0)
+                return r;
+        code = param_str(reply, "code");
+        valid = json_object_get(reply, "valid");
+        if (!code || !json_is_boolean(valid))
+                return bad_reply(c, "Verify");
+        if (c->json)
+                r = print_json(reply);
+        else
+                printf("%s\n", code);
+        if (r < 0)
+                return r;
+        if (json_is_true(valid) && STREQ(code, "VALID"))
+                return 0;
+        fflush(stdout);
+        err("%s", verify_explanation(code));
+        return ERR_NOT_VALID;
+}
+
+static int cmd_shared_secret(struct ctl *c, struct args *a)
+{
+        json_auto_t *reply = NULL;
+        const char *secret;
+        bool rotate;
+        int r;
+
+        if (STREQ(a->pos[0], "show"))
+                rotate = false;
+        else if (STREQ(a->pos[0], "rotate"))
+                rotate = true;
+        else
+                return usage_error(a, "expected 'show' or 'rotate', not '%s'", a->pos[0]);
+        if (rotate) {
+                r = confirm(a, "Rotate the shared secret? Integrations that check Verify "
+                               "signatures need the new one.");
+                if (r < 0)
+                        return r;
+        }
+        r = ctl_call(c, rotate ? IFACE ".RotateSharedSecret" : IFACE ".GetSharedSecret",
+                     json_object(), &reply);
+        if (r < 0)
+                return r;
+        secret = param_str(reply, "secret");
+        if (!secret)
+                return bad_reply(c, rotate ? "RotateSharedSecret" : "GetSharedSecret");
+        if (c->json)
+                return print_json(reply);
+        r = write_stdout(secret, strlen(secret));
+        if (r >= 0)
+                r = write_stdout("\n", 1);
+        if (r < 0)
+                return r;
+        if (rotate)
+                fprintf(stderr, "The shared secret was replaced; give integrations the new "
+                                "one.\n");
+        return 0;
+}
+
+static int audit_table(const json_t *events)
+{
+        static const char *const headers[] = {"TIME", "ACTOR", "ACTION", "KEY", "RESULT", "DETAIL"};
+        _cleanup_table_ struct table *t = NULL;
+        size_t i;
+        json_t *e;
+        int r;
+
+        r = table_new(ELEMENTSOF(headers), headers, &t);
+        if (r < 0)
+                return r;
+        table_set_flexible(t, 1, true);
+        table_set_flexible(t, 5, true);
+        json_array_foreach(events, i, e)
+        {
+                char when[128];
+                uint64_t at = key_time(e, "time");
+
+                if (at)
+                        format_local(at, when, sizeof(when));
+                else
+                        snprintf(when, sizeof(when), "?");
+                const char *row[] = {
+                    when,
+                    param_str(e, "actor"),
+                    param_str(e, "action"),
+                    param_str(e, "key_id") ? param_str(e, "key_id") : "-",
+                    param_str(e, "result"),
+                    param_str(e, "detail"),
+                };
+                r = table_add_row(t, row);
+                if (r < 0)
+                        return r;
+        }
+        table_print(t, stdout, 0);
+        if (isatty(STDOUT_FILENO))
+                printf("\n%zu event%s.\n", table_rows(t), table_rows(t) == 1 ? "" : "s");
+        return 0;
+}
+
+static int cmd_audit(struct ctl *c, struct args *a)
+{
+        json_auto_t *all = json_array();
+        json_int_t after = 0;
+        uint64_t t;
+        int r;
+
+        if (!all)
+                return -ENOMEM;
+        if (a->since && duration_parse(a->since, &t) < 0 && timestamp_parse(a->since, &t) < 0)
+                return usage_error(a,
+                                   "--since '%s' is not a duration (1h: that long ago) or a "
+                                   "time (2027-01-31, 2027-01-31T12:00Z)",
+                                   a->since);
+        if (a->key) {
+                r = check_id(a, a->key);
+                if (r < 0)
+                        return r;
+        }
+        for (;;) {
+                json_auto_t *p = json_pack("{s:I, s:i}", "after", after, "limit", AUDIT_PAGE);
+                json_auto_t *reply = NULL;
+                json_t *events, *last;
+
+                if (!p || (a->since && json_object_set_new(p, "since", json_string(a->since))) ||
+                    (a->key && json_object_set_new(p, "key_id", json_string(a->key))))
+                        return -ENOMEM;
+                r = ctl_call(c, IFACE ".ListAudit", json_incref(p), &reply);
+                if (r < 0)
+                        return r;
+                events = json_object_get(reply, "events");
+                if (!json_is_array(events))
+                        return bad_reply(c, "ListAudit");
+                if (json_array_extend(all, events) < 0)
+                        return -ENOMEM;
+                if (json_array_size(events) < AUDIT_PAGE)
+                        break;
+                last = json_object_get(json_array_get(events, json_array_size(events) - 1), "seq");
+                if (!json_is_integer(last) || json_integer_value(last) <= after)
+                        return bad_reply(c, "ListAudit");
+                after = json_integer_value(last);
+        }
+        if (c->json)
+                return print_json(all);
+        return audit_table(all);
+}
+
+static int cmd_status(struct ctl *c, struct args *a)
+{
+        json_auto_t *reply = NULL;
+        json_t *keys;
+        uint64_t t;
+        int r;
+
+        r = ctl_call(c, IFACE ".GetStatus", json_object(), &reply);
+        if (r < 0)
+                return r;
+        keys = json_object_get(reply, "keys");
+        if (!json_is_object(keys) || !param_str(reply, "version"))
+                return bad_reply(c, "GetStatus");
+        if (c->json)
+                return print_json(reply);
+
+        char version[64], started[256] = "?", socket_line[PATH_MAX + 32], counts[256];
+        char connections[32];
+        const char *socket_path = param_str(reply, "socket");
+
+        snprintf(version, sizeof(version), "apikeyd %s", param_str(reply, "version"));
+        t = key_time(reply, "started_at");
+        if (t)
+                format_both(t, now_usec(), started, sizeof(started));
+        snprintf(socket_line, sizeof(socket_line), "%s%s", socket_path ? socket_path : c->socket,
+                 socket_path ? "" : " (passed by systemd)");
+        snprintf(connections, sizeof(connections), "%lld",
+                 (long long)json_integer_value(json_object_get(reply, "connections")));
+        snprintf(counts, sizeof(counts),
+                 "%lld enabled, %lld disabled, %lld revoked, %lld expired (%s)",
+                 (long long)json_integer_value(json_object_get(keys, "enabled")),
+                 (long long)json_integer_value(json_object_get(keys, "disabled")),
+                 (long long)json_integer_value(json_object_get(keys, "revoked")),
+                 (long long)json_integer_value(json_object_get(keys, "expired")),
+                 json_is_true(json_object_get(reply, "admin")) ? "all keys" : "your keys");
+        const char *const fields[][2] = {
+            {"Daemon", version},          {"Started", started},
+            {"Socket", socket_line},      {"State dir", param_str(reply, "state_dir")},
+            {"Connections", connections}, {"Keys", counts},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
+                r = print_field(fields[i][0], fields[i][1]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* ----------------------------------------------------------- command table */
+
+enum {
+        OPT_SOCKET = 0x100,
+        OPT_JSON,
+        OPT_AUTH_FILE,
+        OPT_VERSION,
+        OPT_OWNER,
+        OPT_DESCRIPTION,
+        OPT_ROLE,
+        OPT_PERMISSIONS,
+        OPT_SCOPE,
+        OPT_EXPIRES,
+        OPT_STATUS,
+        OPT_EXPIRING,
+        OPT_NAME,
+        OPT_SERVICE,
+        OPT_USER,
+        OPT_RHOST,
+        OPT_SINCE,
+        OPT_KEY,
+};
+
+#define N_GLOBAL_OPTIONS 5
+static const struct option all_options[] = {
+    {"socket", required_argument, NULL, OPT_SOCKET},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"auth-file", required_argument, NULL, OPT_AUTH_FILE},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    /* per command from here on */
+    {"owner", required_argument, NULL, OPT_OWNER},
+    {"description", required_argument, NULL, OPT_DESCRIPTION},
+    {"role", required_argument, NULL, OPT_ROLE},
+    {"permissions", required_argument, NULL, OPT_PERMISSIONS},
+    {"scope", required_argument, NULL, OPT_SCOPE},
+    {"expires", required_argument, NULL, OPT_EXPIRES},
+    {"status", required_argument, NULL, OPT_STATUS},
+    {"expiring", required_argument, NULL, OPT_EXPIRING},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"service", required_argument, NULL, OPT_SERVICE},
+    {"user", required_argument, NULL, OPT_USER},
+    {"rhost", required_argument, NULL, OPT_RHOST},
+    {"since", required_argument, NULL, OPT_SINCE},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"yes", no_argument, NULL, 'y'},
+    {"quiet", no_argument, NULL, 'q'},
+};
+
+struct command {
+        const char *name;
+        const char *brief; /* for the list of commands */
+        const char *synopsis;
+        const char *summary;
+        const char *options; /* names in all_options, space-separated */
+        const char *help;    /* the options' help text */
+        int min_pos, max_pos;
+        int (*run)(struct ctl *c, struct args *a);
+};
+
+static const struct command commands[] = {
+    {"create", "create a key, print its token once", "NAME [OPTIONS]",
+     "Create a key and print its token. The token is shown only this once.",
+     "owner description role permissions scope expires",
+     "  --owner USER            owner of the key (default: you; only admins may name\n"
+     "                          another user)\n"
+     "  --description TEXT      what the key is for\n"
+     "  --role ROLE             admin, readonly or custom (default: readonly, or\n"
+     "                          custom when --permissions is given)\n"
+     "  --permissions LIST      comma-separated: create,read,write,delete,invite\n"
+     "  --scope LIST            services the key may be used for, comma-separated\n"
+     "                          (sshd,sudo,...); default: any\n"
+     "  --expires WHEN          a duration (30d, 12h, 2w), a date (2027-01-31, valid\n"
+     "                          through that day, UTC), a time with a zone, or never;\n"
+     "                          default: the policy's (never for admins)\n",
+     1, 1, cmd_create},
+    {"list", "list keys", "[OPTIONS]", "List keys: all of them for admins, your own otherwise.",
+     "status owner expiring name quiet",
+     "  --status STATUS         only keys that are enabled, disabled, revoked or\n"
+     "                          expired\n"
+     "  --owner USER            only keys of this owner\n"
+     "  --expiring DURATION     only keys expiring within this time (7d)\n"
+     "  --name PREFIX           only keys whose name starts with PREFIX\n"
+     "  -q, --quiet             print only the key ids, one per line\n",
+     0, 0, cmd_list},
+    {"show", "show one key", "ID", "Show one key.", "", "", 1, 1, cmd_show},
+    {"update", "change fields of a key", "ID [OPTIONS]",
+     "Change fields of a key; those not given stay as they are.",
+     "name description scope role permissions expires",
+     "  --name NAME             a new name\n"
+     "  --description TEXT      a new description (\"\" removes it)\n"
+     "  --scope LIST            services, comma-separated (\"\" means any)\n"
+     "  --role ROLE             admin, readonly or custom\n"
+     "  --permissions LIST      comma-separated: create,read,write,delete,invite\n"
+     "  --expires WHEN          a duration, a date, a time with a zone, or never\n",
+     1, 1, cmd_update},
+    {"disable", "stop a key until it is enabled again", "ID",
+     "Stop a key from working until it is enabled again.", "", "", 1, 1, cmd_disable},
+    {"enable", "let a disabled key work again", "ID",
+     "Let a disabled key work again (a revoked key stays revoked).", "", "", 1, 1, cmd_enable},
+    {"revoke", "stop a key for good", "ID [--yes]",
+     "Stop a key for good; it stays listed as revoked.", "yes",
+     "  -y, --yes               do not ask for confirmation on a terminal\n", 1, 1, cmd_revoke},
+    {"delete", "remove a key", "ID [--yes]", "Remove a key; this cannot be undone.", "yes",
+     "  -y, --yes               do not ask for confirmation on a terminal\n", 1, 1, cmd_delete},
+    {"verify", "check a token read from standard input", "[OPTIONS] < TOKEN",
+     "Read a token from standard input, print the daemon's code (VALID, NOT_FOUND,\n"
+     "DISABLED, ...) and exit 0 only when it is VALID.",
+     "service user rhost permissions",
+     "  --service NAME          check the key's scope for this service\n"
+     "  --user USER             check that the key belongs to this user\n"
+     "  --rhost HOST            the remote host, recorded as where the key was used\n"
+     "  --permissions LIST      check that the key holds these permissions\n",
+     0, 0, cmd_verify},
+    {"shared-secret", "print or replace the signing secret", "show|rotate [--yes]",
+     "Print the shared secret that signs Verify answers, or replace it (admins only).", "yes",
+     "  -y, --yes               rotate without asking on a terminal\n", 1, 1, cmd_shared_secret},
+    {"audit", "show the audit log", "[OPTIONS]",
+     "Show the audit log in the order it was recorded (admins only).", "since key",
+     "  --since WHEN            events at or after a time (2027-01-31T12:00Z), or\n"
+     "                          within a duration (1h: the last hour)\n"
+     "  --key ID                events of this key only\n",
+     0, 0, cmd_audit},
+    {"status", "show the daemon's state", "",
+     "Show the daemon's version, socket, state directory and key counts.", "", "", 0, 0,
+     cmd_status},
+};
+
+static const struct command *find_command(const char *name)
+{
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+                if (STREQ(commands[i].name, name))
+                        return &commands[i];
+        return NULL;
+}
+
+static void help_global(void)
+{
+        printf("Usage: %s [OPTIONS] COMMAND ...\n"
+               "\n"
+               "Manage the API keys that apikeyd keeps.\n"
+               "\n"
+               "Commands:\n",
+               program);
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++) {
+                char usage[64];
+                snprintf(usage, sizeof(usage), "%s%s%s", commands[i].name,
+                         commands[i].synopsis[0] ? " " : "", commands[i].synopsis);
+                printf("  %-34s %s\n", usage, commands[i].brief);
+        }
+        printf("\n"
+               "Options:\n"
+               "  --socket PATH           the daemon's socket (default $APIKEYD_SOCKET, else\n"
+               "                          " DEFAULT_SOCKET ")\n"
+               "  --json                  print JSON (times in ISO 8601 UTC)\n"
+               "  --auth-file FILE        act with the API key in FILE (mode 0600)\n"
+               "  -h, --help              show this help, or a command's help after it\n"
+               "  --version               show the version\n"
+               "\n"
+               "Exit status: 0 success, 1 local failure, 2 usage error, 3 refused by the\n"
+               "daemon, 4 daemon unreachable, 5 verify: token not valid.\n"
+               "See '%s COMMAND --help' and apikeyctl(1).\n",
+               program);
+}
+
+static void help_command(const struct command *cmd)
+{
+        printf("Usage: %s [GLOBAL OPTIONS] %s%s%s\n\n%s\n", program, cmd->name,
+               cmd->synopsis[0] ? " " : "", cmd->synopsis, cmd->summary);
+        if (cmd->help[0])
+                printf("\nOptions:\n%s", cmd->help);
+        printf("\nGlobal options: --socket PATH, --json, --auth-file FILE; see '%s --help'.\n",
+               program);
+}
+
+/* Edit distance, for "did you mean" on a mistyped command. */
+static size_t distance(const char *a, const char *b)
+{
+        size_t la = strlen(a), lb = strlen(b), prev[32], cur[32];
+
+        if (la >= ELEMENTSOF(prev) || lb >= ELEMENTSOF(prev))
+                return SIZE_MAX;
+        for (size_t j = 0; j <= lb; j++)
+                prev[j] = j;
+        for (size_t i = 1; i <= la; i++) {
+                cur[0] = i;
+                for (size_t j = 1; j <= lb; j++) {
+                        size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+                        size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+                        cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+                }
+                memcpy(prev, cur, sizeof(prev));
+        }
+        return prev[lb];
+}
+
+static int unknown_command(const char *name)
+{
+        const char *best = NULL;
+        size_t best_d = 3;
+
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++) {
+                size_t d = distance(name, commands[i].name);
+                if (d < best_d) {
+                        best_d = d;
+                        best = commands[i].name;
+                }
+        }
+        if (strchr(name, '_') || strlen(name) > 40)
+                err("unknown command");
+        else if (best)
+                err("unknown command '%s'; did you mean '%s'?", name, best);
+        else
+                err("unknown command '%s'", name);
+        fprintf(stderr, "Try '%s --help' for the list of commands.\n", program);
+        return ERR_USAGE;
+}
+
+static bool option_allowed(const struct command *cmd, const char *name)
+{
+        size_t n = strlen(name);
+
+        for (const char *p = cmd->options; (p = strstr(p, name)); p += n)
+                if ((p == cmd->options || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+                        return true;
+        return false;
+}
+
+enum parse_result { PARSE_RUN, PARSE_HELP, PARSE_VERSION };
+
+/*
+ * Parse options for `cmd` (NULL: the global options before the command,
+ * stopping at the first argument).  Positional arguments are left in
+ * argv[optind..].
+ */
+static int parse_options(int argc, char **argv, const struct command *cmd, struct ctl *c,
+                         struct args *a, enum parse_result *ret)
+{
+        struct option longopts[ELEMENTSOF(all_options) + 1];
+        char shortopts[8], *s = shortopts;
+        size_t n = 0;
+        int opt;
+
+        *s++ = cmd ? ':' : '+';
+        if (!cmd)
+                *s++ = ':';
+        *s++ = 'h';
+        for (size_t i = 0; i < ELEMENTSOF(all_options); i++)
+                if (i < N_GLOBAL_OPTIONS || (cmd && option_allowed(cmd, all_options[i].name))) {
+                        longopts[n++] = all_options[i];
+                        if (all_options[i].val == 'y' || all_options[i].val == 'q')
+                                *s++ = (char)all_options[i].val;
+                }
+        longopts[n] = (struct option){NULL, 0, NULL, 0};
+        *s = '\0';
+
+        *ret = PARSE_RUN;
+        optind = 0;
+        opterr = 0;
+        while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) >= 0) {
+                switch (opt) {
+                case OPT_SOCKET:
+                        c->socket = optarg;
+                        break;
+                case OPT_JSON:
+                        c->json = true;
+                        break;
+                case OPT_AUTH_FILE:
+                        c->auth_file = optarg;
+                        break;
+                case 'h':
+                        *ret = PARSE_HELP;
+                        break;
+                case OPT_VERSION:
+                        *ret = PARSE_VERSION;
+                        break;
+                case OPT_OWNER:
+                        a->owner = optarg;
+                        break;
+                case OPT_DESCRIPTION:
+                        a->description = optarg;
+                        break;
+                case OPT_ROLE:
+                        a->role = optarg;
+                        break;
+                case OPT_PERMISSIONS:
+                        a->permissions = optarg;
+                        break;
+                case OPT_SCOPE:
+                        a->scope = optarg;
+                        break;
+                case OPT_EXPIRES:
+                        a->expires = optarg;
+                        break;
+                case OPT_STATUS:
+                        a->status = optarg;
+                        break;
+                case OPT_EXPIRING:
+                        a->expiring = optarg;
+                        break;
+                case OPT_NAME:
+                        a->name = optarg;
+                        break;
+                case OPT_SERVICE:
+                        a->service = optarg;
+                        break;
+                case OPT_USER:
+                        a->user = optarg;
+                        break;
+                case OPT_RHOST:
+                        a->rhost = optarg;
+                        break;
+                case OPT_SINCE:
+                        a->since = optarg;
+                        break;
+                case OPT_KEY:
+                        a->key = optarg;
+                        break;
+                case 'y':
+                        a->yes = true;
+                        break;
+                case 'q':
+                        a->quiet = true;
+                        break;
+                case ':':
+                        return usage_error(a, "option '%s' needs a value", argv[optind - 1]);
+                default:
+                        if (optopt > ' ' && optopt < 0x7f)
+                                return usage_error(a, "unknown option '-%c'", optopt);
+                        return usage_error(a, "unknown option '%s'", argv[optind - 1]);
+                }
+        }
+        return 0;
+}
+
+static int run(int argc, char **argv, struct ctl *c)
+{
+        struct args a = {.command = NULL};
+        const struct command *cmd;
+        enum parse_result pr;
+        int r, first;
+
+        for (int i = 1; i < argc; i++)
+                if (contains_token(argv[i])) {
+                        err("an API key was given on the command line, where other users can "
+                            "read it (ps, /proc); pass it on standard input (verify) or in a "
+                            "file (--auth-file), and consider this one exposed");
+                        return ERR_USAGE;
+                }
+
+        r = parse_options(argc, argv, NULL, c, &a, &pr);
+        if (r < 0)
+                return r;
+        if (pr == PARSE_VERSION) {
+                printf("apikeyctl %s\n", APIKEYCTL_VERSION);
+                return 0;
+        }
+        first = optind;
+        if (first >= argc) {
+                if (pr == PARSE_HELP) {
+                        help_global();
+                        return 0;
+                }
+                err("no command given");
+                fprintf(stderr, "Try '%s --help' for the list of commands.\n", program);
+                return ERR_USAGE;
+        }
+        if (STREQ(argv[first], "help")) {
+                if (first + 1 >= argc) {
+                        help_global();
+                        return 0;
+                }
+                cmd = find_command(argv[first + 1]);
+                if (!cmd)
+                        return unknown_command(argv[first + 1]);
+                help_command(cmd);
+                return 0;
+        }
+        cmd = find_command(argv[first]);
+        if (!cmd)
+                return unknown_command(argv[first]);
+        if (pr == PARSE_HELP) {
+                help_command(cmd);
+                return 0;
+        }
+        a.command = cmd->name;
+
+        r = parse_options(argc - first, argv + first, cmd, c, &a, &pr);
+        if (r < 0)
+                return r;
+        if (pr == PARSE_HELP) {
+                help_command(cmd);
+                return 0;
+        }
+        if (pr == PARSE_VERSION) {
+                printf("apikeyctl %s\n", APIKEYCTL_VERSION);
+                return 0;
+        }
+        a.pos = argv + first + optind;
+        a.n_pos = argc - first - optind;
+        if (!c->socket)
+                c->socket = getenv("APIKEYD_SOCKET");
+        if (!c->socket || !*c->socket)
+                c->socket = DEFAULT_SOCKET;
+        if (STREQ(cmd->name, "verify") && a.n_pos > 0)
+                return cmd->run(c, &a); /* it says why a token is never an argument */
+        if (a.n_pos < cmd->min_pos)
+                return usage_error(&a, "missing argument: %s %s", cmd->name, cmd->synopsis);
+        if (a.n_pos > cmd->max_pos)
+                return usage_error(&a, "unexpected argument '%s'", a.pos[cmd->max_pos]);
+        if (a.quiet && c->json)
+                return usage_error(&a, "--quiet and --json exclude each other");
+        if (c->auth_file) {
+                r = read_auth_file(c);
+                if (r < 0)
+                        return r;
+        }
+        r = cmd->run(c, &a);
+        if (r == -ENOMEM)
+                err("out of memory");
+        if (fflush(stdout) != 0 && r >= 0) {
+                err("cannot write to standard output: %s", strerror(errno));
+                r = -EIO;
+        }
+        return r;
+}
+
+static void ctl_done(struct ctl *c)
+{
+        erase_and_free(c->auth);
+        c->auth = NULL;
+        closep(&c->fd);
+}
+
+int main(int argc, char **argv)
+{
+        _cleanup_(ctl_done) struct ctl c = {.fd = -1};
+
+        setlocale(LC_ALL, "");
+        tzset();
+        json_set_alloc_funcs(malloc, erasing_free);
+        return exit_code(run(argc, argv, &c));
+}
