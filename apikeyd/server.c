@@ -260,12 +260,51 @@ static void connection_handle_message(struct connection *c, const char *msg, siz
         c->in_call = false;
 }
 
-/* Read what is there and handle the complete messages in it. */
-static int connection_read(struct connection *c)
+static bool output_backed_up(const struct connection *c)
+{
+        return c->out_size - c->out_sent > OUTPUT_HIGH_WATER;
+}
+
+/*
+ * Handle the complete messages waiting in the input, until replies back
+ * up because the client does not read them; the rest waits in the buffer
+ * until the output drains.
+ */
+static int connection_process(struct connection *c)
 {
         struct server *s = c->server;
 
-        for (unsigned rounds = 0; rounds < 16; rounds++) {
+        while (!c->closing && !output_backed_up(c)) {
+                const char *msg;
+                size_t len;
+                int r = varlink_buffer_next(&c->in, &msg, &len);
+
+                if (r == -EMSGSIZE) {
+                        log_ratelimited(
+                            LOG_WARNING, &limit_log_last, &limit_log_suppressed, LOG_INTERVAL,
+                            "client uid %u pid %d sent a message over %zu bytes; "
+                            "closing its connection",
+                            (unsigned)c->caller.uid, (int)c->caller.pid, s->opts.max_message);
+                        c->replied_final = false;
+                        c->call_oneway = false;
+                        (void)connection_reply_error(
+                            c, "io.apikeyd.Keys.MessageTooLarge",
+                            json_pack("{s:I}", "limit", (json_int_t)s->opts.max_message));
+                        c->closing = true;
+                        return 0;
+                }
+                if (r <= 0)
+                        return r;
+                connection_handle_message(c, msg, len);
+                c->since = varlink_now_usec();
+        }
+        return 0;
+}
+
+/* Read what is there (a bounded amount per wakeup) and handle it. */
+static int connection_read(struct connection *c)
+{
+        for (unsigned rounds = 0; rounds < 16 && !c->closing && !output_backed_up(c); rounds++) {
                 char *p;
                 size_t room;
                 ssize_t n;
@@ -290,34 +329,9 @@ static int connection_read(struct connection *c)
                 varlink_buffer_commit(&c->in, (size_t)n);
                 if (!had_partial)
                         c->since = varlink_now_usec();
-
-                for (;;) {
-                        const char *msg;
-                        size_t len;
-
-                        r = varlink_buffer_next(&c->in, &msg, &len);
-                        if (r == -EMSGSIZE) {
-                                log_ratelimited(LOG_WARNING, &limit_log_last, &limit_log_suppressed,
-                                                LOG_INTERVAL,
-                                                "client uid %u pid %d sent a message over %zu "
-                                                "bytes; closing its connection",
-                                                (unsigned)c->caller.uid, (int)c->caller.pid,
-                                                s->opts.max_message);
-                                c->replied_final = false;
-                                c->call_oneway = false;
-                                (void)connection_reply_error(
-                                    c, "io.apikeyd.Keys.MessageTooLarge",
-                                    json_pack("{s:I}", "limit", (json_int_t)s->opts.max_message));
-                                c->closing = true;
-                                return 0;
-                        }
-                        if (r <= 0)
-                                break;
-                        connection_handle_message(c, msg, len);
-                        c->since = varlink_now_usec();
-                        if (c->out_size - c->out_sent > OUTPUT_HIGH_WATER)
-                                return 0;
-                }
+                r = connection_process(c);
+                if (r < 0)
+                        return r;
                 if ((size_t)n < room)
                         return 0;
         }
@@ -343,11 +357,21 @@ static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata)
 
         if (revents & EPOLLOUT)
                 r = connection_flush(c);
-        if (r >= 0 && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->closing &&
-            c->out_size - c->out_sent <= OUTPUT_HIGH_WATER)
-                r = connection_read(c);
+        /* Messages left waiting while the output was backed up come first. */
         if (r >= 0)
+                r = connection_process(c);
+        if (r >= 0 && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+                r = connection_read(c);
+        /* Replies that drain at once make room for more waiting messages. */
+        while (r >= 0) {
+                size_t before = c->in.consumed;
                 r = connection_flush(c);
+                if (r < 0 || c->closing || output_backed_up(c) || !varlink_buffer_pending(&c->in))
+                        break;
+                r = connection_process(c);
+                if (r >= 0 && c->in.consumed == before)
+                        break; /* only a partial message is left */
+        }
         if (r >= 0 && c->closing && c->out_size == c->out_sent)
                 r = -ECONNRESET;
         if (r >= 0)

@@ -81,9 +81,13 @@ void varlink_buffer_commit(struct varlink_buffer *b, size_t n)
 
 int varlink_buffer_next(struct varlink_buffer *b, const char **ret_msg, size_t *ret_len)
 {
-        const char *start = b->data + b->consumed;
-        size_t avail = b->size - b->consumed;
-        const char *nul;
+        const char *start, *nul;
+        size_t avail;
+
+        if (!b->data)
+                return 0; /* nothing read yet */
+        start = b->data + b->consumed;
+        avail = b->size - b->consumed;
 
         if (b->secret && b->consumed > 0 && avail == 0) {
                 /* The previous message is done with: erase it now. */

@@ -302,3 +302,17 @@ def test_daemon_survives_garbage_on_many_connections(apikeyd):
         s.sendall(payload)
         s.close()
     still_answers(apikeyd)
+
+
+def test_pipelined_calls_whose_replies_back_up_are_all_answered(apikeyd):
+    # 300 calls in one write, each answered with the ~10 KiB interface text:
+    # the replies pass the daemon's output high-water mark while calls are
+    # still waiting in its input; every one must still be answered, in order.
+    c = apikeyd.client(timeout=20)
+    call = json.dumps({"method": "org.varlink.service.GetInterfaceDescription",
+                       "parameters": {"interface": "io.apikeyd.Keys"}}).encode() + b"\0"
+    last = json.dumps({"method": "org.varlink.service.GetInfo"}).encode() + b"\0"
+    c.send_bytes(call * 300 + last)
+    for _ in range(300):
+        assert c.recv()["parameters"]["description"].startswith("# API keys")
+    assert c.recv()["parameters"]["product"] == "apikeyd"
