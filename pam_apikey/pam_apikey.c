@@ -504,6 +504,7 @@ PAM_EXTERN _public_ int pam_sm_authenticate(pam_handle_t *pamh, int flags, int a
         }
 
         service = o.service[0] ? o.service : item_string(pamh, PAM_SERVICE);
+        memset(&ans, 0, sizeof(ans)); /* read below even when the daemon gave no answer */
         r = ask_daemon(pamh, &o, token, strlen(token), user, service, item_string(pamh, PAM_RHOST),
                        &ans);
         if (r == -ENOMEM)
