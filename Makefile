@@ -134,7 +134,9 @@ check: deps
 	@$(MAKE) --no-print-directory check-run
 
 check-run: tests
+	@$(MAKE) --no-print-directory format-check
 	@APIKEYD_SRCDIR=$(CURDIR) tests/run-unit.sh $(UNIT_BIN)
+	@$(MAKE) --no-print-directory fuzz-smoke
 	@if ls tests/integration/test_*.py >/dev/null 2>&1; then \
 		APIKEYD_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -p no:cacheprovider \
 			-q -rs tests/integration; fi
@@ -209,6 +211,9 @@ format:
 
 format-check:
 	@out=$$(for f in $(FORMAT_SRC); do clang-format $$f | cmp -s - $$f || echo $$f; done); \
-	if [ -n "$$out" ]; then echo "not formatted: $$out"; exit 1; fi
+	if [ -n "$$out" ]; then echo "not formatted (run make format):" $$out; exit 1; fi; \
+	echo "format: $(words $(FORMAT_SRC)) files follow .clang-format"
+
+include tests/fuzz/fuzz.mk
 
 -include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/*/*/*.d)

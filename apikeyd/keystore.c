@@ -87,7 +87,7 @@ static int ks_err(struct keystore *ks, int rc)
         return mdb_to_errno(rc);
 }
 
-static void set_errorv(char **ret_error, const char *fmt, va_list ap)
+static _printf_(2, 0) void set_errorv(char **ret_error, const char *fmt, va_list ap)
 {
         if (!ret_error)
                 return;

@@ -22,7 +22,7 @@ int log_get_max_level(void)
         return max_level;
 }
 
-static void log_vmsg(int priority, const char *fmt, va_list ap)
+static _printf_(2, 0) void log_vmsg(int priority, const char *fmt, va_list ap)
 {
         static int journal = -1;
         char line[2048];

@@ -27,6 +27,7 @@ struct connection {
         uint64_t since; /* start of the current wait: idle, partial message or blocked output */
         bool in_call, call_oneway, call_more, replied_final;
         bool closing; /* close once the output is flushed */
+        bool eof;     /* the client shut its writing side: answer what came, then close */
         bool dead;    /* freed at the end of the current event */
 };
 
@@ -304,7 +305,8 @@ static int connection_process(struct connection *c)
 /* Read what is there (a bounded amount per wakeup) and handle it. */
 static int connection_read(struct connection *c)
 {
-        for (unsigned rounds = 0; rounds < 16 && !c->closing && !output_backed_up(c); rounds++) {
+        for (unsigned rounds = 0; rounds < 16 && !c->closing && !c->eof && !output_backed_up(c);
+             rounds++) {
                 char *p;
                 size_t room;
                 ssize_t n;
@@ -323,8 +325,12 @@ static int connection_read(struct connection *c)
                                 return 0;
                         return -errno;
                 }
-                if (n == 0)
-                        return -ECONNRESET;
+                if (n == 0) {
+                        /* A client may send its calls and shut its writing side
+                         * (as socat does): it still gets every answer. */
+                        c->eof = true;
+                        return connection_process(c);
+                }
                 bool had_partial = varlink_buffer_pending(&c->in);
                 varlink_buffer_commit(&c->in, (size_t)n);
                 if (!had_partial)
@@ -360,7 +366,7 @@ static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata)
         /* Messages left waiting while the output was backed up come first. */
         if (r >= 0)
                 r = connection_process(c);
-        if (r >= 0 && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+        if (r >= 0 && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->eof)
                 r = connection_read(c);
         /* Replies that drain at once make room for more waiting messages. */
         while (r >= 0) {
@@ -372,7 +378,8 @@ static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata)
                 if (r >= 0 && c->in.consumed == before)
                         break; /* only a partial message is left */
         }
-        if (r >= 0 && c->closing && c->out_size == c->out_sent)
+        /* Flushed, and nothing more can come or be answered: done. */
+        if (r >= 0 && (c->closing || c->eof) && c->out_size == c->out_sent)
                 r = -ECONNRESET;
         if (r >= 0)
                 r = connection_update(c);
@@ -392,7 +399,7 @@ static int connection_update(struct connection *c)
         uint32_t events = 0;
         int r;
 
-        if (!c->closing && (!blocked || c->out_size - c->out_sent <= OUTPUT_HIGH_WATER))
+        if (!c->closing && !c->eof && !output_backed_up(c))
                 events |= EPOLLIN;
         if (blocked)
                 events |= EPOLLOUT;

@@ -316,3 +316,28 @@ def test_pipelined_calls_whose_replies_back_up_are_all_answered(apikeyd):
     for _ in range(300):
         assert c.recv()["parameters"]["description"].startswith("# API keys")
     assert c.recv()["parameters"]["product"] == "apikeyd"
+
+
+def test_client_that_shuts_its_writing_side_gets_every_answer(apikeyd):
+    # socat and other tools send their calls, shut the writing side and read.
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(20)
+    s.connect(apikeyd.socket)
+    call = json.dumps({"method": "org.varlink.service.GetInterfaceDescription",
+                       "parameters": {"interface": "io.apikeyd.Keys"}}).encode() + b"\0"
+    s.sendall(call * 50 + b'{"method":"org.varlink.service.GetInfo"}\0{"method":"io.apikeyd')
+    s.shutdown(socket.SHUT_WR)
+    data = b""
+    while True:
+        chunk = s.recv(1 << 16)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    replies = [json.loads(m) for m in data.split(b"\0")[:-1]]
+    assert data.endswith(b"\0")
+    assert len(replies) == 51
+    assert all(r["parameters"]["description"].startswith("# API keys") for r in replies[:50])
+    assert replies[50]["parameters"]["product"] == "apikeyd"
+    # The half message at the end is dropped, and the daemon goes on serving.
+    assert apikeyd.client().call("org.varlink.service.GetInfo")["parameters"]["product"] == "apikeyd"

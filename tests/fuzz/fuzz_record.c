@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fuzzes record_decode() (apikeyd/record.c): the key record as read back
+ * from the keystore, which a crash, a bad disk or a hostile copy of the
+ * database may have mangled.  The input is the stored value, in a heap
+ * block of exactly its size.  Checks that whatever decodes also validates,
+ * that every string of the view lies inside the buffer, and that encoding
+ * the view again gives back the same bytes (the encoding is canonical).
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "record.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CHECK(cond)                                                                                \
+        do {                                                                                       \
+                if (!(cond)) {                                                                     \
+                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
+                        abort();                                                                   \
+                }                                                                                  \
+        } while (0)
+
+static void check_inside(const char *s, const uint8_t *buf, size_t size)
+{
+        if (!s)
+                return;
+        CHECK((const uint8_t *)s >= buf && (const uint8_t *)s < buf + size);
+        CHECK((const uint8_t *)s + strlen(s) < buf + size);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+        struct key_record rec;
+        void *again = NULL;
+        size_t again_len = 0;
+        int r;
+
+        r = record_decode(data, size, &rec);
+        CHECK(r == 0 || r == -EBADMSG || r == -EPROTONOSUPPORT);
+        CHECK(record_decode(data, size, NULL) == r);
+        if (r < 0)
+                return 0;
+
+        CHECK(record_validate(&rec) == 0);
+        CHECK(rec.status != KEY_STATUS_EXPIRED);
+        check_inside(rec.name, data, size);
+        check_inside(rec.description, data, size);
+        check_inside(rec.owner, data, size);
+        check_inside(rec.created_by, data, size);
+        check_inside(rec.last_used_service, data, size);
+        check_inside(rec.last_used_from, data, size);
+        for (size_t i = 0; i < rec.n_scope; i++)
+                check_inside(rec.scope[i], data, size);
+
+        /* What the API shows of it. */
+        CHECK(key_status_to_string(record_effective_status(&rec, rec.created_at)) != NULL);
+        CHECK(key_status_to_string(record_effective_status(&rec, UINT64_MAX)) != NULL);
+        CHECK(key_role_to_string(rec.role) != NULL);
+        CHECK(key_role_from_string(key_role_to_string(rec.role)) == rec.role);
+        for (unsigned bit = 1; bit <= KEY_PERM_ALL; bit <<= 1)
+                if (rec.permissions & bit)
+                        CHECK(key_perm_from_string(key_perm_to_string(bit)) == (int)bit);
+
+        r = record_encode(&rec, &again, &again_len);
+        CHECK(r == 0);
+        CHECK(again_len == size);
+        CHECK(memcmp(again, data, size) == 0);
+        free(again);
+        return 0;
+}
