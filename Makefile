@@ -167,7 +167,7 @@ $(BUILD)/systemd/apikeyd.service: systemd/apikeyd.service.in
 
 units: $(BUILD)/systemd/apikeyd.service
 
-install: all units
+install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(PAMDIR) \
 		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(MANDIR)/man1 \
 		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(COMPLETIONDIR) $(DESTDIR)$(DATADIR)/apikeyd \
@@ -175,7 +175,10 @@ install: all units
 	install -m 0755 $(BUILD)/apikeyd $(DESTDIR)$(SBINDIR)/apikeyd
 	install -m 0755 $(BUILD)/apikeyctl $(DESTDIR)$(BINDIR)/apikeyctl
 	install -m 0644 $(BUILD)/pam_apikey.so $(DESTDIR)$(PAMDIR)/pam_apikey.so
-	install -m 0644 systemd/apikeyd.socket $(BUILD)/systemd/apikeyd.service $(DESTDIR)$(UNITDIR)/
+	install -m 0644 systemd/apikeyd.socket $(DESTDIR)$(UNITDIR)/
+	@# Generated here, not from a build-tree copy, so it names this install's SBINDIR.
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' systemd/apikeyd.service.in > $(DESTDIR)$(UNITDIR)/apikeyd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/apikeyd.service
 	install -m 0644 systemd/apikeyd.sysusers $(DESTDIR)$(SYSUSERSDIR)/apikeyd.conf
 	install -m 0644 apikeyd/apikeyctl.1 $(DESTDIR)$(MANDIR)/man1/apikeyctl.1
 	install -m 0644 apikeyd/apikeyd.8 $(DESTDIR)$(MANDIR)/man8/apikeyd.8
@@ -198,8 +201,8 @@ uninstall:
 		$(DESTDIR)$(DATADIR)/apikeyd/io.apikeyd.Keys.varlink \
 		$(DESTDIR)$(DATADIR)/apikeyd/apikeyd.conf.example
 	-rmdir $(DESTDIR)$(DATADIR)/apikeyd 2>/dev/null
-	@echo "kept $(SYSCONFDIR)/pam.d/apikey, the state in /var/lib/apikeyd and the apikeyd user:"
-	@echo "remove them by hand once no PAM service includes the snippet"
+	@echo "kept $(SYSCONFDIR)/pam.d/apikey, the state in /var/lib/apikeyd, the apikeyd user and"
+	@echo "the apikey-admin group: remove them by hand once no PAM service includes the snippet"
 
 clean:
 	rm -rf $(BUILD)

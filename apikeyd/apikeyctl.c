@@ -1809,7 +1809,8 @@ static int run(int argc, char **argv, struct ctl *c)
                 return ERR_USAGE;
         }
         if (STREQ(argv[first], "help")) {
-                if (first + 1 >= argc) {
+                if (first + 1 >= argc || STREQ(argv[first + 1], "--help") ||
+                    STREQ(argv[first + 1], "-h") || STREQ(argv[first + 1], "help")) {
                         help_global();
                         return 0;
                 }
