@@ -20,6 +20,7 @@
 #define ERR_INTERNAL       API_INTERFACE ".InternalError"
 #define ERR_INVALID        "org.varlink.service.InvalidParameter"
 #define META_SHARED_SECRET "shared_secret"
+#define META_LOCKOUT       "lockout"
 
 /* One parameter a method accepts: its name and JSON type. */
 struct param {
@@ -575,6 +576,66 @@ static int sign_verify_reply(struct api *a, struct request *q, json_t *reply, bo
         return 0;
 }
 
+/*
+ * The names a verify is counted under for lockout: the key id (guessing one
+ * key's secret), the user and remote host together (one host trying one
+ * user's keys), and the calling uid unless it is root (a local user trying
+ * keys through the socket; sshd and sudo call as root for everyone, which
+ * the user-and-host name covers).
+ */
+static size_t lockout_names(struct request *q, const char *tok_id,
+                            char names[3][LOCKOUT_NAME_MAX + 1])
+{
+        const char *user = str_param(q, "user"), *rhost = str_param(q, "rhost");
+        uid_t uid = connection_caller(q->conn)->uid;
+        size_t n = 0;
+        int k;
+
+        if (tok_id[0])
+                snprintf(names[n++], LOCKOUT_NAME_MAX + 1, "key:%s", tok_id);
+        if (user && rhost && rhost[0]) {
+                k = snprintf(names[n], LOCKOUT_NAME_MAX + 1, "from:%s@%s", user, rhost);
+                if (k > 0 && k <= LOCKOUT_NAME_MAX)
+                        n++;
+        }
+        if (uid != 0)
+                snprintf(names[n++], LOCKOUT_NAME_MAX + 1, "uid:%u", (unsigned)uid);
+        return n;
+}
+
+/*
+ * Lockout: a locked name answers RATE_LIMITED even to the right secret, or
+ * guessing would go on until it succeeded.  Only definitive mismatches
+ * count (a secret that did not match, a token that is not one); a right
+ * secret resets the key's and the user-and-host counts.
+ */
+static const char *apply_lockout(struct request *q, const char *code, bool matched,
+                                 const char *tok_id)
+{
+        struct api *a = q->api;
+        char names[3][LOCKOUT_NAME_MAX + 1];
+        size_t n = lockout_names(q, tok_id, names);
+
+        for (size_t i = 0; i < n; i++)
+                if (lockout_locked(&a->lockout, names[i], q->now))
+                        return "RATE_LIMITED";
+        if (!matched && (STREQ(code, "NOT_FOUND") || STREQ(code, "BAD_FORMAT"))) {
+                for (size_t i = 0; i < n; i++)
+                        if (lockout_fail(&a->lockout, names[i], q->now)) {
+                                char window[64] = "";
+                                (void)duration_format(a->config->lockout_window_usec, window,
+                                                      sizeof(window));
+                                log_warning("%s locked after %u failed verifies within %s",
+                                            names[i], a->config->lockout_threshold, window);
+                        }
+        } else if (matched && STREQ(code, "VALID")) {
+                for (size_t i = 0; i < n; i++)
+                        if (strncmp(names[i], "uid:", 4) != 0)
+                                (void)lockout_reset(&a->lockout, names[i]);
+        }
+        return code;
+}
+
 /* A refused verify: one journal entry now, one audit record with the next flush. */
 static void audit_verify_failure(struct request *q, const char *code, const char *id,
                                  const char *owner)
@@ -687,21 +748,7 @@ static int method_verify(struct request *q)
                 else
                         code = "VALID";
         }
-        if (tok_id[0]) {
-                uint64_t mono = mono_usec();
-                /* A locked id answers RATE_LIMITED even to the right secret, or
-                 * guessing would go on until it succeeded. */
-                if (lockout_locked(&a->lockout, tok_id, mono))
-                        code = "RATE_LIMITED";
-                else if (!matched && lockout_fail(&a->lockout, tok_id, mono)) {
-                        char window[64] = "";
-                        (void)duration_format(a->config->lockout_window_usec, window,
-                                              sizeof(window));
-                        log_warning("key %s locked after %u failed verifies within %s", tok_id,
-                                    a->config->lockout_threshold, window);
-                } else if (STREQ(code, "VALID"))
-                        lockout_reset(&a->lockout, tok_id);
-        }
+        code = apply_lockout(q, code, matched, tok_id);
         bool valid = STREQ(code, "VALID");
         json_t *reply;
 
@@ -1053,12 +1100,55 @@ static int shared_secret(struct request *q, bool rotate)
         return reply_shared_secret(q, a->shared_secret);
 }
 
+/* The lockout counts saved by the last run; a damaged blob is dropped, not fatal. */
+static int load_lockout(struct api *a)
+{
+        _cleanup_free_ void *buf = NULL;
+        size_t len = 0;
+        int r;
+
+        r = keystore_meta_get(a->ks, META_LOCKOUT, NULL, 0, &len);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0 && r != -ENOBUFS)
+                return r;
+        buf = malloc(len ? len : 1);
+        if (!buf)
+                return -ENOMEM;
+        r = keystore_meta_get(a->ks, META_LOCKOUT, buf, len, &len);
+        if (r < 0)
+                return r;
+        if (lockout_load(&a->lockout, buf, len, now_usec()) < 0)
+                log_warning("the saved lockout counts are damaged; starting without them");
+        return 0;
+}
+
+static void save_lockout(struct api *a)
+{
+        _cleanup_free_ void *buf = NULL;
+        size_t len;
+        int r;
+
+        if (!a->lockout.dirty)
+                return;
+        r = lockout_save(&a->lockout, now_usec(), &buf, &len);
+        if (r >= 0)
+                r = keystore_meta_put(a->ks, META_LOCKOUT, buf, len);
+        if (r < 0) {
+                a->lockout.dirty = true;
+                log_error("writing the lockout counts failed (will retry): %s", strerror(-r));
+        }
+}
+
 int api_init(struct api *a)
 {
         size_t len = 0;
         int r;
 
         lockout_init(&a->lockout, a->config->lockout_threshold, a->config->lockout_window_usec);
+        r = load_lockout(a);
+        if (r < 0)
+                return r;
         a->shared_secret = sodium_malloc(SHARED_SECRET_SIZE);
         if (!a->shared_secret)
                 return -ENOMEM;
@@ -1119,6 +1209,7 @@ void api_flush(struct api *a)
         if (r < 0)
                 log_error("writing last-used times failed (will retry): %s", strerror(-r));
         flush_audit_queue(a);
+        save_lockout(a);
 }
 
 void api_done(struct api *a)
@@ -1229,6 +1320,83 @@ static int method_get_status(struct request *q)
         return connection_reply(q->conn, reply, false);
 }
 
+static int lockout_one(const struct lockout_entry *e, bool locked, void *userdata)
+{
+        struct request *q = ((void **)userdata)[0];
+        json_t *arr = ((void **)userdata)[1], *o;
+        const char *colon = strchr(e->name, ':');
+        char since[TIMESTAMP_MAX] = "", until[TIMESTAMP_MAX] = "";
+
+        (void)timestamp_format(e->since, since);
+        o = json_pack("{s:s%, s:s, s:I, s:s, s:b}", "kind", e->name,
+                      (size_t)(colon ? colon - e->name : 0), "name", colon ? colon + 1 : e->name,
+                      "failures", (json_int_t)e->failures, "since", since, "locked", locked);
+        if (!o)
+                return -ENOMEM;
+        if (locked && timestamp_format(e->since + q->api->lockout.window, until) >= 0)
+                json_object_set_new(o, "locked_until", json_string(until));
+        return json_array_append_new(arr, o) < 0 ? -ENOMEM : 0;
+}
+
+static int method_list_lockouts(struct request *q)
+{
+        static const struct param spec[] = {{"auth", JSON_STRING, false}, {NULL, 0, false}};
+        const char *reason;
+        json_t *arr;
+        int r;
+
+        if (check_params(q, spec) < 0)
+                return 0;
+        r = authz_check(&q->who, AUTHZ_LOCKOUT, NULL, &reason);
+        if (r < 0)
+                return reply_authz(q, r, reason);
+        arr = json_array();
+        if (!arr)
+                return reply_internal(q, "listing lockouts", -ENOMEM);
+        r = lockout_foreach(&q->api->lockout, q->now, lockout_one, (void *[]){q, arr});
+        if (r < 0) {
+                json_decref(arr);
+                return reply_internal(q, "listing lockouts", r);
+        }
+        return connection_reply(q->conn, json_pack("{s:o}", "lockouts", arr), false);
+}
+
+static int method_reset_lockout(struct request *q)
+{
+        static const struct param spec[] = {
+            {"kind", JSON_STRING, false},
+            {"name", JSON_STRING, false},
+            {"auth", JSON_STRING, false},
+            {NULL, 0, false},
+        };
+        const char *kind = str_param(q, "kind"), *name = str_param(q, "name"), *reason;
+        char full[LOCKOUT_NAME_MAX + 2];
+        bool any;
+        int r;
+
+        if (check_params(q, spec) < 0)
+                return 0;
+        if (kind && !STREQ(kind, "key") && !STREQ(kind, "from") && !STREQ(kind, "uid"))
+                return connection_reply_invalid_parameter(q->conn, "kind");
+        if (!kind != !name)
+                return connection_reply_invalid_parameter(q->conn, kind ? "name" : "kind");
+        r = authz_check(&q->who, AUTHZ_LOCKOUT, NULL, &reason);
+        if (r < 0)
+                return reply_authz(q, r, reason);
+        if (!kind) {
+                lockout_reset_all(&q->api->lockout);
+                any = true;
+        } else {
+                r = snprintf(full, sizeof(full), "%s:%s", kind, name);
+                if (r < 0 || (size_t)r > LOCKOUT_NAME_MAX)
+                        return connection_reply_invalid_parameter(q->conn, "name");
+                any = lockout_reset(&q->api->lockout, full);
+        }
+        save_lockout(q->api);
+        audit_journal(q, kind ? "reset-lockout" : "reset-all-lockouts", NULL, kind ? full : NULL);
+        return connection_reply(q->conn, json_pack("{s:b}", "reset", any), false);
+}
+
 static int method_get_shared_secret(struct request *q)
 {
         return shared_secret(q, false);
@@ -1306,6 +1474,8 @@ static const struct method methods[] = {
     {API_INTERFACE ".RotateSharedSecret", method_rotate_shared_secret, true},
     {API_INTERFACE ".ListAudit", method_list_audit, true},
     {API_INTERFACE ".GetStatus", method_get_status, true},
+    {API_INTERFACE ".ListLockouts", method_list_lockouts, true},
+    {API_INTERFACE ".ResetLockout", method_reset_lockout, true},
 };
 
 const char *api_method_name(size_t i)

@@ -1393,6 +1393,92 @@ static int cmd_audit(struct ctl *c, struct args *a)
         return audit_table(all);
 }
 
+static int lockout_table(const json_t *lockouts)
+{
+        static const char *const headers[] = {"KIND", "NAME", "FAILURES", "SINCE", "LOCKED UNTIL"};
+        _cleanup_table_ struct table *t = NULL;
+        size_t i;
+        json_t *e;
+        int r;
+
+        r = table_new(ELEMENTSOF(headers), headers, &t);
+        if (r < 0)
+                return r;
+        table_set_flexible(t, 1, true);
+        json_array_foreach(lockouts, i, e)
+        {
+                char since[128] = "?", until[128] = "-", failures[32];
+                uint64_t at = key_time(e, "since"), end = key_time(e, "locked_until");
+
+                if (at)
+                        format_local(at, since, sizeof(since));
+                if (end)
+                        format_local(end, until, sizeof(until));
+                snprintf(failures, sizeof(failures), "%lld",
+                         (long long)json_integer_value(json_object_get(e, "failures")));
+                const char *row[] = {param_str(e, "kind"), param_str(e, "name"), failures, since,
+                                     until};
+                r = table_add_row(t, row);
+                if (r < 0)
+                        return r;
+        }
+        table_print(t, stdout, 0);
+        if (isatty(STDOUT_FILENO))
+                printf("\n%zu name%s with failed verifies.\n", table_rows(t),
+                       table_rows(t) == 1 ? "" : "s");
+        return 0;
+}
+
+static int cmd_lockout(struct ctl *c, struct args *a)
+{
+        json_auto_t *reply = NULL;
+        json_t *p;
+        int r;
+
+        if (STREQ(a->pos[0], "list")) {
+                if (a->n_pos != 1)
+                        return usage_error(a, "'lockout list' takes no arguments");
+                r = ctl_call(c, IFACE ".ListLockouts", json_object(), &reply);
+                if (r < 0)
+                        return r;
+                json_t *lockouts = json_object_get(reply, "lockouts");
+                if (!json_is_array(lockouts))
+                        return bad_reply(c, "ListLockouts");
+                return c->json ? print_json(lockouts) : lockout_table(lockouts);
+        }
+        if (!STREQ(a->pos[0], "reset"))
+                return usage_error(a, "expected 'list' or 'reset', not '%s'", a->pos[0]);
+        if (a->n_pos == 2)
+                return usage_error(a, "'lockout reset' takes a KIND and a NAME "
+                                      "(key ID, from USER@HOST, uid UID), or nothing for all");
+        if (a->n_pos == 3) {
+                if (!STREQ(a->pos[1], "key") && !STREQ(a->pos[1], "from") &&
+                    !STREQ(a->pos[1], "uid"))
+                        return usage_error(a, "the kind is key, from or uid, not '%s'", a->pos[1]);
+                p = json_pack("{s:s, s:s}", "kind", a->pos[1], "name", a->pos[2]);
+        } else {
+                r = confirm(a, "Forget every count of failed verifies and lift every lockout?");
+                if (r < 0)
+                        return r;
+                p = json_object();
+        }
+        if (!p)
+                return -ENOMEM;
+        r = ctl_call(c, IFACE ".ResetLockout", p, &reply);
+        if (r < 0)
+                return r;
+        if (c->json)
+                return print_json(reply);
+        if (a->n_pos == 3)
+                printf(json_is_true(json_object_get(reply, "reset"))
+                           ? "Reset the failed verifies of %s %s.\n"
+                           : "No failed verifies were counted for %s %s.\n",
+                       a->pos[1], a->pos[2]);
+        else
+                printf("Reset every lockout.\n");
+        return 0;
+}
+
 static int cmd_status(struct ctl *c, struct args *a)
 {
         json_auto_t *reply = NULL;
@@ -1564,6 +1650,12 @@ static const struct command commands[] = {
      "                          within a duration (1h: the last hour)\n"
      "  --key ID                events of this key only\n",
      0, 0, cmd_audit},
+    {"lockout", "show or lift lockouts after failed verifies", "list | reset [KIND NAME]",
+     "List the names failed verifies are counted under (key ids, user@host pairs,\n"
+     "calling uids), or forget the counts of one (lockout reset key 7Hq2LmX9aB3z,\n"
+     "lockout reset from alice@192.0.2.7, lockout reset uid 1000) or of all. Admins only.",
+     "yes", "  -y, --yes               reset all without asking on a terminal\n", 1, 3,
+     cmd_lockout},
     {"status", "show the daemon's state", "",
      "Show the daemon's version, socket, state directory and key counts.", "", "", 0, 0,
      cmd_status},

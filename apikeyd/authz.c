@@ -93,9 +93,25 @@ static uint8_t action_permission(enum authz_action a)
                 return KEY_PERM_DELETE;
         case AUTHZ_SHARED_SECRET:
         case AUTHZ_AUDIT:
+        case AUTHZ_LOCKOUT:
                 break;
         }
         return KEY_PERM_ALL;
+}
+
+/* For the actions only admins may take, why others may not; else NULL. */
+static const char *admin_only_reason(enum authz_action a)
+{
+        switch (a) {
+        case AUTHZ_SHARED_SECRET:
+                return "only admins may read or rotate the shared secret";
+        case AUTHZ_AUDIT:
+                return "only admins may read the audit log";
+        case AUTHZ_LOCKOUT:
+                return "only admins may see or reset lockouts";
+        default:
+                return NULL;
+        }
 }
 
 int authz_check(const struct principal *p, enum authz_action action, const char *owner,
@@ -103,12 +119,12 @@ int authz_check(const struct principal *p, enum authz_action action, const char 
 {
         uint8_t need = action_permission(action);
 
-        if (action == AUTHZ_SHARED_SECRET || action == AUTHZ_AUDIT) {
+        const char *admins_only = admin_only_reason(action);
+
+        if (admins_only) {
                 if (p->admin)
                         return 0;
-                *ret_reason = action == AUTHZ_AUDIT
-                                  ? "only admins may read the audit log"
-                                  : "only admins may read or rotate the shared secret";
+                *ret_reason = admins_only;
                 return -EPERM;
         }
         if ((p->permissions & need) != need) {

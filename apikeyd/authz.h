@@ -42,6 +42,7 @@ enum authz_action {
         AUTHZ_DELETE,        /* Delete */
         AUTHZ_SHARED_SECRET, /* GetSharedSecret, RotateSharedSecret: admins only */
         AUTHZ_AUDIT,         /* ListAudit: admins only */
+        AUTHZ_LOCKOUT,       /* ListLockouts, ResetLockout: admins only */
 };
 
 struct authz_policy {

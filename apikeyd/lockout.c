@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* Failure counting and lockout; see lockout.h. */
+#include <endian.h>
 #include <stdio.h>
 
 #include "lockout.h"
+
+#define LOCKOUT_BLOB_VERSION 1
 
 void lockout_init(struct lockout *l, unsigned threshold, uint64_t window)
 {
@@ -97,17 +100,141 @@ bool lockout_fail(struct lockout *l, const char *name, uint64_t now)
                 e->since = now;
         }
         e->failures++;
+        l->dirty = true;
         return e->failures == l->threshold;
 }
 
-void lockout_reset(struct lockout *l, const char *name)
+bool lockout_reset(struct lockout *l, const char *name)
 {
         struct lockout_entry *e;
 
-        if (l->n_used == 0)
-                return;
+        if (l->n_used == 0 || strlen(name) > LOCKOUT_NAME_MAX)
+                return false;
         e = probe(l->slots, l->n_slots, name);
         /* Keep the slot (open addressing needs it) but clear the count. */
-        if (e->name[0])
-                e->failures = 0;
+        if (!e->name[0] || e->failures == 0)
+                return false;
+        e->failures = 0;
+        l->dirty = true;
+        return true;
+}
+
+void lockout_reset_all(struct lockout *l)
+{
+        lockout_done(l);
+        l->dirty = true;
+}
+
+static bool live(const struct lockout *l, const struct lockout_entry *e, uint64_t now)
+{
+        return e->name[0] && e->failures > 0 && now - e->since < l->window;
+}
+
+int lockout_foreach(const struct lockout *l, uint64_t now, lockout_fn fn, void *userdata)
+{
+        for (size_t i = 0; i < l->n_slots; i++) {
+                const struct lockout_entry *e = &l->slots[i];
+                int r;
+
+                if (!live(l, e, now))
+                        continue;
+                r = fn(e, l->threshold && e->failures >= l->threshold, userdata);
+                if (r != 0)
+                        return r;
+        }
+        return 0;
+}
+
+int lockout_save(struct lockout *l, uint64_t now, void **ret_buf, size_t *ret_len)
+{
+        size_t n = 0, len = 8;
+        uint8_t *buf, *p;
+        uint32_t u32;
+        uint64_t u64;
+        uint16_t u16;
+
+        for (size_t i = 0; i < l->n_slots; i++)
+                if (live(l, &l->slots[i], now)) {
+                        n++;
+                        len += 2 + strlen(l->slots[i].name) + 4 + 8;
+                }
+        buf = p = malloc(len);
+        if (!buf)
+                return -ENOMEM;
+        u32 = htole32(LOCKOUT_BLOB_VERSION);
+        memcpy(p, &u32, 4);
+        u32 = htole32((uint32_t)n);
+        memcpy(p + 4, &u32, 4);
+        p += 8;
+        for (size_t i = 0; i < l->n_slots; i++) {
+                const struct lockout_entry *e = &l->slots[i];
+                size_t nl;
+
+                if (!live(l, e, now))
+                        continue;
+                nl = strlen(e->name);
+                u16 = htole16((uint16_t)nl);
+                memcpy(p, &u16, 2);
+                memcpy(p + 2, e->name, nl);
+                p += 2 + nl;
+                u32 = htole32(e->failures);
+                memcpy(p, &u32, 4);
+                u64 = htole64(e->since);
+                memcpy(p + 4, &u64, 8);
+                p += 12;
+        }
+        l->dirty = false;
+        *ret_buf = buf;
+        *ret_len = len;
+        return 0;
+}
+
+/* Walk a blob; with `l` NULL only check it. */
+static int load_entries(struct lockout *l, const uint8_t *p, size_t len, uint64_t now)
+{
+        uint32_t version, count, failures;
+        uint64_t since;
+        uint16_t nl;
+        char name[LOCKOUT_NAME_MAX + 1];
+
+        if (len < 8)
+                return -EBADMSG;
+        memcpy(&version, p, 4);
+        memcpy(&count, p + 4, 4);
+        if (le32toh(version) != LOCKOUT_BLOB_VERSION)
+                return -EBADMSG;
+        p += 8;
+        len -= 8;
+        for (uint32_t i = 0; i < le32toh(count); i++) {
+                if (len < 2)
+                        return -EBADMSG;
+                memcpy(&nl, p, 2);
+                nl = le16toh(nl);
+                if (nl == 0 || nl > LOCKOUT_NAME_MAX || len < 2u + nl + 12u ||
+                    memchr(p + 2, '\0', nl))
+                        return -EBADMSG;
+                memcpy(name, p + 2, nl);
+                name[nl] = '\0';
+                memcpy(&failures, p + 2 + nl, 4);
+                memcpy(&since, p + 2 + nl + 4, 8);
+                p += 2u + nl + 12u;
+                len -= 2u + nl + 12u;
+                if (!l)
+                        continue;
+                for (uint32_t k = 0; k < le32toh(failures) && k < l->threshold; k++)
+                        (void)lockout_fail(l, name, le64toh(since));
+                (void)now;
+        }
+        return len == 0 ? 0 : -EBADMSG;
+}
+
+int lockout_load(struct lockout *l, const void *buf, size_t len, uint64_t now)
+{
+        int r = load_entries(NULL, buf, len, now);
+
+        if (r < 0)
+                return r;
+        r = load_entries(l, buf, len, now);
+        l->dirty = false;
+        return r;
 }

@@ -227,6 +227,13 @@ def site(tmp_path_factory, test_users):
 MODES = ["keyboard-interactive", "password"]
 
 
+@pytest.fixture(autouse=True)
+def fresh_lockouts(site):
+    """The tests share one daemon; failed logins of one test (all of them as
+    the same user from 127.0.0.1) must not lock the next out."""
+    site.admin.ok(f"{IFACE}.ResetLockout", {})
+
+
 def logged_in(r, user):
     return r.returncode == 0 and re.search(rf"^uid=\d+\({re.escape(user)}\)", r.stdout, re.M)
 
