@@ -60,7 +60,7 @@ UNIT_BIN    = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 ALL_CFLAGS  = $(BASEFLAGS) $(CPPFLAGS) $(CFLAGS)
 
-.PHONY: all check check-run deps run install uninstall clean format format-check tests units
+.PHONY: all check check-run check-sanitize deps run install uninstall clean format format-check tests units
 .DEFAULT_GOAL := all
 
 all: $(COMMON_LIB) $(DAEMON_LIB) $(PROGRAMS)
@@ -133,13 +133,33 @@ tests: all $(UNIT_BIN) $(BUILD)/tests/pam-harness
 check: deps
 	@$(MAKE) --no-print-directory check-run
 
+PYTEST = /usr/bin/python3 -m pytest -p no:cacheprovider -q -rs
+
 check-run: tests
 	@$(MAKE) --no-print-directory format-check
 	@APIKEYD_SRCDIR=$(CURDIR) tests/run-unit.sh $(UNIT_BIN)
 	@$(MAKE) --no-print-directory fuzz-smoke
-	@if ls tests/integration/test_*.py >/dev/null 2>&1; then \
-		APIKEYD_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -p no:cacheprovider \
-			-q -rs tests/integration; fi
+	APIKEYD_BUILD=$(abspath $(BUILD)) $(PYTEST) tests/integration
+	@$(MAKE) --no-print-directory check-sanitize
+
+# The same daemon, CLI and unit tests built with AddressSanitizer (leaks
+# included) and UndefinedBehaviorSanitizer, which abort on the first
+# report: the unit tests and the daemon's integration tests run on them.
+# (The PAM tests run the module under ASan and valgrind themselves.)
+SANITIZE_BUILD = build-asan
+SANITIZE_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+                 -fno-sanitize-recover=all
+SANITIZE_TESTS = $(filter-out tests/integration/test_pam_% tests/integration/test_install.py \
+                 tests/integration/test_crash.py tests/integration/test_hostile.py, \
+                 $(wildcard tests/integration/test_*.py))
+
+check-sanitize:
+	@$(MAKE) --no-print-directory BUILD=$(SANITIZE_BUILD) CFLAGS='$(SANITIZE_FLAGS)' \
+		LDFLAGS='-fsanitize=address,undefined' tests
+	@echo "sanitizers: unit tests"
+	@APIKEYD_SRCDIR=$(CURDIR) tests/run-unit.sh $(UNIT_SRC:tests/unit/%.c=$(SANITIZE_BUILD)/tests/%)
+	@echo "sanitizers: integration tests"
+	APIKEYD_BUILD=$(abspath $(SANITIZE_BUILD)) $(PYTEST) $(SANITIZE_TESTS)
 
 deps:
 	@tests/deps.sh
@@ -205,7 +225,7 @@ uninstall:
 	@echo "the apikey-admin group: remove them by hand once no PAM service includes the snippet"
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(SANITIZE_BUILD)
 
 FORMAT_SRC = $(wildcard common/*.[ch] apikeyd/*.[ch] pam_apikey/*.[ch] tests/*/*.[ch])
 

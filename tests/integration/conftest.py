@@ -37,7 +37,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-APIKEYD = Path(os.environ.get("APIKEYD", str(REPO / "build" / "apikeyd")))
+APIKEYD = Path(os.environ.get("APIKEYD") or
+               Path(os.environ.get("APIKEYD_BUILD", str(REPO / "build"))) / "apikeyd")
 INTERFACE_FILE = REPO / "apikeyd" / "io.apikeyd.Keys.varlink"
 IFACE = "io.apikeyd.Keys"
 

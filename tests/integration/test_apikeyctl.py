@@ -39,7 +39,7 @@ MANPAGE = REPO / "apikeyd" / "apikeyctl.1"
 EXIT_OK, EXIT_LOCAL, EXIT_USAGE, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_NOT_VALID = range(6)
 
 COMMANDS = ["create", "list", "show", "update", "disable", "enable", "revoke", "delete",
-            "verify", "shared-secret", "audit", "status"]
+            "verify", "shared-secret", "audit", "lockout", "status"]
 DEFAULT_SOCKET = "/run/apikeyd/io.apikeyd.Keys"
 LIST_HEADERS = ["ID", "NAME / DESCRIPTION", "OWNER", "ROLE", "SCOPE", "EXPIRES", "STATUS",
                 "LAST USED"]
@@ -1248,6 +1248,8 @@ def test_bash_completion_commands_and_options():
         f"read,{p}" for p in sorted(["create", "read", "write", "delete", "invite"])]
     assert complete(["shared-secret", "r"]) == ["rotate"]
     assert complete(["create", "x", "--role", "ad"]) == ["admin"]
+    assert sorted(complete(["lockout", ""])) == ["list", "reset"]
+    assert sorted(complete(["lockout", "reset", ""])) == ["from", "key", "uid"]
 
 
 def test_bash_completion_key_ids(ctl):
