@@ -146,7 +146,7 @@ check-run: tests
 # included) and UndefinedBehaviorSanitizer, which abort on the first
 # report: the unit tests and the daemon's integration tests run on them.
 # (The PAM tests run the module under ASan and valgrind themselves.)
-SANITIZE_BUILD = build-asan
+SANITIZE_BUILD = build-sanitize
 SANITIZE_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                  -fno-sanitize-recover=all
 SANITIZE_TESTS = $(filter-out tests/integration/test_pam_% tests/integration/test_install.py \
