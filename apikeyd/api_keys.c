@@ -681,8 +681,10 @@ static void audit_verify_failure(struct request *q, const char *code, const char
         snprintf(v->actor, sizeof(v->actor), "uid=%u pid=%d", (unsigned)who->uid, (int)who->pid);
         snprintf(v->key_id, sizeof(v->key_id), "%s", id ? id : "");
         snprintf(v->result, sizeof(v->result), "%s", code);
-        snprintf(v->detail, sizeof(v->detail), "service=%s user=%s rhost=%s",
-                 service ? service : "", user ? user : "", rhost ? rhost : "");
+        const char *tty = str_param(q, "tty"), *ruser = str_param(q, "ruser");
+        snprintf(v->detail, sizeof(v->detail), "service=%s user=%s rhost=%s tty=%s ruser=%s",
+                 service ? service : "", user ? user : "", rhost ? rhost : "", tty ? tty : "",
+                 ruser ? ruser : "");
 }
 
 static int method_verify(struct request *q)
@@ -692,6 +694,8 @@ static int method_verify(struct request *q)
             {"service", JSON_STRING, false},
             {"user", JSON_STRING, false},
             {"rhost", JSON_STRING, false},
+            {"tty", JSON_STRING, false},
+            {"ruser", JSON_STRING, false},
             {"permissions", JSON_ARRAY, false},
             {"auth", JSON_STRING, false},
             {NULL, 0, false},
@@ -716,7 +720,7 @@ static int method_verify(struct request *q)
                 erase_json_string(tok);
                 return connection_reply_invalid_parameter(q->conn, "permissions");
         }
-        static const char *const plain[] = {"service", "user", "rhost"};
+        static const char *const plain[] = {"service", "user", "rhost", "tty", "ruser"};
         for (size_t i = 0; i < ELEMENTSOF(plain); i++) {
                 const char *v = str_param(q, plain[i]);
                 if (v && (!text_is_plain(v) || strlen(v) > KEY_FIELD_MAX)) {

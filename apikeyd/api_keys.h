@@ -29,7 +29,7 @@ struct queued_verify {
         char actor[64];
         char key_id[TOKEN_ID_LEN + 1];
         char result[32];
-        char detail[3 * KEY_FIELD_MAX + 32];
+        char detail[5 * KEY_FIELD_MAX + 48];
 };
 
 /* Failed verifies are written in batches; beyond this many pending, they

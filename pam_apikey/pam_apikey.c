@@ -268,9 +268,12 @@ static int append(char *buf, size_t *len, size_t alloc, const char *s)
  * pass through the JSON library's own (unerased) allocations.
  */
 static int build_request(const char *token, size_t token_len, const char *user, const char *service,
-                         const char *rhost, char **ret, size_t *ret_len)
+                         const char *rhost, const char *tty, const char *ruser, char **ret,
+                         size_t *ret_len)
 {
-        size_t alloc = 256 + token_len + 6 * (strlen(user) + strlen(service) + strlen(rhost));
+        size_t alloc =
+            256 + token_len +
+            6 * (strlen(user) + strlen(service) + strlen(rhost) + strlen(tty) + strlen(ruser));
         char *buf = malloc(alloc);
         size_t len = 0;
         int r;
@@ -290,6 +293,16 @@ static int build_request(const char *token, size_t token_len, const char *user, 
                 r = append(buf, &len, alloc, ",\"rhost\":");
                 if (r >= 0)
                         r = append_json_string(&buf, &len, &alloc, rhost);
+        }
+        if (r >= 0 && tty[0]) {
+                r = append(buf, &len, alloc, ",\"tty\":");
+                if (r >= 0)
+                        r = append_json_string(&buf, &len, &alloc, tty);
+        }
+        if (r >= 0 && ruser[0]) {
+                r = append(buf, &len, alloc, ",\"ruser\":");
+                if (r >= 0)
+                        r = append_json_string(&buf, &len, &alloc, ruser);
         }
         /* The token is base62 and '_' only (its shape was checked): no escaping. */
         if (r >= 0)
@@ -349,7 +362,8 @@ static int ask_daemon(pam_handle_t *pamh, const struct options *o, const char *t
                            o->socket, (unsigned)peer, o->daemon_uid_set ? " or daemon_user" : "");
                 return -EPERM;
         }
-        r = build_request(token, token_len, user, service, rhost, &req, &req_len);
+        r = build_request(token, token_len, user, service, rhost, item_string(pamh, PAM_TTY),
+                          item_string(pamh, PAM_RUSER), &req, &req_len);
         if (r < 0)
                 return r;
         r = varlink_send(fd, req, req_len, deadline);

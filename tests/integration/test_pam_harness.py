@@ -85,6 +85,16 @@ def test_valid_key_succeeds(pam, d, admin):
     assert key.get("last_used_from") == "192.0.2.10", key
 
 
+def test_refusal_is_audited_with_tty_and_ruser(pam, d, admin):
+    created = admin.create("laptop", owner=USER)
+    svc = pam.probe("login", sock(d))
+    r = pam.run(svc, "akt-bob", [created["token"]], rhost="192.0.2.11", tty="pts/9")
+    assert r.code == PAM_AUTH_ERR, r
+    events = admin.ok("io.apikeyd.Keys.ListAudit", {"key_id": created["key"]["id"]})["events"]
+    assert events[-1]["result"] == "WRONG_USER"
+    assert events[-1]["detail"] == "service=login user=akt-bob rhost=192.0.2.11 tty=pts/9 ruser="
+
+
 def _refusal(admin, case):
     """(token, user, service file name, daemon code) of one refused case."""
     if case == "expired":
