@@ -238,5 +238,6 @@ format-check:
 	echo "format: $(words $(FORMAT_SRC)) files follow .clang-format"
 
 include tests/fuzz/fuzz.mk
+include tests/stress/stress.mk
 
 -include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/*/*/*.d)

@@ -257,7 +257,7 @@ static int parse_role(struct request *q, uint8_t *ret_role, uint8_t *ret_perms)
         return 0;
 }
 
-/* Verify a token: the code, and the record when the secret matched. */
+/* Verify a token's secret: the code, and the record when the secret matched. */
 static const char *verify_token(struct api *a, const char *token, size_t len,
                                 struct key_record *rec, void **storage, bool *ret_matched,
                                 char ret_id[TOKEN_ID_LEN + 1])
@@ -286,7 +286,7 @@ static const char *verify_token(struct api *a, const char *token, size_t len,
         if (!equal)
                 return "NOT_FOUND";
         *ret_matched = true;
-        return NULL;
+        return "VALID"; /* so far: status, owner, scope and permissions are the caller's to check */
 }
 
 /* Resolve the caller: the connecting process, or the key in `auth`. */
@@ -647,8 +647,22 @@ static void audit_verify_failure(struct request *q, const char *code, const char
         struct audit_fields f = {.n = 0};
         char message[512];
 
+        if (!code)
+                return; /* cannot happen; keeps every compiler's flow analysis convinced */
+        /* Whoever is locked out may go on asking as fast as they can: one
+         * entry a second says so, with the count of those not written. */
+        if (STREQ(code, "RATE_LIMITED")) {
+                if (a->rate_limited_last && q->now - a->rate_limited_last < USEC_PER_SEC) {
+                        a->rate_limited_suppressed++;
+                        return;
+                }
+                a->rate_limited_last = q->now;
+        }
         field(&f, "APIKEY_ACTION=verify");
         field(&f, "APIKEY_CODE=%s", code);
+        if (STREQ(code, "RATE_LIMITED") && a->rate_limited_suppressed) {
+                field(&f, "APIKEY_SUPPRESSED=%u", a->rate_limited_suppressed);
+        }
         if (id)
                 field(&f, "APIKEY_ID=%s", id);
         if (owner)
@@ -660,9 +674,14 @@ static void audit_verify_failure(struct request *q, const char *code, const char
         if (rhost)
                 field(&f, "APIKEY_RHOST=%s", rhost);
         snprintf(message, sizeof(message),
-                 "verify refused: %s; key=%s user=%s service=%s rhost=%s caller uid=%u pid=%d",
+                 "verify refused: %s; key=%s user=%s service=%s rhost=%s caller uid=%u pid=%d%s",
                  code, id ? id : "-", user ? user : "-", service ? service : "-",
-                 rhost ? rhost : "-", (unsigned)who->uid, (int)who->pid);
+                 rhost ? rhost : "-", (unsigned)who->uid, (int)who->pid,
+                 STREQ(code, "RATE_LIMITED") && a->rate_limited_suppressed
+                     ? " (and more refused as RATE_LIMITED in the last second, not logged)"
+                     : "");
+        if (STREQ(code, "RATE_LIMITED"))
+                a->rate_limited_suppressed = 0;
         log_fields(LOG_NOTICE, message, f.v, f.n);
 
         if (a->n_audit_queue >= API_AUDIT_QUEUE_MAX) {

@@ -46,6 +46,8 @@ struct api {
         struct queued_verify *audit_queue;
         size_t n_audit_queue;
         uint64_t audit_dropped;
+        uint64_t rate_limited_last; /* when a RATE_LIMITED verify was last logged */
+        unsigned rate_limited_suppressed;
         /* For GetStatus. */
         const char *state_dir;
         const char *socket_path; /* NULL when systemd passed the socket */

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <sodium.h>
@@ -216,6 +217,35 @@ static int open_socket(const char *path, int *ret_fd, bool *ret_bound)
         return r;
 }
 
+/*
+ * Room for the connections the config allows: raise the soft file limit to
+ * the hard one (the loop uses epoll, not select, so large numbers are fine)
+ * and, if that is still too few, allow fewer connections and say so.
+ */
+static void fit_connections_to_file_limit(struct apikeyd_config *cfg)
+{
+        const rlim_t spare = 64; /* the keystore, the listener, the journal, ... */
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return;
+        if (rl.rlim_cur < rl.rlim_max) {
+                rlim_t want = rl.rlim_max == RLIM_INFINITY ? 1048576 : rl.rlim_max;
+                struct rlimit raised = {.rlim_cur = want, .rlim_max = rl.rlim_max};
+                if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+                        rl.rlim_cur = want;
+        }
+        if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)cfg->max_connections + spare > rl.rlim_cur) {
+                unsigned fit = rl.rlim_cur > spare + 1 ? (unsigned)(rl.rlim_cur - spare) : 1;
+                log_warning("max_connections = %u does not fit the open-file limit of %llu; "
+                            "serving at most %u connections (raise LimitNOFILE=)",
+                            cfg->max_connections, (unsigned long long)rl.rlim_cur, fit);
+                cfg->max_connections = fit;
+        }
+        if (cfg->max_connections_per_uid > cfg->max_connections)
+                cfg->max_connections_per_uid = cfg->max_connections;
+}
+
 static int run(const struct options *o, struct apikeyd_config *cfg)
 {
         struct daemon d = {
@@ -232,6 +262,7 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
         int fd = -1, r;
         sigset_t mask;
 
+        fit_connections_to_file_limit(cfg);
         r = ensure_dir(o->state_dir, 0700);
         if (r < 0) {
                 log_error("cannot create state directory %s: %s", o->state_dir, strerror(-r));

@@ -13,6 +13,10 @@
 
 /* Stop reading from a client whose replies pile up unread beyond this. */
 #define OUTPUT_HIGH_WATER (1u << 20)
+/* Calls handled per wakeup of one connection before the others get a turn. */
+#define PROCESS_BUDGET 4
+/* How long accepting pauses when the process is out of file descriptors. */
+#define ACCEPT_PAUSE_USEC (100u * 1000u)
 #define LOG_INTERVAL      (10u * 1000000u)
 
 struct connection {
@@ -20,6 +24,11 @@ struct connection {
         struct connection *prev, *next;
         int fd;
         sd_event_source *io, *timer;
+        /* Calls wait in the input: come back for them after the others had a
+         * turn.  A timer that is already due, because timers are collected
+         * together with socket events (a deferred source would run before
+         * the loop looks at any socket again). */
+        sd_event_source *resume;
         struct caller caller;
         struct varlink_buffer in;
         char *out;
@@ -28,12 +37,14 @@ struct connection {
         bool in_call, call_oneway, call_more, replied_final;
         bool closing; /* close once the output is flushed */
         bool eof;     /* the client shut its writing side: answer what came, then close */
+        bool backlog; /* complete calls may still wait in the input */
         bool dead;    /* freed at the end of the current event */
 };
 
 struct server {
         sd_event *event;
         sd_event_source *listen_source;
+        sd_event_source *accept_pause; /* re-enables accepting after EMFILE */
         int listen_fd;
         struct server_options opts;
         server_dispatch_fn dispatch;
@@ -99,8 +110,11 @@ static void connection_free(struct connection *c)
         s->n_connections--;
         sd_event_source_disable_unref(c->io);
         sd_event_source_disable_unref(c->timer);
+        sd_event_source_disable_unref(c->resume);
         closep(&c->fd);
         varlink_buffer_done(&c->in);
+        /* Replies may hold a token (Create): nothing is left in freed memory. */
+        erase(c->out, c->out_alloc);
         free(c->out);
         free(c);
 }
@@ -121,6 +135,7 @@ static int connection_flush(struct connection *c)
                 }
                 c->out_sent += (size_t)n;
         }
+        erase(c->out, c->out_size);
         c->out_size = c->out_sent = 0;
         return 0;
 }
@@ -137,9 +152,15 @@ static int connection_queue(struct connection *c, const char *msg, size_t len)
 
                 while (want - c->out_size < len)
                         want *= 2;
-                n = realloc(c->out, want);
+                /* Not realloc: the old block must be erased before it is freed. */
+                n = malloc(want);
                 if (!n)
                         return -ENOMEM;
+                if (c->out) {
+                        memcpy(n, c->out, c->out_size);
+                        erase(c->out, c->out_alloc);
+                        free(c->out);
+                }
                 c->out = n;
                 c->out_alloc = want;
         }
@@ -159,6 +180,7 @@ static int connection_send_object(struct connection *c, json_t *obj)
         if (!msg)
                 return -ENOMEM;
         r = connection_queue(c, msg, len);
+        erase(msg, len);
         free(msg);
         return r;
 }
@@ -275,11 +297,17 @@ static int connection_process(struct connection *c)
 {
         struct server *s = c->server;
 
-        while (!c->closing && !output_backed_up(c)) {
+        c->backlog = false;
+        for (unsigned n = 0; !c->closing; n++) {
                 const char *msg;
                 size_t len;
-                int r = varlink_buffer_next(&c->in, &msg, &len);
+                int r;
 
+                if (output_backed_up(c) || n >= PROCESS_BUDGET) {
+                        c->backlog = true;
+                        return 0;
+                }
+                r = varlink_buffer_next(&c->in, &msg, &len);
                 if (r == -EMSGSIZE) {
                         log_ratelimited(
                             LOG_WARNING, &limit_log_last, &limit_log_suppressed, LOG_INTERVAL,
@@ -302,46 +330,35 @@ static int connection_process(struct connection *c)
         return 0;
 }
 
-/* Read what is there (a bounded amount per wakeup) and handle it. */
+/* Read one chunk (the loop comes back while there is more) and handle it. */
 static int connection_read(struct connection *c)
 {
-        for (unsigned rounds = 0; rounds < 16 && !c->closing && !c->eof && !output_backed_up(c);
-             rounds++) {
-                char *p;
-                size_t room;
-                ssize_t n;
-                int r;
+        char *p;
+        size_t room;
+        ssize_t n;
+        int r;
 
-                r = varlink_buffer_reserve(&c->in, 4096, &p, &room);
-                if (r < 0)
-                        return r;
-                if (room > 65536)
-                        room = 65536;
+        r = varlink_buffer_reserve(&c->in, 4096, &p, &room);
+        if (r < 0)
+                return r;
+        if (room > 65536)
+                room = 65536;
+        do
                 n = recv(c->fd, p, room, MSG_DONTWAIT);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN)
-                                return 0;
-                        return -errno;
-                }
-                if (n == 0) {
-                        /* A client may send its calls and shut its writing side
-                         * (as socat does): it still gets every answer. */
-                        c->eof = true;
-                        return connection_process(c);
-                }
-                bool had_partial = varlink_buffer_pending(&c->in);
-                varlink_buffer_commit(&c->in, (size_t)n);
-                if (!had_partial)
-                        c->since = varlink_now_usec();
-                r = connection_process(c);
-                if (r < 0)
-                        return r;
-                if ((size_t)n < room)
-                        return 0;
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return errno == EAGAIN ? 0 : -errno;
+        if (n == 0) {
+                /* A client may send its calls and shut its writing side (as
+                 * socat does): it still gets every answer. */
+                c->eof = true;
+                return connection_process(c);
         }
-        return 0;
+        bool had_partial = varlink_buffer_pending(&c->in);
+        varlink_buffer_commit(&c->in, (size_t)n);
+        if (!had_partial)
+                c->since = varlink_now_usec();
+        return connection_process(c);
 }
 
 static int on_timer(sd_event_source *es, uint64_t usec, void *userdata)
@@ -356,30 +373,25 @@ static int on_timer(sd_event_source *es, uint64_t usec, void *userdata)
         return 0;
 }
 
-static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata)
+/*
+ * One turn of a connection: send what is queued, handle the calls waiting
+ * (at most PROCESS_BUDGET of them), read more only when none wait, and
+ * close once a finished client has all its answers.  Every connection gets
+ * a turn before any gets a second one.
+ */
+static void connection_turn(struct connection *c, uint32_t revents)
 {
-        struct connection *c = userdata;
         int r = 0;
 
         if (revents & EPOLLOUT)
                 r = connection_flush(c);
-        /* Messages left waiting while the output was backed up come first. */
-        if (r >= 0)
-                r = connection_process(c);
-        if (r >= 0 && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->eof)
+        if (r >= 0 && c->backlog)
+                r = connection_process(c); /* waiting calls first */
+        if (r >= 0 && !c->backlog && !c->eof && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
                 r = connection_read(c);
-        /* Replies that drain at once make room for more waiting messages. */
-        while (r >= 0) {
-                size_t before = c->in.consumed;
+        if (r >= 0)
                 r = connection_flush(c);
-                if (r < 0 || c->closing || output_backed_up(c) || !varlink_buffer_pending(&c->in))
-                        break;
-                r = connection_process(c);
-                if (r >= 0 && c->in.consumed == before)
-                        break; /* only a partial message is left */
-        }
-        /* Flushed, and nothing more can come or be answered: done. */
-        if (r >= 0 && (c->closing || c->eof) && c->out_size == c->out_sent)
+        if (r >= 0 && (c->closing || (c->eof && !c->backlog)) && c->out_size == c->out_sent)
                 r = -ECONNRESET;
         if (r >= 0)
                 r = connection_update(c);
@@ -389,6 +401,17 @@ static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata)
                                   strerror(-r));
                 connection_free(c);
         }
+}
+
+static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata)
+{
+        connection_turn(userdata, revents);
+        return 0;
+}
+
+static int on_resume(sd_event_source *es, uint64_t usec, void *userdata)
+{
+        connection_turn(userdata, 0);
         return 0;
 }
 
@@ -399,11 +422,17 @@ static int connection_update(struct connection *c)
         uint32_t events = 0;
         int r;
 
-        if (!c->closing && !c->eof && !output_backed_up(c))
+        /* No reading while calls wait: the input stays bounded. */
+        if (!c->closing && !c->eof && !c->backlog && !output_backed_up(c))
                 events |= EPOLLIN;
         if (blocked)
                 events |= EPOLLOUT;
         r = sd_event_source_set_io_events(c->io, events);
+        if (r < 0)
+                return r;
+        r = sd_event_source_set_enabled(c->resume, c->backlog && !c->closing && !output_backed_up(c)
+                                                       ? SD_EVENT_ONESHOT
+                                                       : SD_EVENT_OFF);
         if (r < 0)
                 return r;
         r = sd_event_source_set_time(c->timer, c->since + c->server->opts.client_timeout);
@@ -489,11 +518,39 @@ int server_add_connection(struct server *s, int fd)
         if (r >= 0)
                 r = sd_event_add_time(s->event, &c->timer, CLOCK_MONOTONIC,
                                       c->since + s->opts.client_timeout, 0, on_timer, c);
+        if (r >= 0)
+                r = sd_event_add_time(s->event, &c->resume, CLOCK_MONOTONIC, 1, 1, on_resume, c);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(c->resume, SD_EVENT_OFF);
+
         if (r < 0) {
                 connection_free(c);
                 return r;
         }
         return 0;
+}
+
+static int on_accept_pause_end(sd_event_source *es, uint64_t usec, void *userdata)
+{
+        struct server *s = userdata;
+
+        if (s->listen_source)
+                (void)sd_event_source_set_enabled(s->listen_source, SD_EVENT_ON);
+        return 0;
+}
+
+static void pause_accepting(struct server *s)
+{
+        uint64_t until = varlink_now_usec() + ACCEPT_PAUSE_USEC;
+
+        if (sd_event_source_set_enabled(s->listen_source, SD_EVENT_OFF) < 0)
+                return;
+        if (s->accept_pause) {
+                (void)sd_event_source_set_time(s->accept_pause, until);
+                (void)sd_event_source_set_enabled(s->accept_pause, SD_EVENT_ONESHOT);
+        } else if (sd_event_add_time(s->event, &s->accept_pause, CLOCK_MONOTONIC, until, 0,
+                                     on_accept_pause_end, s) < 0)
+                (void)sd_event_source_set_enabled(s->listen_source, SD_EVENT_ON);
 }
 
 static int on_accept(sd_event_source *es, int lfd, uint32_t revents, void *userdata)
@@ -507,7 +564,12 @@ static int on_accept(sd_event_source *es, int lfd, uint32_t revents, void *userd
                         if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
                                 return 0;
                         log_ratelimited(LOG_WARNING, &limit_log_last, &limit_log_suppressed,
-                                        LOG_INTERVAL, "accept failed: %m");
+                                        LOG_INTERVAL, "accept failed: %m; pausing new connections");
+                        /* The connection stays queued and the listener readable:
+                         * without a pause the loop would spin on it. */
+                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+                            errno == ENOMEM)
+                                pause_accepting(s);
                         return 0;
                 }
                 (void)server_add_connection(s, fd);
@@ -548,6 +610,7 @@ int server_new(sd_event *event, int listen_fd, const struct server_options *opts
 void server_stop_listening(struct server *s)
 {
         s->listen_source = sd_event_source_disable_unref(s->listen_source);
+        s->accept_pause = sd_event_source_disable_unref(s->accept_pause);
 }
 
 void server_free(struct server *s)

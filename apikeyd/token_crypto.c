@@ -82,23 +82,33 @@ static int write_all(int fd, const void *buf, size_t n)
         return 0;
 }
 
+/*
+ * A new pepper appears whole or not at all: written to a file of its own,
+ * synced, then linked under its name.  A crash in between leaves only the
+ * temporary file, which the next start replaces.
+ */
 static int pepper_create(int dirfd, const char *dir, uint8_t ret[PEPPER_SIZE], char **ret_error)
 {
         _cleanup_close_ int fd = -1;
         int r;
 
-        fd = openat(dirfd, PEPPER_FILE, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        (void)unlinkat(dirfd, PEPPER_FILE ".new", 0);
+        fd = openat(dirfd, PEPPER_FILE ".new", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    0600);
         if (fd < 0)
                 return pepper_fail(-errno, ret_error, "cannot create %s/%s: %m", dir, PEPPER_FILE);
         randombytes_buf(ret, PEPPER_SIZE);
         r = write_all(fd, ret, PEPPER_SIZE);
         if (r >= 0 && fsync(fd) < 0)
                 r = -errno;
+        /* linkat, not rename: a pepper that appeared meanwhile is never replaced. */
+        if (r >= 0 && linkat(dirfd, PEPPER_FILE ".new", dirfd, PEPPER_FILE, 0) < 0)
+                r = -errno;
+        (void)unlinkat(dirfd, PEPPER_FILE ".new", 0);
         if (r >= 0 && fsync(dirfd) < 0)
                 r = -errno;
         if (r < 0) {
                 sodium_memzero(ret, PEPPER_SIZE);
-                (void)unlinkat(dirfd, PEPPER_FILE, 0);
                 errno = -r;
                 return pepper_fail(r, ret_error, "cannot write %s/%s: %m", dir, PEPPER_FILE);
         }

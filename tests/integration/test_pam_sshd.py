@@ -288,6 +288,8 @@ def test_rate_limited_key_is_refused(site, mode):
     token, key_id = site.key(ALICE, f"guessed {mode}")
     for _ in range(LOCKOUT):
         assert not logged_in(s.login(ALICE, forged(token)), ALICE)
+    # The daemon writes one RATE_LIMITED line a second at most.
+    time.sleep(1.1)
     before = len(site.refusals())
     r = s.login(ALICE, token)
     assert not logged_in(r, ALICE) and "Permission denied" in r.stderr, r
