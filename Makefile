@@ -56,6 +56,8 @@ PROGRAMS    = $(if $(wildcard apikeyd/apikeyd.c),$(BUILD)/apikeyd) \
               $(if $(PAM_SRC),$(BUILD)/pam_apikey.so)
 
 UNIT_SRC    = $(wildcard tests/unit/test_*.c)
+# Built with the module's own file and libpam; see its rule below.
+UNIT_PAM    = tests/unit/test_pam_wipe.c
 UNIT_BIN    = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 ALL_CFLAGS  = $(BASEFLAGS) $(CPPFLAGS) $(CFLAGS)
@@ -116,6 +118,13 @@ $(BUILD)/apikeyctl: $(BUILD)/obj/apikeyd/apikeyctl.o $(DAEMON_LIB) $(COMMON_LIB)
 $(BUILD)/pam_apikey.so: $(PAM_OBJ) $(COMMON_LIB) pam_apikey/module.map
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,--version-script=pam_apikey/module.map \
 		-Wl,-z,relro,-z,now,-z,defs -o $@ $(PAM_OBJ) $(COMMON_LIB) $(call pkg_libs,$(PAM_PKGS))
+
+# The module's code with every free() watched for the token (--wrap=free).
+$(BUILD)/tests/test_pam_wipe: $(UNIT_PAM) pam_apikey/pam_apikey.c $(COMMON_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes $(call pkg_cflags,$(PAM_PKGS) cmocka) \
+		-fno-builtin-free $(LDFLAGS) -Wl,--wrap=free -o $@ $(UNIT_PAM) $(COMMON_LIB) \
+		$(call pkg_libs,$(PAM_PKGS) cmocka) -lpthread
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(DAEMON_LIB) $(COMMON_LIB)
 	@mkdir -p $(@D)
