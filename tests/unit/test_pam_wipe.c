@@ -13,6 +13,7 @@
 #include <cmocka.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <security/pam_appl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -95,6 +96,34 @@ static struct options test_options(const char *socket_path)
         return o;
 }
 
+static int no_conversation(int n, const struct pam_message **msg, struct pam_response **resp,
+                           void *data)
+{
+        return PAM_CONV_ERR;
+}
+
+/* A real PAM handle, from a service directory of the test's own. */
+static pam_handle_t *handle(void)
+{
+        static const struct pam_conv conv = {no_conversation, NULL};
+        char dir[] = "/tmp/test-pam-wipe.XXXXXX", path[64];
+        pam_handle_t *pamh = NULL;
+        FILE *f;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/other", dir);
+        f = fopen(path, "we");
+        assert_non_null(f);
+        fputs("auth required pam_permit.so\n", f);
+        fclose(f);
+        assert_int_equal(pam_start_confdir("pam-wipe-test", "alice", &conv, dir, &pamh),
+                         PAM_SUCCESS);
+        unlink(path);
+        rmdir(dir);
+        assert_int_equal(pam_set_item(pamh, PAM_TTY, "pts/1"), PAM_SUCCESS);
+        return pamh;
+}
+
 static void run(const char *reply, int want_r, const char *want_code)
 {
         struct listener l;
@@ -110,16 +139,21 @@ static void run(const char *reply, int want_r, const char *want_code)
         char *token = strdup(TOKEN);
         assert_non_null(token);
 
+        pam_handle_t *pamh = handle();
+
         freed_with_secret = 0;
         watching = true;
-        r = ask_daemon(NULL, &o, token, strlen(token), "alice", "sshd", "192.0.2.7", &ans);
+        r = ask_daemon(pamh, &o, token, strlen(token), "alice", "sshd", "192.0.2.7", &ans);
         watching = false;
         listener_stop(&l, t);
+        pam_end(pamh, PAM_SUCCESS);
 
         assert_int_equal(r, want_r);
         if (want_code)
                 assert_string_equal(ans.code, want_code);
-        /* The request did carry the token to the daemon... */
+        /* The request did carry the token to the daemon, with the terminal... */
+        assert_non_null(
+            memmem(l.request, l.request_len, "\"tty\":\"pts/1\"", strlen("\"tty\":\"pts/1\"")));
         assert_non_null(memmem(l.request, l.request_len, TOKEN, strlen(TOKEN)));
         /* ...and no block the module freed still held it. */
         assert_int_equal(freed_with_secret, 0);
