@@ -171,18 +171,27 @@ static int connection_queue(struct connection *c, const char *msg, size_t len)
         return 0;
 }
 
+static int append_to_output(const char *buffer, size_t size, void *data)
+{
+        return connection_queue(data, buffer, size) < 0 ? -1 : 0;
+}
+
+/* Serialize straight into the output buffer: one pass, no copy in between. */
 static int connection_send_object(struct connection *c, json_t *obj)
 {
-        size_t len;
-        char *msg = varlink_message_dump(obj, &len);
-        int r;
+        size_t before;
 
-        if (!msg)
+        if (c->out_sent == c->out_size)
+                c->out_size = c->out_sent = 0;
+        before = c->out_size;
+        if (json_dump_callback(obj, append_to_output, c, JSON_COMPACT) < 0 ||
+            connection_queue(c, "", 1) < 0) {
+                /* Drop a half-written message: the stream must stay framed. */
+                erase(c->out + before, c->out_size - before);
+                c->out_size = before;
                 return -ENOMEM;
-        r = connection_queue(c, msg, len);
-        erase(msg, len);
-        free(msg);
-        return r;
+        }
+        return 0;
 }
 
 int connection_reply(struct connection *c, json_t *parameters, bool continues)
