@@ -248,5 +248,6 @@ format-check:
 
 include tests/fuzz/fuzz.mk
 include tests/stress/stress.mk
+include tests/bench/bench.mk
 
 -include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/*/*/*.d)
