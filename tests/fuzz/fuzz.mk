@@ -40,7 +40,7 @@ fuzz_requests_PKGS       = $(DAEMON_PKGS)
 
 FUZZ_BIN   = $(FUZZ_TARGETS_ALL:%=$(FUZZ_DIR)/%)
 REPLAY_BIN = $(FUZZ_TARGETS_ALL:%=$(FUZZ_DIR)/replay/%)
-FUZZ_HDRS  = $(wildcard common/*.h apikeyd/*.h)
+FUZZ_HDRS  = $(wildcard common/*.h apikeyd/*.h tests/fuzz/*.h)
 
 # The project's own flags with the fuzzing compiler's instrumentation: the
 # sources are compiled into each fuzzer, so all of them get coverage

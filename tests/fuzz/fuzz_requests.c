@@ -54,17 +54,9 @@
 #include "server.h"
 #include "timeutil.h"
 #include "token_crypto.h"
+#include "fuzz.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-        do {                                                                                       \
-                if (!(cond)) {                                                                     \
-                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-                        abort();                                                                   \
-                }                                                                                  \
-        } while (0)
 
 #define DEFAULT_RESET_EVERY 32
 /* Rounds of the event loop an input may take before it counts as a hang. */

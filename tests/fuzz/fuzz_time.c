@@ -16,16 +16,7 @@
 #include <string.h>
 
 #include "timeutil.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-        do {                                                                                       \
-                if (!(cond)) {                                                                     \
-                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-                        abort();                                                                   \
-                }                                                                                  \
-        } while (0)
+#include "fuzz.h"
 
 /* 2026-01-01T00:00:00Z: a fixed "now", so that every run of an input agrees. */
 #define NOW UINT64_C(1767225600000000)
