@@ -517,6 +517,7 @@ def test_killed_while_writing_the_pepper_the_state_still_starts(daemon, tmp_path
             "-e", "inject=write:delay_enter=3s:when=1"] + d.argv()
     tracer = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
+    children = []
     try:
         deadline = time.monotonic() + 10
         while not partial.exists():
@@ -530,6 +531,12 @@ def test_killed_while_writing_the_pepper_the_state_still_starts(daemon, tmp_path
         os.kill(int(children[0]), signal.SIGKILL)
         tracer.wait(10)
     finally:
+        # A daemon strace let go of would run on: stop it by its PID too.
+        for pid in children:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if tracer.poll() is None:
             tracer.kill()
             tracer.wait()
