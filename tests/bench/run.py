@@ -146,9 +146,13 @@ def cpu_snapshot():
 
 
 def others_cpu(before, after, seconds):
-    """The CPU other processes used between two snapshots, in % of one vCPU."""
+    """The CPU other processes used between two snapshots, in % of one vCPU.
+    A process that ended meanwhile shows up in its parent's children's time
+    with all it ever used: what it had used before the first snapshot is
+    taken off again."""
     used = sum(v - before.get(k, 0) for k, v in after.items())
-    return 100.0 * used / seconds if seconds > 0 else None
+    used -= sum(v for k, v in before.items() if k not in after)
+    return max(0.0, 100.0 * used / seconds) if seconds > 0 else None
 
 
 # ------------------------------------------------------------------ servers
