@@ -33,6 +33,7 @@ fuzz_varlink_call_SRC    = common/varlink.c
 fuzz_varlink_call_PKGS   = $(COMMON_PKGS)
 fuzz_token_SRC           = common/token.c
 fuzz_record_SRC          = apikeyd/record.c common/token.c
+fuzz_lockout_SRC         = apikeyd/lockout.c
 fuzz_time_SRC            = common/timeutil.c
 fuzz_config_SRC          = apikeyd/config.c common/timeutil.c common/token.c
 fuzz_requests_SRC        = $(COMMON_SRC) $(DAEMON_SRC) $(BUILD)/gen/interface.c
