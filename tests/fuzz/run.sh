@@ -48,6 +48,10 @@ write_dict() {
                                 tr -s ', ' '\n' | sed -n 's/^\([a-z]\{1,\}\)$/"\1"/p'
                 } >"$dict"
                 ;;
+        fuzz_json_scan)
+                printf '%s\n' '"true"' '"false"' '"null"' '"\\u"' '"\\ud83d\\ude00"' \
+                        '"\\\""' '"1e"' '"-0."' '"\xc3\xa9"' '"\xed\xa0\x80"' '"{"' '"["' >"$dict"
+                ;;
         fuzz_config)
                 sed -n 's/^#\([a-z_]*\) = \(.*\)/"\1"\n"\2"/p' \
                         "$src/apikeyd/apikeyd.conf.example" >"$dict"

@@ -1,0 +1,492 @@
+/* SPDX-License-Identifier: MIT */
+/* A strict JSON reader and a small writer, without allocation; see json_scan.h. */
+#include <errno.h>
+#include <string.h>
+
+#include "json_scan.h"
+
+void json_scan_init(struct json_scan *s, const char *buf, size_t len)
+{
+        *s = (struct json_scan){.p = buf, .end = buf + len};
+}
+
+static void skip_ws(struct json_scan *s)
+{
+        while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+                s->p++;
+}
+
+int json_scan_peek(struct json_scan *s)
+{
+        skip_ws(s);
+        if (s->p >= s->end)
+                return -EBADMSG;
+        switch (*s->p) {
+        case '{':
+                return JSON_SCAN_OBJECT;
+        case '[':
+                return JSON_SCAN_ARRAY;
+        case '"':
+                return JSON_SCAN_STRING;
+        case 't':
+                return JSON_SCAN_TRUE;
+        case 'f':
+                return JSON_SCAN_FALSE;
+        case 'n':
+                return JSON_SCAN_NULL;
+        default:
+                if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9'))
+                        return JSON_SCAN_NUMBER;
+                return -EBADMSG;
+        }
+}
+
+static int container_begin(struct json_scan *s, char open)
+{
+        skip_ws(s);
+        if (s->p >= s->end || *s->p != open || s->depth >= JSON_SCAN_MAX_DEPTH)
+                return -EBADMSG;
+        s->p++;
+        s->depth++;
+        s->started &= ~(UINT64_C(1) << (s->depth - 1));
+        return 0;
+}
+
+int json_scan_object_begin(struct json_scan *s)
+{
+        return container_begin(s, '{');
+}
+
+int json_scan_array_begin(struct json_scan *s)
+{
+        return container_begin(s, '[');
+}
+
+/*
+ * Before the next element of the current container: 1 if there is one
+ * (the separating comma consumed), 0 if the container closed here.
+ */
+static int container_next(struct json_scan *s, char close)
+{
+        uint64_t bit;
+
+        if (s->depth == 0)
+                return -EBADMSG;
+        bit = UINT64_C(1) << (s->depth - 1);
+        skip_ws(s);
+        if (s->p >= s->end)
+                return -EBADMSG;
+        if (*s->p == close) {
+                s->p++;
+                s->depth--;
+                return 0;
+        }
+        if (s->started & bit) {
+                if (*s->p != ',')
+                        return -EBADMSG;
+                s->p++;
+                skip_ws(s);
+        }
+        s->started |= bit;
+        return 1;
+}
+
+static int hex4(const char *p, unsigned *ret)
+{
+        unsigned v = 0;
+
+        for (int i = 0; i < 4; i++) {
+                char c = p[i];
+                v <<= 4;
+                if (c >= '0' && c <= '9')
+                        v |= (unsigned)(c - '0');
+                else if (c >= 'a' && c <= 'f')
+                        v |= (unsigned)(c - 'a' + 10);
+                else if (c >= 'A' && c <= 'F')
+                        v |= (unsigned)(c - 'A' + 10);
+                else
+                        return -EBADMSG;
+        }
+        *ret = v;
+        return 0;
+}
+
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629), or 0. */
+static size_t utf8_sequence(const unsigned char *p, const unsigned char *end)
+{
+        size_t n;
+        uint32_t v;
+
+        if (p[0] < 0x80)
+                return 1;
+        if (p[0] < 0xc2 || p[0] > 0xf4)
+                return 0;
+        n = p[0] < 0xe0 ? 2 : p[0] < 0xf0 ? 3 : 4;
+        if ((size_t)(end - p) < n)
+                return 0;
+        v = p[0] & (0x7f >> n);
+        for (size_t i = 1; i < n; i++) {
+                if ((p[i] & 0xc0) != 0x80)
+                        return 0;
+                v = (v << 6) | (p[i] & 0x3f);
+        }
+        if ((n == 3 && v < 0x800) || (n == 4 && v < 0x10000) || v > 0x10ffff ||
+            (v >= 0xd800 && v <= 0xdfff))
+                return 0;
+        return n;
+}
+
+static size_t utf8_encode(uint32_t cp, char out[4])
+{
+        if (cp < 0x80) {
+                out[0] = (char)cp;
+                return 1;
+        }
+        if (cp < 0x800) {
+                out[0] = (char)(0xc0 | (cp >> 6));
+                out[1] = (char)(0x80 | (cp & 0x3f));
+                return 2;
+        }
+        if (cp < 0x10000) {
+                out[0] = (char)(0xe0 | (cp >> 12));
+                out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+                out[2] = (char)(0x80 | (cp & 0x3f));
+                return 3;
+        }
+        out[0] = (char)(0xf0 | (cp >> 18));
+        out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+        out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        out[3] = (char)(0x80 | (cp & 0x3f));
+        return 4;
+}
+
+/* One escape after the backslash at *pp: the bytes it stands for. */
+static int unescape(const char **pp, const char *end, char out[4], size_t *ret_n)
+{
+        const char *p = *pp + 1;
+        unsigned cp, lo;
+
+        if (p >= end)
+                return -EBADMSG;
+        switch (*p) {
+        case '"':
+        case '\\':
+        case '/':
+                out[0] = *p;
+                break;
+        case 'b':
+                out[0] = '\b';
+                break;
+        case 'f':
+                out[0] = '\f';
+                break;
+        case 'n':
+                out[0] = '\n';
+                break;
+        case 'r':
+                out[0] = '\r';
+                break;
+        case 't':
+                out[0] = '\t';
+                break;
+        case 'u':
+                if (end - p < 5 || hex4(p + 1, &cp) < 0 || cp == 0)
+                        return -EBADMSG;
+                p += 4;
+                if (cp >= 0xdc00 && cp <= 0xdfff)
+                        return -EBADMSG;
+                if (cp >= 0xd800 && cp <= 0xdbff) {
+                        /* A high surrogate must be followed by a low one. */
+                        if (end - p < 7 || p[1] != '\\' || p[2] != 'u' || hex4(p + 3, &lo) < 0 ||
+                            lo < 0xdc00 || lo > 0xdfff)
+                                return -EBADMSG;
+                        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                        p += 6;
+                }
+                *pp = p + 1;
+                *ret_n = utf8_encode(cp, out);
+                return 0;
+        default:
+                return -EBADMSG;
+        }
+        *pp = p + 1;
+        *ret_n = 1;
+        return 0;
+}
+
+/* The string at the reader (at its opening quote) into buf; buf may be NULL to only check it. */
+static int scan_string(struct json_scan *s, char *buf, size_t size, size_t *ret_len)
+{
+        const char *p = s->p + 1;
+        size_t len = 0;
+
+        for (;;) {
+                char tmp[4];
+                const char *from = tmp;
+                size_t n;
+
+                if (p >= s->end)
+                        return -EBADMSG;
+                unsigned char c = (unsigned char)*p;
+                if (c == '"')
+                        break;
+                if (c < 0x20)
+                        return -EBADMSG;
+                if (c == '\\') {
+                        int r = unescape(&p, s->end, tmp, &n);
+                        if (r < 0)
+                                return r;
+                } else {
+                        n = utf8_sequence((const unsigned char *)p, (const unsigned char *)s->end);
+                        if (n == 0)
+                                return -EBADMSG;
+                        from = p;
+                        p += n;
+                }
+                if (buf) {
+                        if (size - len <= n)
+                                return -ENOBUFS;
+                        memcpy(buf + len, from, n);
+                }
+                len += n;
+        }
+        if (buf)
+                buf[len] = '\0';
+        if (ret_len)
+                *ret_len = len;
+        s->p = p + 1;
+        return 0;
+}
+
+int json_scan_string(struct json_scan *s, char *buf, size_t size, size_t *ret_len)
+{
+        if (!buf || size == 0)
+                return -ENOBUFS;
+        if (json_scan_peek(s) != JSON_SCAN_STRING)
+                return -EBADMSG;
+        return scan_string(s, buf, size, ret_len);
+}
+
+int json_scan_object_next(struct json_scan *s, char *name, size_t size)
+{
+        int r = container_next(s, '}');
+
+        if (r <= 0)
+                return r;
+        if (s->p >= s->end || *s->p != '"')
+                return -EBADMSG;
+        r = json_scan_string(s, name, size, NULL);
+        if (r < 0)
+                return r;
+        skip_ws(s);
+        if (s->p >= s->end || *s->p != ':')
+                return -EBADMSG;
+        s->p++;
+        return 1;
+}
+
+int json_scan_array_next(struct json_scan *s)
+{
+        return container_next(s, ']');
+}
+
+static int scan_literal(struct json_scan *s, const char *word, size_t n)
+{
+        skip_ws(s);
+        if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
+                return -EBADMSG;
+        s->p += n;
+        return 0;
+}
+
+int json_scan_bool(struct json_scan *s, bool *ret)
+{
+        int t = json_scan_peek(s);
+
+        if (t == JSON_SCAN_TRUE && scan_literal(s, "true", 4) == 0)
+                *ret = true;
+        else if (t == JSON_SCAN_FALSE && scan_literal(s, "false", 5) == 0)
+                *ret = false;
+        else
+                return -EBADMSG;
+        return 0;
+}
+
+int json_scan_null(struct json_scan *s)
+{
+        return scan_literal(s, "null", 4);
+}
+
+static bool is_digit(const char *p, const char *end)
+{
+        return p < end && *p >= '0' && *p <= '9';
+}
+
+/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int scan_number(struct json_scan *s)
+{
+        const char *p = s->p, *end = s->end;
+
+        if (p < end && *p == '-')
+                p++;
+        if (!is_digit(p, end))
+                return -EBADMSG;
+        if (*p == '0')
+                p++;
+        else
+                while (is_digit(p, end))
+                        p++;
+        if (p < end && *p == '.') {
+                p++;
+                if (!is_digit(p, end))
+                        return -EBADMSG;
+                while (is_digit(p, end))
+                        p++;
+        }
+        if (p < end && (*p == 'e' || *p == 'E')) {
+                p++;
+                if (p < end && (*p == '+' || *p == '-'))
+                        p++;
+                if (!is_digit(p, end))
+                        return -EBADMSG;
+                while (is_digit(p, end))
+                        p++;
+        }
+        /* A digit right after a leading zero ("01") is not a number. */
+        if (is_digit(p, end))
+                return -EBADMSG;
+        s->p = p;
+        return 0;
+}
+
+int json_scan_skip(struct json_scan *s)
+{
+        int r;
+
+        switch (json_scan_peek(s)) {
+        case JSON_SCAN_OBJECT:
+                r = json_scan_object_begin(s);
+                while (r >= 0) {
+                        /* Member names are checked, not kept. */
+                        r = container_next(s, '}');
+                        if (r <= 0)
+                                break;
+                        if (s->p >= s->end || *s->p != '"' || scan_string(s, NULL, 0, NULL) < 0)
+                                return -EBADMSG;
+                        skip_ws(s);
+                        if (s->p >= s->end || *s->p != ':')
+                                return -EBADMSG;
+                        s->p++;
+                        r = json_scan_skip(s);
+                }
+                return r;
+        case JSON_SCAN_ARRAY:
+                r = json_scan_array_begin(s);
+                while (r >= 0) {
+                        r = json_scan_array_next(s);
+                        if (r <= 0)
+                                break;
+                        r = json_scan_skip(s);
+                }
+                return r;
+        case JSON_SCAN_STRING:
+                return scan_string(s, NULL, 0, NULL);
+        case JSON_SCAN_NUMBER:
+                return scan_number(s);
+        case JSON_SCAN_TRUE:
+                return scan_literal(s, "true", 4);
+        case JSON_SCAN_FALSE:
+                return scan_literal(s, "false", 5);
+        case JSON_SCAN_NULL:
+                return scan_literal(s, "null", 4);
+        default:
+                return -EBADMSG;
+        }
+}
+
+int json_scan_finish(struct json_scan *s)
+{
+        skip_ws(s);
+        return s->p == s->end && s->depth == 0 ? 0 : -EBADMSG;
+}
+
+void json_out_init(struct json_out *o, char *buf, size_t size)
+{
+        *o = (struct json_out){.buf = buf, .size = size};
+}
+
+void json_out_raw(struct json_out *o, const char *s, size_t n)
+{
+        if (o->overflow || o->size - o->len < n) {
+                o->overflow = true;
+                return;
+        }
+        memcpy(o->buf + o->len, s, n);
+        o->len += n;
+}
+
+void json_out_lit(struct json_out *o, const char *s)
+{
+        json_out_raw(o, s, strlen(s));
+}
+
+void json_out_string(struct json_out *o, const char *s)
+{
+        static const char hex[] = "0123456789abcdef";
+        const char *run = s;
+
+        json_out_raw(o, "\"", 1);
+        for (;; s++) {
+                unsigned char c = (unsigned char)*s;
+                char esc[6] = {'\\', 0, '0', '0', 0, 0};
+                size_t n = 2;
+
+                if (c >= 0x20 && c != '"' && c != '\\')
+                        continue;
+                json_out_raw(o, run, (size_t)(s - run));
+                if (c == '\0')
+                        break;
+                run = s + 1;
+                switch (c) {
+                case '"':
+                case '\\':
+                        esc[1] = (char)c;
+                        break;
+                case '\b':
+                        esc[1] = 'b';
+                        break;
+                case '\f':
+                        esc[1] = 'f';
+                        break;
+                case '\n':
+                        esc[1] = 'n';
+                        break;
+                case '\r':
+                        esc[1] = 'r';
+                        break;
+                case '\t':
+                        esc[1] = 't';
+                        break;
+                default:
+                        esc[1] = 'u';
+                        esc[4] = hex[c >> 4];
+                        esc[5] = hex[c & 0xf];
+                        n = 6;
+                }
+                json_out_raw(o, esc, n);
+        }
+        json_out_raw(o, "\"", 1);
+}
+
+void json_out_name(struct json_out *o, const char *name, bool first)
+{
+        if (!first)
+                json_out_raw(o, ",", 1);
+        json_out_string(o, name);
+        json_out_raw(o, ":", 1);
+}
+
+int json_out_done(const struct json_out *o)
+{
+        return o->overflow ? -ENOBUFS : (int)o->len;
+}
