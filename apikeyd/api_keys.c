@@ -10,7 +10,9 @@
 #include "api_keys.h"
 #include "authz.h"
 #include "log.h"
+#include "json_scan.h"
 #include "timeutil.h"
+#include "verify_call.h"
 
 #define ERR_NO_SUCH_KEY    API_INTERFACE ".NoSuchKey"
 #define ERR_NAME_TAKEN     API_INTERFACE ".NameTaken"
@@ -169,6 +171,71 @@ static json_t *key_json(const struct api *a, const struct key_record *rec, uint6
                 set_string(o, "last_used_from", rec->last_used_from);
         }
         return o;
+}
+
+static void write_time(struct json_out *o, const char *name, uint64_t t)
+{
+        char buf[TIMESTAMP_MAX];
+
+        if (t && timestamp_format(t, buf) >= 0) {
+                json_out_name(o, name, false);
+                json_out_string(o, buf);
+        }
+}
+
+static void write_string(struct json_out *o, const char *name, const char *s)
+{
+        if (s) {
+                json_out_name(o, name, false);
+                json_out_string(o, s);
+        }
+}
+
+/*
+ * The same object as key_json(), written straight to text for the Verify
+ * answer; a test compares the two on every field.
+ */
+static void key_write(struct json_out *o, const struct api *a, const struct key_record *rec,
+                      uint64_t now)
+{
+        const struct lastused_entry *pending = lastused_find(&a->lastused, rec->id);
+        bool first = true;
+
+        json_out_lit(o, "{\"id\":");
+        json_out_string(o, rec->id);
+        write_string(o, "name", rec->name);
+        write_string(o, "owner", rec->owner);
+        write_string(o, "role", key_role_to_string(rec->role));
+        json_out_lit(o, ",\"permissions\":[");
+        for (unsigned bit = 1; bit <= KEY_PERM_INVITE; bit <<= 1)
+                if (rec->permissions & bit) {
+                        if (!first)
+                                json_out_raw(o, ",", 1);
+                        json_out_string(o, key_perm_to_string(bit));
+                        first = false;
+                }
+        json_out_lit(o, "],\"scope\":[");
+        for (size_t i = 0; i < rec->n_scope; i++) {
+                if (i > 0)
+                        json_out_raw(o, ",", 1);
+                json_out_string(o, rec->scope[i]);
+        }
+        json_out_raw(o, "]", 1);
+        write_string(o, "status", key_status_to_string(record_effective_status(rec, now)));
+        write_string(o, "description", rec->description);
+        write_time(o, "expires_at", rec->expires_at);
+        write_time(o, "created_at", rec->created_at);
+        write_string(o, "created_by", rec->created_by);
+        if (pending && pending->at > rec->last_used_at) {
+                write_time(o, "last_used_at", pending->at);
+                write_string(o, "last_used_service", pending->service[0] ? pending->service : NULL);
+                write_string(o, "last_used_from", pending->from[0] ? pending->from : NULL);
+        } else {
+                write_time(o, "last_used_at", rec->last_used_at);
+                write_string(o, "last_used_service", rec->last_used_service);
+                write_string(o, "last_used_from", rec->last_used_from);
+        }
+        json_out_raw(o, "}", 1);
 }
 
 static int reply_key(struct request *q, const struct key_record *rec)
@@ -539,41 +606,117 @@ static bool text_is_plain(const char *s)
         return true;
 }
 
+/* Text appended to a fixed buffer; json_out does the bookkeeping. */
+static void out_cat(struct json_out *o, const char *a, const char *b)
+{
+        json_out_lit(o, a);
+        if (b)
+                json_out_lit(o, b);
+}
+
 int api_verify_canonical(char *buf, size_t size, const char *signed_at, bool valid,
                          const char *code, const char *id, const char *owner, const char *service,
                          const char *user, const char *rhost)
 {
-        int n =
-            snprintf(buf, size,
-                     "apikeyd-verify-v1\nsigned_at=%s\nvalid=%s\ncode=%s\nid=%s\nowner=%s\n"
-                     "service=%s\nuser=%s\nrhost=%s\n",
-                     signed_at, valid ? "true" : "false", code, id ? id : "", owner ? owner : "",
-                     service ? service : "", user ? user : "", rhost ? rhost : "");
-        return n < 0 || (size_t)n >= size ? -ENOBUFS : n;
+        struct json_out o;
+        int n;
+
+        /* By hand rather than snprintf(): this runs on every verify. */
+        json_out_init(&o, buf, size);
+        out_cat(&o, "apikeyd-verify-v1\nsigned_at=", signed_at);
+        out_cat(&o, "\nvalid=", valid ? "true" : "false");
+        out_cat(&o, "\ncode=", code);
+        out_cat(&o, "\nid=", id);
+        out_cat(&o, "\nowner=", owner);
+        out_cat(&o, "\nservice=", service);
+        out_cat(&o, "\nuser=", user);
+        out_cat(&o, "\nrhost=", rhost);
+        json_out_raw(&o, "\n", 2); /* with the NUL, as snprintf() would */
+        n = json_out_done(&o);
+        return n < 0 ? -ENOBUFS : n - 1;
 }
 
-/* Add `signed_at` and `signature` to a Verify reply. */
-static int sign_verify_reply(struct api *a, struct request *q, json_t *reply, bool valid,
-                             const char *code, const struct key_record *rec)
+/* The keyed hash state after the key block, so each signature starts from it. */
+static int sign_state_reset(struct api *a)
+{
+        if (!a->sign_state) {
+                a->sign_state = sodium_malloc(sizeof(*a->sign_state));
+                if (!a->sign_state)
+                        return -ENOMEM;
+        }
+        return crypto_generichash_init(a->sign_state, a->shared_secret, SHARED_SECRET_SIZE,
+                                       API_SIGNATURE_SIZE) < 0
+                   ? -EINVAL
+                   : 0;
+}
+
+/* A Verify call's parameters, from either decoder. */
+struct verify_args {
+        const char *token;
+        size_t token_len;
+        const char *text[_VERIFY_TEXT_MAX]; /* NULL when absent */
+        uint8_t need;
+};
+
+#define V_SERVICE(v) ((v)->text[VERIFY_SERVICE])
+#define V_USER(v)    ((v)->text[VERIFY_USER])
+#define V_RHOST(v)   ((v)->text[VERIFY_RHOST])
+
+/* `,"signed_at":…,"signature":…` for a Verify reply. */
+static int sign_verify_reply(struct api *a, struct request *q, const struct verify_args *v,
+                             struct json_out *o, bool valid, const char *code,
+                             const struct key_record *rec)
 {
         char at[TIMESTAMP_MAX], canon[4 * KEY_FIELD_MAX + KEY_OWNER_MAX + 256];
-        unsigned char mac[crypto_auth_BYTES];
-        char b64[sodium_base64_ENCODED_LEN(crypto_auth_BYTES, sodium_base64_VARIANT_ORIGINAL)];
+        unsigned char mac[API_SIGNATURE_SIZE];
+        char b64[sodium_base64_ENCODED_LEN(API_SIGNATURE_SIZE, sodium_base64_VARIANT_ORIGINAL)];
+        crypto_generichash_state st;
         int n;
 
         if (timestamp_format(q->now, at) < 0)
                 return -EINVAL;
         n = api_verify_canonical(canon, sizeof(canon), at, valid, code, rec ? rec->id : NULL,
-                                 rec ? rec->owner : NULL, str_param(q, "service"),
-                                 str_param(q, "user"), str_param(q, "rhost"));
+                                 rec ? rec->owner : NULL, V_SERVICE(v), V_USER(v), V_RHOST(v));
         if (n < 0)
                 return n;
-        crypto_auth(mac, (const unsigned char *)canon, (size_t)n, a->shared_secret);
+        memcpy(&st, a->sign_state, sizeof(st));
+        if (crypto_generichash_update(&st, (const unsigned char *)canon, (size_t)n) < 0 ||
+            crypto_generichash_final(&st, mac, sizeof(mac)) < 0)
+                n = -EINVAL;
+        sodium_memzero(&st, sizeof(st));
+        if (n < 0)
+                return n;
         sodium_bin2base64(b64, sizeof(b64), mac, sizeof(mac), sodium_base64_VARIANT_ORIGINAL);
-        if (json_object_set_new(reply, "signed_at", json_string(at)) < 0 ||
-            json_object_set_new(reply, "signature", json_string(b64)) < 0)
-                return -ENOMEM;
+        json_out_name(o, "signed_at", false);
+        json_out_string(o, at);
+        json_out_name(o, "signature", false);
+        json_out_string(o, b64);
         return 0;
+}
+
+static void name_uint(struct json_out *o, unsigned long v)
+{
+        char digits[24];
+        size_t i = sizeof(digits);
+
+        do
+                digits[--i] = (char)('0' + v % 10);
+        while ((v /= 10) > 0);
+        json_out_raw(o, digits + i, sizeof(digits) - i);
+}
+
+/* One lockout name from its parts; false if it does not fit. */
+static bool lockout_name(char name[LOCKOUT_NAME_MAX + 1], const char *kind, const char *a,
+                         const char *b, const char *c)
+{
+        struct json_out o;
+
+        json_out_init(&o, name, LOCKOUT_NAME_MAX + 1);
+        out_cat(&o, kind, a);
+        if (b)
+                out_cat(&o, b, c);
+        json_out_raw(&o, "", 1);
+        return json_out_done(&o) >= 0;
 }
 
 /*
@@ -583,23 +726,26 @@ static int sign_verify_reply(struct api *a, struct request *q, json_t *reply, bo
  * keys through the socket; sshd and sudo call as root for everyone, which
  * the user-and-host name covers).
  */
-static size_t lockout_names(struct request *q, const char *tok_id,
+static size_t lockout_names(struct request *q, const struct verify_args *v, const char *tok_id,
                             char names[3][LOCKOUT_NAME_MAX + 1])
 {
-        const char *user = str_param(q, "user"), *rhost = str_param(q, "rhost");
+        const char *user = V_USER(v), *rhost = V_RHOST(v);
         uid_t uid = connection_caller(q->conn)->uid;
         size_t n = 0;
-        int k;
 
-        if (tok_id[0])
-                snprintf(names[n++], LOCKOUT_NAME_MAX + 1, "key:%s", tok_id);
-        if (user && rhost && rhost[0]) {
-                k = snprintf(names[n], LOCKOUT_NAME_MAX + 1, "from:%s@%s", user, rhost);
-                if (k > 0 && k <= LOCKOUT_NAME_MAX)
+        if (tok_id[0] && lockout_name(names[n], "key:", tok_id, NULL, NULL))
+                n++;
+        if (user && rhost && rhost[0] && lockout_name(names[n], "from:", user, "@", rhost))
+                n++;
+        if (uid != 0) {
+                struct json_out o;
+                json_out_init(&o, names[n], LOCKOUT_NAME_MAX + 1);
+                json_out_lit(&o, "uid:");
+                name_uint(&o, uid);
+                json_out_raw(&o, "", 1);
+                if (json_out_done(&o) >= 0)
                         n++;
         }
-        if (uid != 0)
-                snprintf(names[n++], LOCKOUT_NAME_MAX + 1, "uid:%u", (unsigned)uid);
         return n;
 }
 
@@ -609,12 +755,12 @@ static size_t lockout_names(struct request *q, const char *tok_id,
  * count (a secret that did not match, a token that is not one); a right
  * secret resets the key's and the user-and-host counts.
  */
-static const char *apply_lockout(struct request *q, const char *code, bool matched,
-                                 const char *tok_id)
+static const char *apply_lockout(struct request *q, const struct verify_args *v, const char *code,
+                                 bool matched, const char *tok_id)
 {
         struct api *a = q->api;
         char names[3][LOCKOUT_NAME_MAX + 1];
-        size_t n = lockout_names(q, tok_id, names);
+        size_t n = lockout_names(q, v, tok_id, names);
 
         for (size_t i = 0; i < n; i++)
                 if (lockout_locked(&a->lockout, names[i], q->now))
@@ -637,13 +783,12 @@ static const char *apply_lockout(struct request *q, const char *code, bool match
 }
 
 /* A refused verify: one journal entry now, one audit record with the next flush. */
-static void audit_verify_failure(struct request *q, const char *code, const char *id,
-                                 const char *owner)
+static void audit_verify_failure(struct request *q, const struct verify_args *v, const char *code,
+                                 const char *id, const char *owner)
 {
         struct api *a = q->api;
         const struct caller *who = connection_caller(q->conn);
-        const char *service = str_param(q, "service"), *user = str_param(q, "user");
-        const char *rhost = str_param(q, "rhost");
+        const char *service = V_SERVICE(v), *user = V_USER(v), *rhost = V_RHOST(v);
         struct audit_fields f = {.n = 0};
         char message[512];
 
@@ -695,61 +840,45 @@ static void audit_verify_failure(struct request *q, const char *code, const char
                         return;
                 }
         }
-        struct queued_verify *v = &a->audit_queue[a->n_audit_queue++];
-        *v = (struct queued_verify){.time = q->now};
-        snprintf(v->actor, sizeof(v->actor), "uid=%u pid=%d", (unsigned)who->uid, (int)who->pid);
-        snprintf(v->key_id, sizeof(v->key_id), "%s", id ? id : "");
-        snprintf(v->result, sizeof(v->result), "%s", code);
-        const char *tty = str_param(q, "tty"), *ruser = str_param(q, "ruser");
-        snprintf(v->detail, sizeof(v->detail), "service=%s user=%s rhost=%s tty=%s ruser=%s",
+        struct queued_verify *qv = &a->audit_queue[a->n_audit_queue++];
+        *qv = (struct queued_verify){.time = q->now};
+        snprintf(qv->actor, sizeof(qv->actor), "uid=%u pid=%d", (unsigned)who->uid, (int)who->pid);
+        snprintf(qv->key_id, sizeof(qv->key_id), "%s", id ? id : "");
+        snprintf(qv->result, sizeof(qv->result), "%s", code);
+        const char *tty = v->text[VERIFY_TTY], *ruser = v->text[VERIFY_RUSER];
+        snprintf(qv->detail, sizeof(qv->detail), "service=%s user=%s rhost=%s tty=%s ruser=%s",
                  service ? service : "", user ? user : "", rhost ? rhost : "", tty ? tty : "",
                  ruser ? ruser : "");
 }
 
-static int method_verify(struct request *q)
+/* Room for the largest Verify answer: every field of a key at its longest, escaped. */
+#define VERIFY_REPLY_MAX                                                                           \
+        (6 * (KEY_NAME_MAX + KEY_DESCRIPTION_MAX + KEY_OWNER_MAX +                                 \
+              KEY_SCOPE_MAX * (KEY_SCOPE_ENTRY_MAX + 3) + 3 * KEY_FIELD_MAX) +                     \
+         2048)
+
+/*
+ * Verify a token, given its parameters, and answer; the token's memory is
+ * the caller's to erase.  Both decoders end here, so the answer is the
+ * same whichever read the call.
+ */
+static int verify_run(struct request *q, const struct verify_args *v)
 {
-        static const struct param spec[] = {
-            {"token", JSON_STRING, true},
-            {"service", JSON_STRING, false},
-            {"user", JSON_STRING, false},
-            {"rhost", JSON_STRING, false},
-            {"tty", JSON_STRING, false},
-            {"ruser", JSON_STRING, false},
-            {"permissions", JSON_ARRAY, false},
-            {"auth", JSON_STRING, false},
-            {NULL, 0, false},
-        };
         struct api *a = q->api;
-        json_t *tok = json_object_get(q->params, "token");
-        json_t *perms_j = json_object_get(q->params, "permissions");
-        const char *service = str_param(q, "service"), *user = str_param(q, "user");
-        const char *rhost = str_param(q, "rhost"), *code;
+        const char *service = V_SERVICE(v), *user = V_USER(v), *code;
         _cleanup_free_ void *storage = NULL;
         struct key_record rec;
-        uint8_t need = 0;
         char tok_id[TOKEN_ID_LEN + 1];
-        bool matched;
+        char reply[VERIFY_REPLY_MAX];
+        struct json_out o;
+        bool matched, valid;
         int r;
 
-        if (check_params(q, spec) < 0) {
-                erase_json_string(tok);
-                return 0;
-        }
-        if (json_is_array(perms_j) && parse_permissions(perms_j, &need) < 0) {
-                erase_json_string(tok);
-                return connection_reply_invalid_parameter(q->conn, "permissions");
-        }
-        static const char *const plain[] = {"service", "user", "rhost", "tty", "ruser"};
-        for (size_t i = 0; i < ELEMENTSOF(plain); i++) {
-                const char *v = str_param(q, plain[i]);
-                if (v && (!text_is_plain(v) || strlen(v) > KEY_FIELD_MAX)) {
-                        erase_json_string(tok);
-                        return connection_reply_invalid_parameter(q->conn, plain[i]);
-                }
-        }
-        code = verify_token(a, json_string_value(tok), json_string_length(tok), &rec, &storage,
-                            &matched, tok_id);
-        erase_json_string(tok);
+        for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++)
+                if (v->text[i] &&
+                    (!text_is_plain(v->text[i]) || strlen(v->text[i]) > KEY_FIELD_MAX))
+                        return connection_reply_invalid_parameter(q->conn, verify_text_names[i]);
+        code = verify_token(a, v->token, v->token_len, &rec, &storage, &matched, tok_id);
         if (matched) {
                 enum key_status st = record_effective_status(&rec, q->now);
                 bool in_scope = rec.n_scope == 0 || !service;
@@ -766,32 +895,87 @@ static int method_verify(struct request *q)
                         code = "WRONG_USER";
                 else if (!in_scope)
                         code = "OUT_OF_SCOPE";
-                else if ((rec.permissions & need) != need)
+                else if ((rec.permissions & v->need) != v->need)
                         code = "INSUFFICIENT_PERMISSIONS";
                 else
                         code = "VALID";
         }
-        code = apply_lockout(q, code, matched, tok_id);
-        bool valid = STREQ(code, "VALID");
-        json_t *reply;
+        code = apply_lockout(q, v, code, matched, tok_id);
+        valid = STREQ(code, "VALID");
 
+        json_out_init(&o, reply, sizeof(reply));
+        json_out_lit(&o, valid ? "{\"parameters\":{\"valid\":true,\"code\":"
+                               : "{\"parameters\":{\"valid\":false,\"code\":");
+        json_out_string(&o, code);
         if (valid) {
-                r = lastused_note(&a->lastused, rec.id, q->now, service, rhost);
+                r = lastused_note(&a->lastused, rec.id, q->now, service, V_RHOST(v));
                 if (r < 0)
                         log_warning("noting the last use of key %s failed: %s", rec.id,
                                     strerror(-r));
-                reply = json_pack("{s:b, s:s, s:o}", "valid", 1, "code", code, "key",
-                                  key_json(a, &rec, q->now));
-        } else {
-                audit_verify_failure(q, code, tok_id[0] ? tok_id : NULL,
+                json_out_name(&o, "key", false);
+                key_write(&o, a, &rec, q->now);
+        } else
+                audit_verify_failure(q, v, code, tok_id[0] ? tok_id : NULL,
                                      matched ? rec.owner : NULL);
-                reply = json_pack("{s:b, s:s}", "valid", 0, "code", code);
+        r = sign_verify_reply(a, q, v, &o, valid, code, valid ? &rec : NULL);
+        json_out_lit(&o, "}}");
+        if (r < 0 || (r = json_out_done(&o)) < 0)
+                return reply_internal(q, "building a verify answer", r);
+        return connection_reply_raw(q->conn, reply, (size_t)r);
+}
+
+static int method_verify(struct request *q)
+{
+        static const struct param spec[] = {
+            {"token", JSON_STRING, true},
+            {"service", JSON_STRING, false},
+            {"user", JSON_STRING, false},
+            {"rhost", JSON_STRING, false},
+            {"tty", JSON_STRING, false},
+            {"ruser", JSON_STRING, false},
+            {"permissions", JSON_ARRAY, false},
+            {"auth", JSON_STRING, false},
+            {NULL, 0, false},
+        };
+        json_t *tok = json_object_get(q->params, "token");
+        json_t *perms_j = json_object_get(q->params, "permissions");
+        struct verify_args v = {0};
+        int r;
+
+        if (check_params(q, spec) < 0) {
+                erase_json_string(tok);
+                return 0;
         }
-        if (reply && sign_verify_reply(a, q, reply, valid, code, valid ? &rec : NULL) < 0) {
-                json_decref(reply);
-                return reply_internal(q, "signing a verify answer", -ENOMEM);
+        if (json_is_array(perms_j) && parse_permissions(perms_j, &v.need) < 0) {
+                erase_json_string(tok);
+                return connection_reply_invalid_parameter(q->conn, "permissions");
         }
-        return connection_reply(q->conn, reply, false);
+        for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++)
+                v.text[i] = str_param(q, verify_text_names[i]);
+        v.token = json_string_value(tok);
+        v.token_len = json_string_length(tok);
+        r = verify_run(q, &v);
+        erase_json_string(tok);
+        return r;
+}
+
+bool api_fast_path(struct connection *c, const char *msg, size_t len, void *userdata)
+{
+        struct verify_call call;
+        struct request q;
+        bool taken;
+
+        taken = verify_call_parse(msg, len, &call) > 0;
+        if (taken) {
+                struct verify_args v = {
+                    .token = call.token, .token_len = call.token_len, .need = call.permissions};
+                for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++)
+                        v.text[i] = call.has_text[i] ? call.text[i] : NULL;
+                q = (struct request){.api = userdata, .conn = c, .now = now_usec()};
+                (void)verify_run(&q, &v);
+        }
+        verify_call_erase(&call);
+        return taken;
 }
 
 struct list_state {
@@ -1118,6 +1302,9 @@ static int shared_secret(struct request *q, bool rotate)
                 }
                 memcpy(a->shared_secret, fresh, sizeof(fresh));
                 sodium_memzero(fresh, sizeof(fresh));
+                r = sign_state_reset(a);
+                if (r < 0)
+                        return reply_internal(q, "keying the verify signature", r);
                 audit_journal(q, "rotate-shared-secret", NULL, NULL);
         }
         return reply_shared_secret(q, a->shared_secret);
@@ -1178,7 +1365,7 @@ int api_init(struct api *a)
         r = keystore_meta_get(a->ks, META_SHARED_SECRET, a->shared_secret, SHARED_SECRET_SIZE,
                               &len);
         if (r == 0 && len == SHARED_SECRET_SIZE)
-                return 0;
+                return sign_state_reset(a);
         if (r < 0 && r != -ENOENT && r != -ENOBUFS)
                 return r;
         randombytes_buf(a->shared_secret, SHARED_SECRET_SIZE);
@@ -1186,7 +1373,7 @@ int api_init(struct api *a)
         if (r < 0)
                 return r;
         log_info("created the shared secret for integrations");
-        return 0;
+        return sign_state_reset(a);
 }
 
 /* Write the queued failed verifies in one transaction; kept queued on failure. */
@@ -1243,6 +1430,8 @@ void api_done(struct api *a)
         a->n_audit_queue = 0;
         sodium_free(a->shared_secret);
         a->shared_secret = NULL;
+        sodium_free(a->sign_state);
+        a->sign_state = NULL;
 }
 
 static int audit_one(const struct audit_event *ev, void *userdata)

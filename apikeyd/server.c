@@ -48,6 +48,7 @@ struct server {
         int listen_fd;
         struct server_options opts;
         server_dispatch_fn dispatch;
+        server_fast_fn fast;
         void *userdata;
         struct connection *connections;
         unsigned n_connections;
@@ -247,6 +248,26 @@ int connection_reply_error(struct connection *c, const char *error, json_t *para
         return r;
 }
 
+int connection_reply_raw(struct connection *c, const char *msg, size_t len)
+{
+        size_t before;
+
+        if (c->replied_final)
+                return -EINVAL;
+        c->replied_final = true;
+        if (c->call_oneway)
+                return 0;
+        if (c->out_sent == c->out_size)
+                c->out_size = c->out_sent = 0;
+        before = c->out_size;
+        if (connection_queue(c, msg, len) < 0 || connection_queue(c, "", 1) < 0) {
+                erase(c->out + before, c->out_size - before);
+                c->out_size = before;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 int connection_reply_invalid_parameter(struct connection *c, const char *parameter)
 {
         return connection_reply_error(c, "org.varlink.service.InvalidParameter",
@@ -272,6 +293,10 @@ static void connection_handle_message(struct connection *c, const char *msg, siz
         c->replied_final = false;
         c->call_oneway = c->call_more = false;
 
+        if (c->server->fast && c->server->fast(c, msg, len, c->server->userdata)) {
+                c->in_call = false;
+                return;
+        }
         r = varlink_call_parse(msg, len, &call);
         if (r < 0) {
                 /* Framing is intact, so the connection can go on. */
@@ -614,6 +639,11 @@ int server_new(sd_event *event, int listen_fd, const struct server_options *opts
         }
         *ret = s;
         return 0;
+}
+
+void server_set_fast_path(struct server *s, server_fast_fn fast)
+{
+        s->fast = fast;
 }
 
 void server_stop_listening(struct server *s)

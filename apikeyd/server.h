@@ -38,6 +38,14 @@ struct caller {
 };
 
 typedef void (*server_dispatch_fn)(struct connection *c, struct varlink_call *call, void *userdata);
+/*
+ * A cheaper way to answer some calls: given the raw message, it either
+ * replies exactly once and returns true, or leaves the message untouched
+ * and returns false, and the call goes through the decoder and
+ * server_dispatch_fn as usual.  It must answer only calls whose meaning it
+ * reads exactly as the decoder would.
+ */
+typedef bool (*server_fast_fn)(struct connection *c, const char *msg, size_t len, void *userdata);
 
 struct server_options {
         size_t max_message; /* bytes */
@@ -58,6 +66,8 @@ int server_new(sd_event *event, int listen_fd, const struct server_options *opts
  * socketpair.  Refused (and closed) beyond the connection limits: -EUSERS.
  */
 int server_add_connection(struct server *s, int fd);
+/* Try `fast` on every message before decoding it (NULL: never). */
+void server_set_fast_path(struct server *s, server_fast_fn fast);
 /* Stop accepting; connections in flight stay. */
 void server_stop_listening(struct server *s);
 /* Close every connection and free the server (not the listening fd's owner's path). */
@@ -72,5 +82,7 @@ bool connection_wants_more(const struct connection *c);
 int connection_reply(struct connection *c, json_t *parameters, bool continues);
 /* Reply with a Varlink error; `parameters` stolen (NULL = {}). */
 int connection_reply_error(struct connection *c, const char *error, json_t *parameters);
+/* Reply with a whole message the caller serialized (a JSON object, without the NUL). */
+int connection_reply_raw(struct connection *c, const char *msg, size_t len);
 /* org.varlink.service.InvalidParameter naming `parameter`. */
 int connection_reply_invalid_parameter(struct connection *c, const char *parameter);

@@ -214,6 +214,12 @@ static int unescape(const char **pp, const char *end, char out[4], size_t *ret_n
         return 0;
 }
 
+/* Bytes that stand for themselves inside a JSON string: printable ASCII but '"' and '\\'. */
+static bool plain_ascii(unsigned char c)
+{
+        return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
 /* The string at the reader (at its opening quote) into buf; buf may be NULL to only check it. */
 static int scan_string(struct json_scan *s, char *buf, size_t size, size_t *ret_len)
 {
@@ -222,25 +228,30 @@ static int scan_string(struct json_scan *s, char *buf, size_t size, size_t *ret_
 
         for (;;) {
                 char tmp[4];
-                const char *from = tmp;
+                const char *from = p;
                 size_t n;
 
                 if (p >= s->end)
                         return -EBADMSG;
                 unsigned char c = (unsigned char)*p;
-                if (c == '"')
+                if (plain_ascii(c)) {
+                        /* The common case: a run copied in one go. */
+                        while (p < s->end && plain_ascii((unsigned char)*p))
+                                p++;
+                        n = (size_t)(p - from);
+                } else if (c == '"')
                         break;
-                if (c < 0x20)
+                else if (c < 0x20)
                         return -EBADMSG;
-                if (c == '\\') {
+                else if (c == '\\') {
                         int r = unescape(&p, s->end, tmp, &n);
                         if (r < 0)
                                 return r;
+                        from = tmp;
                 } else {
                         n = utf8_sequence((const unsigned char *)p, (const unsigned char *)s->end);
                         if (n == 0)
                                 return -EBADMSG;
-                        from = p;
                         p += n;
                 }
                 if (buf) {
@@ -442,7 +453,7 @@ void json_out_string(struct json_out *o, const char *s)
                 size_t n = 2;
 
                 if (c >= 0x20 && c != '"' && c != '\\')
-                        continue;
+                        continue; /* written with the rest of its run */
                 json_out_raw(o, run, (size_t)(s - run));
                 if (c == '\0')
                         break;

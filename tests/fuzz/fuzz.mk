@@ -33,6 +33,9 @@ fuzz_varlink_call_SRC    = common/varlink.c
 fuzz_varlink_call_PKGS   = $(COMMON_PKGS)
 fuzz_json_scan_SRC       = common/json_scan.c
 fuzz_json_scan_PKGS      = $(COMMON_PKGS)
+fuzz_verify_call_SRC     = apikeyd/verify_call.c apikeyd/record.c common/json_scan.c \
+                           common/varlink.c common/token.c
+fuzz_verify_call_PKGS    = $(COMMON_PKGS)
 fuzz_token_SRC           = common/token.c
 fuzz_record_SRC          = apikeyd/record.c common/token.c
 fuzz_lockout_SRC         = apikeyd/lockout.c

@@ -29,7 +29,7 @@ write_dict() {
         target=$1 dict=$2
         src=$here/../..
         case $target in
-        fuzz_requests | fuzz_varlink_call)
+        fuzz_requests | fuzz_varlink_call | fuzz_verify_call)
                 {
                         for w in method parameters oneway more upgrade continues error; do
                                 printf '"\\"%s\\""\n' "$w"

@@ -4,7 +4,7 @@ signature over each answer, and the last-use record it leaves."""
 
 import base64
 import hashlib
-import hmac
+import json
 import secrets
 import time
 
@@ -294,8 +294,8 @@ def canonical(reply, service="", user="", rhost=""):
             f"service={service}\nuser={user}\nrhost={rhost}\n").encode()
 
 
-def hmac_sha512_256(secret, data):
-    return hmac.new(secret, data, hashlib.sha512).digest()[:32]
+def keyed_blake2b(secret, data):
+    return hashlib.blake2b(data, key=secret, digest_size=32).digest()
 
 
 @pytest.mark.skipif("signature" not in {n for n, _, _ in INTERFACE.outputs("Verify")},
@@ -313,20 +313,20 @@ def test_answers_are_signed_with_the_shared_secret(root):
     for params, code in cases:
         v = root.verify(r["token"], **params)
         assert v["code"] == code
-        want = hmac_sha512_256(secret, canonical(v, **params))
+        want = keyed_blake2b(secret, canonical(v, **params))
         assert decode_b64(v["signature"]) == want, (params, v)
         assert abs(parse_iso(v["signed_at"]) - time.time()) <= 2
     for token, code in ((make_token(prefix, key_id, other_secret(sec)), "NOT_FOUND"),
                         ("garbage", "BAD_FORMAT")):
         v = root.verify(token, service="sshd")
         assert v["code"] == code
-        assert decode_b64(v["signature"]) == hmac_sha512_256(
+        assert decode_b64(v["signature"]) == keyed_blake2b(
             secret, canonical(v, service="sshd"))
     # A rotated secret signs from then on.
     new = decode_b64(root.ok(f"{IFACE}.RotateSharedSecret")["secret"])
     v = root.verify(r["token"])
-    assert decode_b64(v["signature"]) == hmac_sha512_256(new, canonical(v))
-    assert base64.b64encode(hmac_sha512_256(secret, canonical(v))).decode() != v["signature"]
+    assert decode_b64(v["signature"]) == keyed_blake2b(new, canonical(v))
+    assert base64.b64encode(keyed_blake2b(secret, canonical(v))).decode() != v["signature"]
 
 
 @pytest.mark.parametrize("field", ["service", "user", "rhost"])
@@ -381,3 +381,71 @@ def test_last_use_is_flushed_while_running(daemon):
     d.kill()  # no flush at shutdown: what is there was written by the timer
     d.start()
     assert d.client().get(r["key"]["id"]) == before
+
+
+# The daemon reads plain Verify calls with its own small decoder and every
+# other call with the general one; both must give the same answer.
+AWKWARD = "quote \" back\\slash caf\u00e9 \U0001F600 </x> \u2028"
+
+
+def raw_verify(client, text):
+    client.send_bytes(text.encode() + b"\0")
+    return client.recv()
+
+
+def without_signature(reply):
+    p = dict(reply["parameters"])
+    assert p.pop("signature") and p.pop("signed_at")
+    return p
+
+
+def test_both_decoders_give_the_same_answer(root):
+    created = root.create("fast-\u00e9\"q", description=AWKWARD, scope=["sshd", "s\u00fcdo"],
+                          permissions=["read", "write"], expires="30d")
+    token = created["token"]
+    base = {"token": token, "service": "sshd", "user": ME, "rhost": "192.0.2.8",
+            "permissions": ["read"]}
+    plain = json.dumps({"method": f"{IFACE}.Verify", "parameters": base})
+    # The same call in shapes only the general decoder takes: a null
+    # parameter, a null flag, non-ASCII left unescaped.
+    general = [
+        json.dumps({"method": f"{IFACE}.Verify", "parameters": dict(base, tty=None)}),
+        json.dumps({"more": None, "parameters": base, "method": f"{IFACE}.Verify"}),
+        json.dumps({"method": f"{IFACE}.Verify", "parameters": dict(base, ruser=None)},
+                   ensure_ascii=False),
+    ]
+    fast = raw_verify(root, plain)
+    assert fast["parameters"]["code"] == "VALID", fast
+    for text in general:
+        assert without_signature(raw_verify(root, text)) == without_signature(fast), text
+    # The key in the answer is the key as Get shows it (the last use included).
+    assert fast["parameters"]["key"] == root.get(created["key"]["id"])
+    assert fast["parameters"]["key"]["description"] == AWKWARD
+    # Refusals agree too.
+    for params in ({"token": token, "service": "sudo"}, {"token": token, "user": "akt-bob"},
+                   {"token": token[:-1] + "x"}, {"token": "garbage"}):
+        a = raw_verify(root, json.dumps({"method": f"{IFACE}.Verify", "parameters": params}))
+        b = raw_verify(root, json.dumps({"method": f"{IFACE}.Verify",
+                                         "parameters": dict(params, tty=None)}))
+        assert without_signature(a) == without_signature(b), params
+
+
+@pytest.mark.parametrize("text, parameter", [
+    # A member twice: refused as a whole, never read as either value.
+    ('{"method":"io.apikeyd.Keys.Verify","parameters":{"token":"a","token":"b"}}',
+     "message: not a JSON object with a string \"method\""),
+    ('{"method":"io.apikeyd.Keys.Verify","parameters":{"token":"a","permissions":["fly"]}}',
+     "permissions"),
+    ('{"method":"io.apikeyd.Keys.Verify","parameters":{"token":"a","user":"a\\u0001"}}',
+     "user"),
+    ('{"method":"io.apikeyd.Keys.Verify","parameters":{"token":"a","rhost":"' + "h" * 257 + '"}}',
+     "rhost"),
+    ('{"method":"io.apikeyd.Keys.Verify","parameters":{"user":"a"}}', "token"),
+    ('{"method":"io.apikeyd.Keys.Verify","parameters":{"token":"a","colour":"red"}}', "colour"),
+    ('{"method":"io.apikeyd.Keys.Verify","parameters":{"token":"\\ud800"}}',
+     "message: not a JSON object with a string \"method\""),
+])
+def test_malformed_verify_calls_are_refused_by_name(root, text, parameter):
+    r = raw_verify(root, text)
+    assert r["error"] == "org.varlink.service.InvalidParameter", r
+    assert r["parameters"] == {"parameter": parameter}
