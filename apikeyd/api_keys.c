@@ -662,6 +662,34 @@ struct verify_args {
 #define V_USER(v)    ((v)->text[VERIFY_USER])
 #define V_RHOST(v)   ((v)->text[VERIFY_RHOST])
 
+/*
+ * Standard base64 with padding, by table lookup: for the signature only,
+ * which is public.  Secrets go through sodium_bin2base64(), which takes
+ * the same time whatever the bytes (and four times as long).
+ */
+static void base64_public(const uint8_t *in, size_t n, char *out)
+{
+        static const char abc[] =
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        size_t i = 0;
+
+        for (; i + 3 <= n; i += 3) {
+                uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+                *out++ = abc[v >> 18];
+                *out++ = abc[(v >> 12) & 63];
+                *out++ = abc[(v >> 6) & 63];
+                *out++ = abc[v & 63];
+        }
+        if (i < n) {
+                uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
+                *out++ = abc[v >> 18];
+                *out++ = abc[(v >> 12) & 63];
+                *out++ = i + 1 < n ? abc[(v >> 6) & 63] : '=';
+                *out++ = '=';
+        }
+        *out = '\0';
+}
+
 /* `,"signed_at":…,"signature":…` for a Verify reply. */
 static int sign_verify_reply(struct api *a, struct request *q, const struct verify_args *v,
                              struct json_out *o, bool valid, const char *code,
@@ -686,7 +714,7 @@ static int sign_verify_reply(struct api *a, struct request *q, const struct veri
         sodium_memzero(&st, sizeof(st));
         if (n < 0)
                 return n;
-        sodium_bin2base64(b64, sizeof(b64), mac, sizeof(mac), sodium_base64_VARIANT_ORIGINAL);
+        base64_public(mac, sizeof(mac), b64);
         json_out_name(o, "signed_at", false);
         json_out_string(o, at);
         json_out_name(o, "signature", false);

@@ -79,7 +79,10 @@ int verify_call_parse(const char *msg, size_t len, struct verify_call *ret)
         struct json_scan s;
         int r;
 
-        memset(ret, 0, sizeof(*ret));
+        /* Not the whole struct: the text buffers are written before they are read. */
+        ret->token_len = 0;
+        ret->permissions = 0;
+        memset(ret->has_text, 0, sizeof(ret->has_text));
         json_scan_init(&s, msg, len);
         if (json_scan_object_begin(&s) < 0)
                 return 0;
@@ -106,6 +109,7 @@ int verify_call_parse(const char *msg, size_t len, struct verify_call *ret)
 
 void verify_call_erase(struct verify_call *v)
 {
+        /* All of it: a token cut short by a bad message may lie past token_len. */
         explicit_bzero(v->token, sizeof(v->token));
         v->token_len = 0;
 }

@@ -491,10 +491,13 @@ void json_out_string(struct json_out *o, const char *s)
 
 void json_out_name(struct json_out *o, const char *name, bool first)
 {
-        if (!first)
-                json_out_raw(o, ",", 1);
-        json_out_string(o, name);
-        json_out_raw(o, ":", 1);
+        /* Names are the program's own identifiers: nothing to escape. */
+        if (first)
+                json_out_raw(o, "\"", 1);
+        else
+                json_out_raw(o, ",\"", 2);
+        json_out_lit(o, name);
+        json_out_raw(o, "\":", 2);
 }
 
 int json_out_done(const struct json_out *o)

@@ -88,7 +88,7 @@ void json_out_raw(struct json_out *o, const char *s, size_t n);
 void json_out_lit(struct json_out *o, const char *s);
 /* `s` as a quoted JSON string; `s` must be UTF-8. */
 void json_out_string(struct json_out *o, const char *s);
-/* `,"name":` — the comma unless `first`. */
+/* `,"name":` — the comma unless `first`; `name` is written as it is (no escaping). */
 void json_out_name(struct json_out *o, const char *name, bool first);
 /* The length written, or -ENOBUFS if the buffer was too small. */
 int json_out_done(const struct json_out *o) _warn_unused_;
