@@ -441,50 +441,55 @@ void json_out_lit(struct json_out *o, const char *s)
         json_out_raw(o, s, strlen(s));
 }
 
-void json_out_string(struct json_out *o, const char *s)
+/* The escape for a byte that cannot stand for itself in a JSON string. */
+static size_t escape_byte(unsigned char c, char esc[6])
 {
         static const char hex[] = "0123456789abcdef";
-        const char *run = s;
 
+        esc[0] = '\\';
+        switch (c) {
+        case '"':
+        case '\\':
+                esc[1] = (char)c;
+                return 2;
+        case '\b':
+                esc[1] = 'b';
+                return 2;
+        case '\f':
+                esc[1] = 'f';
+                return 2;
+        case '\n':
+                esc[1] = 'n';
+                return 2;
+        case '\r':
+                esc[1] = 'r';
+                return 2;
+        case '\t':
+                esc[1] = 't';
+                return 2;
+        default:
+                memcpy(esc + 1, "u00", 3);
+                esc[4] = hex[c >> 4];
+                esc[5] = hex[c & 0xf];
+                return 6;
+        }
+}
+
+void json_out_string(struct json_out *o, const char *s)
+{
         json_out_raw(o, "\"", 1);
-        for (;; s++) {
-                unsigned char c = (unsigned char)*s;
-                char esc[6] = {'\\', 0, '0', '0', 0, 0};
-                size_t n = 2;
+        for (;;) {
+                const char *run = s;
+                char esc[6];
 
-                if (c >= 0x20 && c != '"' && c != '\\')
-                        continue; /* written with the rest of its run */
+                /* Runs of bytes that stand for themselves go out in one copy. */
+                while ((unsigned char)*s >= 0x20 && *s != '"' && *s != '\\')
+                        s++;
                 json_out_raw(o, run, (size_t)(s - run));
-                if (c == '\0')
+                if (*s == '\0')
                         break;
-                run = s + 1;
-                switch (c) {
-                case '"':
-                case '\\':
-                        esc[1] = (char)c;
-                        break;
-                case '\b':
-                        esc[1] = 'b';
-                        break;
-                case '\f':
-                        esc[1] = 'f';
-                        break;
-                case '\n':
-                        esc[1] = 'n';
-                        break;
-                case '\r':
-                        esc[1] = 'r';
-                        break;
-                case '\t':
-                        esc[1] = 't';
-                        break;
-                default:
-                        esc[1] = 'u';
-                        esc[4] = hex[c >> 4];
-                        esc[5] = hex[c & 0xf];
-                        n = 6;
-                }
-                json_out_raw(o, esc, n);
+                json_out_raw(o, esc, escape_byte((unsigned char)*s, esc));
+                s++;
         }
         json_out_raw(o, "\"", 1);
 }
