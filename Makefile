@@ -33,7 +33,7 @@ pkg_libs   = $(shell $(PKG_CONFIG) --libs $(1) 2>/dev/null)
 
 COMMON_PKGS = jansson
 DAEMON_PKGS = lmdb libsodium libsystemd jansson
-PAM_PKGS    = pam jansson
+PAM_PKGS    = pam
 
 # common/: one static archive, position-independent so the PAM module can link it.
 COMMON_SRC  = $(wildcard common/*.c)
@@ -56,7 +56,7 @@ PROGRAMS    = $(if $(wildcard apikeyd/apikeyd.c),$(BUILD)/apikeyd) \
               $(if $(PAM_SRC),$(BUILD)/pam_apikey.so)
 
 UNIT_SRC    = $(wildcard tests/unit/test_*.c)
-# Built with the module's own file and libpam; see its rule below.
+# Built with the module's own files and libpam; see their rules below.
 UNIT_PAM    = tests/unit/test_pam_wipe.c
 UNIT_BIN    = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -120,11 +120,18 @@ $(BUILD)/pam_apikey.so: $(PAM_OBJ) $(COMMON_LIB) pam_apikey/module.map
 		-Wl,-z,relro,-z,now,-z,defs -o $@ $(PAM_OBJ) $(COMMON_LIB) $(call pkg_libs,$(PAM_PKGS))
 
 # The module's code with every free() watched for the token (--wrap=free).
-$(BUILD)/tests/test_pam_wipe: $(UNIT_PAM) pam_apikey/pam_apikey.c $(COMMON_LIB)
+$(BUILD)/tests/test_pam_wipe: $(UNIT_PAM) $(PAM_SRC) $(wildcard pam_apikey/*.h) $(COMMON_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes $(call pkg_cflags,$(PAM_PKGS) cmocka) \
-		-fno-builtin-free $(LDFLAGS) -Wl,--wrap=free -o $@ $(UNIT_PAM) $(COMMON_LIB) \
+		-fno-builtin-free $(LDFLAGS) -Wl,--wrap=free -o $@ $(UNIT_PAM) \
+		$(filter-out pam_apikey/pam_apikey.c,$(PAM_SRC)) $(COMMON_LIB) \
 		$(call pkg_libs,$(PAM_PKGS) cmocka) -lpthread
+
+# The module's reply decoder on its own: no libpam, no jansson.
+$(BUILD)/tests/test_pam_reply: $(BUILD)/obj/tests/unit/test_pam_reply.o \
+		$(BUILD)/obj/pam_apikey/reply.o $(COMMON_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(call pkg_libs,cmocka)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(DAEMON_LIB) $(COMMON_LIB)
 	@mkdir -p $(@D)

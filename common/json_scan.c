@@ -255,8 +255,16 @@ static int scan_string(struct json_scan *s, char *buf, size_t size, size_t *ret_
                         p += n;
                 }
                 if (buf) {
-                        if (size - len <= n)
+                        if (size - len <= n) {
+                                /* Keep the whole characters that fit: a plain run
+                                 * is all single bytes, anything else one. */
+                                if (plain_ascii((unsigned char)*from) && from != tmp) {
+                                        memcpy(buf + len, from, size - len - 1);
+                                        len = size - 1;
+                                }
+                                buf[len] = '\0';
                                 return -ENOBUFS;
+                        }
                         memcpy(buf + len, from, n);
                 }
                 len += n;

@@ -64,9 +64,11 @@ int json_scan_array_next(struct json_scan *s) _warn_unused_;
 
 /*
  * A string value unescaped into `buf` (NUL-terminated; its length in
- * `*ret_len` if non-NULL): 0, -EBADMSG, or -ENOBUFS if it does not fit.
- * What was written into `buf` stays there on failure too; the caller
- * erases it when it may hold a secret.
+ * `*ret_len` if non-NULL): 0, -EBADMSG, or -ENOBUFS if it does not fit,
+ * and `buf` then holds the longest run of its first whole characters that
+ * fits, NUL-terminated (the reader stays at the string).  What was written
+ * into `buf` stays there on failure; the caller erases it when it may hold
+ * a secret.
  */
 int json_scan_string(struct json_scan *s, char *buf, size_t size, size_t *ret_len) _warn_unused_;
 int json_scan_bool(struct json_scan *s, bool *ret) _warn_unused_;

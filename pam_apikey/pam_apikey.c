@@ -20,15 +20,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <jansson.h>
 #include <security/pam_ext.h>
 #include <security/pam_modules.h>
 #include <security/pam_modutil.h>
 
+#include "json_scan.h"
 #include "macro.h"
+#include "reply.h"
 #include "timeutil.h"
 #include "token.h"
-#include "varlink.h"
+#include "varlink_wire.h"
 
 #define DEFAULT_SOCKET         "/run/apikeyd/io.apikeyd.Keys"
 #define DEFAULT_TIMEOUT_MS     3000
@@ -233,119 +234,91 @@ static const char *item_string(pam_handle_t *pamh, int item)
         return v;
 }
 
-/* Append `s` as a JSON string; -ENOMEM. */
-static int append_json_string(char **buf, size_t *len, size_t *alloc, const char *s)
+/*
+ * `"name":"value"` into the request, with its comma unless `first`.  The
+ * value must be UTF-8, or the daemon refuses the whole call: read back, what
+ * was written has to be one well-formed JSON string.
+ */
+static int append_member(struct json_out *o, const char *name, const char *value, bool first)
 {
-        json_t *j = json_string(s);
-        size_t need;
-        int r = -ENOMEM;
+        struct json_scan s;
+        size_t start;
 
-        if (!j)
-                return -EINVAL; /* not valid UTF-8 */
-        need = json_dumpb(j, NULL, 0, JSON_ENCODE_ANY);
-        if (need > 0 && *len + need <= *alloc) {
-                json_dumpb(j, *buf + *len, need, JSON_ENCODE_ANY);
-                *len += need;
-                r = 0;
-        }
-        json_decref(j);
-        return r;
-}
-
-static int append(char *buf, size_t *len, size_t alloc, const char *s)
-{
-        size_t n = strlen(s);
-
-        if (*len + n > alloc)
+        json_out_name(o, name, first);
+        start = o->len;
+        json_out_string(o, value);
+        if (o->overflow)
                 return -ENOMEM;
-        memcpy(buf + *len, s, n);
-        *len += n;
+        json_scan_init(&s, o->buf + start, o->len - start);
+        if (json_scan_skip(&s) < 0 || json_scan_finish(&s) < 0)
+                return -EINVAL;
         return 0;
 }
 
 /*
- * Build the Verify call by hand into one buffer we erase: the token must not
- * pass through the JSON library's own (unerased) allocations.
+ * Build the Verify call by hand into one buffer we erase, NUL included: the
+ * token is never copied anywhere else.
  */
 static int build_request(const char *token, size_t token_len, const char *user, const char *service,
                          const char *rhost, const char *tty, const char *ruser, char **ret,
                          size_t *ret_len)
 {
+        /* Room for every byte escaped as \u00XX. */
         size_t alloc =
             256 + token_len +
             6 * (strlen(user) + strlen(service) + strlen(rhost) + strlen(tty) + strlen(ruser));
         char *buf = malloc(alloc);
-        size_t len = 0;
+        struct json_out o;
         int r;
 
         if (!buf)
                 return -ENOMEM;
-        r = append(buf, &len, alloc, "{\"method\":\"io.apikeyd.Keys.Verify\",\"parameters\":{");
+        json_out_init(&o, buf, alloc);
+        json_out_lit(&o, "{\"method\":\"io.apikeyd.Keys.Verify\",\"parameters\":{");
+        r = append_member(&o, "user", user, true);
         if (r >= 0)
-                r = append(buf, &len, alloc, "\"user\":");
-        if (r >= 0)
-                r = append_json_string(&buf, &len, &alloc, user);
-        if (r >= 0)
-                r = append(buf, &len, alloc, ",\"service\":");
-        if (r >= 0)
-                r = append_json_string(&buf, &len, &alloc, service);
-        if (r >= 0 && rhost[0]) {
-                r = append(buf, &len, alloc, ",\"rhost\":");
-                if (r >= 0)
-                        r = append_json_string(&buf, &len, &alloc, rhost);
+                r = append_member(&o, "service", service, false);
+        if (r >= 0 && rhost[0])
+                r = append_member(&o, "rhost", rhost, false);
+        if (r >= 0 && tty[0])
+                r = append_member(&o, "tty", tty, false);
+        if (r >= 0 && ruser[0])
+                r = append_member(&o, "ruser", ruser, false);
+        if (r >= 0) {
+                /* The token is base62 and '_' only (its shape was checked): no escaping. */
+                json_out_name(&o, "token", false);
+                json_out_raw(&o, "\"", 1);
+                json_out_raw(&o, token, token_len);
+                /* The closing braces and the NUL that ends a Varlink message. */
+                json_out_raw(&o, "\"}}", sizeof("\"}}"));
+                r = json_out_done(&o);
+                if (r < 0)
+                        r = -ENOMEM;
         }
-        if (r >= 0 && tty[0]) {
-                r = append(buf, &len, alloc, ",\"tty\":");
-                if (r >= 0)
-                        r = append_json_string(&buf, &len, &alloc, tty);
-        }
-        if (r >= 0 && ruser[0]) {
-                r = append(buf, &len, alloc, ",\"ruser\":");
-                if (r >= 0)
-                        r = append_json_string(&buf, &len, &alloc, ruser);
-        }
-        /* The token is base62 and '_' only (its shape was checked): no escaping. */
-        if (r >= 0)
-                r = append(buf, &len, alloc, ",\"token\":\"");
-        if (r >= 0 && len + token_len + 4 <= alloc) {
-                memcpy(buf + len, token, token_len);
-                len += token_len;
-                r = append(buf, &len, alloc, "\"}}");
-        } else if (r >= 0)
-                r = -ENOMEM;
-        if (r >= 0 && len < alloc)
-                buf[len++] = '\0';
-        else if (r >= 0)
-                r = -ENOMEM;
         if (r < 0) {
                 erase(buf, alloc);
                 free(buf);
                 return r;
         }
         *ret = buf;
-        *ret_len = len;
+        *ret_len = (size_t)r;
         return 0;
 }
 
-struct answer {
-        char code[32];
-        char id[TOKEN_ID_LEN + 1];
-        char expires_at[TIMESTAMP_MAX];
-        char error[128];
-};
-
-/* Ask the daemon.  0 with the answer, or a negative errno (transport). */
+/*
+ * Ask the daemon.  0 with the answer, or a negative errno: the transport's,
+ * or -EBADMSG for an answer that cannot be read.
+ */
 static int ask_daemon(pam_handle_t *pamh, const struct options *o, const char *token,
                       size_t token_len, const char *user, const char *service, const char *rhost,
-                      struct answer *ret)
+                      struct verify_reply *ret)
 {
         uint64_t deadline = varlink_now_usec() + (uint64_t)o->timeout_ms * 1000u;
         struct varlink_buffer b;
         _cleanup_close_ int fd = -1;
         char *req = NULL;
-        size_t req_len = 0;
-        json_t *reply = NULL, *params = NULL, *key;
-        const char *error = NULL;
+        size_t req_len = 0, msg_len = 0;
+        const char *msg = NULL;
         uid_t peer;
         int r;
 
@@ -374,35 +347,23 @@ static int ask_daemon(pam_handle_t *pamh, const struct options *o, const char *t
                 return r;
         }
         varlink_buffer_init(&b, 1024u * 1024u, false);
-        r = varlink_recv(fd, &b, deadline, &reply, &error, &params, NULL);
+        r = varlink_recv_message(fd, &b, deadline, &msg, &msg_len);
+        if (r >= 0)
+                r = verify_reply_decode(msg, msg_len, ret);
         varlink_buffer_done(&b);
+        if (r == -EBADMSG) {
+                pam_syslog(pamh, LOG_ERR, "cannot read apikeyd's answer");
+                return r;
+        }
         if (r < 0) {
                 pam_syslog(pamh, LOG_ERR, "no answer from apikeyd: %s", strerror(-r));
                 return r;
         }
-        memset(ret, 0, sizeof(*ret));
-        if (error) {
-                snprintf(ret->error, sizeof(ret->error), "%s", error);
-                json_decref(reply);
-                return 0;
-        }
-        json_t *code = json_object_get(params, "code");
-        if (!json_is_string(code) || !json_is_boolean(json_object_get(params, "valid"))) {
-                json_decref(reply);
-                pam_syslog(pamh, LOG_ERR, "apikeyd's answer has no code");
+        if (!ret->error && !ret->valid && STREQ(ret->code, "VALID")) {
+                /* Success takes both: an answer that contradicts itself is not one. */
+                pam_syslog(pamh, LOG_ERR, "apikeyd's answer says VALID but not valid");
                 return -EBADMSG;
         }
-        snprintf(ret->code, sizeof(ret->code), "%s", json_string_value(code));
-        key = json_object_get(params, "key");
-        if (json_is_object(key)) {
-                json_t *id = json_object_get(key, "id"), *exp = json_object_get(key, "expires_at");
-                if (json_is_string(id))
-                        snprintf(ret->id, sizeof(ret->id), "%s", json_string_value(id));
-                if (json_is_string(exp))
-                        snprintf(ret->expires_at, sizeof(ret->expires_at), "%s",
-                                 json_string_value(exp));
-        }
-        json_decref(reply);
         return 0;
 }
 
@@ -459,7 +420,7 @@ PAM_EXTERN _public_ int pam_sm_authenticate(pam_handle_t *pamh, int flags, int a
 {
         struct options o;
         const char *user = NULL, *token = NULL, *service;
-        struct answer ans;
+        struct verify_reply ans;
         struct token t;
         char data_name[sizeof(DATA_PREFIX) + 256];
         int r;
@@ -523,9 +484,9 @@ PAM_EXTERN _public_ int pam_sm_authenticate(pam_handle_t *pamh, int flags, int a
                        &ans);
         if (r == -ENOMEM)
                 return PAM_BUF_ERR;
-        if (r < 0 || ans.error[0]) {
-                if (ans.error[0] && r >= 0)
-                        pam_syslog(pamh, LOG_ERR, "apikeyd refused the call: %s", ans.error);
+        if (r < 0 || ans.error) {
+                if (r >= 0)
+                        pam_syslog(pamh, LOG_ERR, "apikeyd refused the call: %s", ans.error_name);
                 log_failure(pamh, user, t.id, "DAEMON_UNAVAILABLE");
                 return o.ignore_authinfo_unavail ? PAM_IGNORE : PAM_AUTHINFO_UNAVAIL;
         }

@@ -27,14 +27,13 @@ FUZZ_TARGETS_ALL = $(sort $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz
 FUZZ_TARGETS    ?= $(FUZZ_TARGETS_ALL)
 
 # What each target is built from besides its own file, and the packages it links.
-fuzz_varlink_framer_SRC  = common/varlink.c
-fuzz_varlink_framer_PKGS = $(COMMON_PKGS)
-fuzz_varlink_call_SRC    = common/varlink.c
+fuzz_varlink_framer_SRC  = common/varlink_wire.c
+fuzz_varlink_call_SRC    = common/varlink.c common/varlink_wire.c
 fuzz_varlink_call_PKGS   = $(COMMON_PKGS)
 fuzz_json_scan_SRC       = common/json_scan.c
 fuzz_json_scan_PKGS      = $(COMMON_PKGS)
 fuzz_verify_call_SRC     = apikeyd/verify_call.c apikeyd/record.c common/json_scan.c \
-                           common/varlink.c common/token.c
+                           common/varlink.c common/varlink_wire.c common/token.c
 fuzz_verify_call_PKGS    = $(COMMON_PKGS)
 fuzz_token_SRC           = common/token.c
 fuzz_record_SRC          = apikeyd/record.c common/token.c
@@ -43,10 +42,14 @@ fuzz_time_SRC            = common/timeutil.c
 fuzz_config_SRC          = apikeyd/config.c common/timeutil.c common/token.c
 fuzz_requests_SRC        = $(COMMON_SRC) $(DAEMON_SRC) $(BUILD)/gen/interface.c
 fuzz_requests_PKGS       = $(DAEMON_PKGS)
+fuzz_pam_reply_SRC       = pam_apikey/reply.c common/json_scan.c
+fuzz_pam_reply_PKGS      = $(COMMON_PKGS)
+# Objects the replay binaries need beyond the two archives.
+fuzz_pam_reply_OBJ       = $(BUILD)/obj/pam_apikey/reply.o
 
 FUZZ_BIN   = $(FUZZ_TARGETS_ALL:%=$(FUZZ_DIR)/%)
 REPLAY_BIN = $(FUZZ_TARGETS_ALL:%=$(FUZZ_DIR)/replay/%)
-FUZZ_HDRS  = $(wildcard common/*.h apikeyd/*.h tests/fuzz/*.h)
+FUZZ_HDRS  = $(wildcard common/*.h apikeyd/*.h pam_apikey/*.h tests/fuzz/*.h)
 
 # The project's own flags with the fuzzing compiler's instrumentation: the
 # sources are compiled into each fuzzer, so all of them get coverage
@@ -60,7 +63,7 @@ $(FUZZ_DIR)/$(1): tests/fuzz/$(1).c $($(1)_SRC) $(FUZZ_HDRS)
 		$$(filter %.c,$$^) $$(call pkg_libs,$($(1)_PKGS))
 
 $(FUZZ_DIR)/replay/$(1): $(BUILD)/obj/tests/fuzz/$(1).o $(BUILD)/obj/tests/fuzz/replay_main.o \
-		$(DAEMON_LIB) $(COMMON_LIB)
+		$($(1)_OBJ) $(DAEMON_LIB) $(COMMON_LIB)
 	@mkdir -p $$(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $$@ $$^ $(call pkg_libs,$(DAEMON_PKGS))
 endef

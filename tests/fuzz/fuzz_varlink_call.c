@@ -5,9 +5,10 @@
  *   - varlink_call_parse(), the daemon's reading of a call, on every
  *     NUL-terminated piece of the input; a call that parses must survive
  *     varlink_message_dump() and parse again to the same call;
- *   - varlink_recv(), the clients' (PAM module, apikeyctl) reading of
- *     replies, on the whole input as a stream arriving over a socketpair,
- *     and varlink_call(), the one-shot client, on the same stream.
+ *   - varlink_recv(), apikeyctl's reading of replies, on the whole input
+ *     as a stream arriving over a socketpair, and varlink_call(), the
+ *     one-shot client, on the same stream (the PAM module reads its one
+ *     reply without jansson: fuzz_pam_reply).
  *
  * The input is a stream of messages, each a JSON text ended by a NUL, as on
  * the wire; the seeds are shared in spirit with fuzz_requests.

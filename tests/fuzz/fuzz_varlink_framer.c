@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fuzzes the Varlink framer (struct varlink_buffer in common/varlink.c) that
+ * Fuzzes the Varlink framer (struct varlink_buffer in common/varlink_wire.c) that
  * cuts the daemon's and the clients' byte streams into NUL-terminated
  * messages, against a plain model of the same stream.
  *
@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "varlink.h"
+#include "varlink_wire.h"
 #include "fuzz.h"
 
 struct model {

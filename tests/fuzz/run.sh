@@ -52,6 +52,18 @@ write_dict() {
                 printf '%s\n' '"true"' '"false"' '"null"' '"\\u"' '"\\ud83d\\ude00"' \
                         '"\\\""' '"1e"' '"-0."' '"\xc3\xa9"' '"\xed\xa0\x80"' '"{"' '"["' >"$dict"
                 ;;
+        fuzz_pam_reply)
+                {
+                        for w in parameters error continues valid code key id expires_at; do
+                                printf '"\\"%s\\""\n' "$w"
+                        done
+                        # The codes Verify answers with, from the interface.
+                        sed -n '/^type VerifyCode (/,/^)/p' "$src/apikeyd/io.apikeyd.Keys.varlink" |
+                                tr -s ', ' '\n\n' | sed -n 's/^\([A-Z_]\{2,\}\)$/"\1"/p'
+                        printf '%s\n' '"true"' '"false"' '"null"' '"\\u00"' \
+                                '"9223372036854775808"' '"1e308"' '"\\ud83d\\ude00"'
+                } >"$dict"
+                ;;
         fuzz_config)
                 sed -n 's/^#\([a-z_]*\) = \(.*\)/"\1"\n"\2"/p' \
                         "$src/apikeyd/apikeyd.conf.example" >"$dict"

@@ -335,7 +335,15 @@ def test_socket_is_kept_off_stdio(default_pam, admin, listener, sockdir):
                                    '{"parameters":{"code":"VALID"}}',
                                    '{"error":"io.apikeyd.Keys.InternalError",'
                                    '"parameters":{"reason":"x"}}',
-                                   'not json'])
+                                   'not json',
+                                   # Success takes both saying so.
+                                   '{"parameters":{"valid":false,"code":"VALID"}}',
+                                   # Which "code" counts must never be a question.
+                                   '{"parameters":{"valid":true,"code":"REVOKED",'
+                                   '"code":"VALID"}}',
+                                   '{"parameters":{"valid":true,"code":"VALID",'
+                                   '"key":{"id":"a","id":"b"}}}',
+                                   '{"parameters":{"valid":true,"code":"VALID"}} trailing'])
 def test_unreadable_answer_is_never_success(pam, admin, listener, sockdir, reply):
     token = admin.create("k", owner=USER)["token"]
     fake = listener(sockdir() / "s", reply=reply)

@@ -130,8 +130,15 @@ static void test_too_long_for_the_buffer(void **state)
         char v[4];
 
         assert_int_equal(one_string("\"abc\"", v, sizeof(v)), 0);
+        /* What fits of whole characters is kept, for callers that cut. */
         assert_int_equal(one_string("\"abcd\"", v, sizeof(v)), -ENOBUFS);
+        assert_string_equal(v, "abc");
         assert_int_equal(one_string("\"ab\\u00e9\"", v, sizeof(v)), -ENOBUFS);
+        assert_string_equal(v, "ab");
+        assert_int_equal(one_string("\"a\xc3\xa9z\"", v, sizeof(v)), -ENOBUFS);
+        assert_string_equal(v, "a\xc3\xa9");
+        assert_int_equal(one_string("\"\\u0061bcdef\"", v, sizeof(v)), -ENOBUFS);
+        assert_string_equal(v, "abc");
 }
 
 static void test_numbers_are_checked_when_skipped(void **state)

@@ -127,7 +127,7 @@ static pam_handle_t *handle(void)
 static void run(const char *reply, int want_r, const char *want_code)
 {
         struct listener l;
-        struct answer ans;
+        struct verify_reply ans;
         pthread_t t;
         int r;
 

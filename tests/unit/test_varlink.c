@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of Varlink framing and call decoding (common/varlink.c). */
+/* Unit tests of Varlink framing and call decoding (common/varlink_wire.c, common/varlink.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
