@@ -211,6 +211,18 @@ static void test_writer_overflow_is_remembered(void **state)
         json_out_lit(&o, "abcde");
         json_out_lit(&o, "x"); /* would fit, but the output is already cut */
         assert_int_equal(json_out_done(&o), -ENOBUFS);
+
+        /* A string cut at a plain byte, at an escape, and at the closing quote. */
+        static const char *const cut[] = {"abcde", "a\"", "abc"};
+        for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++) {
+                json_out_init(&o, buf, sizeof(buf));
+                json_out_string(&o, cut[i]);
+                assert_int_equal(json_out_done(&o), -ENOBUFS);
+        }
+        json_out_init(&o, buf, sizeof(buf));
+        json_out_string(&o, "a");
+        assert_int_equal(json_out_done(&o), 3);
+        assert_memory_equal(buf, "\"a\"", 3);
 }
 
 int main(void)
