@@ -419,30 +419,117 @@ _printf_(2, 3) static void field(struct audit_fields *f, const char *fmt, ...)
 
 /*
  * A management change is audited twice: a record in the audit database,
- * attached to the change's own transaction (audit_attach, before the
- * write), and a journal entry with structured fields once it is done
+ * written in the change's own transaction (change_audit, on the writer's
+ * thread), and a journal entry with structured fields once it is done
  * (audit_journal).
  */
 static void flush_audit_queue(struct api *a);
 
-static void audit_attach(struct request *q, const char *action, const struct key_record *rec,
-                         const char *detail)
+/*
+ * A management change on its way to the keystore.  It is checked and
+ * authorized on the loop; the writer's thread makes it, together with its
+ * audit record, and whatever depends on what is stored (the key exists,
+ * is not revoked, the name is free, the owner's key count) is checked
+ * there, in the write's transaction, so racing changes get the answers
+ * they would get one after the other.  The reply is sent on the loop once
+ * the change is committed and synced; the connection's further calls wait
+ * until then.
+ */
+struct change {
+        struct write_op op; /* first: the writer hands it back */
+        struct request q;   /* q.params is referenced: the strings below point into it */
+        const char *action; /* for the audit record and the journal */
+        const char *detail;
+        int (*write)(struct change *ch, struct keystore *ks); /* writer's thread; NULL: none */
+        void (*answer)(struct change *ch, int r);             /* loop */
+        struct key_record rec; /* Create: the new key; else the key as loaded */
+        void *storage;         /* behind rec when loaded */
+        struct key_record updated;
+        void *updated_storage;
+        struct key_update upd;
+        const char *scope[KEY_SCOPE_MAX];
+        enum key_status status;
+        uint64_t max_owned;
+        char token[TOKEN_MAX_LEN + 1];
+        uint8_t secret[SHARED_SECRET_SIZE];
+        bool any;
+        char name[LOCKOUT_NAME_MAX + 2];
+        char key_id[TOKEN_ID_LEN + 1];
+        uint64_t since, after;
+        size_t limit;
+};
+
+static void change_free(struct change *ch)
+{
+        if (!ch)
+                return;
+        json_decref(ch->q.params);
+        free(ch->storage);
+        free(ch->updated_storage);
+        sodium_memzero(ch->token, sizeof(ch->token));
+        sodium_memzero(ch->secret, sizeof(ch->secret));
+        free(ch);
+}
+
+static int change_apply(struct keystore *ks, struct write_op *op)
+{
+        struct change *ch = (struct change *)op;
+
+        return ch->write ? ch->write(ch, ks) : 0;
+}
+
+static void change_done(struct write_op *op, int r)
+{
+        struct change *ch = (struct change *)op;
+
+        ch->answer(ch, r);
+        connection_resume(ch->q.conn);
+        change_free(ch);
+}
+
+static struct change *change_new(struct request *q, const char *action,
+                                 int (*write)(struct change *, struct keystore *),
+                                 void (*answer)(struct change *, int))
+{
+        struct change *ch = calloc(1, sizeof(*ch));
+
+        if (!ch)
+                return NULL;
+        ch->q = *q;
+        json_incref(ch->q.params);
+        ch->action = action;
+        ch->write = write;
+        ch->answer = answer;
+        ch->op.apply = change_apply;
+        ch->op.done = change_done;
+        return ch;
+}
+
+/* Hand the change to the writer: the call is answered when it is done. */
+static int change_submit(struct change *ch)
+{
+        struct api *a = ch->q.api;
+
+        /* Earlier failed verifies first, so the audit log stays in time order. */
+        flush_audit_queue(a);
+        connection_defer(ch->q.conn);
+        writer_submit(a->writer, &ch->op);
+        return 0;
+}
+
+/* On the writer's thread: attach the change's audit record to its write. */
+static int change_audit(struct change *ch, struct keystore *ks, const struct key_record *rec)
 {
         struct audit_event ev = {
-            .time = q->now,
-            .actor = q->who.actor,
-            .action = action,
+            .time = ch->q.now,
+            .actor = ch->q.who.actor,
+            .action = ch->action,
             .key_id = rec ? rec->id : NULL,
             .result = "ok",
-            .detail = detail,
+            .detail = ch->detail,
         };
-        int r;
 
-        /* Earlier failed verifies first, so the log stays in time order. */
-        flush_audit_queue(q->api);
-        r = keystore_audit_next(q->api->ks, &ev);
-        if (r < 0)
-                log_error("preparing the audit record failed: %s", strerror(-r));
+        return keystore_audit_next(ks, &ev);
 }
 
 static void audit_journal(struct request *q, const char *action, const struct key_record *rec,
@@ -476,6 +563,64 @@ static int count_status(const struct key_record *rec, void *userdata)
 
 static int count_owned(struct api *a, const char *owner, uint64_t now, uint64_t *ret);
 
+/* A fresh id for `rec`, its token and the token's hash. */
+static int new_token(struct api *a, struct key_record *rec, char token[static TOKEN_MAX_LEN + 1])
+{
+        struct token t;
+        int r;
+
+        token_generate_id(rec->id);
+        r = token_generate(a->config->token_prefix, rec->id, token);
+        if (r < 0 || token_parse(token, (size_t)r, NULL, &t, NULL) < 0) {
+                erase(token, TOKEN_MAX_LEN + 1);
+                return -EIO;
+        }
+        token_hash(a->pepper, &t, rec->hash);
+        sodium_memzero(&t, sizeof(t));
+        return 0;
+}
+
+static int create_write(struct change *ch, struct keystore *ks)
+{
+        int r;
+
+        for (int attempt = 0;; attempt++) {
+                /* The id is taken (a chance in 62^12): another id, so another token. */
+                if (attempt > 0) {
+                        r = new_token(ch->q.api, &ch->rec, ch->token);
+                        if (r < 0)
+                                return r;
+                }
+                r = change_audit(ch, ks, &ch->rec);
+                if (r < 0)
+                        return r;
+                r = keystore_put_key_limited(ks, &ch->rec, ch->max_owned);
+                if (r != -ENOTUNIQ || attempt >= 3)
+                        return r;
+        }
+}
+
+static void create_answer(struct change *ch, int r)
+{
+        struct request *q = &ch->q;
+        json_t *reply;
+
+        if (r == -EEXIST)
+                (void)connection_reply_error(
+                    q->conn, ERR_NAME_TAKEN,
+                    json_pack("{s:s, s:s}", "owner", ch->rec.owner, "name", ch->rec.name));
+        else if (r == -EDQUOT && ch->max_owned)
+                (void)reply_authz(q, r, AUTHZ_REASON_USER_MAX_KEYS);
+        else if (r < 0)
+                (void)reply_internal(q, "storing a new key", r);
+        else {
+                audit_journal(q, "create", &ch->rec, ch->rec.name);
+                reply = json_pack("{s:o, s:s}", "key", key_json(q->api, &ch->rec, q->now), "token",
+                                  ch->token);
+                (void)connection_reply(q->conn, reply, false);
+        }
+}
+
 static int method_create(struct request *q)
 {
         static const struct param spec[] = {
@@ -495,7 +640,7 @@ static int method_create(struct request *q)
         uint8_t role, perms;
         uint64_t n_owned = 0;
         const char *expires, *reason, *field = NULL;
-        json_t *reply;
+        struct change *ch;
         int r;
 
         if (check_params(q, spec) < 0 || parse_role(q, &role, &perms) < 0)
@@ -548,35 +693,24 @@ static int method_create(struct request *q)
         if (r < 0)
                 return reply_authz(q, r, reason);
 
-        for (int attempt = 0;; attempt++) {
-                struct token t;
-
-                token_generate_id(rec.id);
-                r = token_generate(a->config->token_prefix, rec.id, token);
-                if (r < 0 || token_parse(token, (size_t)r, NULL, &t, NULL) < 0) {
-                        erase(token, sizeof(token));
-                        return reply_internal(q, "generating a token", -EIO);
-                }
-                token_hash(a->pepper, &t, rec.hash);
-                audit_attach(q, "create", &rec, rec.name);
-                r = keystore_put_key(a->ks, &rec);
-                if (r != -ENOTUNIQ || attempt >= 3)
-                        break;
-        }
-        if (r == -EEXIST) {
+        r = new_token(a, &rec, token);
+        if (r < 0)
+                return reply_internal(q, "generating a token", r);
+        ch = change_new(q, "create", create_write, create_answer);
+        if (!ch) {
                 erase(token, sizeof(token));
-                return connection_reply_error(
-                    q->conn, ERR_NAME_TAKEN,
-                    json_pack("{s:s, s:s}", "owner", rec.owner, "name", rec.name));
+                return reply_internal(q, "storing a new key", -ENOMEM);
         }
-        if (r < 0) {
-                erase(token, sizeof(token));
-                return reply_internal(q, "storing a new key", r);
-        }
-        audit_journal(q, "create", &rec, rec.name);
-        reply = json_pack("{s:o, s:s}", "key", key_json(a, &rec, q->now), "token", token);
+        ch->rec = rec;
+        /* These pointed into the request on the handler's stack. */
+        if (rec.owner == q->who.owner)
+                ch->rec.owner = ch->q.who.owner;
+        ch->rec.created_by = ch->q.who.actor;
+        ch->detail = ch->rec.name;
+        ch->max_owned = q->who.admin ? 0 : a->config->user_max_keys;
+        memcpy(ch->token, token, sizeof(token));
         erase(token, sizeof(token));
-        return connection_reply(q->conn, reply, false);
+        return change_submit(ch);
 }
 
 static int count_one(const struct key_record *rec, void *userdata)
@@ -1140,6 +1274,20 @@ static int method_get(struct request *q)
         return reply_key(q, &rec);
 }
 
+static int update_write(struct change *ch, struct keystore *ks)
+{
+        int r;
+
+        free(ch->updated_storage);
+        ch->updated_storage = NULL;
+        r = change_audit(ch, ks, &ch->rec);
+        if (r < 0)
+                return r;
+        return keystore_update_key(ks, ch->rec.id, &ch->upd, &ch->updated, &ch->updated_storage);
+}
+
+static void changed_answer(struct change *ch, int r);
+
 static int method_update(struct request *q)
 {
         static const struct param spec[] = {
@@ -1154,10 +1302,11 @@ static int method_update(struct request *q)
             {NULL, 0, false},
         };
         struct api *a = q->api;
-        _cleanup_free_ void *storage = NULL, *storage2 = NULL;
-        struct key_record rec, updated;
+        _cleanup_free_ void *storage = NULL;
+        struct key_record rec;
         struct key_update upd = {0};
         const char *scope[KEY_SCOPE_MAX], *expires, *reason;
+        struct change *ch;
         json_t *scope_j;
         int r;
 
@@ -1223,43 +1372,69 @@ static int method_update(struct request *q)
         if (record_check(&next, &field) < 0)
                 return connection_reply_invalid_parameter(q->conn, field);
 
-        audit_attach(q, "update", &rec, NULL);
-        r = keystore_update_key(a->ks, rec.id, &upd, &updated, &storage2);
-        if (r == -ESTALE)
-                return connection_reply_error(q->conn, ERR_REVOKED,
-                                              json_pack("{s:s}", "id", rec.id));
-        if (r == -EEXIST)
-                return connection_reply_error(
-                    q->conn, ERR_NAME_TAKEN,
-                    json_pack("{s:s, s:s}", "owner", rec.owner, "name", upd.name));
-        if (r == -ENOENT)
-                return reply_no_such_key(q, rec.id);
+        ch = change_new(q, "update", update_write, changed_answer);
+        if (!ch)
+                return reply_internal(q, "updating a key", -ENOMEM);
+        ch->rec = rec;
+        ch->storage = TAKE_PTR(storage);
+        ch->upd = upd;
+        if (upd.fields & KEY_UPDATE_SCOPE) {
+                memcpy(ch->scope, scope, upd.n_scope * sizeof(scope[0]));
+                ch->upd.scope = ch->scope;
+        }
+        return change_submit(ch);
+}
+
+static int set_status_write(struct change *ch, struct keystore *ks)
+{
+        int r;
+
+        free(ch->updated_storage);
+        ch->updated_storage = NULL;
+        r = change_audit(ch, ks, &ch->rec);
         if (r < 0)
-                return reply_internal(q, "updating a key", r);
-        audit_journal(q, "update", &updated, NULL);
-        return reply_key(q, &updated);
+                return r;
+        return keystore_set_status(ks, ch->rec.id, ch->status, &ch->updated, &ch->updated_storage);
+}
+
+/* The answer to Update, Disable, Enable and Revoke. */
+static void changed_answer(struct change *ch, int r)
+{
+        struct request *q = &ch->q;
+
+        if (r == -ESTALE)
+                (void)connection_reply_error(q->conn, ERR_REVOKED,
+                                             json_pack("{s:s}", "id", ch->rec.id));
+        else if (r == -EEXIST)
+                (void)connection_reply_error(
+                    q->conn, ERR_NAME_TAKEN,
+                    json_pack("{s:s, s:s}", "owner", ch->rec.owner, "name", ch->upd.name));
+        else if (r == -ENOENT)
+                (void)reply_no_such_key(q, ch->rec.id);
+        else if (r < 0)
+                (void)reply_internal(q, ch->status ? ch->action : "updating a key", r);
+        else {
+                audit_journal(q, ch->action, &ch->updated, NULL);
+                (void)reply_key(q, &ch->updated);
+        }
 }
 
 static int set_status(struct request *q, enum authz_action action, enum key_status status,
                       const char *verb)
 {
-        _cleanup_free_ void *storage = NULL, *storage2 = NULL;
-        struct key_record rec, updated;
-        int r;
+        _cleanup_free_ void *storage = NULL;
+        struct key_record rec;
+        struct change *ch;
 
         if (check_params(q, id_only) < 0 || load_key(q, action, &rec, &storage) < 0)
                 return 0;
-        audit_attach(q, verb, &rec, NULL);
-        r = keystore_set_status(q->api->ks, rec.id, status, &updated, &storage2);
-        if (r == -ESTALE)
-                return connection_reply_error(q->conn, ERR_REVOKED,
-                                              json_pack("{s:s}", "id", rec.id));
-        if (r == -ENOENT)
-                return reply_no_such_key(q, rec.id);
-        if (r < 0)
-                return reply_internal(q, verb, r);
-        audit_journal(q, verb, &updated, NULL);
-        return reply_key(q, &updated);
+        ch = change_new(q, verb, set_status_write, changed_answer);
+        if (!ch)
+                return reply_internal(q, verb, -ENOMEM);
+        ch->rec = rec;
+        ch->storage = TAKE_PTR(storage);
+        ch->status = status;
+        return change_submit(ch);
 }
 
 static int method_disable(struct request *q)
@@ -1277,22 +1452,41 @@ static int method_revoke(struct request *q)
         return set_status(q, AUTHZ_REVOKE, KEY_STATUS_REVOKED, "revoke");
 }
 
+static int delete_write(struct change *ch, struct keystore *ks)
+{
+        int r = change_audit(ch, ks, &ch->rec);
+
+        return r < 0 ? r : keystore_delete_key(ks, ch->rec.id);
+}
+
+static void delete_answer(struct change *ch, int r)
+{
+        struct request *q = &ch->q;
+
+        if (r == -ENOENT)
+                (void)reply_no_such_key(q, ch->rec.id);
+        else if (r < 0)
+                (void)reply_internal(q, "deleting a key", r);
+        else {
+                audit_journal(q, "delete", &ch->rec, NULL);
+                (void)connection_reply(q->conn, NULL, false);
+        }
+}
+
 static int method_delete(struct request *q)
 {
         _cleanup_free_ void *storage = NULL;
         struct key_record rec;
-        int r;
+        struct change *ch;
 
         if (check_params(q, id_only) < 0 || load_key(q, AUTHZ_DELETE, &rec, &storage) < 0)
                 return 0;
-        audit_attach(q, "delete", &rec, NULL);
-        r = keystore_delete_key(q->api->ks, rec.id);
-        if (r == -ENOENT)
-                return reply_no_such_key(q, rec.id);
-        if (r < 0)
-                return reply_internal(q, "deleting a key", r);
-        audit_journal(q, "delete", &rec, NULL);
-        return connection_reply(q->conn, NULL, false);
+        ch = change_new(q, "delete", delete_write, delete_answer);
+        if (!ch)
+                return reply_internal(q, "deleting a key", -ENOMEM);
+        ch->rec = rec;
+        ch->storage = TAKE_PTR(storage);
+        return change_submit(ch);
 }
 
 static int reply_shared_secret(struct request *q, const uint8_t *secret)
@@ -1307,11 +1501,39 @@ static int reply_shared_secret(struct request *q, const uint8_t *secret)
         return connection_reply(q->conn, reply, false);
 }
 
+static int rotate_write(struct change *ch, struct keystore *ks)
+{
+        int r = change_audit(ch, ks, NULL);
+
+        return r < 0 ? r
+                     : keystore_meta_put(ks, META_SHARED_SECRET, ch->secret, sizeof(ch->secret));
+}
+
+static void rotate_answer(struct change *ch, int r)
+{
+        struct api *a = ch->q.api;
+
+        if (r < 0) {
+                (void)reply_internal(&ch->q, "storing the shared secret", r);
+                return;
+        }
+        /* Verify answers are signed with the new secret from now on. */
+        memcpy(a->shared_secret, ch->secret, sizeof(ch->secret));
+        r = sign_state_reset(a);
+        if (r < 0) {
+                /* Stored, but not in use: answers would go on signed with the old one. */
+                (void)reply_internal(&ch->q, "keying the verify signature", r);
+                return;
+        }
+        audit_journal(&ch->q, "rotate-shared-secret", NULL, NULL);
+        (void)reply_shared_secret(&ch->q, a->shared_secret);
+}
+
 static int shared_secret(struct request *q, bool rotate)
 {
         static const struct param spec[] = {{"auth", JSON_STRING, false}, {NULL, 0, false}};
         struct api *a = q->api;
-        uint8_t fresh[SHARED_SECRET_SIZE];
+        struct change *ch;
         const char *reason;
         int r;
 
@@ -1320,22 +1542,13 @@ static int shared_secret(struct request *q, bool rotate)
         r = authz_check(&q->who, AUTHZ_SHARED_SECRET, NULL, &reason);
         if (r < 0)
                 return reply_authz(q, r, reason);
-        if (rotate) {
-                randombytes_buf(fresh, sizeof(fresh));
-                audit_attach(q, "rotate-shared-secret", NULL, NULL);
-                r = keystore_meta_put(a->ks, META_SHARED_SECRET, fresh, sizeof(fresh));
-                if (r < 0) {
-                        sodium_memzero(fresh, sizeof(fresh));
-                        return reply_internal(q, "storing the shared secret", r);
-                }
-                memcpy(a->shared_secret, fresh, sizeof(fresh));
-                sodium_memzero(fresh, sizeof(fresh));
-                r = sign_state_reset(a);
-                if (r < 0)
-                        return reply_internal(q, "keying the verify signature", r);
-                audit_journal(q, "rotate-shared-secret", NULL, NULL);
-        }
-        return reply_shared_secret(q, a->shared_secret);
+        if (!rotate)
+                return reply_shared_secret(q, a->shared_secret);
+        ch = change_new(q, "rotate-shared-secret", rotate_write, rotate_answer);
+        if (!ch)
+                return reply_internal(q, "storing the shared secret", -ENOMEM);
+        randombytes_buf(ch->secret, sizeof(ch->secret));
+        return change_submit(ch);
 }
 
 /* The lockout counts saved by the last run; a damaged blob is dropped, not fatal. */
@@ -1361,21 +1574,95 @@ static int load_lockout(struct api *a)
         return 0;
 }
 
-static void save_lockout(struct api *a)
+/*
+ * A write of what the daemon batches in memory (lockout counts, failed
+ * verifies, last-used times): no caller waits for it, and what fails
+ * waits for the next flush.
+ */
+struct batch {
+        struct write_op op; /* first: the writer hands it back */
+        struct api *api;
+        int (*write)(struct batch *b, struct keystore *ks);
+        void (*finish)(struct batch *b, int r);
+        void *blob; /* lockout counts */
+        size_t blob_len;
+        struct queued_verify *verifies; /* failed verifies */
+        struct audit_event *evs;
+        size_t n;
+        struct last_used *used; /* last-used times */
+};
+
+static int batch_apply(struct keystore *ks, struct write_op *op)
 {
-        _cleanup_free_ void *buf = NULL;
-        size_t len;
+        struct batch *b = (struct batch *)op;
+
+        return b->write(b, ks);
+}
+
+static void batch_done(struct write_op *op, int r)
+{
+        struct batch *b = (struct batch *)op;
+
+        b->finish(b, r);
+        free(b->blob);
+        free(b->verifies);
+        free(b->evs);
+        free(b->used);
+        free(b);
+}
+
+static struct batch *batch_new(struct api *a, int (*write)(struct batch *, struct keystore *),
+                               void (*finish)(struct batch *, int))
+{
+        struct batch *b = calloc(1, sizeof(*b));
+
+        if (!b)
+                return NULL;
+        b->api = a;
+        b->write = write;
+        b->finish = finish;
+        b->op.apply = batch_apply;
+        b->op.done = batch_done;
+        return b;
+}
+
+static int lockout_write(struct batch *b, struct keystore *ks)
+{
+        return keystore_meta_put(ks, META_LOCKOUT, b->blob, b->blob_len);
+}
+
+static void lockout_finish(struct batch *b, int r)
+{
+        if (r < 0) {
+                b->api->lockout.dirty = true;
+                log_error("writing the lockout counts failed (will retry): %s", strerror(-r));
+        }
+}
+
+/* The lockout counts as a blob to write, or NULL when they have not changed. */
+static struct batch *lockout_batch(struct api *a)
+{
+        struct batch *b;
         int r;
 
         if (!a->lockout.dirty)
-                return;
-        r = lockout_save(&a->lockout, now_usec(), &buf, &len);
-        if (r >= 0)
-                r = keystore_meta_put(a->ks, META_LOCKOUT, buf, len);
+                return NULL;
+        b = batch_new(a, lockout_write, lockout_finish);
+        r = b ? lockout_save(&a->lockout, now_usec(), &b->blob, &b->blob_len) : -ENOMEM;
         if (r < 0) {
-                a->lockout.dirty = true;
-                log_error("writing the lockout counts failed (will retry): %s", strerror(-r));
+                free(b);
+                log_error("saving the lockout counts failed (will retry): %s", strerror(-r));
+                return NULL;
         }
+        return b;
+}
+
+static void save_lockout(struct api *a)
+{
+        struct batch *b = lockout_batch(a);
+
+        if (b)
+                writer_submit(a->writer, &b->op);
 }
 
 int api_init(struct api *a)
@@ -1404,33 +1691,57 @@ int api_init(struct api *a)
         return sign_state_reset(a);
 }
 
-/* Write the queued failed verifies in one transaction; kept queued on failure. */
+static int audits_write(struct batch *b, struct keystore *ks)
+{
+        return keystore_append_audits(ks, b->evs, b->n);
+}
+
+static void audits_finish(struct batch *b, int r)
+{
+        struct api *a = b->api;
+
+        if (r >= 0)
+                return;
+        log_error("writing the audit of failed verifies failed (will retry): %s", strerror(-r));
+        /* Back in front of those queued since, as far as there is room. */
+        if (!a->audit_queue)
+                a->audit_queue = calloc(API_AUDIT_QUEUE_MAX, sizeof(*a->audit_queue));
+        if (!a->audit_queue || a->n_audit_queue + b->n > API_AUDIT_QUEUE_MAX) {
+                a->audit_dropped += b->n;
+                return;
+        }
+        memmove(a->audit_queue + b->n, a->audit_queue, a->n_audit_queue * sizeof(*a->audit_queue));
+        memcpy(a->audit_queue, b->verifies, b->n * sizeof(*a->audit_queue));
+        a->n_audit_queue += b->n;
+}
+
+/* Hand the queued failed verifies to the writer, as one transaction. */
 static void flush_audit_queue(struct api *a)
 {
-        _cleanup_free_ struct audit_event *evs = NULL;
-        int r;
+        struct batch *b;
+        size_t n = a->n_audit_queue;
 
-        if (a->n_audit_queue > 0) {
-                evs = calloc(a->n_audit_queue, sizeof(*evs));
-                if (!evs)
-                        return;
-                for (size_t i = 0; i < a->n_audit_queue; i++) {
-                        const struct queued_verify *v = &a->audit_queue[i];
-                        evs[i] = (struct audit_event){
-                            .time = v->time,
-                            .actor = v->actor,
-                            .action = "verify",
-                            .key_id = v->key_id[0] ? v->key_id : NULL,
-                            .result = v->result,
-                            .detail = v->detail[0] ? v->detail : NULL,
-                        };
-                }
-                r = keystore_append_audits(a->ks, evs, a->n_audit_queue);
-                if (r < 0)
-                        log_error("writing the audit of failed verifies failed (will retry): %s",
-                                  strerror(-r));
-                else
+        if (n > 0 && (b = batch_new(a, audits_write, audits_finish))) {
+                b->verifies = malloc(n * sizeof(*b->verifies));
+                b->evs = calloc(n, sizeof(*b->evs));
+                if (b->verifies && b->evs) {
+                        memcpy(b->verifies, a->audit_queue, n * sizeof(*b->verifies));
+                        for (size_t i = 0; i < n; i++) {
+                                const struct queued_verify *v = &b->verifies[i];
+                                b->evs[i] = (struct audit_event){
+                                    .time = v->time,
+                                    .actor = v->actor,
+                                    .action = "verify",
+                                    .key_id = v->key_id[0] ? v->key_id : NULL,
+                                    .result = v->result,
+                                    .detail = v->detail[0] ? v->detail : NULL,
+                                };
+                        }
+                        b->n = n;
                         a->n_audit_queue = 0;
+                        writer_submit(a->writer, &b->op);
+                } else
+                        batch_done(&b->op, 0);
         }
         if (a->audit_dropped) {
                 log_warning("%" PRIu64 " failed verifies were not written to the audit database "
@@ -1440,14 +1751,51 @@ static void flush_audit_queue(struct api *a)
         }
 }
 
-void api_flush(struct api *a)
+static int last_used_write(struct batch *b, struct keystore *ks)
 {
-        int r = lastused_flush(&a->lastused, a->ks);
+        return keystore_record_last_used(ks, b->used, b->n);
+}
 
+static void last_used_finish(struct batch *b, int r)
+{
         if (r < 0)
                 log_error("writing last-used times failed (will retry): %s", strerror(-r));
+        lastused_taken_done(&b->api->lastused, r >= 0);
+}
+
+static void flush_last_used(struct api *a)
+{
+        struct batch *b = batch_new(a, last_used_write, last_used_finish);
+        int r;
+
+        if (!b) {
+                log_error("writing last-used times failed (will retry): %s", strerror(ENOMEM));
+                return;
+        }
+        r = lastused_take(&a->lastused, &b->used, &b->n);
+        /* -EBUSY: the last batch is still being written; this one waits for the next flush. */
+        if (r < 0 && r != -EBUSY)
+                log_error("writing last-used times failed (will retry): %s", strerror(-r));
+        if (r < 0 || b->n == 0) {
+                free(b->used);
+                free(b);
+                return;
+        }
+        writer_submit(a->writer, &b->op);
+}
+
+void api_flush(struct api *a)
+{
+        flush_last_used(a);
         flush_audit_queue(a);
         save_lockout(a);
+}
+
+void api_finish(struct api *a)
+{
+        writer_drain(a->writer);
+        api_flush(a);
+        writer_drain(a->writer);
 }
 
 void api_done(struct api *a)
@@ -1478,6 +1826,26 @@ static int audit_one(const struct audit_event *ev, void *userdata)
         return json_array_append_new(events, o) < 0 ? -ENOMEM : 0;
 }
 
+static void list_audit_answer(struct change *ch, int r)
+{
+        struct request *q = &ch->q;
+        json_t *events;
+
+        events = json_array();
+        if (!events) {
+                (void)reply_internal(q, "reading the audit log", -ENOMEM);
+                return;
+        }
+        r = keystore_list_audit(q->api->ks, ch->after, ch->since, ch->key_id[0] ? ch->key_id : NULL,
+                                ch->limit, audit_one, events);
+        if (r < 0) {
+                json_decref(events);
+                (void)reply_internal(q, "reading the audit log", r);
+                return;
+        }
+        (void)connection_reply(q->conn, json_pack("{s:o}", "events", events), false);
+}
+
 static int method_list_audit(struct request *q)
 {
         static const struct param spec[] = {
@@ -1490,7 +1858,7 @@ static int method_list_audit(struct request *q)
         json_t *limit_j = json_object_get(q->params, "limit");
         json_int_t limit = API_LIST_MAX, after = 0;
         uint64_t since = 0, d;
-        json_t *events;
+        struct change *ch;
         int r;
 
         if (check_params(q, spec) < 0)
@@ -1512,17 +1880,16 @@ static int method_list_audit(struct request *q)
         r = authz_check(&q->who, AUTHZ_AUDIT, NULL, &reason);
         if (r < 0)
                 return reply_authz(q, r, reason);
-        flush_audit_queue(q->api); /* what happened before this call is in the answer */
-        events = json_array();
-        if (!events)
+        /* Read once every write handed over before it (the failed verifies
+         * queued until now among them) is in the keystore. */
+        ch = change_new(q, "list-audit", NULL, list_audit_answer);
+        if (!ch)
                 return reply_internal(q, "reading the audit log", -ENOMEM);
-        r = keystore_list_audit(q->api->ks, (uint64_t)after, since, key_id, (size_t)limit,
-                                audit_one, events);
-        if (r < 0) {
-                json_decref(events);
-                return reply_internal(q, "reading the audit log", r);
-        }
-        return connection_reply(q->conn, json_pack("{s:o}", "events", events), false);
+        snprintf(ch->key_id, sizeof(ch->key_id), "%s", key_id ? key_id : "");
+        ch->after = (uint64_t)after;
+        ch->since = since;
+        ch->limit = (size_t)limit;
+        return change_submit(ch);
 }
 
 static int method_get_status(struct request *q)
@@ -1601,6 +1968,12 @@ static int method_list_lockouts(struct request *q)
         return connection_reply(q->conn, json_pack("{s:o}", "lockouts", arr), false);
 }
 
+static void reset_lockout_answer(struct change *ch, int r)
+{
+        audit_journal(&ch->q, ch->action, NULL, ch->detail);
+        (void)connection_reply(ch->q.conn, json_pack("{s:b}", "reset", ch->any), false);
+}
+
 static int method_reset_lockout(struct request *q)
 {
         static const struct param spec[] = {
@@ -1611,6 +1984,7 @@ static int method_reset_lockout(struct request *q)
         };
         const char *kind = str_param(q, "kind"), *name = str_param(q, "name"), *reason;
         char full[LOCKOUT_NAME_MAX + 2];
+        struct change *ch;
         bool any;
         int r;
 
@@ -1632,9 +2006,20 @@ static int method_reset_lockout(struct request *q)
                         return connection_reply_invalid_parameter(q->conn, "name");
                 any = lockout_reset(&q->api->lockout, full);
         }
+        /* Answered once the counts as they are now are in the keystore. */
+        ch = change_new(q, kind ? "reset-lockout" : "reset-all-lockouts", NULL,
+                        reset_lockout_answer);
+        if (!ch) {
+                save_lockout(q->api);
+                return reply_internal(q, "saving the lockout counts", -ENOMEM);
+        }
+        ch->any = any;
+        if (kind) {
+                snprintf(ch->name, sizeof(ch->name), "%s", full);
+                ch->detail = ch->name;
+        }
         save_lockout(q->api);
-        audit_journal(q, kind ? "reset-lockout" : "reset-all-lockouts", NULL, kind ? full : NULL);
-        return connection_reply(q->conn, json_pack("{s:b}", "reset", any), false);
+        return change_submit(ch);
 }
 
 static int method_get_shared_secret(struct request *q)

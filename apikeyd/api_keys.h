@@ -17,6 +17,7 @@
 #include "lockout.h"
 #include "server.h"
 #include "token_crypto.h"
+#include "writer.h"
 
 #define APIKEYD_VERSION "0.1.0"
 #define API_INTERFACE   "io.apikeyd.Keys"
@@ -41,6 +42,7 @@ struct queued_verify {
 struct api {
         const struct apikeyd_config *config;
         struct keystore *ks;
+        struct writer *writer;  /* every write to ks goes through it once api_init() is done */
         const uint8_t *pepper;  /* PEPPER_SIZE bytes, in locked memory */
         uint8_t *shared_secret; /* SHARED_SECRET_SIZE bytes, in locked memory */
         /* BLAKE2b keyed with shared_secret, ready to sign (locked memory too). */
@@ -70,11 +72,17 @@ int api_init(struct api *a) _warn_unused_;
 void api_done(struct api *a);
 
 /*
- * Write what is batched in memory: last-used times and failed verifies,
- * each in one transaction.  Called every last_used_flush_interval and at
- * shutdown; what fails stays queued for the next call.
+ * Hand what is batched in memory to the writer: last-used times, failed
+ * verifies and lockout counts, each one write.  Called every
+ * last_used_flush_interval; what fails waits for the next call.
  */
 void api_flush(struct api *a);
+
+/*
+ * At shutdown: wait for every change handed to the writer (each is
+ * answered), then flush as api_flush() does and wait for that too.
+ */
+void api_finish(struct api *a);
 
 /*
  * The canonical form of a Verify answer that `signature` authenticates

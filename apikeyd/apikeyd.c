@@ -3,7 +3,8 @@
  * apikeyd: the daemon's entry point.  Reads the config, opens the pepper
  * and the keystore, takes the listening socket from systemd or binds its
  * own, and runs the event loop until SIGTERM/SIGINT; then stops accepting,
- * writes the pending last-used times and exits 0.
+ * waits for the changes handed to the writer (each is answered), writes
+ * the pending last-used times and exits 0.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -25,6 +26,7 @@
 #include "server.h"
 #include "timeutil.h"
 #include "token_crypto.h"
+#include "writer.h"
 
 #define DEFAULT_CONFIG    "/etc/apikeyd/apikeyd.conf"
 #define DEFAULT_STATE_DIR "/var/lib/apikeyd"
@@ -319,6 +321,9 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
         if (r >= 0)
                 r = sd_event_add_time_relative(d.event, &d.flush_timer, CLOCK_MONOTONIC,
                                                d.flush_interval, 0, on_flush_timer, &d);
+        /* From here on every write goes through the writer's thread. */
+        if (r >= 0)
+                r = writer_new(d.event, d.api.ks, true, &d.api.writer);
         if (r >= 0) {
                 struct server_options sopts = {
                     .max_message = cfg->max_message_size,
@@ -343,9 +348,11 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
         r = sd_event_loop(d.event);
         if (r < 0)
                 log_error("event loop failed: %s", strerror(-r));
-        api_flush(&d.api);
+        api_finish(&d.api);
         r = r < 0 ? r : 0;
 out:
+        /* The writer first: what it finishes answers connections the server still has. */
+        writer_free(d.api.writer);
         server_free(d.server);
         sd_event_source_disable_unref(d.flush_timer);
         sd_event_unref(d.event);
@@ -392,6 +399,11 @@ int main(int argc, char **argv)
                 return 1;
         }
         json_set_alloc_funcs(malloc, erasing_free);
+        /* Large blocks (a connection's output, LMDB's page list of each
+         * nested write) go back to the system when freed.  glibc would raise
+         * its threshold after the first such free and keep later ones on a
+         * heap that does not shrink: a fixed threshold keeps memory bounded. */
+        (void)mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 
         r = run(&o, &cfg);
         config_done(&cfg);

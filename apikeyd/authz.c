@@ -218,8 +218,7 @@ int authz_check_create(const struct principal *p, const struct authz_policy *pol
                 return -EDQUOT;
         }
         if (policy->user_max_keys && n_owned >= policy->user_max_keys) {
-                *ret_reason = "you have as many keys as users may have (user_max_keys); revoke "
-                              "or delete one first";
+                *ret_reason = AUTHZ_REASON_USER_MAX_KEYS;
                 return -EDQUOT;
         }
         return 0;

@@ -77,6 +77,10 @@ int authz_check_grant(const struct principal *p, const struct authz_policy *poli
                       const char *owner, uint8_t role, uint8_t permissions, uint64_t expires_at,
                       uint64_t now, const char **ret_reason) _warn_unused_;
 
+/* Why a user may not create another key; also when the keystore counts (-EDQUOT). */
+#define AUTHZ_REASON_USER_MAX_KEYS                                                                 \
+        "you have as many keys as users may have (user_max_keys); revoke or delete one first"
+
 /*
  * May `p` create such a key for `owner`, who has `n_owned` keys that are
  * not revoked?  The create permission, the self-service policy, then

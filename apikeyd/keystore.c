@@ -9,10 +9,16 @@
  * and renewed before the next: a lookup keeps its reader slot instead of
  * claiming one under the lock file's mutex every time, yet holds no
  * snapshot (and so pins no old pages) between calls.
+ *
+ * Reads may run on one thread while keystore_write_group() runs on
+ * another.  Both look into the memory map, which resizing replaces: a
+ * read or a write transaction holds `map_lock` shared, a resize holds it
+ * exclusively.
  */
 #include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,13 +42,20 @@
 struct keystore {
         MDB_env *env;
         MDB_dbi keys, names, owners, audit, meta;
+        pthread_rwlock_t map_lock;
+        bool map_lock_ready;
+        /* The reading thread's: */
         MDB_txn *rtxn;       /* the reused read transaction; NULL until first needed */
         unsigned read_depth; /* > 0 while rtxn is live (nested reads from list callbacks) */
         uint64_t audit_max;
         unsigned flags;
+        /* The writing thread's: */
         bool map_full;    /* the last write failed with MDB_MAP_FULL */
         void *next_audit; /* encoded event the next write appends (keystore_audit_next) */
         size_t next_audit_len;
+        bool grouping;     /* inside keystore_write_group() */
+        MDB_txn *group;    /* its transaction: writes nest in it */
+        bool group_broken; /* a nested commit failed, which may leave the group unusable */
 };
 
 static void cursor_closep(MDB_cursor **c)
@@ -116,6 +129,16 @@ static _printf_(3, 4) int fail_with(char **ret_error, int r, const char *fmt, ..
         return r;
 }
 
+static void map_share(struct keystore *ks)
+{
+        (void)pthread_rwlock_rdlock(&ks->map_lock);
+}
+
+static void map_unlock(struct keystore *ks)
+{
+        (void)pthread_rwlock_unlock(&ks->map_lock);
+}
+
 /* Drop the idle read transaction: resizing the map needs none open in this process. */
 static void drop_read_txn(struct keystore *ks)
 {
@@ -125,11 +148,24 @@ static void drop_read_txn(struct keystore *ks)
         }
 }
 
+/* Resize to `size` (0: the size another process set); the caller holds no transaction. */
+static int resize_map(struct keystore *ks, size_t size)
+{
+        int rc;
+
+        /* Exclusive: no thread may be looking into the old map.  The read
+         * transaction is idle then (read_depth is 0), whoever's it is. */
+        (void)pthread_rwlock_wrlock(&ks->map_lock);
+        drop_read_txn(ks);
+        rc = mdb_env_set_mapsize(ks->env, size);
+        map_unlock(ks);
+        return ks_err(ks, rc);
+}
+
 /* Another process grew the map beyond ours: adopt its size. */
 static int adopt_mapsize(struct keystore *ks)
 {
-        drop_read_txn(ks);
-        return ks_err(ks, mdb_env_set_mapsize(ks->env, 0));
+        return resize_map(ks, 0);
 }
 
 static int grow_map(struct keystore *ks)
@@ -137,14 +173,12 @@ static int grow_map(struct keystore *ks)
         MDB_envinfo info;
         int rc;
 
-        drop_read_txn(ks);
         rc = mdb_env_info(ks->env, &info);
         if (rc != MDB_SUCCESS)
                 return ks_err(ks, rc);
         if (info.me_mapsize > SIZE_MAX / 2)
                 return -ENOSPC;
-        rc = mdb_env_set_mapsize(ks->env, info.me_mapsize * 2);
-        return ks_err(ks, rc);
+        return resize_map(ks, info.me_mapsize * 2);
 }
 
 static int read_begin(struct keystore *ks, MDB_txn **ret)
@@ -158,6 +192,7 @@ static int read_begin(struct keystore *ks, MDB_txn **ret)
                 return 0;
         }
 
+        map_share(ks);
         if (ks->rtxn) {
                 rc = mdb_txn_renew(ks->rtxn);
                 if (rc != MDB_SUCCESS)
@@ -166,14 +201,19 @@ static int read_begin(struct keystore *ks, MDB_txn **ret)
         if (!ks->rtxn) {
                 rc = mdb_txn_begin(ks->env, NULL, MDB_RDONLY, &txn);
                 if (rc == MDB_MAP_RESIZED) {
-                        int r = adopt_mapsize(ks);
+                        int r;
 
+                        map_unlock(ks);
+                        r = adopt_mapsize(ks);
                         if (r < 0)
                                 return r;
+                        map_share(ks);
                         rc = mdb_txn_begin(ks->env, NULL, MDB_RDONLY, &txn);
                 }
-                if (rc != MDB_SUCCESS)
+                if (rc != MDB_SUCCESS) {
+                        map_unlock(ks);
                         return ks_err(ks, rc);
+                }
                 ks->rtxn = txn;
         }
 
@@ -184,8 +224,10 @@ static int read_begin(struct keystore *ks, MDB_txn **ret)
 
 static void read_end(struct keystore *ks)
 {
-        if (--ks->read_depth == 0)
+        if (--ks->read_depth == 0) {
                 mdb_txn_reset(ks->rtxn);
+                map_unlock(ks);
+        }
 }
 
 /*
@@ -220,39 +262,76 @@ static int write_txn(struct keystore *ks, write_fn fn, void *userdata)
         return r;
 }
 
+/* The body and the attached audit event, in `txn`. */
+static int write_body(struct keystore *ks, MDB_txn *txn, write_fn fn, void *userdata)
+{
+        int r = fn(ks, txn, userdata);
+
+        if (r >= 0 && ks->next_audit) {
+                struct audit_ctx ac = {ks->next_audit, ks->next_audit_len};
+                int k = append_audit_in(ks, txn, &ac);
+                if (k < 0)
+                        r = k;
+        }
+        return r;
+}
+
+/* One change of a group, in a transaction nested in the group's: undone alone if it fails. */
+static int write_nested(struct keystore *ks, write_fn fn, void *userdata)
+{
+        MDB_txn *txn;
+        int rc, r;
+
+        rc = mdb_txn_begin(ks->env, ks->group, 0, &txn);
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+        r = write_body(ks, txn, fn, userdata);
+        if (r < 0) {
+                mdb_txn_abort(txn);
+                return r;
+        }
+        rc = mdb_txn_commit(txn);
+        if (rc != MDB_SUCCESS) {
+                ks->group_broken = true;
+                return ks_err(ks, rc);
+        }
+        return r;
+}
+
 static int write_txn_once(struct keystore *ks, write_fn fn, void *userdata)
 {
         bool adopted = false;
 
         if (ks->flags & KEYSTORE_READONLY)
                 return -EROFS;
-        /* A list callback writing would pull the snapshot from under its own walk. */
-        if (ks->read_depth > 0)
+        if (ks->group)
+                return write_nested(ks, fn, userdata);
+        /* A list callback writing would pull the snapshot from under its own
+         * walk.  (A group's writes run on their own thread, beside reads.) */
+        if (!ks->grouping && ks->read_depth > 0)
                 return -EBUSY;
 
         for (unsigned growth = 0;;) {
                 MDB_txn *txn;
                 int rc, r;
 
+                map_share(ks);
                 ks->map_full = false;
                 rc = mdb_txn_begin(ks->env, NULL, 0, &txn);
                 if (rc == MDB_MAP_RESIZED && !adopted) {
+                        map_unlock(ks);
                         adopted = true;
                         r = adopt_mapsize(ks);
                         if (r < 0)
                                 return r;
                         continue;
                 }
-                if (rc != MDB_SUCCESS)
+                if (rc != MDB_SUCCESS) {
+                        map_unlock(ks);
                         return ks_err(ks, rc);
-
-                r = fn(ks, txn, userdata);
-                if (r >= 0 && ks->next_audit) {
-                        struct audit_ctx ac = {ks->next_audit, ks->next_audit_len};
-                        int k = append_audit_in(ks, txn, &ac);
-                        if (k < 0)
-                                r = k;
                 }
+
+                r = write_body(ks, txn, fn, userdata);
                 if (r < 0)
                         mdb_txn_abort(txn);
                 else {
@@ -260,6 +339,7 @@ static int write_txn_once(struct keystore *ks, write_fn fn, void *userdata)
                         if (rc != MDB_SUCCESS)
                                 r = ks_err(ks, rc);
                 }
+                map_unlock(ks);
                 if (r >= 0 || !ks->map_full || growth++ >= KEYSTORE_MAX_GROWTH)
                         return r;
 
@@ -267,6 +347,108 @@ static int write_txn_once(struct keystore *ks, write_fn fn, void *userdata)
                 if (r < 0)
                         return r;
         }
+}
+
+static void group_fail(struct keystore_change *changes, size_t n, int r)
+{
+        for (size_t i = 0; i < n; i++)
+                if (changes[i].result >= 0)
+                        changes[i].result = r;
+}
+
+/* Each change in a transaction of its own: when a group cannot be committed as one. */
+static void group_one_by_one(struct keystore *ks, struct keystore_change *changes, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                changes[i].result = changes[i].fn(ks, changes[i].userdata);
+                drop_next_audit(ks);
+        }
+}
+
+static int write_group(struct keystore *ks, struct keystore_change *changes, size_t n)
+{
+        bool adopted = false;
+
+        for (unsigned growth = 0;;) {
+                MDB_txn *txn;
+                int rc, r;
+
+                map_share(ks);
+                ks->map_full = ks->group_broken = false;
+                rc = mdb_txn_begin(ks->env, NULL, 0, &txn);
+                if (rc == MDB_MAP_RESIZED && !adopted) {
+                        map_unlock(ks);
+                        adopted = true;
+                        r = adopt_mapsize(ks);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                if (rc != MDB_SUCCESS) {
+                        map_unlock(ks);
+                        return ks_err(ks, rc);
+                }
+
+                ks->group = txn;
+                for (size_t i = 0; i < n; i++) {
+                        changes[i].result = changes[i].fn(ks, changes[i].userdata);
+                        drop_next_audit(ks);
+                }
+                ks->group = NULL;
+
+                if (ks->map_full || ks->group_broken) {
+                        bool full = ks->map_full;
+
+                        mdb_txn_abort(txn);
+                        map_unlock(ks);
+                        /* Past the growth we allow, each change gets its own answer. */
+                        if (!full || growth++ >= KEYSTORE_MAX_GROWTH) {
+                                group_one_by_one(ks, changes, n);
+                                return 0;
+                        }
+                        r = grow_map(ks);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+
+                rc = mdb_txn_commit(txn);
+                map_unlock(ks);
+                if (rc == MDB_SUCCESS)
+                        return 0;
+                r = ks_err(ks, rc);
+                if (!ks->map_full || growth++ >= KEYSTORE_MAX_GROWTH)
+                        return r;
+                r = grow_map(ks);
+                if (r < 0)
+                        return r;
+        }
+}
+
+int keystore_write_group(struct keystore *ks, struct keystore_change *changes, size_t n)
+{
+        int r = 0;
+
+        if (!ks || (n > 0 && !changes))
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++)
+                changes[i].result = 0;
+        if (ks->flags & KEYSTORE_READONLY)
+                r = -EROFS;
+        else if (n == 0 || ks->grouping)
+                r = n == 0 ? 0 : -EBUSY;
+        else {
+                ks->grouping = true;
+                /* Alone, a change needs no nesting: its own transaction is as atomic. */
+                if (n == 1)
+                        group_one_by_one(ks, changes, n);
+                else
+                        r = write_group(ks, changes, n);
+                ks->grouping = false;
+        }
+        if (r < 0)
+                group_fail(changes, n, r);
+        return r;
 }
 
 static bool val_is_id(const MDB_val *v, const char *id)
@@ -579,7 +761,28 @@ void keystore_close(struct keystore *ks)
         drop_next_audit(ks);
         if (ks->env)
                 mdb_env_close(ks->env);
+        if (ks->map_lock_ready)
+                (void)pthread_rwlock_destroy(&ks->map_lock);
         free(ks);
+}
+
+static int map_lock_init(struct keystore *ks)
+{
+        pthread_rwlockattr_t attr;
+        int r;
+
+        r = pthread_rwlockattr_init(&attr);
+        if (r != 0)
+                return -r;
+        /* A resize waits for the reads in progress, but not for a steady
+         * stream of new ones.  Readers never take the lock twice. */
+        (void)pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        r = pthread_rwlock_init(&ks->map_lock, &attr);
+        (void)pthread_rwlockattr_destroy(&attr);
+        if (r != 0)
+                return -r;
+        ks->map_lock_ready = true;
+        return 0;
 }
 
 static void keystore_closep(struct keystore **ks)
@@ -644,6 +847,9 @@ int keystore_open(const char *dir, const struct keystore_options *opts, struct k
         ks = calloc(1, sizeof(*ks));
         if (!ks)
                 return -ENOMEM;
+        r = map_lock_init(ks);
+        if (r < 0)
+                return r;
         ks->flags = opts ? opts->flags : 0;
         ks->audit_max = opts && opts->audit_max ? opts->audit_max : KEYSTORE_DEFAULT_AUDIT_MAX;
         mapsize = opts && opts->mapsize ? opts->mapsize : KEYSTORE_DEFAULT_MAPSIZE;
@@ -680,15 +886,59 @@ static int put_in(struct keystore *ks, MDB_txn *txn, const struct key_record *re
 struct put_ctx {
         const struct key_record *recs;
         size_t n;
+        uint64_t max_owned; /* 0 = no limit */
 };
+
+/* The keys of `owner` that are not revoked, in `txn`. */
+static int count_owned_in(struct keystore *ks, MDB_txn *txn, const char *owner, uint64_t *ret)
+{
+        _cleanup_cursor_ MDB_cursor *c = NULL;
+        MDB_val k = {strlen(owner), (void *)owner}, v;
+        uint64_t n = 0;
+        int rc, r;
+
+        rc = mdb_cursor_open(txn, ks->owners, &c);
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+        for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY); rc == MDB_SUCCESS;
+             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP)) {
+                struct key_record rec;
+                MDB_val rv;
+
+                if (v.mv_size != TOKEN_ID_LEN)
+                        return -EBADMSG;
+                rc = mdb_get(txn, ks->keys, &v, &rv);
+                if (rc != MDB_SUCCESS)
+                        return rc == MDB_NOTFOUND ? -EBADMSG : ks_err(ks, rc);
+                r = decode_entry(&v, &rv, &rec);
+                if (r < 0)
+                        return r;
+                if (rec.status != KEY_STATUS_REVOKED)
+                        n++;
+        }
+        if (rc != MDB_NOTFOUND)
+                return ks_err(ks, rc);
+        *ret = n;
+        return 0;
+}
 
 static int put_keys_in(struct keystore *ks, MDB_txn *txn, void *userdata)
 {
         struct put_ctx *c = userdata;
 
         for (size_t i = 0; i < c->n; i++) {
-                int r = put_in(ks, txn, &c->recs[i]);
+                int r;
 
+                if (c->max_owned) {
+                        uint64_t n;
+
+                        r = count_owned_in(ks, txn, c->recs[i].owner, &n);
+                        if (r < 0)
+                                return r;
+                        if (n >= c->max_owned)
+                                return -EDQUOT;
+                }
+                r = put_in(ks, txn, &c->recs[i]);
                 if (r < 0)
                         return r;
         }
@@ -697,7 +947,7 @@ static int put_keys_in(struct keystore *ks, MDB_txn *txn, void *userdata)
 
 int keystore_put_keys(struct keystore *ks, const struct key_record *recs, size_t n)
 {
-        struct put_ctx c = {recs, n};
+        struct put_ctx c = {recs, n, 0};
 
         if (!ks || (n > 0 && !recs))
                 return -EINVAL;
@@ -715,6 +965,17 @@ int keystore_put_key(struct keystore *ks, const struct key_record *rec)
         if (!rec)
                 return -EINVAL;
         return keystore_put_keys(ks, rec, 1);
+}
+
+int keystore_put_key_limited(struct keystore *ks, const struct key_record *rec, uint64_t max_owned)
+{
+        struct put_ctx c = {rec, 1, max_owned};
+
+        if (!ks || !rec)
+                return -EINVAL;
+        if (record_validate(rec) < 0)
+                return -EINVAL;
+        return write_txn(ks, put_keys_in, &c);
 }
 
 /* Hand a freshly encoded record out as a view into its own buffer. */

@@ -11,8 +11,11 @@
  *           other names                    -> whatever the daemon keeps there
  *
  * Every write is one transaction, committed (and, unless KEYSTORE_NOSYNC,
- * synced) before the function returns.  Functions return 0 or a negative
- * errno.  A keystore handle is used from one thread at a time.
+ * synced) before the function returns, unless it is part of a group
+ * (keystore_write_group()).  Functions return 0 or a negative errno.  A
+ * keystore handle is used from one thread at a time, with one exception:
+ * one thread may read while another runs keystore_write_group(), as the
+ * daemon's writer does.
  *
  * Records handed out by reads are views (record.h): keystore_get() gives
  * them a private copy of the bytes in `*ret_storage` (free() it);
@@ -61,6 +64,14 @@ void keystore_close(struct keystore *ks);
 /* Add a new key.  -EEXIST if the owner has a key of that name, -ENOTUNIQ if the id exists, -EINVAL
  * if invalid. */
 int keystore_put_key(struct keystore *ks, const struct key_record *rec) _warn_unused_;
+
+/*
+ * Add a new key unless its owner already has `max_owned` keys that are not
+ * revoked (-EDQUOT); 0 = no limit.  Counted in the write's own
+ * transaction, so racing creates cannot both slip under the limit.
+ */
+int keystore_put_key_limited(struct keystore *ks, const struct key_record *rec,
+                             uint64_t max_owned) _warn_unused_;
 
 /* Add many keys in one transaction (bulk loads); all or nothing. */
 int keystore_put_keys(struct keystore *ks, const struct key_record *recs, size_t n) _warn_unused_;
@@ -195,6 +206,30 @@ int keystore_meta_get(struct keystore *ks, const char *name, void *buf, size_t s
                       size_t *ret_len) _warn_unused_;
 int keystore_meta_put(struct keystore *ks, const char *name, const void *data,
                       size_t len) _warn_unused_;
+
+/*
+ * One change of a group: `fn` calls at most one of the write functions
+ * above (with keystore_audit_next() before it if the change is audited)
+ * and returns its result.
+ */
+struct keystore_change {
+        int (*fn)(struct keystore *ks, void *userdata);
+        void *userdata;
+        int result; /* set by keystore_write_group() */
+};
+
+/*
+ * Group commit: run `n` changes in one write transaction, committed and
+ * synced once.  Each change's write runs in a transaction nested in the
+ * group's, so a change that fails is undone alone (with its audit event)
+ * and the others still commit; each sees the ones before it.
+ * `changes[i].result` gets what its fn returned, or, where that was
+ * success, the group's error if the group could not be committed.  A fn
+ * may run more than once (after the map was grown, or one by one in
+ * transactions of their own when a nested commit failed), so it keeps
+ * nothing from an earlier run.  Returns 0 or the group's error.
+ */
+int keystore_write_group(struct keystore *ks, struct keystore_change *changes, size_t n);
 
 /*
  * Consistency check for tests and `apikeyd --check`: every record decodes,

@@ -13,6 +13,7 @@ void lastused_init(struct lastused *l)
 void lastused_done(struct lastused *l)
 {
         free(l->slots);
+        free(l->taken);
         *l = (struct lastused){0};
 }
 
@@ -73,22 +74,35 @@ int lastused_note(struct lastused *l, const char *id, uint64_t at, const char *s
         return 0;
 }
 
-const struct lastused_entry *lastused_find(const struct lastused *l, const char *id)
+static const struct lastused_entry *find_in(const struct lastused_entry *slots, size_t n_slots,
+                                            const char *id)
 {
         const struct lastused_entry *e;
 
-        if (l->n_used == 0)
+        if (n_slots == 0)
                 return NULL;
-        e = probe(l->slots, l->n_slots, id);
+        e = probe((struct lastused_entry *)slots, n_slots, id);
         return e->id[0] ? e : NULL;
 }
 
-int lastused_flush(struct lastused *l, struct keystore *ks)
+const struct lastused_entry *lastused_find(const struct lastused *l, const char *id)
 {
-        _cleanup_free_ struct last_used *batch = NULL;
-        size_t n = 0;
-        int r;
+        const struct lastused_entry *e = l->n_used ? find_in(l->slots, l->n_slots, id) : NULL;
 
+        if (!e && l->has_taken)
+                e = find_in(l->taken, l->n_taken_slots, id);
+        return e;
+}
+
+int lastused_take(struct lastused *l, struct last_used **ret, size_t *ret_n)
+{
+        struct last_used *batch;
+        size_t n = 0;
+
+        if (l->has_taken)
+                return -EBUSY;
+        *ret = NULL;
+        *ret_n = 0;
         if (l->n_used == 0)
                 return 0;
         batch = calloc(l->n_used, sizeof(*batch));
@@ -104,10 +118,34 @@ int lastused_flush(struct lastused *l, struct keystore *ks)
                 batch[n].from = e->from[0] ? e->from : NULL;
                 n++;
         }
-        r = keystore_record_last_used(ks, batch, n);
-        if (r < 0)
-                return r; /* keep the batch: the next flush tries again */
-        memset(l->slots, 0, l->n_slots * sizeof(*l->slots));
-        l->n_used = 0;
+        l->taken = l->slots;
+        l->n_taken_slots = l->n_slots;
+        l->has_taken = true;
+        l->slots = NULL;
+        l->n_slots = l->n_used = 0;
+        *ret = batch;
+        *ret_n = n;
         return 0;
+}
+
+void lastused_taken_done(struct lastused *l, bool written)
+{
+        if (!l->has_taken)
+                return;
+        /* Not written: noted again, unless a later use of the key came since. */
+        for (size_t i = 0; !written && i < l->n_taken_slots; i++) {
+                const struct lastused_entry *e = &l->taken[i], *now;
+
+                if (!e->id[0])
+                        continue;
+                now = l->n_used ? find_in(l->slots, l->n_slots, e->id) : NULL;
+                /* Out of memory: this last use is lost, as a crash would lose it. */
+                if ((!now || now->at < e->at) &&
+                    lastused_note(l, e->id, e->at, e->service, e->from) < 0)
+                        break;
+        }
+        free(l->taken);
+        l->taken = NULL;
+        l->n_taken_slots = 0;
+        l->has_taken = false;
 }

@@ -7,6 +7,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,10 @@ struct lastused_entry {
 struct lastused {
         struct lastused_entry *slots; /* open addressing on the id; id[0] == 0 is free */
         size_t n_slots, n_used;
+        /* The batch being written: still shown by lastused_find() until it is in the keystore. */
+        struct lastused_entry *taken;
+        size_t n_taken_slots;
+        bool has_taken;
 };
 
 void lastused_init(struct lastused *l);
@@ -32,8 +37,15 @@ void lastused_done(struct lastused *l);
 int lastused_note(struct lastused *l, const char *id, uint64_t at, const char *service,
                   const char *from) _warn_unused_;
 
-/* The pending use of `id`, or NULL. */
+/* The pending use of `id` (noted, or in the batch being written), or NULL. */
 const struct lastused_entry *lastused_find(const struct lastused *l, const char *id);
 
-/* Write the batch to the keystore in one transaction and empty it. */
-int lastused_flush(struct lastused *l, struct keystore *ks) _warn_unused_;
+/*
+ * Take the batch to be written (for keystore_record_last_used()): `*ret`
+ * (free() it) points into memory kept until lastused_taken_done(), and
+ * new uses are noted apart meanwhile.  -EBUSY while an earlier batch is
+ * still being written; 0 with `*ret_n` = 0 when there is nothing.
+ */
+int lastused_take(struct lastused *l, struct last_used **ret, size_t *ret_n) _warn_unused_;
+/* The batch taken is written, or (`written` false) goes back to wait for the next. */
+void lastused_taken_done(struct lastused *l, bool written);

@@ -35,10 +35,11 @@ struct connection {
         size_t out_size, out_sent, out_alloc;
         uint64_t since; /* start of the current wait: idle, partial message or blocked output */
         bool in_call, call_oneway, call_more, replied_final;
-        bool closing; /* close once the output is flushed */
-        bool eof;     /* the client shut its writing side: answer what came, then close */
-        bool backlog; /* complete calls may still wait in the input */
-        bool dead;    /* freed at the end of the current event */
+        bool closing;  /* close once the output is flushed */
+        bool eof;      /* the client shut its writing side: answer what came, then close */
+        bool backlog;  /* complete calls may still wait in the input */
+        bool deferred; /* the call being answered replies later (connection_defer) */
+        bool dead;     /* closed while deferred: connection_resume() frees it */
 };
 
 struct server {
@@ -102,6 +103,11 @@ static void connection_free(struct connection *c)
 {
         struct server *s = c->server;
 
+        if (c->dead) {
+                if (!c->deferred)
+                        free(c);
+                return;
+        }
         if (c->prev)
                 c->prev->next = c->next;
         else
@@ -109,15 +115,21 @@ static void connection_free(struct connection *c)
         if (c->next)
                 c->next->prev = c->prev;
         s->n_connections--;
-        sd_event_source_disable_unref(c->io);
-        sd_event_source_disable_unref(c->timer);
-        sd_event_source_disable_unref(c->resume);
+        c->server = NULL;
+        c->io = sd_event_source_disable_unref(c->io);
+        c->timer = sd_event_source_disable_unref(c->timer);
+        c->resume = sd_event_source_disable_unref(c->resume);
         closep(&c->fd);
         varlink_buffer_done(&c->in);
         /* Replies may hold a token (Create): nothing is left in freed memory. */
         erase(c->out, c->out_alloc);
         free(c->out);
-        free(c);
+        c->out = NULL;
+        c->out_size = c->out_sent = c->out_alloc = 0;
+        c->dead = true;
+        /* Whoever answers the deferred call still holds it. */
+        if (!c->deferred)
+                free(c);
 }
 
 static int connection_update(struct connection *c);
@@ -182,6 +194,8 @@ static int connection_send_object(struct connection *c, json_t *obj)
 {
         size_t before;
 
+        if (c->dead)
+                return -ECONNRESET;
         if (c->out_sent == c->out_size)
                 c->out_size = c->out_sent = 0;
         before = c->out_size;
@@ -274,6 +288,38 @@ int connection_reply_invalid_parameter(struct connection *c, const char *paramet
                                       json_pack("{s:s}", "parameter", parameter));
 }
 
+void connection_defer(struct connection *c)
+{
+        c->deferred = true;
+}
+
+void connection_resume(struct connection *c)
+{
+        int r;
+
+        if (!c->deferred)
+                return;
+        c->deferred = false;
+        if (c->dead) {
+                free(c);
+                return;
+        }
+        if (!c->replied_final)
+                (void)connection_reply_error(
+                    c, "io.apikeyd.Keys.InternalError",
+                    json_pack("{s:s}", "reason", "the method gave no reply"));
+        /* The reply leaves now.  Calls that waited (or a hangup already
+         * seen) are handled on the next turn (the resume timer), not inside
+         * whoever answered; with none, the connection just reads again. */
+        c->since = varlink_now_usec();
+        c->backlog = varlink_buffer_pending(&c->in) || c->eof;
+        r = connection_flush(c);
+        if (r >= 0)
+                r = connection_update(c);
+        if (r < 0)
+                connection_free(c);
+}
+
 const struct caller *connection_caller(const struct connection *c)
 {
         return &c->caller;
@@ -308,7 +354,7 @@ static void connection_handle_message(struct connection *c, const char *msg, siz
                 c->call_oneway = call.oneway;
                 c->call_more = call.more && !call.oneway;
                 c->server->dispatch(c, &call, c->server->userdata);
-                if (!c->replied_final)
+                if (!c->replied_final && !c->deferred)
                         (void)connection_reply_error(
                             c, "io.apikeyd.Keys.InternalError",
                             json_pack("{s:s}", "reason", "the method gave no reply"));
@@ -337,7 +383,7 @@ static int connection_process(struct connection *c)
                 size_t len;
                 int r;
 
-                if (output_backed_up(c) || n >= PROCESS_BUDGET) {
+                if (c->deferred || output_backed_up(c) || n >= PROCESS_BUDGET) {
                         c->backlog = true;
                         return 0;
                 }
@@ -425,7 +471,8 @@ static void connection_turn(struct connection *c, uint32_t revents)
                 r = connection_read(c);
         if (r >= 0)
                 r = connection_flush(c);
-        if (r >= 0 && (c->closing || (c->eof && !c->backlog)) && c->out_size == c->out_sent)
+        if (r >= 0 && !c->deferred && (c->closing || (c->eof && !c->backlog)) &&
+            c->out_size == c->out_sent)
                 r = -ECONNRESET;
         if (r >= 0)
                 r = connection_update(c);
@@ -456,6 +503,19 @@ static int connection_update(struct connection *c)
         uint32_t events = 0;
         int r;
 
+        /* Waiting for the daemon: nothing to read, and a hangup (reported
+         * whatever the events) waits until the answer is ready too. */
+        if (c->deferred) {
+                r = sd_event_source_set_enabled(c->io, SD_EVENT_OFF);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(c->resume, SD_EVENT_OFF);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+                return r;
+        }
+        r = sd_event_source_set_enabled(c->io, SD_EVENT_ON);
+        if (r < 0)
+                return r;
         /* No reading while calls wait: the input stays bounded. */
         if (!c->closing && !c->eof && !c->backlog && !output_backed_up(c))
                 events |= EPOLLIN;

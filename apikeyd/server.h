@@ -8,7 +8,9 @@
  * connection, so replies leave in the order calls arrived (pipelining
  * works).  A handler replies exactly once, or with `continues` several
  * times when the call asked for `more`.  For `oneway` calls the server
- * drops whatever the handler replies.
+ * drops whatever the handler replies.  A handler may also defer its reply
+ * (connection_defer()) to a later event: the connection's next calls then
+ * wait, so the order holds.
  */
 #pragma once
 
@@ -77,6 +79,19 @@ unsigned server_connection_count(const struct server *s);
 const struct caller *connection_caller(const struct connection *c);
 /* Whether the call being handled asked for `more`. */
 bool connection_wants_more(const struct connection *c);
+
+/*
+ * Answer the call being handled later: the handler returns without a
+ * reply, and a later event on the loop replies as usual and then calls
+ * connection_resume().  Meanwhile the connection handles none of its
+ * further calls (they wait in the input), reads nothing and has no idle
+ * timeout: the wait is the daemon's, not the client's.  If the connection
+ * is closed meanwhile (the server is freed, or sending failed), replies go
+ * nowhere and connection_resume() frees what is left of it.
+ */
+void connection_defer(struct connection *c);
+/* The deferred call is answered: go on with the calls that waited. */
+void connection_resume(struct connection *c);
 
 /* Reply with `parameters` (stolen; NULL = {}); `continues` only when the call asked for more. */
 int connection_reply(struct connection *c, json_t *parameters, bool continues);

@@ -54,6 +54,7 @@
 #include "server.h"
 #include "timeutil.h"
 #include "token_crypto.h"
+#include "writer.h"
 #include "fuzz.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -287,6 +288,10 @@ static void state_open(void)
         r = api_init(&F.api);
         if (r < 0)
                 die("api_init: %s", strerror(-r));
+        /* Without a thread: the writes run from the loop, so runs repeat exactly. */
+        r = writer_new(F.event, ks, false, &F.api.writer);
+        if (r < 0)
+                die("writer_new: %s", strerror(-r));
         /* Open files stay usable; the directory goes now, so nothing outlives us. */
         remove_dir();
         F.open = true;
@@ -299,7 +304,8 @@ static void state_close(void)
 
         if (!F.open)
                 return;
-        api_flush(&F.api);
+        api_finish(&F.api);
+        writer_free(F.api.writer);
         r = keystore_verify_indexes(F.api.ks, &err);
         if (r < 0)
                 die("the keystore's indexes are inconsistent: %s", err ? err : strerror(-r));

@@ -21,6 +21,9 @@
 
 #include "keystore.h"
 
+/* Enough keys in one group to outgrow a 64 KiB map. */
+#define GROUP_TEST_KEYS 200
+
 #define NOW    1700000000000000ull
 #define SECOND 1000000ull
 #define HOUR   (3600 * SECOND)
@@ -1703,6 +1706,86 @@ static void test_audit_with_change(void **state)
         assert_int_equal(keystore_audit_next(f->ks, &ev), -EINVAL);
 }
 
+/* One change of a group test: a key to put, with its audit event. */
+struct group_put {
+        struct key_record rec;
+        uint64_t max_owned;
+};
+
+static int group_put_fn(struct keystore *ks, void *userdata)
+{
+        struct group_put *p = userdata;
+        struct audit_event ev = {
+            .time = NOW, .actor = "uid=0", .action = "create", .key_id = p->rec.id, .result = "ok"};
+        int r = keystore_audit_next(ks, &ev);
+
+        return r < 0 ? r : keystore_put_key_limited(ks, &p->rec, p->max_owned);
+}
+
+static void test_write_group(void **state)
+{
+        struct fixture *f = *state;
+        static struct events e;
+        struct group_put p[5];
+        struct keystore_change changes[5];
+        char *err = NULL;
+
+        /* A change that fails is undone alone, with its audit event; each
+         * sees the ones before it (the name, the owner's count). */
+        make_rec(&p[0].rec, 1, "alice", "laptop");
+        make_rec(&p[1].rec, 2, "alice", "laptop"); /* the name is taken by p[0] */
+        make_rec(&p[2].rec, 3, "alice", "phone");  /* alice's second key */
+        make_rec(&p[3].rec, 4, "alice", "tablet"); /* a third: over the limit of 2 */
+        make_rec(&p[4].rec, 5, "bob", "laptop");
+        for (size_t i = 0; i < ELEMENTSOF(p); i++) {
+                p[i].max_owned = 2;
+                changes[i] = (struct keystore_change){.fn = group_put_fn, .userdata = &p[i]};
+        }
+        assert_int_equal(keystore_write_group(f->ks, changes, ELEMENTSOF(changes)), 0);
+        assert_int_equal(changes[0].result, 0);
+        assert_int_equal(changes[1].result, -EEXIST);
+        assert_int_equal(changes[2].result, 0);
+        assert_int_equal(changes[3].result, -EDQUOT);
+        assert_int_equal(changes[4].result, 0);
+        assert_int_equal(keystore_get(f->ks, p[0].rec.id, NULL, NULL), 0);
+        assert_int_equal(keystore_get(f->ks, p[1].rec.id, NULL, NULL), -ENOENT);
+        assert_int_equal(keystore_get(f->ks, p[3].rec.id, NULL, NULL), -ENOENT);
+        assert_int_equal(keystore_get(f->ks, p[4].rec.id, NULL, NULL), 0);
+        list_events(f, 0, 0, NULL, 0, &e);
+        assert_int_equal(e.n, 3);
+        assert_string_equal(e.ev[0].key_id, p[0].rec.id);
+        assert_string_equal(e.ev[1].key_id, p[2].rec.id);
+        assert_string_equal(e.ev[2].key_id, p[4].rec.id);
+        assert_int_equal(keystore_verify_indexes(f->ks, &err), 0);
+        assert_null(err);
+
+        /* A group that does not fit the map grows it and runs again. */
+        ks_wipe(f, 64 * 1024, 0, KEYSTORE_NOSYNC);
+        {
+                static struct group_put many[GROUP_TEST_KEYS];
+                static struct keystore_change ch[GROUP_TEST_KEYS];
+                static char names[GROUP_TEST_KEYS][16];
+
+                for (size_t i = 0; i < GROUP_TEST_KEYS; i++) {
+                        snprintf(names[i], sizeof(names[i]), "k%zu", i);
+                        make_rec(&many[i].rec, 100 + i, "carol", names[i]);
+                        many[i].rec.description = "d";
+                        many[i].max_owned = 0;
+                        ch[i] = (struct keystore_change){.fn = group_put_fn, .userdata = &many[i]};
+                }
+                assert_int_equal(keystore_write_group(f->ks, ch, GROUP_TEST_KEYS), 0);
+                for (size_t i = 0; i < GROUP_TEST_KEYS; i++)
+                        assert_int_equal(ch[i].result, 0);
+                /* Every change's event, the last one numbered after all of them. */
+                list_events(f, GROUP_TEST_KEYS - 1, 0, NULL, 0, &e);
+                assert_int_equal(e.n, 1);
+                assert_string_equal(e.ev[0].key_id, many[GROUP_TEST_KEYS - 1].rec.id);
+                assert_int_equal(keystore_verify_indexes(f->ks, &err), 0);
+        }
+
+        assert_int_equal(keystore_write_group(f->ks, NULL, 0), 0);
+}
+
 static void test_audit_batch(void **state)
 {
         struct fixture *f = *state;
@@ -1974,6 +2057,7 @@ int main(void)
             T(test_last_used),
             T(test_audit),
             T(test_audit_with_change),
+            T(test_write_group),
             T(test_audit_batch),
             T(test_audit_prune),
             T(test_audit_corrupt),
