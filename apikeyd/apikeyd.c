@@ -313,7 +313,9 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
         sigprocmask(SIG_BLOCK, &mask, NULL);
         signal(SIGPIPE, SIG_IGN);
 
-        r = sd_event_default(&d.event);
+        /* Not sd_event_default(): a default loop checks its thread with a
+         * gettid() system call on every iteration, one per call served. */
+        r = sd_event_new(&d.event);
         if (r >= 0)
                 r = sd_event_add_signal(d.event, NULL, SIGTERM, on_signal, &d);
         if (r >= 0)
