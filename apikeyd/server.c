@@ -38,6 +38,8 @@ struct connection {
         bool closing;  /* close once the output is flushed */
         bool eof;      /* the client shut its writing side: answer what came, then close */
         bool backlog;  /* complete calls may still wait in the input */
+        bool readable; /* the socket may hold unread bytes (edge-triggered: until EAGAIN) */
+        bool want_out; /* EPOLLOUT is asked for: answers wait for room in the socket */
         bool deferred; /* the call being answered replies later (connection_defer) */
         bool dead;     /* closed while deferred: connection_resume() frees it */
 };
@@ -410,7 +412,7 @@ static int connection_process(struct connection *c)
         return 0;
 }
 
-/* Read one chunk (the loop comes back while there is more) and handle it. */
+/* Read one chunk (the loop comes back while there may be more) and handle it. */
 static int connection_read(struct connection *c)
 {
         char *p;
@@ -426,8 +428,15 @@ static int connection_read(struct connection *c)
         do
                 n = recv(c->fd, p, room, MSG_DONTWAIT);
         while (n < 0 && errno == EINTR);
-        if (n < 0)
-                return errno == EAGAIN ? 0 : -errno;
+        if (n < 0) {
+                if (errno != EAGAIN)
+                        return -errno;
+                c->readable = false;
+                return 0;
+        }
+        /* A short read emptied the socket; what arrives later is a new edge. */
+        if ((size_t)n < room)
+                c->readable = false;
         if (n == 0) {
                 /* A client may send its calls and shut its writing side (as
                  * socat does): it still gets every answer. */
@@ -459,15 +468,24 @@ static int on_timer(sd_event_source *es, uint64_t usec, void *userdata)
  * close once a finished client has all its answers.  Every connection gets
  * a turn before any gets a second one.
  */
+/* No reading while calls wait or answers pile up unread: the input stays bounded. */
+static bool may_read(const struct connection *c)
+{
+        return c->readable && !c->closing && !c->eof && !c->backlog && !c->deferred &&
+               !output_backed_up(c);
+}
+
 static void connection_turn(struct connection *c, uint32_t revents)
 {
         int r = 0;
 
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                c->readable = true;
         if (revents & EPOLLOUT)
                 r = connection_flush(c);
         if (r >= 0 && c->backlog)
                 r = connection_process(c); /* waiting calls first */
-        if (r >= 0 && !c->backlog && !c->eof && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+        if (r >= 0 && may_read(c))
                 r = connection_read(c);
         if (r >= 0)
                 r = connection_flush(c);
@@ -496,11 +514,9 @@ static int on_resume(sd_event_source *es, uint64_t usec, void *userdata)
         return 0;
 }
 
-/* Set the events we wait for and the deadline of the current wait. */
+/* Whether to come back for the connection, and the deadline of its current wait. */
 static int connection_update(struct connection *c)
 {
-        bool blocked = c->out_size > c->out_sent;
-        uint32_t events = 0;
         int r;
 
         /* Waiting for the daemon: nothing to read, and a hangup (reported
@@ -513,18 +529,25 @@ static int connection_update(struct connection *c)
                         r = sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
                 return r;
         }
+        /* Enabling registers the socket anew, which reports what is ready. */
         r = sd_event_source_set_enabled(c->io, SD_EVENT_ON);
         if (r < 0)
                 return r;
-        /* No reading while calls wait: the input stays bounded. */
-        if (!c->closing && !c->eof && !c->backlog && !output_backed_up(c))
-                events |= EPOLLIN;
-        if (blocked)
-                events |= EPOLLOUT;
-        r = sd_event_source_set_io_events(c->io, events);
-        if (r < 0)
-                return r;
-        r = sd_event_source_set_enabled(c->resume, c->backlog && !c->closing && !output_backed_up(c)
+        /* EPOLLOUT only while answers wait: asked for always, every read of
+         * an answer by the client would wake the loop.  Changed only when it
+         * must be (an edge-triggered source is re-registered on every call). */
+        if (c->want_out != (c->out_size > c->out_sent)) {
+                c->want_out = !c->want_out;
+                r = sd_event_source_set_io_events(c->io,
+                                                  EPOLLIN | EPOLLET | (c->want_out ? EPOLLOUT : 0));
+                if (r < 0)
+                        return r;
+        }
+        /* Calls left waiting, or a read that filled the buffer: no new edge
+         * will come for those, so come back after the others had a turn.
+         * Answers backed up wait for the socket to take more (EPOLLOUT). */
+        r = sd_event_source_set_enabled(c->resume, !c->closing && !output_backed_up(c) &&
+                                                           (c->backlog || may_read(c))
                                                        ? SD_EVENT_ONESHOT
                                                        : SD_EVENT_OFF);
         if (r < 0)
@@ -608,7 +631,11 @@ int server_add_connection(struct server *s, int fd)
         s->connections = c;
         s->n_connections++;
 
-        r = sd_event_add_io(s->event, &c->io, fd, EPOLLIN, on_io, c);
+        /* Edge-triggered: sd-event asks the kernel for events again on every
+         * loop iteration, and a level-triggered socket with unread bytes
+         * would come back each time, so that every call would cost a little
+         * more for each busy connection. */
+        r = sd_event_add_io(s->event, &c->io, fd, EPOLLIN | EPOLLET, on_io, c);
         if (r >= 0)
                 r = sd_event_add_time(s->event, &c->timer, CLOCK_MONOTONIC,
                                       c->since + s->opts.client_timeout, 0, on_timer, c);
