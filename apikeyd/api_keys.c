@@ -144,10 +144,33 @@ static void set_string(json_t *o, const char *name, const char *s)
                 json_object_set_new(o, name, json_string(s));
 }
 
+/* A key's last use as the API shows it: one noted since the last flush wins. */
+struct last_use {
+        uint64_t at;
+        const char *service, *from;
+};
+
+static struct last_use key_last_use(const struct api *a, const struct key_record *rec)
+{
+        const struct lastused_entry *pending = lastused_find(&a->lastused, rec->id);
+
+        if (pending && pending->at > rec->last_used_at)
+                return (struct last_use){
+                    .at = pending->at,
+                    .service = pending->service[0] ? pending->service : NULL,
+                    .from = pending->from[0] ? pending->from : NULL,
+                };
+        return (struct last_use){
+            .at = rec->last_used_at,
+            .service = rec->last_used_service,
+            .from = rec->last_used_from,
+        };
+}
+
 /* A record as the API shows it, with any last use not yet flushed. */
 static json_t *key_json(const struct api *a, const struct key_record *rec, uint64_t now)
 {
-        const struct lastused_entry *pending = lastused_find(&a->lastused, rec->id);
+        struct last_use lu = key_last_use(a, rec);
         json_t *o;
 
         o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:s}", "id", rec->id, "name", rec->name,
@@ -161,15 +184,9 @@ static json_t *key_json(const struct api *a, const struct key_record *rec, uint6
         set_time(o, "expires_at", rec->expires_at);
         set_time(o, "created_at", rec->created_at);
         set_string(o, "created_by", rec->created_by);
-        if (pending && pending->at > rec->last_used_at) {
-                set_time(o, "last_used_at", pending->at);
-                set_string(o, "last_used_service", pending->service[0] ? pending->service : NULL);
-                set_string(o, "last_used_from", pending->from[0] ? pending->from : NULL);
-        } else {
-                set_time(o, "last_used_at", rec->last_used_at);
-                set_string(o, "last_used_service", rec->last_used_service);
-                set_string(o, "last_used_from", rec->last_used_from);
-        }
+        set_time(o, "last_used_at", lu.at);
+        set_string(o, "last_used_service", lu.service);
+        set_string(o, "last_used_from", lu.from);
         return o;
 }
 
@@ -198,7 +215,7 @@ static void write_string(struct json_out *o, const char *name, const char *s)
 static void key_write(struct json_out *o, const struct api *a, const struct key_record *rec,
                       uint64_t now)
 {
-        const struct lastused_entry *pending = lastused_find(&a->lastused, rec->id);
+        struct last_use lu = key_last_use(a, rec);
         bool first = true;
 
         json_out_lit(o, "{\"id\":");
@@ -226,15 +243,9 @@ static void key_write(struct json_out *o, const struct api *a, const struct key_
         write_time(o, "expires_at", rec->expires_at);
         write_time(o, "created_at", rec->created_at);
         write_string(o, "created_by", rec->created_by);
-        if (pending && pending->at > rec->last_used_at) {
-                write_time(o, "last_used_at", pending->at);
-                write_string(o, "last_used_service", pending->service[0] ? pending->service : NULL);
-                write_string(o, "last_used_from", pending->from[0] ? pending->from : NULL);
-        } else {
-                write_time(o, "last_used_at", rec->last_used_at);
-                write_string(o, "last_used_service", rec->last_used_service);
-                write_string(o, "last_used_from", rec->last_used_from);
-        }
+        write_time(o, "last_used_at", lu.at);
+        write_string(o, "last_used_service", lu.service);
+        write_string(o, "last_used_from", lu.from);
         json_out_raw(o, "}", 1);
 }
 

@@ -298,10 +298,31 @@ static int write_nested(struct keystore *ks, write_fn fn, void *userdata)
         return r;
 }
 
+/*
+ * Begin a write transaction with the map held shared (map_unlock() after
+ * commit or abort); a map another process grew is adopted first.
+ */
+static int write_begin(struct keystore *ks, MDB_txn **ret)
+{
+        for (bool adopted = false;;) {
+                int rc, r;
+
+                map_share(ks);
+                rc = mdb_txn_begin(ks->env, NULL, 0, ret);
+                if (rc == MDB_SUCCESS)
+                        return 0;
+                map_unlock(ks);
+                if (rc != MDB_MAP_RESIZED || adopted)
+                        return ks_err(ks, rc);
+                adopted = true;
+                r = adopt_mapsize(ks);
+                if (r < 0)
+                        return r;
+        }
+}
+
 static int write_txn_once(struct keystore *ks, write_fn fn, void *userdata)
 {
-        bool adopted = false;
-
         if (ks->flags & KEYSTORE_READONLY)
                 return -EROFS;
         if (ks->group)
@@ -315,22 +336,10 @@ static int write_txn_once(struct keystore *ks, write_fn fn, void *userdata)
                 MDB_txn *txn;
                 int rc, r;
 
-                map_share(ks);
+                r = write_begin(ks, &txn);
+                if (r < 0)
+                        return r;
                 ks->map_full = false;
-                rc = mdb_txn_begin(ks->env, NULL, 0, &txn);
-                if (rc == MDB_MAP_RESIZED && !adopted) {
-                        map_unlock(ks);
-                        adopted = true;
-                        r = adopt_mapsize(ks);
-                        if (r < 0)
-                                return r;
-                        continue;
-                }
-                if (rc != MDB_SUCCESS) {
-                        map_unlock(ks);
-                        return ks_err(ks, rc);
-                }
-
                 r = write_body(ks, txn, fn, userdata);
                 if (r < 0)
                         mdb_txn_abort(txn);
@@ -367,28 +376,14 @@ static void group_one_by_one(struct keystore *ks, struct keystore_change *change
 
 static int write_group(struct keystore *ks, struct keystore_change *changes, size_t n)
 {
-        bool adopted = false;
-
         for (unsigned growth = 0;;) {
                 MDB_txn *txn;
                 int rc, r;
 
-                map_share(ks);
+                r = write_begin(ks, &txn);
+                if (r < 0)
+                        return r;
                 ks->map_full = ks->group_broken = false;
-                rc = mdb_txn_begin(ks->env, NULL, 0, &txn);
-                if (rc == MDB_MAP_RESIZED && !adopted) {
-                        map_unlock(ks);
-                        adopted = true;
-                        r = adopt_mapsize(ks);
-                        if (r < 0)
-                                return r;
-                        continue;
-                }
-                if (rc != MDB_SUCCESS) {
-                        map_unlock(ks);
-                        return ks_err(ks, rc);
-                }
-
                 ks->group = txn;
                 for (size_t i = 0; i < n; i++) {
                         changes[i].result = changes[i].fn(ks, changes[i].userdata);
