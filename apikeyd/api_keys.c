@@ -867,7 +867,7 @@ static int sign_verify_reply(struct api *a, struct request *q, const struct veri
         return 0;
 }
 
-static void name_uint(struct json_out *o, unsigned long v)
+static void out_uint(struct json_out *o, unsigned long v)
 {
         char digits[24];
         size_t i = sizeof(digits);
@@ -914,7 +914,7 @@ static size_t lockout_names(struct request *q, const struct verify_args *v, cons
                 struct json_out o;
                 json_out_init(&o, names[n], LOCKOUT_NAME_MAX + 1);
                 json_out_lit(&o, "uid:");
-                name_uint(&o, uid);
+                out_uint(&o, uid);
                 json_out_raw(&o, "", 1);
                 if (json_out_done(&o) >= 0)
                         n++;

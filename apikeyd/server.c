@@ -192,23 +192,37 @@ static int append_to_output(const char *buffer, size_t size, void *data)
 }
 
 /* Serialize straight into the output buffer: one pass, no copy in between. */
-static int connection_send_object(struct connection *c, json_t *obj)
+/* Where the next message starts in the output; -ECONNRESET once the connection is closed. */
+static int message_begin(struct connection *c, size_t *ret_start)
 {
-        size_t before;
-
         if (c->dead)
                 return -ECONNRESET;
         if (c->out_sent == c->out_size)
                 c->out_size = c->out_sent = 0;
-        before = c->out_size;
-        if (json_dump_callback(obj, append_to_output, c, JSON_COMPACT) < 0 ||
-            connection_queue(c, "", 1) < 0) {
-                /* Drop a half-written message: the stream must stay framed. */
-                erase(c->out + before, c->out_size - before);
-                c->out_size = before;
-                return -ENOMEM;
-        }
+        *ret_start = c->out_size;
         return 0;
+}
+
+/* End the message begun at `start` with its NUL, or drop what was written of it. */
+static int message_end(struct connection *c, size_t start, bool written)
+{
+        if (written && connection_queue(c, "", 1) >= 0)
+                return 0;
+        /* A half-written message goes: the stream must stay framed. */
+        erase(c->out + start, c->out_size - start);
+        c->out_size = start;
+        return -ENOMEM;
+}
+
+static int connection_send_object(struct connection *c, json_t *obj)
+{
+        size_t start;
+        int r = message_begin(c, &start);
+
+        if (r < 0)
+                return r;
+        return message_end(c, start,
+                           json_dump_callback(obj, append_to_output, c, JSON_COMPACT) >= 0);
 }
 
 int connection_reply(struct connection *c, json_t *parameters, bool continues)
@@ -266,22 +280,18 @@ int connection_reply_error(struct connection *c, const char *error, json_t *para
 
 int connection_reply_raw(struct connection *c, const char *msg, size_t len)
 {
-        size_t before;
+        size_t start;
+        int r;
 
         if (c->replied_final)
                 return -EINVAL;
         c->replied_final = true;
         if (c->call_oneway)
                 return 0;
-        if (c->out_sent == c->out_size)
-                c->out_size = c->out_sent = 0;
-        before = c->out_size;
-        if (connection_queue(c, msg, len) < 0 || connection_queue(c, "", 1) < 0) {
-                erase(c->out + before, c->out_size - before);
-                c->out_size = before;
-                return -ENOMEM;
-        }
-        return 0;
+        r = message_begin(c, &start);
+        if (r < 0)
+                return r;
+        return message_end(c, start, connection_queue(c, msg, len) >= 0);
 }
 
 int connection_reply_invalid_parameter(struct connection *c, const char *parameter)
