@@ -352,6 +352,21 @@ def test_unreadable_answer_is_never_success(pam, admin, listener, sockdir, reply
     assert r.code == PAM_AUTHINFO_UNAVAIL, r
 
 
+@pytest.mark.parametrize("reply, message", [
+    ("not json", "cannot read apikeyd's answer"),
+    ('{"parameters":{"valid":true,"code":"VALID","code":"VALID"}}',
+     "cannot read apikeyd's answer"),
+    ('{"parameters":{"valid":false,"code":"VALID"}}',
+     "apikeyd's answer says VALID but not valid"),
+])
+def test_unreadable_answer_is_logged(pam, admin, listener, sockdir, syslog, reply, message):
+    token = admin.create("k", owner=USER)["token"]
+    fake = listener(sockdir() / "s", reply=reply)
+    pam.probe("svc", f"socket={fake.path} nodelay timeout=1000 {trust_me()}")
+    assert pam.run("svc", USER, [token]).code == PAM_AUTHINFO_UNAVAIL
+    syslog.wait_for(r"pam_apikey\(svc:auth\): " + re.escape(message) + "$")
+
+
 def test_unknown_daemon_code_is_never_success(pam, admin, listener, sockdir):
     token = admin.create("k", owner=USER)["token"]
     fake = listener(sockdir() / "s", reply='{"parameters":{"valid":true,"code":"MAYBE"}}')
