@@ -220,6 +220,39 @@ static bool plain_ascii(unsigned char c)
         return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
 }
 
+/*
+ * Eight bytes at a time: a word with a high bit set in the lowest byte that
+ * is below 0x20, '"' or '\\' (and, if `ascii`, at or above 0x80), zero if
+ * none is.  Borrows may also mark bytes above the first one marked, so only
+ * "none" and "not none" are meaningful.
+ */
+#define ONES  UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+static uint64_t word_special(uint64_t w, bool ascii)
+{
+        uint64_t quote = w ^ (ONES * '"'), bslash = w ^ (ONES * '\\');
+
+        return (((w - ONES * 0x20) & ~w) | ((quote - ONES) & ~quote) | ((bslash - ONES) & ~bslash) |
+                (ascii ? w : 0)) &
+               HIGHS;
+}
+
+/* Past the run of plain ASCII bytes at p (none beyond end). */
+static const char *plain_run(const char *p, const char *end)
+{
+        while (end - p >= 8) {
+                uint64_t w;
+
+                memcpy(&w, p, 8);
+                if (word_special(w, true))
+                        break;
+                p += 8;
+        }
+        while (p < end && plain_ascii((unsigned char)*p))
+                p++;
+        return p;
+}
+
 /* The string at the reader (at its opening quote) into buf; buf may be NULL to only check it. */
 static int scan_string(struct json_scan *s, char *buf, size_t size, size_t *ret_len)
 {
@@ -236,8 +269,7 @@ static int scan_string(struct json_scan *s, char *buf, size_t size, size_t *ret_
                 unsigned char c = (unsigned char)*p;
                 if (plain_ascii(c)) {
                         /* The common case: a run copied in one go. */
-                        while (p < s->end && plain_ascii((unsigned char)*p))
-                                p++;
+                        p = plain_run(p, s->end);
                         n = (size_t)(p - from);
                 } else if (c == '"')
                         break;
@@ -444,11 +476,6 @@ void json_out_raw(struct json_out *o, const char *s, size_t n)
         o->len += n;
 }
 
-void json_out_lit(struct json_out *o, const char *s)
-{
-        json_out_raw(o, s, strlen(s));
-}
-
 /* The escape for a byte that cannot stand for itself in a JSON string. */
 static size_t escape_byte(unsigned char c, char esc[6])
 {
@@ -485,12 +512,22 @@ static size_t escape_byte(unsigned char c, char esc[6])
 
 void json_out_string(struct json_out *o, const char *s)
 {
+        const char *end = s + strlen(s);
+
         json_out_raw(o, "\"", 1);
         for (;;) {
                 const char *run = s;
                 char esc[6];
 
                 /* Runs of bytes that stand for themselves go out in one copy. */
+                while (end - s >= 8) {
+                        uint64_t w;
+
+                        memcpy(&w, s, 8);
+                        if (word_special(w, false))
+                                break;
+                        s += 8;
+                }
                 while ((unsigned char)*s >= 0x20 && *s != '"' && *s != '\\')
                         s++;
                 json_out_raw(o, run, (size_t)(s - run));
@@ -500,17 +537,6 @@ void json_out_string(struct json_out *o, const char *s)
                 s++;
         }
         json_out_raw(o, "\"", 1);
-}
-
-void json_out_name(struct json_out *o, const char *name, bool first)
-{
-        /* Names are the program's own identifiers: nothing to escape. */
-        if (first)
-                json_out_raw(o, "\"", 1);
-        else
-                json_out_raw(o, ",\"", 2);
-        json_out_lit(o, name);
-        json_out_raw(o, "\":", 2);
 }
 
 int json_out_done(const struct json_out *o)

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "macro.h"
 
@@ -86,11 +87,21 @@ struct json_out {
 
 void json_out_init(struct json_out *o, char *buf, size_t size);
 void json_out_raw(struct json_out *o, const char *s, size_t n);
-/* A C string, without quotes or escaping (for literal JSON). */
-void json_out_lit(struct json_out *o, const char *s);
+/* A C string, without quotes or escaping (for literal JSON); inline so that
+ * a literal's length is known when compiling. */
+static inline void json_out_lit(struct json_out *o, const char *s)
+{
+        json_out_raw(o, s, strlen(s));
+}
 /* `s` as a quoted JSON string; `s` must be UTF-8. */
 void json_out_string(struct json_out *o, const char *s);
-/* `,"name":` — the comma unless `first`; `name` is written as it is (no escaping). */
-void json_out_name(struct json_out *o, const char *name, bool first);
+/* `,"name":` — the comma unless `first`; `name` is written as it is (no
+ * escaping); inline for the same reason as json_out_lit. */
+static inline void json_out_name(struct json_out *o, const char *name, bool first)
+{
+        json_out_raw(o, first ? "\"" : ",\"", first ? 1 : 2);
+        json_out_raw(o, name, strlen(name));
+        json_out_raw(o, "\":", 2);
+}
 /* The length written, or -ENOBUFS if the buffer was too small. */
 int json_out_done(const struct json_out *o) _warn_unused_;

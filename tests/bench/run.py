@@ -52,7 +52,7 @@ MARKER = "# apikeyd benchmark service (removed after the run)"
 PROTO = {"ref": "ref", "apikeyd": "varlink"}  # what each server speaks
 
 FULL = dict(small=1000, large=1000000, seconds=2.0, warmup=0.5, reps=3, conns=(1, 16, 64),
-            cg=(1000, 4000), pam_rounds=10, pam_batch=200, ssh_pairs=10, list_seconds=2.0)
+            cg=(4000, 16000), pam_rounds=10, pam_batch=200, ssh_pairs=10, list_seconds=2.0)
 QUICK = dict(small=1000, large=20000, seconds=0.3, warmup=0.1, reps=1, conns=(1, 16, 64),
              cg=(100, 400), pam_rounds=2, pam_batch=20, ssh_pairs=1, list_seconds=0.3)
 

@@ -202,6 +202,54 @@ static void test_writer_escapes(void **state)
                             (size_t)json_out_done(&o));
 }
 
+/*
+ * Strings are scanned and written eight bytes at a time: a byte that needs
+ * care must be found at every offset of a word, in strings of every length
+ * around the word size, both ways.
+ */
+static void test_special_byte_at_every_offset(void **state)
+{
+        static const char special[] = {'"', '\\', '\n', '\x01', '\x1f'};
+
+        for (size_t len = 1; len <= 40; len++)
+                for (size_t at = 0; at < len; at++)
+                        for (size_t k = 0; k < sizeof(special); k++) {
+                                char str[48], out[128], back[48];
+                                struct json_out o;
+                                struct json_scan s;
+                                size_t n;
+                                int r;
+
+                                memset(str, 'x', len);
+                                str[len] = '\0';
+                                str[at] = special[k];
+                                json_out_init(&o, out, sizeof(out));
+                                json_out_string(&o, str);
+                                r = json_out_done(&o);
+                                assert_true(r > 0);
+                                /* The escape is where the byte was, and nothing else changed. */
+                                assert_memory_equal(out + 1, str, at);
+                                assert_int_equal(out[1 + at], '\\');
+                                assert_int_equal(out[r - 1], '"');
+                                json_scan_init(&s, out, (size_t)r);
+                                assert_int_equal(json_scan_string(&s, back, sizeof(back), &n), 0);
+                                assert_int_equal(n, len);
+                                assert_string_equal(back, str);
+
+                                /* Unescaped, the same byte inside the quotes is refused
+                                 * (a quote ends the string early instead). */
+                                out[0] = '"';
+                                memcpy(out + 1, str, len);
+                                out[len + 1] = '"';
+                                json_scan_init(&s, out, len + 2);
+                                r = json_scan_string(&s, back, sizeof(back), &n);
+                                if (special[k] == '"')
+                                        assert_true(r == 0 && n == at);
+                                else
+                                        assert_int_equal(r, -EBADMSG);
+                        }
+}
+
 static void test_writer_overflow_is_remembered(void **state)
 {
         char buf[4];
@@ -238,6 +286,7 @@ int main(void)
             cmocka_unit_test(test_nesting_is_bounded),
             cmocka_unit_test(test_writer_escapes),
             cmocka_unit_test(test_writer_overflow_is_remembered),
+            cmocka_unit_test(test_special_byte_at_every_offset),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
