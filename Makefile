@@ -109,15 +109,21 @@ $(DAEMON_LIB): $(DAEMON_OBJ)
 	rm -f $@
 	$(AR) rcs $@ $^
 
+# Every symbol bound at start (-z now), not on first call: the dynamic
+# linker's lazy resolver saves the vector registers on the stack, and right
+# after a token was copied they hold pieces of its secret.  Also read-only
+# relocations (full RELRO).
+BIND_NOW = -Wl,-z,relro,-z,now
+
 $(BUILD)/apikeyd: $(BUILD)/obj/apikeyd/apikeyd.o $(DAEMON_LIB) $(COMMON_LIB)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(call pkg_libs,$(DAEMON_PKGS)) -lpthread
+	$(CC) $(CFLAGS) $(LDFLAGS) $(BIND_NOW) -o $@ $^ $(call pkg_libs,$(DAEMON_PKGS)) -lpthread
 
 $(BUILD)/apikeyctl: $(BUILD)/obj/apikeyd/apikeyctl.o $(DAEMON_LIB) $(COMMON_LIB)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(call pkg_libs,$(DAEMON_PKGS))
+	$(CC) $(CFLAGS) $(LDFLAGS) $(BIND_NOW) -o $@ $^ $(call pkg_libs,$(DAEMON_PKGS))
 
 $(BUILD)/pam_apikey.so: $(PAM_OBJ) $(COMMON_LIB) pam_apikey/module.map
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,--version-script=pam_apikey/module.map \
-		-Wl,-z,relro,-z,now,-z,defs -o $@ $(PAM_OBJ) $(COMMON_LIB) $(call pkg_libs,$(PAM_PKGS))
+		$(BIND_NOW) -Wl,-z,defs -o $@ $(PAM_OBJ) $(COMMON_LIB) $(call pkg_libs,$(PAM_PKGS))
 
 # The module's code with every free() watched for the token (--wrap=free).
 $(BUILD)/tests/test_pam_wipe: $(UNIT_PAM) $(PAM_SRC) $(wildcard pam_apikey/*.h) $(COMMON_LIB)

@@ -370,6 +370,45 @@ out:
         return r;
 }
 
+static int discard(const char *buf, size_t size, void *userdata)
+{
+        return 0;
+}
+
+/*
+ * Debian's libjansson is linked for lazy binding: the first call of each C
+ * library function it imports goes through the dynamic linker's resolver,
+ * which saves the vector registers on the stack, and right after a token
+ * was copied they hold pieces of its secret, left where nothing erases
+ * them.  Going once through what the daemon asks of jansson (reading,
+ * errors, building, every kind of value, writing) before any secret
+ * arrives binds those functions now.  apikeyd itself and its other
+ * libraries are linked with -z now.
+ */
+static void bind_json_now(void)
+{
+        static const char text[] = "{\"s\": \"a\\u00e9\\n\\\"\", \"i\": -12, \"r\": 1.5e3, "
+                                   "\"t\": true, \"f\": false, \"n\": null, \"a\": [1, {}]}";
+        json_error_t e;
+        json_t *v = json_loadb(text, sizeof(text) - 1, 0, &e), *bad;
+        char buf[512];
+
+        bad = json_loadb("{\"x\": [1,", 10, 0, &e);
+        json_decref(bad);
+        if (!v)
+                return;
+        json_t *p = json_pack("{s:s, s:s#, s:o, s:I, s:b, s:f, s:n}", "k", "v", "l", "ab", (int)2,
+                              "o", json_deep_copy(v), "i", (json_int_t)1, "b", 1, "f", 2.5, "x");
+        if (p) {
+                (void)json_object_set_new(p, "z", json_stringn("z", 1));
+                (void)json_dumpb(p, buf, sizeof(buf), JSON_COMPACT);
+                (void)json_dumpb(p, buf, sizeof(buf), JSON_COMPACT | JSON_SORT_KEYS);
+                (void)json_dump_callback(p, discard, NULL, JSON_COMPACT);
+                json_decref(p);
+        }
+        json_decref(v);
+}
+
 int main(int argc, char **argv)
 {
         struct options o;
@@ -401,6 +440,7 @@ int main(int argc, char **argv)
                 return 1;
         }
         json_set_alloc_funcs(malloc, erasing_free);
+        bind_json_now();
         /* Large blocks (a connection's output, LMDB's page list of each
          * nested write) go back to the system when freed.  glibc would raise
          * its threshold after the first such free and keep later ones on a

@@ -11,6 +11,9 @@
 - The pepper lives in locked memory, and nowhere else in the daemon.
 - Tokens the daemon only checked (Verify, auth), right or wrong, are gone
   from its memory once answered; so is a token it created and sent.
+- No library function is bound lazily once the daemon serves: the dynamic
+  linker's resolver would save registers holding pieces of a token on the
+  stack, out of reach of any erasing.
 - An unknown key id and a wrong secret for an existing id cost the same
   hash and compare (callgrind instruction counts).
 """
@@ -379,6 +382,65 @@ def test_created_token_is_not_left_in_memory(daemon):
     what = {k: split_token(v)[2].encode() for k, v in created.items()}
     hits = scan_memory(d.pid, what)
     assert not hits, [(h[0], h[1].split()[-1]) for h in hits]
+
+
+class BindingsDaemon(Daemon):
+    """The daemon with the dynamic linker reporting every symbol it binds."""
+    ld_debug = None
+
+    def argv(self):
+        return ["env", "LD_DEBUG=bindings", f"LD_DEBUG_OUTPUT={self.ld_debug}"] + super().argv()
+
+
+def test_no_symbol_is_bound_lazily_while_serving(daemon, tmp_path):
+    """Every call that carries a token, and every kind of error, after the
+    daemon is ready: the dynamic linker binds nothing more (a lazy binding
+    saves the vector registers, which may hold a token, on the stack)."""
+    setup = daemon(start=False)
+    d = BindingsDaemon(tmp_path, 20, state_dir=setup.state_dir)
+    d.ld_debug = tmp_path / "ld-bindings"
+    try:
+        d.start()
+        out = Path(f"{d.ld_debug}.{d.pid}")
+        ready_at = out.stat().st_size
+        assert ready_at > 0, "the dynamic linker wrote no bindings: LD_DEBUG had no effect"
+        with Varlink(d.socket) as c:
+            admin = c.create("admin", role="admin", scope=["apikeyd", "sshd"])["token"]
+            prefix, admin_id, secret, _ = split_token(admin)
+            assert c.verify(admin, service="sshd", user="root", rhost="192.0.2.1")["code"] \
+                == "VALID"
+            assert c.verify(admin, service="sudo")["code"] == "OUT_OF_SCOPE"
+            assert c.verify(admin, permissions=["read"], tty="pts/1")["code"] == "VALID"
+            assert c.verify(make_token(prefix, admin_id, other_secret(secret)))["code"] \
+                == "NOT_FOUND"
+            assert c.verify(admin[:-1] + "x")["code"] == "BAD_FORMAT"
+            made = c.ok(f"{IFACE}.Create", {"name": "made", "auth": admin, "expires": "30d",
+                                            "description": "caf\u00e9 \"q\""})
+            c.ok(f"{IFACE}.List", {"auth": admin, "limit": 1})
+            c.ok(f"{IFACE}.Update", {"id": made["key"]["id"], "scope": ["sshd"]})
+            c.ok(f"{IFACE}.Disable", {"id": made["key"]["id"], "auth": admin})
+            assert c.verify(made["token"])["code"] == "DISABLED"
+            c.ok(f"{IFACE}.Revoke", {"id": made["key"]["id"]})
+            c.ok(f"{IFACE}.Delete", {"id": made["key"]["id"]})
+            c.ok(f"{IFACE}.GetSharedSecret")
+            c.ok(f"{IFACE}.RotateSharedSecret")
+            bad = make_token(prefix, admin_id, other_secret(secret))
+            assert c.call(f"{IFACE}.List", {"auth": bad})["error"] == f"{IFACE}.PermissionDenied"
+            assert c.call(f"{IFACE}.Get", {"id": 5})["error"] \
+                == "org.varlink.service.InvalidParameter"
+            assert c.call(f"{IFACE}.Nope", {})["error"] == "org.varlink.service.MethodNotFound"
+            c.send_bytes(b'{"method": "' + IFACE.encode() + b'.Verify", "parameters": {"token": '
+                         + json.dumps(admin).encode() + b', "more": 1.5e300}}\0')
+            assert "error" in c.recv()
+            c.send_bytes(b'{"method": [1, 2\0')
+            assert "error" in c.recv()
+        d.stop()
+        late = out.read_text(errors="replace")[ready_at:]
+        lazy = sorted(set(re.findall(r"binding file (\S+) .*symbol `([^']+)'", late)))
+        assert not lazy, f"bound while serving: {lazy}"
+    finally:
+        problem = d.cleanup()
+        assert problem is None, problem
 
 
 # ---------------------------------------------------------------- same work
