@@ -11,6 +11,7 @@
 #include "authz.h"
 #include "log.h"
 #include "json_scan.h"
+#include "text.h"
 #include "timeutil.h"
 #include "verify_call.h"
 
@@ -415,17 +416,25 @@ struct audit_fields {
         size_t n;
 };
 
-_printf_(2, 3) static void field(struct audit_fields *f, const char *fmt, ...)
+/* One journal field: `prefix` ("NAME=") and the value, cut to fit. */
+static void field(struct audit_fields *f, const char *prefix, const char *value)
 {
-        va_list ap;
+        struct text t;
 
         if (f->n >= ELEMENTSOF(f->buf))
                 return;
-        va_start(ap, fmt);
-        vsnprintf(f->buf[f->n], sizeof(f->buf[f->n]), fmt, ap);
-        va_end(ap);
+        text_init(&t, f->buf[f->n], sizeof(f->buf[f->n]));
+        text_add(&t, prefix);
+        text_add(&t, value);
         f->v[f->n] = f->buf[f->n];
         f->n++;
+}
+
+static void field_uint(struct audit_fields *f, const char *prefix, unsigned long value)
+{
+        char digits[24];
+
+        field(f, prefix, uint_text(value, digits));
 }
 
 /*
@@ -550,14 +559,14 @@ static void audit_journal(struct request *q, const char *action, const struct ke
         struct audit_fields f = {.n = 0};
         char message[512];
 
-        field(&f, "APIKEY_ACTION=%s", action);
+        field(&f, "APIKEY_ACTION=", action);
         if (rec) {
-                field(&f, "APIKEY_ID=%s", rec->id);
-                field(&f, "APIKEY_OWNER=%s", rec->owner);
+                field(&f, "APIKEY_ID=", rec->id);
+                field(&f, "APIKEY_OWNER=", rec->owner);
         }
-        field(&f, "APIKEY_ACTOR=%s", q->who.actor);
-        field(&f, "APIKEY_CALLER_UID=%u", (unsigned)who->uid);
-        field(&f, "APIKEY_CALLER_PID=%d", (int)who->pid);
+        field(&f, "APIKEY_ACTOR=", q->who.actor);
+        field_uint(&f, "APIKEY_CALLER_UID=", who->uid);
+        field_uint(&f, "APIKEY_CALLER_PID=", (unsigned long)who->pid);
         snprintf(message, sizeof(message), "%s: %s key %s%s%s%s%s", q->who.actor, action,
                  rec ? rec->id : "-", rec ? " of " : "", rec ? rec->owner : "", detail ? ": " : "",
                  detail ? detail : "");
@@ -870,12 +879,8 @@ static int sign_verify_reply(struct api *a, struct request *q, const struct veri
 static void out_uint(struct json_out *o, unsigned long v)
 {
         char digits[24];
-        size_t i = sizeof(digits);
 
-        do
-                digits[--i] = (char)('0' + v % 10);
-        while ((v /= 10) > 0);
-        json_out_raw(o, digits + i, sizeof(digits) - i);
+        json_out_lit(o, uint_text(v, digits));
 }
 
 /* One lockout name from its parts; false if it does not fit. */
@@ -964,6 +969,7 @@ static void audit_verify_failure(struct request *q, const struct verify_args *v,
         const char *service = V_SERVICE(v), *user = V_USER(v), *rhost = V_RHOST(v);
         struct audit_fields f = {.n = 0};
         char message[512];
+        struct text m;
 
         if (!code)
                 return; /* cannot happen; keeps every compiler's flow analysis convinced */
@@ -976,28 +982,38 @@ static void audit_verify_failure(struct request *q, const struct verify_args *v,
                 }
                 a->rate_limited_last = q->now;
         }
-        field(&f, "APIKEY_ACTION=verify");
-        field(&f, "APIKEY_CODE=%s", code);
+        field(&f, "APIKEY_ACTION=", "verify");
+        field(&f, "APIKEY_CODE=", code);
         if (STREQ(code, "RATE_LIMITED") && a->rate_limited_suppressed) {
-                field(&f, "APIKEY_SUPPRESSED=%u", a->rate_limited_suppressed);
+                field_uint(&f, "APIKEY_SUPPRESSED=", a->rate_limited_suppressed);
         }
         if (id)
-                field(&f, "APIKEY_ID=%s", id);
+                field(&f, "APIKEY_ID=", id);
         if (owner)
-                field(&f, "APIKEY_OWNER=%s", owner);
-        field(&f, "APIKEY_CALLER_UID=%u", (unsigned)who->uid);
-        field(&f, "APIKEY_CALLER_PID=%d", (int)who->pid);
+                field(&f, "APIKEY_OWNER=", owner);
+        field_uint(&f, "APIKEY_CALLER_UID=", who->uid);
+        field_uint(&f, "APIKEY_CALLER_PID=", (unsigned long)who->pid);
         if (service)
-                field(&f, "APIKEY_SERVICE=%s", service);
+                field(&f, "APIKEY_SERVICE=", service);
         if (rhost)
-                field(&f, "APIKEY_RHOST=%s", rhost);
-        snprintf(message, sizeof(message),
-                 "verify refused: %s; key=%s user=%s service=%s rhost=%s caller uid=%u pid=%d%s",
-                 code, id ? id : "-", user ? user : "-", service ? service : "-",
-                 rhost ? rhost : "-", (unsigned)who->uid, (int)who->pid,
-                 STREQ(code, "RATE_LIMITED") && a->rate_limited_suppressed
-                     ? " (and more refused as RATE_LIMITED in the last second, not logged)"
-                     : "");
+                field(&f, "APIKEY_RHOST=", rhost);
+        text_init(&m, message, sizeof(message));
+        text_add(&m, "verify refused: ");
+        text_add(&m, code);
+        text_add(&m, "; key=");
+        text_add(&m, id ? id : "-");
+        text_add(&m, " user=");
+        text_add(&m, user ? user : "-");
+        text_add(&m, " service=");
+        text_add(&m, service ? service : "-");
+        text_add(&m, " rhost=");
+        text_add(&m, rhost ? rhost : "-");
+        text_add(&m, " caller uid=");
+        text_add_uint(&m, who->uid);
+        text_add(&m, " pid=");
+        text_add_uint(&m, (unsigned long)who->pid);
+        if (STREQ(code, "RATE_LIMITED") && a->rate_limited_suppressed)
+                text_add(&m, " (and more refused as RATE_LIMITED in the last second, not logged)");
         if (STREQ(code, "RATE_LIMITED"))
                 a->rate_limited_suppressed = 0;
         log_fields(LOG_NOTICE, message, f.v, f.n);
@@ -1015,13 +1031,21 @@ static void audit_verify_failure(struct request *q, const struct verify_args *v,
         }
         struct queued_verify *qv = &a->audit_queue[a->n_audit_queue++];
         *qv = (struct queued_verify){.time = q->now};
-        snprintf(qv->actor, sizeof(qv->actor), "uid=%u pid=%d", (unsigned)who->uid, (int)who->pid);
-        snprintf(qv->key_id, sizeof(qv->key_id), "%s", id ? id : "");
-        snprintf(qv->result, sizeof(qv->result), "%s", code);
-        const char *tty = v->text[VERIFY_TTY], *ruser = v->text[VERIFY_RUSER];
-        snprintf(qv->detail, sizeof(qv->detail), "service=%s user=%s rhost=%s tty=%s ruser=%s",
-                 service ? service : "", user ? user : "", rhost ? rhost : "", tty ? tty : "",
-                 ruser ? ruser : "");
+        text_init(&m, qv->actor, sizeof(qv->actor));
+        text_add(&m, "uid=");
+        text_add_uint(&m, who->uid);
+        text_add(&m, " pid=");
+        text_add_uint(&m, (unsigned long)who->pid);
+        str_copy(qv->key_id, sizeof(qv->key_id), id);
+        str_copy(qv->result, sizeof(qv->result), code);
+        text_init(&m, qv->detail, sizeof(qv->detail));
+        /* "service=… user=… rhost=… tty=… ruser=…", the enum's order. */
+        for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++) {
+                text_add(&m, i ? " " : "");
+                text_add(&m, verify_text_names[i]);
+                text_add(&m, "=");
+                text_add(&m, v->text[i]);
+        }
 }
 
 /* Room for the largest Verify answer: every field of a key at its longest, escaped. */
@@ -1896,7 +1920,7 @@ static int method_list_audit(struct request *q)
         ch = change_new(q, "list-audit", NULL, list_audit_answer);
         if (!ch)
                 return reply_internal(q, "reading the audit log", -ENOMEM);
-        snprintf(ch->key_id, sizeof(ch->key_id), "%s", key_id ? key_id : "");
+        str_copy(ch->key_id, sizeof(ch->key_id), key_id);
         ch->after = (uint64_t)after;
         ch->since = since;
         ch->limit = (size_t)limit;

@@ -74,8 +74,8 @@ int authz_principal_from_key(const struct key_record *rec, uid_t uid, uint64_t n
             .by_key = true,
             .permissions = rec->permissions,
         };
-        snprintf(ret->key_id, sizeof(ret->key_id), "%s", rec->id);
-        snprintf(ret->owner, sizeof(ret->owner), "%s", rec->owner);
+        str_copy(ret->key_id, sizeof(ret->key_id), rec->id);
+        str_copy(ret->owner, sizeof(ret->owner), rec->owner);
         snprintf(ret->actor, sizeof(ret->actor), "key=%s(%s)", rec->id, rec->owner);
         return 0;
 }

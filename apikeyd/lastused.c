@@ -69,8 +69,8 @@ int lastused_note(struct lastused *l, const char *id, uint64_t at, const char *s
                 l->n_used++;
         }
         e->at = at;
-        snprintf(e->service, sizeof(e->service), "%s", service ? service : "");
-        snprintf(e->from, sizeof(e->from), "%s", from ? from : "");
+        str_copy(e->service, sizeof(e->service), service);
+        str_copy(e->from, sizeof(e->from), from);
         return 0;
 }
 

@@ -92,7 +92,7 @@ bool lockout_fail(struct lockout *l, const char *name, uint64_t now)
                 return false; /* full of live windows: count nothing new */
         e = probe(l->slots, l->n_slots, name);
         if (!e->name[0]) {
-                snprintf(e->name, sizeof(e->name), "%s", name);
+                str_copy(e->name, sizeof(e->name), name);
                 l->n_used++;
         }
         if (e->failures == 0 || now - e->since >= l->window) {

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/uio.h>
 
 #include <systemd/sd-journal.h>
@@ -69,24 +70,37 @@ void log_ratelimited(int priority, uint64_t *last, unsigned *suppressed, uint64_
 
 void log_fields(int priority, const char *message, const char *const *fields, size_t n)
 {
+        static const char *const prio[] = {
+            "PRIORITY=0", "PRIORITY=1", "PRIORITY=2", "PRIORITY=3",
+            "PRIORITY=4", "PRIORITY=5", "PRIORITY=6", "PRIORITY=7",
+        };
         struct iovec iov[32];
-        char prio[16], *msg = NULL;
-        size_t k = 0;
-        int r = -1;
+        char buf[1024];
+        _cleanup_free_ char *big = NULL;
+        size_t k = 0, len;
+        char *msg = buf;
+        int r;
 
-        if (priority > max_level)
+        if (priority > max_level || priority < 0)
                 return;
-        if (asprintf(&msg, "MESSAGE=%s", message) >= 0) {
-                snprintf(prio, sizeof(prio), "PRIORITY=%d", priority);
-                iov[k++] = (struct iovec){msg, strlen(msg)};
-                iov[k++] = (struct iovec){prio, strlen(prio)};
-                iov[k++] = (struct iovec){(char *)"SYSLOG_IDENTIFIER=apikeyd",
-                                          STRLEN("SYSLOG_IDENTIFIER=apikeyd")};
-                for (size_t i = 0; i < n && k < ELEMENTSOF(iov); i++)
-                        iov[k++] = (struct iovec){(char *)fields[i], strlen(fields[i])};
-                r = sd_journal_sendv(iov, (int)k);
-                free(msg);
+        /* Journal fields are whole "NAME=value" strings: the message needs its prefix. */
+        len = STRLEN("MESSAGE=") + strlen(message);
+        if (len >= sizeof(buf)) {
+                msg = big = malloc(len + 1);
+                if (!big) {
+                        log_msg(priority, "%s", message);
+                        return;
+                }
         }
+        memcpy(msg, "MESSAGE=", STRLEN("MESSAGE="));
+        memcpy(msg + STRLEN("MESSAGE="), message, len - STRLEN("MESSAGE=") + 1);
+        iov[k++] = (struct iovec){msg, len};
+        iov[k++] = (struct iovec){(char *)prio[priority], strlen(prio[priority])};
+        iov[k++] = (struct iovec){(char *)"SYSLOG_IDENTIFIER=apikeyd",
+                                  STRLEN("SYSLOG_IDENTIFIER=apikeyd")};
+        for (size_t i = 0; i < n && k < ELEMENTSOF(iov); i++)
+                iov[k++] = (struct iovec){(char *)fields[i], strlen(fields[i])};
+        r = sd_journal_sendv(iov, (int)k);
         if (r < 0 || !getenv("JOURNAL_STREAM"))
                 log_msg(priority, "%s", message);
 }
