@@ -336,10 +336,12 @@ static int parse_role(struct request *q, uint8_t *ret_role, uint8_t *ret_perms)
         return 0;
 }
 
-/* Verify a token's secret: the code, and the record when the secret matched. */
-static const char *verify_token(struct api *a, const char *token, size_t len,
-                                struct key_record *rec, void **storage, bool *ret_matched,
-                                char ret_id[TOKEN_ID_LEN + 1])
+/*
+ * Verify a token's secret: the code, and when the secret matched, the
+ * record as a view (`*view`, which the caller ends; see keystore_view()).
+ */
+static const char *verify_token(struct api *a, const char *token, size_t len, struct key_view *view,
+                                bool *ret_matched, char ret_id[TOKEN_ID_LEN + 1])
 {
         static const uint8_t nothing[KEY_HASH_SIZE];
         uint8_t hash[KEY_HASH_SIZE];
@@ -348,22 +350,25 @@ static const char *verify_token(struct api *a, const char *token, size_t len,
         int r;
 
         *ret_matched = false;
+        view->ks = NULL;
         ret_id[0] = '\0';
         if (token_parse(token, len, a->config->token_prefix, &t, NULL) < 0)
                 return "BAD_FORMAT";
         memcpy(ret_id, t.id, TOKEN_ID_LEN + 1);
         token_hash(a->pepper, &t, hash);
-        r = keystore_get(a->ks, t.id, rec, storage);
+        r = keystore_view(a->ks, t.id, view);
         /* An unknown id costs the same hash and compare as a wrong secret. */
-        equal = token_hash_equal(hash, r >= 0 ? rec->hash : nothing);
+        equal = token_hash_equal(hash, r >= 0 ? view->rec.hash : nothing);
         sodium_memzero(hash, sizeof(hash));
         if (r < 0) {
                 if (r != -ENOENT)
                         log_error("reading key %s failed: %s", t.id, strerror(-r));
                 return "NOT_FOUND";
         }
-        if (!equal)
+        if (!equal) {
+                key_view_end(view);
                 return "NOT_FOUND";
+        }
         *ret_matched = true;
         return "VALID"; /* so far: status, owner, scope and permissions are the caller's to check */
 }
@@ -385,13 +390,12 @@ static int request_init(struct request *q, struct api *a, struct connection *c, 
                 return -EINVAL;
         }
 
-        struct key_record rec;
-        _cleanup_free_ void *storage = NULL;
+        _cleanup_key_view_ struct key_view view = {0};
         const char *reason;
         bool matched;
         char auth_id[TOKEN_ID_LEN + 1];
-        const char *code = verify_token(a, json_string_value(auth), json_string_length(auth), &rec,
-                                        &storage, &matched, auth_id);
+        const char *code = verify_token(a, json_string_value(auth), json_string_length(auth), &view,
+                                        &matched, auth_id);
 
         erase_json_string(auth);
         if (!matched) {
@@ -401,7 +405,8 @@ static int request_init(struct request *q, struct api *a, struct connection *c, 
                                              : "the API key given in auth is not valid");
                 return -EPERM;
         }
-        r = authz_principal_from_key(&rec, connection_caller(c)->uid, q->now, &q->who, &reason);
+        r = authz_principal_from_key(&view.rec, connection_caller(c)->uid, q->now, &q->who,
+                                     &reason);
         if (r < 0) {
                 (void)reply_error_reason(q, ERR_DENIED, reason);
                 return r;
@@ -1063,8 +1068,8 @@ static int verify_run(struct request *q, const struct verify_args *v)
 {
         struct api *a = q->api;
         const char *service = V_SERVICE(v), *user = V_USER(v), *code;
-        _cleanup_free_ void *storage = NULL;
-        struct key_record rec;
+        _cleanup_key_view_ struct key_view view = {0};
+        const struct key_record *rec = &view.rec;
         char tok_id[TOKEN_ID_LEN + 1];
         char reply[VERIFY_REPLY_MAX];
         struct json_out o;
@@ -1075,24 +1080,24 @@ static int verify_run(struct request *q, const struct verify_args *v)
                 if (v->text[i] &&
                     (!text_is_plain(v->text[i]) || strlen(v->text[i]) > KEY_FIELD_MAX))
                         return connection_reply_invalid_parameter(q->conn, verify_text_names[i]);
-        code = verify_token(a, v->token, v->token_len, &rec, &storage, &matched, tok_id);
+        code = verify_token(a, v->token, v->token_len, &view, &matched, tok_id);
         if (matched) {
-                enum key_status st = record_effective_status(&rec, q->now);
-                bool in_scope = rec.n_scope == 0 || !service;
+                enum key_status st = record_effective_status(rec, q->now);
+                bool in_scope = rec->n_scope == 0 || !service;
 
-                for (size_t i = 0; !in_scope && i < rec.n_scope; i++)
-                        in_scope = STREQ(rec.scope[i], service);
+                for (size_t i = 0; !in_scope && i < rec->n_scope; i++)
+                        in_scope = STREQ(rec->scope[i], service);
                 if (st == KEY_STATUS_REVOKED)
                         code = "REVOKED";
                 else if (st == KEY_STATUS_EXPIRED)
                         code = "EXPIRED";
                 else if (st == KEY_STATUS_DISABLED)
                         code = "DISABLED";
-                else if (user && !STREQ(user, rec.owner))
+                else if (user && !STREQ(user, rec->owner))
                         code = "WRONG_USER";
                 else if (!in_scope)
                         code = "OUT_OF_SCOPE";
-                else if ((rec.permissions & v->need) != v->need)
+                else if ((rec->permissions & v->need) != v->need)
                         code = "INSUFFICIENT_PERMISSIONS";
                 else
                         code = "VALID";
@@ -1105,17 +1110,18 @@ static int verify_run(struct request *q, const struct verify_args *v)
                                : "{\"parameters\":{\"valid\":false,\"code\":");
         json_out_string(&o, code);
         if (valid) {
-                r = lastused_note(&a->lastused, rec.id, q->now, service, V_RHOST(v));
+                r = lastused_note(&a->lastused, rec->id, q->now, service, V_RHOST(v));
                 if (r < 0)
-                        log_warning("noting the last use of key %s failed: %s", rec.id,
+                        log_warning("noting the last use of key %s failed: %s", rec->id,
                                     strerror(-r));
                 json_out_name(&o, "key", false);
-                key_write(&o, a, &rec, q->now);
+                key_write(&o, a, rec, q->now);
         } else
                 audit_verify_failure(q, v, code, tok_id[0] ? tok_id : NULL,
-                                     matched ? rec.owner : NULL);
-        r = sign_verify_reply(a, q, v, &o, valid, code, valid ? &rec : NULL);
+                                     matched ? rec->owner : NULL);
+        r = sign_verify_reply(a, q, v, &o, valid, code, valid ? rec : NULL);
         json_out_lit(&o, "}}");
+        key_view_end(&view); /* nothing below reads the record */
         if (r < 0 || (r = json_out_done(&o)) < 0)
                 return reply_internal(q, "building a verify answer", r);
         return connection_reply_raw(q->conn, reply, (size_t)r);

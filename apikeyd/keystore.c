@@ -1036,6 +1036,36 @@ int keystore_get(struct keystore *ks, const char *id, struct key_record *ret, vo
         return hand_out(buf, len, ret, ret_storage);
 }
 
+int keystore_view(struct keystore *ks, const char *id, struct key_view *ret)
+{
+        MDB_val k = {TOKEN_ID_LEN, (void *)id}, v;
+        MDB_txn *txn;
+        int rc, r;
+
+        ret->ks = NULL;
+        if (!ks || !token_id_valid(id))
+                return -EINVAL;
+        r = read_begin(ks, &txn);
+        if (r < 0)
+                return r;
+        rc = mdb_get(txn, ks->keys, &k, &v);
+        r = rc == MDB_SUCCESS ? decode_entry(&k, &v, &ret->rec) : ks_err(ks, rc);
+        if (r < 0) {
+                read_end(ks);
+                return r;
+        }
+        ret->ks = ks;
+        return 0;
+}
+
+void key_view_end(struct key_view *v)
+{
+        if (v->ks) {
+                read_end(v->ks);
+                v->ks = NULL;
+        }
+}
+
 struct change_ctx {
         const char *id;
         const struct key_update *upd; /* update */

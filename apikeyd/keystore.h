@@ -19,7 +19,8 @@
  *
  * Records handed out by reads are views (record.h): keystore_get() gives
  * them a private copy of the bytes in `*ret_storage` (free() it);
- * list callbacks see views valid only during the callback.
+ * keystore_view() and list callbacks see views into the map itself, valid
+ * until the view ends or the callback returns.
  */
 #pragma once
 
@@ -81,6 +82,23 @@ int keystore_put_keys(struct keystore *ks, const struct key_record *recs, size_t
  * the caller frees), -ENOENT if there is none, -EBADMSG if its record is
  * corrupt.  `ret_storage` may be NULL only when `ret` is NULL (existence check).
  */
+/*
+ * Look a key up by id without copying it: `ret->rec` is a view into the
+ * map, decoded and checked once, valid until key_view_end(), which must
+ * follow (a `_cleanup_key_view_` variable does it).  Between the two, the
+ * keystore holds a read transaction: do the work that needs the record and
+ * end it, without waiting on anything.  0, -ENOENT, -EBADMSG as for
+ * keystore_get(); on failure there is no view to end (ending it does
+ * nothing).  Only from the thread that makes the other reads.
+ */
+struct key_view {
+        struct keystore *ks; /* while the view is open */
+        struct key_record rec;
+};
+int keystore_view(struct keystore *ks, const char *id, struct key_view *ret) _warn_unused_;
+void key_view_end(struct key_view *v);
+#define _cleanup_key_view_ _cleanup_(key_view_end)
+
 int keystore_get(struct keystore *ks, const char *id, struct key_record *ret,
                  void **ret_storage) _warn_unused_;
 

@@ -357,6 +357,50 @@ static void test_put_get(void **state)
         verify_ok(f);
 }
 
+/* A view decodes the record in place, and the read transaction lasts until it ends. */
+static void test_view(void **state)
+{
+        struct fixture *f = *state;
+        struct key_record rec, out;
+        void *storage = NULL;
+
+        make_rec(&rec, 1, "alice", "deploy");
+        rec.description = "first";
+        assert_int_equal(keystore_put_key(f->ks, &rec), 0);
+        {
+                _cleanup_key_view_ struct key_view v = {0};
+
+                assert_int_equal(keystore_view(f->ks, rec.id, &v), 0);
+                assert_ptr_equal(v.ks, f->ks);
+                assert_records_equal(&rec, &v.rec);
+                /* Other reads may run inside the view. */
+                assert_int_equal(keystore_get(f->ks, rec.id, &out, &storage), 0);
+                assert_records_equal(&rec, &out);
+                free(storage);
+                key_view_end(&v);
+                assert_null(v.ks);
+                key_view_end(&v); /* twice, then by the cleanup: nothing more */
+        }
+        /* A view begun after a change sees the change. */
+        struct key_update u = {.fields = KEY_UPDATE_DESCRIPTION, .description = "second"};
+        assert_int_equal(keystore_update_key(f->ks, rec.id, &u, &out, &storage), 0);
+        free(storage);
+        {
+                _cleanup_key_view_ struct key_view v = {0};
+
+                assert_int_equal(keystore_view(f->ks, rec.id, &v), 0);
+                assert_string_equal(v.rec.description, "second");
+        }
+        struct key_view none = {.ks = f->ks};
+        assert_int_equal(keystore_view(f->ks, "000000000000", &none), -ENOENT);
+        assert_null(none.ks);
+        key_view_end(&none);
+        assert_int_equal(keystore_view(f->ks, "short", &none), -EINVAL);
+        assert_int_equal(keystore_view(f->ks, NULL, &none), -EINVAL);
+        assert_null(none.ks);
+        verify_ok(f);
+}
+
 static void test_put_refusals(void **state)
 {
         struct fixture *f = *state;
@@ -2040,6 +2084,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
             T(test_open_creates_store),
             T(test_put_get),
+            T(test_view),
             T(test_put_refusals),
             T(test_update),
             T(test_set_status),
