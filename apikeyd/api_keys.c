@@ -193,11 +193,14 @@ static json_t *key_json(const struct api *a, const struct key_record *rec, uint6
 
 static void write_time(struct json_out *o, const char *name, uint64_t t)
 {
-        char buf[TIMESTAMP_MAX];
+        char buf[TIMESTAMP_MAX + 1]; /* in quotes, in place of its NUL */
 
-        if (t && timestamp_format(t, buf) >= 0) {
+        if (t && timestamp_format(t, buf + 1) >= 0) {
+                /* Digits, '-', ':', 'T' and 'Z': nothing to escape. */
+                buf[0] = '"';
+                buf[TIMESTAMP_MAX] = '"';
                 json_out_name(o, name, false);
-                json_out_string(o, buf);
+                json_out_raw(o, buf, TIMESTAMP_MAX + 1);
         }
 }
 
@@ -854,14 +857,18 @@ static int sign_verify_reply(struct api *a, struct request *q, const struct veri
                              struct json_out *o, bool valid, const char *code,
                              const struct key_record *rec)
 {
-        char at[TIMESTAMP_MAX], canon[4 * KEY_FIELD_MAX + KEY_OWNER_MAX + 256];
+        char canon[4 * KEY_FIELD_MAX + KEY_OWNER_MAX + 256];
+        const char *at = a->signed_at;
         unsigned char mac[API_SIGNATURE_SIZE];
         char b64[sodium_base64_ENCODED_LEN(API_SIGNATURE_SIZE, sodium_base64_VARIANT_ORIGINAL)];
         crypto_generichash_state st;
         int n;
 
-        if (timestamp_format(q->now, at) < 0)
-                return -EINVAL;
+        if (q->now / USEC_PER_SEC != a->signed_sec || !a->signed_at[0]) {
+                if (timestamp_format(q->now, a->signed_at) < 0)
+                        return -EINVAL;
+                a->signed_sec = q->now / USEC_PER_SEC;
+        }
         n = api_verify_canonical(canon, sizeof(canon), at, valid, code, rec ? rec->id : NULL,
                                  rec ? rec->owner : NULL, V_SERVICE(v), V_USER(v), V_RHOST(v));
         if (n < 0)

@@ -16,6 +16,7 @@
 #include "lastused.h"
 #include "lockout.h"
 #include "server.h"
+#include "timeutil.h"
 #include "token_crypto.h"
 #include "writer.h"
 
@@ -47,6 +48,9 @@ struct api {
         uint8_t *shared_secret; /* SHARED_SECRET_SIZE bytes, in locked memory */
         /* BLAKE2b keyed with shared_secret, ready to sign (locked memory too). */
         crypto_generichash_state *sign_state;
+        /* The second answers were last signed in, written out once for all of them. */
+        uint64_t signed_sec;
+        char signed_at[TIMESTAMP_MAX];
         struct lastused lastused;
         struct lockout lockout; /* failed verifies per key id */
         struct queued_verify *audit_queue;

@@ -215,9 +215,15 @@ static int unescape(const char **pp, const char *end, char out[4], size_t *ret_n
 }
 
 /* Bytes that stand for themselves inside a JSON string: printable ASCII but '"' and '\\'. */
+static const bool plain_ascii_byte[256] = {
+    [0x20 ... '"' - 1] = true,
+    ['"' + 1 ... '\\' - 1] = true,
+    ['\\' + 1 ... 0x7f] = true,
+};
+
 static bool plain_ascii(unsigned char c)
 {
-        return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+        return plain_ascii_byte[c];
 }
 
 /*
@@ -464,16 +470,6 @@ int json_scan_finish(struct json_scan *s)
 void json_out_init(struct json_out *o, char *buf, size_t size)
 {
         *o = (struct json_out){.buf = buf, .size = size};
-}
-
-void json_out_raw(struct json_out *o, const char *s, size_t n)
-{
-        if (o->overflow || o->size - o->len < n) {
-                o->overflow = true;
-                return;
-        }
-        memcpy(o->buf + o->len, s, n);
-        o->len += n;
 }
 
 /* The escape for a byte that cannot stand for itself in a JSON string. */

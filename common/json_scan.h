@@ -86,7 +86,16 @@ struct json_out {
 };
 
 void json_out_init(struct json_out *o, char *buf, size_t size);
-void json_out_raw(struct json_out *o, const char *s, size_t n);
+/* `n` bytes as they are; inline, as most are a few bytes of a literal. */
+static inline void json_out_raw(struct json_out *o, const char *s, size_t n)
+{
+        if (o->overflow || o->size - o->len < n) {
+                o->overflow = true;
+                return;
+        }
+        memcpy(o->buf + o->len, s, n);
+        o->len += n;
+}
 /* A C string, without quotes or escaping (for literal JSON); inline so that
  * a literal's length is known when compiling. */
 static inline void json_out_lit(struct json_out *o, const char *s)
