@@ -17,10 +17,27 @@ int token_crypto_init(void)
         return sodium_init() < 0 ? -EIO : 0;
 }
 
+/*
+ * n uniform base62 characters.  Random bytes are drawn in blocks, not one
+ * call (one getrandom() system call) per character as randombytes_uniform()
+ * would: a byte below 248 = 4 * 62 gives an unbiased character by its
+ * remainder, a byte above is thrown away (3% of them).
+ */
 static void random_base62(char *ret, size_t n)
 {
-        for (size_t i = 0; i < n; i++)
-                ret[i] = BASE62_ALPHABET[randombytes_uniform(62)];
+        unsigned char pool[64];
+        size_t used = sizeof(pool);
+
+        for (size_t i = 0; i < n;) {
+                if (used == sizeof(pool)) {
+                        randombytes_buf(pool, sizeof(pool));
+                        used = 0;
+                }
+                unsigned char b = pool[used++];
+                if (b < 248)
+                        ret[i++] = BASE62_ALPHABET[b % 62];
+        }
+        sodium_memzero(pool, sizeof(pool));
 }
 
 void token_generate_id(char ret_id[TOKEN_ID_LEN + 1])
