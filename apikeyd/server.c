@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -22,8 +23,8 @@
 struct connection {
         struct server *server;
         struct connection *prev, *next;
-        int fd;
-        sd_event_source *io, *timer;
+        int fd; /* in the server's epoll set, edge-triggered */
+        sd_event_source *timer;
         /* Calls wait in the input: come back for them after the others had a
          * turn.  A timer that is already due, because timers are collected
          * together with socket events (a deferred source would run before
@@ -44,8 +45,24 @@ struct connection {
         bool dead;     /* closed while deferred: connection_resume() frees it */
 };
 
+/* Socket events taken from the connections' epoll set at once. */
+#define EVENT_BATCH 64
+
 struct server {
         sd_event *event;
+        /*
+         * The connections' sockets are in an epoll set of their own, which
+         * the loop watches as one source: one wakeup takes the events of
+         * every ready connection.  (sd-event asks the kernel again before
+         * each source it runs, so a source per connection cost a system
+         * call per call answered.)  While a batch is handled, `batch`
+         * points at it, so that a connection freed meanwhile is struck out
+         * of what is left.
+         */
+        int conn_epfd;
+        sd_event_source *conn_source;
+        struct epoll_event *batch;
+        int batch_i, batch_n;
         sd_event_source *listen_source;
         sd_event_source *accept_pause; /* re-enables accepting after EMFILE */
         int listen_fd;
@@ -118,7 +135,11 @@ static void connection_free(struct connection *c)
                 c->next->prev = c->prev;
         s->n_connections--;
         c->server = NULL;
-        c->io = sd_event_source_disable_unref(c->io);
+        if (s->batch)
+                for (int i = s->batch_i + 1; i < s->batch_n; i++)
+                        if (s->batch[i].data.ptr == c)
+                                s->batch[i].data.ptr = NULL;
+        (void)epoll_ctl(s->conn_epfd, EPOLL_CTL_DEL, c->fd, NULL);
         c->timer = sd_event_source_disable_unref(c->timer);
         c->resume = sd_event_source_disable_unref(c->resume);
         closep(&c->fd);
@@ -512,9 +533,36 @@ static void connection_turn(struct connection *c, uint32_t revents)
         }
 }
 
-static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata)
+static int on_connections(sd_event_source *es, int fd, uint32_t revents, void *userdata)
 {
-        connection_turn(userdata, revents);
+        struct server *s = userdata;
+        struct epoll_event evs[EVENT_BATCH];
+        int n = epoll_wait(s->conn_epfd, evs, EVENT_BATCH, 0);
+
+        if (n < 0) {
+                if (errno != EINTR)
+                        log_ratelimited(LOG_WARNING, &limit_log_last, &limit_log_suppressed,
+                                        LOG_INTERVAL, "waiting for connections failed: %m");
+                return 0; /* an error would turn the source off for good */
+        }
+        s->batch = evs;
+        s->batch_n = n;
+        for (s->batch_i = 0; s->batch_i < n; s->batch_i++) {
+                struct connection *c = evs[s->batch_i].data.ptr;
+                uint32_t events = evs[s->batch_i].events;
+
+                if (!c)
+                        continue; /* freed by an earlier turn of this batch */
+                /* Waiting for the daemon: note what the socket has, and act
+                 * on it once the answer is out (connection_resume()). */
+                if (c->deferred) {
+                        if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                                c->readable = true;
+                        continue;
+                }
+                connection_turn(c, events);
+        }
+        s->batch = NULL;
         return 0;
 }
 
@@ -529,29 +577,24 @@ static int connection_update(struct connection *c)
 {
         int r;
 
-        /* Waiting for the daemon: nothing to read, and a hangup (reported
-         * whatever the events) waits until the answer is ready too. */
+        /* Waiting for the daemon: nothing is read, and a hangup waits until
+         * the answer is ready too (on_connections() only notes events). */
         if (c->deferred) {
-                r = sd_event_source_set_enabled(c->io, SD_EVENT_OFF);
-                if (r >= 0)
-                        r = sd_event_source_set_enabled(c->resume, SD_EVENT_OFF);
+                r = sd_event_source_set_enabled(c->resume, SD_EVENT_OFF);
                 if (r >= 0)
                         r = sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
                 return r;
         }
-        /* Enabling registers the socket anew, which reports what is ready. */
-        r = sd_event_source_set_enabled(c->io, SD_EVENT_ON);
-        if (r < 0)
-                return r;
         /* EPOLLOUT only while answers wait: asked for always, every read of
-         * an answer by the client would wake the loop.  Changed only when it
-         * must be (an edge-triggered source is re-registered on every call). */
+         * an answer by the client would wake the loop.  Changing the events
+         * also reports anew what is ready. */
         if (c->want_out != (c->out_size > c->out_sent)) {
+                struct epoll_event ev = {.data.ptr = c};
+
                 c->want_out = !c->want_out;
-                r = sd_event_source_set_io_events(c->io,
-                                                  EPOLLIN | EPOLLET | (c->want_out ? EPOLLOUT : 0));
-                if (r < 0)
-                        return r;
+                ev.events = EPOLLIN | EPOLLET | (c->want_out ? EPOLLOUT : 0);
+                if (epoll_ctl(c->server->conn_epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+                        return -errno;
         }
         /* Calls left waiting, or a read that filled the buffer: no new edge
          * will come for those, so come back after the others had a turn.
@@ -641,11 +684,11 @@ int server_add_connection(struct server *s, int fd)
         s->connections = c;
         s->n_connections++;
 
-        /* Edge-triggered: sd-event asks the kernel for events again on every
-         * loop iteration, and a level-triggered socket with unread bytes
-         * would come back each time, so that every call would cost a little
-         * more for each busy connection. */
-        r = sd_event_add_io(s->event, &c->io, fd, EPOLLIN | EPOLLET, on_io, c);
+        /* Edge-triggered: a socket with unread bytes is read until it is
+         * empty (or the turn ends and the resume timer brings it back), not
+         * reported again by every wait. */
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = c};
+        r = epoll_ctl(s->conn_epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
         if (r >= 0)
                 r = sd_event_add_time(s->event, &c->timer, CLOCK_MONOTONIC,
                                       c->since + s->opts.client_timeout, 0, on_timer, c);
@@ -721,8 +764,13 @@ int server_new(sd_event *event, int listen_fd, const struct server_options *opts
         s->opts = *opts;
         s->dispatch = dispatch;
         s->userdata = userdata;
-        r = 0; /* without a listener, connections come through server_add_connection() */
-        if (listen_fd >= 0) {
+        s->conn_epfd = epoll_create1(EPOLL_CLOEXEC);
+        r = s->conn_epfd < 0 ? -errno : 0;
+        if (r >= 0)
+                r = sd_event_add_io(event, &s->conn_source, s->conn_epfd, EPOLLIN, on_connections,
+                                    s);
+        /* Without a listener, connections come through server_add_connection(). */
+        if (r >= 0 && listen_fd >= 0) {
                 int fl = fcntl(listen_fd, F_GETFL);
                 if (fl < 0 || fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK) < 0)
                         r = -errno;
@@ -731,6 +779,9 @@ int server_new(sd_event *event, int listen_fd, const struct server_options *opts
                                             s);
         }
         if (r < 0) {
+                sd_event_source_disable_unref(s->conn_source);
+                if (s->conn_epfd >= 0)
+                        close(s->conn_epfd);
                 free(s);
                 return r;
         }
@@ -756,6 +807,8 @@ void server_free(struct server *s)
         server_stop_listening(s);
         while (s->connections)
                 connection_free(s->connections);
+        sd_event_source_disable_unref(s->conn_source);
+        close(s->conn_epfd);
         free(s);
 }
 
