@@ -24,7 +24,11 @@ struct connection {
         struct server *server;
         struct connection *prev, *next;
         int fd; /* in the server's epoll set, edge-triggered */
+        /* Closes an idle or stalled client.  Armed lazily: `since` only moves
+         * forward, so when it fires early it is set again for the deadline
+         * as it stands then, instead of being moved on every call. */
         sd_event_source *timer;
+        bool timer_armed;
         /* Calls wait in the input: come back for them after the others had a
          * turn.  A timer that is already due, because timers are collected
          * together with socket events (a deferred source would run before
@@ -484,6 +488,17 @@ static int connection_read(struct connection *c)
 static int on_timer(sd_event_source *es, uint64_t usec, void *userdata)
 {
         struct connection *c = userdata;
+        uint64_t deadline = c->since + c->server->opts.client_timeout;
+
+        c->timer_armed = false;
+        if (varlink_now_usec() < deadline) {
+                /* Active since it was armed: wait for the deadline as it is now. */
+                if (sd_event_source_set_time(es, deadline) >= 0 &&
+                    sd_event_source_set_enabled(es, SD_EVENT_ONESHOT) >= 0) {
+                        c->timer_armed = true;
+                        return 0;
+                }
+        }
 
         log_ratelimited(LOG_INFO, &limit_log_last, &limit_log_suppressed, LOG_INTERVAL,
                         "client uid %u pid %d was idle or stalled for longer than the client "
@@ -583,6 +598,7 @@ static int connection_update(struct connection *c)
                 r = sd_event_source_set_enabled(c->resume, SD_EVENT_OFF);
                 if (r >= 0)
                         r = sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+                c->timer_armed = false;
                 return r;
         }
         /* EPOLLOUT only while answers wait: asked for always, every read of
@@ -605,10 +621,13 @@ static int connection_update(struct connection *c)
                                                        : SD_EVENT_OFF);
         if (r < 0)
                 return r;
+        if (c->timer_armed)
+                return 0;
         r = sd_event_source_set_time(c->timer, c->since + c->server->opts.client_timeout);
-        if (r < 0)
-                return r;
-        return sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+        c->timer_armed = r >= 0;
+        return r;
 }
 
 static void read_peer(int fd, struct caller *ret)
@@ -692,6 +711,7 @@ int server_add_connection(struct server *s, int fd)
         if (r >= 0)
                 r = sd_event_add_time(s->event, &c->timer, CLOCK_MONOTONIC,
                                       c->since + s->opts.client_timeout, 0, on_timer, c);
+        c->timer_armed = r >= 0;
         if (r >= 0)
                 r = sd_event_add_time(s->event, &c->resume, CLOCK_MONOTONIC, 1, 1, on_resume, c);
         if (r >= 0)
