@@ -383,11 +383,24 @@ static int request_init(struct request *q, struct api *a, struct connection *c, 
         int r;
 
         *q = (struct request){.api = a, .conn = c, .params = params, .now = now_usec()};
-        if (!auth || json_is_null(auth))
-                return authz_principal_from_caller(connection_caller(c), a->config->admin_group,
-                                                   &q->who) < 0
-                       ? reply_error_reason(q, ERR_INTERNAL, "out of memory"),
-                       -ENOMEM : 0;
+        if (!auth || json_is_null(auth)) {
+                /* Resolved once per connection: its credentials (groups too)
+                 * are the kernel's from when it connected, and the names
+                 * behind them cost user and group database lookups. */
+                struct principal *who = connection_get_data(c);
+                if (!who) {
+                        who = malloc(sizeof(*who));
+                        if (!who || authz_principal_from_caller(connection_caller(c),
+                                                                a->config->admin_group, who) < 0) {
+                                free(who);
+                                return reply_error_reason(q, ERR_INTERNAL, "out of memory"),
+                                       -ENOMEM;
+                        }
+                        connection_set_data(c, who);
+                }
+                q->who = *who;
+                return 0;
+        }
         if (!json_is_string(auth)) {
                 (void)connection_reply_invalid_parameter(c, "auth");
                 return -EINVAL;

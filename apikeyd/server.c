@@ -35,6 +35,7 @@ struct connection {
          * the loop looks at any socket again). */
         sd_event_source *resume;
         struct caller caller;
+        void *data; /* connection_set_data() */
         struct varlink_buffer in;
         char *out;
         size_t out_size, out_sent, out_alloc;
@@ -147,6 +148,8 @@ static void connection_free(struct connection *c)
         c->timer = sd_event_source_disable_unref(c->timer);
         c->resume = sd_event_source_disable_unref(c->resume);
         closep(&c->fd);
+        free(c->data);
+        c->data = NULL;
         varlink_buffer_done(&c->in);
         /* Replies may hold a token (Create): nothing is left in freed memory. */
         erase(c->out, c->out_alloc);
@@ -360,6 +363,17 @@ void connection_resume(struct connection *c)
 const struct caller *connection_caller(const struct connection *c)
 {
         return &c->caller;
+}
+
+void *connection_get_data(const struct connection *c)
+{
+        return c->data;
+}
+
+void connection_set_data(struct connection *c, void *data)
+{
+        free(c->data);
+        c->data = data;
 }
 
 bool connection_wants_more(const struct connection *c)

@@ -77,6 +77,13 @@ void server_free(struct server *s);
 unsigned server_connection_count(const struct server *s);
 
 const struct caller *connection_caller(const struct connection *c);
+
+/*
+ * What the layer above keeps per connection (the caller's resolved
+ * identity): a malloc()ed block, freed with the connection.
+ */
+void *connection_get_data(const struct connection *c);
+void connection_set_data(struct connection *c, void *data);
 /* Whether the call being handled asked for `more`. */
 bool connection_wants_more(const struct connection *c);
 
