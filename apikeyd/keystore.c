@@ -34,10 +34,6 @@
 #define SCHEMA_KEY          "schema"
 #define META_NAME_MAX       256
 #define NAME_KEY_MAX        (KEY_OWNER_MAX + 1 + KEY_NAME_MAX)
-#define AUDIT_VERSION       1
-#define AUDIT_FIXED_SIZE    9 /* version, time */
-#define AUDIT_N_STRINGS     5
-#define AUDIT_STRING_MAX    4096
 
 struct keystore {
         MDB_env *env;
@@ -1528,108 +1524,18 @@ int keystore_record_last_used(struct keystore *ks, const struct last_used *entri
 
 /* ---- audit ---- */
 
-static const char **audit_strings(struct audit_event *ev, size_t i)
-{
-        switch (i) {
-        case 0:
-                return &ev->actor;
-        case 1:
-                return &ev->action;
-        case 2:
-                return &ev->key_id;
-        case 3:
-                return &ev->result;
-        default:
-                return &ev->detail;
-        }
-}
-
-static bool audit_required(size_t i)
-{
-        return i == 0 || i == 1 || i == 3; /* actor, action, result */
-}
-
-static int audit_encode(const struct audit_event *ev, void **ret_buf, size_t *ret_len)
-{
-        struct audit_event e = *ev;
-        _cleanup_free_ uint8_t *buf = NULL;
-        size_t len = AUDIT_FIXED_SIZE;
-        uint64_t time_le;
-        uint8_t *p;
-
-        for (size_t i = 0; i < AUDIT_N_STRINGS; i++) {
-                const char *s = *audit_strings(&e, i);
-                size_t n = s ? strnlen(s, AUDIT_STRING_MAX + 1) : 0;
-
-                if (n > AUDIT_STRING_MAX || (n == 0 && audit_required(i)))
-                        return -EINVAL;
-                len += 2 + n + 1;
-        }
-
-        buf = malloc(len);
-        if (!buf)
-                return -ENOMEM;
-        p = buf;
-        *p++ = AUDIT_VERSION;
-        time_le = htole64(ev->time);
-        memcpy(p, &time_le, sizeof(time_le));
-        p += sizeof(time_le);
-        for (size_t i = 0; i < AUDIT_N_STRINGS; i++) {
-                const char *s = *audit_strings(&e, i);
-                uint16_t n = s ? (uint16_t)strlen(s) : 0, n_le = htole16(n);
-
-                memcpy(p, &n_le, sizeof(n_le));
-                p += sizeof(n_le);
-                if (n > 0)
-                        memcpy(p, s, n);
-                p[n] = '\0';
-                p += n + 1;
-        }
-
-        *ret_buf = TAKE_PTR(buf);
-        *ret_len = len;
-        return 0;
-}
-
 static int audit_decode(const MDB_val *k, const MDB_val *v, struct audit_event *ret)
 {
-        const uint8_t *b = v->mv_data;
-        struct audit_event ev = {};
-        uint64_t seq_be, time_le;
-        size_t pos, len = v->mv_size;
+        uint64_t seq_be;
+        int r;
 
         if (k->mv_size != sizeof(seq_be))
                 return -EBADMSG;
+        r = audit_record_decode(v->mv_data, v->mv_size, ret);
+        if (r < 0)
+                return r;
         memcpy(&seq_be, k->mv_data, sizeof(seq_be));
-        ev.seq = be64toh(seq_be);
-
-        /* As with records, a newer event format would have come with a newer schema. */
-        if (len < AUDIT_FIXED_SIZE || b[0] != AUDIT_VERSION)
-                return -EBADMSG;
-        memcpy(&time_le, b + 1, sizeof(time_le));
-        ev.time = le64toh(time_le);
-
-        pos = AUDIT_FIXED_SIZE;
-        for (size_t i = 0; i < AUDIT_N_STRINGS; i++) {
-                uint16_t n_le;
-                size_t n;
-
-                if (len - pos < sizeof(n_le))
-                        return -EBADMSG;
-                memcpy(&n_le, b + pos, sizeof(n_le));
-                n = le16toh(n_le);
-                pos += sizeof(n_le);
-                if (len - pos < n + 1 || b[pos + n] != '\0' || memchr(b + pos, '\0', n))
-                        return -EBADMSG;
-                if (n == 0 && audit_required(i))
-                        return -EBADMSG;
-                *audit_strings(&ev, i) = n > 0 ? (const char *)b + pos : NULL;
-                pos += n + 1;
-        }
-        if (pos != len)
-                return -EBADMSG;
-
-        *ret = ev;
+        ret->seq = be64toh(seq_be);
         return 0;
 }
 
@@ -1687,7 +1593,7 @@ int keystore_append_audit(struct keystore *ks, const struct audit_event *ev)
 
         if (!ks || !ev)
                 return -EINVAL;
-        r = audit_encode(ev, &buf, &len);
+        r = audit_record_encode(ev, &buf, &len);
         if (r < 0)
                 return r;
         c = (struct audit_ctx){buf, len};
@@ -1702,7 +1608,7 @@ int keystore_audit_next(struct keystore *ks, const struct audit_event *ev)
 
         if (!ks || !ev)
                 return -EINVAL;
-        r = audit_encode(ev, &buf, &len);
+        r = audit_record_encode(ev, &buf, &len);
         if (r < 0)
                 return r;
         drop_next_audit(ks);
@@ -1744,7 +1650,7 @@ int keystore_append_audits(struct keystore *ks, const struct audit_event *evs, s
         if (!c.bufs || !c.lens)
                 r = -ENOMEM;
         for (; r >= 0 && c.n < n; c.n++)
-                r = audit_encode(&evs[c.n], &c.bufs[c.n], &c.lens[c.n]);
+                r = audit_record_encode(&evs[c.n], &c.bufs[c.n], &c.lens[c.n]);
         if (r >= 0)
                 r = write_txn(ks, append_audits_in, &c);
         for (size_t i = 0; c.bufs && i < n; i++)

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "audit_record.h"
 #include "macro.h"
 #include "record.h"
 
@@ -179,20 +180,6 @@ struct last_used {
 /* Write a batch of last-used times in one transaction; ids no longer present are skipped. */
 int keystore_record_last_used(struct keystore *ks, const struct last_used *entries,
                               size_t n) _warn_unused_;
-
-/*
- * An audit event.  Encoding (little-endian): u8 version (1), u64 time (µs),
- * then strings as in record.h: actor, action, key_id, result, detail.
- */
-struct audit_event {
-        uint64_t seq; /* assigned by keystore_append_audit */
-        uint64_t time;
-        const char *actor;  /* "uid=1000", "key=7Hq2LmX9aB3z" */
-        const char *action; /* "create", "revoke", ... */
-        const char *key_id; /* may be NULL */
-        const char *result; /* "ok", or an error name */
-        const char *detail; /* may be NULL */
-};
 
 /* Append an event; prunes the oldest beyond audit_max in the same transaction. */
 int keystore_append_audit(struct keystore *ks, const struct audit_event *ev) _warn_unused_;

@@ -37,6 +37,7 @@ fuzz_verify_call_SRC     = apikeyd/verify_call.c apikeyd/record.c common/json_sc
 fuzz_verify_call_PKGS    = $(COMMON_PKGS)
 fuzz_token_SRC           = common/token.c
 fuzz_record_SRC          = apikeyd/record.c common/token.c
+fuzz_audit_record_SRC    = apikeyd/audit_record.c
 fuzz_lockout_SRC         = apikeyd/lockout.c
 fuzz_time_SRC            = common/timeutil.c
 fuzz_config_SRC          = apikeyd/config.c common/timeutil.c common/token.c
