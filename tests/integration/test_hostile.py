@@ -749,6 +749,34 @@ class LimitedFilesDaemon(Daemon):
         return ["prlimit", f"--nofile={self.NOFILE}:{self.NOFILE}", "--"] + super().argv()
 
 
+class FewFilesDaemon(LimitedFilesDaemon):
+    NOFILE = 100
+
+
+def test_connection_limit_shrinks_to_the_file_limit(tmp_path):
+    """max_connections beyond what RLIMIT_NOFILE allows (here 100, with 64
+    descriptors kept for the daemon's own files): a warning says how many
+    it serves, and that many are served, the next refused."""
+    d = FewFilesDaemon(tmp_path, 0, config={**BASE_CONFIG, "max_connections": 1000,
+                                            "max_connections_per_uid": 1000})
+    clients = []
+    try:
+        d.start()
+        assert ("max_connections = 1000 does not fit the open-file limit of 100; serving at "
+                "most 36 connections (raise LimitNOFILE=)") in d.log()
+        for _ in range(36):
+            clients.append(Varlink(d.socket))
+            assert clients[-1].ok("org.varlink.service.GetInfo")["vendor"] == "apikeyd"
+        with Varlink(d.socket) as extra:
+            assert extra.recv() == {"error": f"{IFACE}.TooManyConnections",
+                                    "parameters": {"limit": 36}}
+    finally:
+        for c in clients:
+            c.close()
+        problem = d.cleanup()
+        assert problem is None, problem
+
+
 def test_out_of_file_descriptors_does_not_spin(tmp_path, test_users):
     d = LimitedFilesDaemon(tmp_path, 0, config={**BASE_CONFIG, "max_connections": 1000,
                                                 "max_connections_per_uid": 1000})

@@ -132,6 +132,34 @@ def test_counts_survive_a_restart(daemon):
     assert d.client().verify(token)["code"] == "RATE_LIMITED"
 
 
+def test_damaged_saved_counts_are_dropped_with_a_warning(daemon):
+    """Counts saved at a shutdown and damaged since (a bad disk, a hand
+    edit): the daemon says so, starts without them and keeps working."""
+    d = daemon(config={"lockout_threshold": str(THRESHOLD), "lockout_window": "1h"})
+    c = d.client()
+    token = c.create("k", owner="alice")["token"]
+    for _ in range(THRESHOLD):
+        c.verify(wrong(token))
+    assert c.verify(token)["code"] == "RATE_LIMITED"
+    c.close()
+    d.stop()
+    store = str(d.state_dir / "keys.mdb")
+    dump = subprocess.run(["mdb_dump", "-n", "-s", "meta", store], capture_output=True,
+                          text=True, check=True, timeout=30).stdout.splitlines()
+    key = " " + b"lockout".hex()
+    at = dump.index(key)  # the saved counts are there
+    dump[at + 1] = " " + b"\x07damaged".hex()
+    subprocess.run(["mdb_load", "-n", "-s", "meta", store], input="\n".join(dump) + "\n",
+                   text=True, check=True, timeout=30)
+    d.start()
+    assert "the saved lockout counts are damaged; starting without them" in d.log()
+    c = d.client()
+    assert c.verify(token)["code"] == "VALID"  # the lockout went with the counts
+    for _ in range(THRESHOLD):
+        c.verify(wrong(token))
+    assert c.verify(token)["code"] == "RATE_LIMITED"  # and counting works again
+
+
 def ctl(d, *args, input=None):
     return subprocess.run([str(APIKEYCTL), "--socket", d.socket, *args], input=input,
                           capture_output=True, text=True, timeout=30)
