@@ -1136,12 +1136,18 @@ static int verify_run(struct request *q, const struct verify_args *v)
                                     strerror(-r));
                 json_out_name(&o, "key", false);
                 key_write(&o, a, rec, q->now);
-        } else
-                audit_verify_failure(q, v, code, tok_id[0] ? tok_id : NULL,
-                                     matched ? rec->owner : NULL);
+        }
         r = sign_verify_reply(a, q, v, &o, valid, code, valid ? rec : NULL);
         json_out_lit(&o, "}}");
-        key_view_end(&view); /* nothing below reads the record */
+        /* The record is read: end the view before the refusal is logged,
+         * which may wait on the journal. */
+        char owner[KEY_OWNER_MAX + 1] = "";
+        if (!valid && matched)
+                str_copy(owner, sizeof(owner), rec->owner);
+        key_view_end(&view);
+        if (!valid)
+                audit_verify_failure(q, v, code, tok_id[0] ? tok_id : NULL,
+                                     owner[0] ? owner : NULL);
         if (r < 0 || (r = json_out_done(&o)) < 0)
                 return reply_internal(q, "building a verify answer", r);
         return connection_reply_raw(q->conn, reply, (size_t)r);
