@@ -243,17 +243,24 @@ static uint64_t word_special(uint64_t w, bool ascii)
                HIGHS;
 }
 
-/* Past the run of plain ASCII bytes at p (none beyond end). */
-static const char *plain_run(const char *p, const char *end)
+/* Past the whole words at p (none beyond end) that hold no special byte. */
+static const char *plain_words(const char *p, const char *end, bool ascii)
 {
         while (end - p >= 8) {
                 uint64_t w;
 
                 memcpy(&w, p, 8);
-                if (word_special(w, true))
+                if (word_special(w, ascii))
                         break;
                 p += 8;
         }
+        return p;
+}
+
+/* Past the run of plain ASCII bytes at p (none beyond end). */
+static const char *plain_run(const char *p, const char *end)
+{
+        p = plain_words(p, end, true);
         while (p < end && plain_ascii((unsigned char)*p))
                 p++;
         return p;
@@ -516,14 +523,7 @@ void json_out_string(struct json_out *o, const char *s)
                 char esc[6];
 
                 /* Runs of bytes that stand for themselves go out in one copy. */
-                while (end - s >= 8) {
-                        uint64_t w;
-
-                        memcpy(&w, s, 8);
-                        if (word_special(w, false))
-                                break;
-                        s += 8;
-                }
+                s = plain_words(s, end, false);
                 while ((unsigned char)*s >= 0x20 && *s != '"' && *s != '\\')
                         s++;
                 json_out_raw(o, run, (size_t)(s - run));

@@ -120,14 +120,20 @@ def test_reset_by_admin_and_refused_to_users(locked_daemon, as_user):
         "org.varlink.service.InvalidParameter", {"parameter": "name"})
 
 
-def test_counts_survive_a_restart(daemon):
-    d = daemon(config={"lockout_threshold": str(THRESHOLD), "lockout_window": "1h"})
+def lock_out_a_key(d):
+    """A key of alice's, locked out by failed verifies; its token."""
     c = d.client()
     token = c.create("k", owner="alice")["token"]
     for _ in range(THRESHOLD):
         c.verify(wrong(token))
     assert c.verify(token)["code"] == "RATE_LIMITED"
     c.close()
+    return token
+
+
+def test_counts_survive_a_restart(daemon):
+    d = daemon(config={"lockout_threshold": str(THRESHOLD), "lockout_window": "1h"})
+    token = lock_out_a_key(d)
     d.restart()
     assert d.client().verify(token)["code"] == "RATE_LIMITED"
 
@@ -136,12 +142,7 @@ def test_damaged_saved_counts_are_dropped_with_a_warning(daemon):
     """Counts saved at a shutdown and damaged since (a bad disk, a hand
     edit): the daemon says so, starts without them and keeps working."""
     d = daemon(config={"lockout_threshold": str(THRESHOLD), "lockout_window": "1h"})
-    c = d.client()
-    token = c.create("k", owner="alice")["token"]
-    for _ in range(THRESHOLD):
-        c.verify(wrong(token))
-    assert c.verify(token)["code"] == "RATE_LIMITED"
-    c.close()
+    token = lock_out_a_key(d)
     d.stop()
     store = str(d.state_dir / "keys.mdb")
     dump = subprocess.run(["mdb_dump", "-n", "-s", "meta", store], capture_output=True,
