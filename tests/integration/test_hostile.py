@@ -777,13 +777,30 @@ def test_connection_limit_shrinks_to_the_file_limit(tmp_path):
         assert problem is None, problem
 
 
+class CrowdedFilesDaemon(LimitedFilesDaemon):
+    """A small RLIMIT_NOFILE, and 60 descriptors taken before apikeyd starts
+    (as a library or a leaked descriptor might take them): the room it keeps
+    for its own files is gone, so accepting runs out of descriptors before
+    the connection limit is reached."""
+
+    NOFILE = 100
+    TAKEN = 60
+
+    def argv(self):
+        argv = super().argv()
+        cut = argv.index("--") + 1
+        return argv[:cut] + ["bash", "-c", f"for i in {{1..{self.TAKEN}}}; do "
+                             "exec {fd}</dev/null; done; exec \"$@\"", "bash"] + argv[cut:]
+
+
 def test_out_of_file_descriptors_does_not_spin(tmp_path, test_users):
-    d = LimitedFilesDaemon(tmp_path, 0, config={**BASE_CONFIG, "max_connections": 1000,
+    d = CrowdedFilesDaemon(tmp_path, 0, config={**BASE_CONFIG, "max_connections": 1000,
                                                 "max_connections_per_uid": 1000})
     try:
         d.start()
         assert int(open(f"/proc/{d.pid}/limits").read().split("Max open files")[1].split()[0]) \
-            == LimitedFilesDaemon.NOFILE
+            == CrowdedFilesDaemon.NOFILE
+        assert len(os.listdir(f"/proc/{d.pid}/fd")) > CrowdedFilesDaemon.TAKEN
         with Varlink(d.socket) as c:
             token = c.create("good-client")["token"]
         kept = Varlink(d.socket)
@@ -801,6 +818,8 @@ def test_out_of_file_descriptors_does_not_spin(tmp_path, test_users):
         print(f"\nhostile[out of descriptors]: daemon CPU share {share:.2f} while "
               f"descriptors ran out; attacker saw {res}")
         assert share < 0.25, f"apikeyd used {share:.0%} of a CPU while out of descriptors"
+        # It did run out, said so, and paused accepting.
+        assert "accept failed: Too many open files; pausing new connections" in d.log()
     finally:
         problem = d.cleanup()
         assert problem is None, problem
