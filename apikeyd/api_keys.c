@@ -7,6 +7,7 @@
 
 #include <sodium.h>
 
+#include "api_internal.h"
 #include "api_keys.h"
 #include "authz.h"
 #include "log.h"
@@ -15,32 +16,7 @@
 #include "timeutil.h"
 #include "verify_call.h"
 
-#define ERR_NO_SUCH_KEY    API_INTERFACE ".NoSuchKey"
-#define ERR_NAME_TAKEN     API_INTERFACE ".NameTaken"
-#define ERR_DENIED         API_INTERFACE ".PermissionDenied"
-#define ERR_REVOKED        API_INTERFACE ".KeyRevoked"
-#define ERR_POLICY         API_INTERFACE ".PolicyViolation"
-#define ERR_INTERNAL       API_INTERFACE ".InternalError"
-#define ERR_INVALID        "org.varlink.service.InvalidParameter"
-#define META_SHARED_SECRET "shared_secret"
-#define META_LOCKOUT       "lockout"
-
-/* One parameter a method accepts: its name and JSON type. */
-struct param {
-        const char *name;
-        json_type type; /* JSON_STRING, JSON_ARRAY (of strings), JSON_INTEGER */
-        bool required;
-};
-
-struct request {
-        struct api *api;
-        struct connection *conn;
-        json_t *params;
-        struct principal who;
-        uint64_t now;
-};
-
-static const char *str_param(const struct request *q, const char *name)
+const char *api_str_param(const struct request *q, const char *name)
 {
         json_t *v = json_object_get(q->params, name);
         return json_is_string(v) ? json_string_value(v) : NULL;
@@ -51,7 +27,7 @@ static const char *str_param(const struct request *q, const char *name)
  * and missing required ones are answered with InvalidParameter naming the
  * parameter.  null counts as absent.
  */
-static int check_params(struct request *q, const struct param *spec)
+int api_check_params(struct request *q, const struct param *spec)
 {
         const char *key;
         json_t *v;
@@ -100,7 +76,7 @@ static int reply_no_such_key(struct request *q, const char *id)
         return connection_reply_error(q->conn, ERR_NO_SUCH_KEY, json_pack("{s:s}", "id", id));
 }
 
-static int reply_internal(struct request *q, const char *what, int r)
+int api_reply_internal(struct request *q, const char *what, int r)
 {
         log_error("%s failed: %s", what, strerror(-r));
         return reply_error_reason(q, ERR_INTERNAL,
@@ -216,8 +192,8 @@ static void write_string(struct json_out *o, const char *name, const char *s)
  * The same object as key_json(), written straight to text for the Verify
  * answer; a test compares the two on every field.
  */
-static void key_write(struct json_out *o, const struct api *a, const struct key_record *rec,
-                      uint64_t now)
+void api_key_write(struct json_out *o, const struct api *a, const struct key_record *rec,
+                   uint64_t now)
 {
         struct last_use lu = key_last_use(a, rec);
         bool first = true;
@@ -260,14 +236,14 @@ static int reply_key(struct request *q, const struct key_record *rec)
 }
 
 /* Erase a secret held in a JSON string before the tree is freed. */
-static void erase_json_string(json_t *v)
+void api_erase_json_string(json_t *v)
 {
         if (json_is_string(v))
                 erase((char *)json_string_value(v), json_string_length(v));
 }
 
 /* Parse "permissions" into a bit set; -EINVAL for an unknown name. */
-static int parse_permissions(json_t *arr, uint8_t *ret)
+int api_parse_permissions(json_t *arr, uint8_t *ret)
 {
         size_t i;
         json_t *e;
@@ -303,12 +279,12 @@ static int parse_scope(json_t *arr, const char **ret, size_t *ret_n)
  */
 static int parse_role(struct request *q, uint8_t *ret_role, uint8_t *ret_perms)
 {
-        const char *role_s = str_param(q, "role");
+        const char *role_s = api_str_param(q, "role");
         json_t *perms_j = json_object_get(q->params, "permissions");
         uint8_t perms = 0;
         int role;
 
-        if (json_is_array(perms_j) && (parse_permissions(perms_j, &perms) < 0 || perms == 0)) {
+        if (json_is_array(perms_j) && (api_parse_permissions(perms_j, &perms) < 0 || perms == 0)) {
                 (void)connection_reply_invalid_parameter(q->conn, "permissions");
                 return -EINVAL;
         }
@@ -337,43 +313,6 @@ static int parse_role(struct request *q, uint8_t *ret_role, uint8_t *ret_perms)
         *ret_role = (uint8_t)role;
         *ret_perms = perms;
         return 0;
-}
-
-/*
- * Verify a token's secret: the code, and when the secret matched, the
- * record as a view (`*view`, which the caller ends; see keystore_view()).
- */
-static const char *verify_token(struct api *a, const char *token, size_t len, struct key_view *view,
-                                bool *ret_matched, char ret_id[TOKEN_ID_LEN + 1])
-{
-        static const uint8_t nothing[KEY_HASH_SIZE];
-        uint8_t hash[KEY_HASH_SIZE];
-        struct token t;
-        bool equal;
-        int r;
-
-        *ret_matched = false;
-        view->ks = NULL;
-        ret_id[0] = '\0';
-        if (token_parse(token, len, a->config->token_prefix, &t, NULL) < 0)
-                return "BAD_FORMAT";
-        memcpy(ret_id, t.id, TOKEN_ID_LEN + 1);
-        token_hash(a->pepper, &t, hash);
-        r = keystore_view(a->ks, t.id, view);
-        /* An unknown id costs the same hash and compare as a wrong secret. */
-        equal = token_hash_equal(hash, r >= 0 ? view->rec.hash : nothing);
-        sodium_memzero(hash, sizeof(hash));
-        if (r < 0) {
-                if (r != -ENOENT)
-                        log_error("reading key %s failed: %s", t.id, strerror(-r));
-                return "NOT_FOUND";
-        }
-        if (!equal) {
-                key_view_end(view);
-                return "NOT_FOUND";
-        }
-        *ret_matched = true;
-        return "VALID"; /* so far: status, owner, scope and permissions are the caller's to check */
 }
 
 /* Resolve the caller: the connecting process, or the key in `auth`. */
@@ -410,10 +349,10 @@ static int request_init(struct request *q, struct api *a, struct connection *c, 
         const char *reason;
         bool matched;
         char auth_id[TOKEN_ID_LEN + 1];
-        const char *code = verify_token(a, json_string_value(auth), json_string_length(auth), &view,
-                                        &matched, auth_id);
+        const char *code = api_verify_token(a, json_string_value(auth), json_string_length(auth),
+                                            &view, &matched, auth_id);
 
-        erase_json_string(auth);
+        api_erase_json_string(auth);
         if (!matched) {
                 (void)reply_error_reason(q, ERR_DENIED,
                                          STREQ(code, "BAD_FORMAT")
@@ -430,15 +369,8 @@ static int request_init(struct request *q, struct api *a, struct connection *c, 
         return 0;
 }
 
-/* Journal fields of an audit event, as "NAME=value" strings in `buf`. */
-struct audit_fields {
-        char buf[8][KEY_OWNER_MAX + KEY_FIELD_MAX];
-        const char *v[8];
-        size_t n;
-};
-
 /* One journal field: `prefix` ("NAME=") and the value, cut to fit. */
-static void field(struct audit_fields *f, const char *prefix, const char *value)
+void api_field(struct audit_fields *f, const char *prefix, const char *value)
 {
         struct text t;
 
@@ -451,11 +383,11 @@ static void field(struct audit_fields *f, const char *prefix, const char *value)
         f->n++;
 }
 
-static void field_uint(struct audit_fields *f, const char *prefix, unsigned long value)
+void api_field_uint(struct audit_fields *f, const char *prefix, unsigned long value)
 {
         char digits[24];
 
-        field(f, prefix, uint_text(value, digits));
+        api_field(f, prefix, uint_text(value, digits));
 }
 
 /*
@@ -580,14 +512,14 @@ static void audit_journal(struct request *q, const char *action, const struct ke
         struct audit_fields f = {.n = 0};
         char message[512];
 
-        field(&f, "APIKEY_ACTION=", action);
+        api_field(&f, "APIKEY_ACTION=", action);
         if (rec) {
-                field(&f, "APIKEY_ID=", rec->id);
-                field(&f, "APIKEY_OWNER=", rec->owner);
+                api_field(&f, "APIKEY_ID=", rec->id);
+                api_field(&f, "APIKEY_OWNER=", rec->owner);
         }
-        field(&f, "APIKEY_ACTOR=", q->who.actor);
-        field_uint(&f, "APIKEY_CALLER_UID=", who->uid);
-        field_uint(&f, "APIKEY_CALLER_PID=", (unsigned long)who->pid);
+        api_field(&f, "APIKEY_ACTOR=", q->who.actor);
+        api_field_uint(&f, "APIKEY_CALLER_UID=", who->uid);
+        api_field_uint(&f, "APIKEY_CALLER_PID=", (unsigned long)who->pid);
         snprintf(message, sizeof(message), "%s: %s key %s%s%s%s%s", q->who.actor, action,
                  rec ? rec->id : "-", rec ? " of " : "", rec ? rec->owner : "", detail ? ": " : "",
                  detail ? detail : "");
@@ -653,7 +585,7 @@ static void create_answer(struct change *ch, int r)
         else if (r == -EDQUOT && ch->max_owned)
                 (void)reply_authz(q, r, AUTHZ_REASON_USER_MAX_KEYS);
         else if (r < 0)
-                (void)reply_internal(q, "storing a new key", r);
+                (void)api_reply_internal(q, "storing a new key", r);
         else {
                 audit_journal(q, "create", &ch->rec, ch->rec.name);
                 reply = json_pack("{s:o, s:s}", "key", key_json(q->api, &ch->rec, q->now), "token",
@@ -684,13 +616,13 @@ static int method_create(struct request *q)
         struct change *ch;
         int r;
 
-        if (check_params(q, spec) < 0 || parse_role(q, &role, &perms) < 0)
+        if (api_check_params(q, spec) < 0 || parse_role(q, &role, &perms) < 0)
                 return 0;
-        rec.name = str_param(q, "name");
-        rec.description = str_param(q, "description");
+        rec.name = api_str_param(q, "name");
+        rec.description = api_str_param(q, "description");
         if (rec.description && !rec.description[0])
                 rec.description = NULL;
-        rec.owner = str_param(q, "owner");
+        rec.owner = api_str_param(q, "owner");
         if (!rec.owner)
                 rec.owner = q->who.owner;
         if (!rec.owner[0])
@@ -700,7 +632,7 @@ static int method_create(struct request *q)
         if (parse_scope(json_object_get(q->params, "scope"), rec.scope, &rec.n_scope) < 0)
                 return connection_reply_invalid_parameter(q->conn, "scope");
 
-        expires = str_param(q, "expires");
+        expires = api_str_param(q, "expires");
         if (expires) {
                 if (expiry_parse(expires, q->now, &rec.expires_at) < 0)
                         return connection_reply_invalid_parameter(q->conn, "expires");
@@ -721,7 +653,7 @@ static int method_create(struct request *q)
         if (!q->who.admin) {
                 r = count_owned(a, rec.owner, q->now, &n_owned);
                 if (r < 0)
-                        return reply_internal(q, "counting keys", r);
+                        return api_reply_internal(q, "counting keys", r);
         }
         struct authz_policy policy = {
             .admin_group = a->config->admin_group,
@@ -736,11 +668,11 @@ static int method_create(struct request *q)
 
         r = new_token(a, &rec, token);
         if (r < 0)
-                return reply_internal(q, "generating a token", r);
+                return api_reply_internal(q, "generating a token", r);
         ch = change_new(q, "create", create_write, create_answer);
         if (!ch) {
                 erase(token, sizeof(token));
-                return reply_internal(q, "storing a new key", -ENOMEM);
+                return api_reply_internal(q, "storing a new key", -ENOMEM);
         }
         ch->rec = rec;
         /* These pointed into the request on the handler's stack. */
@@ -771,46 +703,6 @@ static int count_owned(struct api *a, const char *owner, uint64_t now, uint64_t 
         return keystore_list(a->ks, &f, NULL, 0, count_one, ret, NULL);
 }
 
-/* Printable text without control characters (they could forge log lines or
- * the canonical form of a signature). */
-static bool text_is_plain(const char *s)
-{
-        for (; *s; s++)
-                if ((unsigned char)*s < 0x20 || *s == 0x7f)
-                        return false;
-        return true;
-}
-
-/* Text appended to a fixed buffer; json_out does the bookkeeping. */
-static void out_cat(struct json_out *o, const char *a, const char *b)
-{
-        json_out_lit(o, a);
-        if (b)
-                json_out_lit(o, b);
-}
-
-int api_verify_canonical(char *buf, size_t size, const char *signed_at, bool valid,
-                         const char *code, const char *id, const char *owner, const char *service,
-                         const char *user, const char *rhost)
-{
-        struct json_out o;
-        int n;
-
-        /* By hand rather than snprintf(): this runs on every verify. */
-        json_out_init(&o, buf, size);
-        out_cat(&o, "apikeyd-verify-v1\nsigned_at=", signed_at);
-        out_cat(&o, "\nvalid=", valid ? "true" : "false");
-        out_cat(&o, "\ncode=", code);
-        out_cat(&o, "\nid=", id);
-        out_cat(&o, "\nowner=", owner);
-        out_cat(&o, "\nservice=", service);
-        out_cat(&o, "\nuser=", user);
-        out_cat(&o, "\nrhost=", rhost);
-        json_out_raw(&o, "\n", 2); /* with the NUL, as snprintf() would */
-        n = json_out_done(&o);
-        return n < 0 ? -ENOBUFS : n - 1;
-}
-
 /* The keyed hash state after the key block, so each signature starts from it. */
 static int sign_state_reset(struct api *a)
 {
@@ -823,388 +715,6 @@ static int sign_state_reset(struct api *a)
                                        API_SIGNATURE_SIZE) < 0
                    ? -EINVAL
                    : 0;
-}
-
-/* A Verify call's parameters, from either decoder. */
-struct verify_args {
-        const char *token;
-        size_t token_len;
-        const char *text[_VERIFY_TEXT_MAX]; /* NULL when absent */
-        uint8_t need;
-};
-
-#define V_SERVICE(v) ((v)->text[VERIFY_SERVICE])
-#define V_USER(v)    ((v)->text[VERIFY_USER])
-#define V_RHOST(v)   ((v)->text[VERIFY_RHOST])
-
-/*
- * Standard base64 with padding, by table lookup: for the signature only,
- * which is public.  Secrets go through sodium_bin2base64(), which takes
- * the same time whatever the bytes (and four times as long).
- */
-static void base64_public(const uint8_t *in, size_t n, char *out)
-{
-        static const char abc[] =
-            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        size_t i = 0;
-
-        for (; i + 3 <= n; i += 3) {
-                uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-                *out++ = abc[v >> 18];
-                *out++ = abc[(v >> 12) & 63];
-                *out++ = abc[(v >> 6) & 63];
-                *out++ = abc[v & 63];
-        }
-        if (i < n) {
-                uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
-                *out++ = abc[v >> 18];
-                *out++ = abc[(v >> 12) & 63];
-                *out++ = i + 1 < n ? abc[(v >> 6) & 63] : '=';
-                *out++ = '=';
-        }
-        *out = '\0';
-}
-
-/* `,"signed_at":…,"signature":…` for a Verify reply. */
-static int sign_verify_reply(struct api *a, struct request *q, const struct verify_args *v,
-                             struct json_out *o, bool valid, const char *code,
-                             const struct key_record *rec)
-{
-        char canon[4 * KEY_FIELD_MAX + KEY_OWNER_MAX + 256];
-        const char *at = a->signed_at;
-        unsigned char mac[API_SIGNATURE_SIZE];
-        char b64[sodium_base64_ENCODED_LEN(API_SIGNATURE_SIZE, sodium_base64_VARIANT_ORIGINAL)];
-        crypto_generichash_state st;
-        int n;
-
-        if (q->now / USEC_PER_SEC != a->signed_sec || !a->signed_at[0]) {
-                if (timestamp_format(q->now, a->signed_at) < 0)
-                        return -EINVAL;
-                a->signed_sec = q->now / USEC_PER_SEC;
-        }
-        n = api_verify_canonical(canon, sizeof(canon), at, valid, code, rec ? rec->id : NULL,
-                                 rec ? rec->owner : NULL, V_SERVICE(v), V_USER(v), V_RHOST(v));
-        if (n < 0)
-                return n;
-        memcpy(&st, a->sign_state, sizeof(st));
-        if (crypto_generichash_update(&st, (const unsigned char *)canon, (size_t)n) < 0 ||
-            crypto_generichash_final(&st, mac, sizeof(mac)) < 0)
-                n = -EINVAL;
-        sodium_memzero(&st, sizeof(st));
-        if (n < 0)
-                return n;
-        base64_public(mac, sizeof(mac), b64);
-        json_out_name(o, "signed_at", false);
-        json_out_string(o, at);
-        json_out_name(o, "signature", false);
-        json_out_string(o, b64);
-        return 0;
-}
-
-static void out_uint(struct json_out *o, unsigned long v)
-{
-        char digits[24];
-
-        json_out_lit(o, uint_text(v, digits));
-}
-
-/* One lockout name from its parts; false if it does not fit. */
-static bool lockout_name(char name[LOCKOUT_NAME_MAX + 1], const char *kind, const char *a,
-                         const char *b, const char *c)
-{
-        struct json_out o;
-
-        json_out_init(&o, name, LOCKOUT_NAME_MAX + 1);
-        out_cat(&o, kind, a);
-        if (b)
-                out_cat(&o, b, c);
-        json_out_raw(&o, "", 1);
-        return json_out_done(&o) >= 0;
-}
-
-/*
- * The names a verify is counted under for lockout: the key id (guessing one
- * key's secret), the user and remote host together (one host trying one
- * user's keys), and the calling uid unless it is root (a local user trying
- * keys through the socket; sshd and sudo call as root for everyone, which
- * the user-and-host name covers).
- */
-static size_t lockout_names(struct request *q, const struct verify_args *v, const char *tok_id,
-                            char names[3][LOCKOUT_NAME_MAX + 1])
-{
-        const char *user = V_USER(v), *rhost = V_RHOST(v);
-        uid_t uid = connection_caller(q->conn)->uid;
-        size_t n = 0;
-
-        if (tok_id[0] && lockout_name(names[n], "key:", tok_id, NULL, NULL))
-                n++;
-        if (user && rhost && rhost[0] && lockout_name(names[n], "from:", user, "@", rhost))
-                n++;
-        if (uid != 0) {
-                struct json_out o;
-                json_out_init(&o, names[n], LOCKOUT_NAME_MAX + 1);
-                json_out_lit(&o, "uid:");
-                out_uint(&o, uid);
-                json_out_raw(&o, "", 1);
-                if (json_out_done(&o) >= 0)
-                        n++;
-        }
-        return n;
-}
-
-/*
- * Lockout: a locked name answers RATE_LIMITED even to the right secret, or
- * guessing would go on until it succeeded.  Only definitive mismatches
- * count (a secret that did not match, a token that is not one); a right
- * secret resets the key's and the user-and-host counts.
- */
-static const char *apply_lockout(struct request *q, const struct verify_args *v, const char *code,
-                                 bool matched, const char *tok_id)
-{
-        struct api *a = q->api;
-        char names[3][LOCKOUT_NAME_MAX + 1];
-        size_t n = lockout_names(q, v, tok_id, names);
-
-        for (size_t i = 0; i < n; i++)
-                if (lockout_locked(&a->lockout, names[i], q->now))
-                        return "RATE_LIMITED";
-        if (!matched && (STREQ(code, "NOT_FOUND") || STREQ(code, "BAD_FORMAT"))) {
-                for (size_t i = 0; i < n; i++)
-                        if (lockout_fail(&a->lockout, names[i], q->now)) {
-                                char window[64] = "";
-                                (void)duration_format(a->config->lockout_window_usec, window,
-                                                      sizeof(window));
-                                log_warning("%s locked after %u failed verifies within %s",
-                                            names[i], a->config->lockout_threshold, window);
-                        }
-        } else if (matched && STREQ(code, "VALID")) {
-                for (size_t i = 0; i < n; i++)
-                        if (strncmp(names[i], "uid:", 4) != 0)
-                                (void)lockout_reset(&a->lockout, names[i]);
-        }
-        return code;
-}
-
-/* A refused verify: one journal entry now, one audit record with the next flush. */
-static void audit_verify_failure(struct request *q, const struct verify_args *v, const char *code,
-                                 const char *id, const char *owner)
-{
-        struct api *a = q->api;
-        const struct caller *who = connection_caller(q->conn);
-        const char *service = V_SERVICE(v), *user = V_USER(v), *rhost = V_RHOST(v);
-        struct audit_fields f = {.n = 0};
-        char message[512];
-        struct text m;
-
-        if (!code)
-                return; /* cannot happen; keeps every compiler's flow analysis convinced */
-        /* Whoever is locked out may go on asking as fast as they can: one
-         * entry a second says so, with the count of those not written. */
-        if (STREQ(code, "RATE_LIMITED")) {
-                if (a->rate_limited_last && q->now - a->rate_limited_last < USEC_PER_SEC) {
-                        a->rate_limited_suppressed++;
-                        return;
-                }
-                a->rate_limited_last = q->now;
-        }
-        field(&f, "APIKEY_ACTION=", "verify");
-        field(&f, "APIKEY_CODE=", code);
-        if (STREQ(code, "RATE_LIMITED") && a->rate_limited_suppressed) {
-                field_uint(&f, "APIKEY_SUPPRESSED=", a->rate_limited_suppressed);
-        }
-        if (id)
-                field(&f, "APIKEY_ID=", id);
-        if (owner)
-                field(&f, "APIKEY_OWNER=", owner);
-        field_uint(&f, "APIKEY_CALLER_UID=", who->uid);
-        field_uint(&f, "APIKEY_CALLER_PID=", (unsigned long)who->pid);
-        if (service)
-                field(&f, "APIKEY_SERVICE=", service);
-        if (rhost)
-                field(&f, "APIKEY_RHOST=", rhost);
-        text_init(&m, message, sizeof(message));
-        text_add(&m, "verify refused: ");
-        text_add(&m, code);
-        text_add(&m, "; key=");
-        text_add(&m, id ? id : "-");
-        text_add(&m, " user=");
-        text_add(&m, user ? user : "-");
-        text_add(&m, " service=");
-        text_add(&m, service ? service : "-");
-        text_add(&m, " rhost=");
-        text_add(&m, rhost ? rhost : "-");
-        text_add(&m, " caller uid=");
-        text_add_uint(&m, who->uid);
-        text_add(&m, " pid=");
-        text_add_uint(&m, (unsigned long)who->pid);
-        if (STREQ(code, "RATE_LIMITED") && a->rate_limited_suppressed)
-                text_add(&m, " (and more refused as RATE_LIMITED in the last second, not logged)");
-        if (STREQ(code, "RATE_LIMITED"))
-                a->rate_limited_suppressed = 0;
-        log_fields(LOG_NOTICE, message, f.v, f.n);
-
-        if (a->n_audit_queue >= API_AUDIT_QUEUE_MAX) {
-                a->audit_dropped++;
-                return;
-        }
-        if (!a->audit_queue) {
-                a->audit_queue = calloc(API_AUDIT_QUEUE_MAX, sizeof(*a->audit_queue));
-                if (!a->audit_queue) {
-                        a->audit_dropped++;
-                        return;
-                }
-        }
-        struct queued_verify *qv = &a->audit_queue[a->n_audit_queue++];
-        *qv = (struct queued_verify){.time = q->now};
-        text_init(&m, qv->actor, sizeof(qv->actor));
-        text_add(&m, "uid=");
-        text_add_uint(&m, who->uid);
-        text_add(&m, " pid=");
-        text_add_uint(&m, (unsigned long)who->pid);
-        str_copy(qv->key_id, sizeof(qv->key_id), id);
-        str_copy(qv->result, sizeof(qv->result), code);
-        text_init(&m, qv->detail, sizeof(qv->detail));
-        /* "service=… user=… rhost=… tty=… ruser=…", the enum's order. */
-        for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++) {
-                text_add(&m, i ? " " : "");
-                text_add(&m, verify_text_names[i]);
-                text_add(&m, "=");
-                text_add(&m, v->text[i]);
-        }
-}
-
-/* Room for the largest Verify answer: every field of a key at its longest, escaped. */
-#define VERIFY_REPLY_MAX                                                                           \
-        (6 * (KEY_NAME_MAX + KEY_DESCRIPTION_MAX + KEY_OWNER_MAX +                                 \
-              KEY_SCOPE_MAX * (KEY_SCOPE_ENTRY_MAX + 3) + 3 * KEY_FIELD_MAX) +                     \
-         2048)
-
-/*
- * Verify a token, given its parameters, and answer; the token's memory is
- * the caller's to erase.  Both decoders end here, so the answer is the
- * same whichever read the call.
- */
-static int verify_run(struct request *q, const struct verify_args *v)
-{
-        struct api *a = q->api;
-        const char *service = V_SERVICE(v), *user = V_USER(v), *code;
-        _cleanup_key_view_ struct key_view view = {0};
-        const struct key_record *rec = &view.rec;
-        char tok_id[TOKEN_ID_LEN + 1];
-        char reply[VERIFY_REPLY_MAX];
-        struct json_out o;
-        bool matched, valid;
-        int r;
-
-        for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++)
-                if (v->text[i] &&
-                    (!text_is_plain(v->text[i]) || strlen(v->text[i]) > KEY_FIELD_MAX))
-                        return connection_reply_invalid_parameter(q->conn, verify_text_names[i]);
-        code = verify_token(a, v->token, v->token_len, &view, &matched, tok_id);
-        if (matched) {
-                enum key_status st = record_effective_status(rec, q->now);
-                bool in_scope = rec->n_scope == 0 || !service;
-
-                for (size_t i = 0; !in_scope && i < rec->n_scope; i++)
-                        in_scope = STREQ(rec->scope[i], service);
-                if (st == KEY_STATUS_REVOKED)
-                        code = "REVOKED";
-                else if (st == KEY_STATUS_EXPIRED)
-                        code = "EXPIRED";
-                else if (st == KEY_STATUS_DISABLED)
-                        code = "DISABLED";
-                else if (user && !STREQ(user, rec->owner))
-                        code = "WRONG_USER";
-                else if (!in_scope)
-                        code = "OUT_OF_SCOPE";
-                else if ((rec->permissions & v->need) != v->need)
-                        code = "INSUFFICIENT_PERMISSIONS";
-                else
-                        code = "VALID";
-        }
-        code = apply_lockout(q, v, code, matched, tok_id);
-        valid = STREQ(code, "VALID");
-
-        json_out_init(&o, reply, sizeof(reply));
-        json_out_lit(&o, valid ? "{\"parameters\":{\"valid\":true,\"code\":"
-                               : "{\"parameters\":{\"valid\":false,\"code\":");
-        json_out_string(&o, code);
-        if (valid) {
-                r = lastused_note(&a->lastused, rec->id, q->now, service, V_RHOST(v));
-                if (r < 0)
-                        log_warning("noting the last use of key %s failed: %s", rec->id,
-                                    strerror(-r));
-                json_out_name(&o, "key", false);
-                key_write(&o, a, rec, q->now);
-        }
-        r = sign_verify_reply(a, q, v, &o, valid, code, valid ? rec : NULL);
-        json_out_lit(&o, "}}");
-        /* The record is read: end the view before the refusal is logged,
-         * which may wait on the journal. */
-        char owner[KEY_OWNER_MAX + 1] = "";
-        if (!valid && matched)
-                str_copy(owner, sizeof(owner), rec->owner);
-        key_view_end(&view);
-        if (!valid)
-                audit_verify_failure(q, v, code, tok_id[0] ? tok_id : NULL,
-                                     owner[0] ? owner : NULL);
-        if (r < 0 || (r = json_out_done(&o)) < 0)
-                return reply_internal(q, "building a verify answer", r);
-        return connection_reply_raw(q->conn, reply, (size_t)r);
-}
-
-static int method_verify(struct request *q)
-{
-        static const struct param spec[] = {
-            {"token", JSON_STRING, true},
-            {"service", JSON_STRING, false},
-            {"user", JSON_STRING, false},
-            {"rhost", JSON_STRING, false},
-            {"tty", JSON_STRING, false},
-            {"ruser", JSON_STRING, false},
-            {"permissions", JSON_ARRAY, false},
-            {"auth", JSON_STRING, false},
-            {NULL, 0, false},
-        };
-        json_t *tok = json_object_get(q->params, "token");
-        json_t *perms_j = json_object_get(q->params, "permissions");
-        struct verify_args v = {0};
-        int r;
-
-        if (check_params(q, spec) < 0) {
-                erase_json_string(tok);
-                return 0;
-        }
-        if (json_is_array(perms_j) && parse_permissions(perms_j, &v.need) < 0) {
-                erase_json_string(tok);
-                return connection_reply_invalid_parameter(q->conn, "permissions");
-        }
-        for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++)
-                v.text[i] = str_param(q, verify_text_names[i]);
-        v.token = json_string_value(tok);
-        v.token_len = json_string_length(tok);
-        r = verify_run(q, &v);
-        erase_json_string(tok);
-        return r;
-}
-
-bool api_fast_path(struct connection *c, const char *msg, size_t len, void *userdata)
-{
-        struct verify_call call;
-        struct request q;
-        bool taken;
-
-        taken = verify_call_parse(msg, len, &call) > 0;
-        if (taken) {
-                struct verify_args v = {
-                    .token = call.token, .token_len = call.token_len, .need = call.permissions};
-                for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++)
-                        v.text[i] = call.has_text[i] ? call.text[i] : NULL;
-                q = (struct request){.api = userdata, .conn = c, .now = now_usec()};
-                (void)verify_run(&q, &v);
-        }
-        verify_call_erase(&call);
-        return taken;
 }
 
 struct list_state {
@@ -1244,8 +754,9 @@ static int method_list(struct request *q)
             {"auth", JSON_STRING, false},        {NULL, 0, false},
         };
         struct key_filter f = {.now = q->now};
-        const char *status = str_param(q, "status"), *within = str_param(q, "expiring_within");
-        const char *cursor = str_param(q, "cursor"), *reason;
+        const char *status = api_str_param(q, "status"),
+                   *within = api_str_param(q, "expiring_within");
+        const char *cursor = api_str_param(q, "cursor"), *reason;
         json_t *limit_j = json_object_get(q->params, "limit");
         json_int_t limit = API_LIST_MAX;
         char next[TOKEN_ID_LEN + 1] = "";
@@ -1253,10 +764,10 @@ static int method_list(struct request *q)
         json_t *reply;
         int r;
 
-        if (check_params(q, spec) < 0)
+        if (api_check_params(q, spec) < 0)
                 return 0;
-        f.owner = str_param(q, "owner");
-        f.name_prefix = str_param(q, "name_prefix");
+        f.owner = api_str_param(q, "owner");
+        f.name_prefix = api_str_param(q, "name_prefix");
         if (status && (f.status = key_status_from_string(status)) < 0)
                 return connection_reply_invalid_parameter(q->conn, "status");
         if (within && (duration_parse(within, &f.expiring_within) < 0 || f.expiring_within == 0))
@@ -1285,7 +796,7 @@ static int method_list(struct request *q)
         if (r < 0) {
                 json_decref(ls.keys);
                 json_decref(ls.held);
-                return reply_internal(q, "listing keys", r);
+                return api_reply_internal(q, "listing keys", r);
         }
         if (ls.keys)
                 reply = json_pack("{s:o}", "keys", ls.keys);
@@ -1301,7 +812,7 @@ static int method_list(struct request *q)
 static int load_key(struct request *q, enum authz_action action, struct key_record *rec,
                     void **storage)
 {
-        const char *id = str_param(q, "id"), *reason;
+        const char *id = api_str_param(q, "id"), *reason;
         int r;
 
         if (!token_id_valid(id)) {
@@ -1314,7 +825,7 @@ static int load_key(struct request *q, enum authz_action action, struct key_reco
                 return r;
         }
         if (r < 0) {
-                (void)reply_internal(q, "reading a key", r);
+                (void)api_reply_internal(q, "reading a key", r);
                 return r;
         }
         r = authz_check(&q->who, action, rec->owner, &reason);
@@ -1336,7 +847,7 @@ static int method_get(struct request *q)
         _cleanup_free_ void *storage = NULL;
         struct key_record rec;
 
-        if (check_params(q, id_only) < 0 || load_key(q, AUTHZ_READ, &rec, &storage) < 0)
+        if (api_check_params(q, id_only) < 0 || load_key(q, AUTHZ_READ, &rec, &storage) < 0)
                 return 0;
         return reply_key(q, &rec);
 }
@@ -1377,14 +888,14 @@ static int method_update(struct request *q)
         json_t *scope_j;
         int r;
 
-        if (check_params(q, spec) < 0 || load_key(q, AUTHZ_UPDATE, &rec, &storage) < 0)
+        if (api_check_params(q, spec) < 0 || load_key(q, AUTHZ_UPDATE, &rec, &storage) < 0)
                 return 0;
 
-        if ((upd.name = str_param(q, "name")))
+        if ((upd.name = api_str_param(q, "name")))
                 upd.fields |= KEY_UPDATE_NAME;
         if (json_is_string(json_object_get(q->params, "description"))) {
                 upd.fields |= KEY_UPDATE_DESCRIPTION;
-                upd.description = str_param(q, "description");
+                upd.description = api_str_param(q, "description");
                 if (!upd.description[0])
                         upd.description = NULL;
         }
@@ -1397,13 +908,13 @@ static int method_update(struct request *q)
         }
         upd.role = rec.role;
         upd.permissions = rec.permissions;
-        if (str_param(q, "role") || json_is_array(json_object_get(q->params, "permissions"))) {
+        if (api_str_param(q, "role") || json_is_array(json_object_get(q->params, "permissions"))) {
                 if (parse_role(q, &upd.role, &upd.permissions) < 0)
                         return 0;
                 upd.fields |= KEY_UPDATE_PERMISSIONS;
         }
         upd.expires_at = rec.expires_at;
-        if ((expires = str_param(q, "expires"))) {
+        if ((expires = api_str_param(q, "expires"))) {
                 if (expiry_parse(expires, q->now, &upd.expires_at) < 0)
                         return connection_reply_invalid_parameter(q->conn, "expires");
                 upd.fields |= KEY_UPDATE_EXPIRES;
@@ -1441,7 +952,7 @@ static int method_update(struct request *q)
 
         ch = change_new(q, "update", update_write, changed_answer);
         if (!ch)
-                return reply_internal(q, "updating a key", -ENOMEM);
+                return api_reply_internal(q, "updating a key", -ENOMEM);
         ch->rec = rec;
         ch->storage = TAKE_PTR(storage);
         ch->upd = upd;
@@ -1479,7 +990,7 @@ static void changed_answer(struct change *ch, int r)
         else if (r == -ENOENT)
                 (void)reply_no_such_key(q, ch->rec.id);
         else if (r < 0)
-                (void)reply_internal(q, ch->status ? ch->action : "updating a key", r);
+                (void)api_reply_internal(q, ch->status ? ch->action : "updating a key", r);
         else {
                 audit_journal(q, ch->action, &ch->updated, NULL);
                 (void)reply_key(q, &ch->updated);
@@ -1493,11 +1004,11 @@ static int set_status(struct request *q, enum authz_action action, enum key_stat
         struct key_record rec;
         struct change *ch;
 
-        if (check_params(q, id_only) < 0 || load_key(q, action, &rec, &storage) < 0)
+        if (api_check_params(q, id_only) < 0 || load_key(q, action, &rec, &storage) < 0)
                 return 0;
         ch = change_new(q, verb, set_status_write, changed_answer);
         if (!ch)
-                return reply_internal(q, verb, -ENOMEM);
+                return api_reply_internal(q, verb, -ENOMEM);
         ch->rec = rec;
         ch->storage = TAKE_PTR(storage);
         ch->status = status;
@@ -1533,7 +1044,7 @@ static void delete_answer(struct change *ch, int r)
         if (r == -ENOENT)
                 (void)reply_no_such_key(q, ch->rec.id);
         else if (r < 0)
-                (void)reply_internal(q, "deleting a key", r);
+                (void)api_reply_internal(q, "deleting a key", r);
         else {
                 audit_journal(q, "delete", &ch->rec, NULL);
                 (void)connection_reply(q->conn, NULL, false);
@@ -1546,11 +1057,11 @@ static int method_delete(struct request *q)
         struct key_record rec;
         struct change *ch;
 
-        if (check_params(q, id_only) < 0 || load_key(q, AUTHZ_DELETE, &rec, &storage) < 0)
+        if (api_check_params(q, id_only) < 0 || load_key(q, AUTHZ_DELETE, &rec, &storage) < 0)
                 return 0;
         ch = change_new(q, "delete", delete_write, delete_answer);
         if (!ch)
-                return reply_internal(q, "deleting a key", -ENOMEM);
+                return api_reply_internal(q, "deleting a key", -ENOMEM);
         ch->rec = rec;
         ch->storage = TAKE_PTR(storage);
         return change_submit(ch);
@@ -1581,7 +1092,7 @@ static void rotate_answer(struct change *ch, int r)
         struct api *a = ch->q.api;
 
         if (r < 0) {
-                (void)reply_internal(&ch->q, "storing the shared secret", r);
+                (void)api_reply_internal(&ch->q, "storing the shared secret", r);
                 return;
         }
         /* Verify answers are signed with the new secret from now on. */
@@ -1589,7 +1100,7 @@ static void rotate_answer(struct change *ch, int r)
         r = sign_state_reset(a);
         if (r < 0) {
                 /* Stored, but not in use: answers would go on signed with the old one. */
-                (void)reply_internal(&ch->q, "keying the verify signature", r);
+                (void)api_reply_internal(&ch->q, "keying the verify signature", r);
                 return;
         }
         audit_journal(&ch->q, "rotate-shared-secret", NULL, NULL);
@@ -1604,7 +1115,7 @@ static int shared_secret(struct request *q, bool rotate)
         const char *reason;
         int r;
 
-        if (check_params(q, spec) < 0)
+        if (api_check_params(q, spec) < 0)
                 return 0;
         r = authz_check(&q->who, AUTHZ_SHARED_SECRET, NULL, &reason);
         if (r < 0)
@@ -1613,7 +1124,7 @@ static int shared_secret(struct request *q, bool rotate)
                 return reply_shared_secret(q, a->shared_secret);
         ch = change_new(q, "rotate-shared-secret", rotate_write, rotate_answer);
         if (!ch)
-                return reply_internal(q, "storing the shared secret", -ENOMEM);
+                return api_reply_internal(q, "storing the shared secret", -ENOMEM);
         randombytes_buf(ch->secret, sizeof(ch->secret));
         return change_submit(ch);
 }
@@ -1900,14 +1411,14 @@ static void list_audit_answer(struct change *ch, int r)
 
         events = json_array();
         if (!events) {
-                (void)reply_internal(q, "reading the audit log", -ENOMEM);
+                (void)api_reply_internal(q, "reading the audit log", -ENOMEM);
                 return;
         }
         r = keystore_list_audit(q->api->ks, ch->after, ch->since, ch->key_id[0] ? ch->key_id : NULL,
                                 ch->limit, audit_one, events);
         if (r < 0) {
                 json_decref(events);
-                (void)reply_internal(q, "reading the audit log", r);
+                (void)api_reply_internal(q, "reading the audit log", r);
                 return;
         }
         (void)connection_reply(q->conn, json_pack("{s:o}", "events", events), false);
@@ -1920,7 +1431,8 @@ static int method_list_audit(struct request *q)
             {"after", JSON_INTEGER, false}, {"limit", JSON_INTEGER, false},
             {"auth", JSON_STRING, false},   {NULL, 0, false},
         };
-        const char *key_id = str_param(q, "key_id"), *since_s = str_param(q, "since"), *reason;
+        const char *key_id = api_str_param(q, "key_id"), *since_s = api_str_param(q, "since"),
+                   *reason;
         json_t *after_j = json_object_get(q->params, "after");
         json_t *limit_j = json_object_get(q->params, "limit");
         json_int_t limit = API_LIST_MAX, after = 0;
@@ -1928,7 +1440,7 @@ static int method_list_audit(struct request *q)
         struct change *ch;
         int r;
 
-        if (check_params(q, spec) < 0)
+        if (api_check_params(q, spec) < 0)
                 return 0;
         if (key_id && !token_id_valid(key_id))
                 return connection_reply_invalid_parameter(q->conn, "key_id");
@@ -1951,7 +1463,7 @@ static int method_list_audit(struct request *q)
          * queued until now among them) is in the keystore. */
         ch = change_new(q, "list-audit", NULL, list_audit_answer);
         if (!ch)
-                return reply_internal(q, "reading the audit log", -ENOMEM);
+                return api_reply_internal(q, "reading the audit log", -ENOMEM);
         str_copy(ch->key_id, sizeof(ch->key_id), key_id);
         ch->after = (uint64_t)after;
         ch->since = since;
@@ -1968,7 +1480,7 @@ static int method_get_status(struct request *q)
         json_t *reply;
         int r;
 
-        if (check_params(q, spec) < 0)
+        if (api_check_params(q, spec) < 0)
                 return 0;
         /* Admins see every key counted; users their own. */
         if (q->who.admin)
@@ -1979,7 +1491,7 @@ static int method_get_status(struct request *q)
                                     : 0;
         }
         if (r < 0)
-                return reply_internal(q, "counting keys", r);
+                return api_reply_internal(q, "counting keys", r);
         (void)timestamp_format(a->started_at, started);
         reply = json_pack("{s:s, s:s, s:s, s:b, s:I, s:{s:I, s:I, s:I, s:I}}", "version",
                           APIKEYD_VERSION, "started_at", started, "state_dir", a->state_dir,
@@ -2019,18 +1531,18 @@ static int method_list_lockouts(struct request *q)
         json_t *arr;
         int r;
 
-        if (check_params(q, spec) < 0)
+        if (api_check_params(q, spec) < 0)
                 return 0;
         r = authz_check(&q->who, AUTHZ_LOCKOUT, NULL, &reason);
         if (r < 0)
                 return reply_authz(q, r, reason);
         arr = json_array();
         if (!arr)
-                return reply_internal(q, "listing lockouts", -ENOMEM);
+                return api_reply_internal(q, "listing lockouts", -ENOMEM);
         r = lockout_foreach(&q->api->lockout, q->now, lockout_one, (void *[]){q, arr});
         if (r < 0) {
                 json_decref(arr);
-                return reply_internal(q, "listing lockouts", r);
+                return api_reply_internal(q, "listing lockouts", r);
         }
         return connection_reply(q->conn, json_pack("{s:o}", "lockouts", arr), false);
 }
@@ -2049,13 +1561,13 @@ static int method_reset_lockout(struct request *q)
             {"auth", JSON_STRING, false},
             {NULL, 0, false},
         };
-        const char *kind = str_param(q, "kind"), *name = str_param(q, "name"), *reason;
+        const char *kind = api_str_param(q, "kind"), *name = api_str_param(q, "name"), *reason;
         char full[LOCKOUT_NAME_MAX + 2];
         struct change *ch;
         bool any;
         int r;
 
-        if (check_params(q, spec) < 0)
+        if (api_check_params(q, spec) < 0)
                 return 0;
         if (kind && !STREQ(kind, "key") && !STREQ(kind, "from") && !STREQ(kind, "uid"))
                 return connection_reply_invalid_parameter(q->conn, "kind");
@@ -2078,7 +1590,7 @@ static int method_reset_lockout(struct request *q)
                         reset_lockout_answer);
         if (!ch) {
                 save_lockout(q->api);
-                return reply_internal(q, "saving the lockout counts", -ENOMEM);
+                return api_reply_internal(q, "saving the lockout counts", -ENOMEM);
         }
         ch->any = any;
         if (kind) {
@@ -2103,7 +1615,7 @@ static int method_get_info(struct request *q)
 {
         static const struct param spec[] = {{NULL, 0, false}};
 
-        if (check_params(q, spec) < 0)
+        if (api_check_params(q, spec) < 0)
                 return 0;
         return connection_reply(q->conn,
                                 json_pack("{s:s, s:s, s:s, s:s, s:[s, s]}", "vendor", "apikeyd",
@@ -2130,9 +1642,9 @@ static int method_get_interface_description(struct request *q)
         static const struct param spec[] = {{"interface", JSON_STRING, true}, {NULL, 0, false}};
         const char *iface;
 
-        if (check_params(q, spec) < 0)
+        if (api_check_params(q, spec) < 0)
                 return 0;
-        iface = str_param(q, "interface");
+        iface = api_str_param(q, "interface");
         if (STREQ(iface, API_INTERFACE))
                 return connection_reply(
                     q->conn, json_pack("{s:s}", "description", apikeyd_interface_description),
@@ -2154,7 +1666,7 @@ static const struct method methods[] = {
     {"org.varlink.service.GetInfo", method_get_info, false},
     {"org.varlink.service.GetInterfaceDescription", method_get_interface_description, false},
     {API_INTERFACE ".Create", method_create, true},
-    {API_INTERFACE ".Verify", method_verify, false},
+    {API_INTERFACE ".Verify", api_method_verify, false},
     {API_INTERFACE ".List", method_list, true},
     {API_INTERFACE ".Get", method_get, true},
     {API_INTERFACE ".Update", method_update, true},

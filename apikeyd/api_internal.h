@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the files of the Varlink methods share (api_keys.c: parameters,
+ * replies, the key object, changes, the dispatch table; api_verify.c: the
+ * Verify path and its fast decoder's entry): not an interface of its own.
+ */
+#pragma once
+
+#include <jansson.h>
+
+#include "api_keys.h"
+#include "authz.h"
+#include "json_scan.h"
+#include "keystore.h"
+
+#define ERR_NO_SUCH_KEY    API_INTERFACE ".NoSuchKey"
+#define ERR_NAME_TAKEN     API_INTERFACE ".NameTaken"
+#define ERR_DENIED         API_INTERFACE ".PermissionDenied"
+#define ERR_REVOKED        API_INTERFACE ".KeyRevoked"
+#define ERR_POLICY         API_INTERFACE ".PolicyViolation"
+#define ERR_INTERNAL       API_INTERFACE ".InternalError"
+#define ERR_INVALID        "org.varlink.service.InvalidParameter"
+#define META_SHARED_SECRET "shared_secret"
+#define META_LOCKOUT       "lockout"
+
+/* One parameter a method accepts: its name and JSON type. */
+struct param {
+        const char *name;
+        json_type type; /* JSON_STRING, JSON_ARRAY (of strings), JSON_INTEGER */
+        bool required;
+};
+
+struct request {
+        struct api *api;
+        struct connection *conn;
+        json_t *params;
+        struct principal who;
+        uint64_t now;
+};
+
+/* Journal fields of an audit event, as "NAME=value" strings in `buf`. */
+struct audit_fields {
+        char buf[8][KEY_OWNER_MAX + KEY_FIELD_MAX];
+        const char *v[8];
+        size_t n;
+};
+
+/* api_keys.c, where each is described */
+const char *api_str_param(const struct request *q, const char *name);
+int api_check_params(struct request *q, const struct param *spec);
+int api_reply_internal(struct request *q, const char *what, int r);
+void api_erase_json_string(json_t *v);
+int api_parse_permissions(json_t *arr, uint8_t *ret);
+void api_key_write(struct json_out *o, const struct api *a, const struct key_record *rec,
+                   uint64_t now);
+void api_field(struct audit_fields *f, const char *prefix, const char *value);
+void api_field_uint(struct audit_fields *f, const char *prefix, unsigned long value);
+
+/* api_verify.c */
+const char *api_verify_token(struct api *a, const char *token, size_t len, struct key_view *view,
+                             bool *ret_matched, char ret_id[TOKEN_ID_LEN + 1]);
+int api_method_verify(struct request *q);

@@ -1,0 +1,477 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The Verify method: checking a token, the policy around it (status,
+ * owner, scope, permissions, lockout), logging refusals, and the signed
+ * answer written straight as text.  Both decoders of a call end in
+ * verify_run(): the general one (api_method_verify) and the fast one
+ * (api_fast_path, verify_call.c).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "api_internal.h"
+#include "log.h"
+#include "text.h"
+#include "timeutil.h"
+#include "verify_call.h"
+
+/*
+ * Verify a token's secret: the code, and when the secret matched, the
+ * record as a view (`*view`, which the caller ends; see keystore_view()).
+ */
+const char *api_verify_token(struct api *a, const char *token, size_t len, struct key_view *view,
+                             bool *ret_matched, char ret_id[TOKEN_ID_LEN + 1])
+{
+        static const uint8_t nothing[KEY_HASH_SIZE];
+        uint8_t hash[KEY_HASH_SIZE];
+        struct token t;
+        bool equal;
+        int r;
+
+        *ret_matched = false;
+        view->ks = NULL;
+        ret_id[0] = '\0';
+        if (token_parse(token, len, a->config->token_prefix, &t, NULL) < 0)
+                return "BAD_FORMAT";
+        memcpy(ret_id, t.id, TOKEN_ID_LEN + 1);
+        token_hash(a->pepper, &t, hash);
+        r = keystore_view(a->ks, t.id, view);
+        /* An unknown id costs the same hash and compare as a wrong secret. */
+        equal = token_hash_equal(hash, r >= 0 ? view->rec.hash : nothing);
+        sodium_memzero(hash, sizeof(hash));
+        if (r < 0) {
+                if (r != -ENOENT)
+                        log_error("reading key %s failed: %s", t.id, strerror(-r));
+                return "NOT_FOUND";
+        }
+        if (!equal) {
+                key_view_end(view);
+                return "NOT_FOUND";
+        }
+        *ret_matched = true;
+        return "VALID"; /* so far: status, owner, scope and permissions are the caller's to check */
+}
+
+/* Printable text without control characters (they could forge log lines or
+ * the canonical form of a signature). */
+static bool text_is_plain(const char *s)
+{
+        for (; *s; s++)
+                if ((unsigned char)*s < 0x20 || *s == 0x7f)
+                        return false;
+        return true;
+}
+
+/* Text appended to a fixed buffer; json_out does the bookkeeping. */
+static void out_cat(struct json_out *o, const char *a, const char *b)
+{
+        json_out_lit(o, a);
+        if (b)
+                json_out_lit(o, b);
+}
+
+int api_verify_canonical(char *buf, size_t size, const char *signed_at, bool valid,
+                         const char *code, const char *id, const char *owner, const char *service,
+                         const char *user, const char *rhost)
+{
+        struct json_out o;
+        int n;
+
+        /* By hand rather than snprintf(): this runs on every verify. */
+        json_out_init(&o, buf, size);
+        out_cat(&o, "apikeyd-verify-v1\nsigned_at=", signed_at);
+        out_cat(&o, "\nvalid=", valid ? "true" : "false");
+        out_cat(&o, "\ncode=", code);
+        out_cat(&o, "\nid=", id);
+        out_cat(&o, "\nowner=", owner);
+        out_cat(&o, "\nservice=", service);
+        out_cat(&o, "\nuser=", user);
+        out_cat(&o, "\nrhost=", rhost);
+        json_out_raw(&o, "\n", 2); /* with the NUL, as snprintf() would */
+        n = json_out_done(&o);
+        return n < 0 ? -ENOBUFS : n - 1;
+}
+
+/* A Verify call's parameters, from either decoder. */
+struct verify_args {
+        const char *token;
+        size_t token_len;
+        const char *text[_VERIFY_TEXT_MAX]; /* NULL when absent */
+        uint8_t need;
+};
+
+#define V_SERVICE(v) ((v)->text[VERIFY_SERVICE])
+#define V_USER(v)    ((v)->text[VERIFY_USER])
+#define V_RHOST(v)   ((v)->text[VERIFY_RHOST])
+
+/*
+ * Standard base64 with padding, by table lookup: for the signature only,
+ * which is public.  Secrets go through sodium_bin2base64(), which takes
+ * the same time whatever the bytes (and four times as long).
+ */
+static void base64_public(const uint8_t *in, size_t n, char *out)
+{
+        static const char abc[] =
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        size_t i = 0;
+
+        for (; i + 3 <= n; i += 3) {
+                uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+                *out++ = abc[v >> 18];
+                *out++ = abc[(v >> 12) & 63];
+                *out++ = abc[(v >> 6) & 63];
+                *out++ = abc[v & 63];
+        }
+        if (i < n) {
+                uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
+                *out++ = abc[v >> 18];
+                *out++ = abc[(v >> 12) & 63];
+                *out++ = i + 1 < n ? abc[(v >> 6) & 63] : '=';
+                *out++ = '=';
+        }
+        *out = '\0';
+}
+
+/* `,"signed_at":…,"signature":…` for a Verify reply. */
+static int sign_verify_reply(struct api *a, struct request *q, const struct verify_args *v,
+                             struct json_out *o, bool valid, const char *code,
+                             const struct key_record *rec)
+{
+        char canon[4 * KEY_FIELD_MAX + KEY_OWNER_MAX + 256];
+        const char *at = a->signed_at;
+        unsigned char mac[API_SIGNATURE_SIZE];
+        char b64[sodium_base64_ENCODED_LEN(API_SIGNATURE_SIZE, sodium_base64_VARIANT_ORIGINAL)];
+        crypto_generichash_state st;
+        int n;
+
+        if (q->now / USEC_PER_SEC != a->signed_sec || !a->signed_at[0]) {
+                if (timestamp_format(q->now, a->signed_at) < 0)
+                        return -EINVAL;
+                a->signed_sec = q->now / USEC_PER_SEC;
+        }
+        n = api_verify_canonical(canon, sizeof(canon), at, valid, code, rec ? rec->id : NULL,
+                                 rec ? rec->owner : NULL, V_SERVICE(v), V_USER(v), V_RHOST(v));
+        if (n < 0)
+                return n;
+        memcpy(&st, a->sign_state, sizeof(st));
+        if (crypto_generichash_update(&st, (const unsigned char *)canon, (size_t)n) < 0 ||
+            crypto_generichash_final(&st, mac, sizeof(mac)) < 0)
+                n = -EINVAL;
+        sodium_memzero(&st, sizeof(st));
+        if (n < 0)
+                return n;
+        base64_public(mac, sizeof(mac), b64);
+        json_out_name(o, "signed_at", false);
+        json_out_string(o, at);
+        json_out_name(o, "signature", false);
+        json_out_string(o, b64);
+        return 0;
+}
+
+static void out_uint(struct json_out *o, unsigned long v)
+{
+        char digits[24];
+
+        json_out_lit(o, uint_text(v, digits));
+}
+
+/* One lockout name from its parts; false if it does not fit. */
+static bool lockout_name(char name[LOCKOUT_NAME_MAX + 1], const char *kind, const char *a,
+                         const char *b, const char *c)
+{
+        struct json_out o;
+
+        json_out_init(&o, name, LOCKOUT_NAME_MAX + 1);
+        out_cat(&o, kind, a);
+        if (b)
+                out_cat(&o, b, c);
+        json_out_raw(&o, "", 1);
+        return json_out_done(&o) >= 0;
+}
+
+/*
+ * The names a verify is counted under for lockout: the key id (guessing one
+ * key's secret), the user and remote host together (one host trying one
+ * user's keys), and the calling uid unless it is root (a local user trying
+ * keys through the socket; sshd and sudo call as root for everyone, which
+ * the user-and-host name covers).
+ */
+static size_t lockout_names(struct request *q, const struct verify_args *v, const char *tok_id,
+                            char names[3][LOCKOUT_NAME_MAX + 1])
+{
+        const char *user = V_USER(v), *rhost = V_RHOST(v);
+        uid_t uid = connection_caller(q->conn)->uid;
+        size_t n = 0;
+
+        if (tok_id[0] && lockout_name(names[n], "key:", tok_id, NULL, NULL))
+                n++;
+        if (user && rhost && rhost[0] && lockout_name(names[n], "from:", user, "@", rhost))
+                n++;
+        if (uid != 0) {
+                struct json_out o;
+                json_out_init(&o, names[n], LOCKOUT_NAME_MAX + 1);
+                json_out_lit(&o, "uid:");
+                out_uint(&o, uid);
+                json_out_raw(&o, "", 1);
+                if (json_out_done(&o) >= 0)
+                        n++;
+        }
+        return n;
+}
+
+/*
+ * Lockout: a locked name answers RATE_LIMITED even to the right secret, or
+ * guessing would go on until it succeeded.  Only definitive mismatches
+ * count (a secret that did not match, a token that is not one); a right
+ * secret resets the key's and the user-and-host counts.
+ */
+static const char *apply_lockout(struct request *q, const struct verify_args *v, const char *code,
+                                 bool matched, const char *tok_id)
+{
+        struct api *a = q->api;
+        char names[3][LOCKOUT_NAME_MAX + 1];
+        size_t n = lockout_names(q, v, tok_id, names);
+
+        for (size_t i = 0; i < n; i++)
+                if (lockout_locked(&a->lockout, names[i], q->now))
+                        return "RATE_LIMITED";
+        if (!matched && (STREQ(code, "NOT_FOUND") || STREQ(code, "BAD_FORMAT"))) {
+                for (size_t i = 0; i < n; i++)
+                        if (lockout_fail(&a->lockout, names[i], q->now)) {
+                                char window[64] = "";
+                                (void)duration_format(a->config->lockout_window_usec, window,
+                                                      sizeof(window));
+                                log_warning("%s locked after %u failed verifies within %s",
+                                            names[i], a->config->lockout_threshold, window);
+                        }
+        } else if (matched && STREQ(code, "VALID")) {
+                for (size_t i = 0; i < n; i++)
+                        if (strncmp(names[i], "uid:", 4) != 0)
+                                (void)lockout_reset(&a->lockout, names[i]);
+        }
+        return code;
+}
+
+/* A refused verify: one journal entry now, one audit record with the next flush. */
+static void audit_verify_failure(struct request *q, const struct verify_args *v, const char *code,
+                                 const char *id, const char *owner)
+{
+        struct api *a = q->api;
+        const struct caller *who = connection_caller(q->conn);
+        const char *service = V_SERVICE(v), *user = V_USER(v), *rhost = V_RHOST(v);
+        struct audit_fields f = {.n = 0};
+        char message[512];
+        struct text m;
+
+        if (!code)
+                return; /* cannot happen; keeps every compiler's flow analysis convinced */
+        /* Whoever is locked out may go on asking as fast as they can: one
+         * entry a second says so, with the count of those not written. */
+        if (STREQ(code, "RATE_LIMITED")) {
+                if (a->rate_limited_last && q->now - a->rate_limited_last < USEC_PER_SEC) {
+                        a->rate_limited_suppressed++;
+                        return;
+                }
+                a->rate_limited_last = q->now;
+        }
+        api_field(&f, "APIKEY_ACTION=", "verify");
+        api_field(&f, "APIKEY_CODE=", code);
+        if (STREQ(code, "RATE_LIMITED") && a->rate_limited_suppressed) {
+                api_field_uint(&f, "APIKEY_SUPPRESSED=", a->rate_limited_suppressed);
+        }
+        if (id)
+                api_field(&f, "APIKEY_ID=", id);
+        if (owner)
+                api_field(&f, "APIKEY_OWNER=", owner);
+        api_field_uint(&f, "APIKEY_CALLER_UID=", who->uid);
+        api_field_uint(&f, "APIKEY_CALLER_PID=", (unsigned long)who->pid);
+        if (service)
+                api_field(&f, "APIKEY_SERVICE=", service);
+        if (rhost)
+                api_field(&f, "APIKEY_RHOST=", rhost);
+        text_init(&m, message, sizeof(message));
+        text_add(&m, "verify refused: ");
+        text_add(&m, code);
+        text_add(&m, "; key=");
+        text_add(&m, id ? id : "-");
+        text_add(&m, " user=");
+        text_add(&m, user ? user : "-");
+        text_add(&m, " service=");
+        text_add(&m, service ? service : "-");
+        text_add(&m, " rhost=");
+        text_add(&m, rhost ? rhost : "-");
+        text_add(&m, " caller uid=");
+        text_add_uint(&m, who->uid);
+        text_add(&m, " pid=");
+        text_add_uint(&m, (unsigned long)who->pid);
+        if (STREQ(code, "RATE_LIMITED") && a->rate_limited_suppressed)
+                text_add(&m, " (and more refused as RATE_LIMITED in the last second, not logged)");
+        if (STREQ(code, "RATE_LIMITED"))
+                a->rate_limited_suppressed = 0;
+        log_fields(LOG_NOTICE, message, f.v, f.n);
+
+        if (a->n_audit_queue >= API_AUDIT_QUEUE_MAX) {
+                a->audit_dropped++;
+                return;
+        }
+        if (!a->audit_queue) {
+                a->audit_queue = calloc(API_AUDIT_QUEUE_MAX, sizeof(*a->audit_queue));
+                if (!a->audit_queue) {
+                        a->audit_dropped++;
+                        return;
+                }
+        }
+        struct queued_verify *qv = &a->audit_queue[a->n_audit_queue++];
+        *qv = (struct queued_verify){.time = q->now};
+        text_init(&m, qv->actor, sizeof(qv->actor));
+        text_add(&m, "uid=");
+        text_add_uint(&m, who->uid);
+        text_add(&m, " pid=");
+        text_add_uint(&m, (unsigned long)who->pid);
+        str_copy(qv->key_id, sizeof(qv->key_id), id);
+        str_copy(qv->result, sizeof(qv->result), code);
+        text_init(&m, qv->detail, sizeof(qv->detail));
+        /* "service=… user=… rhost=… tty=… ruser=…", the enum's order. */
+        for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++) {
+                text_add(&m, i ? " " : "");
+                text_add(&m, verify_text_names[i]);
+                text_add(&m, "=");
+                text_add(&m, v->text[i]);
+        }
+}
+
+/* Room for the largest Verify answer: every field of a key at its longest, escaped. */
+#define VERIFY_REPLY_MAX                                                                           \
+        (6 * (KEY_NAME_MAX + KEY_DESCRIPTION_MAX + KEY_OWNER_MAX +                                 \
+              KEY_SCOPE_MAX * (KEY_SCOPE_ENTRY_MAX + 3) + 3 * KEY_FIELD_MAX) +                     \
+         2048)
+
+/*
+ * Verify a token, given its parameters, and answer; the token's memory is
+ * the caller's to erase.  Both decoders end here, so the answer is the
+ * same whichever read the call.
+ */
+static int verify_run(struct request *q, const struct verify_args *v)
+{
+        struct api *a = q->api;
+        const char *service = V_SERVICE(v), *user = V_USER(v), *code;
+        _cleanup_key_view_ struct key_view view = {0};
+        const struct key_record *rec = &view.rec;
+        char tok_id[TOKEN_ID_LEN + 1];
+        char reply[VERIFY_REPLY_MAX];
+        struct json_out o;
+        bool matched, valid;
+        int r;
+
+        for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++)
+                if (v->text[i] &&
+                    (!text_is_plain(v->text[i]) || strlen(v->text[i]) > KEY_FIELD_MAX))
+                        return connection_reply_invalid_parameter(q->conn, verify_text_names[i]);
+        code = api_verify_token(a, v->token, v->token_len, &view, &matched, tok_id);
+        if (matched) {
+                enum key_status st = record_effective_status(rec, q->now);
+                bool in_scope = rec->n_scope == 0 || !service;
+
+                for (size_t i = 0; !in_scope && i < rec->n_scope; i++)
+                        in_scope = STREQ(rec->scope[i], service);
+                if (st == KEY_STATUS_REVOKED)
+                        code = "REVOKED";
+                else if (st == KEY_STATUS_EXPIRED)
+                        code = "EXPIRED";
+                else if (st == KEY_STATUS_DISABLED)
+                        code = "DISABLED";
+                else if (user && !STREQ(user, rec->owner))
+                        code = "WRONG_USER";
+                else if (!in_scope)
+                        code = "OUT_OF_SCOPE";
+                else if ((rec->permissions & v->need) != v->need)
+                        code = "INSUFFICIENT_PERMISSIONS";
+                else
+                        code = "VALID";
+        }
+        code = apply_lockout(q, v, code, matched, tok_id);
+        valid = STREQ(code, "VALID");
+
+        json_out_init(&o, reply, sizeof(reply));
+        json_out_lit(&o, valid ? "{\"parameters\":{\"valid\":true,\"code\":"
+                               : "{\"parameters\":{\"valid\":false,\"code\":");
+        json_out_string(&o, code);
+        if (valid) {
+                r = lastused_note(&a->lastused, rec->id, q->now, service, V_RHOST(v));
+                if (r < 0)
+                        log_warning("noting the last use of key %s failed: %s", rec->id,
+                                    strerror(-r));
+                json_out_name(&o, "key", false);
+                api_key_write(&o, a, rec, q->now);
+        }
+        r = sign_verify_reply(a, q, v, &o, valid, code, valid ? rec : NULL);
+        json_out_lit(&o, "}}");
+        /* The record is read: end the view before the refusal is logged,
+         * which may wait on the journal. */
+        char owner[KEY_OWNER_MAX + 1] = "";
+        if (!valid && matched)
+                str_copy(owner, sizeof(owner), rec->owner);
+        key_view_end(&view);
+        if (!valid)
+                audit_verify_failure(q, v, code, tok_id[0] ? tok_id : NULL,
+                                     owner[0] ? owner : NULL);
+        if (r < 0 || (r = json_out_done(&o)) < 0)
+                return api_reply_internal(q, "building a verify answer", r);
+        return connection_reply_raw(q->conn, reply, (size_t)r);
+}
+
+int api_method_verify(struct request *q)
+{
+        static const struct param spec[] = {
+            {"token", JSON_STRING, true},
+            {"service", JSON_STRING, false},
+            {"user", JSON_STRING, false},
+            {"rhost", JSON_STRING, false},
+            {"tty", JSON_STRING, false},
+            {"ruser", JSON_STRING, false},
+            {"permissions", JSON_ARRAY, false},
+            {"auth", JSON_STRING, false},
+            {NULL, 0, false},
+        };
+        json_t *tok = json_object_get(q->params, "token");
+        json_t *perms_j = json_object_get(q->params, "permissions");
+        struct verify_args v = {0};
+        int r;
+
+        if (api_check_params(q, spec) < 0) {
+                api_erase_json_string(tok);
+                return 0;
+        }
+        if (json_is_array(perms_j) && api_parse_permissions(perms_j, &v.need) < 0) {
+                api_erase_json_string(tok);
+                return connection_reply_invalid_parameter(q->conn, "permissions");
+        }
+        for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++)
+                v.text[i] = api_str_param(q, verify_text_names[i]);
+        v.token = json_string_value(tok);
+        v.token_len = json_string_length(tok);
+        r = verify_run(q, &v);
+        api_erase_json_string(tok);
+        return r;
+}
+
+bool api_fast_path(struct connection *c, const char *msg, size_t len, void *userdata)
+{
+        struct verify_call call;
+        struct request q;
+        bool taken;
+
+        taken = verify_call_parse(msg, len, &call) > 0;
+        if (taken) {
+                struct verify_args v = {
+                    .token = call.token, .token_len = call.token_len, .need = call.permissions};
+                for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++)
+                        v.text[i] = call.has_text[i] ? call.text[i] : NULL;
+                q = (struct request){.api = userdata, .conn = c, .now = now_usec()};
+                (void)verify_run(&q, &v);
+        }
+        verify_call_erase(&call);
+        return taken;
+}
