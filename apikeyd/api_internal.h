@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * What the files of the Varlink methods share (api_keys.c: parameters,
- * replies, the key object, changes, the dispatch table; api_verify.c: the
- * Verify path and its fast decoder's entry): not an interface of its own.
+ * replies, the key object, changes, the management methods and the
+ * dispatch table; api_verify.c: the Verify path and the fast decoder's
+ * entry; api_state.c: what is kept in memory and written in batches):
+ * not an interface of its own.
  */
 #pragma once
 
@@ -55,6 +57,13 @@ void api_key_write(struct json_out *o, const struct api *a, const struct key_rec
                    uint64_t now);
 void api_field(struct audit_fields *f, const char *prefix, const char *value);
 void api_field_uint(struct audit_fields *f, const char *prefix, unsigned long value);
+
+/* The signing state keyed anew from the shared secret (api_keys.c). */
+int api_sign_state_reset(struct api *a);
+
+/* api_state.c: hand the queued failed verifies, or the lockout counts, to the writer. */
+void api_flush_audit_queue(struct api *a);
+void api_save_lockout(struct api *a);
 
 /* api_verify.c */
 const char *api_verify_token(struct api *a, const char *token, size_t len, struct key_view *view,

@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the methods keep in memory between calls, and how it reaches the
+ * keystore: the lockout counts (loaded at start, saved in the background),
+ * the queue of failed verifies for the audit database, the last-use times;
+ * each written as one batch by the writer, retried when that fails.  Also
+ * the start (api_init: the shared secret) and the end (api_finish,
+ * api_done).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "api_internal.h"
+#include "log.h"
+
+/* The lockout counts saved by the last run; a damaged blob is dropped, not fatal. */
+static int load_lockout(struct api *a)
+{
+        _cleanup_free_ void *buf = NULL;
+        size_t len = 0;
+        int r;
+
+        r = keystore_meta_get(a->ks, META_LOCKOUT, NULL, 0, &len);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0 && r != -ENOBUFS)
+                return r;
+        buf = malloc(len ? len : 1);
+        if (!buf)
+                return -ENOMEM;
+        r = keystore_meta_get(a->ks, META_LOCKOUT, buf, len, &len);
+        if (r < 0)
+                return r;
+        if (lockout_load(&a->lockout, buf, len, now_usec()) < 0)
+                log_warning("the saved lockout counts are damaged; starting without them");
+        return 0;
+}
+
+/*
+ * A write of what the daemon batches in memory (lockout counts, failed
+ * verifies, last-used times): no caller waits for it, and what fails
+ * waits for the next flush.
+ */
+struct batch {
+        struct write_op op; /* first: the writer hands it back */
+        struct api *api;
+        int (*write)(struct batch *b, struct keystore *ks);
+        void (*finish)(struct batch *b, int r);
+        void *blob; /* lockout counts */
+        size_t blob_len;
+        struct queued_verify *verifies; /* failed verifies */
+        struct audit_event *evs;
+        size_t n;
+        struct last_used *used; /* last-used times */
+};
+
+static int batch_apply(struct keystore *ks, struct write_op *op)
+{
+        struct batch *b = (struct batch *)op;
+
+        return b->write(b, ks);
+}
+
+static void batch_done(struct write_op *op, int r)
+{
+        struct batch *b = (struct batch *)op;
+
+        b->finish(b, r);
+        free(b->blob);
+        free(b->verifies);
+        free(b->evs);
+        free(b->used);
+        free(b);
+}
+
+static struct batch *batch_new(struct api *a, int (*write)(struct batch *, struct keystore *),
+                               void (*finish)(struct batch *, int))
+{
+        struct batch *b = calloc(1, sizeof(*b));
+
+        if (!b)
+                return NULL;
+        b->api = a;
+        b->write = write;
+        b->finish = finish;
+        b->op.apply = batch_apply;
+        b->op.done = batch_done;
+        return b;
+}
+
+static int lockout_write(struct batch *b, struct keystore *ks)
+{
+        return keystore_meta_put(ks, META_LOCKOUT, b->blob, b->blob_len);
+}
+
+static void lockout_finish(struct batch *b, int r)
+{
+        if (r < 0) {
+                b->api->lockout.dirty = true;
+                log_error("writing the lockout counts failed (will retry): %s", strerror(-r));
+        }
+}
+
+/* The lockout counts as a blob to write, or NULL when they have not changed. */
+static struct batch *lockout_batch(struct api *a)
+{
+        struct batch *b;
+        int r;
+
+        if (!a->lockout.dirty)
+                return NULL;
+        b = batch_new(a, lockout_write, lockout_finish);
+        r = b ? lockout_save(&a->lockout, now_usec(), &b->blob, &b->blob_len) : -ENOMEM;
+        if (r < 0) {
+                free(b);
+                log_error("saving the lockout counts failed (will retry): %s", strerror(-r));
+                return NULL;
+        }
+        return b;
+}
+
+void api_save_lockout(struct api *a)
+{
+        struct batch *b = lockout_batch(a);
+
+        if (b)
+                writer_submit(a->writer, &b->op);
+}
+
+int api_init(struct api *a)
+{
+        size_t len = 0;
+        int r;
+
+        lockout_init(&a->lockout, a->config->lockout_threshold, a->config->lockout_window_usec);
+        r = load_lockout(a);
+        if (r < 0)
+                return r;
+        a->shared_secret = sodium_malloc(SHARED_SECRET_SIZE);
+        if (!a->shared_secret)
+                return -ENOMEM;
+        r = keystore_meta_get(a->ks, META_SHARED_SECRET, a->shared_secret, SHARED_SECRET_SIZE,
+                              &len);
+        if (r == 0 && len == SHARED_SECRET_SIZE)
+                return api_sign_state_reset(a);
+        if (r < 0 && r != -ENOENT && r != -ENOBUFS)
+                return r;
+        randombytes_buf(a->shared_secret, SHARED_SECRET_SIZE);
+        r = keystore_meta_put(a->ks, META_SHARED_SECRET, a->shared_secret, SHARED_SECRET_SIZE);
+        if (r < 0)
+                return r;
+        log_info("created the shared secret for integrations");
+        return api_sign_state_reset(a);
+}
+
+static int audits_write(struct batch *b, struct keystore *ks)
+{
+        return keystore_append_audits(ks, b->evs, b->n);
+}
+
+static void audits_finish(struct batch *b, int r)
+{
+        struct api *a = b->api;
+
+        if (r >= 0)
+                return;
+        log_error("writing the audit of failed verifies failed (will retry): %s", strerror(-r));
+        /* Back in front of those queued since, as far as there is room. */
+        if (!a->audit_queue)
+                a->audit_queue = calloc(API_AUDIT_QUEUE_MAX, sizeof(*a->audit_queue));
+        if (!a->audit_queue || a->n_audit_queue + b->n > API_AUDIT_QUEUE_MAX) {
+                a->audit_dropped += b->n;
+                return;
+        }
+        memmove(a->audit_queue + b->n, a->audit_queue, a->n_audit_queue * sizeof(*a->audit_queue));
+        memcpy(a->audit_queue, b->verifies, b->n * sizeof(*a->audit_queue));
+        a->n_audit_queue += b->n;
+}
+
+/* Hand the queued failed verifies to the writer, as one transaction. */
+void api_flush_audit_queue(struct api *a)
+{
+        struct batch *b;
+        size_t n = a->n_audit_queue;
+
+        if (n > 0 && (b = batch_new(a, audits_write, audits_finish))) {
+                b->verifies = malloc(n * sizeof(*b->verifies));
+                b->evs = calloc(n, sizeof(*b->evs));
+                if (b->verifies && b->evs) {
+                        memcpy(b->verifies, a->audit_queue, n * sizeof(*b->verifies));
+                        for (size_t i = 0; i < n; i++) {
+                                const struct queued_verify *v = &b->verifies[i];
+                                b->evs[i] = (struct audit_event){
+                                    .time = v->time,
+                                    .actor = v->actor,
+                                    .action = "verify",
+                                    .key_id = v->key_id[0] ? v->key_id : NULL,
+                                    .result = v->result,
+                                    .detail = v->detail[0] ? v->detail : NULL,
+                                };
+                        }
+                        b->n = n;
+                        a->n_audit_queue = 0;
+                        writer_submit(a->writer, &b->op);
+                } else
+                        batch_done(&b->op, 0);
+        }
+        if (a->audit_dropped) {
+                log_warning("%" PRIu64 " failed verifies were not written to the audit database "
+                            "(more than %d pending); the journal has them",
+                            a->audit_dropped, API_AUDIT_QUEUE_MAX);
+                a->audit_dropped = 0;
+        }
+}
+
+static int last_used_write(struct batch *b, struct keystore *ks)
+{
+        return keystore_record_last_used(ks, b->used, b->n);
+}
+
+static void last_used_finish(struct batch *b, int r)
+{
+        if (r < 0)
+                log_error("writing last-used times failed (will retry): %s", strerror(-r));
+        lastused_taken_done(&b->api->lastused, r >= 0);
+}
+
+static void flush_last_used(struct api *a)
+{
+        struct batch *b = batch_new(a, last_used_write, last_used_finish);
+        int r;
+
+        if (!b) {
+                log_error("writing last-used times failed (will retry): %s", strerror(ENOMEM));
+                return;
+        }
+        r = lastused_take(&a->lastused, &b->used, &b->n);
+        /* -EBUSY: the last batch is still being written; this one waits for the next flush. */
+        if (r < 0 && r != -EBUSY)
+                log_error("writing last-used times failed (will retry): %s", strerror(-r));
+        if (r < 0 || b->n == 0) {
+                free(b->used);
+                free(b);
+                return;
+        }
+        writer_submit(a->writer, &b->op);
+}
+
+void api_flush(struct api *a)
+{
+        flush_last_used(a);
+        api_flush_audit_queue(a);
+        api_save_lockout(a);
+}
+
+void api_finish(struct api *a)
+{
+        writer_drain(a->writer);
+        api_flush(a);
+        writer_drain(a->writer);
+}
+
+void api_done(struct api *a)
+{
+        lockout_done(&a->lockout);
+        free(a->audit_queue);
+        a->audit_queue = NULL;
+        a->n_audit_queue = 0;
+        sodium_free(a->shared_secret);
+        a->shared_secret = NULL;
+        sodium_free(a->sign_state);
+        a->sign_state = NULL;
+}
