@@ -851,13 +851,22 @@ static int method_get(struct request *q)
         return reply_key(q, &rec);
 }
 
-static int update_write(struct change *ch, struct keystore *ks)
+/*
+ * The start of a write that changes a key in place: what an earlier run of
+ * it left (a write may run again after the map grew) is dropped, and the
+ * change is audited in the same transaction.
+ */
+static int change_key_begin(struct change *ch, struct keystore *ks)
 {
-        int r;
-
         free(ch->updated_storage);
         ch->updated_storage = NULL;
-        r = change_audit(ch, ks, &ch->rec);
+        return change_audit(ch, ks, &ch->rec);
+}
+
+static int update_write(struct change *ch, struct keystore *ks)
+{
+        int r = change_key_begin(ch, ks);
+
         if (r < 0)
                 return r;
         return keystore_update_key(ks, ch->rec.id, &ch->upd, &ch->updated, &ch->updated_storage);
@@ -964,11 +973,8 @@ static int method_update(struct request *q)
 
 static int set_status_write(struct change *ch, struct keystore *ks)
 {
-        int r;
+        int r = change_key_begin(ch, ks);
 
-        free(ch->updated_storage);
-        ch->updated_storage = NULL;
-        r = change_audit(ch, ks, &ch->rec);
         if (r < 0)
                 return r;
         return keystore_set_status(ks, ch->rec.id, ch->status, &ch->updated, &ch->updated_storage);
