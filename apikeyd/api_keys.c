@@ -164,6 +164,11 @@ static json_t *key_json(const struct api *a, const struct key_record *rec, uint6
         set_time(o, "last_used_at", lu.at);
         set_string(o, "last_used_service", lu.service);
         set_string(o, "last_used_from", lu.from);
+        set_string(o, "parent", rec->parent[0] ? rec->parent : NULL);
+        if (rec->flags & KEY_FLAG_NO_LOGIN)
+                json_object_set_new(o, "no_login", json_true());
+        if (rec->flags & KEY_FLAG_ADMIN_DISABLED)
+                json_object_set_new(o, "disabled_by_admin", json_true());
         return o;
 }
 
@@ -226,6 +231,11 @@ void api_key_write(struct json_out *o, const struct api *a, const struct key_rec
         write_time(o, "last_used_at", lu.at);
         write_string(o, "last_used_service", lu.service);
         write_string(o, "last_used_from", lu.from);
+        write_string(o, "parent", rec->parent[0] ? rec->parent : NULL);
+        if (rec->flags & KEY_FLAG_NO_LOGIN)
+                json_out_lit(o, ",\"no_login\":true");
+        if (rec->flags & KEY_FLAG_ADMIN_DISABLED)
+                json_out_lit(o, ",\"disabled_by_admin\":true");
         json_out_raw(o, "}", 1);
 }
 
@@ -353,6 +363,14 @@ static int request_init(struct request *q, struct api *a, struct connection *c, 
                                             &view, &matched, auth_id);
 
         api_erase_json_string(auth);
+        char blocked_id[TOKEN_ID_LEN + 1];
+        unsigned depth = 0;
+        int blocked = matched ? keystore_lineage(a->ks, &view.rec, q->now, blocked_id, &depth) : 0;
+        if (blocked < 0) {
+                (void)api_reply_internal(q, "reading the keys an API key was created through",
+                                         blocked);
+                return blocked;
+        }
         if (!matched) {
                 (void)reply_error_reason(q, ERR_DENIED,
                                          STREQ(code, "BAD_FORMAT")
@@ -360,8 +378,8 @@ static int request_init(struct request *q, struct api *a, struct connection *c, 
                                              : "the API key given in auth is not valid");
                 return -EPERM;
         }
-        r = authz_principal_from_key(&view.rec, connection_caller(c)->uid, q->now, &q->who,
-                                     &reason);
+        r = authz_principal_from_key(&view.rec, blocked > 0, depth, connection_caller(c)->uid,
+                                     q->now, &q->who, &reason);
         if (r < 0) {
                 (void)reply_error_reason(q, ERR_DENIED, reason);
                 return r;
@@ -421,6 +439,9 @@ struct change {
         struct key_update upd;
         const char *scope[KEY_SCOPE_MAX];
         enum key_status status;
+        struct key_status_change sc;
+        size_t n_revoked; /* Delete: keys created through it, revoked with it */
+        char detail_buf[64];
         uint64_t max_owned;
         char token[TOKEN_MAX_LEN + 1];
         uint8_t secret[SHARED_SECRET_SIZE];
@@ -609,11 +630,18 @@ static int method_create(struct request *q)
         struct api *a = q->api;
         struct key_record rec = {0};
         char token[TOKEN_MAX_LEN + 1];
-        uint8_t role, perms;
+        uint8_t role, perms, flags;
         uint64_t n_owned = 0;
         const char *expires, *reason, *field = NULL;
         struct change *ch;
         int r;
+        struct authz_policy policy = {
+            .admin_group = a->config->admin_group,
+            .users_may_create = a->config->users_may_create,
+            .user_max_keys = a->config->user_max_keys,
+            .user_max_lifetime = a->config->user_max_lifetime_usec,
+            .user_default_lifetime = a->config->user_default_lifetime_usec,
+        };
 
         if (api_check_params(q, spec) < 0 || parse_role(q, &role, &perms) < 0)
                 return 0;
@@ -630,15 +658,16 @@ static int method_create(struct request *q)
         rec.permissions = perms;
         if (parse_scope(json_object_get(q->params, "scope"), rec.scope, &rec.n_scope) < 0)
                 return connection_reply_invalid_parameter(q->conn, "scope");
+        bool default_scope = !json_is_array(json_object_get(q->params, "scope"));
+        if (default_scope)
+                rec.n_scope = authz_default_scope(&q->who, rec.scope);
 
         expires = api_str_param(q, "expires");
         if (expires) {
                 if (expiry_parse(expires, q->now, &rec.expires_at) < 0)
                         return connection_reply_invalid_parameter(q->conn, "expires");
-        } else if (!q->who.admin)
-                rec.expires_at = a->config->user_default_lifetime_usec
-                                     ? q->now + a->config->user_default_lifetime_usec
-                                     : 0;
+        } else
+                rec.expires_at = authz_default_expiry(&q->who, &policy, q->now);
 
         /* Every value is checked before who may do what is: a bad value is
          * the caller's mistake to fix whatever their rights. */
@@ -654,16 +683,22 @@ static int method_create(struct request *q)
                 if (r < 0)
                         return api_reply_internal(q, "counting keys", r);
         }
-        struct authz_policy policy = {
-            .admin_group = a->config->admin_group,
-            .users_may_create = a->config->users_may_create,
-            .user_max_keys = a->config->user_max_keys,
-            .user_max_lifetime = a->config->user_max_lifetime_usec,
+        struct authz_grant grant = {
+            .fields = AUTHZ_GRANT_ALL,
+            .owner = rec.owner,
+            .role = role,
+            .permissions = perms,
+            .scope = rec.scope,
+            .n_scope = rec.n_scope,
+            .expires_at = rec.expires_at,
         };
-        r = authz_check_create(&q->who, &policy, rec.owner, role, perms, rec.expires_at, q->now,
-                               n_owned, &reason);
+        r = authz_check_create(&q->who, &policy, &grant, q->now, n_owned, &flags, &reason);
         if (r < 0)
                 return reply_authz(q, r, reason);
+        rec.flags = flags;
+        /* Created through the key the call acts with: it dies with it. */
+        if (q->who.by_key)
+                memcpy(rec.parent, q->who.key_id, sizeof(rec.parent));
 
         r = new_token(a, &rec, token);
         if (r < 0)
@@ -678,6 +713,9 @@ static int method_create(struct request *q)
         if (rec.owner == q->who.owner)
                 ch->rec.owner = ch->q.who.owner;
         ch->rec.created_by = ch->q.who.actor;
+        if (default_scope)
+                for (size_t i = 0; i < rec.n_scope; i++)
+                        ch->rec.scope[i] = ch->q.who.scope[i];
         ch->detail = ch->rec.name;
         ch->max_owned = q->who.admin ? 0 : a->config->user_max_keys;
         memcpy(ch->token, token, sizeof(token));
@@ -846,9 +884,25 @@ static int method_get(struct request *q)
         _cleanup_free_ void *storage = NULL;
         struct key_record rec;
 
+        char children[API_CHILDREN_MAX][TOKEN_ID_LEN + 1];
+        size_t n = 0;
+        json_t *reply;
+        int r;
+
         if (api_check_params(q, id_only) < 0 || load_key(q, AUTHZ_READ, &rec, &storage) < 0)
                 return 0;
-        return reply_key(q, &rec);
+        r = keystore_children(q->api->ks, rec.id, children, API_CHILDREN_MAX, &n);
+        if (r < 0)
+                return api_reply_internal(q, "reading the keys created through a key", r);
+        reply = json_pack("{s:o}", "key", key_json(q->api, &rec, q->now));
+        if (reply && n > 0) {
+                json_t *ids = json_array();
+                for (size_t i = 0; ids && i < n && i < API_CHILDREN_MAX; i++)
+                        json_array_append_new(ids, json_string(children[i]));
+                json_object_set_new(reply, "children", ids);
+                json_object_set_new(reply, "children_total", json_integer((json_int_t)n));
+        }
+        return connection_reply(q->conn, reply, false);
 }
 
 /*
@@ -873,6 +927,20 @@ static int update_write(struct change *ch, struct keystore *ks)
 }
 
 static void changed_answer(struct change *ch, int r);
+
+/* "and N keys created through it" for the journal, or NULL. */
+static const char *revoked_detail(struct change *ch, size_t n)
+{
+        struct text t;
+
+        if (n == 0)
+                return NULL;
+        text_init(&t, ch->detail_buf, sizeof(ch->detail_buf));
+        text_add(&t, "revoked ");
+        text_add_uint(&t, n);
+        text_add(&t, n == 1 ? " key created through it" : " keys created through it");
+        return ch->detail_buf;
+}
 
 static int method_update(struct request *q)
 {
@@ -927,18 +995,26 @@ static int method_update(struct request *q)
                         return connection_reply_invalid_parameter(q->conn, "expires");
                 upd.fields |= KEY_UPDATE_EXPIRES;
         }
-        if (upd.fields & (KEY_UPDATE_PERMISSIONS | KEY_UPDATE_EXPIRES)) {
-                /* The same rules as for a new key, so an update cannot raise a
-                 * user's key beyond what they could have created. */
-                struct authz_policy policy = {
-                    .admin_group = a->config->admin_group,
-                    .user_max_lifetime = a->config->user_max_lifetime_usec,
-                };
-                r = authz_check_grant(&q->who, &policy, rec.owner, upd.role, upd.permissions,
-                                      upd.expires_at, q->now, &reason);
-                if (r < 0)
-                        return reply_authz(q, r, reason);
-        }
+        /* The same rules as for a new key, so an update cannot raise a key
+         * beyond what its changer could have created (nor a key itself). */
+        struct authz_policy policy = {
+            .admin_group = a->config->admin_group,
+            .user_max_lifetime = a->config->user_max_lifetime_usec,
+        };
+        struct authz_grant grant = {
+            .fields = ((upd.fields & KEY_UPDATE_PERMISSIONS) ? AUTHZ_GRANT_ROLE : 0) |
+                      ((upd.fields & KEY_UPDATE_SCOPE) ? AUTHZ_GRANT_SCOPE : 0) |
+                      ((upd.fields & KEY_UPDATE_EXPIRES) ? AUTHZ_GRANT_EXPIRES : 0),
+            .owner = rec.owner,
+            .role = upd.role,
+            .permissions = upd.permissions,
+            .scope = upd.scope,
+            .n_scope = upd.n_scope,
+            .expires_at = upd.expires_at,
+        };
+        r = authz_check_grant(&q->who, &policy, &grant, q->now, NULL, &reason);
+        if (r < 0)
+                return reply_authz(q, r, reason);
 
         /* The record as it would be, checked field by field before anything is written. */
         struct key_record next = rec;
@@ -977,7 +1053,11 @@ static int set_status_write(struct change *ch, struct keystore *ks)
 
         if (r < 0)
                 return r;
-        return keystore_set_status(ks, ch->rec.id, ch->status, &ch->updated, &ch->updated_storage);
+        ch->sc = (struct key_status_change){
+            .status = ch->status,
+            .by_admin = authz_status_by_admin(&ch->q.who, ch->status, ch->rec.owner),
+        };
+        return keystore_change_status(ks, ch->rec.id, &ch->sc, &ch->updated, &ch->updated_storage);
 }
 
 /* The answer to Update, Disable, Enable and Revoke. */
@@ -994,10 +1074,12 @@ static void changed_answer(struct change *ch, int r)
                     json_pack("{s:s, s:s}", "owner", ch->rec.owner, "name", ch->upd.name));
         else if (r == -ENOENT)
                 (void)reply_no_such_key(q, ch->rec.id);
+        else if (r == -EPERM && ch->status == KEY_STATUS_ENABLED)
+                (void)reply_authz(q, r, AUTHZ_REASON_ADMIN_DISABLED);
         else if (r < 0)
                 (void)api_reply_internal(q, ch->status ? ch->action : "updating a key", r);
         else {
-                audit_journal(q, ch->action, &ch->updated, NULL);
+                audit_journal(q, ch->action, &ch->updated, revoked_detail(ch, ch->sc.ret_revoked));
                 (void)reply_key(q, &ch->updated);
         }
 }
@@ -1009,8 +1091,13 @@ static int set_status(struct request *q, enum authz_action action, enum key_stat
         struct key_record rec;
         struct change *ch;
 
+        const char *reason;
+        int r;
+
         if (api_check_params(q, id_only) < 0 || load_key(q, action, &rec, &storage) < 0)
                 return 0;
+        if (status == KEY_STATUS_ENABLED && (r = authz_check_enable(&q->who, &rec, &reason)) < 0)
+                return reply_authz(q, r, reason);
         ch = change_new(q, verb, set_status_write, changed_answer);
         if (!ch)
                 return api_reply_internal(q, verb, -ENOMEM);
@@ -1039,7 +1126,7 @@ static int delete_write(struct change *ch, struct keystore *ks)
 {
         int r = change_audit(ch, ks, &ch->rec);
 
-        return r < 0 ? r : keystore_delete_key(ks, ch->rec.id);
+        return r < 0 ? r : keystore_delete_tree(ks, ch->rec.id, &ch->n_revoked);
 }
 
 static void delete_answer(struct change *ch, int r)
@@ -1051,7 +1138,7 @@ static void delete_answer(struct change *ch, int r)
         else if (r < 0)
                 (void)api_reply_internal(q, "deleting a key", r);
         else {
-                audit_journal(q, "delete", &ch->rec, NULL);
+                audit_journal(q, "delete", &ch->rec, revoked_detail(ch, ch->n_revoked));
                 (void)connection_reply(q->conn, NULL, false);
         }
 }

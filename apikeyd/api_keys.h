@@ -20,9 +20,10 @@
 #include "token_crypto.h"
 #include "writer.h"
 
-#define APIKEYD_VERSION "0.1.0"
-#define API_INTERFACE   "io.apikeyd.Keys"
-#define API_LIST_MAX    1000
+#define APIKEYD_VERSION  "0.1.0"
+#define API_INTERFACE    "io.apikeyd.Keys"
+#define API_LIST_MAX     1000
+#define API_CHILDREN_MAX 100 /* ids of the keys created through a key that Get names */
 
 /* The interface file, compiled in (generated from io.apikeyd.Keys.varlink). */
 extern const char apikeyd_interface_description[];

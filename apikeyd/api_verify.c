@@ -359,7 +359,7 @@ static int verify_run(struct request *q, const struct verify_args *v)
         const char *service = V_SERVICE(v), *user = V_USER(v), *code;
         _cleanup_key_view_ struct key_view view = {0};
         const struct key_record *rec = &view.rec;
-        char tok_id[TOKEN_ID_LEN + 1];
+        char tok_id[TOKEN_ID_LEN + 1], blocked[TOKEN_ID_LEN + 1];
         char reply[VERIFY_REPLY_MAX];
         struct json_out o;
         bool matched, valid;
@@ -382,6 +382,15 @@ static int verify_run(struct request *q, const struct verify_args *v)
                         code = "EXPIRED";
                 else if (st == KEY_STATUS_DISABLED)
                         code = "DISABLED";
+                else if (rec->parent[0] &&
+                         (r = keystore_lineage(a->ks, rec, q->now, blocked, NULL)) != 0) {
+                        /* Suspended while a key it was created through is not enabled. */
+                        if (r < 0)
+                                log_error("reading the keys %s was created through failed: %s",
+                                          rec->id, strerror(-r));
+                        code = r < 0 ? "UNAVAILABLE" : "DISABLED";
+                } else if (user && (rec->flags & KEY_FLAG_NO_LOGIN))
+                        code = "NOT_FOR_LOGIN";
                 else if (user && !STREQ(user, rec->owner))
                         code = "WRONG_USER";
                 else if (!in_scope)

@@ -52,8 +52,8 @@ int authz_principal_from_caller(const struct caller *caller, const char *admin_g
         return 0;
 }
 
-int authz_principal_from_key(const struct key_record *rec, uid_t uid, uint64_t now,
-                             struct principal *ret, const char **ret_reason)
+int authz_principal_from_key(const struct key_record *rec, bool blocked, unsigned depth, uid_t uid,
+                             uint64_t now, struct principal *ret, const char **ret_reason)
 {
         bool scoped = rec->n_scope == 0;
 
@@ -62,6 +62,16 @@ int authz_principal_from_key(const struct key_record *rec, uid_t uid, uint64_t n
                         scoped = true;
         if (record_effective_status(rec, now) != KEY_STATUS_ENABLED) {
                 *ret_reason = "the API key given in auth is disabled, revoked or expired";
+                return -EPERM;
+        }
+        if (blocked) {
+                *ret_reason = "the API key given in auth is suspended: a key it was created "
+                              "through is disabled, revoked or expired";
+                return -EPERM;
+        }
+        if (rec->flags & KEY_FLAG_NO_LOGIN) {
+                *ret_reason = "the API key given in auth was created through invite for "
+                              "another owner; such a key cannot manage keys";
                 return -EPERM;
         }
         if (!scoped) {
@@ -73,7 +83,12 @@ int authz_principal_from_key(const struct key_record *rec, uid_t uid, uint64_t n
             .admin = rec->role == KEY_ROLE_ADMIN,
             .by_key = true,
             .permissions = rec->permissions,
+            .expires_at = rec->expires_at,
+            .n_scope = rec->n_scope,
+            .depth = depth,
         };
+        for (size_t i = 0; i < rec->n_scope; i++)
+                str_copy(ret->scope[i], sizeof(ret->scope[i]), rec->scope[i]);
         str_copy(ret->key_id, sizeof(ret->key_id), rec->id);
         str_copy(ret->owner, sizeof(ret->owner), rec->owner);
         snprintf(ret->actor, sizeof(ret->actor), "key=%s(%s)", rec->id, rec->owner);
@@ -165,34 +180,123 @@ static bool owner_is_admin(const char *owner, const char *admin_group)
         return false;
 }
 
-int authz_check_grant(const struct principal *p, const struct authz_policy *policy,
-                      const char *owner, uint8_t role, uint8_t permissions, uint64_t expires_at,
-                      uint64_t now, const char **ret_reason)
+int authz_check_enable(const struct principal *p, const struct key_record *rec,
+                       const char **ret_reason)
 {
-        if (p->admin)
+        if ((rec->flags & KEY_FLAG_ADMIN_DISABLED) && !p->admin) {
+                *ret_reason = AUTHZ_REASON_ADMIN_DISABLED;
+                return -EPERM;
+        }
+        return 0;
+}
+
+bool authz_status_by_admin(const struct principal *p, enum key_status status, const char *owner)
+{
+        if (!p->admin)
+                return false;
+        return status != KEY_STATUS_DISABLED || !owner || !STREQ(owner, p->owner);
+}
+
+size_t authz_default_scope(const struct principal *p, const char *ret[KEY_SCOPE_MAX])
+{
+        if (!p->by_key)
                 return 0;
-        if (role == KEY_ROLE_ADMIN) {
+        for (size_t i = 0; i < p->n_scope; i++)
+                ret[i] = p->scope[i];
+        return p->n_scope;
+}
+
+uint64_t authz_default_expiry(const struct principal *p, const struct authz_policy *policy,
+                              uint64_t now)
+{
+        uint64_t t = 0;
+
+        if (!p->admin && policy->user_default_lifetime)
+                t = now + policy->user_default_lifetime;
+        /* A key acting with a key gives no more time than it has itself. */
+        if (p->by_key && p->expires_at && (t == 0 || t > p->expires_at))
+                t = p->expires_at;
+        return t;
+}
+
+static bool in_scope(const struct principal *p, const char *service)
+{
+        for (size_t i = 0; i < p->n_scope; i++)
+                if (STREQ(p->scope[i], service))
+                        return true;
+        return false;
+}
+
+/* Within what the acting key holds itself: the ceiling for every caller acting with a key. */
+static int check_key_ceiling(const struct principal *p, const struct authz_grant *g,
+                             const char **ret_reason)
+{
+        if (!p->by_key)
+                return 0;
+        if ((g->fields & AUTHZ_GRANT_ROLE) && (g->permissions & ~p->permissions)) {
+                *ret_reason = "a key cannot be given permissions the API key given in auth "
+                              "does not hold";
+                return -EPERM;
+        }
+        if ((g->fields & AUTHZ_GRANT_SCOPE) && p->n_scope > 0) {
+                if (g->n_scope == 0) {
+                        *ret_reason = "the API key given in auth has a scope, so the key must "
+                                      "have one within it (an empty scope means any service)";
+                        return -EPERM;
+                }
+                for (size_t i = 0; i < g->n_scope; i++)
+                        if (!in_scope(p, g->scope[i])) {
+                                *ret_reason = "a key's scope must be within the scope of the "
+                                              "API key given in auth";
+                                return -EPERM;
+                        }
+        }
+        if ((g->fields & AUTHZ_GRANT_EXPIRES) && p->expires_at &&
+            (g->expires_at == 0 || g->expires_at > p->expires_at)) {
+                *ret_reason = "a key cannot expire later than the API key given in auth";
+                return -EPERM;
+        }
+        return 0;
+}
+
+int authz_check_grant(const struct principal *p, const struct authz_policy *policy,
+                      const struct authz_grant *g, uint64_t now, uint8_t *ret_flags,
+                      const char **ret_reason)
+{
+        int r;
+
+        if (ret_flags)
+                *ret_flags = 0;
+        r = check_key_ceiling(p, g, ret_reason);
+        if (r < 0 || p->admin)
+                return r;
+        if ((g->fields & AUTHZ_GRANT_ROLE) && g->role == KEY_ROLE_ADMIN) {
                 *ret_reason = "only admins may give a key the admin role";
                 return -EPERM;
         }
-        if (permissions & ~p->permissions) {
+        if ((g->fields & AUTHZ_GRANT_ROLE) && (g->permissions & ~p->permissions)) {
                 *ret_reason = "a key cannot be given permissions its creator does not hold";
                 return -EPERM;
         }
-        if (!owner || !p->owner[0] || !STREQ(owner, p->owner)) {
+        if (!g->owner || !p->owner[0] || !STREQ(g->owner, p->owner)) {
                 if (!p->by_key || !(p->permissions & KEY_PERM_INVITE)) {
                         *ret_reason = "only admins and keys with the invite permission may "
                                       "create keys for another owner";
                         return -EPERM;
                 }
-                if (!owner || owner_is_admin(owner, policy->admin_group)) {
+                if (!g->owner || owner_is_admin(g->owner, policy->admin_group)) {
                         /* An invited key must not be a way to log in as an admin. */
                         *ret_reason = "keys for an admin can only be created by an admin";
                         return -EPERM;
                 }
+                /* For the owner's scripts and services, never to log in as
+                 * them or to manage their keys: only an admin or the owner
+                 * creates such keys. */
+                if (ret_flags)
+                        *ret_flags = KEY_FLAG_NO_LOGIN;
         }
-        if (policy->user_max_lifetime &&
-            (expires_at == 0 || expires_at > now + policy->user_max_lifetime)) {
+        if ((g->fields & AUTHZ_GRANT_EXPIRES) && policy->user_max_lifetime &&
+            (g->expires_at == 0 || g->expires_at > now + policy->user_max_lifetime)) {
                 *ret_reason = "the expiry is later than users' keys may live (user_max_lifetime)";
                 return -EDQUOT;
         }
@@ -200,8 +304,8 @@ int authz_check_grant(const struct principal *p, const struct authz_policy *poli
 }
 
 int authz_check_create(const struct principal *p, const struct authz_policy *policy,
-                       const char *owner, uint8_t role, uint8_t permissions, uint64_t expires_at,
-                       uint64_t now, uint64_t n_owned, const char **ret_reason)
+                       const struct authz_grant *g, uint64_t now, uint64_t n_owned,
+                       uint8_t *ret_flags, const char **ret_reason)
 {
         int r;
 
@@ -209,7 +313,12 @@ int authz_check_create(const struct principal *p, const struct authz_policy *pol
                 *ret_reason = "the API key given in auth lacks the create permission";
                 return -EPERM;
         }
-        r = authz_check_grant(p, policy, owner, role, permissions, expires_at, now, ret_reason);
+        if (p->by_key && p->depth + 1 > KEY_LINEAGE_MAX) {
+                *ret_reason = "the API key given in auth was itself created through too many "
+                              "keys; create this key with one nearer the top";
+                return -EDQUOT;
+        }
+        r = authz_check_grant(p, policy, g, now, ret_flags, ret_reason);
         if (r < 0 || p->admin)
                 return r;
         if (!policy->users_may_create) {

@@ -6,10 +6,20 @@
  * uid 0 and members of the admin group are admins, everybody else manages
  * the keys they own, within the self-service policy) or an API key given in
  * a call's `auth` (the call then acts with that key: an admin-role key is
- * an admin, any other manages its owner's keys with its permissions; with
- * `invite` it may also create keys for other owners who are not admins).
- * No principal can create or grant a permission it does not hold: users
- * hold every permission but `invite` on their own keys.
+ * an admin, any other manages its owner's keys with its permissions).
+ *
+ * The invariant: no caller obtains, through any call, an authority it does
+ * not hold.  So:
+ *   - a key created or changed by a caller acting with a key gets at most
+ *     that key's permissions, a scope within its scope (empty = any, the
+ *     widest) and an expiry no later than its expiry; no key widens itself;
+ *   - users hold every permission but `invite` on their own keys, and
+ *     cannot grant the admin role;
+ *   - only an admin or the owner themself creates a key that logs in as the
+ *     owner or manages the owner's keys: a key created through `invite` for
+ *     another owner is marked KEY_FLAG_NO_LOGIN (Verify with `user` refuses
+ *     it, and it cannot act as `auth`);
+ *   - a key disabled by an admin is enabled again only by an admin.
  *
  * Decisions return 0, -EPERM (PermissionDenied) or -EDQUOT
  * (PolicyViolation), with a sentence for the caller in `*ret_reason`.
@@ -32,12 +42,17 @@ struct principal {
         char owner[KEY_OWNER_MAX + 1]; /* whose keys it manages; "" if uid has no name */
         uint8_t permissions;
         char actor[KEY_OWNER_MAX + 32]; /* for the audit log: "uid=1000(alice)", "key=…" */
+        /* When by_key: the ceiling of what it may give a key. */
+        uint64_t expires_at; /* 0 = never */
+        size_t n_scope;      /* 0 = any service */
+        char scope[KEY_SCOPE_MAX][KEY_SCOPE_ENTRY_MAX + 1];
+        unsigned depth; /* the keys it was itself created through */
 };
 
 enum authz_action {
         AUTHZ_READ,          /* Get, List */
         AUTHZ_UPDATE,        /* Update */
-        AUTHZ_TOGGLE,        /* Disable, Enable */
+        AUTHZ_TOGGLE,        /* Disable, Enable (see also authz_check_enable()) */
         AUTHZ_REVOKE,        /* Revoke */
         AUTHZ_DELETE,        /* Delete */
         AUTHZ_SHARED_SECRET, /* GetSharedSecret, RotateSharedSecret: admins only */
@@ -48,8 +63,27 @@ enum authz_action {
 struct authz_policy {
         const char *admin_group;
         bool users_may_create;
-        uint64_t user_max_keys;     /* 0 = unlimited */
-        uint64_t user_max_lifetime; /* µs; 0 = unlimited */
+        uint64_t user_max_keys;         /* 0 = unlimited */
+        uint64_t user_max_lifetime;     /* µs; 0 = unlimited */
+        uint64_t user_default_lifetime; /* µs; 0 = never expires */
+};
+
+/* What a Create or an Update would give a key. */
+enum authz_grant_fields {
+        AUTHZ_GRANT_ROLE = 1u << 0, /* role and permissions */
+        AUTHZ_GRANT_SCOPE = 1u << 1,
+        AUTHZ_GRANT_EXPIRES = 1u << 2,
+        AUTHZ_GRANT_ALL = 0x7,
+};
+
+struct authz_grant {
+        unsigned fields; /* which of the below the call sets; Create sets all */
+        const char *owner;
+        uint8_t role;
+        uint8_t permissions;
+        const char *const *scope;
+        size_t n_scope;      /* 0 = any service */
+        uint64_t expires_at; /* 0 = never */
 };
 
 /* The principal for a connecting process; -ENOMEM or 0. */
@@ -59,33 +93,65 @@ int authz_principal_from_caller(const struct caller *caller, const char *admin_g
 /*
  * The principal for an API key that verified (`rec`, called by a process
  * with `uid`).  The key must be usable for managing keys: enabled, not
- * expired, and its scope empty or including "apikeyd".
+ * expired, not suspended (`blocked`: a key it was created through is not
+ * enabled; see keystore_lineage(), which also gives `depth`), not created
+ * through `invite` for another owner, and its scope empty or including
+ * "apikeyd".
  */
-int authz_principal_from_key(const struct key_record *rec, uid_t uid, uint64_t now,
-                             struct principal *ret, const char **ret_reason) _warn_unused_;
+int authz_principal_from_key(const struct key_record *rec, bool blocked, unsigned depth, uid_t uid,
+                             uint64_t now, struct principal *ret,
+                             const char **ret_reason) _warn_unused_;
 
 /* May `p` do `action` to a key owned by `owner`? */
 int authz_check(const struct principal *p, enum authz_action action, const char *owner,
                 const char **ret_reason) _warn_unused_;
 
+/* May `p` enable `rec` (which it may toggle)?  Not if an admin disabled it and `p` is none. */
+int authz_check_enable(const struct principal *p, const struct key_record *rec,
+                       const char **ret_reason) _warn_unused_;
+
 /*
- * May `p` give a key of `owner` this role, these permissions and this
- * expiry (0 = never)?  Checked on Create and on Update, where a role or a
- * lifetime could otherwise be raised beyond what the principal may grant.
+ * Whether a status change counts as an admin's (keystore_change_status()'s
+ * `by_admin`): an admin's Disable of a key that is not its own marks the
+ * key so that only an admin enables it again; any admin may enable it.
+ */
+bool authz_status_by_admin(const struct principal *p, enum key_status status, const char *owner);
+
+/*
+ * The scope a new key gets when the call names none, into `ret` (pointing
+ * into `p`): any service, but never wider than the acting key's scope.
+ */
+size_t authz_default_scope(const struct principal *p, const char *ret[KEY_SCOPE_MAX]);
+
+/*
+ * The expiry a new key gets when the call names none: never for admins
+ * (their own), the installation's default lifetime for users, and never
+ * later than the acting key's own expiry.
+ */
+uint64_t authz_default_expiry(const struct principal *p, const struct authz_policy *policy,
+                              uint64_t now);
+
+/*
+ * May `p` give a key the fields of `g` that it sets?  Checked on Create
+ * and on Update.  `*ret_flags` (Create) gets the enum key_flag bits the new
+ * key must carry (KEY_FLAG_NO_LOGIN for an invited key).
  */
 int authz_check_grant(const struct principal *p, const struct authz_policy *policy,
-                      const char *owner, uint8_t role, uint8_t permissions, uint64_t expires_at,
-                      uint64_t now, const char **ret_reason) _warn_unused_;
+                      const struct authz_grant *g, uint64_t now, uint8_t *ret_flags,
+                      const char **ret_reason) _warn_unused_;
 
 /* Why a user may not create another key; also when the keystore counts (-EDQUOT). */
 #define AUTHZ_REASON_USER_MAX_KEYS                                                                 \
         "you have as many keys as users may have (user_max_keys); revoke or delete one first"
 
+/* Why the owner may not enable a key; also when the write finds it so (-EPERM). */
+#define AUTHZ_REASON_ADMIN_DISABLED "an admin disabled this key; only an admin may enable it"
+
 /*
- * May `p` create such a key for `owner`, who has `n_owned` keys that are
- * not revoked?  The create permission, the self-service policy, then
- * authz_check_grant().
+ * May `p` create such a key, whose owner has `n_owned` keys that are not
+ * revoked?  The create permission, the self-service policy, the depth of
+ * keys created through keys, then authz_check_grant().
  */
 int authz_check_create(const struct principal *p, const struct authz_policy *policy,
-                       const char *owner, uint8_t role, uint8_t permissions, uint64_t expires_at,
-                       uint64_t now, uint64_t n_owned, const char **ret_reason) _warn_unused_;
+                       const struct authz_grant *g, uint64_t now, uint64_t n_owned,
+                       uint8_t *ret_flags, const char **ret_reason) _warn_unused_;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The keystore on LMDB: the environment and its five databases, the schema
+ * The keystore on LMDB: the environment and its six databases, the schema
  * check at open, every write as one transaction (growing the map when it
  * fills up), the names and owners indexes kept in step with the records,
  * the bounded audit log and the consistency check over all of it.
@@ -28,7 +28,7 @@
 
 #include "keystore.h"
 
-#define KEYSTORE_MAXDBS 5
+#define KEYSTORE_MAXDBS 6
 /* Doublings a single write may ask for: a bulk load into a small map needs several. */
 #define KEYSTORE_MAX_GROWTH 16
 #define SCHEMA_KEY          "schema"
@@ -37,7 +37,8 @@
 
 struct keystore {
         MDB_env *env;
-        MDB_dbi keys, names, owners, audit, meta;
+        MDB_dbi keys, names, owners, audit, meta, children;
+        bool no_children; /* a read-only handle on a store from before the children index */
         pthread_rwlock_t map_lock;
         bool map_lock_ready;
         /* The reading thread's: */
@@ -633,11 +634,17 @@ static int open_dbs(struct keystore *ks, MDB_txn *txn, bool create)
             {"owners", c | MDB_DUPSORT | MDB_DUPFIXED, &ks->owners},
             {"audit", c, &ks->audit},
             {"meta", c, &ks->meta},
+            {"children", c | MDB_DUPSORT | MDB_DUPFIXED, &ks->children},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(dbs); i++) {
                 int rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags, dbs[i].dbi);
 
+                /* Schema 1 had no children index; read-only, it is simply empty. */
+                if (rc == MDB_NOTFOUND && !create && dbs[i].dbi == &ks->children) {
+                        ks->no_children = true;
+                        continue;
+                }
                 if (rc != MDB_SUCCESS)
                         return ks_err(ks, rc);
         }
@@ -707,6 +714,12 @@ static int check_schema(struct keystore *ks, MDB_txn *txn, struct open_ctx *c)
                           " is newer than this apikeyd supports (%d); refusing to open it",
                           version, KEYSTORE_SCHEMA_VERSION);
                 return -EPROTONOSUPPORT;
+        }
+        if (version < KEYSTORE_SCHEMA_VERSION && !(ks->flags & KEYSTORE_READONLY)) {
+                /* Schema 1 to 2 adds the children index, empty: no key of a
+                 * schema-1 store was created through another. */
+                le = htole32(KEYSTORE_SCHEMA_VERSION);
+                return ks_err(ks, mdb_put(txn, ks->meta, &k, &(MDB_val){sizeof(le), &le}, 0));
         }
         return 0;
 }
@@ -871,7 +884,11 @@ static int put_in(struct keystore *ks, MDB_txn *txn, const struct key_record *re
         r = put_encoded(ks, txn, rec, MDB_NOOVERWRITE, NULL, NULL);
         if (r < 0)
                 return r;
-        return index_add(ks, txn, rec);
+        r = index_add(ks, txn, rec);
+        if (r < 0 || !rec->parent[0])
+                return r;
+        return ks_err(ks, mdb_put(txn, ks->children, &(MDB_val){TOKEN_ID_LEN, (void *)rec->parent},
+                                  &(MDB_val){TOKEN_ID_LEN, (void *)rec->id}, MDB_NODUPDATA));
 }
 
 struct put_ctx {
@@ -1148,79 +1165,305 @@ int keystore_update_key(struct keystore *ks, const char *id, const struct key_up
         return hand_out(c.buf, c.len, ret, ret_storage);
 }
 
+/* The ids of the keys created through `id` (the children index), in a new array. */
+static int children_in(struct keystore *ks, MDB_txn *txn, const char *id,
+                       char (**ret)[TOKEN_ID_LEN], size_t *ret_n)
+{
+        _cleanup_cursor_ MDB_cursor *c = NULL;
+        MDB_val k = {TOKEN_ID_LEN, (void *)id}, v;
+        char(*ids)[TOKEN_ID_LEN] = NULL;
+        size_t n = 0, cap = 0;
+        int rc;
+
+        *ret = NULL;
+        *ret_n = 0;
+        if (ks->no_children)
+                return 0;
+        rc = mdb_cursor_open(txn, ks->children, &c);
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+        for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY); rc == MDB_SUCCESS;
+             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP)) {
+                if (v.mv_size != TOKEN_ID_LEN) {
+                        free(ids);
+                        return -EBADMSG;
+                }
+                if (n == cap) {
+                        void *grown = reallocarray(ids, cap ? cap * 2 : 8, sizeof(*ids));
+                        if (!grown) {
+                                free(ids);
+                                return -ENOMEM;
+                        }
+                        ids = grown;
+                        cap = cap ? cap * 2 : 8;
+                }
+                memcpy(ids[n++], v.mv_data, TOKEN_ID_LEN);
+        }
+        if (rc != MDB_NOTFOUND) {
+                free(ids);
+                return ks_err(ks, rc);
+        }
+        *ret = ids;
+        *ret_n = n;
+        return 0;
+}
+
+/*
+ * Revoke every key created through `id`, and those created through them,
+ * in `txn`; `*n` counts the keys this revoked.  A chain deeper than
+ * KEY_LINEAGE_MAX cannot be made (keystore_lineage() refuses it), so
+ * meeting one is damage.
+ */
+static int revoke_descendants(struct keystore *ks, MDB_txn *txn, const char *id, unsigned depth,
+                              size_t *n)
+{
+        _cleanup_free_ char(*ids)[TOKEN_ID_LEN] = NULL;
+        size_t n_ids;
+        int r;
+
+        if (depth > KEY_LINEAGE_MAX)
+                return -ELOOP;
+        r = children_in(ks, txn, id, &ids, &n_ids);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n_ids; i++) {
+                _cleanup_free_ void *storage = NULL;
+                char child[TOKEN_ID_LEN + 1];
+                struct key_record rec;
+
+                memcpy(child, ids[i], TOKEN_ID_LEN);
+                child[TOKEN_ID_LEN] = '\0';
+                r = copy_record(ks, txn, child, &storage, &rec);
+                if (r == -ENOENT)
+                        continue; /* deleted: nothing left to revoke */
+                if (r < 0)
+                        return r;
+                if (rec.status != KEY_STATUS_REVOKED) {
+                        rec.status = KEY_STATUS_REVOKED;
+                        r = put_encoded(ks, txn, &rec, 0, NULL, NULL);
+                        if (r < 0)
+                                return r;
+                        (*n)++;
+                }
+                r = revoke_descendants(ks, txn, child, depth + 1, n);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+struct status_ctx {
+        struct change_ctx c;
+        struct key_status_change *sc;
+};
+
 static int set_status_in(struct keystore *ks, MDB_txn *txn, void *userdata)
 {
-        struct change_ctx *c = userdata;
+        struct status_ctx *s = userdata;
+        struct change_ctx *c = &s->c;
         _cleanup_free_ void *old_storage = NULL;
         struct key_record rec;
+        uint8_t flags;
         int r;
 
         change_reset(c);
+        s->sc->ret_revoked = 0;
         r = copy_record(ks, txn, c->id, &old_storage, &rec);
         if (r < 0)
                 return r;
         if (rec.status == KEY_STATUS_REVOKED && c->status != KEY_STATUS_REVOKED)
                 return -ESTALE;
+        /* Checked here, in the write, so an admin's Disable racing the
+         * owner's Enable cannot be undone by it. */
+        if (c->status == KEY_STATUS_ENABLED && (rec.flags & KEY_FLAG_ADMIN_DISABLED) &&
+            !s->sc->by_admin)
+                return -EPERM;
+        if (c->status == KEY_STATUS_REVOKED) {
+                r = revoke_descendants(ks, txn, c->id, 1, &s->sc->ret_revoked);
+                if (r < 0)
+                        return r;
+        }
 
-        if (rec.status != c->status) {
+        flags = rec.flags;
+        if (c->status == KEY_STATUS_ENABLED)
+                flags &= (uint8_t)~KEY_FLAG_ADMIN_DISABLED;
+        else if (c->status == KEY_STATUS_DISABLED && s->sc->by_admin)
+                flags |= KEY_FLAG_ADMIN_DISABLED;
+        if (rec.status != c->status || rec.flags != flags) {
                 rec.status = (uint8_t)c->status;
+                rec.flags = flags;
                 return put_encoded(ks, txn, &rec, 0, &c->buf, &c->len);
         }
         /* Nothing to change; the caller still gets the record. */
         return record_encode(&rec, &c->buf, &c->len);
 }
 
-int keystore_set_status(struct keystore *ks, const char *id, enum key_status status,
-                        struct key_record *ret, void **ret_storage)
+int keystore_change_status(struct keystore *ks, const char *id, struct key_status_change *sc,
+                           struct key_record *ret, void **ret_storage)
 {
-        struct change_ctx c = {.id = id, .status = status};
+        struct status_ctx s = {.c = {.id = id, .status = sc ? sc->status : 0}, .sc = sc};
         int r;
 
-        if (!ks || (ret && !ret_storage))
+        if (!ks || !sc || (ret && !ret_storage))
                 return -EINVAL;
         if (!token_id_valid(id))
                 return -EINVAL;
-        if (status != KEY_STATUS_ENABLED && status != KEY_STATUS_DISABLED &&
-            status != KEY_STATUS_REVOKED)
+        if (sc->status != KEY_STATUS_ENABLED && sc->status != KEY_STATUS_DISABLED &&
+            sc->status != KEY_STATUS_REVOKED)
                 return -EINVAL;
 
-        r = write_txn(ks, set_status_in, &c);
+        r = write_txn(ks, set_status_in, &s);
         if (r < 0) {
-                change_reset(&c);
+                change_reset(&s.c);
                 return r;
         }
-        return hand_out(c.buf, c.len, ret, ret_storage);
+        return hand_out(s.c.buf, s.c.len, ret, ret_storage);
 }
+
+int keystore_set_status(struct keystore *ks, const char *id, enum key_status status,
+                        struct key_record *ret, void **ret_storage)
+{
+        struct key_status_change sc = {.status = status};
+
+        return keystore_change_status(ks, id, &sc, ret, ret_storage);
+}
+
+struct delete_ctx {
+        const char *id;
+        size_t *ret_revoked;
+};
 
 static int delete_in(struct keystore *ks, MDB_txn *txn, void *userdata)
 {
-        const char *id = userdata;
+        struct delete_ctx *d = userdata;
+        const char *id = d->id;
         _cleanup_free_ void *storage = NULL;
         struct key_record rec;
-        int r;
+        int rc, r;
 
+        *d->ret_revoked = 0;
         r = copy_record(ks, txn, id, &storage, &rec);
         if (r == -ENOENT)
                 return r;
-        if (r >= 0)
+        if (r >= 0) {
                 r = index_remove(ks, txn, &rec);
-        else if (r == -EBADMSG) {
+                if (r >= 0 && rec.parent[0] && !ks->no_children) {
+                        rc =
+                            mdb_del(txn, ks->children, &(MDB_val){TOKEN_ID_LEN, (void *)rec.parent},
+                                    &(MDB_val){TOKEN_ID_LEN, (void *)id});
+                        r = rc == MDB_NOTFOUND ? 0 : ks_err(ks, rc);
+                }
+        } else if (r == -EBADMSG) {
                 /* Without the record we do not know its owner and name: find its
                  * index entries by value, so deleting is how a damaged key is removed. */
                 r = index_scrub(ks, txn, ks->names, id);
                 if (r >= 0)
                         r = index_scrub(ks, txn, ks->owners, id);
+                if (r >= 0 && !ks->no_children)
+                        r = index_scrub(ks, txn, ks->children, id);
         }
         if (r < 0)
                 return r;
+        /* The keys created through it die with it; they stay listed, revoked. */
+        r = revoke_descendants(ks, txn, id, 1, d->ret_revoked);
+        if (r < 0)
+                return r;
+        if (!ks->no_children) {
+                rc = mdb_del(txn, ks->children, &(MDB_val){TOKEN_ID_LEN, (void *)id}, NULL);
+                if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+                        return ks_err(ks, rc);
+        }
         return ks_err(ks, mdb_del(txn, ks->keys, &(MDB_val){TOKEN_ID_LEN, (void *)id}, NULL));
+}
+
+int keystore_delete_tree(struct keystore *ks, const char *id, size_t *ret_revoked)
+{
+        size_t n = 0;
+        struct delete_ctx d = {.id = id, .ret_revoked = ret_revoked ? ret_revoked : &n};
+
+        if (!ks || !token_id_valid(id))
+                return -EINVAL;
+        return write_txn(ks, delete_in, &d);
 }
 
 int keystore_delete_key(struct keystore *ks, const char *id)
 {
-        if (!ks || !token_id_valid(id))
+        return keystore_delete_tree(ks, id, NULL);
+}
+
+int keystore_lineage(struct keystore *ks, const struct key_record *rec, uint64_t now,
+                     char ret_blocked[TOKEN_ID_LEN + 1], unsigned *ret_depth)
+{
+        char id[TOKEN_ID_LEN + 1];
+        unsigned depth = 0;
+        MDB_txn *txn;
+        int r, blocked = 0;
+
+        ret_blocked[0] = '\0';
+        if (ret_depth)
+                *ret_depth = 0;
+        if (!rec->parent[0])
+                return 0;
+        r = read_begin(ks, &txn);
+        if (r < 0)
+                return r;
+        memcpy(id, rec->parent, sizeof(id));
+        while (id[0]) {
+                MDB_val k = {TOKEN_ID_LEN, id}, v;
+                struct key_record up;
+                int rc;
+
+                if (++depth > KEY_LINEAGE_MAX) {
+                        blocked = 1;
+                        break;
+                }
+                rc = mdb_get(txn, ks->keys, &k, &v);
+                if (rc == MDB_NOTFOUND) {
+                        blocked = 1; /* deleted: its children were revoked with it */
+                        break;
+                }
+                r = rc == MDB_SUCCESS ? decode_entry(&k, &v, &up) : ks_err(ks, rc);
+                if (r < 0) {
+                        read_end(ks);
+                        return r;
+                }
+                if (record_effective_status(&up, now) != KEY_STATUS_ENABLED) {
+                        blocked = 1;
+                        break;
+                }
+                memcpy(id, up.parent, sizeof(id));
+        }
+        read_end(ks);
+        if (blocked)
+                memcpy(ret_blocked, id, TOKEN_ID_LEN + 1);
+        if (ret_depth)
+                *ret_depth = depth;
+        return blocked;
+}
+
+int keystore_children(struct keystore *ks, const char *id, char (*ret)[TOKEN_ID_LEN + 1],
+                      size_t max, size_t *ret_n)
+{
+        _cleanup_free_ char(*ids)[TOKEN_ID_LEN] = NULL;
+        size_t n;
+        MDB_txn *txn;
+        int r;
+
+        if (!ks || !token_id_valid(id) || !ret_n)
                 return -EINVAL;
-        return write_txn(ks, delete_in, (void *)id);
+        r = read_begin(ks, &txn);
+        if (r < 0)
+                return r;
+        r = children_in(ks, txn, id, &ids, &n);
+        read_end(ks);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n && i < max; i++) {
+                memcpy(ret[i], ids[i], TOKEN_ID_LEN);
+                ret[i][TOKEN_ID_LEN] = '\0';
+        }
+        *ret_n = n;
+        return 0;
 }
 
 /* ---- listing ---- */

@@ -7,6 +7,8 @@
  *   names   owner NUL name                 -> id       (a name is unique per owner)
  *   owners  owner                          -> id, dupsort (every key of an owner)
  *   audit   sequence (u64 big-endian)      -> audit event (bounded; oldest pruned)
+ *   children parent id                     -> id, dupsort (keys created through a key;
+ *                                             schema 2)
  *   meta    "schema"                       -> u32 LE schema version
  *           other names                    -> whatever the daemon keeps there
  *
@@ -32,7 +34,7 @@
 #include "macro.h"
 #include "record.h"
 
-#define KEYSTORE_SCHEMA_VERSION    1
+#define KEYSTORE_SCHEMA_VERSION    2
 #define KEYSTORE_FILE              "keys.mdb" /* the data file inside the state directory */
 #define KEYSTORE_DEFAULT_MAPSIZE   (1ull << 32)
 #define KEYSTORE_DEFAULT_AUDIT_MAX 100000
@@ -140,8 +142,50 @@ int keystore_update_key(struct keystore *ks, const char *id, const struct key_up
 int keystore_set_status(struct keystore *ks, const char *id, enum key_status status,
                         struct key_record *ret, void **ret_storage) _warn_unused_;
 
-/* Remove a key and every index entry of it.  -ENOENT if missing. */
+/*
+ * The same, with what the daemon's callers say about the change.  Revoking
+ * a key revokes, in the same transaction, every key created through it and
+ * through those (`ret_revoked` counts them).  Disabling with `by_admin`
+ * marks the key as disabled by an admin; enabling such a key without
+ * `by_admin` is -EPERM (decided in the write, so no race undoes an
+ * admin's Disable); enabling clears the mark.  keystore_set_status() is
+ * this without `by_admin`.
+ */
+struct key_status_change {
+        enum key_status status;
+        bool by_admin;
+        size_t ret_revoked; /* out */
+};
+int keystore_change_status(struct keystore *ks, const char *id, struct key_status_change *sc,
+                           struct key_record *ret, void **ret_storage) _warn_unused_;
+
+/*
+ * Remove a key and every index entry of it; every key created through it
+ * (recursively) is revoked in the same transaction and stays listed
+ * (`*ret_revoked`, if non-NULL, counts them).  -ENOENT if missing.
+ * keystore_delete_key() is this without the count.
+ */
+int keystore_delete_tree(struct keystore *ks, const char *id, size_t *ret_revoked) _warn_unused_;
 int keystore_delete_key(struct keystore *ks, const char *id) _warn_unused_;
+
+/*
+ * Whether the keys `rec` was created through (its parent, the parent's
+ * parent, ...) are all enabled at `now`: 0 if so (or it has no parent), 1
+ * if one is not (disabled, revoked, expired, deleted, or the chain is
+ * longer than KEY_LINEAGE_MAX), its id in `ret_blocked`; a negative errno
+ * when the store cannot be read.  `*ret_depth` (if non-NULL) gets the
+ * number of ancestors walked.  Reads in the reading thread's transaction,
+ * so it may be called while a view is open.
+ */
+int keystore_lineage(struct keystore *ks, const struct key_record *rec, uint64_t now,
+                     char ret_blocked[TOKEN_ID_LEN + 1], unsigned *ret_depth) _warn_unused_;
+
+/*
+ * The keys created directly through `id`: the first `max` ids into `ret`,
+ * their total number in `*ret_n`.
+ */
+int keystore_children(struct keystore *ks, const char *id, char (*ret)[TOKEN_ID_LEN + 1],
+                      size_t max, size_t *ret_n) _warn_unused_;
 
 struct key_filter {
         const char *owner;        /* NULL = any */

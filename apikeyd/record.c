@@ -68,6 +68,10 @@ int record_check(const struct key_record *rec, const char **ret_field)
 
         if (rec->permissions & ~KEY_PERM_ALL)
                 return bad("permissions", ret_field);
+        if (rec->flags & ~KEY_FLAGS_ALL)
+                return bad("flags", ret_field);
+        if (rec->parent[0] && (!token_id_valid(rec->parent) || STREQ(rec->parent, rec->id)))
+                return bad("parent", ret_field);
         switch (rec->role) {
         case KEY_ROLE_ADMIN:
         case KEY_ROLE_READONLY:
@@ -183,6 +187,12 @@ int record_encode(const struct key_record *rec, void **ret_buf, size_t *ret_len)
         p = put_u64(p, rec->expires_at);
         p = put_u64(p, rec->last_used_at);
         *p++ = (uint8_t)rec->n_scope;
+        *p++ = rec->flags;
+        if (rec->parent[0])
+                memcpy(p, rec->parent, TOKEN_ID_LEN);
+        else
+                memset(p, 0, TOKEN_ID_LEN);
+        p += TOKEN_ID_LEN;
         for (size_t i = 0; i < RECORD_N_STRINGS; i++)
                 p = put_string(p, strings[i]);
         for (size_t i = 0; i < rec->n_scope; i++)
@@ -242,7 +252,11 @@ int record_decode(const void *buf, size_t len, struct key_record *ret)
         /* Judge the version before the length: a newer format may be shorter. */
         if (b[0] > RECORD_VERSION)
                 return -EPROTONOSUPPORT;
-        if (b[0] != RECORD_VERSION || len < RECORD_FIXED_SIZE)
+        if (b[0] == 2 && len >= RECORD_FIXED_SIZE)
+                pos = RECORD_FIXED_SIZE;
+        else if (b[0] == 1 && len >= RECORD_V1_FIXED_SIZE)
+                pos = RECORD_V1_FIXED_SIZE;
+        else
                 return -EBADMSG;
 
         rec.status = b[1];
@@ -257,6 +271,19 @@ int record_decode(const void *buf, size_t len, struct key_record *ret)
         rec.n_scope = b[72];
         if (rec.n_scope > KEY_SCOPE_MAX)
                 return -EBADMSG;
+        if (pos == RECORD_FIXED_SIZE) {
+                static const uint8_t none[TOKEN_ID_LEN];
+
+                rec.flags = b[73];
+                /* All zero is "no parent"; anything else must be an id
+                 * (record_validate below checks its characters). */
+                if (memcmp(b + 74, none, TOKEN_ID_LEN) != 0) {
+                        memcpy(rec.parent, b + 74, TOKEN_ID_LEN);
+                        rec.parent[TOKEN_ID_LEN] = '\0';
+                        if (strlen(rec.parent) != TOKEN_ID_LEN)
+                                return -EBADMSG;
+                }
+        }
 
         strings[0] = &rec.name;
         strings[1] = &rec.description;
@@ -265,7 +292,6 @@ int record_decode(const void *buf, size_t len, struct key_record *ret)
         strings[4] = &rec.last_used_service;
         strings[5] = &rec.last_used_from;
 
-        pos = RECORD_FIXED_SIZE;
         for (size_t i = 0; i < RECORD_N_STRINGS; i++) {
                 r = get_string(b, len, &pos, strings[i]);
                 if (r < 0)

@@ -6,7 +6,7 @@
  * (each string is stored NUL-terminated), so decoding allocates nothing and
  * the record lives as long as the buffer does.
  *
- * Encoding, version 1 (all integers little-endian):
+ * Encoding, version 2 (all integers little-endian):
  *
  *   off  size  field
  *     0     1  format version (1)
@@ -19,12 +19,18 @@
  *    56     8  expires_at    (µs; 0 = never)
  *    64     8  last_used_at  (µs; 0 = never)
  *    72     1  n_scope       (<= KEY_SCOPE_MAX)
- *    73     …  strings, each as u16 length L, L bytes (no NUL among them), one
+ *    73     1  flags         (bit set of enum key_flag; no unknown bits)
+ *    74    12  parent        (id of the key it was created through; all zero = none)
+ *    86     …  strings, each as u16 length L, L bytes (no NUL among them), one
  *              NUL byte; in this order: name, description, owner, created_by,
  *              last_used_service, last_used_from, then n_scope scope entries.
  *
  * The buffer ends exactly after the last string; anything else is corrupt.
  * Empty optional strings are stored with L = 0 and decode to NULL.
+ *
+ * Version 1 is version 2 without flags and parent (strings from offset 73);
+ * it still decodes, as a key with no flags and no parent.  Records are
+ * always written as version 2.
  */
 #pragma once
 
@@ -35,15 +41,18 @@
 #include "macro.h"
 #include "token.h"
 
-#define RECORD_VERSION      1
-#define RECORD_FIXED_SIZE   73
-#define KEY_HASH_SIZE       32
-#define KEY_NAME_MAX        128
-#define KEY_DESCRIPTION_MAX 1024
-#define KEY_OWNER_MAX       256
-#define KEY_SCOPE_MAX       32
-#define KEY_SCOPE_ENTRY_MAX 64
-#define KEY_FIELD_MAX       256 /* created_by, last_used_service, last_used_from */
+#define RECORD_VERSION       2
+#define RECORD_FIXED_SIZE    86
+#define RECORD_V1_FIXED_SIZE 73
+#define KEY_HASH_SIZE        32
+#define KEY_NAME_MAX         128
+#define KEY_DESCRIPTION_MAX  1024
+#define KEY_OWNER_MAX        256
+#define KEY_SCOPE_MAX        32
+#define KEY_SCOPE_ENTRY_MAX  64
+#define KEY_FIELD_MAX        256 /* created_by, last_used_service, last_used_from */
+/* Generations of keys created through keys (parent, its parent, ...): a longer chain is refused. */
+#define KEY_LINEAGE_MAX 16
 
 enum key_status {
         KEY_STATUS_ENABLED = 1,
@@ -67,11 +76,28 @@ enum key_perm {
         KEY_PERM_ALL = 0x1f,
 };
 
+/*
+ * What a key may not do, whatever its role and permissions say.
+ *
+ * KEY_FLAG_NO_LOGIN: created through `invite` for another owner; it serves
+ * scripts and services (Verify without `user`), never a login as its owner
+ * (Verify with `user` answers NOT_FOR_LOGIN), and it cannot act as `auth`.
+ *
+ * KEY_FLAG_ADMIN_DISABLED: an admin disabled it; only an admin enables it.
+ */
+enum key_flag {
+        KEY_FLAG_NO_LOGIN = 1u << 0,
+        KEY_FLAG_ADMIN_DISABLED = 1u << 1,
+        KEY_FLAGS_ALL = 0x3,
+};
+
 struct key_record {
         char id[TOKEN_ID_LEN + 1];
         uint8_t status; /* enum key_status, never KEY_STATUS_EXPIRED */
         uint8_t role;   /* enum key_role */
         uint8_t permissions;
+        uint8_t flags;                 /* enum key_flag */
+        char parent[TOKEN_ID_LEN + 1]; /* the key it was created through; "" = none */
         uint8_t hash[KEY_HASH_SIZE];
         uint64_t created_at;
         uint64_t expires_at;

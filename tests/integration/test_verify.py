@@ -190,7 +190,8 @@ def test_status_comes_before_user_scope_and_permissions(root):
 def test_every_declared_code_is_produced_here():
     # The tests in this file produce each of these; a new code needs a test.
     produced = {"VALID", "BAD_FORMAT", "NOT_FOUND", "DISABLED", "REVOKED", "EXPIRED",
-                "WRONG_USER", "OUT_OF_SCOPE", "INSUFFICIENT_PERMISSIONS", "RATE_LIMITED"}
+                "WRONG_USER", "OUT_OF_SCOPE", "INSUFFICIENT_PERMISSIONS", "RATE_LIMITED",
+                "NOT_FOR_LOGIN"}
     assert set(INTERFACE.types["VerifyCode"]) == produced
 
 

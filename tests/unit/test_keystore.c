@@ -887,7 +887,7 @@ static void test_schema_newer_refused(void **state)
         assert_null(ks);
         assert_non_null(error);
         assert_string_equal(error, "keystore schema version 7 is newer than this apikeyd "
-                                   "supports (1); refusing to open it");
+                                   "supports (2); refusing to open it");
         free(error);
         assert_int_equal(keystore_open(f->dir, NULL, &ks, NULL), -EPROTONOSUPPORT);
         assert_int_equal(keystore_open(f->dir, &ro, &ks, NULL), -EPROTONOSUPPORT);
@@ -1002,7 +1002,7 @@ static void test_corrupt_record(void **state)
 
                 assert_non_null(mangled);
                 memcpy(mangled, enc, len);
-                mangled[75] = '\0'; /* the name "b" becomes a NUL */
+                mangled[RECORD_FIXED_SIZE + 2] = '\0'; /* the name "b" becomes a NUL */
                 raw_open(f, &raw, true);
                 raw_put(&raw, raw.keys, b.id, TOKEN_ID_LEN, "", 0);
                 raw_close(&raw);

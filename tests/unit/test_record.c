@@ -26,6 +26,8 @@ static void full_record(struct key_record *rec)
             .status = KEY_STATUS_DISABLED,
             .role = KEY_ROLE_CUSTOM,
             .permissions = KEY_PERM_READ | KEY_PERM_WRITE | KEY_PERM_INVITE,
+            .flags = KEY_FLAG_NO_LOGIN | KEY_FLAG_ADMIN_DISABLED,
+            .parent = "Zz9PaRenT0k1",
             .created_at = NOW,
             .expires_at = NOW + 86400000000ull,
             .last_used_at = NOW + 1000,
@@ -217,12 +219,14 @@ static void test_layout(void **state)
         assert_int_equal(le64_at(buf + 56), rec.expires_at);
         assert_int_equal(le64_at(buf + 64), rec.last_used_at);
         assert_int_equal(buf[72], 3);
+        assert_int_equal(buf[73], rec.flags);
+        assert_memory_equal(buf + 74, rec.parent, 12);
         /* name: u16 LE length, bytes, NUL */
-        assert_int_equal(buf[73], 6);
-        assert_int_equal(buf[74], 0);
-        assert_memory_equal(buf + 75, "deploy", 7);
+        assert_int_equal(buf[86], 6);
+        assert_int_equal(buf[87], 0);
+        assert_memory_equal(buf + 88, "deploy", 7);
         /* description follows */
-        assert_int_equal(buf[82], strlen(rec.description));
+        assert_int_equal(buf[95], strlen(rec.description));
         /* the last scope entry ends the buffer */
         assert_memory_equal(buf + len - 12, "billing-api", 12);
         assert_int_equal(buf[len - 14], 11);
@@ -340,7 +344,8 @@ static void test_random_mutations(void **state)
                                 buf[rng() % n] = (uint8_t)rng();
                                 break;
                         case 1: /* a small length, where lengths live */
-                                buf[73 + rng() % (n - 73)] = (uint8_t)(rng() % 8);
+                                buf[RECORD_FIXED_SIZE + rng() % (n - RECORD_FIXED_SIZE)] =
+                                    (uint8_t)(rng() % 8);
                                 break;
                         default: /* shorten or lengthen */
                                 n = len - 8 + (size_t)(rng() % 17);
@@ -428,13 +433,56 @@ static void test_specific_corruptions(void **state)
         /* n_scope above the maximum */
         expect_corrupt_at(72, KEY_SCOPE_MAX + 1);
         expect_corrupt_at(72, 0xff);
+        /* flags: an unknown bit */
+        expect_corrupt_at(73, 0x4 | KEY_FLAG_NO_LOGIN);
+        /* parent: not base62, a NUL inside, or the key itself */
+        expect_corrupt_at(74, '_');
+        expect_corrupt_at(80, '\0');
+        {
+                struct key_record rec;
+                uint8_t *buf;
+                size_t len;
+
+                full_record(&rec);
+                encode(&rec, &buf, &len);
+                memcpy(buf + 74, ID, 12);
+                assert_int_equal(decode_exact(buf, len, NULL), -EBADMSG);
+                free(buf);
+        }
         /* name: empty, a NUL inside, no terminating NUL, length past the end */
-        expect_corrupt_at(73, 0);
-        expect_corrupt_at(76, '\0');
-        expect_corrupt_at(81, 'x');
-        expect_corrupt_at(74, 0xff);
+        expect_corrupt_at(86, 0);
+        expect_corrupt_at(89, '\0');
+        expect_corrupt_at(94, 'x');
+        expect_corrupt_at(87, 0xff);
         /* a control character in the name */
-        expect_corrupt_at(76, '\n');
+        expect_corrupt_at(89, '\n');
+}
+
+/* A version 1 record (no flags, no parent) still decodes: stores written
+ * before version 2 keep working. */
+static void test_version_1(void **state)
+{
+        struct key_record rec, out;
+        uint8_t *buf, *v1;
+        size_t len;
+
+        full_record(&rec);
+        encode(&rec, &buf, &len);
+        v1 = malloc(len - 13);
+        assert_non_null(v1);
+        memcpy(v1, buf, RECORD_V1_FIXED_SIZE);
+        memcpy(v1 + RECORD_V1_FIXED_SIZE, buf + RECORD_FIXED_SIZE, len - RECORD_FIXED_SIZE);
+        v1[0] = 1;
+        assert_int_equal(record_decode(v1, len - 13, &out), 0);
+        assert_int_equal(out.flags, 0);
+        assert_string_equal(out.parent, "");
+        assert_string_equal(out.name, "deploy");
+        assert_string_equal(out.scope[2], "billing-api");
+        /* As version 2 it is too short. */
+        v1[0] = 2;
+        assert_int_equal(record_decode(v1, len - 13, NULL), -EBADMSG);
+        free(v1);
+        free(buf);
 }
 
 static void test_duplicate_scope_in_encoding(void **state)
@@ -669,6 +717,7 @@ int main(void)
             cmocka_unit_test(test_byte_flips),
             cmocka_unit_test(test_random_mutations),
             cmocka_unit_test(test_version),
+            cmocka_unit_test(test_version_1),
             cmocka_unit_test(test_specific_corruptions),
             cmocka_unit_test(test_duplicate_scope_in_encoding),
             cmocka_unit_test(test_validate_refusals),
