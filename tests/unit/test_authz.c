@@ -110,36 +110,23 @@ enum target {
 #define A 0      /* allowed */
 #define D -EPERM /* PermissionDenied */
 
+/* clang-format off */
 static const struct {
         enum authz_action action;
         const char *name;
         int expect[_CALLER_MAX][2]; /* [caller][OWN, THEIRS] */
 } check_rows[] = {
-    /*                        root    gadmin  user    adminK  createK writeK  deleteK readK inviteK
-     */
-    {AUTHZ_READ, "read", {{A, A}, {A, A}, {A, D}, {A, A}, {A, D}, {A, D}, {A, D}, {A, D}, {A, D}}},
-    {AUTHZ_UPDATE,
-     "update",
-     {{A, A}, {A, A}, {A, D}, {A, A}, {D, D}, {A, D}, {D, D}, {D, D}, {D, D}}},
-    {AUTHZ_TOGGLE,
-     "toggle",
-     {{A, A}, {A, A}, {A, D}, {A, A}, {D, D}, {A, D}, {D, D}, {D, D}, {D, D}}},
-    {AUTHZ_REVOKE,
-     "revoke",
-     {{A, A}, {A, A}, {A, D}, {A, A}, {D, D}, {D, D}, {A, D}, {D, D}, {D, D}}},
-    {AUTHZ_DELETE,
-     "delete",
-     {{A, A}, {A, A}, {A, D}, {A, A}, {D, D}, {D, D}, {A, D}, {D, D}, {D, D}}},
-    {AUTHZ_SHARED_SECRET,
-     "shared secret",
-     {{A, A}, {A, A}, {D, D}, {A, A}, {D, D}, {D, D}, {D, D}, {D, D}, {D, D}}},
-    {AUTHZ_AUDIT,
-     "audit",
-     {{A, A}, {A, A}, {D, D}, {A, A}, {D, D}, {D, D}, {D, D}, {D, D}, {D, D}}},
-    {AUTHZ_LOCKOUT,
-     "lockout",
-     {{A, A}, {A, A}, {D, D}, {A, A}, {D, D}, {D, D}, {D, D}, {D, D}, {D, D}}},
+    /*                                    root    gadmin  user    adminK  createK writeK  deleteK readK   inviteK */
+    {AUTHZ_READ,          "read",          {{A, A}, {A, A}, {A, D}, {A, A}, {A, D}, {A, D}, {A, D}, {A, D}, {A, D}}},
+    {AUTHZ_UPDATE,        "update",        {{A, A}, {A, A}, {A, D}, {A, A}, {D, D}, {A, D}, {D, D}, {D, D}, {D, D}}},
+    {AUTHZ_TOGGLE,        "toggle",        {{A, A}, {A, A}, {A, D}, {A, A}, {D, D}, {A, D}, {D, D}, {D, D}, {D, D}}},
+    {AUTHZ_REVOKE,        "revoke",        {{A, A}, {A, A}, {A, D}, {A, A}, {D, D}, {D, D}, {A, D}, {D, D}, {D, D}}},
+    {AUTHZ_DELETE,        "delete",        {{A, A}, {A, A}, {A, D}, {A, A}, {D, D}, {D, D}, {A, D}, {D, D}, {D, D}}},
+    {AUTHZ_SHARED_SECRET, "shared secret", {{A, A}, {A, A}, {D, D}, {A, A}, {D, D}, {D, D}, {D, D}, {D, D}, {D, D}}},
+    {AUTHZ_AUDIT,         "audit",         {{A, A}, {A, A}, {D, D}, {A, A}, {D, D}, {D, D}, {D, D}, {D, D}, {D, D}}},
+    {AUTHZ_LOCKOUT,       "lockout",       {{A, A}, {A, A}, {D, D}, {A, A}, {D, D}, {D, D}, {D, D}, {D, D}, {D, D}}},
 };
+/* clang-format on */
 
 static void test_check_every_cell(void **state)
 {
@@ -206,19 +193,21 @@ static const struct grant_case grants[] = {
 #define DQ -EDQUOT /* PolicyViolation */
 
 /* [grant][caller]; policy: users may create, 90-day maximum lifetime. */
+/* clang-format off */
 static const int create_expect[ELEMENTSOF(grants)][_CALLER_MAX] = {
     /*                          root gadm user adK crK wrK deK rdK inK */
-    /* any scope, never      */ {A, A, DQ, D, D, D, D, D, DQ},
-    /* apikeyd, 30 min       */ {A, A, A, A, A, D, D, D, A},
-    /* sshd, 30 min          */ {A, A, A, D, A, D, D, D, A},
-    /* apikeyd+sudo, 30 min  */ {A, A, A, D, D, D, D, D, A},
-    /* apikeyd, 90 days      */ {A, A, A, D, D, D, D, D, A},
-    /* admin role            */ {A, A, D, A, D, D, D, D, D},
-    /* custom write          */ {A, A, A, A, D, D, D, D, D},
-    /* custom invite         */ {A, A, D, A, D, D, D, D, A},
-    /* for another owner     */ {A, A, D, A, D, D, D, D, NL},
-    /* for root              */ {A, A, D, A, D, D, D, D, D},
+    /* any scope, never      */ {A,   A,   DQ,  D,  D,  D,  D,  D,  DQ},
+    /* apikeyd, 30 min       */ {A,   A,   A,   A,  A,  D,  D,  D,  A},
+    /* sshd, 30 min          */ {A,   A,   A,   D,  A,  D,  D,  D,  A},
+    /* apikeyd+sudo, 30 min  */ {A,   A,   A,   D,  D,  D,  D,  D,  A},
+    /* apikeyd, 90 days      */ {A,   A,   A,   D,  D,  D,  D,  D,  A},
+    /* admin role            */ {A,   A,   D,   A,  D,  D,  D,  D,  D},
+    /* custom write          */ {A,   A,   A,   A,  D,  D,  D,  D,  D},
+    /* custom invite         */ {A,   A,   D,   A,  D,  D,  D,  D,  A},
+    /* for another owner     */ {A,   A,   D,   A,  D,  D,  D,  D,  NL},
+    /* for root              */ {A,   A,   D,   A,  D,  D,  D,  D,  D},
 };
+/* clang-format on */
 
 static void test_create_every_cell(void **state)
 {
