@@ -871,6 +871,170 @@ static void test_reopen(void **state)
         verify_ok(f);
 }
 
+/* ---- keys created through keys ---- */
+
+/* A key `n` created through key `parent` (0 = none). */
+static void put_child(struct fixture *f, uint64_t n, uint64_t parent, const char *name)
+{
+        struct key_record rec;
+
+        make_rec(&rec, n, "alice", name);
+        if (parent)
+                make_id(parent, rec.parent);
+        assert_int_equal(keystore_put_key(f->ks, &rec), 0);
+}
+
+static enum key_status status_of(struct fixture *f, uint64_t n)
+{
+        _cleanup_free_ void *storage = NULL;
+        struct key_record rec;
+        char id[TOKEN_ID_LEN + 1];
+
+        make_id(n, id);
+        assert_int_equal(keystore_get(f->ks, id, &rec, &storage), 0);
+        return rec.status;
+}
+
+static void test_tree_revoke(void **state)
+{
+        struct fixture *f = *state;
+        struct key_status_change sc = {.status = KEY_STATUS_REVOKED};
+        char id[TOKEN_ID_LEN + 1], kids[4][TOKEN_ID_LEN + 1];
+        size_t n;
+
+        /* 1 -> 2 -> 3, 1 -> 4, and 5 on its own. */
+        put_child(f, 1, 0, "top");
+        put_child(f, 2, 1, "mid");
+        put_child(f, 3, 2, "leaf");
+        put_child(f, 4, 1, "other");
+        put_child(f, 5, 0, "alone");
+        make_id(1, id);
+        assert_int_equal(keystore_children(f->ks, id, kids, 4, &n), 0);
+        assert_int_equal(n, 2);
+        make_id(2, id);
+        assert_int_equal(keystore_children(f->ks, id, kids, 4, &n), 0);
+        assert_int_equal(n, 1);
+        make_id(3, id);
+        assert_string_equal(kids[0], id);
+
+        /* Revoking the middle key revokes below it only. */
+        make_id(2, id);
+        assert_int_equal(keystore_change_status(f->ks, id, &sc, NULL, NULL), 0);
+        assert_int_equal(sc.ret_revoked, 1);
+        assert_int_equal(status_of(f, 3), KEY_STATUS_REVOKED);
+        assert_int_equal(status_of(f, 1), KEY_STATUS_ENABLED);
+        assert_int_equal(status_of(f, 4), KEY_STATUS_ENABLED);
+
+        /* Revoking the top: the one not yet revoked follows. */
+        make_id(1, id);
+        sc = (struct key_status_change){.status = KEY_STATUS_REVOKED};
+        assert_int_equal(keystore_change_status(f->ks, id, &sc, NULL, NULL), 0);
+        assert_int_equal(sc.ret_revoked, 1);
+        assert_int_equal(status_of(f, 4), KEY_STATUS_REVOKED);
+        assert_int_equal(status_of(f, 5), KEY_STATUS_ENABLED);
+        verify_ok(f);
+}
+
+static void test_tree_delete(void **state)
+{
+        struct fixture *f = *state;
+        char id[TOKEN_ID_LEN + 1], kids[2][TOKEN_ID_LEN + 1];
+        size_t n = 99;
+
+        put_child(f, 1, 0, "top");
+        put_child(f, 2, 1, "mid");
+        put_child(f, 3, 2, "leaf");
+        make_id(2, id);
+        assert_int_equal(keystore_delete_tree(f->ks, id, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(status_of(f, 3), KEY_STATUS_REVOKED);
+        assert_int_equal(keystore_get(f->ks, id, NULL, NULL), -ENOENT);
+        /* The deleted key is no longer a child of its parent, nor a parent. */
+        make_id(1, id);
+        assert_int_equal(keystore_children(f->ks, id, kids, 2, &n), 0);
+        assert_int_equal(n, 0);
+        make_id(2, id);
+        assert_int_equal(keystore_children(f->ks, id, kids, 2, &n), 0);
+        assert_int_equal(n, 0);
+        verify_ok(f);
+}
+
+static void test_tree_lineage(void **state)
+{
+        struct fixture *f = *state;
+        _cleanup_free_ void *storage = NULL;
+        struct key_record leaf;
+        char id[TOKEN_ID_LEN + 1], blocked[TOKEN_ID_LEN + 1];
+        unsigned depth;
+
+        put_child(f, 1, 0, "top");
+        put_child(f, 2, 1, "mid");
+        put_child(f, 3, 2, "leaf");
+        make_id(3, id);
+        assert_int_equal(keystore_get(f->ks, id, &leaf, &storage), 0);
+        assert_int_equal(keystore_lineage(f->ks, &leaf, NOW, blocked, &depth), 0);
+        assert_int_equal(depth, 2);
+
+        /* Disabling the top suspends the leaf; its own status stays. */
+        make_id(1, id);
+        assert_int_equal(keystore_set_status(f->ks, id, KEY_STATUS_DISABLED, NULL, NULL), 0);
+        assert_int_equal(keystore_lineage(f->ks, &leaf, NOW, blocked, NULL), 1);
+        assert_string_equal(blocked, id);
+        assert_int_equal(status_of(f, 3), KEY_STATUS_ENABLED);
+        assert_int_equal(keystore_set_status(f->ks, id, KEY_STATUS_ENABLED, NULL, NULL), 0);
+        assert_int_equal(keystore_lineage(f->ks, &leaf, NOW, blocked, NULL), 0);
+
+        /* An expired or deleted ancestor ends it too. */
+        make_id(2, id);
+        assert_int_equal(keystore_delete_key(f->ks, id), 0);
+        assert_int_equal(keystore_lineage(f->ks, &leaf, NOW, blocked, NULL), 1);
+        assert_string_equal(blocked, id);
+}
+
+static void test_admin_disable_mark(void **state)
+{
+        struct fixture *f = *state;
+        _cleanup_free_ void *storage = NULL;
+        struct key_record rec;
+        char id[TOKEN_ID_LEN + 1];
+        struct key_status_change sc = {.status = KEY_STATUS_DISABLED, .by_admin = true};
+
+        put(f, 1, "alice", "k");
+        make_id(1, id);
+        assert_int_equal(keystore_change_status(f->ks, id, &sc, &rec, &storage), 0);
+        assert_int_equal(rec.flags, KEY_FLAG_ADMIN_DISABLED);
+        free(TAKE_PTR(storage));
+        /* The owner cannot enable it; an admin can, which clears the mark. */
+        assert_int_equal(keystore_set_status(f->ks, id, KEY_STATUS_ENABLED, NULL, NULL), -EPERM);
+        assert_int_equal(status_of(f, 1), KEY_STATUS_DISABLED);
+        sc = (struct key_status_change){.status = KEY_STATUS_ENABLED, .by_admin = true};
+        assert_int_equal(keystore_change_status(f->ks, id, &sc, &rec, &storage), 0);
+        assert_int_equal(rec.flags, 0);
+        assert_int_equal(rec.status, KEY_STATUS_ENABLED);
+        /* An owner's Disable leaves no mark. */
+        assert_int_equal(keystore_set_status(f->ks, id, KEY_STATUS_DISABLED, NULL, NULL), 0);
+        assert_int_equal(keystore_set_status(f->ks, id, KEY_STATUS_ENABLED, NULL, NULL), 0);
+}
+
+static void test_schema_1_upgraded(void **state)
+{
+        struct fixture *f = *state;
+        const uint8_t one[4] = {1, 0, 0, 0};
+        uint8_t schema[4];
+        size_t len;
+
+        put(f, 1, "alice", "k");
+        assert_int_equal(keystore_meta_put(f->ks, "schema", one, sizeof(one)), 0);
+        ks_close(f);
+        ks_open(f, 0, 0, KEYSTORE_NOSYNC);
+        assert_int_equal(keystore_meta_get(f->ks, "schema", schema, sizeof(schema), &len), 0);
+        assert_int_equal(schema[0], KEYSTORE_SCHEMA_VERSION);
+        /* Keys of the older schema keep working and gain children. */
+        put_child(f, 2, 1, "child");
+        assert_int_equal(status_of(f, 1), KEY_STATUS_ENABLED);
+        verify_ok(f);
+}
+
 static void test_schema_newer_refused(void **state)
 {
         struct fixture *f = *state;
@@ -2091,6 +2255,11 @@ int main(void)
             T(test_delete),
             T(test_indexes_after_random_changes),
             T(test_reopen),
+            T(test_tree_revoke),
+            T(test_tree_delete),
+            T(test_tree_lineage),
+            T(test_admin_disable_mark),
+            T(test_schema_1_upgraded),
             T(test_schema_newer_refused),
             T(test_schema_missing),
             T(test_corrupt_record),
