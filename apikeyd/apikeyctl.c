@@ -599,8 +599,8 @@ static int show_key(const json_t *k)
         uint64_t now = now_usec(), t;
         _cleanup_free_ char *perms = join(json_object_get(k, "permissions"), ", ", "none");
         _cleanup_free_ char *scope = join(json_object_get(k, "scope"), ", ", "any service");
-        _cleanup_free_ char *created = NULL;
-        const char *by = param_str(k, "created_by");
+        _cleanup_free_ char *created = NULL, *status = NULL;
+        const char *by = param_str(k, "created_by"), *parent = param_str(k, "parent");
         char expires[256], when[256], last[1024];
 
         if (!perms || !scope)
@@ -614,6 +614,11 @@ static int show_key(const json_t *k)
         if (asprintf(&created, "%s%s%s", when, by ? " by " : "", by ? by : "") < 0)
                 return -ENOMEM;
         format_last_used(k, now, true, last, sizeof(last));
+        if (asprintf(&status, "%s%s", param_str(k, "status") ?: "?",
+                     json_is_true(json_object_get(k, "disabled_by_admin"))
+                         ? " (by an admin: only an admin may enable it)"
+                         : "") < 0)
+                return -ENOMEM;
 
         const char *const fields[][2] = {
             {"ID", param_str(k, "id")},
@@ -623,13 +628,20 @@ static int show_key(const json_t *k)
             {"Role", param_str(k, "role")},
             {"Permissions", perms},
             {"Scope", scope},
-            {"Status", param_str(k, "status")},
+            {"Status", status},
+            {"Login", json_is_true(json_object_get(k, "no_login"))
+                          ? "no: created through invite, for scripts and services only"
+                          : NULL},
             {"Expires", expires},
             {"Created", created},
+            {"Through", parent},
             {"Last used", last},
         };
         for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
-                if (STREQ(fields[i][0], "Description") && !fields[i][1])
+                /* Optional lines are left out when they have nothing to say. */
+                if ((STREQ(fields[i][0], "Description") || STREQ(fields[i][0], "Login") ||
+                     STREQ(fields[i][0], "Through")) &&
+                    !fields[i][1])
                         continue;
                 int r = print_field(fields[i][0], fields[i][1]);
                 if (r < 0)
@@ -1003,7 +1015,20 @@ static int cmd_show(struct ctl *c, struct args *a)
         k = json_object_get(reply, "key");
         if (!json_is_object(k))
                 return bad_reply(c, "Get");
-        return output_key(c, k);
+        r = output_key(c, k);
+        if (r < 0 || c->json)
+                return r;
+        /* The keys created through it: they die with it. */
+        json_t *children = json_object_get(reply, "children");
+        if (json_array_size(children) > 0) {
+                _cleanup_free_ char *ids = join(children, ", ", "");
+                _cleanup_free_ char *line = NULL;
+                json_int_t total = json_integer_value(json_object_get(reply, "children_total"));
+                if (!ids || asprintf(&line, "%s (%lld in all)", ids, (long long)total) < 0)
+                        return -ENOMEM;
+                r = print_field("Children", line);
+        }
+        return r;
 }
 
 static int cmd_update(struct ctl *c, struct args *a)

@@ -1274,3 +1274,23 @@ def test_completion_and_man_page_know_every_command():
     for cmd in COMMANDS:
         assert re.search(rf"\b{re.escape(cmd)}\b", text), cmd
         assert cmd.replace("-", "\\-") in man, cmd
+
+
+def test_show_names_parent_children_and_limits(root, apikeyd):
+    top = root.create("top", owner="app-team", permissions=["create", "read", "invite"])
+    mid = root.ok(f"{IFACE}.Create", {"name": "mid", "auth": top["token"]})["key"]
+    invited = root.ok(f"{IFACE}.Create", {"name": "for-bob", "owner": "someone-else",
+                                          "auth": top["token"]})["key"]
+    out = run_ctl("show", top["key"]["id"], socket=apikeyd.socket, rc=0).out
+    children = sorted([mid["id"], invited["id"]])
+    assert re.search(r"^ +Children: (\w+), (\w+) \(2 in all\)$", out, re.M), out
+    assert sorted(re.search(r"Children: (\w+), (\w+)", out).groups()) == children
+    out = run_ctl("show", invited["id"], socket=apikeyd.socket, rc=0).out
+    assert f"    Through: {top['key']['id']}\n" in out, out
+    assert "      Login: no: created through invite, for scripts and services only\n" in out, out
+    root.ok(f"{IFACE}.Disable", {"id": invited["id"]})
+    out = run_ctl("show", invited["id"], socket=apikeyd.socket, rc=0).out
+    assert "     Status: disabled (by an admin: only an admin may enable it)\n" in out, out
+    # A key of no tree shows neither line.
+    out = run_ctl("show", root.create("plain")["key"]["id"], socket=apikeyd.socket, rc=0).out
+    assert "Through" not in out and "Children" not in out and "Login" not in out
