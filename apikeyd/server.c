@@ -669,8 +669,24 @@ static unsigned connections_of(const struct server *s, uid_t uid)
         return n;
 }
 
-static void refuse_connection(struct server *s, int fd, unsigned limit, const char *which)
+enum refusal {
+        REFUSE_TOTAL,
+        REFUSE_PER_UID,
+        _REFUSE_MAX,
+};
+
+/*
+ * Each limit's log line is rate-limited on its own: a flood refused at the
+ * per-user limit must not hide that root was refused at the total.
+ */
+static void refuse_connection(struct server *s, int fd, unsigned limit, enum refusal which)
 {
+        static const char *const names[_REFUSE_MAX] = {
+            [REFUSE_TOTAL] = "total",
+            [REFUSE_PER_UID] = "per-user",
+        };
+        static uint64_t log_last[_REFUSE_MAX];
+        static unsigned log_suppressed[_REFUSE_MAX];
         json_t *obj = json_pack("{s:s, s:{s:I}}", "error", "io.apikeyd.Keys.TooManyConnections",
                                 "parameters", "limit", (json_int_t)limit);
         size_t len;
@@ -680,8 +696,9 @@ static void refuse_connection(struct server *s, int fd, unsigned limit, const ch
                 (void)send(fd, msg, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         free(msg);
         json_decref(obj);
-        log_ratelimited(LOG_WARNING, &limit_log_last, &limit_log_suppressed, LOG_INTERVAL,
-                        "%s connection limit of %u reached; refusing new clients", which, limit);
+        log_ratelimited(LOG_WARNING, &log_last[which], &log_suppressed[which], LOG_INTERVAL,
+                        "%s connection limit of %u reached; refusing new clients", names[which],
+                        limit);
         close(fd);
 }
 
@@ -691,7 +708,7 @@ int server_add_connection(struct server *s, int fd)
         int r;
 
         if (s->n_connections >= s->opts.max_connections) {
-                refuse_connection(s, fd, s->opts.max_connections, "total");
+                refuse_connection(s, fd, s->opts.max_connections, REFUSE_TOTAL);
                 return -EUSERS;
         }
         c = calloc(1, sizeof(*c));
@@ -703,7 +720,7 @@ int server_add_connection(struct server *s, int fd)
         if (s->opts.max_connections_per_uid &&
             connections_of(s, c->caller.uid) >= s->opts.max_connections_per_uid) {
                 free(c);
-                refuse_connection(s, fd, s->opts.max_connections_per_uid, "per-user");
+                refuse_connection(s, fd, s->opts.max_connections_per_uid, REFUSE_PER_UID);
                 return -EUSERS;
         }
         c->server = s;
