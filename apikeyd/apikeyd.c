@@ -222,7 +222,9 @@ static int open_socket(const char *path, int *ret_fd, bool *ret_bound)
 /*
  * Room for the connections the config allows: raise the soft file limit to
  * the hard one (the loop uses epoll, not select, so large numbers are fine)
- * and, if that is still too few, allow fewer connections and say so.
+ * and, if that is still too few, allow fewer connections and say so.  The
+ * connections cut are other users': the reserve for root and the daemon's
+ * user stays whole while it fits.
  */
 static void fit_connections_to_file_limit(struct apikeyd_config *cfg)
 {
@@ -243,6 +245,12 @@ static void fit_connections_to_file_limit(struct apikeyd_config *cfg)
                             "serving at most %u connections (raise LimitNOFILE=)",
                             cfg->max_connections, (unsigned long long)rl.rlim_cur, fit);
                 cfg->max_connections = fit;
+                if (cfg->reserved_connections > fit)
+                        cfg->reserved_connections = fit;
+                log_warning("of those, %u are kept for root and the daemon's user "
+                            "(reserved_connections) and %u are left to other users",
+                            config_reserved_connections(cfg),
+                            fit - config_reserved_connections(cfg));
         }
         if (cfg->max_connections_per_uid > cfg->max_connections)
                 cfg->max_connections_per_uid = cfg->max_connections;
@@ -331,6 +339,7 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
                     .max_message = cfg->max_message_size,
                     .max_connections = cfg->max_connections,
                     .max_connections_per_uid = cfg->max_connections_per_uid,
+                    .reserved_connections = config_reserved_connections(cfg),
                     .client_timeout = cfg->client_timeout_usec,
                 };
                 r = server_new(d.event, fd, &sopts, api_dispatch, &d.api, &d.server);

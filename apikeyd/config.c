@@ -17,6 +17,8 @@
 
 #define DEFAULT_ADMIN_GROUP      "apikey-admin"
 #define DEFAULT_AUDIT_MAX_EVENTS 100000
+/* An eighth of the default max_connections (256); see config_reserved_connections(). */
+#define DEFAULT_RESERVED_CONNECTIONS 32
 
 /* Group names longer than this are not names any NSS module hands out. */
 #define GROUP_NAME_MAX 256
@@ -63,6 +65,8 @@ static const struct option options[] = {
     {"max_connections", OPT_NUMBER, FIELD(max_connections), 1, 65536, 0,
      "expected a number from 1 to 65536"},
     {"max_connections_per_uid", OPT_NUMBER, FIELD(max_connections_per_uid), 1, 65536, 0,
+     "expected a number from 1 to 65536"},
+    {"reserved_connections", OPT_NUMBER, FIELD(reserved_connections), 1, 65536, 0,
      "expected a number from 1 to 65536"},
     {"client_timeout", OPT_DURATION, FIELD(client_timeout_usec), USEC_PER_SEC, USEC_PER_HOUR, 0,
      "expected a duration from 1s to 1h"},
@@ -456,6 +460,31 @@ static int check_lifetimes(struct apikeyd_config *c, const unsigned seen[], cons
                        "user_default_lifetime (%s) is longer than user_max_lifetime (%s)", a, b);
 }
 
+unsigned config_reserved_connections(const struct apikeyd_config *c)
+{
+        unsigned eighth = c->max_connections / 8 > 0 ? c->max_connections / 8 : 1;
+
+        if (c->reserved_connections != 0)
+                return c->reserved_connections;
+        return eighth < DEFAULT_RESERVED_CONNECTIONS ? eighth : DEFAULT_RESERVED_CONNECTIONS;
+}
+
+/* The reserve is carved out of max_connections, so it cannot be larger. */
+static int check_connections(const struct apikeyd_config *c, const unsigned seen[],
+                             const char *name, char **ret_error)
+{
+        unsigned reserved_line = seen[option_index("reserved_connections")];
+
+        if (c->reserved_connections <= c->max_connections)
+                return 0;
+        /* An earlier file's reserve that this file's max_connections cuts
+         * below is an error too, named where the reserve is set now or not. */
+        return fail_at(ret_error, name,
+                       reserved_line ? reserved_line : seen[option_index("max_connections")],
+                       "reserved_connections (%u) is more than max_connections (%u)",
+                       c->reserved_connections, c->max_connections);
+}
+
 int config_parse_string(struct apikeyd_config *c, const char *text, const char *name_for_errors,
                         char **ret_error)
 {
@@ -495,6 +524,9 @@ int config_parse_string(struct apikeyd_config *c, const char *text, const char *
         }
 
         r = check_lifetimes(&next, seen, name, ret_error);
+        if (r < 0)
+                return r;
+        r = check_connections(&next, seen, name, ret_error);
         if (r < 0)
                 return r;
 

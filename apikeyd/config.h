@@ -35,6 +35,14 @@
  *   max_message_size          64K           largest Varlink message accepted, 1K-16M
  *   max_connections           256           concurrent client connections, 1-65536
  *   max_connections_per_uid   64            concurrent connections of one user, 1-65536
+ *   reserved_connections      32            of max_connections, kept for root and the
+ *                                           daemon's own user: other users together hold
+ *                                           at most max_connections minus this, each at
+ *                                           most max_connections_per_uid; root and the
+ *                                           daemon's user only count against
+ *                                           max_connections; 1 to max_connections; not
+ *                                           set: 32, or an eighth of max_connections
+ *                                           (at least 1) when that is less
  *   client_timeout            10s           a client idle or stalled mid-message this
  *                                           long is disconnected, 1s-1h
  *   last_used_flush_interval  5s            how often batched last-used times are
@@ -75,6 +83,7 @@ struct apikeyd_config {
         size_t max_message_size;             /* bytes */
         unsigned max_connections;
         unsigned max_connections_per_uid;
+        unsigned reserved_connections; /* 0 = not set: see config_reserved_connections() */
         uint64_t client_timeout_usec;
         uint64_t last_used_flush_interval_usec;
         uint64_t audit_max_events;  /* never 0: 0 in the file means the default */
@@ -111,6 +120,14 @@ int config_parse_string(struct apikeyd_config *c, const char *text, const char *
  */
 int config_load_file(struct apikeyd_config *c, const char *path, bool missing_ok,
                      char **ret_error) _warn_unused_;
+
+/*
+ * The connections kept for root and the daemon's user, from 1 to
+ * max_connections: reserved_connections, or when that is not set, what
+ * the table above says for its default (computed from max_connections as
+ * it is now, so it follows max_connections down).
+ */
+unsigned config_reserved_connections(const struct apikeyd_config *c);
 
 /* The name of option `i`, in the order of the table above; NULL past the last. */
 const char *config_option_name(size_t i);

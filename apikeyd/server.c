@@ -35,7 +35,8 @@ struct connection {
          * the loop looks at any socket again). */
         sd_event_source *resume;
         struct caller caller;
-        void *data; /* connection_set_data() */
+        bool privileged; /* root or the daemon's user: may use the reserve */
+        void *data;      /* connection_set_data() */
         struct varlink_buffer in;
         char *out;
         size_t out_size, out_sent, out_alloc;
@@ -77,6 +78,10 @@ struct server {
         void *userdata;
         struct connection *connections;
         unsigned n_connections;
+        /* Of those, the connections of users other than root and the
+         * daemon's own (uid `own_uid`), and how many of them are allowed. */
+        unsigned n_ordinary, max_ordinary;
+        uid_t own_uid;
 };
 
 static uint64_t limit_log_last;
@@ -139,6 +144,8 @@ static void connection_free(struct connection *c)
         if (c->next)
                 c->next->prev = c->prev;
         s->n_connections--;
+        if (!c->privileged)
+                s->n_ordinary--;
         c->server = NULL;
         if (s->batch)
                 for (int i = s->batch_i + 1; i < s->batch_n; i++)
@@ -669,8 +676,26 @@ static unsigned connections_of(const struct server *s, uid_t uid)
         return n;
 }
 
-static void refuse_connection(struct server *s, int fd, unsigned limit, const char *which)
+enum refusal {
+        REFUSE_TOTAL,
+        REFUSE_PER_UID,
+        REFUSE_ORDINARY,
+        _REFUSE_MAX,
+};
+
+/*
+ * Each limit's log line is rate-limited on its own: a flood refused at the
+ * per-user limit must not hide that root was refused at the total.
+ */
+static void refuse_connection(struct server *s, int fd, unsigned limit, enum refusal which)
 {
+        static const char *const names[_REFUSE_MAX] = {
+            [REFUSE_TOTAL] = "total",
+            [REFUSE_PER_UID] = "per-user",
+            [REFUSE_ORDINARY] = "ordinary users'",
+        };
+        static uint64_t log_last[_REFUSE_MAX];
+        static unsigned log_suppressed[_REFUSE_MAX];
         json_t *obj = json_pack("{s:s, s:{s:I}}", "error", "io.apikeyd.Keys.TooManyConnections",
                                 "parameters", "limit", (json_int_t)limit);
         size_t len;
@@ -680,8 +705,9 @@ static void refuse_connection(struct server *s, int fd, unsigned limit, const ch
                 (void)send(fd, msg, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         free(msg);
         json_decref(obj);
-        log_ratelimited(LOG_WARNING, &limit_log_last, &limit_log_suppressed, LOG_INTERVAL,
-                        "%s connection limit of %u reached; refusing new clients", which, limit);
+        log_ratelimited(LOG_WARNING, &log_last[which], &log_suppressed[which], LOG_INTERVAL,
+                        "%s connection limit of %u reached; refusing new clients", names[which],
+                        limit);
         close(fd);
 }
 
@@ -691,7 +717,7 @@ int server_add_connection(struct server *s, int fd)
         int r;
 
         if (s->n_connections >= s->opts.max_connections) {
-                refuse_connection(s, fd, s->opts.max_connections, "total");
+                refuse_connection(s, fd, s->opts.max_connections, REFUSE_TOTAL);
                 return -EUSERS;
         }
         c = calloc(1, sizeof(*c));
@@ -700,10 +726,17 @@ int server_add_connection(struct server *s, int fd)
                 return -ENOMEM;
         }
         read_peer(fd, &c->caller);
-        if (s->opts.max_connections_per_uid &&
+        /* sshd and sudo call as root: key logins depend on the reserve. */
+        c->privileged = c->caller.uid == 0 || c->caller.uid == s->own_uid;
+        if (!c->privileged && s->opts.max_connections_per_uid &&
             connections_of(s, c->caller.uid) >= s->opts.max_connections_per_uid) {
                 free(c);
-                refuse_connection(s, fd, s->opts.max_connections_per_uid, "per-user");
+                refuse_connection(s, fd, s->opts.max_connections_per_uid, REFUSE_PER_UID);
+                return -EUSERS;
+        }
+        if (!c->privileged && s->n_ordinary >= s->max_ordinary) {
+                free(c);
+                refuse_connection(s, fd, s->max_ordinary, REFUSE_ORDINARY);
                 return -EUSERS;
         }
         c->server = s;
@@ -716,6 +749,8 @@ int server_add_connection(struct server *s, int fd)
                 c->next->prev = c;
         s->connections = c;
         s->n_connections++;
+        if (!c->privileged)
+                s->n_ordinary++;
 
         /* Edge-triggered: a socket with unread bytes is read until it is
          * empty (or the turn ends and the resume timer brings it back), not
@@ -796,6 +831,10 @@ int server_new(sd_event *event, int listen_fd, const struct server_options *opts
         s->event = event;
         s->listen_fd = listen_fd;
         s->opts = *opts;
+        s->max_ordinary = opts->reserved_connections < opts->max_connections
+                              ? opts->max_connections - opts->reserved_connections
+                              : 0;
+        s->own_uid = geteuid();
         s->dispatch = dispatch;
         s->userdata = userdata;
         s->conn_epfd = epoll_create1(EPOLL_CLOEXEC);

@@ -52,7 +52,10 @@ typedef bool (*server_fast_fn)(struct connection *c, const char *msg, size_t len
 struct server_options {
         size_t max_message; /* bytes */
         unsigned max_connections;
+        /* Of each caller other than root and the daemon's own user. */
         unsigned max_connections_per_uid;
+        /* Of max_connections, never given to those callers (0: none). */
+        unsigned reserved_connections;
         uint64_t client_timeout; /* µs */
 };
 
@@ -66,6 +69,10 @@ int server_new(sd_event *event, int listen_fd, const struct server_options *opts
  * Serve a connected stream socket (non-blocking, close-on-exec), taking
  * ownership of it; used by the listener, and by tests and fuzzers over a
  * socketpair.  Refused (and closed) beyond the connection limits: -EUSERS.
+ * Root and the daemon's own user are refused only when all max_connections
+ * are taken; everyone else also at max_connections_per_uid, and when they
+ * hold max_connections - reserved_connections together, so however many
+ * users flood the socket, the reserve stays for sshd, sudo and the daemon.
  */
 int server_add_connection(struct server *s, int fd);
 /* Try `fast` on every message before decoding it (NULL: never). */

@@ -30,6 +30,10 @@ static void check_bounds(const struct apikeyd_config *c)
         CHECK(c->max_message_size >= 1024 && c->max_message_size <= 16 * 1024 * 1024);
         CHECK(c->max_connections >= 1 && c->max_connections <= 65536);
         CHECK(c->max_connections_per_uid >= 1 && c->max_connections_per_uid <= 65536);
+        /* The reserve fits in the total, whatever was set (0: not set). */
+        CHECK(c->reserved_connections <= c->max_connections);
+        CHECK(config_reserved_connections(c) >= 1 &&
+              config_reserved_connections(c) <= c->max_connections);
         CHECK(c->client_timeout_usec >= USEC_PER_SEC && c->client_timeout_usec <= USEC_PER_HOUR);
         CHECK(c->last_used_flush_interval_usec >= USEC_PER_SEC &&
               c->last_used_flush_interval_usec <= USEC_PER_HOUR);
@@ -57,6 +61,7 @@ static bool config_equal(const struct apikeyd_config *a, const struct apikeyd_co
                x.user_default_lifetime_usec == y.user_default_lifetime_usec &&
                x.max_message_size == y.max_message_size && x.max_connections == y.max_connections &&
                x.max_connections_per_uid == y.max_connections_per_uid &&
+               x.reserved_connections == y.reserved_connections &&
                x.client_timeout_usec == y.client_timeout_usec &&
                x.last_used_flush_interval_usec == y.last_used_flush_interval_usec &&
                x.audit_max_events == y.audit_max_events &&

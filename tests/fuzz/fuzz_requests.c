@@ -354,6 +354,7 @@ static void setup(void)
             .max_message = F.config.max_message_size,
             .max_connections = F.config.max_connections,
             .max_connections_per_uid = F.config.max_connections_per_uid,
+            .reserved_connections = config_reserved_connections(&F.config),
             .client_timeout = F.config.client_timeout_usec,
         };
         r = server_new(F.event, -1, &sopts, api_dispatch, &F.api, &F.server);

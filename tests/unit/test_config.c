@@ -36,6 +36,7 @@ static void assert_defaults(const struct apikeyd_config *c)
         assert_int_equal(c->max_message_size, 65536);
         assert_int_equal(c->max_connections, 256);
         assert_int_equal(c->max_connections_per_uid, 64);
+        assert_int_equal(config_reserved_connections(c), 32);
         assert_true(c->client_timeout_usec == 10 * USEC_PER_SEC);
         assert_true(c->last_used_flush_interval_usec == 5 * USEC_PER_SEC);
         assert_true(c->audit_max_events == 100000);
@@ -326,6 +327,74 @@ static void test_all_at_once(void **state)
         assert_int_equal(c.lockout_threshold, 5);
         assert_true(c.lockout_window_usec == USEC_PER_HOUR);
         assert_true(c.map_size == GIB);
+        config_done(&c);
+}
+
+/* The reserve for root and the daemon's user is carved out of max_connections. */
+static void test_reserved_connections(void **state)
+{
+        struct apikeyd_config c;
+        char *error = NULL;
+
+        parse_ok(&c, "reserved_connections = 1");
+        assert_int_equal(config_reserved_connections(&c), 1);
+        config_done(&c);
+        parse_ok(&c, "reserved_connections = 200");
+        assert_int_equal(config_reserved_connections(&c), 200);
+        config_done(&c);
+        /* All of them: only root and the daemon's user are served. */
+        parse_ok(&c, "max_connections = 12\nreserved_connections = 12");
+        assert_int_equal(config_reserved_connections(&c), 12);
+        config_done(&c);
+        parse_ok(&c, "reserved_connections = 4\nmax_connections = 12");
+        assert_int_equal(c.max_connections, 12);
+        assert_int_equal(config_reserved_connections(&c), 4);
+        config_done(&c);
+        parse_ok(&c, "max_connections = 65536\nreserved_connections = 65536");
+        assert_int_equal(config_reserved_connections(&c), 65536);
+        config_done(&c);
+
+        /* Not set, it is 32, or an eighth of a smaller max_connections. */
+        parse_ok(&c, "max_connections = 1000");
+        assert_int_equal(config_reserved_connections(&c), 32);
+        config_done(&c);
+        parse_ok(&c, "max_connections = 100");
+        assert_int_equal(config_reserved_connections(&c), 12);
+        config_done(&c);
+        parse_ok(&c, "max_connections = 12");
+        assert_int_equal(config_reserved_connections(&c), 1);
+        /* ... as max_connections is now (the daemon lowers it to fit its file limit). */
+        c.max_connections = 256;
+        assert_int_equal(config_reserved_connections(&c), 32);
+        config_done(&c);
+        parse_ok(&c, "max_connections = 1");
+        assert_int_equal(config_reserved_connections(&c), 1);
+        config_done(&c);
+
+        parse_fails("reserved_connections = 0",
+                    NAME ":1: invalid value '0' for "
+                         "reserved_connections: expected a number from 1 "
+                         "to 65536");
+        parse_fails("reserved_connections = 65537",
+                    NAME ":1: invalid value '65537' for reserved_connections: expected a number "
+                         "from 1 to 65536");
+        parse_fails("reserved_connections = 257",
+                    NAME ":1: reserved_connections (257) is more than max_connections (256)");
+        parse_fails("max_connections = 12\n# keep some for root\nreserved_connections = 13",
+                    NAME ":3: reserved_connections (13) is more than max_connections (12)");
+        parse_fails("reserved_connections = 40\nmax_connections = 32",
+                    NAME ":1: reserved_connections (40) is more than max_connections (32)");
+
+        /* A later file cannot cut max_connections below an earlier file's reserve. */
+        parse_ok(&c, "reserved_connections = 40");
+        assert_int_equal(
+            config_parse_string(&c, "user_max_keys = 3\nmax_connections = 32", "b.conf", &error),
+            -EINVAL);
+        assert_string_equal(
+            error, "b.conf:2: reserved_connections (40) is more than max_connections (32)");
+        free(error);
+        assert_int_equal(c.max_connections, 256);
+        assert_int_equal(config_reserved_connections(&c), 40);
         config_done(&c);
 }
 
@@ -771,7 +840,7 @@ static void test_every_option_documented(void **state)
                 assert_null(strstr(hit + 1, needle));
                 free(needle);
         }
-        assert_int_equal(n_options, 15);
+        assert_int_equal(n_options, 16);
 
         /* config.h's table lists the same options, in the same order. */
         table = strstr(header, "Options (name, default, meaning):");
@@ -876,6 +945,7 @@ int main(void)
             cmocka_unit_test(test_defaults),
             cmocka_unit_test(test_each_option),
             cmocka_unit_test(test_all_at_once),
+            cmocka_unit_test(test_reserved_connections),
             cmocka_unit_test(test_second_file_overrides_first),
             cmocka_unit_test(test_error_messages),
             cmocka_unit_test(test_error_without_message),
