@@ -2038,6 +2038,11 @@ static const char *show(const void *p, size_t n, char *buf, size_t size)
 
 #define SHOW_MAX (NAME_KEY_MAX + 1)
 
+static int verify_parent(struct keystore *ks, MDB_txn *txn, const struct key_record *rec,
+                         char **ret_error);
+static int verify_target(struct keystore *ks, MDB_txn *txn, const MDB_val *id,
+                         struct key_record *ret);
+
 static int verify_keys(struct keystore *ks, MDB_txn *txn, char **ret_error)
 {
         _cleanup_cursor_ MDB_cursor *c = NULL, *oc = NULL;
@@ -2086,9 +2091,81 @@ static int verify_keys(struct keystore *ks, MDB_txn *txn, char **ret_error)
                 if (rc != MDB_SUCCESS)
                         return fail_with(ret_error, ks_err(ks, rc), "reading owners: %s",
                                          mdb_strerror(rc));
+                r = verify_parent(ks, txn, &rec, ret_error);
+                if (r < 0)
+                        return r;
         }
         if (rc != MDB_NOTFOUND)
                 return fail_with(ret_error, ks_err(ks, rc), "reading keys: %s", mdb_strerror(rc));
+        return 0;
+}
+
+/* A key whose parent still exists is among the parent's children. */
+static int verify_parent(struct keystore *ks, MDB_txn *txn, const struct key_record *rec,
+                         char **ret_error)
+{
+        _cleanup_cursor_ MDB_cursor *c = NULL;
+        MDB_val pk = {TOKEN_ID_LEN, (void *)rec->parent}, pv, ck, cv;
+        int rc;
+
+        if (!rec->parent[0] || ks->no_children)
+                return 0;
+        rc = mdb_get(txn, ks->keys, &pk, &pv);
+        if (rc == MDB_NOTFOUND)
+                return 0; /* deleted: it took its children entries with it */
+        if (rc == MDB_SUCCESS)
+                rc = mdb_cursor_open(txn, ks->children, &c);
+        if (rc != MDB_SUCCESS)
+                return fail_with(ret_error, ks_err(ks, rc), "reading children: %s",
+                                 mdb_strerror(rc));
+        ck = pk;
+        cv = (MDB_val){TOKEN_ID_LEN, (void *)rec->id};
+        rc = mdb_cursor_get(c, &ck, &cv, MDB_GET_BOTH);
+        if (rc == MDB_NOTFOUND)
+                return fail_with(ret_error, -EBADMSG,
+                                 "key %s: not among the children of its parent %s", rec->id,
+                                 rec->parent);
+        if (rc != MDB_SUCCESS)
+                return fail_with(ret_error, ks_err(ks, rc), "reading children: %s",
+                                 mdb_strerror(rc));
+        return 0;
+}
+
+/* Every children entry names an existing key created through that parent. */
+static int verify_children(struct keystore *ks, MDB_txn *txn, char **ret_error)
+{
+        _cleanup_cursor_ MDB_cursor *c = NULL;
+        char a[SHOW_MAX], b[SHOW_MAX];
+        MDB_val k, v;
+        int rc, r;
+
+        if (ks->no_children)
+                return 0;
+        rc = mdb_cursor_open(txn, ks->children, &c);
+        if (rc != MDB_SUCCESS)
+                return fail_with(ret_error, ks_err(ks, rc), "reading children: %s",
+                                 mdb_strerror(rc));
+        for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+                struct key_record rec;
+
+                show(k.mv_data, k.mv_size, a, sizeof(a));
+                r = verify_target(ks, txn, &v, &rec);
+                if (r == -ENOENT)
+                        return fail_with(ret_error, -EBADMSG,
+                                         "children entry of %s points at missing key \"%s\"", a,
+                                         show(v.mv_data, v.mv_size, b, sizeof(b)));
+                if (r < 0)
+                        return fail_with(ret_error, r, "children entry of %s: %s", a, strerror(-r));
+                if (!val_is_string(&k, rec.parent))
+                        return fail_with(ret_error, -EBADMSG,
+                                         "children entry of %s points at key %s, created "
+                                         "through \"%s\"",
+                                         a, rec.id, rec.parent);
+        }
+        if (rc != MDB_NOTFOUND)
+                return fail_with(ret_error, ks_err(ks, rc), "reading children: %s",
+                                 mdb_strerror(rc));
         return 0;
 }
 
@@ -2203,6 +2280,8 @@ int keystore_verify_indexes(struct keystore *ks, char **ret_error)
                 r = verify_names(ks, txn, ret_error);
         if (r >= 0)
                 r = verify_owners(ks, txn, ret_error);
+        if (r >= 0)
+                r = verify_children(ks, txn, ret_error);
         read_end(ks);
         return r;
 }

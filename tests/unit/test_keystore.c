@@ -231,14 +231,14 @@ static int cmp_ids(const void *a, const void *b)
 struct raw {
         MDB_env *env;
         MDB_txn *txn;
-        MDB_dbi keys, names, owners, audit, meta;
+        MDB_dbi keys, names, owners, audit, meta, children;
 };
 
 static void raw_open(struct fixture *f, struct raw *raw, bool write)
 {
         ks_close(f);
         assert_int_equal(mdb_env_create(&raw->env), 0);
-        assert_int_equal(mdb_env_set_maxdbs(raw->env, 5), 0);
+        assert_int_equal(mdb_env_set_maxdbs(raw->env, 6), 0);
         assert_int_equal(mdb_env_set_mapsize(raw->env, 1ull << 30), 0);
         assert_int_equal(mdb_env_open(raw->env, f->path, MDB_NOSUBDIR, 0600), 0);
         assert_int_equal(mdb_txn_begin(raw->env, NULL, write ? 0 : MDB_RDONLY, &raw->txn), 0);
@@ -248,6 +248,8 @@ static void raw_open(struct fixture *f, struct raw *raw, bool write)
                          0);
         assert_int_equal(mdb_dbi_open(raw->txn, "audit", 0, &raw->audit), 0);
         assert_int_equal(mdb_dbi_open(raw->txn, "meta", 0, &raw->meta), 0);
+        assert_int_equal(
+            mdb_dbi_open(raw->txn, "children", MDB_DUPSORT | MDB_DUPFIXED, &raw->children), 0);
 }
 
 static void raw_close(struct raw *raw)
@@ -1221,6 +1223,41 @@ static void test_corrupt_record(void **state)
         assert_int_equal(keystore_put_key(f->ks, &b), 0);
         verify_ok(f);
         free(enc);
+}
+
+static void test_verify_finds_children_damage(void **state)
+{
+        struct fixture *f = *state;
+        char top[TOKEN_ID_LEN + 1], child[TOKEN_ID_LEN + 1], other[TOKEN_ID_LEN + 1];
+        struct raw raw;
+        char *error = NULL;
+
+        put_child(f, 1, 0, "top");
+        put_child(f, 2, 1, "child");
+        put_child(f, 3, 0, "other");
+        make_id(1, top);
+        make_id(2, child);
+        make_id(3, other);
+        verify_ok(f);
+
+        /* A child missing from its parent's entries. */
+        raw_open(f, &raw, true);
+        raw_del(&raw, raw.children, top, TOKEN_ID_LEN, child, TOKEN_ID_LEN);
+        raw_close(&raw);
+        ks_open(f, 0, 0, KEYSTORE_NOSYNC);
+        assert_int_equal(keystore_verify_indexes(f->ks, &error), -EBADMSG);
+        assert_non_null(strstr(error, "not among the children of its parent"));
+        free(error);
+
+        /* An entry naming a key created through another, or none. */
+        raw_open(f, &raw, true);
+        raw_put(&raw, raw.children, top, TOKEN_ID_LEN, child, TOKEN_ID_LEN);
+        raw_put(&raw, raw.children, top, TOKEN_ID_LEN, other, TOKEN_ID_LEN);
+        raw_close(&raw);
+        ks_open(f, 0, 0, KEYSTORE_NOSYNC);
+        assert_int_equal(keystore_verify_indexes(f->ks, &error), -EBADMSG);
+        assert_non_null(strstr(error, "created through"));
+        free(error);
 }
 
 static void test_verify_finds_index_damage(void **state)
@@ -2264,6 +2301,7 @@ int main(void)
             T(test_schema_missing),
             T(test_corrupt_record),
             T(test_verify_finds_index_damage),
+            T(test_verify_finds_children_damage),
             T(test_list_filters),
             T(test_list_paging),
             T(test_calls_inside_list_callback),
