@@ -12,6 +12,7 @@ import time
 import pytest
 
 from conftest import ALICE, IFACE
+from test_apikeyctl import EXIT_USAGE, run_ctl
 
 INVALID = "org.varlink.service.InvalidParameter"
 TEXT_PARAMS = ("service", "user", "rhost", "tty", "ruser")
@@ -165,6 +166,26 @@ def test_bad_scope_entries_refused(test_users, apikeyd, as_user, scope):
     assert alice.err(f"{IFACE}.Update", {"id": key["id"], "scope": scope}) == (
         INVALID, {"parameter": "scope"})
     assert apikeyd.client().get(key["id"])["scope"] == ["sshd"]
+
+
+def test_apikeyctl_refuses_a_scope_with_an_empty_or_spaced_entry(test_users, apikeyd):
+    for scope, message in [
+        ("ssh d,,x", "apikeyctl create: --scope entry 'ssh d' is not a service name (ASCII "
+                     "letters, digits, '.', '_' and '-', no spaces)\n"),
+        ("sshd,,x", "apikeyctl create: --scope 'sshd,,x' has an empty entry: separate "
+                    "services with single commas\n"),
+        ("sshd,", "apikeyctl create: --scope 'sshd,' has an empty entry: separate services "
+                  "with single commas\n"),
+        ("sshd,sudo,sshd", "apikeyctl create: --scope names 'sshd' twice\n"),
+    ]:
+        r = run_ctl("create", "k", "--scope", scope, socket=apikeyd.socket, user=ALICE,
+                    rc=EXIT_USAGE)
+        assert r.err.startswith(message), r
+    # Spaces around the commas are still fine, and nothing else was created.
+    r = run_ctl("--json", "create", "k", "--scope", "sshd, sudo", socket=apikeyd.socket,
+                user=ALICE, rc=0)
+    assert r.json()["key"]["scope"] == ["sshd", "sudo"]
+    assert len(apikeyd.client().list()["keys"]) == 1
 
 
 def test_c1_rhost_does_not_cost_other_keys_their_last_use(test_users, daemon, as_user):
