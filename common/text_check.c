@@ -67,11 +67,12 @@ bool text_valid(const char *s, size_t max)
         return true;
 }
 
-static bool name_char(char c, bool first)
+/* `extra`: punctuation allowed after the first character besides '.' and '-'. */
+static bool name_char(char c, bool first, const char *extra)
 {
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')
                 return true;
-        return !first && (c == '.' || c == '-');
+        return !first && c != '\0' && (c == '.' || c == '-' || strchr(extra, c));
 }
 
 /* strlen(s) if at most `max`, else something larger; `max` may be SIZE_MAX. */
@@ -80,12 +81,12 @@ static size_t length_to(const char *s, size_t max)
         return max >= SIZE_MAX / 2 ? strlen(s) : strnlen(s, max + 1);
 }
 
-static bool name_valid(const char *s, size_t n)
+static bool name_valid(const char *s, size_t n, const char *extra)
 {
         if (n == 0)
                 return false;
         for (size_t i = 0; i < n; i++)
-                if (!name_char(s[i], i == 0))
+                if (!name_char(s[i], i == 0, extra))
                         return false;
         return true;
 }
@@ -97,7 +98,7 @@ bool text_name_valid(const char *s, size_t max)
         if (!s)
                 return false;
         n = length_to(s, max);
-        return n <= max && name_valid(s, n);
+        return n <= max && name_valid(s, n, "");
 }
 
 bool text_owner_valid(const char *s, size_t max)
@@ -111,5 +112,6 @@ bool text_owner_valid(const char *s, size_t max)
                 return false;
         if (n > 1 && s[n - 1] == '$')
                 n--;
-        return name_valid(s, n);
+        /* '@': user names qualified with their domain (SSSD, winbind). */
+        return name_valid(s, n, "@");
 }

@@ -32,9 +32,11 @@ bool text_valid(const char *s, size_t max) _warn_unused_;
 bool text_name_valid(const char *s, size_t max) _warn_unused_;
 
 /*
- * A key owner: a name as text_name_valid() takes it, optionally ending in
- * '$' (as machine accounts do), not made of digits alone (that reads as a
- * uid).  Every login name useradd accepts by default ([a-z_][a-z0-9_-]*[$]?)
- * is one; so are application names such as "billing-api" or "ci.example".
+ * A key owner: a name as text_name_valid() takes it, in which '@' may also
+ * follow the first character (user names qualified with their domain, as
+ * SSSD and winbind give them), optionally ending in '$' (as machine
+ * accounts do), not made of digits alone (that reads as a uid).  Every
+ * login name useradd accepts by default ([a-z_][a-z0-9_-]*[$]?) is one; so
+ * are application names such as "billing-api" or "ci.example".
  */
 bool text_owner_valid(const char *s, size_t max) _warn_unused_;

@@ -76,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 CHECK(valid && n > 0);
                 for (size_t i = 0; i < n; i++)
                         CHECK((unsigned char)s[i] > 0x20 && (unsigned char)s[i] < 0x7f);
-                CHECK(s[0] != '-' && s[0] != '.' && s[0] != '$');
+                CHECK(s[0] != '-' && s[0] != '.' && s[0] != '$' && s[0] != '@');
                 CHECK(!strchr(s, ' ') && !strchr(s, ','));
         }
         /* No bound, or its exact length, changes nothing. */
@@ -84,6 +84,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(text_owner_valid(s, SIZE_MAX) == text_owner_valid(s, n));
         if (text_name_valid(s, SIZE_MAX))
                 CHECK(strspn(s, "0123456789") == n || text_owner_valid(s, SIZE_MAX));
+        if (text_name_valid(s, SIZE_MAX))
+                CHECK(!strchr(s, '@') && !strchr(s, '$'));
         free(s);
         return 0;
 }

@@ -125,6 +125,7 @@ def test_list_filters_refuse_control_characters(test_users, apikeyd, as_user, pa
     ".root",
     "root:0",
     "a,b",
+    "@root",
     "1000",                  # reads as a uid
     "root$$",
 ])
@@ -140,7 +141,8 @@ def test_lookalike_owners_refused(test_users, apikeyd, as_user, owner):
 
 
 @pytest.mark.parametrize("owner", ["root", "akt-alice", "_apt", "www-data", "host$",
-                                   "Debian-exim", "billing-api", "ci.example", "o" * 256])
+                                   "Debian-exim", "billing-api", "ci.example",
+                                   "alice@ad.example.com", "o" * 256])
 def test_login_and_application_owners_accepted(apikeyd, owner):
     assert apikeyd.client().create("k", owner=owner)["key"]["owner"] == owner
 

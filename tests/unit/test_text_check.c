@@ -238,7 +238,8 @@ static void test_names(void **state)
                                           "a\tb",
                                           "a\xc2\x85",
                                           "bad owner!",
-                                          "a$"};
+                                          "a$",
+                                          "a@b"};
 
         for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
                 assert_true(text_name_valid(good[i], 64));
@@ -254,10 +255,19 @@ static void test_names(void **state)
 static void test_owners(void **state)
 {
         /* Login names as useradd takes them by default, and application names. */
-        static const char *const good[] = {
-            "root",  "akt-alice",   "_apt",        "www-data",   "systemd-network",
-            "host$", "Debian-exim", "billing-api", "ci.example", "app_team",
-            "o2",    "1password"};
+        static const char *const good[] = {"root",
+                                           "akt-alice",
+                                           "_apt",
+                                           "www-data",
+                                           "systemd-network",
+                                           "host$",
+                                           "Debian-exim",
+                                           "billing-api",
+                                           "ci.example",
+                                           "app_team",
+                                           "o2",
+                                           "1password",
+                                           "alice@ad.example.com"};
         /* Look-alikes: a space, a Cyrillic 'о' (U+043E) in "rооt", a
          * fullwidth letter, a NBSP; punctuation; a uid. */
         static const char *const bad[] = {"root ",
@@ -271,7 +281,7 @@ static void test_owners(void **state)
                                           "-root",
                                           ".root",
                                           "root:x",
-                                          "a@b",
+                                          "@root",
                                           "$",
                                           "a$b",
                                           "root$$",
