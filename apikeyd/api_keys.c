@@ -13,6 +13,7 @@
 #include "log.h"
 #include "json_scan.h"
 #include "text.h"
+#include "text_check.h"
 #include "timeutil.h"
 #include "verify_call.h"
 
@@ -42,10 +43,20 @@ int api_check_params(struct request *q, const struct param *spec)
                         goto check;
                 if (json_typeof(v) != p->type)
                         goto bad;
+                /* Every text a caller sends, by the one check; the token's own
+                 * shape check answers for it (BAD_FORMAT), in both decoders. */
+                if (p->type == JSON_STRING && !STREQ(key, "token") &&
+                    !text_valid(json_string_value(v), SIZE_MAX))
+                        goto bad;
                 if (p->type == JSON_ARRAY) {
                         size_t i;
                         json_t *e;
-                        json_array_foreach(v, i, e) if (!json_is_string(e)) goto bad;
+                        json_array_foreach(v, i, e)
+                        {
+                                if (!json_is_string(e) ||
+                                    !text_valid(json_string_value(e), SIZE_MAX))
+                                        goto bad;
+                        }
                 }
                 continue;
         check:

@@ -13,6 +13,7 @@
 
 #include "api_internal.h"
 #include "log.h"
+#include "text_check.h"
 #include "text.h"
 #include "timeutil.h"
 #include "verify_call.h"
@@ -52,16 +53,6 @@ const char *api_verify_token(struct api *a, const char *token, size_t len, struc
         }
         *ret_matched = true;
         return "VALID"; /* so far: status, owner, scope and permissions are the caller's to check */
-}
-
-/* Printable text without control characters (they could forge log lines or
- * the canonical form of a signature). */
-static bool text_is_plain(const char *s)
-{
-        for (; *s; s++)
-                if ((unsigned char)*s < 0x20 || *s == 0x7f)
-                        return false;
-        return true;
 }
 
 /* Text appended to a fixed buffer; json_out does the bookkeeping. */
@@ -366,8 +357,9 @@ static int verify_run(struct request *q, const struct verify_args *v)
         int r;
 
         for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++)
-                if (v->text[i] &&
-                    (!text_is_plain(v->text[i]) || strlen(v->text[i]) > KEY_FIELD_MAX))
+                /* A control character could forge log lines or the canonical
+                 * form of a signature, and could not be stored as last use. */
+                if (v->text[i] && !text_valid(v->text[i], KEY_FIELD_MAX))
                         return connection_reply_invalid_parameter(q->conn, verify_text_names[i]);
         code = api_verify_token(a, v->token, v->token_len, &view, &matched, tok_id);
         if (matched) {

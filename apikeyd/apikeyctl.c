@@ -27,6 +27,7 @@
 
 #include "ctl_table.h"
 #include "macro.h"
+#include "text_check.h"
 #include "timeutil.h"
 #include "token.h"
 #include "varlink.h"
@@ -781,6 +782,58 @@ static int check_permissions(const struct args *a, const json_t *perms)
         return 0;
 }
 
+/*
+ * --scope: services separated by commas, spaces around each ignored; ""
+ * is the empty list (any service).  An empty entry ("sshd,,sudo", a comma
+ * at either end), an entry that is not a service name or one given twice
+ * is refused here, naming it, not dropped or sent; the daemon judges the
+ * length and the number of entries.
+ */
+static int parse_scope(const struct args *a, json_t **ret)
+{
+        json_auto_t *arr = json_array();
+        const char *s = a->scope;
+
+        if (!arr)
+                return -ENOMEM;
+        for (const char *p = s; s[strspn(s, " ")] != '\0'; p++) {
+                size_t n = strcspn(p, ","), start = 0, end = n;
+                _cleanup_free_ char *entry = NULL;
+                size_t i;
+                json_t *e;
+
+                while (start < end && p[start] == ' ')
+                        start++;
+                while (end > start && p[end - 1] == ' ')
+                        end--;
+                entry = strndup(p + start, end - start);
+                if (!entry)
+                        return -ENOMEM;
+                if (!entry[0])
+                        return usage_error(a,
+                                           "--scope '%s' has an empty entry: separate services "
+                                           "with single commas",
+                                           s);
+                if (!text_name_valid(entry, SIZE_MAX))
+                        return usage_error(a,
+                                           "--scope entry '%s' is not a service name (ASCII "
+                                           "letters, digits, '.', '_' and '-', no spaces)",
+                                           entry);
+                json_array_foreach(arr, i, e)
+                {
+                        if (STREQ(json_string_value(e), entry))
+                                return usage_error(a, "--scope names '%s' twice", entry);
+                }
+                if (json_array_append_new(arr, json_string(entry)))
+                        return -ENOMEM;
+                p += n;
+                if (*p == '\0')
+                        break;
+        }
+        *ret = TAKE_PTR(arr);
+        return 0;
+}
+
 static bool one_of(const char *s, const char *const *set)
 {
         for (; *set; set++)
@@ -834,8 +887,11 @@ static int add_key_fields(const struct args *a, json_t *p)
                         return r;
         }
         if (a->scope) {
-                json_t *scope = split_list(a->scope);
-                if (!scope || json_object_set_new(p, "scope", scope))
+                json_t *scope = NULL;
+                r = parse_scope(a, &scope);
+                if (r < 0)
+                        return r;
+                if (json_object_set_new(p, "scope", scope))
                         return -ENOMEM;
         }
         if (a->expires) {

@@ -1738,7 +1738,9 @@ static int last_used_one(struct keystore *ks, MDB_txn *txn, const struct last_us
         rec.last_used_at = e->at;
         rec.last_used_service = clip_field(e->service, service);
         rec.last_used_from = clip_field(e->from, from);
-        return put_encoded(ks, txn, &rec, 0, NULL, NULL);
+        r = put_encoded(ks, txn, &rec, 0, NULL, NULL);
+        /* A use the record cannot store (not text_valid()) is dropped, not the batch. */
+        return r == -EINVAL ? 0 : r;
 }
 
 static int last_used_in(struct keystore *ks, MDB_txn *txn, void *userdata)

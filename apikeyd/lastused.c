@@ -4,6 +4,8 @@
 #include <stdio.h>
 
 #include "lastused.h"
+#include "log.h"
+#include "text_check.h"
 
 void lastused_init(struct lastused *l)
 {
@@ -69,6 +71,7 @@ int lastused_note(struct lastused *l, const char *id, uint64_t at, const char *s
                 l->n_used++;
         }
         e->at = at;
+        e->dropped = false;
         str_copy(e->service, sizeof(e->service), service);
         str_copy(e->from, sizeof(e->from), from);
         return 0;
@@ -82,7 +85,7 @@ static const struct lastused_entry *find_in(const struct lastused_entry *slots, 
         if (n_slots == 0)
                 return NULL;
         e = probe((struct lastused_entry *)slots, n_slots, id);
-        return e->id[0] ? e : NULL;
+        return e->id[0] && !e->dropped ? e : NULL;
 }
 
 const struct lastused_entry *lastused_find(const struct lastused *l, const char *id)
@@ -109,9 +112,17 @@ int lastused_take(struct lastused *l, struct last_used **ret, size_t *ret_n)
         if (!batch)
                 return -ENOMEM;
         for (size_t i = 0; i < l->n_slots; i++) {
-                const struct lastused_entry *e = &l->slots[i];
+                struct lastused_entry *e = &l->slots[i];
                 if (!e->id[0])
                         continue;
+                /* A record cannot store it, and one such entry would fail the
+                 * whole batch's transaction, every flush again. */
+                if (!text_valid(e->service, KEY_FIELD_MAX) || !text_valid(e->from, KEY_FIELD_MAX)) {
+                        log_warning("last use of key %s dropped: its %s is not plain text", e->id,
+                                    text_valid(e->service, KEY_FIELD_MAX) ? "source" : "service");
+                        e->dropped = true;
+                        continue;
+                }
                 memcpy(batch[n].id, e->id, sizeof(batch[n].id));
                 batch[n].at = e->at;
                 batch[n].service = e->service[0] ? e->service : NULL;
@@ -123,6 +134,12 @@ int lastused_take(struct lastused *l, struct last_used **ret, size_t *ret_n)
         l->has_taken = true;
         l->slots = NULL;
         l->n_slots = l->n_used = 0;
+        if (n == 0) {
+                /* Every entry dropped: nothing is being written. */
+                lastused_taken_done(l, true);
+                free(batch);
+                return 0;
+        }
         *ret = batch;
         *ret_n = n;
         return 0;
@@ -136,7 +153,7 @@ void lastused_taken_done(struct lastused *l, bool written)
         for (size_t i = 0; !written && i < l->n_taken_slots; i++) {
                 const struct lastused_entry *e = &l->taken[i], *now;
 
-                if (!e->id[0])
+                if (!e->id[0] || e->dropped)
                         continue;
                 now = l->n_used ? find_in(l->slots, l->n_slots, e->id) : NULL;
                 /* Out of memory: this last use is lost, as a crash would lose it. */

@@ -19,6 +19,7 @@ struct lastused_entry {
         uint64_t at;
         char service[KEY_FIELD_MAX + 1];
         char from[KEY_FIELD_MAX + 1];
+        bool dropped; /* in the batch taken: not storable, left out of it */
 };
 
 struct lastused {
@@ -45,6 +46,9 @@ const struct lastused_entry *lastused_find(const struct lastused *l, const char 
  * (free() it) points into memory kept until lastused_taken_done(), and
  * new uses are noted apart meanwhile.  -EBUSY while an earlier batch is
  * still being written; 0 with `*ret_n` = 0 when there is nothing.
+ * Each entry stands alone: one whose service or source a record could not
+ * store (not text_valid()) is dropped, with a log line naming its key, and
+ * the others are taken.
  */
 int lastused_take(struct lastused *l, struct last_used **ret, size_t *ret_n) _warn_unused_;
 /* The batch taken is written, or (`written` false) goes back to wait for the next. */

@@ -14,38 +14,21 @@
 #include <string.h>
 
 #include "record.h"
+#include "text_check.h"
 
 #define RECORD_N_STRINGS 6 /* name, description, owner, created_by, last_used_* */
 
-/* C0 controls, DEL, and the C1 controls as UTF-8 (U+0080-U+009F, among them
- * CSI): none belongs in a field a terminal or a log line may show. */
-static bool has_control(const char *s)
-{
-        for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-                if (*p < 0x20 || *p == 0x7f)
-                        return true;
-                if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
-                        return true;
-        }
-        return false;
-}
-
-/* A required string: 1..max bytes, no control characters. */
+/* A required string: 1..max bytes of text that passes text_valid(). */
 static bool label_valid(const char *s, size_t max)
 {
-        size_t n;
-
-        if (!s)
-                return false;
-        n = strnlen(s, max + 1);
-        return n >= 1 && n <= max && !has_control(s);
+        return s && s[0] && text_valid(s, max);
 }
 
-/* An optional string: NULL, or at most max bytes without control characters
+/* An optional string: NULL, or at most max bytes that pass text_valid()
  * ("" counts as absent). */
 static bool optional_valid(const char *s, size_t max)
 {
-        return !s || (strnlen(s, max + 1) <= max && !has_control(s));
+        return !s || text_valid(s, max);
 }
 
 static int bad(const char *field, const char **ret_field)
@@ -55,7 +38,9 @@ static int bad(const char *field, const char **ret_field)
         return -EINVAL;
 }
 
-int record_check(const struct key_record *rec, const char **ret_field)
+/* What every stored record meets, also one written before owners and
+ * scope entries had a syntax: it stays readable, revocable, deletable. */
+static int check_stored(const struct key_record *rec, const char **ret_field)
 {
         if (!rec)
                 return bad("record", ret_field);
@@ -112,9 +97,25 @@ int record_check(const struct key_record *rec, const char **ret_field)
         return 0;
 }
 
+int record_check(const struct key_record *rec, const char **ret_field)
+{
+        int r = check_stored(rec, ret_field);
+
+        if (r < 0)
+                return r;
+        /* The owner and the scope entries are names a login or a service is
+         * matched against: one syntax, ASCII only, so none looks like another. */
+        if (!text_owner_valid(rec->owner, KEY_OWNER_MAX))
+                return bad("owner", ret_field);
+        for (size_t i = 0; i < rec->n_scope; i++)
+                if (!text_name_valid(rec->scope[i], KEY_SCOPE_ENTRY_MAX))
+                        return bad("scope", ret_field);
+        return 0;
+}
+
 int record_validate(const struct key_record *rec)
 {
-        return record_check(rec, NULL);
+        return check_stored(rec, NULL);
 }
 
 static size_t opt_len(const char *s)

@@ -112,11 +112,15 @@ struct key_record {
         const char *scope[KEY_SCOPE_MAX];
 };
 
-/* Check every field's bounds and values; 0 or -EINVAL. */
+/* Check every field's bounds and values, every string with text_valid();
+ * what every stored record meets (encode and decode check it); 0 or -EINVAL. */
 int record_validate(const struct key_record *rec) _warn_unused_;
 
-/* The same, naming in `*ret_field` (if non-NULL) the first field that is
- * wrong, as the API calls it ("name", "scope", "description", ...). */
+/* The same and the syntax of owners (text_owner_valid) and scope entries
+ * (text_name_valid), which records written before it may lack: every write
+ * that sets values a caller sent checks this.  Names in `*ret_field` (if
+ * non-NULL) the first field that is wrong, as the API calls it ("name",
+ * "scope", "description", ...). */
 int record_check(const struct key_record *rec, const char **ret_field) _warn_unused_;
 
 /* Encode into a new buffer (free() it). 0, -EINVAL (invalid record) or -ENOMEM. */

@@ -33,10 +33,12 @@ fuzz_varlink_call_PKGS   = $(COMMON_PKGS)
 fuzz_json_scan_SRC       = common/json_scan.c
 fuzz_json_scan_PKGS      = $(COMMON_PKGS)
 fuzz_verify_call_SRC     = apikeyd/verify_call.c apikeyd/record.c common/json_scan.c \
-                           common/varlink.c common/varlink_wire.c common/token.c
+                           common/varlink.c common/varlink_wire.c common/token.c \
+                           common/text_check.c
 fuzz_verify_call_PKGS    = $(COMMON_PKGS)
 fuzz_token_SRC           = common/token.c
-fuzz_record_SRC          = apikeyd/record.c common/token.c
+fuzz_record_SRC          = apikeyd/record.c common/token.c common/text_check.c
+fuzz_text_check_SRC      = common/text_check.c
 fuzz_audit_record_SRC    = apikeyd/audit_record.c
 fuzz_lockout_SRC         = apikeyd/lockout.c
 fuzz_time_SRC            = common/timeutil.c

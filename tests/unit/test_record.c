@@ -637,6 +637,53 @@ static void test_validate_refusals(void **state)
         assert_int_equal(record_validate(&rec), 0);
 }
 
+/* Owners and scope entries have a syntax that every write checks; a record
+ * stored before it stays readable (decode), revocable and deletable (encode). */
+static void test_check_name_syntax(void **state)
+{
+        static const char *const owners[] = {"root ", "bad owner!", "j\xc3\xbcrgen", "1000",
+                                             "r\xd0\xbe\xd0\xbet"};
+        static const char *const scopes[] = {"ssh d",
+                                             "s\xc3\xbc"
+                                             "do",
+                                             "-x", "a,b"};
+        const char *field = NULL;
+        struct key_record rec, back;
+        uint8_t *buf;
+        size_t len;
+
+        full_record(&rec);
+        assert_int_equal(record_check(&rec, &field), 0);
+        for (size_t i = 0; i < ELEMENTSOF(owners); i++) {
+                full_record(&rec);
+                rec.owner = owners[i];
+                field = NULL;
+                assert_int_equal(record_check(&rec, &field), -EINVAL);
+                assert_string_equal(field, "owner");
+                assert_int_equal(record_validate(&rec), 0);
+                encode(&rec, &buf, &len);
+                assert_int_equal(decode_exact(buf, len, &back), 0);
+                free(buf);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(scopes); i++) {
+                full_record(&rec);
+                rec.scope[1] = scopes[i];
+                field = NULL;
+                assert_int_equal(record_check(&rec, &field), -EINVAL);
+                assert_string_equal(field, "scope");
+                assert_int_equal(record_validate(&rec), 0);
+        }
+        /* Malformed UTF-8 and C1 controls are refused everywhere, stored or not. */
+        full_record(&rec);
+        rec.last_used_from = "192.0.2.7\xc2\x85";
+        assert_int_equal(record_validate(&rec), -EINVAL);
+        rec.last_used_from = "192.0.2.7";
+        rec.description = "caf\xc3";
+        assert_int_equal(record_check(&rec, &field), -EINVAL);
+        assert_string_equal(field, "description");
+        assert_int_equal(record_validate(&rec), -EINVAL);
+}
+
 static void test_effective_status(void **state)
 {
         struct key_record rec;
@@ -721,6 +768,7 @@ int main(void)
             cmocka_unit_test(test_specific_corruptions),
             cmocka_unit_test(test_duplicate_scope_in_encoding),
             cmocka_unit_test(test_validate_refusals),
+            cmocka_unit_test(test_check_name_syntax),
             cmocka_unit_test(test_effective_status),
             cmocka_unit_test(test_names),
         };

@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of the batch of last-used times (apikeyd/lastused.c) and of
+ * writing it (keystore_record_last_used): each entry stands alone, so one
+ * the record cannot store (a C1 control in its source, say) is dropped
+ * with a log line naming its key, and the others are written.
+ */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "keystore.h"
+#include "lastused.h"
+
+#define NOW 1700000000000000ull
+
+static const char ID_A[] = "AAAAAAAAAAAA", ID_B[] = "BBBBBBBBBBBB", ID_C[] = "CCCCCCCCCCCC";
+
+/* What the code under test writes to stderr (the daemon's log) meanwhile. */
+struct capture {
+        char path[64];
+        int saved;
+};
+
+static void capture_start(struct capture *c)
+{
+        int fd;
+
+        snprintf(c->path, sizeof(c->path), "/tmp/test-lastused-log-XXXXXX");
+        fd = mkstemp(c->path);
+        assert_true(fd >= 0);
+        fflush(stderr);
+        c->saved = dup(STDERR_FILENO);
+        assert_true(c->saved >= 0);
+        assert_true(dup2(fd, STDERR_FILENO) >= 0);
+        close(fd);
+}
+
+static void capture_end(struct capture *c, char *buf, size_t size)
+{
+        FILE *f;
+        size_t n;
+
+        fflush(stderr);
+        assert_true(dup2(c->saved, STDERR_FILENO) >= 0);
+        close(c->saved);
+        f = fopen(c->path, "r");
+        assert_non_null(f);
+        n = fread(buf, 1, size - 1, f);
+        buf[n] = '\0';
+        fclose(f);
+        unlink(c->path);
+}
+
+static const struct last_used *find(const struct last_used *batch, size_t n, const char *id)
+{
+        for (size_t i = 0; i < n; i++)
+                if (STREQ(batch[i].id, id))
+                        return &batch[i];
+        return NULL;
+}
+
+static void test_bad_entry_dropped_from_the_batch(void **state)
+{
+        struct lastused l;
+        struct last_used *batch = NULL;
+        struct capture cap;
+        char log[1024];
+        size_t n = 0;
+
+        lastused_init(&l);
+        assert_int_equal(lastused_note(&l, ID_A, NOW + 1, "sshd", "192.0.2.1"), 0);
+        /* NEL (U+0085): a C1 control, the rhost a hostile caller sent. */
+        assert_int_equal(lastused_note(&l, ID_B, NOW + 2, "sshd", "192.0.2.2\xc2\x85x"), 0);
+        assert_int_equal(lastused_note(&l, ID_C, NOW + 3, "su\x7f", NULL), 0);
+
+        capture_start(&cap);
+        assert_int_equal(lastused_take(&l, &batch, &n), 0);
+        capture_end(&cap, log, sizeof(log));
+
+        assert_int_equal(n, 1);
+        assert_non_null(find(batch, n, ID_A));
+        assert_string_equal(find(batch, n, ID_A)->from, "192.0.2.1");
+        assert_non_null(strstr(log, "last use of key BBBBBBBBBBBB dropped: its source is not "
+                                    "plain text\n"));
+        assert_non_null(strstr(log, "last use of key CCCCCCCCCCCC dropped: its service is not "
+                                    "plain text\n"));
+        /* Dropped, so not shown as pending either. */
+        assert_non_null(lastused_find(&l, ID_A));
+        assert_null(lastused_find(&l, ID_B));
+
+        /* A batch that failed goes back whole but for what was dropped: the
+         * next flush does not log the bad entry again. */
+        lastused_taken_done(&l, false);
+        free(batch);
+        capture_start(&cap);
+        assert_int_equal(lastused_take(&l, &batch, &n), 0);
+        capture_end(&cap, log, sizeof(log));
+        assert_int_equal(n, 1);
+        assert_string_equal(batch[0].id, ID_A);
+        assert_string_equal(log, "");
+        lastused_taken_done(&l, true);
+        free(batch);
+        lastused_done(&l);
+}
+
+static void test_batch_of_bad_entries_only(void **state)
+{
+        struct lastused l;
+        struct last_used *batch = NULL;
+        struct capture cap;
+        char log[1024];
+        size_t n = 1;
+
+        lastused_init(&l);
+        assert_int_equal(lastused_note(&l, ID_B, NOW, NULL,
+                                       "\xc2\x9b"
+                                       "31m"),
+                         0);
+        capture_start(&cap);
+        assert_int_equal(lastused_take(&l, &batch, &n), 0);
+        capture_end(&cap, log, sizeof(log));
+        assert_int_equal(n, 0);
+        assert_null(batch);
+        assert_non_null(strstr(log, "key BBBBBBBBBBBB dropped"));
+        /* Nothing is left being written: the next batch is taken. */
+        assert_int_equal(lastused_note(&l, ID_A, NOW + 1, "sshd", NULL), 0);
+        assert_int_equal(lastused_take(&l, &batch, &n), 0);
+        assert_int_equal(n, 1);
+        lastused_taken_done(&l, true);
+        free(batch);
+        lastused_done(&l);
+}
+
+/* ---- the write: a keystore in a temporary directory ---- */
+
+static void put(struct keystore *ks, const char *id, const char *name)
+{
+        struct key_record rec = {
+            .status = KEY_STATUS_ENABLED,
+            .role = KEY_ROLE_READONLY,
+            .permissions = KEY_PERM_READ,
+            .created_at = NOW,
+            .name = name,
+            .owner = "akt-alice",
+        };
+
+        memcpy(rec.id, id, TOKEN_ID_LEN + 1);
+        assert_int_equal(keystore_put_key(ks, &rec), 0);
+}
+
+static void test_keystore_writes_each_entry_alone(void **state)
+{
+        struct keystore_options opts = {.flags = KEYSTORE_NOSYNC};
+        struct keystore *ks = NULL;
+        struct key_record rec;
+        void *storage = NULL;
+        char dir[] = "/tmp/test-lastused-XXXXXX", path[128];
+        char *error = NULL;
+
+        assert_non_null(mkdtemp(dir));
+        assert_int_equal(keystore_open(dir, &opts, &ks, &error), 0);
+        put(ks, ID_A, "a");
+        put(ks, ID_B, "b");
+        put(ks, ID_C, "c");
+
+        /* The bad entry in the middle of the batch, as the hole let it in. */
+        struct last_used batch[3] = {
+            {.at = NOW + 10, .service = "sshd", .from = "192.0.2.1"},
+            {.at = NOW + 11, .service = "sshd", .from = "192.0.2.2\xc2\x85x"},
+            {.at = NOW + 12, .service = "sudo"},
+        };
+        memcpy(batch[0].id, ID_A, sizeof(ID_A));
+        memcpy(batch[1].id, ID_B, sizeof(ID_B));
+        memcpy(batch[2].id, ID_C, sizeof(ID_C));
+        assert_int_equal(keystore_record_last_used(ks, batch, 3), 0);
+
+        assert_int_equal(keystore_get(ks, ID_A, &rec, &storage), 0);
+        assert_int_equal(rec.last_used_at, NOW + 10);
+        assert_string_equal(rec.last_used_from, "192.0.2.1");
+        free(storage);
+        assert_int_equal(keystore_get(ks, ID_B, &rec, &storage), 0);
+        assert_int_equal(rec.last_used_at, 0);
+        assert_null(rec.last_used_from);
+        free(storage);
+        assert_int_equal(keystore_get(ks, ID_C, &rec, &storage), 0);
+        assert_int_equal(rec.last_used_at, NOW + 12);
+        assert_string_equal(rec.last_used_service, "sudo");
+        free(storage);
+
+        keystore_close(ks);
+        snprintf(path, sizeof(path), "%s/%s", dir, KEYSTORE_FILE);
+        unlink(path);
+        snprintf(path, sizeof(path), "%s/%s-lock", dir, KEYSTORE_FILE);
+        unlink(path);
+        assert_int_equal(rmdir(dir), 0);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_bad_entry_dropped_from_the_batch),
+            cmocka_unit_test(test_batch_of_bad_entries_only),
+            cmocka_unit_test(test_keystore_writes_each_entry_alone),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
