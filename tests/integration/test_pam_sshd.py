@@ -283,6 +283,25 @@ def test_revoke_disable_enable_take_effect_at_once(site, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_invited_key_does_not_log_in(site, mode):
+    """A script's key with `invite` mints a key for a login user: it is for
+    that user's scripts, and sshd refuses it as a login."""
+    s = site.sshds[mode]
+    inviter = site.admin.create(f"inviter {mode}", owner="ci-bot",
+                                permissions=["create", "read", "invite"])
+    r = site.admin.ok(f"{IFACE}.Create", {"name": f"for alice {mode}", "owner": ALICE,
+                                          "scope": ["sshd"], "auth": inviter["token"]})
+    token, key_id = r["token"], r["key"]["id"]
+    before = len(site.refusals())
+    r = s.login(ALICE, token)
+    assert not logged_in(r, ALICE) and "Permission denied" in r.stderr, r
+    new = site.refusals()[before:]
+    assert len(new) == 1 and f"verify refused: NOT_FOR_LOGIN; key={key_id} " in new[0], new
+    # Her own key, from an admin, still logs her in.
+    assert logged_in(s.login(ALICE, site.key(ALICE, f"own {mode}")[0]), ALICE)
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_rate_limited_key_is_refused(site, mode):
     s = site.sshds[mode]
     token, key_id = site.key(ALICE, f"guessed {mode}")
