@@ -21,7 +21,7 @@ from conftest import BASE62, BOB, IFACE, make_token, parse_iso, split_token
 from pam_fixtures import (  # noqa: F401 - fixtures
     DEFAULT_BUILD, FELL_THROUGH, PAM_AUTH_ERR, PAM_AUTHINFO_UNAVAIL, PAM_MAXTRIES,
     PAM_PERM_DENIED, PAM_SERVICE_ERR, PAM_SUCCESS, SSHD_FAKE_PASSWORD, VALID_REPLY, PamDir,
-    asan_build, failure_line, forged, key_id_of, listener, need_root,
+    asan_build, conf_dir, failure_line, forged, key_id_of, listener, need_root,
     run_ctypes_pam, secret_of, snippet_lines, snippet_stack, sockdir, syslog, trust_me)
 
 # Owners are plain principals to the daemon: these need no account, so most
@@ -513,16 +513,16 @@ def test_good_options_are_accepted(pam, d, admin):
     assert pam.run("svc", USER, [token]).code == PAM_SUCCESS
 
 
-def _conf(tmp_path, text, mode=0o644, name="pam_apikey.conf"):
-    p = tmp_path / name
+def _conf(directory, text, mode=0o644, name="pam_apikey.conf"):
+    p = directory / name
     p.write_text(text)
     os.chmod(p, mode)
     return p
 
 
-def test_conf_file(pam, d, admin, tmp_path):
+def test_conf_file(pam, d, admin, conf_dir):
     token = admin.create("ssh only", owner=USER, scope=["sshd"])["token"]
-    conf = _conf(tmp_path, f"# options for pam_apikey\nsocket={d.socket}   timeout=2000\n"
+    conf = _conf(conf_dir, f"# options for pam_apikey\nsocket={d.socket}   timeout=2000\n"
                            f"{trust_me()}\n"
                            "\tservice=sshd # the scope checked\nnodelay\n")
     pam.probe("login", f"conf={conf}")
@@ -531,7 +531,7 @@ def test_conf_file(pam, d, admin, tmp_path):
     # Arguments override the file, whatever their order.
     pam.probe("override", f"service=sudo conf={conf}")
     assert pam.run("override", USER, [token]).code == PAM_AUTH_ERR
-    bad_socket = _conf(tmp_path, "socket=/nonexistent/socket nodelay\n", name="bad.conf")
+    bad_socket = _conf(conf_dir, "socket=/nonexistent/socket nodelay\n", name="bad.conf")
     pam.probe("fixed", f"conf={bad_socket} socket={d.socket} service=sshd {trust_me()}")
     assert pam.run("fixed", USER, [token]).code == PAM_SUCCESS
     pam.probe("broken", f"socket={d.socket} service=sshd conf={bad_socket} {trust_me()}")
@@ -545,17 +545,17 @@ def test_conf_file(pam, d, admin, tmp_path):
                                        ("timeout=abc\n", 0o644),
                                        ("nodelay\n", 0o664),
                                        ("nodelay\n", 0o646)])
-def test_bad_conf_file_is_service_err(pam, d, admin, tmp_path, text, mode):
+def test_bad_conf_file_is_service_err(pam, d, admin, conf_dir, text, mode):
     token = admin.create("k", owner=USER)["token"]
-    conf = _conf(tmp_path, text, mode)
+    conf = _conf(conf_dir, text, mode)
     pam.probe("svc", f"{sock(d)} conf={conf}")
     r = pam.run("svc", USER, [token])
     assert r.code == PAM_SERVICE_ERR and r.prompts == [], r
 
 
-def test_conf_must_be_a_regular_file(pam, d, admin, tmp_path):
+def test_conf_must_be_a_regular_file(pam, d, admin, conf_dir):
     token = admin.create("k", owner=USER)["token"]
-    pam.probe("svc", f"{sock(d)} conf={tmp_path}")
+    pam.probe("svc", f"{sock(d)} conf={conf_dir}")
     assert pam.run("svc", USER, [token]).code == PAM_SERVICE_ERR
 
 
