@@ -491,14 +491,26 @@ static int ask_daemon(pam_handle_t *pamh, const struct options *o, const char *t
 static int code_to_pam(const char *code)
 {
         static const char *const refused[] = {
-            "BAD_FORMAT", "NOT_FOUND",  "DISABLED",     "REVOKED",
-            "EXPIRED",    "WRONG_USER", "OUT_OF_SCOPE", "INSUFFICIENT_PERMISSIONS",
+            "BAD_FORMAT",
+            "NOT_FOUND",
+            "DISABLED",
+            "REVOKED",
+            "EXPIRED",
+            "WRONG_USER",
+            "OUT_OF_SCOPE",
+            "INSUFFICIENT_PERMISSIONS",
+            /* A key invited for another owner: for scripts and services, never a login. */
+            "NOT_FOR_LOGIN",
         };
 
         if (strcmp(code, "VALID") == 0)
                 return PAM_SUCCESS;
         if (strcmp(code, "RATE_LIMITED") == 0)
                 return PAM_MAXTRIES;
+        /* The daemon could not decide (its storage failed, or it is offline
+         * from its fleet): as if it could not be reached. */
+        if (strcmp(code, "UNAVAILABLE") == 0)
+                return PAM_AUTHINFO_UNAVAIL;
         for (size_t i = 0; i < ELEMENTSOF(refused); i++)
                 if (strcmp(code, refused[i]) == 0)
                         return PAM_AUTH_ERR;
@@ -515,6 +527,22 @@ static void log_failure(pam_handle_t *pamh, const char *user, const char *id, co
                    pam_modutil_getlogin(pamh) ? pam_modutil_getlogin(pamh) : "", (int)getuid(),
                    (int)geteuid(), item_string(pamh, PAM_TTY), item_string(pamh, PAM_RUSER),
                    item_string(pamh, PAM_RHOST), user, id[0] ? id : "-", code);
+}
+
+/*
+ * No answer, or no decision: not pam_unix's failure line, so that fail2ban
+ * and sshguard do not hold an outage against the user or their host.
+ */
+static void log_unavailable(pam_handle_t *pamh, const char *user, const char *id, const char *code)
+{
+        const char *rhost = item_string(pamh, PAM_RHOST);
+
+        /* "rhost=" never before "user=", and this ends the line: no filter
+         * written for pam_unix's line reads a host out of it. */
+        pam_syslog(pamh, LOG_ERR,
+                   "no decision from apikeyd for user=%s key=%s code=%s rhost=%s; not an "
+                   "authentication failure",
+                   user, id[0] ? id : "-", code, rhost);
 }
 
 static void cleanup_marker(pam_handle_t *pamh, void *data, int status)
@@ -607,11 +635,15 @@ PAM_EXTERN _public_ int pam_sm_authenticate(pam_handle_t *pamh, int flags, int a
         if (r < 0 || ans.error) {
                 if (r >= 0)
                         pam_syslog(pamh, LOG_ERR, "apikeyd refused the call: %s", ans.error_name);
-                log_failure(pamh, user, t.id, "DAEMON_UNAVAILABLE");
+                log_unavailable(pamh, user, t.id, "DAEMON_UNAVAILABLE");
                 return o.ignore_authinfo_unavail ? PAM_IGNORE : PAM_AUTHINFO_UNAVAIL;
         }
 
         r = code_to_pam(ans.code);
+        if (r == PAM_AUTHINFO_UNAVAIL) {
+                log_unavailable(pamh, user, t.id, ans.code);
+                return o.ignore_authinfo_unavail ? PAM_IGNORE : PAM_AUTHINFO_UNAVAIL;
+        }
         if (r != PAM_SUCCESS) {
                 log_failure(pamh, user, t.id, ans.code);
                 return r;

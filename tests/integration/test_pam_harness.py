@@ -626,7 +626,9 @@ def test_failure_lines_in_pam_unix_shape(pam, d, admin, syslog):
     pam.probe("svc", sock(d))
     assert pam.run("svc", USER, [token]).code == PAM_AUTHINFO_UNAVAIL
     syslog.wait_for(r"pam_apikey\(svc:auth\): cannot reach apikeyd at " + re.escape(d.socket))
-    syslog.wait_for(failure_line("svc", USER, key_id_of(token), "DAEMON_UNAVAILABLE"))
+    # Not an authentication failure: fail2ban must not hold an outage against the user.
+    syslog.wait_for(r"pam_apikey\(svc:auth\): " + unavailable_line(USER, key_id_of(token),
+                                                                     "DAEMON_UNAVAILABLE"))
     # Not one line carries a secret.
     lines = syslog.lines()
     secrets_used = [secret_of(t) for t, _, _, _ in cases.values()] + [secret_of(token)]
@@ -634,6 +636,8 @@ def test_failure_lines_in_pam_unix_shape(pam, d, admin, syslog):
         for s in secrets_used:
             assert s not in line, line
     assert all("authentication failure" not in l or "key=" in l for l in lines)
+    # (Other processes may log here too: the key id is this test's own.)
+    assert not any("authentication failure;" in l and key_id_of(token) in l for l in lines), lines
 
 
 def test_rate_limited_line(pam, daemon, syslog):
@@ -668,3 +672,61 @@ def test_refused_socket_owner_is_logged(pam, admin, listener, sockdir, syslog, t
     assert pam.run("svc", USER, [token]).code == PAM_AUTHINFO_UNAVAIL
     syslog.wait_for(rf"refusing to send a key to {re.escape(fake.path)}: it is served by uid "
                     rf"{test_users[BOB].pw_uid}, not by root")
+
+
+# ---------------------------------------------------------------- codes of newer daemons
+
+
+def unavailable_line(user, key, code, rhost=""):
+    """The line of an outage or of no decision: not pam_unix's failure line."""
+    return (rf"no decision from apikeyd for user={re.escape(user)} key={re.escape(key)} "
+            rf"code={code} rhost={re.escape(rhost)}; not an authentication failure$")
+
+
+def test_unavailable_is_authinfo_unavail_and_not_a_failure(pam, listener, sockdir, syslog):
+    """The daemon could not decide (its storage failed, or it is offline from
+    its fleet): like a daemon that cannot be reached, never success, and no
+    line fail2ban would count against the user's host."""
+    token = make_token("apk", random_base62(12), random_base62(43))
+    for valid in ("false", "true"):
+        fake = listener(sockdir() / "s",
+                        reply=f'{{"parameters":{{"valid":{valid},"code":"UNAVAILABLE"}}}}')
+        pam.probe("unavail", f"socket={fake.path} nodelay timeout=1000 {trust_me()}")
+        r = pam.run("unavail", USER, [token], rhost="198.51.100.7", tty="pts/7")
+        assert r.code == PAM_AUTHINFO_UNAVAIL, (valid, r)
+        assert len(fake.connections()) == 1
+        # ignore_authinfo_unavail lets a password module below decide, as
+        # when the daemon is down.
+        pam.probe("unavail-ignored",
+                  f"socket={fake.path} nodelay timeout=1000 ignore_authinfo_unavail {trust_me()}")
+        assert pam.run("unavail-ignored", USER, [token]).fell_through
+    syslog.wait_for(r"pam_apikey\(unavail:auth\): " +
+                    unavailable_line(USER, split_token(token)[1], "UNAVAILABLE", "198.51.100.7"))
+    lines = syslog.grep(re.escape(split_token(token)[1]))
+    assert lines and not any("authentication failure;" in l for l in lines), lines
+
+
+def test_not_for_login_is_auth_err_and_a_failure(pam, listener, sockdir, syslog):
+    """A key invited for another owner matched, but it may not log in: a
+    refusal like WRONG_USER, logged in pam_unix's shape -- also when the
+    answer says valid."""
+    token = make_token("apk", random_base62(12), random_base62(43))
+    for valid in ("false", "true"):
+        fake = listener(sockdir() / "s",
+                        reply=f'{{"parameters":{{"valid":{valid},"code":"NOT_FOR_LOGIN"}}}}')
+        pam.probe("invited", f"socket={fake.path} nodelay timeout=1000 {trust_me()}")
+        r = pam.run("invited", USER, [token], rhost="198.51.100.7", tty="pts/7")
+        assert r.code == PAM_AUTH_ERR, (valid, r)
+    lines = syslog.wait_for(failure_line("invited", USER, split_token(token)[1], "NOT_FOR_LOGIN",
+                                         tty="pts/7", rhost="198.51.100.7", uid=os.getuid(),
+                                         euid=os.geteuid()))
+    assert len(lines) == 2, lines
+
+
+def test_unknown_refusal_code_is_auth_err_and_a_failure(pam, listener, sockdir, syslog):
+    """A code this module does not know yet is a refusal, never success."""
+    token = make_token("apk", random_base62(12), random_base62(43))
+    fake = listener(sockdir() / "s", reply='{"parameters":{"valid":false,"code":"NEW_REASON"}}')
+    pam.probe("newer", f"socket={fake.path} nodelay timeout=1000 {trust_me()}")
+    assert pam.run("newer", USER, [token]).code == PAM_AUTH_ERR
+    syslog.wait_for(failure_line("newer", USER, split_token(token)[1], "NEW_REASON"))
