@@ -1271,6 +1271,9 @@ static const char *verify_explanation(const char *code)
             {"OUT_OF_SCOPE", "the key's scope does not include this service"},
             {"INSUFFICIENT_PERMISSIONS", "the key lacks a permission asked for"},
             {"RATE_LIMITED", "too many failed attempts; try again later"},
+            {"NOT_FOR_LOGIN",
+             "the key was created by an invite, for scripts and services: it cannot log in"},
+            {"UNAVAILABLE", "the daemon could not decide (see its log); try again later"},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(map); i++)
@@ -1345,7 +1348,8 @@ static int cmd_verify(struct ctl *c, struct args *a)
                 return 0;
         fflush(stdout);
         err("%s", verify_explanation(code));
-        return ERR_NOT_VALID;
+        /* No decision is not a refusal: a script may try again. */
+        return STREQ(code, "UNAVAILABLE") ? ERR_UNREACHABLE : ERR_NOT_VALID;
 }
 
 static int cmd_shared_secret(struct ctl *c, struct args *a)

@@ -148,6 +148,135 @@ static bool apply_option(pam_handle_t *pamh, struct options *o, const char *arg)
         return false;
 }
 
+/*
+ * Whether only root can change what `st` describes: the conf file itself
+ * (dir_len < 0) or the directory that is the first dir_len bytes of its path.
+ */
+static bool owned_by_root_alone(pam_handle_t *pamh, const char *conf, int dir_len,
+                                const struct stat *st)
+{
+        char what[PATH_MAX + 16];
+
+        if (dir_len < 0)
+                snprintf(what, sizeof(what), "conf file %s", conf);
+        else
+                snprintf(what, sizeof(what), "conf file %s: directory %.*s", conf, dir_len, conf);
+        if (st->st_uid != 0) {
+                pam_syslog(pamh, LOG_ERR, "%s is owned by uid %u, not root; refusing to use it",
+                           what, (unsigned)st->st_uid);
+                return false;
+        }
+        if (st->st_mode & 022) {
+                /* A sticky directory (/tmp) still lets others add files. */
+                pam_syslog(pamh, LOG_ERR, "%s is writable by %s (mode %04o); refusing to use it",
+                           what,
+                           (st->st_mode & 022) == 022 ? "its group and others"
+                           : (st->st_mode & 020)      ? "its group"
+                                                      : "others",
+                           (unsigned)(st->st_mode & 07777));
+                return false;
+        }
+        return true;
+}
+
+/*
+ * Open conf=PATH for reading only if no one but root can have written what
+ * it says, as sudo trusts sudoers: the file and every directory above it
+ * owned by root and not writable by group or others, and no symbolic link
+ * on the way.  Each directory is opened beneath the one checked before it
+ * and checked on its own descriptor, so nothing can be swapped between the
+ * check and the open.  The descriptor, or -1 once the reason is logged.
+ */
+static int conf_open(pam_handle_t *pamh, const char *path, struct stat *ret_st)
+{
+        _cleanup_close_ int dir = -1, fd = -1;
+        const char *name = path;
+        struct stat st;
+
+        if (path[0] != '/' || strlen(path) >= PATH_MAX) {
+                pam_syslog(pamh, LOG_ERR,
+                           "conf file %s: not an absolute path under PATH_MAX; refusing to use it",
+                           path);
+                return -1;
+        }
+        dir = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dir < 0 || fstat(dir, &st) < 0) {
+                pam_syslog(pamh, LOG_ERR, "conf file %s: cannot open /: %m", path);
+                return -1;
+        }
+        if (!owned_by_root_alone(pamh, path, 1, &st))
+                return -1;
+        for (;;) {
+                char part[NAME_MAX + 1];
+                const char *end;
+                size_t len;
+                int sub, e;
+
+                while (*name == '/')
+                        name++;
+                end = name + strcspn(name, "/");
+                len = (size_t)(end - name);
+                if (len == 0 || len > NAME_MAX) {
+                        pam_syslog(pamh, LOG_ERR,
+                                   "conf file %s: not the name of a file; refusing to use it",
+                                   path);
+                        return -1;
+                }
+                memcpy(part, name, len);
+                part[len] = '\0';
+                if (*end == '\0')
+                        break; /* the file's own name */
+                sub = openat(dir, part, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub < 0) {
+                        e = errno;
+                        if (fstatat(dir, part, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                            S_ISLNK(st.st_mode))
+                                pam_syslog(pamh, LOG_ERR,
+                                           "conf file %s: %.*s is a symbolic link; refusing to "
+                                           "use it (name the file by its real path)",
+                                           path, (int)(end - path), path);
+                        else
+                                pam_syslog(pamh, LOG_ERR,
+                                           "conf file %s: cannot open directory %.*s: %s", path,
+                                           (int)(end - path), path, strerror(e));
+                        return -1;
+                }
+                close(dir);
+                dir = sub;
+                if (fstat(dir, &st) < 0) {
+                        pam_syslog(pamh, LOG_ERR, "conf file %s: cannot read directory %.*s: %m",
+                                   path, (int)(end - path), path);
+                        return -1;
+                }
+                if (!owned_by_root_alone(pamh, path, (int)(end - path), &st))
+                        return -1;
+                name = end;
+        }
+        /* O_NONBLOCK: a FIFO put in its place must not hang the login. */
+        fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0 && errno == ELOOP) {
+                pam_syslog(pamh, LOG_ERR,
+                           "conf file %s is a symbolic link; refusing to use it (name the file "
+                           "by its real path)",
+                           path);
+                return -1;
+        }
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                pam_syslog(pamh, LOG_ERR, "cannot read conf file %s: %m", path);
+                return -1;
+        }
+        if (!S_ISREG(st.st_mode) || st.st_size > OPTIONS_FILE_MAX) {
+                pam_syslog(pamh, LOG_ERR,
+                           "conf file %s is not a regular file under 64 KiB; refusing to use it",
+                           path);
+                return -1;
+        }
+        if (!owned_by_root_alone(pamh, path, -1, &st))
+                return -1;
+        *ret_st = st;
+        return TAKE_FD(fd);
+}
+
 /* Options from conf=FILE: the same words as module arguments, separated by
  * white space, with # comments to the end of a line. */
 static int read_conf(pam_handle_t *pamh, struct options *o, const char *path)
@@ -158,18 +287,9 @@ static int read_conf(pam_handle_t *pamh, struct options *o, const char *path)
         ssize_t n;
         char *p, *word;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0 || fstat(fd, &st) < 0) {
-                pam_syslog(pamh, LOG_ERR, "cannot read conf=%s: %m", path);
+        fd = conf_open(pamh, path, &st);
+        if (fd < 0)
                 return -1;
-        }
-        if (!S_ISREG(st.st_mode) || st.st_size > OPTIONS_FILE_MAX || (st.st_mode & 022)) {
-                pam_syslog(pamh, LOG_ERR,
-                           "conf=%s must be a regular file under 64 KiB, not writable by group "
-                           "or others",
-                           path);
-                return -1;
-        }
         text = malloc((size_t)st.st_size + 1);
         if (!text)
                 return -1;
@@ -371,14 +491,26 @@ static int ask_daemon(pam_handle_t *pamh, const struct options *o, const char *t
 static int code_to_pam(const char *code)
 {
         static const char *const refused[] = {
-            "BAD_FORMAT", "NOT_FOUND",  "DISABLED",     "REVOKED",
-            "EXPIRED",    "WRONG_USER", "OUT_OF_SCOPE", "INSUFFICIENT_PERMISSIONS",
+            "BAD_FORMAT",
+            "NOT_FOUND",
+            "DISABLED",
+            "REVOKED",
+            "EXPIRED",
+            "WRONG_USER",
+            "OUT_OF_SCOPE",
+            "INSUFFICIENT_PERMISSIONS",
+            /* A key invited for another owner: for scripts and services, never a login. */
+            "NOT_FOR_LOGIN",
         };
 
         if (strcmp(code, "VALID") == 0)
                 return PAM_SUCCESS;
         if (strcmp(code, "RATE_LIMITED") == 0)
                 return PAM_MAXTRIES;
+        /* The daemon could not decide (its storage failed, or it is offline
+         * from its fleet): as if it could not be reached. */
+        if (strcmp(code, "UNAVAILABLE") == 0)
+                return PAM_AUTHINFO_UNAVAIL;
         for (size_t i = 0; i < ELEMENTSOF(refused); i++)
                 if (strcmp(code, refused[i]) == 0)
                         return PAM_AUTH_ERR;
@@ -395,6 +527,22 @@ static void log_failure(pam_handle_t *pamh, const char *user, const char *id, co
                    pam_modutil_getlogin(pamh) ? pam_modutil_getlogin(pamh) : "", (int)getuid(),
                    (int)geteuid(), item_string(pamh, PAM_TTY), item_string(pamh, PAM_RUSER),
                    item_string(pamh, PAM_RHOST), user, id[0] ? id : "-", code);
+}
+
+/*
+ * No answer, or no decision: not pam_unix's failure line, so that fail2ban
+ * and sshguard do not hold an outage against the user or their host.
+ */
+static void log_unavailable(pam_handle_t *pamh, const char *user, const char *id, const char *code)
+{
+        const char *rhost = item_string(pamh, PAM_RHOST);
+
+        /* "rhost=" never before "user=", and this ends the line: no filter
+         * written for pam_unix's line reads a host out of it. */
+        pam_syslog(pamh, LOG_ERR,
+                   "no decision from apikeyd for user=%s key=%s code=%s rhost=%s; not an "
+                   "authentication failure",
+                   user, id[0] ? id : "-", code, rhost);
 }
 
 static void cleanup_marker(pam_handle_t *pamh, void *data, int status)
@@ -487,11 +635,15 @@ PAM_EXTERN _public_ int pam_sm_authenticate(pam_handle_t *pamh, int flags, int a
         if (r < 0 || ans.error) {
                 if (r >= 0)
                         pam_syslog(pamh, LOG_ERR, "apikeyd refused the call: %s", ans.error_name);
-                log_failure(pamh, user, t.id, "DAEMON_UNAVAILABLE");
+                log_unavailable(pamh, user, t.id, "DAEMON_UNAVAILABLE");
                 return o.ignore_authinfo_unavail ? PAM_IGNORE : PAM_AUTHINFO_UNAVAIL;
         }
 
         r = code_to_pam(ans.code);
+        if (r == PAM_AUTHINFO_UNAVAIL) {
+                log_unavailable(pamh, user, t.id, ans.code);
+                return o.ignore_authinfo_unavail ? PAM_IGNORE : PAM_AUTHINFO_UNAVAIL;
+        }
         if (r != PAM_SUCCESS) {
                 log_failure(pamh, user, t.id, ans.code);
                 return r;

@@ -504,6 +504,17 @@ def sockdir():
         shutil.rmtree(d, ignore_errors=True)
 
 
+@pytest.fixture
+def conf_dir():
+    """A fresh directory pam_apikey takes conf= files from: root's, 0755, under
+    /run (root's and not writable by others, unlike /tmp); removed at teardown."""
+    need_root("pam_apikey reads conf= files only from root's own directories")
+    d = Path(tempfile.mkdtemp(prefix="akp-conf-", dir="/run"))
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- syslog at /dev/log
 
 DEV_LOG = "/dev/log"

@@ -28,6 +28,7 @@ import pytest
 from conftest import (ADMIN, ALICE, BOB, IFACE, ISO_UTC_RE, REPO, TOKEN_RE, check_key,
                       check_reply, list_all_ids, make_token, other_secret, parse_iso,
                       split_token)
+from pam_fixtures import listener, sockdir  # noqa: F401 - fixtures
 
 APIKEYCTL = Path(os.environ.get("APIKEYCTL") or
                  Path(os.environ.get("APIKEYD_BUILD", str(REPO / "build"))) / "apikeyctl")
@@ -904,6 +905,25 @@ def test_verify_rate_limited(daemon):
     r = ctl("verify", input=token + "\n", rc=EXIT_NOT_VALID)
     assert r.out == "RATE_LIMITED\n"
     assert r.err == "apikeyctl: too many failed attempts; try again later\n"
+
+
+@pytest.mark.parametrize("code, rc, message", [
+    ("UNAVAILABLE", EXIT_UNREACHABLE,
+     "the daemon could not decide (see its log); try again later"),
+    ("NOT_FOR_LOGIN", EXIT_NOT_VALID,
+     "the key was created by an invite, for scripts and services: it cannot log in"),
+])
+def test_verify_codes_of_newer_daemons(listener, sockdir, code, rc, message):
+    """No decision is not a refusal (a script may try again); an invited key
+    used to log in is."""
+    fake = listener(sockdir() / "s", reply=json.dumps({"parameters": {"valid": False,
+                                                                      "code": code}}))
+    token = make_token("apk", "A" * 12, "b" * 43)
+    r = run_ctl("verify", "--user", "alice", socket=fake.path, input=token + "\n", rc=rc)
+    assert r.out == code + "\n", r
+    assert r.err == f"apikeyctl: {message}\n", r
+    j = run_ctl("--json", "verify", socket=fake.path, input=token + "\n", rc=rc).json()
+    assert j == {"valid": False, "code": code}
 
 
 def test_verify_bad_format_is_answered_without_the_daemon(ctl):

@@ -21,7 +21,7 @@ from conftest import BASE62, BOB, IFACE, make_token, parse_iso, split_token
 from pam_fixtures import (  # noqa: F401 - fixtures
     DEFAULT_BUILD, FELL_THROUGH, PAM_AUTH_ERR, PAM_AUTHINFO_UNAVAIL, PAM_MAXTRIES,
     PAM_PERM_DENIED, PAM_SERVICE_ERR, PAM_SUCCESS, SSHD_FAKE_PASSWORD, VALID_REPLY, PamDir,
-    asan_build, failure_line, forged, key_id_of, listener, need_root,
+    asan_build, conf_dir, failure_line, forged, key_id_of, listener, need_root,
     run_ctypes_pam, secret_of, snippet_lines, snippet_stack, sockdir, syslog, trust_me)
 
 # Owners are plain principals to the daemon: these need no account, so most
@@ -513,16 +513,16 @@ def test_good_options_are_accepted(pam, d, admin):
     assert pam.run("svc", USER, [token]).code == PAM_SUCCESS
 
 
-def _conf(tmp_path, text, mode=0o644, name="pam_apikey.conf"):
-    p = tmp_path / name
+def _conf(directory, text, mode=0o644, name="pam_apikey.conf"):
+    p = directory / name
     p.write_text(text)
     os.chmod(p, mode)
     return p
 
 
-def test_conf_file(pam, d, admin, tmp_path):
+def test_conf_file(pam, d, admin, conf_dir):
     token = admin.create("ssh only", owner=USER, scope=["sshd"])["token"]
-    conf = _conf(tmp_path, f"# options for pam_apikey\nsocket={d.socket}   timeout=2000\n"
+    conf = _conf(conf_dir, f"# options for pam_apikey\nsocket={d.socket}   timeout=2000\n"
                            f"{trust_me()}\n"
                            "\tservice=sshd # the scope checked\nnodelay\n")
     pam.probe("login", f"conf={conf}")
@@ -531,7 +531,7 @@ def test_conf_file(pam, d, admin, tmp_path):
     # Arguments override the file, whatever their order.
     pam.probe("override", f"service=sudo conf={conf}")
     assert pam.run("override", USER, [token]).code == PAM_AUTH_ERR
-    bad_socket = _conf(tmp_path, "socket=/nonexistent/socket nodelay\n", name="bad.conf")
+    bad_socket = _conf(conf_dir, "socket=/nonexistent/socket nodelay\n", name="bad.conf")
     pam.probe("fixed", f"conf={bad_socket} socket={d.socket} service=sshd {trust_me()}")
     assert pam.run("fixed", USER, [token]).code == PAM_SUCCESS
     pam.probe("broken", f"socket={d.socket} service=sshd conf={bad_socket} {trust_me()}")
@@ -545,17 +545,17 @@ def test_conf_file(pam, d, admin, tmp_path):
                                        ("timeout=abc\n", 0o644),
                                        ("nodelay\n", 0o664),
                                        ("nodelay\n", 0o646)])
-def test_bad_conf_file_is_service_err(pam, d, admin, tmp_path, text, mode):
+def test_bad_conf_file_is_service_err(pam, d, admin, conf_dir, text, mode):
     token = admin.create("k", owner=USER)["token"]
-    conf = _conf(tmp_path, text, mode)
+    conf = _conf(conf_dir, text, mode)
     pam.probe("svc", f"{sock(d)} conf={conf}")
     r = pam.run("svc", USER, [token])
     assert r.code == PAM_SERVICE_ERR and r.prompts == [], r
 
 
-def test_conf_must_be_a_regular_file(pam, d, admin, tmp_path):
+def test_conf_must_be_a_regular_file(pam, d, admin, conf_dir):
     token = admin.create("k", owner=USER)["token"]
-    pam.probe("svc", f"{sock(d)} conf={tmp_path}")
+    pam.probe("svc", f"{sock(d)} conf={conf_dir}")
     assert pam.run("svc", USER, [token]).code == PAM_SERVICE_ERR
 
 
@@ -626,7 +626,9 @@ def test_failure_lines_in_pam_unix_shape(pam, d, admin, syslog):
     pam.probe("svc", sock(d))
     assert pam.run("svc", USER, [token]).code == PAM_AUTHINFO_UNAVAIL
     syslog.wait_for(r"pam_apikey\(svc:auth\): cannot reach apikeyd at " + re.escape(d.socket))
-    syslog.wait_for(failure_line("svc", USER, key_id_of(token), "DAEMON_UNAVAILABLE"))
+    # Not an authentication failure: fail2ban must not hold an outage against the user.
+    syslog.wait_for(r"pam_apikey\(svc:auth\): " + unavailable_line(USER, key_id_of(token),
+                                                                     "DAEMON_UNAVAILABLE"))
     # Not one line carries a secret.
     lines = syslog.lines()
     secrets_used = [secret_of(t) for t, _, _, _ in cases.values()] + [secret_of(token)]
@@ -634,6 +636,8 @@ def test_failure_lines_in_pam_unix_shape(pam, d, admin, syslog):
         for s in secrets_used:
             assert s not in line, line
     assert all("authentication failure" not in l or "key=" in l for l in lines)
+    # (Other processes may log here too: the key id is this test's own.)
+    assert not any("authentication failure;" in l and key_id_of(token) in l for l in lines), lines
 
 
 def test_rate_limited_line(pam, daemon, syslog):
@@ -668,3 +672,61 @@ def test_refused_socket_owner_is_logged(pam, admin, listener, sockdir, syslog, t
     assert pam.run("svc", USER, [token]).code == PAM_AUTHINFO_UNAVAIL
     syslog.wait_for(rf"refusing to send a key to {re.escape(fake.path)}: it is served by uid "
                     rf"{test_users[BOB].pw_uid}, not by root")
+
+
+# ---------------------------------------------------------------- codes of newer daemons
+
+
+def unavailable_line(user, key, code, rhost=""):
+    """The line of an outage or of no decision: not pam_unix's failure line."""
+    return (rf"no decision from apikeyd for user={re.escape(user)} key={re.escape(key)} "
+            rf"code={code} rhost={re.escape(rhost)}; not an authentication failure$")
+
+
+def test_unavailable_is_authinfo_unavail_and_not_a_failure(pam, listener, sockdir, syslog):
+    """The daemon could not decide (its storage failed, or it is offline from
+    its fleet): like a daemon that cannot be reached, never success, and no
+    line fail2ban would count against the user's host."""
+    token = make_token("apk", random_base62(12), random_base62(43))
+    for valid in ("false", "true"):
+        fake = listener(sockdir() / "s",
+                        reply=f'{{"parameters":{{"valid":{valid},"code":"UNAVAILABLE"}}}}')
+        pam.probe("unavail", f"socket={fake.path} nodelay timeout=1000 {trust_me()}")
+        r = pam.run("unavail", USER, [token], rhost="198.51.100.7", tty="pts/7")
+        assert r.code == PAM_AUTHINFO_UNAVAIL, (valid, r)
+        assert len(fake.connections()) == 1
+        # ignore_authinfo_unavail lets a password module below decide, as
+        # when the daemon is down.
+        pam.probe("unavail-ignored",
+                  f"socket={fake.path} nodelay timeout=1000 ignore_authinfo_unavail {trust_me()}")
+        assert pam.run("unavail-ignored", USER, [token]).fell_through
+    syslog.wait_for(r"pam_apikey\(unavail:auth\): " +
+                    unavailable_line(USER, split_token(token)[1], "UNAVAILABLE", "198.51.100.7"))
+    lines = syslog.grep(re.escape(split_token(token)[1]))
+    assert lines and not any("authentication failure;" in l for l in lines), lines
+
+
+def test_not_for_login_is_auth_err_and_a_failure(pam, listener, sockdir, syslog):
+    """A key invited for another owner matched, but it may not log in: a
+    refusal like WRONG_USER, logged in pam_unix's shape -- also when the
+    answer says valid."""
+    token = make_token("apk", random_base62(12), random_base62(43))
+    for valid in ("false", "true"):
+        fake = listener(sockdir() / "s",
+                        reply=f'{{"parameters":{{"valid":{valid},"code":"NOT_FOR_LOGIN"}}}}')
+        pam.probe("invited", f"socket={fake.path} nodelay timeout=1000 {trust_me()}")
+        r = pam.run("invited", USER, [token], rhost="198.51.100.7", tty="pts/7")
+        assert r.code == PAM_AUTH_ERR, (valid, r)
+    lines = syslog.wait_for(failure_line("invited", USER, split_token(token)[1], "NOT_FOR_LOGIN",
+                                         tty="pts/7", rhost="198.51.100.7", uid=os.getuid(),
+                                         euid=os.geteuid()))
+    assert len(lines) == 2, lines
+
+
+def test_unknown_refusal_code_is_auth_err_and_a_failure(pam, listener, sockdir, syslog):
+    """A code this module does not know yet is a refusal, never success."""
+    token = make_token("apk", random_base62(12), random_base62(43))
+    fake = listener(sockdir() / "s", reply='{"parameters":{"valid":false,"code":"NEW_REASON"}}')
+    pam.probe("newer", f"socket={fake.path} nodelay timeout=1000 {trust_me()}")
+    assert pam.run("newer", USER, [token]).code == PAM_AUTH_ERR
+    syslog.wait_for(failure_line("newer", USER, split_token(token)[1], "NEW_REASON"))

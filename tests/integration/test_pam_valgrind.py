@@ -20,8 +20,8 @@ import pytest
 from conftest import REPO, make_token
 from pam_fixtures import (  # noqa: F401 - fixtures
     DEFAULT_BUILD, FELL_THROUGH, PAM_AUTH_ERR, PAM_AUTHINFO_UNAVAIL, PAM_CONV_ERR, PAM_MAXTRIES,
-    PAM_SERVICE_ERR, PAM_SUCCESS, SANITIZER_RE, Build, PamDir, asan_build, forged, listener,
-    sockdir, trust_me)
+    PAM_SERVICE_ERR, PAM_SUCCESS, SANITIZER_RE, Build, PamDir, asan_build, conf_dir, forged,
+    listener, sockdir, trust_me)
 
 USER = "alice"
 VALGRIND = ["valgrind", "--error-exitcode=99", "--leak-check=full",
@@ -29,7 +29,7 @@ VALGRIND = ["valgrind", "--error-exitcode=99", "--leak-check=full",
             "--num-callers=30"]
 
 
-def _paths(pam, daemon, listener, sockdir, tmp_path):
+def _paths(pam, daemon, listener, sockdir, tmp_path, conf_dir):
     """(name, service, answers, acct, expected code) of every path, with the
     daemons, listeners and service files they need."""
     d = daemon(config={"lockout_threshold": 2})
@@ -42,7 +42,8 @@ def _paths(pam, daemon, listener, sockdir, tmp_path):
     frozen_token = frozen.client().create("k", owner=USER)["token"]
     mute = listener(sockdir() / "s", reply="not json")
     me = trust_me()
-    conf = tmp_path / "pam_apikey.conf"
+    # Only root's conf files are read (and /tmp is not root's alone).
+    conf = (conf_dir or tmp_path) / "pam_apikey.conf"
     conf.write_text(f"socket={d.socket} # the daemon\ntimeout=2000\n")
     os.chmod(conf, 0o644)
     s = f"socket={d.socket} nodelay {me}"
@@ -62,7 +63,8 @@ def _paths(pam, daemon, listener, sockdir, tmp_path):
                               f"socket={down.socket} nodelay ignore_authinfo_unavail"))
     paths = [
         ("success", "ok", [token], False, PAM_SUCCESS),
-        ("success with conf= and expiry info", "conf", [token], False, PAM_SUCCESS),
+        ("success with conf= and expiry info", "conf", [token], False, PAM_SUCCESS)
+        if conf_dir else ("conf= refused", "conf", [token], False, PAM_SERVICE_ERR),
         ("success then account", "acct", [token], True, PAM_SUCCESS),
         ("account after another module", "acct-other", [], True, PAM_SUCCESS),
         ("wrong secret", "ok", [forged(token)], False, PAM_AUTH_ERR),
@@ -108,10 +110,17 @@ def _check(results, report):
     assert not failures, "\n\n".join(failures)
 
 
-def _valgrind_paths(tmp_path, daemon, listener, sockdir, build, keep=lambda name: True):
+@pytest.fixture
+def root_conf_dir(request):
+    """A directory pam_apikey reads conf= files from when we are root, else None."""
+    return request.getfixturevalue("conf_dir") if os.geteuid() == 0 else None
+
+
+def _valgrind_paths(tmp_path, daemon, listener, sockdir, conf_dir, build,
+                    keep=lambda name: True):
     """Every path kept, each run under valgrind with the module preloaded."""
     pam = PamDir(tmp_path / "pam.d", build)
-    paths, frozen = _paths(pam, daemon, listener, sockdir, tmp_path)
+    paths, frozen = _paths(pam, daemon, listener, sockdir, tmp_path, conf_dir)
     paths = [p for p in paths if keep(p[0])]
     logs = {p[0]: tmp_path / f"valgrind.{i}.log" for i, p in enumerate(paths)}
     results = _run_all(pam, paths, frozen, lambda p: VALGRIND + [f"--log-file={logs[p[0]]}"],
@@ -125,10 +134,11 @@ def _valgrind_paths(tmp_path, daemon, listener, sockdir, build, keep=lambda name
     return dict((p[0], r) for p, r in results)
 
 
-def test_valgrind_every_path(tmp_path, daemon, listener, sockdir):
+def test_valgrind_every_path(tmp_path, daemon, listener, sockdir, root_conf_dir):
     if shutil.which("valgrind") is None:
         pytest.skip("valgrind is not installed")
-    results = _valgrind_paths(tmp_path, daemon, listener, sockdir, DEFAULT_BUILD.check())
+    results = _valgrind_paths(tmp_path, daemon, listener, sockdir, root_conf_dir,
+                              DEFAULT_BUILD.check())
     # The deadline held under valgrind too.
     assert results["deadline"].elapsed < 10, results["deadline"]
 
@@ -152,14 +162,15 @@ def unoptimised(tmp_path_factory):
     return build
 
 
-def test_valgrind_unoptimised_module(tmp_path, daemon, listener, sockdir, unoptimised):
-    _valgrind_paths(tmp_path, daemon, listener, sockdir, unoptimised)
+def test_valgrind_unoptimised_module(tmp_path, daemon, listener, sockdir, root_conf_dir,
+                                     unoptimised):
+    _valgrind_paths(tmp_path, daemon, listener, sockdir, root_conf_dir, unoptimised)
 
 
-def test_sanitizers_every_path(tmp_path, daemon, listener, sockdir):
+def test_sanitizers_every_path(tmp_path, daemon, listener, sockdir, root_conf_dir):
     build = asan_build()
     pam = PamDir(tmp_path / "pam.d", build)
-    paths, frozen = _paths(pam, daemon, listener, sockdir, tmp_path)
+    paths, frozen = _paths(pam, daemon, listener, sockdir, tmp_path, root_conf_dir)
     env = {"LD_PRELOAD": build.sanitizer_preload()}
     results = _run_all(pam, paths, frozen, lambda p: [], env)
 
