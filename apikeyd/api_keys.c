@@ -499,6 +499,7 @@ static int change_audit(struct change *ch, struct keystore *ks, const struct key
             .key_id = rec ? rec->id : NULL,
             .result = "ok",
             .detail = ch->detail,
+            .admin = ch->q.who.admin,
         };
 
         return keystore_audit_next(ks, &ev);
