@@ -79,3 +79,26 @@ def test_user_flood_does_not_push_out_admins_changes(d, as_user):
     assert {e["action"] for e in flooded} <= {"update", "disable", "rotate-shared-secret"}
     assert len(events) == AUDIT_MAX + 3
     assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+
+
+def test_a_key_acts_with_the_uid_that_used_it(d, as_user):
+    root = d.client()
+    ops = root.create("ops", owner=ALICE, role="custom",
+                      permissions=["create", "read", "write"], scope=["apikeyd"])
+    # bob holds alice's token: what he does with it names the key and him.
+    made = as_user(BOB, socket=d.socket).ok(
+        f"{IFACE}.Create", {"name": "by-bob", "auth": ops["token"]})["key"]
+    expected = f"key={ops['key']['id']}({ALICE}) {actor(BOB)}"
+    assert made["created_by"] == expected
+    [event] = [e for e in all_events(root) if e.get("key_id") == made["id"]]
+    assert (event["actor"], event["action"], event["result"]) == (expected, "create", "ok")
+
+    # A long owner is cut in the actor, never the uid, so created_by stays
+    # within its 256 bytes and the key can still be made.
+    long_owner = "svc-" + "x" * 236
+    admin = root.create("long", owner=long_owner, role="admin", scope=["apikeyd"])
+    made = root.ok(f"{IFACE}.Create", {"name": "child", "owner": long_owner,
+                                       "auth": admin["token"]})["key"]
+    assert len(made["created_by"].encode()) <= 256
+    assert made["created_by"].startswith(f"key={admin['key']['id']}(svc-xxx")
+    assert made["created_by"].endswith(") uid=0(root)")
