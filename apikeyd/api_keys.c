@@ -83,8 +83,84 @@ int api_reply_internal(struct request *q, const char *what, int r)
                                   r == -EBADMSG ? "keystore record is corrupt" : "keystore error");
 }
 
+/* "rotate-shared-secret" for io.apikeyd.Keys.RotateSharedSecret. */
+static void method_action(const char *method, char *buf, size_t size)
+{
+        const char *name = method ? strrchr(method, '.') : NULL;
+        size_t n = 0;
+
+        for (name = name ? name + 1 : "call"; *name && n + 2 < size; name++) {
+                if (*name >= 'A' && *name <= 'Z') {
+                        if (n > 0)
+                                buf[n++] = '-';
+                        buf[n++] = (char)(*name - 'A' + 'a');
+                } else
+                        buf[n++] = *name;
+        }
+        buf[n] = '\0';
+}
+
+/*
+ * A refused call: a journal entry (at most API_REFUSALS_LOGGED_PER_SEC a
+ * second, the rest counted in the next one) and an audit record queued
+ * with the failed verifies, written in the same batches and as bounded:
+ * refusing is not a way to make the daemon write, or to flood the log
+ * beyond the ordinary part (keystore.h).
+ */
+static void audit_refusal(struct request *q, const char *result, const char *reason)
+{
+        struct api *a = q->api;
+        const struct caller *who = connection_caller(q->conn);
+        struct queued_verify *qv = api_audit_queue_add(a);
+        char action[32], uid_actor[32];
+        const char *actor = q->who.actor;
+        uint64_t second = q->now / USEC_PER_SEC;
+        struct audit_fields f = {.n = 0};
+        char message[768];
+
+        method_action(q->method, action, sizeof(action));
+        if (!actor[0]) {
+                /* Refused before the principal was known (the key in auth). */
+                snprintf(uid_actor, sizeof(uid_actor), "uid=%u", (unsigned)who->uid);
+                actor = uid_actor;
+        }
+        if (qv) {
+                *qv = (struct queued_verify){.time = q->now};
+                str_copy(qv->actor, sizeof(qv->actor), actor);
+                str_copy(qv->action, sizeof(qv->action), action);
+                str_copy(qv->key_id, sizeof(qv->key_id), q->key_id);
+                str_copy(qv->result, sizeof(qv->result), result);
+                str_copy(qv->detail, sizeof(qv->detail), reason);
+        }
+
+        if (second != a->refusals_second) {
+                a->refusals_second = second;
+                a->refusals_logged = 0;
+        }
+        if (a->refusals_logged >= API_REFUSALS_LOGGED_PER_SEC) {
+                a->refusals_suppressed++;
+                return;
+        }
+        a->refusals_logged++;
+        api_field(&f, "APIKEY_ACTION=", action);
+        api_field(&f, "APIKEY_CODE=", result);
+        if (q->key_id[0])
+                api_field(&f, "APIKEY_ID=", q->key_id);
+        api_field(&f, "APIKEY_ACTOR=", actor);
+        api_field_uint(&f, "APIKEY_CALLER_UID=", who->uid);
+        api_field_uint(&f, "APIKEY_CALLER_PID=", (unsigned long)who->pid);
+        if (a->refusals_suppressed)
+                api_field_uint(&f, "APIKEY_SUPPRESSED=", a->refusals_suppressed);
+        snprintf(message, sizeof(message), "%s: %s key %s refused (%s): %s%s", actor, action,
+                 q->key_id[0] ? q->key_id : "-", result, reason,
+                 a->refusals_suppressed ? " (and more refused calls before it, not logged)" : "");
+        a->refusals_suppressed = 0;
+        log_fields(LOG_NOTICE, message, f.v, f.n);
+}
+
 static int reply_authz(struct request *q, int r, const char *reason)
 {
+        audit_refusal(q, r == -EDQUOT ? "policy" : "denied", reason);
         return reply_error_reason(q, r == -EDQUOT ? ERR_POLICY : ERR_DENIED, reason);
 }
 
@@ -321,7 +397,8 @@ static int request_init(struct request *q, struct api *a, struct connection *c, 
         json_t *auth = json_object_get(params, "auth");
         int r;
 
-        *q = (struct request){.api = a, .conn = c, .params = params, .now = now_usec()};
+        *q = (struct request){
+            .api = a, .conn = c, .params = params, .now = now_usec(), .method = q->method};
         if (!auth || json_is_null(auth)) {
                 /* Resolved once per connection: its credentials (groups too)
                  * are the kernel's from when it connected, and the names
@@ -353,19 +430,21 @@ static int request_init(struct request *q, struct api *a, struct connection *c, 
                                             &view, &matched, auth_id);
 
         api_erase_json_string(auth);
+        str_copy(q->key_id, sizeof(q->key_id), auth_id);
         if (!matched) {
-                (void)reply_error_reason(q, ERR_DENIED,
-                                         STREQ(code, "BAD_FORMAT")
-                                             ? "the API key given in auth is malformed"
-                                             : "the API key given in auth is not valid");
+                (void)reply_authz(q, -EPERM,
+                                  STREQ(code, "BAD_FORMAT")
+                                      ? "the API key given in auth is malformed"
+                                      : "the API key given in auth is not valid");
                 return -EPERM;
         }
         r = authz_principal_from_key(&view.rec, connection_caller(c)->uid, q->now, &q->who,
                                      &reason);
         if (r < 0) {
-                (void)reply_error_reason(q, ERR_DENIED, reason);
+                (void)reply_authz(q, -EPERM, reason);
                 return r;
         }
+        q->key_id[0] = '\0';
         return 0;
 }
 
@@ -782,8 +861,7 @@ static int method_list(struct request *q)
 
         if (!q->who.admin) {
                 if (f.owner && !STREQ(f.owner, q->who.owner))
-                        return reply_error_reason(q, ERR_DENIED,
-                                                  "only admins may list other owners' keys");
+                        return reply_authz(q, -EPERM, "only admins may list other owners' keys");
                 f.owner = q->who.owner;
         }
         r = authz_check(&q->who, AUTHZ_READ, f.owner, &reason);
@@ -828,6 +906,7 @@ static int load_key(struct request *q, enum authz_action action, struct key_reco
                 (void)api_reply_internal(q, "reading a key", r);
                 return r;
         }
+        str_copy(q->key_id, sizeof(q->key_id), rec->id); /* for a refusal, here or later */
         r = authz_check(&q->who, action, rec->owner, &reason);
         if (r < 0) {
                 (void)reply_authz(q, r, reason);
@@ -1447,12 +1526,16 @@ void api_dispatch(struct connection *c, struct varlink_call *call, void *userdat
                                                      json_pack("{s:s}", "parameter", "more"));
                         return;
                 }
+                q.method = methods[i].name;
                 if (methods[i].needs_principal || json_object_get(call->parameters, "auth")) {
                         if (request_init(&q, a, c, call->parameters) < 0)
                                 return;
                 } else
-                        q = (struct request){
-                            .api = a, .conn = c, .params = call->parameters, .now = now_usec()};
+                        q = (struct request){.api = a,
+                                             .conn = c,
+                                             .params = call->parameters,
+                                             .now = now_usec(),
+                                             .method = methods[i].name};
                 (void)methods[i].fn(&q);
                 return;
         }

@@ -7,10 +7,13 @@ it changed.  Against the real daemon; these tests create users, so they
 need root."""
 
 import pwd
+import re
+import time
 
 import pytest
 
-from conftest import ADMIN, ALICE, BOB, IFACE, Varlink
+from conftest import (ADMIN, ALICE, BOB, IFACE, Varlink, make_token, other_secret,
+                      split_token)
 
 DENIED = f"{IFACE}.PermissionDenied"
 POLICY = f"{IFACE}.PolicyViolation"
@@ -61,7 +64,9 @@ def test_user_flood_does_not_push_out_admins_changes(d, as_user):
                 out["refused"].add((err, params["reason"]))
         return out
 
+    started = time.monotonic()
     out = as_user(ALICE, flood)
+    seconds = time.monotonic() - started
     assert out["refused"] == {
         (DENIED, "only an admin or the key's owner may do this"),
         (DENIED, "only admins may read or rotate the shared secret"),
@@ -79,6 +84,12 @@ def test_user_flood_does_not_push_out_admins_changes(d, as_user):
     assert {e["action"] for e in flooded} <= {"update", "disable", "rotate-shared-secret"}
     assert len(events) == AUDIT_MAX + 3
     assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+    refused = [e for e in flooded if e["result"] == "denied"]
+    assert refused and all(e["detail"] for e in refused)
+    # Nor does refusing flood the daemon's log: a few lines a second, the
+    # rest counted.
+    lines = re.findall(r"refused \(denied\)", d.log())
+    assert 0 < len(lines) <= 20 * (int(seconds) + 2) < 20 * AUDIT_MAX, (len(lines), seconds)
 
 
 def test_a_key_acts_with_the_uid_that_used_it(d, as_user):
@@ -102,3 +113,58 @@ def test_a_key_acts_with_the_uid_that_used_it(d, as_user):
     assert len(made["created_by"].encode()) <= 256
     assert made["created_by"].startswith(f"key={admin['key']['id']}(svc-xxx")
     assert made["created_by"].endswith(") uid=0(root)")
+
+
+def refusal(events, action, actor_):
+    found = [e for e in events if e["action"] == action and e["actor"] == actor_]
+    assert len(found) == 1, (action, actor_, events)
+    return found[0]
+
+
+def test_refused_calls_are_audited_with_who_made_them(d, as_user):
+    root = d.client()
+    roots = root.create("ops")["key"]
+    alices = root.create("laptop", owner=ALICE)["key"]
+    readonly = root.create("reader", owner=ALICE, scope=["apikeyd"])
+    prefix, key_id, secret, _ = split_token(readonly["token"])
+    bogus = make_token(prefix, key_id, other_secret(secret))
+    alice = as_user(ALICE, socket=d.socket)
+    bob = as_user(BOB, socket=d.socket)
+
+    # An ordinary user, at another owner's key and beyond the policy.
+    err, params = alice.err(f"{IFACE}.Revoke", {"id": roots["id"]})
+    assert (err, params) == (DENIED, {"reason": "only an admin or the key's owner may do this"})
+    err, params = alice.err(f"{IFACE}.Create", {"name": "forever", "expires": "3650d"})
+    assert (err, params["reason"]) == (
+        POLICY, "the expiry is later than users' keys may live (user_max_lifetime)")
+    err, params = alice.err(f"{IFACE}.List", {"owner": BOB})
+    assert (err, params["reason"]) == (DENIED, "only admins may list other owners' keys")
+    # Someone else (bob) with alice's read-only key, which may not write.
+    err, params = bob.err(f"{IFACE}.Update", {"id": alices["id"], "name": "mine",
+                                               "auth": readonly["token"]})
+    assert (err, params["reason"]) == (DENIED,
+                                       "the API key given in auth lacks the permission for this")
+    # And with a token that is not a key at all.
+    err, params = bob.err(f"{IFACE}.Delete", {"id": alices["id"], "auth": bogus})
+    assert (err, params["reason"]) == (DENIED, "the API key given in auth is not valid")
+
+    events = all_events(root)
+    e = refusal(events, "revoke", actor(ALICE))
+    assert (e["key_id"], e["result"], e["detail"]) == (
+        roots["id"], "denied", "only an admin or the key's owner may do this")
+    e = refusal(events, "create", actor(ALICE))
+    assert (e["result"], e["detail"]) == (
+        "policy", "the expiry is later than users' keys may live (user_max_lifetime)")
+    assert "key_id" not in e
+    e = refusal(events, "list", actor(ALICE))
+    assert (e["result"], e["detail"]) == ("denied", "only admins may list other owners' keys")
+    e = refusal(events, "update", f"key={readonly['key']['id']}({ALICE}) {actor(BOB)}")
+    assert (e["key_id"], e["result"], e["detail"]) == (
+        alices["id"], "denied", "the API key given in auth lacks the permission for this")
+    e = refusal(events, "delete", f"uid={uid(BOB)}")
+    assert (e["key_id"], e["result"], e["detail"]) == (
+        readonly["key"]["id"], "denied", "the API key given in auth is not valid")
+    # Nothing was changed, and no token is in the log.
+    assert root.get(roots["id"])["status"] == "enabled"
+    assert root.get(alices["id"])["name"] == "laptop"
+    assert readonly["token"] not in str(events) and bogus not in str(events)
