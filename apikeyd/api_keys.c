@@ -491,6 +491,7 @@ struct change {
         struct request q;   /* q.params is referenced: the strings below point into it */
         const char *action; /* for the audit record and the journal */
         const char *detail;
+        char detail_buf[512]; /* behind detail, when made for this change */
         int (*write)(struct change *ch, struct keystore *ks); /* writer's thread; NULL: none */
         void (*answer)(struct change *ch, int r);             /* loop */
         struct key_record rec; /* Create: the new key; else the key as loaded */
@@ -952,6 +953,103 @@ static int update_write(struct change *ch, struct keystore *ks)
         return keystore_update_key(ks, ch->rec.id, &ch->upd, &ch->updated, &ch->updated_storage);
 }
 
+/* Values up to this long are shown in an update's audit detail; longer ones by name only. */
+#define DETAIL_VALUE_MAX 64
+
+static void detail_change(struct text *t, const char *field, const char *from, const char *to)
+{
+        text_add(t, t->len ? ", " : "");
+        text_add(t, field);
+        if (from && to && strlen(from) <= DETAIL_VALUE_MAX && strlen(to) <= DETAIL_VALUE_MAX) {
+                text_add(t, ": ");
+                text_add(t, from);
+                text_add(t, " -> ");
+                text_add(t, to);
+        }
+}
+
+static void detail_scope(char *buf, size_t size, const char *const *scope, size_t n)
+{
+        struct text t;
+
+        text_init(&t, buf, size);
+        text_add(&t, n ? "" : "any");
+        for (size_t i = 0; i < n; i++) {
+                text_add(&t, i ? "," : "");
+                text_add(&t, scope[i]);
+        }
+}
+
+static bool scope_equal(const struct key_record *old, const struct key_update *upd)
+{
+        if (old->n_scope != upd->n_scope)
+                return false;
+        for (size_t i = 0; i < old->n_scope; i++)
+                if (!STREQ(old->scope[i], upd->scope[i]))
+                        return false;
+        return true;
+}
+
+static void detail_permissions(char *buf, size_t size, uint8_t perms)
+{
+        struct text t;
+
+        text_init(&t, buf, size);
+        for (unsigned bit = 1; bit <= KEY_PERM_INVITE; bit <<= 1)
+                if (perms & bit) {
+                        text_add(&t, t.len ? "," : "");
+                        text_add(&t, key_perm_to_string(bit));
+                }
+}
+
+static void detail_expiry(char buf[static TIMESTAMP_MAX], uint64_t at)
+{
+        if (at == 0 || timestamp_format(at, buf) < 0)
+                str_copy(buf, TIMESTAMP_MAX, at ? "?" : "never");
+}
+
+/*
+ * What an update changes, for its audit event and journal entry: the
+ * fields whose values differ, old -> new where both are short ("name: ci
+ * -> deploy, scope: any -> sshd, expires: never -> 2027-01-31T12:00:00Z"),
+ * the description by name only; "nothing changed" when none does.
+ */
+static void update_detail(const struct key_record *old, const struct key_update *upd, char *buf,
+                          size_t size)
+{
+        char from[DETAIL_VALUE_MAX * 2], to[DETAIL_VALUE_MAX * 2];
+        char from_t[TIMESTAMP_MAX], to_t[TIMESTAMP_MAX];
+        struct text t;
+
+        text_init(&t, buf, size);
+        if ((upd->fields & KEY_UPDATE_NAME) && !STREQ(old->name, upd->name))
+                detail_change(&t, "name", old->name, upd->name);
+        if ((upd->fields & KEY_UPDATE_DESCRIPTION) &&
+            !STREQ(old->description ? old->description : "",
+                   upd->description ? upd->description : ""))
+                detail_change(&t, "description", NULL, NULL);
+        if ((upd->fields & KEY_UPDATE_SCOPE) && !scope_equal(old, upd)) {
+                detail_scope(from, sizeof(from), old->scope, old->n_scope);
+                detail_scope(to, sizeof(to), upd->scope, upd->n_scope);
+                detail_change(&t, "scope", from, to);
+        }
+        if ((upd->fields & KEY_UPDATE_PERMISSIONS) && old->role != upd->role)
+                detail_change(&t, "role", key_role_to_string(old->role),
+                              key_role_to_string(upd->role));
+        if ((upd->fields & KEY_UPDATE_PERMISSIONS) && old->permissions != upd->permissions) {
+                detail_permissions(from, sizeof(from), old->permissions);
+                detail_permissions(to, sizeof(to), upd->permissions);
+                detail_change(&t, "permissions", from, to);
+        }
+        if ((upd->fields & KEY_UPDATE_EXPIRES) && old->expires_at != upd->expires_at) {
+                detail_expiry(from_t, old->expires_at);
+                detail_expiry(to_t, upd->expires_at);
+                detail_change(&t, "expires", from_t, to_t);
+        }
+        if (t.len == 0)
+                text_add(&t, "nothing changed");
+}
+
 static void changed_answer(struct change *ch, int r);
 
 static int method_update(struct request *q)
@@ -1041,6 +1139,8 @@ static int method_update(struct request *q)
         ch = change_new(q, "update", update_write, changed_answer);
         if (!ch)
                 return api_reply_internal(q, "updating a key", -ENOMEM);
+        update_detail(&rec, &upd, ch->detail_buf, sizeof(ch->detail_buf));
+        ch->detail = ch->detail_buf;
         ch->rec = rec;
         ch->storage = TAKE_PTR(storage);
         ch->upd = upd;
@@ -1077,7 +1177,7 @@ static void changed_answer(struct change *ch, int r)
         else if (r < 0)
                 (void)api_reply_internal(q, ch->status ? ch->action : "updating a key", r);
         else {
-                audit_journal(q, ch->action, &ch->updated, NULL);
+                audit_journal(q, ch->action, &ch->updated, ch->detail);
                 (void)reply_key(q, &ch->updated);
         }
 }

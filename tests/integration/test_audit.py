@@ -168,3 +168,29 @@ def test_refused_calls_are_audited_with_who_made_them(d, as_user):
     assert root.get(roots["id"])["status"] == "enabled"
     assert root.get(alices["id"])["name"] == "laptop"
     assert readonly["token"] not in str(events) and bogus not in str(events)
+
+
+def test_an_update_says_what_it_changed(d, as_user):
+    root = d.client()
+    alice = as_user(ALICE, socket=d.socket)
+    key = alice.create("laptop", description="old")["key"]
+    kid = key["id"]
+
+    after = alice.ok(f"{IFACE}.Update", {"id": kid, "name": "desk", "description": "new words",
+                                         "scope": ["sshd", "sudo"], "expires": "10d"})["key"]
+    alice.ok(f"{IFACE}.Update", {"id": kid, "name": "desk", "scope": ["sshd", "sudo"]})
+    root.ok(f"{IFACE}.Update", {"id": kid, "role": "custom", "permissions": ["read", "write"],
+                                "expires": "2099-01-01T00:00:00Z", "name": "n" * 100})
+
+    updates = [e for e in all_events(root) if e["action"] == "update"]
+    assert [(e["actor"], e["key_id"]) for e in updates] == [
+        (actor(ALICE), kid), (actor(ALICE), kid), ("uid=0(root)", kid)]
+    assert [e["detail"] for e in updates] == [
+        "name: laptop -> desk, description, scope: any -> sshd,sudo, "
+        f"expires: {key['expires_at']} -> {after['expires_at']}",
+        "nothing changed",
+        "name, role: readonly -> custom, permissions: read -> read,write, "
+        f"expires: {after['expires_at']} -> 2099-01-01T00:00:00Z",
+    ]
+    # No value but the short ones: the new description is not in the log.
+    assert "new words" not in str(updates)
