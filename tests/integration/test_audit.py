@@ -48,6 +48,10 @@ def test_user_flood_does_not_push_out_admins_changes(d, as_user):
     by_root = root.create("ops")["key"]
     for_alice = root.create("issued", owner=ALICE)["key"]
     by_admin = as_user(ADMIN, socket=d.socket).create("admin-laptop")["key"]
+    # An admin-role key is an admin, whoever uses it.
+    automation = root.create("automation", owner="ops", role="admin", scope=["apikeyd"])
+    by_key = as_user(BOB, socket=d.socket).ok(
+        f"{IFACE}.Create", {"name": "deploy", "owner": "ci", "auth": automation["token"]})["key"]
     path = d.socket
 
     def flood():
@@ -77,12 +81,13 @@ def test_user_flood_does_not_push_out_admins_changes(d, as_user):
     assert ("uid=0(root)", by_root["id"]) in creates, events
     assert ("uid=0(root)", for_alice["id"]) in creates, events
     assert (actor(ADMIN), by_admin["id"]) in creates, events
+    assert (f"key={automation['key']['id']}(ops) {actor(BOB)}", by_key["id"]) in creates, events
     # The flood is there, but bounded: the ordinary part holds AUDIT_MAX
     # events, all of them the attacker's latest.
     flooded = [e for e in events if e["actor"] == actor(ALICE)]
     assert len(flooded) == AUDIT_MAX, events
     assert {e["action"] for e in flooded} <= {"update", "disable", "rotate-shared-secret"}
-    assert len(events) == AUDIT_MAX + 3
+    assert len(events) == AUDIT_MAX + 5
     assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
     refused = [e for e in flooded if e["result"] == "denied"]
     assert refused and all(e["detail"] for e in refused)
