@@ -151,8 +151,8 @@ static void audit_refusal(struct request *q, const char *result, const char *rea
         api_field_uint(&f, "APIKEY_CALLER_PID=", (unsigned long)who->pid);
         if (a->refusals_suppressed)
                 api_field_uint(&f, "APIKEY_SUPPRESSED=", a->refusals_suppressed);
-        snprintf(message, sizeof(message), "%s: %s key %s refused (%s): %s%s", actor, action,
-                 q->key_id[0] ? q->key_id : "-", result, reason,
+        snprintf(message, sizeof(message), "%s: %s%s%s refused (%s): %s%s", actor, action,
+                 q->key_id[0] ? " key " : "", q->key_id, result, reason,
                  a->refusals_suppressed ? " (and more refused calls before it, not logged)" : "");
         a->refusals_suppressed = 0;
         log_fields(LOG_NOTICE, message, f.v, f.n);

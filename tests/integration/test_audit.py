@@ -169,6 +169,12 @@ def test_refused_calls_are_audited_with_who_made_them(d, as_user):
     e = refusal(events, "delete", f"uid={uid(BOB)}")
     assert (e["key_id"], e["result"], e["detail"]) == (
         readonly["key"]["id"], "denied", "the API key given in auth is not valid")
+    # The daemon's log says the same.
+    log = d.log()
+    assert (f"{actor(ALICE)}: revoke key {roots['id']} refused (denied): "
+            "only an admin or the key's owner may do this") in log
+    assert (f"{actor(ALICE)}: create refused (policy): "
+            "the expiry is later than users' keys may live (user_max_lifetime)") in log
     # Nothing was changed, and no token is in the log.
     assert root.get(roots["id"])["status"] == "enabled"
     assert root.get(alices["id"])["name"] == "laptop"
