@@ -111,7 +111,7 @@ static void audit_refusal(struct request *q, const char *result, const char *rea
 {
         struct api *a = q->api;
         const struct caller *who = connection_caller(q->conn);
-        struct queued_verify *qv = api_audit_queue_add(a);
+        struct queued_verify *qv = NULL;
         char action[32], uid_actor[32];
         const char *actor = q->who.actor;
         uint64_t second = q->now / USEC_PER_SEC;
@@ -124,6 +124,12 @@ static void audit_refusal(struct request *q, const char *result, const char *rea
                 snprintf(uid_actor, sizeof(uid_actor), "uid=%u", (unsigned)who->uid);
                 actor = uid_actor;
         }
+        /* Refusals take half the queue at most: a flood of them never keeps
+         * the failed verifies that follow out of the audit log. */
+        if (a->n_audit_queue < API_AUDIT_QUEUE_MAX / 2)
+                qv = api_audit_queue_add(a);
+        else
+                a->audit_dropped++;
         if (qv) {
                 *qv = (struct queued_verify){.time = q->now};
                 str_copy(qv->actor, sizeof(qv->actor), actor);

@@ -38,8 +38,8 @@ struct queued_verify {
 };
 
 /* Failed verifies and refused calls are written in batches; beyond this
- * many pending, they are counted and dropped (the journal still has each
- * verify). */
+ * many pending (half of it for refused calls), they are counted and
+ * dropped (the journal still has each verify). */
 #define API_AUDIT_QUEUE_MAX 4096
 /* Journal entries of refused calls a second; those beyond are counted. */
 #define API_REFUSALS_LOGGED_PER_SEC 20

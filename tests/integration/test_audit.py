@@ -205,3 +205,31 @@ def test_an_update_says_what_it_changed(d, as_user):
     ]
     # No value but the short ones: the new description is not in the log.
     assert "new words" not in str(updates)
+
+
+def test_refusals_never_crowd_failed_verifies_out(daemon, as_user):
+    # Nothing is written but what ListAudit and the stop flush: the queue
+    # is all there is between the flood and the log.
+    d = daemon(config={"last_used_flush_interval": "1h"})
+    root = d.client()
+    roots = root.create("ops")
+    path = d.socket
+    prefix, key_id, secret, _ = split_token(roots["token"])
+    wrong = make_token(prefix, key_id, other_secret(secret))
+
+    def flood():
+        with Varlink(path) as c:
+            for _ in range(4200):  # more than the queue holds (4096)
+                err, _ = c.err(f"{IFACE}.Revoke", {"id": roots["key"]["id"]})
+                assert err == DENIED
+            # And then the attack the flood was to hide.
+            return c.verify(wrong)["code"]
+
+    assert as_user(ALICE, flood) == "NOT_FOUND"
+    events = all_events(root)
+    refused = [e for e in events if e["action"] == "revoke"]
+    verifies = [e for e in events if e["action"] == "verify"]
+    assert 0 < len(refused) <= 2048
+    assert [(e["key_id"], e["result"]) for e in verifies] == [(roots["key"]["id"], "NOT_FOUND")]
+    assert verifies[0]["actor"].startswith(f"uid={uid(ALICE)} pid=")
+    assert "failed verifies and refused calls were not written to the audit database" in d.log()
