@@ -38,6 +38,8 @@ struct request {
         json_t *params;
         struct principal who;
         uint64_t now;
+        const char *method;            /* its name, for the audit of a refusal */
+        char key_id[TOKEN_ID_LEN + 1]; /* the key a refusal concerns, if any */
 };
 
 /* Journal fields of an audit event, as "NAME=value" strings in `buf`. */
@@ -63,6 +65,8 @@ int api_sign_state_reset(struct api *a);
 
 /* api_state.c: hand the queued failed verifies, or the lockout counts, to the writer. */
 void api_flush_audit_queue(struct api *a);
+/* The next free entry of the audit queue, or NULL (counted) when it is full. */
+struct queued_verify *api_audit_queue_add(struct api *a);
 void api_save_lockout(struct api *a);
 
 /* api_verify.c */

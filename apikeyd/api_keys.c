@@ -94,8 +94,90 @@ int api_reply_internal(struct request *q, const char *what, int r)
                                   r == -EBADMSG ? "keystore record is corrupt" : "keystore error");
 }
 
+/* "rotate-shared-secret" for io.apikeyd.Keys.RotateSharedSecret. */
+static void method_action(const char *method, char *buf, size_t size)
+{
+        const char *name = method ? strrchr(method, '.') : NULL;
+        size_t n = 0;
+
+        for (name = name ? name + 1 : "call"; *name && n + 2 < size; name++) {
+                if (*name >= 'A' && *name <= 'Z') {
+                        if (n > 0)
+                                buf[n++] = '-';
+                        buf[n++] = (char)(*name - 'A' + 'a');
+                } else
+                        buf[n++] = *name;
+        }
+        buf[n] = '\0';
+}
+
+/*
+ * A refused call: a journal entry (at most API_REFUSALS_LOGGED_PER_SEC a
+ * second, the rest counted in the next one) and an audit record queued
+ * with the failed verifies, written in the same batches and as bounded:
+ * refusing is not a way to make the daemon write, or to flood the log
+ * beyond the ordinary part (keystore.h).
+ */
+static void audit_refusal(struct request *q, const char *result, const char *reason)
+{
+        struct api *a = q->api;
+        const struct caller *who = connection_caller(q->conn);
+        struct queued_verify *qv = NULL;
+        char action[32], uid_actor[32];
+        const char *actor = q->who.actor;
+        uint64_t second = q->now / USEC_PER_SEC;
+        struct audit_fields f = {.n = 0};
+        char message[768];
+
+        method_action(q->method, action, sizeof(action));
+        if (!actor[0]) {
+                /* Refused before the principal was known (the key in auth). */
+                snprintf(uid_actor, sizeof(uid_actor), "uid=%u", (unsigned)who->uid);
+                actor = uid_actor;
+        }
+        /* Refusals take half the queue at most: a flood of them never keeps
+         * the failed verifies that follow out of the audit log. */
+        if (a->n_audit_queue < API_AUDIT_QUEUE_MAX / 2)
+                qv = api_audit_queue_add(a);
+        else
+                a->audit_dropped++;
+        if (qv) {
+                *qv = (struct queued_verify){.time = q->now};
+                str_copy(qv->actor, sizeof(qv->actor), actor);
+                str_copy(qv->action, sizeof(qv->action), action);
+                str_copy(qv->key_id, sizeof(qv->key_id), q->key_id);
+                str_copy(qv->result, sizeof(qv->result), result);
+                str_copy(qv->detail, sizeof(qv->detail), reason);
+        }
+
+        if (second != a->refusals_second) {
+                a->refusals_second = second;
+                a->refusals_logged = 0;
+        }
+        if (a->refusals_logged >= API_REFUSALS_LOGGED_PER_SEC) {
+                a->refusals_suppressed++;
+                return;
+        }
+        a->refusals_logged++;
+        api_field(&f, "APIKEY_ACTION=", action);
+        api_field(&f, "APIKEY_CODE=", result);
+        if (q->key_id[0])
+                api_field(&f, "APIKEY_ID=", q->key_id);
+        api_field(&f, "APIKEY_ACTOR=", actor);
+        api_field_uint(&f, "APIKEY_CALLER_UID=", who->uid);
+        api_field_uint(&f, "APIKEY_CALLER_PID=", (unsigned long)who->pid);
+        if (a->refusals_suppressed)
+                api_field_uint(&f, "APIKEY_SUPPRESSED=", a->refusals_suppressed);
+        snprintf(message, sizeof(message), "%s: %s%s%s refused (%s): %s%s", actor, action,
+                 q->key_id[0] ? " key " : "", q->key_id, result, reason,
+                 a->refusals_suppressed ? " (and more refused calls before it, not logged)" : "");
+        a->refusals_suppressed = 0;
+        log_fields(LOG_NOTICE, message, f.v, f.n);
+}
+
 static int reply_authz(struct request *q, int r, const char *reason)
 {
+        audit_refusal(q, r == -EDQUOT ? "policy" : "denied", reason);
         return reply_error_reason(q, r == -EDQUOT ? ERR_POLICY : ERR_DENIED, reason);
 }
 
@@ -342,7 +424,8 @@ static int request_init(struct request *q, struct api *a, struct connection *c, 
         json_t *auth = json_object_get(params, "auth");
         int r;
 
-        *q = (struct request){.api = a, .conn = c, .params = params, .now = now_usec()};
+        *q = (struct request){
+            .api = a, .conn = c, .params = params, .now = now_usec(), .method = q->method};
         if (!auth || json_is_null(auth)) {
                 /* Resolved once per connection: its credentials (groups too)
                  * are the kernel's from when it connected, and the names
@@ -382,19 +465,21 @@ static int request_init(struct request *q, struct api *a, struct connection *c, 
                                          blocked);
                 return blocked;
         }
+        str_copy(q->key_id, sizeof(q->key_id), auth_id);
         if (!matched) {
-                (void)reply_error_reason(q, ERR_DENIED,
-                                         STREQ(code, "BAD_FORMAT")
-                                             ? "the API key given in auth is malformed"
-                                             : "the API key given in auth is not valid");
+                (void)reply_authz(q, -EPERM,
+                                  STREQ(code, "BAD_FORMAT")
+                                      ? "the API key given in auth is malformed"
+                                      : "the API key given in auth is not valid");
                 return -EPERM;
         }
         r = authz_principal_from_key(&view.rec, blocked > 0, depth, connection_caller(c)->uid,
                                      q->now, &q->who, &reason);
         if (r < 0) {
-                (void)reply_error_reason(q, ERR_DENIED, reason);
+                (void)reply_authz(q, -EPERM, reason);
                 return r;
         }
+        q->key_id[0] = '\0';
         return 0;
 }
 
@@ -441,6 +526,7 @@ struct change {
         struct request q;   /* q.params is referenced: the strings below point into it */
         const char *action; /* for the audit record and the journal */
         const char *detail;
+        char detail_buf[512]; /* behind detail, when made for this change */
         int (*write)(struct change *ch, struct keystore *ks); /* writer's thread; NULL: none */
         void (*answer)(struct change *ch, int r);             /* loop */
         struct key_record rec; /* Create: the new key; else the key as loaded */
@@ -451,8 +537,8 @@ struct change {
         const char *scope[KEY_SCOPE_MAX];
         enum key_status status;
         struct key_status_change sc;
-        size_t n_revoked; /* Delete: keys created through it, revoked with it */
-        char detail_buf[64];
+        size_t n_revoked;     /* Delete: keys created through it, revoked with it */
+        char revoked_buf[64]; /* revoked_detail() */
         uint64_t max_owned;
         char token[TOKEN_MAX_LEN + 1];
         uint8_t secret[SHARED_SECRET_SIZE];
@@ -531,6 +617,7 @@ static int change_audit(struct change *ch, struct keystore *ks, const struct key
             .key_id = rec ? rec->id : NULL,
             .result = "ok",
             .detail = ch->detail,
+            .admin = ch->q.who.admin,
         };
 
         return keystore_audit_next(ks, &ev);
@@ -830,8 +917,7 @@ static int method_list(struct request *q)
 
         if (!q->who.admin) {
                 if (f.owner && !STREQ(f.owner, q->who.owner))
-                        return reply_error_reason(q, ERR_DENIED,
-                                                  "only admins may list other owners' keys");
+                        return reply_authz(q, -EPERM, "only admins may list other owners' keys");
                 f.owner = q->who.owner;
         }
         r = authz_check(&q->who, AUTHZ_READ, f.owner, &reason);
@@ -876,6 +962,7 @@ static int load_key(struct request *q, enum authz_action action, struct key_reco
                 (void)api_reply_internal(q, "reading a key", r);
                 return r;
         }
+        str_copy(q->key_id, sizeof(q->key_id), rec->id); /* for a refusal, here or later */
         r = authz_check(&q->who, action, rec->owner, &reason);
         if (r < 0) {
                 (void)reply_authz(q, r, reason);
@@ -937,6 +1024,103 @@ static int update_write(struct change *ch, struct keystore *ks)
         return keystore_update_key(ks, ch->rec.id, &ch->upd, &ch->updated, &ch->updated_storage);
 }
 
+/* Values up to this long are shown in an update's audit detail; longer ones by name only. */
+#define DETAIL_VALUE_MAX 64
+
+static void detail_change(struct text *t, const char *field, const char *from, const char *to)
+{
+        text_add(t, t->len ? ", " : "");
+        text_add(t, field);
+        if (from && to && strlen(from) <= DETAIL_VALUE_MAX && strlen(to) <= DETAIL_VALUE_MAX) {
+                text_add(t, ": ");
+                text_add(t, from);
+                text_add(t, " -> ");
+                text_add(t, to);
+        }
+}
+
+static void detail_scope(char *buf, size_t size, const char *const *scope, size_t n)
+{
+        struct text t;
+
+        text_init(&t, buf, size);
+        text_add(&t, n ? "" : "any");
+        for (size_t i = 0; i < n; i++) {
+                text_add(&t, i ? "," : "");
+                text_add(&t, scope[i]);
+        }
+}
+
+static bool scope_equal(const struct key_record *old, const struct key_update *upd)
+{
+        if (old->n_scope != upd->n_scope)
+                return false;
+        for (size_t i = 0; i < old->n_scope; i++)
+                if (!STREQ(old->scope[i], upd->scope[i]))
+                        return false;
+        return true;
+}
+
+static void detail_permissions(char *buf, size_t size, uint8_t perms)
+{
+        struct text t;
+
+        text_init(&t, buf, size);
+        for (unsigned bit = 1; bit <= KEY_PERM_INVITE; bit <<= 1)
+                if (perms & bit) {
+                        text_add(&t, t.len ? "," : "");
+                        text_add(&t, key_perm_to_string(bit));
+                }
+}
+
+static void detail_expiry(char buf[static TIMESTAMP_MAX], uint64_t at)
+{
+        if (at == 0 || timestamp_format(at, buf) < 0)
+                str_copy(buf, TIMESTAMP_MAX, at ? "?" : "never");
+}
+
+/*
+ * What an update changes, for its audit event and journal entry: the
+ * fields whose values differ, old -> new where both are short ("name: ci
+ * -> deploy, scope: any -> sshd, expires: never -> 2027-01-31T12:00:00Z"),
+ * the description by name only; "nothing changed" when none does.
+ */
+static void update_detail(const struct key_record *old, const struct key_update *upd, char *buf,
+                          size_t size)
+{
+        char from[DETAIL_VALUE_MAX * 2], to[DETAIL_VALUE_MAX * 2];
+        char from_t[TIMESTAMP_MAX], to_t[TIMESTAMP_MAX];
+        struct text t;
+
+        text_init(&t, buf, size);
+        if ((upd->fields & KEY_UPDATE_NAME) && !STREQ(old->name, upd->name))
+                detail_change(&t, "name", old->name, upd->name);
+        if ((upd->fields & KEY_UPDATE_DESCRIPTION) &&
+            !STREQ(old->description ? old->description : "",
+                   upd->description ? upd->description : ""))
+                detail_change(&t, "description", NULL, NULL);
+        if ((upd->fields & KEY_UPDATE_SCOPE) && !scope_equal(old, upd)) {
+                detail_scope(from, sizeof(from), old->scope, old->n_scope);
+                detail_scope(to, sizeof(to), upd->scope, upd->n_scope);
+                detail_change(&t, "scope", from, to);
+        }
+        if ((upd->fields & KEY_UPDATE_PERMISSIONS) && old->role != upd->role)
+                detail_change(&t, "role", key_role_to_string(old->role),
+                              key_role_to_string(upd->role));
+        if ((upd->fields & KEY_UPDATE_PERMISSIONS) && old->permissions != upd->permissions) {
+                detail_permissions(from, sizeof(from), old->permissions);
+                detail_permissions(to, sizeof(to), upd->permissions);
+                detail_change(&t, "permissions", from, to);
+        }
+        if ((upd->fields & KEY_UPDATE_EXPIRES) && old->expires_at != upd->expires_at) {
+                detail_expiry(from_t, old->expires_at);
+                detail_expiry(to_t, upd->expires_at);
+                detail_change(&t, "expires", from_t, to_t);
+        }
+        if (t.len == 0)
+                text_add(&t, "nothing changed");
+}
+
 static void changed_answer(struct change *ch, int r);
 
 /* "and N keys created through it" for the journal, or NULL. */
@@ -946,11 +1130,11 @@ static const char *revoked_detail(struct change *ch, size_t n)
 
         if (n == 0)
                 return NULL;
-        text_init(&t, ch->detail_buf, sizeof(ch->detail_buf));
+        text_init(&t, ch->revoked_buf, sizeof(ch->revoked_buf));
         text_add(&t, "revoked ");
         text_add_uint(&t, n);
         text_add(&t, n == 1 ? " key created through it" : " keys created through it");
-        return ch->detail_buf;
+        return ch->revoked_buf;
 }
 
 static int method_update(struct request *q)
@@ -1048,6 +1232,8 @@ static int method_update(struct request *q)
         ch = change_new(q, "update", update_write, changed_answer);
         if (!ch)
                 return api_reply_internal(q, "updating a key", -ENOMEM);
+        update_detail(&rec, &upd, ch->detail_buf, sizeof(ch->detail_buf));
+        ch->detail = ch->detail_buf;
         ch->rec = rec;
         ch->storage = TAKE_PTR(storage);
         ch->upd = upd;
@@ -1090,7 +1276,8 @@ static void changed_answer(struct change *ch, int r)
         else if (r < 0)
                 (void)api_reply_internal(q, ch->status ? ch->action : "updating a key", r);
         else {
-                audit_journal(q, ch->action, &ch->updated, revoked_detail(ch, ch->sc.ret_revoked));
+                const char *detail = revoked_detail(ch, ch->sc.ret_revoked);
+                audit_journal(q, ch->action, &ch->updated, detail ? detail : ch->detail);
                 (void)reply_key(q, &ch->updated);
         }
 }
@@ -1544,12 +1731,16 @@ void api_dispatch(struct connection *c, struct varlink_call *call, void *userdat
                                                      json_pack("{s:s}", "parameter", "more"));
                         return;
                 }
+                q.method = methods[i].name;
                 if (methods[i].needs_principal || json_object_get(call->parameters, "auth")) {
                         if (request_init(&q, a, c, call->parameters) < 0)
                                 return;
                 } else
-                        q = (struct request){
-                            .api = a, .conn = c, .params = call->parameters, .now = now_usec()};
+                        q = (struct request){.api = a,
+                                             .conn = c,
+                                             .params = call->parameters,
+                                             .now = now_usec(),
+                                             .method = methods[i].name};
                 (void)methods[i].fn(&q);
                 return;
         }

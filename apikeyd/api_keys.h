@@ -28,18 +28,22 @@
 /* The interface file, compiled in (generated from io.apikeyd.Keys.varlink). */
 extern const char apikeyd_interface_description[];
 
-/* A failed verify waiting to be written to the audit database. */
+/* A failed verify, or a refused call, waiting to be written to the audit database. */
 struct queued_verify {
         uint64_t time;
-        char actor[64];
+        char actor[KEY_OWNER_MAX + 32];
+        char action[32]; /* "" for a verify */
         char key_id[TOKEN_ID_LEN + 1];
         char result[32];
         char detail[5 * KEY_FIELD_MAX + 48];
 };
 
-/* Failed verifies are written in batches; beyond this many pending, they
- * are counted and dropped (the journal still has each). */
+/* Failed verifies and refused calls are written in batches; beyond this
+ * many pending (half of it for refused calls), they are counted and
+ * dropped (the journal still has each verify). */
 #define API_AUDIT_QUEUE_MAX 4096
+/* Journal entries of refused calls a second; those beyond are counted. */
+#define API_REFUSALS_LOGGED_PER_SEC 20
 
 struct api {
         const struct apikeyd_config *config;
@@ -59,6 +63,8 @@ struct api {
         uint64_t audit_dropped;
         uint64_t rate_limited_last; /* when a RATE_LIMITED verify was last logged */
         unsigned rate_limited_suppressed;
+        uint64_t refusals_second; /* the second refused calls were last logged in */
+        unsigned refusals_logged, refusals_suppressed;
         /* For GetStatus. */
         const char *state_dir;
         const char *socket_path; /* NULL when systemd passed the socket */

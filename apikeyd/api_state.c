@@ -179,7 +179,27 @@ static void audits_finish(struct batch *b, int r)
         a->n_audit_queue += b->n;
 }
 
-/* Hand the queued failed verifies to the writer, as one transaction. */
+struct queued_verify *api_audit_queue_add(struct api *a)
+{
+        if (a->n_audit_queue >= API_AUDIT_QUEUE_MAX) {
+                a->audit_dropped++;
+                return NULL;
+        }
+        if (!a->audit_queue) {
+                a->audit_queue = calloc(API_AUDIT_QUEUE_MAX, sizeof(*a->audit_queue));
+                if (!a->audit_queue) {
+                        a->audit_dropped++;
+                        return NULL;
+                }
+        }
+        return &a->audit_queue[a->n_audit_queue++];
+}
+
+/*
+ * Hand the queued failed verifies and refused calls to the writer, as one
+ * transaction.  They are never admins' management changes, so they count
+ * against the ordinary part of the log (keystore.h), whoever caused them.
+ */
 void api_flush_audit_queue(struct api *a)
 {
         struct batch *b;
@@ -195,7 +215,7 @@ void api_flush_audit_queue(struct api *a)
                                 b->evs[i] = (struct audit_event){
                                     .time = v->time,
                                     .actor = v->actor,
-                                    .action = "verify",
+                                    .action = v->action[0] ? v->action : "verify",
                                     .key_id = v->key_id[0] ? v->key_id : NULL,
                                     .result = v->result,
                                     .detail = v->detail[0] ? v->detail : NULL,
@@ -208,8 +228,8 @@ void api_flush_audit_queue(struct api *a)
                         batch_done(&b->op, 0);
         }
         if (a->audit_dropped) {
-                log_warning("%" PRIu64 " failed verifies were not written to the audit database "
-                            "(more than %d pending); the journal has them",
+                log_warning("%" PRIu64 " failed verifies and refused calls were not written to "
+                            "the audit database (more than %d pending)",
                             a->audit_dropped, API_AUDIT_QUEUE_MAX);
                 a->audit_dropped = 0;
         }

@@ -303,18 +303,9 @@ static void audit_verify_failure(struct request *q, const struct verify_args *v,
                 a->rate_limited_suppressed = 0;
         log_fields(LOG_NOTICE, message, f.v, f.n);
 
-        if (a->n_audit_queue >= API_AUDIT_QUEUE_MAX) {
-                a->audit_dropped++;
+        struct queued_verify *qv = api_audit_queue_add(a);
+        if (!qv)
                 return;
-        }
-        if (!a->audit_queue) {
-                a->audit_queue = calloc(API_AUDIT_QUEUE_MAX, sizeof(*a->audit_queue));
-                if (!a->audit_queue) {
-                        a->audit_dropped++;
-                        return;
-                }
-        }
-        struct queued_verify *qv = &a->audit_queue[a->n_audit_queue++];
         *qv = (struct queued_verify){.time = q->now};
         text_init(&m, qv->actor, sizeof(qv->actor));
         text_add(&m, "uid=");

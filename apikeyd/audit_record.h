@@ -7,6 +7,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,10 @@ struct audit_event {
         const char *key_id; /* may be NULL */
         const char *result; /* "ok", or an error name */
         const char *detail; /* may be NULL */
+        /* An admin's management event, kept under the admins' own retention
+         * (keystore.h).  Not part of the encoding: the keystore keeps the two
+         * apart and sets it when reading. */
+        bool admin;
 };
 
 /*

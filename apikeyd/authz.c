@@ -52,6 +52,28 @@ int authz_principal_from_caller(const struct caller *caller, const char *admin_g
         return 0;
 }
 
+/*
+ * "key=ID(owner) uid=1000(alice)": the key and who used it.  It becomes a
+ * new key's created_by too, so it is kept within KEY_FIELD_MAX by cutting
+ * the owner (at a UTF-8 character boundary), never the uid.
+ */
+static void key_actor(const struct key_record *rec, uid_t uid, char actor[static KEY_FIELD_MAX + 1])
+{
+        struct passwd pw, *pwp = NULL;
+        char buf[4096], caller[64];
+        size_t room, n;
+
+        if (getpwuid_r(uid, &pw, buf, sizeof(buf), &pwp) != 0 || !pwp)
+                pwp = NULL;
+        snprintf(caller, sizeof(caller), "uid=%u(%.32s)", (unsigned)uid, pwp ? pw.pw_name : "?");
+        room = KEY_FIELD_MAX - (STRLEN("key=() ") + strlen(rec->id) + strlen(caller));
+        n = strlen(rec->owner);
+        if (n > room)
+                for (n = room; n > 0 && ((unsigned char)rec->owner[n] & 0xc0) == 0x80; n--)
+                        ;
+        snprintf(actor, KEY_FIELD_MAX + 1, "key=%s(%.*s) %s", rec->id, (int)n, rec->owner, caller);
+}
+
 int authz_principal_from_key(const struct key_record *rec, bool blocked, unsigned depth, uid_t uid,
                              uint64_t now, struct principal *ret, const char **ret_reason)
 {
@@ -91,7 +113,7 @@ int authz_principal_from_key(const struct key_record *rec, bool blocked, unsigne
                 str_copy(ret->scope[i], sizeof(ret->scope[i]), rec->scope[i]);
         str_copy(ret->key_id, sizeof(ret->key_id), rec->id);
         str_copy(ret->owner, sizeof(ret->owner), rec->owner);
-        snprintf(ret->actor, sizeof(ret->actor), "key=%s(%s)", rec->id, rec->owner);
+        key_actor(rec, uid, ret->actor);
         return 0;
 }
 

@@ -41,7 +41,9 @@ struct principal {
         char key_id[TOKEN_ID_LEN + 1]; /* when by_key */
         char owner[KEY_OWNER_MAX + 1]; /* whose keys it manages; "" if uid has no name */
         uint8_t permissions;
-        char actor[KEY_OWNER_MAX + 32]; /* for the audit log: "uid=1000(alice)", "key=…" */
+        /* For the audit log and created_by: "uid=1000(alice)", or with a key
+         * "key=7Hq2LmX9aB3z(ops) uid=1000(alice)", the key and who used it. */
+        char actor[KEY_OWNER_MAX + 32];
         /* When by_key: the ceiling of what it may give a key. */
         uint64_t expires_at; /* 0 = never */
         size_t n_scope;      /* 0 = any service */

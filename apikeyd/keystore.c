@@ -28,7 +28,7 @@
 
 #include "keystore.h"
 
-#define KEYSTORE_MAXDBS 6
+#define KEYSTORE_MAXDBS 7
 /* Doublings a single write may ask for: a bulk load into a small map needs several. */
 #define KEYSTORE_MAX_GROWTH 16
 #define SCHEMA_KEY          "schema"
@@ -38,7 +38,9 @@
 struct keystore {
         MDB_env *env;
         MDB_dbi keys, names, owners, audit, meta, children;
-        bool no_children; /* a read-only handle on a store from before the children index */
+        bool no_children;     /* a read-only handle on a store from before the children index */
+        MDB_dbi audit_admin;  /* admins' management events (keystore.h: retention) */
+        bool has_audit_admin; /* a read-only handle of an older store may have none */
         pthread_rwlock_t map_lock;
         bool map_lock_ready;
         /* The reading thread's: */
@@ -50,6 +52,7 @@ struct keystore {
         bool map_full;    /* the last write failed with MDB_MAP_FULL */
         void *next_audit; /* encoded event the next write appends (keystore_audit_next) */
         size_t next_audit_len;
+        bool next_audit_admin;
         bool grouping;     /* inside keystore_write_group() */
         MDB_txn *group;    /* its transaction: writes nest in it */
         bool group_broken; /* a nested commit failed, which may leave the group unusable */
@@ -239,6 +242,7 @@ static int append_audit_in(struct keystore *ks, MDB_txn *txn, void *userdata);
 struct audit_ctx {
         const void *buf;
         size_t len;
+        bool admin; /* kept under the admins' retention */
 };
 
 static void drop_next_audit(struct keystore *ks)
@@ -265,7 +269,7 @@ static int write_body(struct keystore *ks, MDB_txn *txn, write_fn fn, void *user
         int r = fn(ks, txn, userdata);
 
         if (r >= 0 && ks->next_audit) {
-                struct audit_ctx ac = {ks->next_audit, ks->next_audit_len};
+                struct audit_ctx ac = {ks->next_audit, ks->next_audit_len, ks->next_audit_admin};
                 int k = append_audit_in(ks, txn, &ac);
                 if (k < 0)
                         r = k;
@@ -637,9 +641,10 @@ static int open_dbs(struct keystore *ks, MDB_txn *txn, bool create)
             {"children", c | MDB_DUPSORT | MDB_DUPFIXED, &ks->children},
         };
 
-        for (size_t i = 0; i < ELEMENTSOF(dbs); i++) {
-                int rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags, dbs[i].dbi);
+        int rc;
 
+        for (size_t i = 0; i < ELEMENTSOF(dbs); i++) {
+                rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags, dbs[i].dbi);
                 /* Schema 1 had no children index; read-only, it is simply empty. */
                 if (rc == MDB_NOTFOUND && !create && dbs[i].dbi == &ks->children) {
                         ks->no_children = true;
@@ -648,6 +653,14 @@ static int open_dbs(struct keystore *ks, MDB_txn *txn, bool create)
                 if (rc != MDB_SUCCESS)
                         return ks_err(ks, rc);
         }
+        /* A store from before admins' events were kept apart has no such
+         * database until it is opened for writing. */
+        rc = mdb_dbi_open(txn, "audit_admin", c, &ks->audit_admin);
+        if (rc == MDB_NOTFOUND && !create)
+                return 0;
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+        ks->has_audit_admin = true;
         return 0;
 }
 
@@ -1784,30 +1797,58 @@ static int audit_decode(const MDB_val *k, const MDB_val *v, struct audit_event *
         return 0;
 }
 
+/* Raise `*seq` to the sequence number of the last event in `dbi`, if higher. */
+static int audit_last_seq(struct keystore *ks, MDB_txn *txn, MDB_dbi dbi, uint64_t *seq)
+{
+        _cleanup_cursor_ MDB_cursor *cur = NULL;
+        MDB_val k, v;
+        uint64_t seq_be;
+        int rc;
+
+        rc = mdb_cursor_open(txn, dbi, &cur);
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+        if (rc == MDB_NOTFOUND)
+                return 0;
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+        if (k.mv_size != sizeof(seq_be))
+                return -EBADMSG;
+        memcpy(&seq_be, k.mv_data, sizeof(seq_be));
+        if (be64toh(seq_be) > *seq)
+                *seq = be64toh(seq_be);
+        return 0;
+}
+
+/*
+ * Append to the event's own retention, numbered after the last event of
+ * either, and drop the oldest of that retention beyond audit_max: a cursor
+ * step per event dropped, whatever the size of the log.
+ */
 static int append_audit_in(struct keystore *ks, MDB_txn *txn, void *userdata)
 {
         struct audit_ctx *c = userdata;
+        MDB_dbi dbi = c->admin ? ks->audit_admin : ks->audit;
         _cleanup_cursor_ MDB_cursor *cur = NULL;
         MDB_val k, v;
-        uint64_t seq = 1, seq_be;
+        uint64_t seq = 0, seq_be;
         MDB_stat st;
-        int rc;
+        int rc, r;
 
-        rc = mdb_cursor_open(txn, ks->audit, &cur);
+        if (c->admin && !ks->has_audit_admin)
+                return -EROFS; /* only a read-only handle lacks it */
+        r = audit_last_seq(ks, txn, ks->audit, &seq);
+        if (r >= 0 && ks->has_audit_admin)
+                r = audit_last_seq(ks, txn, ks->audit_admin, &seq);
+        if (r < 0)
+                return r;
+        if (++seq == 0)
+                return -EOVERFLOW;
+
+        rc = mdb_cursor_open(txn, dbi, &cur);
         if (rc != MDB_SUCCESS)
                 return ks_err(ks, rc);
-
-        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-        if (rc == MDB_SUCCESS) {
-                if (k.mv_size != sizeof(seq_be))
-                        return -EBADMSG;
-                memcpy(&seq_be, k.mv_data, sizeof(seq_be));
-                seq = be64toh(seq_be) + 1;
-                if (seq == 0)
-                        return -EOVERFLOW;
-        } else if (rc != MDB_NOTFOUND)
-                return ks_err(ks, rc);
-
         /* Big-endian keys sort numerically, so every new event goes at the end. */
         seq_be = htobe64(seq);
         rc = mdb_cursor_put(cur, &(MDB_val){sizeof(seq_be), &seq_be},
@@ -1815,7 +1856,7 @@ static int append_audit_in(struct keystore *ks, MDB_txn *txn, void *userdata)
         if (rc != MDB_SUCCESS)
                 return ks_err(ks, rc);
 
-        rc = mdb_stat(txn, ks->audit, &st);
+        rc = mdb_stat(txn, dbi, &st);
         if (rc != MDB_SUCCESS)
                 return ks_err(ks, rc);
         for (size_t excess = st.ms_entries > ks->audit_max ? st.ms_entries - ks->audit_max : 0;
@@ -1841,7 +1882,7 @@ int keystore_append_audit(struct keystore *ks, const struct audit_event *ev)
         r = audit_record_encode(ev, &buf, &len);
         if (r < 0)
                 return r;
-        c = (struct audit_ctx){buf, len};
+        c = (struct audit_ctx){buf, len, ev->admin};
         return write_txn(ks, append_audit_in, &c);
 }
 
@@ -1859,10 +1900,12 @@ int keystore_audit_next(struct keystore *ks, const struct audit_event *ev)
         drop_next_audit(ks);
         ks->next_audit = buf;
         ks->next_audit_len = len;
+        ks->next_audit_admin = ev->admin;
         return 0;
 }
 
 struct audits_ctx {
+        const struct audit_event *evs;
         void **bufs;
         size_t *lens;
         size_t n;
@@ -1873,7 +1916,7 @@ static int append_audits_in(struct keystore *ks, MDB_txn *txn, void *userdata)
         struct audits_ctx *c = userdata;
 
         for (size_t i = 0; i < c->n; i++) {
-                struct audit_ctx one = {c->bufs[i], c->lens[i]};
+                struct audit_ctx one = {c->bufs[i], c->lens[i], c->evs[i].admin};
                 int r = append_audit_in(ks, txn, &one);
                 if (r < 0)
                         return r;
@@ -1883,7 +1926,7 @@ static int append_audits_in(struct keystore *ks, MDB_txn *txn, void *userdata)
 
 int keystore_append_audits(struct keystore *ks, const struct audit_event *evs, size_t n)
 {
-        struct audits_ctx c = {0};
+        struct audits_ctx c = {.evs = evs};
         int r = 0;
 
         if (!ks || (!evs && n))
@@ -1905,37 +1948,75 @@ int keystore_append_audits(struct keystore *ks, const struct audit_event *evs, s
         return r;
 }
 
+/* One retention's events from a sequence number on; `rc` is MDB_SUCCESS while on one. */
+struct audit_walk {
+        MDB_cursor *c;
+        MDB_val k, v;
+        int rc;
+        bool admin;
+};
+
+static int audit_walk_start(struct keystore *ks, MDB_txn *txn, MDB_dbi dbi, bool admin,
+                            const uint64_t *start_be, struct audit_walk *w)
+{
+        int rc = mdb_cursor_open(txn, dbi, &w->c);
+
+        if (rc != MDB_SUCCESS) {
+                w->c = NULL;
+                return ks_err(ks, rc);
+        }
+        w->admin = admin;
+        w->k = (MDB_val){sizeof(*start_be), (void *)start_be};
+        w->rc = mdb_cursor_get(w->c, &w->k, &w->v, MDB_SET_RANGE);
+        return 0;
+}
+
+/* Both retentions merged in sequence order. */
 static int list_audit_in(struct keystore *ks, MDB_txn *txn, uint64_t after_seq, uint64_t since,
                          const char *key_id, size_t limit, keystore_audit_fn fn, void *userdata)
 {
-        _cleanup_cursor_ MDB_cursor *c = NULL;
         uint64_t start_be = htobe64(after_seq + 1);
-        MDB_val k = {sizeof(start_be), &start_be}, v;
+        struct audit_walk w[2] = {{.rc = MDB_NOTFOUND}, {.rc = MDB_NOTFOUND}};
         size_t n = 0;
-        int rc, r;
+        int r;
 
-        rc = mdb_cursor_open(txn, ks->audit, &c);
-        if (rc != MDB_SUCCESS)
-                return ks_err(ks, rc);
+        r = audit_walk_start(ks, txn, ks->audit, false, &start_be, &w[0]);
+        if (r >= 0 && ks->has_audit_admin)
+                r = audit_walk_start(ks, txn, ks->audit_admin, true, &start_be, &w[1]);
 
-        for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == MDB_SUCCESS;
-             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        while (r >= 0) {
+                struct audit_walk *next = NULL;
                 struct audit_event ev;
 
-                r = audit_decode(&k, &v, &ev);
+                for (size_t i = 0; i < ELEMENTSOF(w); i++) {
+                        if (w[i].rc != MDB_SUCCESS && w[i].rc != MDB_NOTFOUND) {
+                                r = ks_err(ks, w[i].rc);
+                                break;
+                        }
+                        if (w[i].rc == MDB_SUCCESS &&
+                            (!next || mdb_cmp(txn, ks->audit, &w[i].k, &next->k) < 0))
+                                next = &w[i];
+                }
+                if (r < 0 || !next)
+                        break;
+
+                r = audit_decode(&next->k, &next->v, &ev);
                 if (r < 0)
-                        return r;
+                        break;
+                ev.admin = next->admin;
+                next->rc = mdb_cursor_get(next->c, &next->k, &next->v, MDB_NEXT);
                 if (ev.time < since)
                         continue;
                 if (key_id && (!ev.key_id || !STREQ(ev.key_id, key_id)))
                         continue;
                 r = fn(&ev, userdata);
-                if (r != 0)
-                        return r;
-                if (limit != 0 && ++n >= limit)
-                        return 0;
+                if (r != 0 || (limit != 0 && ++n >= limit))
+                        break;
         }
-        return rc == MDB_NOTFOUND ? 0 : ks_err(ks, rc);
+        for (size_t i = 0; i < ELEMENTSOF(w); i++)
+                if (w[i].c)
+                        mdb_cursor_close(w[i].c);
+        return r;
 }
 
 int keystore_list_audit(struct keystore *ks, uint64_t after_seq, uint64_t since, const char *key_id,

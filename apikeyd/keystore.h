@@ -9,6 +9,8 @@
  *   audit   sequence (u64 big-endian)      -> audit event (bounded; oldest pruned)
  *   children parent id                     -> id, dupsort (keys created through a key;
  *                                             schema 2)
+ *   audit_admin  the same, for admins' management events (see "Audit
+ *                retention" below)
  *   meta    "schema"                       -> u32 LE schema version
  *           other names                    -> whatever the daemon keeps there
  *
@@ -48,7 +50,7 @@ enum keystore_flags {
 
 struct keystore_options {
         uint64_t mapsize;   /* 0 = KEYSTORE_DEFAULT_MAPSIZE; grown when full */
-        uint64_t audit_max; /* 0 = KEYSTORE_DEFAULT_AUDIT_MAX events kept */
+        uint64_t audit_max; /* 0 = KEYSTORE_DEFAULT_AUDIT_MAX events kept, per retention */
         unsigned flags;     /* enum keystore_flags */
 };
 
@@ -225,7 +227,20 @@ struct last_used {
 int keystore_record_last_used(struct keystore *ks, const struct last_used *entries,
                               size_t n) _warn_unused_;
 
-/* Append an event; prunes the oldest beyond audit_max in the same transaction. */
+/*
+ * Audit retention.  The log is kept in two parts with one numbering:
+ * events with `admin` set (an admin's management changes: uid 0, the
+ * admin group, an admin-role key) and all others (users' and other keys'
+ * changes, refused calls and failed verifies, whoever made them).  Each
+ * part keeps its newest audit_max events, so a flood of ordinary events,
+ * which any local user can cause, never pushes an admin's change out of
+ * the log; admins' own volume only drops admins' older events.  Pruning
+ * removes the oldest events of the part just appended to: a cursor step
+ * per event dropped, never a scan.  Reads merge both parts by sequence.
+ *
+ * Append an event; prunes the oldest of its part beyond audit_max in the
+ * same transaction.
+ */
 int keystore_append_audit(struct keystore *ks, const struct audit_event *ev) _warn_unused_;
 
 /*
@@ -242,7 +257,11 @@ int keystore_append_audits(struct keystore *ks, const struct audit_event *evs,
 
 typedef int (*keystore_audit_fn)(const struct audit_event *ev, void *userdata);
 
-/* Walk events with seq > after_seq and time >= since, optionally only for key_id, oldest first. */
+/*
+ * Walk events with seq > after_seq and time >= since, optionally only for
+ * key_id, oldest first, both retentions merged; each event's `admin` says
+ * which it is kept under.
+ */
 int keystore_list_audit(struct keystore *ks, uint64_t after_seq, uint64_t since, const char *key_id,
                         size_t limit, keystore_audit_fn fn, void *userdata) _warn_unused_;
 

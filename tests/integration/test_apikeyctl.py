@@ -1148,9 +1148,10 @@ def test_auth_file_acts_with_the_key(users, apikeyd, shared_dir):
     assert {admin_key["id"], bobs["id"]} <= ids
     created, token = alice.create("by-key", "--auth-file", path, "--owner", BOB)
     assert created["owner"] == BOB
-    assert created["created_by"] == f"key={admin_key['id']}(root)"
+    # The key, and the uid that used it.
+    assert created["created_by"] == f"key={admin_key['id']}(root) uid={pwd.getpwnam(ALICE).pw_uid}({ALICE})"
     events = root.json("audit", "--key", created["id"])
-    assert events[0]["actor"] == f"key={admin_key['id']}(root)"
+    assert events[0]["actor"] == created["created_by"]
     assert token not in json.dumps(events)
 
     # A key without "apikeyd" in its scope cannot be used to manage keys.

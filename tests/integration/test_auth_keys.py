@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import IFACE, make_token, other_secret, split_token
+from conftest import IFACE, ME_ACTOR, make_token, other_secret, split_token
 
 DENIED = f"{IFACE}.PermissionDenied"
 INVALID = "org.varlink.service.InvalidParameter"
@@ -48,7 +48,7 @@ def test_admin_key_acts_as_admin(root, team):
     assert root.ok(f"{IFACE}.GetSharedSecret", auth)["secret"] == secret
     k = root.ok(f"{IFACE}.Create", {"name": "x", "owner": "partner", "role": "admin",
                                     **auth})["key"]
-    assert k["created_by"] == f"key={admin['key']['id']}({TEAM})"
+    assert k["created_by"] == f"key={admin['key']['id']}({TEAM}) {ME_ACTOR}"
     assert k["owner"] == "partner"
     assert "expires_at" not in k
     assert root.ok(f"{IFACE}.Revoke", {"id": team.other["id"], **auth})["key"]["status"] == (
@@ -131,7 +131,7 @@ def test_create_key_hands_on_only_what_it_has(root, team):
     auth = {"auth": c["token"]}
     k = root.ok(f"{IFACE}.Create", {"name": "child", **auth})["key"]
     assert (k["owner"], k["role"], k["permissions"]) == (TEAM, "readonly", ["read"])
-    assert k["created_by"] == f"key={c['key']['id']}({TEAM})"
+    assert k["created_by"] == f"key={c['key']['id']}({TEAM}) {ME_ACTOR}"
     for params in ({"permissions": ["write"]}, {"permissions": ["create", "read", "write"]},
                    {"role": "admin"}, {"owner": "other-team"}, {"owner": "root"}):
         assert_denied(root.err(f"{IFACE}.Create", {"name": "n", **params, **auth}))

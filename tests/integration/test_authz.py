@@ -333,7 +333,7 @@ def test_admin_key_makes_a_user_an_admin(setup):
         f"{IFACE}.GetSharedSecret")["secret"]
     created = out["create"]["parameters"]["key"]
     assert created["owner"] == BOB
-    assert created["created_by"] == f"key={admin_key['key']['id']}(ops)"
+    assert created["created_by"] == f"key={admin_key['key']['id']}(ops) uid={uid(ALICE)}({ALICE})"
     assert out["revoke"]["parameters"]["key"]["status"] == "revoked"
     assert len(out["list"]["parameters"]["keys"]) == 3
     assert_denied((out["without"]["error"], out["without"]["parameters"]))

@@ -49,6 +49,25 @@ static void test_round_trip(void **state)
         free(buf);
 }
 
+/* Which retention an event is kept under is where the keystore puts it, not in its bytes. */
+static void test_admin_not_encoded(void **state)
+{
+        struct audit_event ev, admin = full;
+        void *buf = NULL, *admin_buf = NULL;
+        size_t len = 0, admin_len = 0;
+
+        admin.admin = true;
+        assert_int_equal(audit_record_encode(&full, &buf, &len), 0);
+        assert_int_equal(audit_record_encode(&admin, &admin_buf, &admin_len), 0);
+        assert_int_equal(len, admin_len);
+        assert_memory_equal(buf, admin_buf, len);
+        ev.admin = true;
+        assert_int_equal(audit_record_decode(admin_buf, admin_len, &ev), 0);
+        assert_false(ev.admin);
+        free(buf);
+        free(admin_buf);
+}
+
 static void test_encode_refusals(void **state)
 {
         struct audit_event ev = full;
@@ -147,6 +166,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_round_trip),
+            cmocka_unit_test(test_admin_not_encoded),
             cmocka_unit_test(test_encode_refusals),
             cmocka_unit_test(test_decode_refusals),
             cmocka_unit_test(test_decode_refuses_overlong_string),

@@ -238,7 +238,7 @@ static void raw_open(struct fixture *f, struct raw *raw, bool write)
 {
         ks_close(f);
         assert_int_equal(mdb_env_create(&raw->env), 0);
-        assert_int_equal(mdb_env_set_maxdbs(raw->env, 6), 0);
+        assert_int_equal(mdb_env_set_maxdbs(raw->env, 7), 0);
         assert_int_equal(mdb_env_set_mapsize(raw->env, 1ull << 30), 0);
         assert_int_equal(mdb_env_open(raw->env, f->path, MDB_NOSUBDIR, 0600), 0);
         assert_int_equal(mdb_txn_begin(raw->env, NULL, write ? 0 : MDB_RDONLY, &raw->txn), 0);
@@ -2088,6 +2088,93 @@ static void test_audit_prune(void **state)
         assert_int_equal(e.ev[4].seq, 26);
 }
 
+/* An admin's changes outlive any volume of other events, and reads merge both in order. */
+static void test_audit_admin_retention(void **state)
+{
+        struct fixture *f = *state;
+        static struct events e;
+        struct audit_event ev = {.actor = "uid=0(root)", .action = "create", .result = "ok"};
+        struct audit_event flood[8];
+
+        ks_close(f);
+        ks_open(f, 0, 4, KEYSTORE_NOSYNC);
+        ev.admin = true;
+        ev.time = 1;
+        assert_int_equal(keystore_append_audit(f->ks, &ev), 0); /* seq 1 */
+        ev.admin = false;
+        ev.actor = "uid=1000(alice)";
+        ev.action = "update";
+        for (int i = 0; i < 30; i++) {
+                ev.time = 2 + (uint64_t)i;
+                assert_int_equal(keystore_append_audit(f->ks, &ev), 0); /* seq 2..31 */
+        }
+        /* A batch (failed verifies, refusals) counts against the same part. */
+        for (size_t i = 0; i < ELEMENTSOF(flood); i++)
+                flood[i] = (struct audit_event){
+                    .time = 40 + i, .actor = "uid=1000", .action = "verify", .result = "NOT_FOUND"};
+        assert_int_equal(keystore_append_audits(f->ks, flood, ELEMENTSOF(flood)), 0); /* 32..39 */
+
+        list_events(f, 0, 0, NULL, 0, &e);
+        assert_int_equal(e.n, 5);
+        assert_int_equal(e.ev[0].seq, 1);
+        assert_string_equal(e.ev[0].actor, "uid=0(root)");
+        assert_true(e.ev[0].admin);
+        for (size_t i = 1; i < 5; i++) {
+                assert_int_equal(e.ev[i].seq, 35 + i);
+                assert_false(e.ev[i].admin);
+        }
+
+        /* An admin's event attached to a change, numbered after the others. */
+        struct key_record rec;
+        make_rec(&rec, 1, "alice", "laptop");
+        ev = (struct audit_event){.time = 50,
+                                  .actor = "key=AAAAAAAAAAAA(ops) uid=0(root)",
+                                  .action = "create",
+                                  .key_id = rec.id,
+                                  .result = "ok",
+                                  .admin = true};
+        assert_int_equal(keystore_audit_next(f->ks, &ev), 0);
+        assert_int_equal(keystore_put_key(f->ks, &rec), 0);
+        list_events(f, 0, 0, NULL, 0, &e);
+        assert_int_equal(e.n, 6);
+        assert_int_equal(e.ev[5].seq, 40);
+        assert_true(e.ev[5].admin);
+        /* Paging and filters see the merged order. */
+        list_events(f, 1, 0, NULL, 2, &e);
+        assert_int_equal(e.n, 2);
+        assert_int_equal(e.ev[0].seq, 36);
+        list_events(f, 39, 0, NULL, 0, &e);
+        assert_int_equal(e.n, 1);
+        assert_int_equal(e.ev[0].seq, 40);
+        list_events(f, 0, 0, rec.id, 0, &e);
+        assert_int_equal(e.n, 1);
+        list_events(f, 0, 48, NULL, 0, &e);
+        assert_int_equal(e.n, 1);
+
+        /* Admins' own volume drops only admins' older events; numbering
+         * goes on across a reopen. */
+        ev.key_id = NULL;
+        for (int i = 0; i < 4; i++)
+                assert_int_equal(keystore_append_audit(f->ks, &ev), 0); /* 41..44 */
+        ks_close(f);
+        ks_open(f, 0, 4, KEYSTORE_NOSYNC);
+        assert_int_equal(keystore_append_audit(f->ks, &ev), 0); /* 45 */
+        list_events(f, 0, 0, NULL, 0, &e);
+        assert_int_equal(e.n, 8);
+        assert_int_equal(e.ev[0].seq, 36);
+        assert_false(e.ev[3].admin);
+        assert_int_equal(e.ev[4].seq, 42);
+        assert_int_equal(e.ev[7].seq, 45);
+        assert_true(e.ev[7].admin);
+
+        /* A read-only handle reads both. */
+        ks_close(f);
+        ks_open(f, 0, 0, KEYSTORE_READONLY);
+        list_events(f, 0, 0, NULL, 0, &e);
+        assert_int_equal(e.n, 8);
+        assert_int_equal(keystore_append_audit(f->ks, &ev), -EROFS);
+}
+
 static void test_audit_corrupt(void **state)
 {
         struct fixture *f = *state;
@@ -2312,6 +2399,7 @@ int main(void)
             T(test_write_group),
             T(test_audit_batch),
             T(test_audit_prune),
+            T(test_audit_admin_retention),
             T(test_audit_corrupt),
             T(test_meta),
             T(test_count),
