@@ -14,6 +14,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 #include <systemd/sd-daemon.h>
@@ -176,6 +177,33 @@ static int ensure_dir(const char *path, mode_t mode)
         return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
+/*
+ * The state directory holds the pepper and the keystore: one that another
+ * user owns, or group or others may write to, would let them swap either.
+ */
+static int check_state_dir(const char *dir)
+{
+        struct stat st;
+
+        if (stat(dir, &st) < 0) {
+                log_error("cannot stat state directory %s: %m", dir);
+                return -errno;
+        }
+        if (st.st_uid != geteuid()) {
+                log_error("state directory %s is owned by uid %u, not by this daemon (uid %u): "
+                          "refusing to keep the pepper and keys there; chown it to uid %u",
+                          dir, (unsigned)st.st_uid, (unsigned)geteuid(), (unsigned)geteuid());
+                return -EPERM;
+        }
+        if (st.st_mode & 022) {
+                log_error("state directory %s has mode %04o: group or others may write to it and "
+                          "replace the pepper or the keystore; refusing to start (chmod 0700 it)",
+                          dir, (unsigned)(st.st_mode & 07777));
+                return -EPERM;
+        }
+        return 0;
+}
+
 /* The socket from systemd, or one we bind; `*ret_bound` tells which. */
 static int open_socket(const char *path, int *ret_fd, bool *ret_bound)
 {
@@ -270,6 +298,9 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
                 log_error("cannot create state directory %s: %s", o->state_dir, strerror(-r));
                 return r;
         }
+        r = check_state_dir(o->state_dir);
+        if (r < 0)
+                return r;
         /* sodium_malloc'd memory is locked (never swapped) and guarded. */
         pepper = sodium_malloc(PEPPER_SIZE);
         if (!pepper)
