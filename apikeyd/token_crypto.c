@@ -192,3 +192,19 @@ int pepper_load(const char *dir, bool create, uint8_t ret[PEPPER_SIZE], char **r
         }
         return 0;
 }
+
+void pepper_fingerprint(const uint8_t pepper[PEPPER_SIZE], uint8_t ret[PEPPER_FINGERPRINT_SIZE])
+{
+        /* BLAKE2b keyed with the pepper, personalised: no token hash can equal it. */
+        static const unsigned char personal[crypto_generichash_blake2b_PERSONALBYTES] =
+            "apikeyd-pepperfp";
+
+        (void)crypto_generichash_blake2b_salt_personal(ret, PEPPER_FINGERPRINT_SIZE, NULL, 0,
+                                                       pepper, PEPPER_SIZE, NULL, personal);
+}
+
+bool pepper_fingerprint_equal(const uint8_t a[PEPPER_FINGERPRINT_SIZE],
+                              const uint8_t b[PEPPER_FINGERPRINT_SIZE])
+{
+        return sodium_memcmp(a, b, PEPPER_FINGERPRINT_SIZE) == 0;
+}

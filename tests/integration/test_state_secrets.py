@@ -1,7 +1,11 @@
 # SPDX-License-Identifier: MIT
-"""The state directory, from the side of someone who can touch its files:
-the real daemon, started on a prepared state directory.
+"""The pepper and the state directory, from the side of someone who can
+touch the files: the real daemon, started on a prepared state directory.
 
+- The keystore keeps the pepper's fingerprint: a pepper deleted or replaced
+  while keys exist stops the start with a message naming the file and what
+  to restore; an empty keystore gets a new pepper; a keystore without a
+  fingerprint (made by an older version) gets the present pepper's.
 - A state directory writable by group or others, or owned by another
   user, is refused: they could swap the pepper or the keystore.
 """
@@ -12,6 +16,8 @@ import subprocess
 import pytest
 
 from conftest import Varlink
+
+KEYS_MDB = "keys.mdb"
 
 OTHER_UID = 65534  # nobody: any uid but the daemon's
 
@@ -34,6 +40,119 @@ def _answers(path):
             return "error" not in c.call("org.varlink.service.GetInfo")
     except OSError:
         return False
+
+
+def with_a_key(daemon, tmp_path):
+    """A daemon that made a key, stopped: (daemon, token)."""
+    d = daemon(state_dir=tmp_path / "state")
+    with Varlink(d.socket) as c:
+        token = c.create("k")["token"]
+        assert c.verify(token)["code"] == "VALID"
+    d.stop()
+    return d, token
+
+
+def meta(store):
+    """The meta database of `store` as mdb_dump prints it (header, then key/value lines)."""
+    return subprocess.run(["mdb_dump", "-n", "-s", "meta", str(store)], capture_output=True,
+                          text=True, check=True, timeout=30).stdout.splitlines()
+
+
+def load_meta(store, dump):
+    subprocess.run(["mdb_load", "-n", "-s", "meta", str(store)], input="\n".join(dump) + "\n",
+                   text=True, check=True, timeout=30)
+
+
+def meta_names(store):
+    lines = meta(store)
+    start = lines.index("HEADER=END") + 1
+    return [bytes.fromhex(k.strip()).decode() for k in lines[start:-1:2]]
+
+
+# ---------------------------------------------------------------- the pepper
+
+
+def test_deleted_pepper_with_keys_stops_the_start(daemon, tmp_path):
+    d, token = with_a_key(daemon, tmp_path)
+    pepper = d.state_dir / "pepper"
+    saved = pepper.read_bytes()
+    pepper.unlink()
+    log = refused(d)
+    assert (f"{pepper} is missing, but the keystore {d.state_dir / KEYS_MDB} holds keys made "
+            f"with it: restore {pepper} from the backup taken with keys.mdb") in log, log
+    assert not pepper.exists(), "a new pepper was made over the keys"
+    # Restored, every key verifies again.
+    pepper.write_bytes(saved)
+    os.chmod(pepper, 0o600)
+    d.start()
+    with Varlink(d.socket) as c:
+        assert c.verify(token)["code"] == "VALID"
+
+
+def test_replaced_pepper_with_keys_stops_the_start(daemon, tmp_path):
+    d, token = with_a_key(daemon, tmp_path)
+    pepper = d.state_dir / "pepper"
+    saved = pepper.read_bytes()
+    pepper.write_bytes(os.urandom(32))
+    log = refused(d)
+    assert (f"{pepper} is not the pepper the keys in {d.state_dir / KEYS_MDB} were made with "
+            f"(its fingerprint differs from the one the keystore keeps): restore {pepper} from "
+            "the backup taken with keys.mdb") in log, log
+    pepper.write_bytes(saved)
+    d.start()
+    with Varlink(d.socket) as c:
+        assert c.verify(token)["code"] == "VALID"
+
+
+def test_fingerprint_is_kept_not_the_pepper(daemon, tmp_path):
+    d, _ = with_a_key(daemon, tmp_path)
+    store = (d.state_dir / KEYS_MDB).read_bytes()
+    assert "pepper_fingerprint" in meta_names(d.state_dir / KEYS_MDB)
+    assert (d.state_dir / "pepper").read_bytes() not in store
+
+
+def test_empty_keystore_gets_a_new_pepper(daemon, tmp_path):
+    """No keys: nothing a new pepper could break, so it is made."""
+    d = daemon(state_dir=tmp_path / "state")
+    d.stop()
+    pepper = d.state_dir / "pepper"
+    old = pepper.read_bytes()
+    pepper.unlink()
+    d.start()
+    new = pepper.read_bytes()
+    assert len(new) == 32 and new != old
+    assert os.stat(pepper).st_mode & 0o777 == 0o600
+    with Varlink(d.socket) as c:
+        token = c.create("after")["token"]
+        assert c.verify(token)["code"] == "VALID"
+    d.stop()
+    # And it is the one kept from now on.
+    pepper.write_bytes(old)
+    assert "fingerprint differs" in refused(d)
+
+
+def test_keystore_without_fingerprint_records_it(daemon, tmp_path):
+    """A keystore made before there was a fingerprint: the present pepper's
+    is recorded at start, and a replaced pepper is noticed after that."""
+    d, token = with_a_key(daemon, tmp_path)
+    store = d.state_dir / KEYS_MDB
+    dump = subprocess.run(["mdb_dump", "-n", "-a", str(store)], capture_output=True, text=True,
+                          check=True, timeout=30).stdout.splitlines()
+    at = dump.index(" " + b"pepper_fingerprint".hex())
+    del dump[at:at + 2]
+    store.unlink()
+    (d.state_dir / (KEYS_MDB + "-lock")).unlink()
+    subprocess.run(["mdb_load", "-n", str(store)], input="\n".join(dump) + "\n", text=True,
+                   check=True, timeout=30)
+    assert "pepper_fingerprint" not in meta_names(store)
+    d.start()
+    assert "recorded the fingerprint of" in d.log()
+    with Varlink(d.socket) as c:
+        assert c.verify(token)["code"] == "VALID"
+    d.stop()
+    assert "pepper_fingerprint" in meta_names(store)
+    (d.state_dir / "pepper").write_bytes(os.urandom(32))
+    assert "fingerprint differs" in refused(d)
 
 
 # ---------------------------------------------------------------- the state directory

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of token generation, hashing and the pepper file (apikeyd/token_crypto.c). */
+/*
+ * Unit tests of token generation, hashing, the pepper file and its
+ * fingerprint (apikeyd/token_crypto.c).
+ */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +15,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "token_crypto.h"
 
@@ -213,6 +217,26 @@ static void test_pepper_missing_dir(void **state)
         free(err);
 }
 
+static void test_pepper_fingerprint(void **state)
+{
+        uint8_t pepper[PEPPER_SIZE], other[PEPPER_SIZE], a[PEPPER_FINGERPRINT_SIZE],
+            b[PEPPER_FINGERPRINT_SIZE];
+
+        for (int i = 0; i < PEPPER_SIZE; i++)
+                pepper[i] = (uint8_t)i;
+        memcpy(other, pepper, sizeof(other));
+        other[PEPPER_SIZE - 1] ^= 1;
+        pepper_fingerprint(pepper, a);
+        pepper_fingerprint(pepper, b);
+        assert_true(pepper_fingerprint_equal(a, b));
+        pepper_fingerprint(other, b);
+        assert_false(pepper_fingerprint_equal(a, b));
+        /* Never the pepper itself, nor what token_hash() (unpersonalised) gives. */
+        assert_memory_not_equal(a, pepper, PEPPER_SIZE);
+        crypto_generichash(b, sizeof(b), NULL, 0, pepper, PEPPER_SIZE);
+        assert_memory_not_equal(a, b, sizeof(b));
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -225,6 +249,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_pepper_refused_size, setup, teardown),
             cmocka_unit_test_setup_teardown(test_pepper_refused_symlink, setup, teardown),
             cmocka_unit_test_setup_teardown(test_pepper_missing_dir, setup, teardown),
+            cmocka_unit_test(test_pepper_fingerprint),
         };
 
         if (token_crypto_init() < 0)
