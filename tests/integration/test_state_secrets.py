@@ -1,24 +1,31 @@
 # SPDX-License-Identifier: MIT
-"""The pepper and the state directory, from the side of someone who can
-touch the files: the real daemon, started on a prepared state directory.
+"""The pepper, the shared secret and the state directory, from the side of
+someone who can touch the files: the real daemon, started on a prepared
+state directory.
 
 - The keystore keeps the pepper's fingerprint: a pepper deleted or replaced
   while keys exist stops the start with a message naming the file and what
   to restore; an empty keystore gets a new pepper; a keystore without a
   fingerprint (made by an older version) gets the present pepper's.
+- The shared secret lives in its own 0600 file, never in keys.mdb: a copy
+  of the database cannot forge a signed Verify answer.  A keystore that
+  still holds the secret in its meta database is migrated at start with
+  the same secret, and keys.mdb keeps no copy of it.  Rotation writes the
+  file before it answers; signatures check out after a restart.
 - A state directory writable by group or others, or owned by another
-  user, is refused: they could swap the pepper or the keystore.
+  user, is refused.
 """
 
+import base64
+import hashlib
 import os
 import subprocess
 
 import pytest
 
-from conftest import Varlink
+from conftest import IFACE, Varlink
 
 KEYS_MDB = "keys.mdb"
-
 OTHER_UID = 65534  # nobody: any uid but the daemon's
 
 
@@ -50,6 +57,28 @@ def with_a_key(daemon, tmp_path):
         assert c.verify(token)["code"] == "VALID"
     d.stop()
     return d, token
+
+
+def holds(path, needle):
+    """Whether the file's bytes contain `needle` (a bool, to keep failures short)."""
+    return needle in path.read_bytes()
+
+
+def secret_of(c):
+    return base64.b64decode(c.ok(f"{IFACE}.GetSharedSecret")["secret"], validate=True)
+
+
+def signature_checks(reply, secret):
+    key = reply.get("key", {})
+    canon = ("apikeyd-verify-v1\n"
+             f"signed_at={reply['signed_at']}\n"
+             f"valid={'true' if reply['valid'] else 'false'}\n"
+             f"code={reply['code']}\n"
+             f"id={key.get('id', '')}\n"
+             f"owner={key.get('owner', '')}\n"
+             "service=\nuser=\nrhost=\n").encode()
+    mac = hashlib.blake2b(canon, key=secret, digest_size=32).digest()
+    return base64.b64decode(reply["signature"]) == mac
 
 
 def meta(store):
@@ -153,6 +182,100 @@ def test_keystore_without_fingerprint_records_it(daemon, tmp_path):
     assert "pepper_fingerprint" in meta_names(store)
     (d.state_dir / "pepper").write_bytes(os.urandom(32))
     assert "fingerprint differs" in refused(d)
+
+
+# ---------------------------------------------------------------- the shared secret
+
+
+def test_shared_secret_is_in_its_own_file_not_in_the_keystore(daemon, tmp_path):
+    d = daemon(state_dir=tmp_path / "state")
+    with Varlink(d.socket) as c:
+        secret = secret_of(c)
+        c.create("k")
+    f = d.state_dir / "shared-secret"
+    st = os.stat(f)
+    assert (st.st_mode & 0o777, st.st_uid, st.st_size) == (0o600, os.geteuid(), 32)
+    assert f.read_bytes() == secret
+    d.stop()
+    assert not holds(d.state_dir / KEYS_MDB, secret)
+    assert "shared_secret" not in meta_names(d.state_dir / KEYS_MDB)
+
+
+def test_rotation_is_written_before_the_answer_and_signs_after_a_restart(daemon, tmp_path):
+    d = daemon(state_dir=tmp_path / "state")
+    c = d.client()
+    token = c.create("k")["token"]
+    old = secret_of(c)
+    new = base64.b64decode(c.ok(f"{IFACE}.RotateSharedSecret")["secret"])
+    assert new != old
+    assert (d.state_dir / "shared-secret").read_bytes() == new  # on disk once answered
+    assert signature_checks(c.verify(token), new)
+    d.kill()  # no clean shutdown: what was answered must be on disk
+    d.start()
+    with Varlink(d.socket) as c:
+        assert secret_of(c) == new
+        v = c.verify(token)
+        assert v["code"] == "VALID" and signature_checks(v, new)
+    assert not holds(d.state_dir / KEYS_MDB, new)
+    assert not holds(d.state_dir / KEYS_MDB, old)
+
+
+def test_old_keystore_secret_is_migrated_and_scrubbed(daemon, tmp_path):
+    """A keystore of the old layout: the secret in meta, no file.  Many
+    writes after it left copies of the page holding it in the file."""
+    d, token = with_a_key(daemon, tmp_path)
+    store = d.state_dir / KEYS_MDB
+    old = os.urandom(32)
+    (d.state_dir / "shared-secret").unlink()
+    dump = meta(store)
+    load_meta(store, dump[:-1] + [" " + b"shared_secret".hex(), " " + old.hex(), dump[-1]])
+    assert "shared_secret" in meta_names(store)
+    # Writes to meta after it, as the old daemon made (the lockout counts).
+    for i in range(20):
+        load_meta(store, dump[:-1] + [" " + b"shared_secret".hex(), " " + old.hex(),
+                                      " " + b"zz-filler".hex(), " " + os.urandom(40 + i).hex(),
+                                      dump[-1]])
+    assert holds(store, old), "no copy of the secret in keys.mdb to begin with: the test is blind"
+
+    d.start()
+    assert "moved the shared secret from the keystore to" in d.log()
+    with Varlink(d.socket) as c:
+        assert secret_of(c) == old  # integrations keep working
+        v = c.verify(token)
+        assert v["code"] == "VALID" and signature_checks(v, old)
+    d.stop()
+    assert (d.state_dir / "shared-secret").read_bytes() == old
+    assert os.stat(d.state_dir / "shared-secret").st_mode & 0o777 == 0o600
+    assert "shared_secret" not in meta_names(store)
+    assert not holds(store, old), "a copy of the shared secret is left in keys.mdb"
+    # The next start has nothing to move.
+    d.start()
+    with Varlink(d.socket) as c:
+        assert secret_of(c) == old
+    assert d.log().count("moved the shared secret") == 1
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: os.chmod(f, 0o640), "has mode 0640; it must be 0600"),
+    (lambda f: f.write_bytes(b"short"), "is 5 bytes, not 32"),
+    (lambda f: (f.unlink(), f.mkdir()), "is not a regular file"),
+    (lambda f: (f.unlink(), f.symlink_to(f.with_name("pepper"))), "cannot open"),
+])
+def test_bad_shared_secret_file_is_refused(daemon, tmp_path, damage, message):
+    d, _ = with_a_key(daemon, tmp_path)
+    f = d.state_dir / "shared-secret"
+    damage(f)
+    log = refused(d)
+    assert f"{f} {message}" in log or (message == "cannot open" and f"cannot open {f}" in log), log
+
+
+def test_shared_secret_of_another_owner_is_refused(daemon, tmp_path):
+    d, _ = with_a_key(daemon, tmp_path)
+    f = d.state_dir / "shared-secret"
+    uid = OTHER_UID
+    os.chown(f, uid, -1)
+    log = refused(d)
+    assert f"{f} is owned by uid {uid}, not by this daemon (uid {os.geteuid()})" in log, log
 
 
 # ---------------------------------------------------------------- the state directory
