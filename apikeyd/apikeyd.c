@@ -254,6 +254,12 @@ static int open_state(const struct options *o, const struct keystore_options *ko
                 log_error("%s", err ? err : strerror(-r));
                 return r;
         }
+        if (missing && o->check) {
+                log_error("%s", err ? err : strerror(ENOENT));
+                return -ENOENT;
+        }
+        free(err);
+        err = NULL;
         r = keystore_open(dir, kopts, &ks, &err);
         if (r < 0) {
                 log_error("%s", err ? err : strerror(-r));
@@ -273,14 +279,7 @@ static int open_state(const struct options *o, const struct keystore_options *ko
                 r = -ENOENT;
                 goto fail;
         }
-        if (missing && o->check) {
-                log_error("%s", err ? err : strerror(ENOENT));
-                r = -ENOENT;
-                goto fail;
-        }
         if (missing) {
-                free(err);
-                err = NULL;
                 r = pepper_load(dir, true, pepper, &err);
                 if (r < 0) {
                         log_error("%s", err ? err : strerror(-r));
