@@ -220,6 +220,32 @@ def test_rotation_is_written_before_the_answer_and_signs_after_a_restart(daemon,
     assert not holds(d.state_dir / KEYS_MDB, old)
 
 
+def test_racing_rotations_leave_the_file_and_the_daemon_agreeing(daemon, tmp_path):
+    """Rotations from many connections at once (written in groups by the
+    writer): the secret the daemon signs with, the file and what a restart
+    loads are the same, and it is one of the answers."""
+    d = daemon(state_dir=tmp_path / "state")
+    token = d.client().create("k")["token"]
+    clients = [Varlink(d.socket) for _ in range(16)]
+    try:
+        for c in clients:
+            c.send({"method": f"{IFACE}.RotateSharedSecret"})
+        answers = [base64.b64decode(c.recv()["parameters"]["secret"]) for c in clients]
+    finally:
+        for c in clients:
+            c.close()
+    assert len(set(answers)) == len(answers)
+    with Varlink(d.socket) as c:
+        now = secret_of(c)
+        assert signature_checks(c.verify(token), now)
+    assert now in answers
+    assert (d.state_dir / "shared-secret").read_bytes() == now
+    d.restart()
+    with Varlink(d.socket) as c:
+        assert secret_of(c) == now
+        assert signature_checks(c.verify(token), now)
+
+
 def test_old_keystore_secret_is_migrated_and_scrubbed(daemon, tmp_path):
     """A keystore of the old layout: the secret in meta, no file.  Many
     writes after it left copies of the page holding it in the file."""
