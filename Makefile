@@ -190,7 +190,7 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	@if [ ! -x $(BUILD)/apikeyd ]; then \
 		echo "make run: the daemon is not built yet (apikeyd/apikeyd.c does not exist)"; exit 1; fi
-	mkdir -p run/state
+	mkdir -p run && mkdir -p -m 0700 run/state
 	exec $(BUILD)/apikeyd --no-config --state-dir run/state --socket run/io.apikeyd.Keys
 
 # Where things go.  The PAM module goes where libpam looks for modules,

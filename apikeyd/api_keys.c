@@ -1369,19 +1369,39 @@ static int reply_shared_secret(struct request *q, const uint8_t *secret)
         return connection_reply(q->conn, reply, false);
 }
 
+/*
+ * The audit record in the change's transaction, and the new secret's file
+ * written durably (synced, renamed, the directory synced) before it
+ * commits: what is answered is on disk.
+ */
 static int rotate_write(struct change *ch, struct keystore *ks)
 {
+        _cleanup_free_ char *err = NULL;
         int r = change_audit(ch, ks, NULL);
 
-        return r < 0 ? r
-                     : keystore_meta_put(ks, META_SHARED_SECRET, ch->secret, sizeof(ch->secret));
+        if (r < 0)
+                return r;
+        r = shared_secret_store(ch->q.api->state_dir, ch->secret, &err);
+        if (r < 0)
+                log_error("%s", err ? err : strerror(-r));
+        return r;
 }
 
 static void rotate_answer(struct change *ch, int r)
 {
         struct api *a = ch->q.api;
+        uint8_t *now_kept;
 
         if (r < 0) {
+                /* The file written, its audit record not committed: the file rules. */
+                now_kept = sodium_malloc(SHARED_SECRET_SIZE);
+                if (now_kept && shared_secret_load(a->state_dir, false, now_kept, NULL) >= 0 &&
+                    sodium_memcmp(now_kept, ch->secret, SHARED_SECRET_SIZE) == 0) {
+                        memcpy(a->shared_secret, now_kept, SHARED_SECRET_SIZE);
+                        if (api_sign_state_reset(a) < 0)
+                                log_error("the new shared secret is stored but not in use");
+                }
+                sodium_free(now_kept);
                 (void)api_reply_internal(&ch->q, "storing the shared secret", r);
                 return;
         }

@@ -72,12 +72,13 @@ struct api {
         struct server *server;
 };
 
-#define SHARED_SECRET_SIZE 32
 #define API_SIGNATURE_SIZE 32
 
 /*
- * Load the shared secret from the keystore, creating it on first use, into
- * locked memory; api_done() frees it.  0 or a negative errno.
+ * Load the shared secret from its file in the state directory (moving it
+ * there from the keystore, where older versions kept it), creating it on
+ * first use, into locked memory; api_done() frees it.  May reopen `ks`.
+ * 0 or a negative errno (the reason logged).
  */
 int api_init(struct api *a) _warn_unused_;
 void api_done(struct api *a);

@@ -4,7 +4,7 @@
  * keystore: the lockout counts (loaded at start, saved in the background),
  * the queue of failed verifies for the audit database, the last-use times;
  * each written as one batch by the writer, retried when that fails.  Also
- * the start (api_init: the shared secret) and the end (api_finish,
+ * the start (api_init: the shared secret, from its file) and the end (api_finish,
  * api_done).
  */
 #include <errno.h>
@@ -129,9 +129,66 @@ void api_save_lockout(struct api *a)
                 writer_submit(a->writer, &b->op);
 }
 
+/*
+ * A keystore made before the shared secret had a file of its own keeps it
+ * in its meta database: the file is written (durably) with that same
+ * secret, so integrations keep working, then the entry is removed and the
+ * keystore compacted, so no copy of the secret stays in keys.mdb.
+ */
+static int migrate_shared_secret(struct api *a)
+{
+        _cleanup_free_ char *err = NULL;
+        bool moved = true;
+        uint8_t *old;
+        size_t len = 0;
+        int r;
+
+        r = keystore_meta_get(a->ks, META_SHARED_SECRET, NULL, 0, &len);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0 && r != -ENOBUFS)
+                return r;
+        old = sodium_malloc(SHARED_SECRET_SIZE);
+        if (!old)
+                return -ENOMEM;
+        r = len == SHARED_SECRET_SIZE
+                ? keystore_meta_get(a->ks, META_SHARED_SECRET, old, SHARED_SECRET_SIZE, &len)
+                : -EBADMSG;
+        if (r >= 0) {
+                /* A file already there is newer (the last start stopped before the removal). */
+                r = shared_secret_load(a->state_dir, false, a->shared_secret, &err);
+                if (r == -ENOENT) {
+                        free(err);
+                        err = NULL;
+                        r = shared_secret_store(a->state_dir, old, &err);
+                }
+        } else if (r == -EBADMSG) {
+                log_warning("the shared secret kept in the keystore is damaged; dropping it");
+                moved = false;
+                r = 0;
+        }
+        sodium_free(old);
+        if (r < 0) {
+                log_error("%s", err ? err : "cannot move the shared secret out of the keystore");
+                return r;
+        }
+        r = keystore_meta_del(a->ks, META_SHARED_SECRET);
+        if (r >= 0)
+                r = keystore_compact(&a->ks, &err);
+        if (r < 0) {
+                log_error("cannot remove the shared secret from the keystore: %s",
+                          err ? err : strerror(-r));
+                return r;
+        }
+        if (moved)
+                log_info("moved the shared secret from the keystore to %s/%s", a->state_dir,
+                         SHARED_SECRET_FILE);
+        return 0;
+}
+
 int api_init(struct api *a)
 {
-        size_t len = 0;
+        _cleanup_free_ char *err = NULL;
         int r;
 
         lockout_init(&a->lockout, a->config->lockout_threshold, a->config->lockout_window_usec);
@@ -141,17 +198,22 @@ int api_init(struct api *a)
         a->shared_secret = sodium_malloc(SHARED_SECRET_SIZE);
         if (!a->shared_secret)
                 return -ENOMEM;
-        r = keystore_meta_get(a->ks, META_SHARED_SECRET, a->shared_secret, SHARED_SECRET_SIZE,
-                              &len);
-        if (r == 0 && len == SHARED_SECRET_SIZE)
-                return api_sign_state_reset(a);
-        if (r < 0 && r != -ENOENT && r != -ENOBUFS)
-                return r;
-        randombytes_buf(a->shared_secret, SHARED_SECRET_SIZE);
-        r = keystore_meta_put(a->ks, META_SHARED_SECRET, a->shared_secret, SHARED_SECRET_SIZE);
+        r = migrate_shared_secret(a);
         if (r < 0)
                 return r;
-        log_info("created the shared secret for integrations");
+        r = shared_secret_load(a->state_dir, false, a->shared_secret, &err);
+        if (r == -ENOENT) {
+                free(err);
+                err = NULL;
+                r = shared_secret_load(a->state_dir, true, a->shared_secret, &err);
+                if (r >= 0)
+                        log_info("created the shared secret for integrations in %s/%s",
+                                 a->state_dir, SHARED_SECRET_FILE);
+        }
+        if (r < 0) {
+                log_error("%s", err ? err : strerror(-r));
+                return r;
+        }
         return api_sign_state_reset(a);
 }
 

@@ -14,6 +14,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 #include <systemd/sd-daemon.h>
@@ -31,6 +32,9 @@
 #define DEFAULT_CONFIG    "/etc/apikeyd/apikeyd.conf"
 #define DEFAULT_STATE_DIR "/var/lib/apikeyd"
 #define DEFAULT_SOCKET    "/run/apikeyd/io.apikeyd.Keys"
+
+/* The meta entry that keeps the pepper's fingerprint (token_crypto.h). */
+#define META_PEPPER_FINGERPRINT "pepper_fingerprint"
 
 struct options {
         const char *config;
@@ -176,6 +180,151 @@ static int ensure_dir(const char *path, mode_t mode)
         return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
+/*
+ * The state directory holds the pepper and the keystore: one that another
+ * user owns, or group or others may write to, would let them swap either.
+ */
+static int check_state_dir(const char *dir)
+{
+        struct stat st;
+
+        if (stat(dir, &st) < 0) {
+                log_error("cannot stat state directory %s: %m", dir);
+                return -errno;
+        }
+        if (st.st_uid != geteuid()) {
+                log_error("state directory %s is owned by uid %u, not by this daemon (uid %u): "
+                          "refusing to keep the pepper and keys there; chown it to uid %u",
+                          dir, (unsigned)st.st_uid, (unsigned)geteuid(), (unsigned)geteuid());
+                return -EPERM;
+        }
+        if (st.st_mode & 022) {
+                log_error("state directory %s has mode %04o: group or others may write to it and "
+                          "replace the pepper or the keystore; refusing to start (chmod 0700 it)",
+                          dir, (unsigned)(st.st_mode & 07777));
+                return -EPERM;
+        }
+        return 0;
+}
+
+static int found_key(const struct key_record *rec, void *userdata)
+{
+        return 1;
+}
+
+/* 1 if the keystore holds a key (of any status), 0 if none, or a negative errno. */
+static int keystore_has_keys(struct keystore *ks)
+{
+        const struct key_filter all = {0};
+
+        return keystore_list(ks, &all, NULL, 1, found_key, NULL, NULL);
+}
+
+/*
+ * The pepper and the keystore, each checked against the other.  The
+ * keystore keeps the pepper's fingerprint: a pepper missing or replaced
+ * while keys exist stops the start (every key would answer NOT_FOUND and
+ * feed the lockouts) with what to restore.  A new pepper is made only for
+ * a keystore without keys; a keystore without a fingerprint (made before
+ * there was one) gets the present pepper's.
+ */
+static int open_state(const struct options *o, const struct keystore_options *kopts,
+                      uint8_t *pepper, struct keystore **ret_ks)
+{
+        _cleanup_free_ char *err = NULL, *store = NULL;
+        uint8_t kept[PEPPER_FINGERPRINT_SIZE], fp[PEPPER_FINGERPRINT_SIZE];
+        const char *dir = o->state_dir;
+        struct keystore *ks = NULL;
+        bool missing, created = false;
+        size_t len = 0;
+        int r, keys;
+
+        if (asprintf(&store, "%s/%s", dir, KEYSTORE_FILE) < 0)
+                return -ENOMEM;
+        r = pepper_load(dir, false, pepper, &err);
+        if (r == -ENOENT && !o->check && access(store, F_OK) < 0 && errno == ENOENT) {
+                /* A new state directory: the pepper first, then the keystore. */
+                free(err);
+                err = NULL;
+                r = pepper_load(dir, true, pepper, &err);
+                created = r >= 0;
+        }
+        missing = r == -ENOENT;
+        if (r < 0 && !missing) {
+                log_error("%s", err ? err : strerror(-r));
+                return r;
+        }
+        if (missing && o->check) {
+                log_error("%s", err ? err : strerror(ENOENT));
+                return -ENOENT;
+        }
+        free(err);
+        err = NULL;
+        r = keystore_open(dir, kopts, &ks, &err);
+        if (r < 0) {
+                log_error("%s", err ? err : strerror(-r));
+                return r;
+        }
+        keys = keystore_has_keys(ks);
+        if (keys < 0) {
+                log_error("cannot read the keystore %s: %s", store, strerror(-keys));
+                r = keys;
+                goto fail;
+        }
+        if (missing && keys > 0) {
+                log_error("%s/%s is missing, but the keystore %s holds keys made with it: restore "
+                          "%s/%s from the backup taken with %s (a new pepper would make every key "
+                          "fail to verify)",
+                          dir, PEPPER_FILE, store, dir, PEPPER_FILE, KEYSTORE_FILE);
+                r = -ENOENT;
+                goto fail;
+        }
+        if (missing) {
+                r = pepper_load(dir, true, pepper, &err);
+                if (r < 0) {
+                        log_error("%s", err ? err : strerror(-r));
+                        goto fail;
+                }
+                created = true;
+        }
+
+        pepper_fingerprint(pepper, fp);
+        r = keystore_meta_get(ks, META_PEPPER_FINGERPRINT, kept, sizeof(kept), &len);
+        if (r < 0 && r != -ENOENT && r != -ENOBUFS) {
+                log_error("cannot read the pepper's fingerprint from %s: %s", store, strerror(-r));
+                goto fail;
+        }
+        if (r == 0 && len == sizeof(kept) && pepper_fingerprint_equal(kept, fp))
+                goto done;
+        if (r != -ENOENT && keys > 0) {
+                log_error("%s/%s is not the pepper the keys in %s were made with (its fingerprint "
+                          "differs from the one the keystore keeps): restore %s/%s from the backup "
+                          "taken with %s",
+                          dir, PEPPER_FILE, store, dir, PEPPER_FILE, KEYSTORE_FILE);
+                r = -EBADMSG;
+                goto fail;
+        }
+        if (!o->check) {
+                r = keystore_meta_put(ks, META_PEPPER_FINGERPRINT, fp, sizeof(fp));
+                if (r < 0) {
+                        log_error("cannot record the pepper's fingerprint in %s: %s", store,
+                                  strerror(-r));
+                        goto fail;
+                }
+                if (created)
+                        log_info("created the pepper %s/%s", dir, PEPPER_FILE);
+                else
+                        log_info("recorded the fingerprint of %s/%s in the keystore", dir,
+                                 PEPPER_FILE);
+        }
+done:
+        *ret_ks = ks;
+        return 0;
+fail:
+        keystore_close(ks);
+        return r;
+}
+
 /* The socket from systemd, or one we bind; `*ret_bound` tells which. */
 static int open_socket(const char *path, int *ret_fd, bool *ret_bound)
 {
@@ -278,21 +427,17 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
                 log_error("cannot create state directory %s: %s", o->state_dir, strerror(-r));
                 return r;
         }
+        r = check_state_dir(o->state_dir);
+        if (r < 0)
+                return r;
         /* sodium_malloc'd memory is locked (never swapped) and guarded. */
         pepper = sodium_malloc(PEPPER_SIZE);
         if (!pepper)
                 return -ENOMEM;
-        r = pepper_load(o->state_dir, !o->check, pepper, &err);
-        if (r < 0) {
-                log_error("%s", err ? err : strerror(-r));
+        r = open_state(o, &kopts, pepper, &d.api.ks);
+        if (r < 0)
                 goto out;
-        }
         d.api.pepper = pepper;
-        r = keystore_open(o->state_dir, &kopts, &d.api.ks, &err);
-        if (r < 0) {
-                log_error("%s", err ? err : strerror(-r));
-                goto out;
-        }
         if (o->check) {
                 free(err);
                 err = NULL;

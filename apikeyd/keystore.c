@@ -17,12 +17,14 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lmdb.h>
 
@@ -2103,6 +2105,88 @@ int keystore_meta_put(struct keystore *ks, const char *name, const void *data, s
         if (!ks || !meta_name_valid(name) || (len > 0 && !data))
                 return -EINVAL;
         return write_txn(ks, meta_put_in, &c);
+}
+
+/* The value overwritten with zeros in place, then deleted: no copy of it stays on the live page. */
+static int meta_del_in(struct keystore *ks, MDB_txn *txn, void *userdata)
+{
+        const char *name = userdata;
+        MDB_val k = {strlen(name), (void *)name}, v;
+        _cleanup_free_ void *zero = NULL;
+        int rc;
+
+        rc = mdb_get(txn, ks->meta, &k, &v);
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+        zero = calloc(1, v.mv_size ? v.mv_size : 1);
+        if (!zero)
+                return -ENOMEM;
+        rc = mdb_put(txn, ks->meta, &k, &(MDB_val){v.mv_size, zero}, 0);
+        if (rc == MDB_SUCCESS)
+                rc = mdb_del(txn, ks->meta, &k, NULL);
+        return ks_err(ks, rc);
+}
+
+int keystore_meta_del(struct keystore *ks, const char *name)
+{
+        if (!ks || !meta_name_valid(name))
+                return -EINVAL;
+        return write_txn(ks, meta_del_in, (void *)name);
+}
+
+int keystore_compact(struct keystore **ksp, char **ret_error)
+{
+        struct keystore *ks = *ksp;
+        _cleanup_free_ char *dir = NULL, *tmp = NULL;
+        _cleanup_close_ int fd = -1, dirfd = -1;
+        struct keystore_options opts;
+        const char *path;
+        MDB_envinfo info;
+        char *slash;
+        int rc, r;
+
+        if (ks->flags & KEYSTORE_READONLY)
+                return -EROFS;
+        rc = mdb_env_get_path(ks->env, &path);
+        if (rc == MDB_SUCCESS)
+                rc = mdb_env_info(ks->env, &info);
+        if (rc != MDB_SUCCESS)
+                return fail_with(ret_error, mdb_to_errno(rc), "cannot compact the keystore: %s",
+                                 mdb_strerror(rc));
+        dir = strdup(path);
+        if (!dir || asprintf(&tmp, "%s.compact", path) < 0)
+                return -ENOMEM;
+        slash = strrchr(dir, '/');
+        if (slash)
+                *slash = '\0';
+        dirfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0)
+                return fail_with(ret_error, -errno, "cannot open %s: %m", slash ? dir : ".");
+        (void)unlink(tmp);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return fail_with(ret_error, -errno, "cannot create %s: %m", tmp);
+
+        drop_read_txn(ks);
+        rc = mdb_env_copyfd2(ks->env, fd, MDB_CP_COMPACT);
+        r = rc == MDB_SUCCESS ? 0 : mdb_to_errno(rc);
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r >= 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r < 0) {
+                (void)unlink(tmp);
+                errno = -r;
+                return fail_with(ret_error, r, "cannot write a compacted copy of %s: %m", path);
+        }
+        (void)fsync(dirfd);
+
+        /* The handle maps the old file: open the new one in its place. */
+        opts = (struct keystore_options){
+            .mapsize = info.me_mapsize, .audit_max = ks->audit_max, .flags = ks->flags};
+        keystore_close(ks);
+        *ksp = NULL;
+        return keystore_open(slash ? dir : ".", &opts, ksp, ret_error);
 }
 
 /* ---- consistency check ---- */

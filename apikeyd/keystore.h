@@ -274,6 +274,21 @@ int keystore_meta_get(struct keystore *ks, const char *name, void *buf, size_t s
                       size_t *ret_len) _warn_unused_;
 int keystore_meta_put(struct keystore *ks, const char *name, const void *data,
                       size_t len) _warn_unused_;
+/*
+ * Remove a meta value (-ENOENT if absent), overwriting it with zeros first
+ * so the live page keeps no copy.  Pages freed by earlier writes may still
+ * hold it: keystore_compact() drops those.
+ */
+int keystore_meta_del(struct keystore *ks, const char *name) _warn_unused_;
+
+/*
+ * Rewrite the data file with only the pages in use (freed pages, which may
+ * still hold values overwritten or deleted since, are not copied): a
+ * compacted copy written and synced beside it, renamed over it, and the
+ * handle `*ksp` reopened on the new file (on failure `*ksp` may be NULL).
+ * Only while no other process has the keystore open (the daemon's start).
+ */
+int keystore_compact(struct keystore **ksp, char **ret_error) _warn_unused_;
 
 /*
  * One change of a group: `fn` calls at most one of the write functions

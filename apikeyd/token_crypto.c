@@ -116,79 +116,132 @@ static int write_all(int fd, const void *buf, size_t n)
 }
 
 /*
- * A new pepper appears whole or not at all: written to a file of its own,
- * synced, then linked under its name.  A crash in between leaves only the
- * temporary file, which the next start replaces.
+ * A new secret file appears whole or not at all: written to NAME.new,
+ * synced, then given its name and the directory synced.  A crash in
+ * between leaves only the temporary file, which the next write replaces.
+ * `replace`: rename over an existing file (a rotation); else linkat, so a
+ * file that appeared meanwhile is never replaced (a first creation).
  */
-static int pepper_create(int dirfd, const char *dir, uint8_t ret[PEPPER_SIZE], char **ret_error)
+static int secret_file_write(int dirfd, const char *dir, const char *name, const uint8_t *data,
+                             size_t size, bool replace, char **ret_error)
 {
         _cleanup_close_ int fd = -1;
+        char tmp[64];
         int r;
 
-        (void)unlinkat(dirfd, PEPPER_FILE ".new", 0);
-        fd = openat(dirfd, PEPPER_FILE ".new", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                    0600);
+        if ((size_t)snprintf(tmp, sizeof(tmp), "%s.new", name) >= sizeof(tmp))
+                return pepper_fail(-EINVAL, ret_error, "%s/%s: name too long", dir, name);
+        (void)unlinkat(dirfd, tmp, 0);
+        fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
-                return pepper_fail(-errno, ret_error, "cannot create %s/%s: %m", dir, PEPPER_FILE);
-        randombytes_buf(ret, PEPPER_SIZE);
-        r = write_all(fd, ret, PEPPER_SIZE);
+                return pepper_fail(-errno, ret_error, "cannot create %s/%s: %m", dir, name);
+        r = write_all(fd, data, size);
         if (r >= 0 && fsync(fd) < 0)
                 r = -errno;
-        /* linkat, not rename: a pepper that appeared meanwhile is never replaced. */
-        if (r >= 0 && linkat(dirfd, PEPPER_FILE ".new", dirfd, PEPPER_FILE, 0) < 0)
+        if (r >= 0 && replace && renameat(dirfd, tmp, dirfd, name) < 0)
                 r = -errno;
-        (void)unlinkat(dirfd, PEPPER_FILE ".new", 0);
+        if (r >= 0 && !replace && linkat(dirfd, tmp, dirfd, name, 0) < 0)
+                r = -errno;
+        (void)unlinkat(dirfd, tmp, 0);
         if (r >= 0 && fsync(dirfd) < 0)
                 r = -errno;
         if (r < 0) {
-                sodium_memzero(ret, PEPPER_SIZE);
                 errno = -r;
-                return pepper_fail(r, ret_error, "cannot write %s/%s: %m", dir, PEPPER_FILE);
+                return pepper_fail(r, ret_error, "cannot write %s/%s: %m", dir, name);
+        }
+        return 0;
+}
+
+static int secret_file_load(const char *dir, const char *name, size_t size, const char *damaged,
+                            bool create, uint8_t *ret, char **ret_error)
+{
+        _cleanup_close_ int dirfd = -1, fd = -1;
+        struct stat st;
+        ssize_t n;
+        int r;
+
+        dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0)
+                return pepper_fail(-errno, ret_error, "cannot open state directory %s: %m", dir);
+
+        fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT && create) {
+                randombytes_buf(ret, size);
+                r = secret_file_write(dirfd, dir, name, ret, size, false, ret_error);
+                if (r < 0)
+                        sodium_memzero(ret, size);
+                return r;
+        }
+        if (fd < 0)
+                return pepper_fail(-errno, ret_error, "cannot open %s/%s: %m", dir, name);
+
+        if (fstat(fd, &st) < 0)
+                return pepper_fail(-errno, ret_error, "cannot stat %s/%s: %m", dir, name);
+        if (!S_ISREG(st.st_mode))
+                return pepper_fail(-EPERM, ret_error, "%s/%s is not a regular file", dir, name);
+        if (st.st_uid != geteuid())
+                return pepper_fail(-EPERM, ret_error,
+                                   "%s/%s is owned by uid %u, not by this daemon (uid %u)", dir,
+                                   name, (unsigned)st.st_uid, (unsigned)geteuid());
+        if (st.st_mode & 077)
+                return pepper_fail(-EPERM, ret_error,
+                                   "%s/%s has mode %04o; it must be 0600 (chmod 0600 it)", dir,
+                                   name, (unsigned)(st.st_mode & 07777));
+        if (st.st_size != (off_t)size)
+                return pepper_fail(-EBADMSG, ret_error, "%s/%s is %lld bytes, not %zu: %s", dir,
+                                   name, (long long)st.st_size, size, damaged);
+
+        n = pread(fd, ret, size, 0);
+        if (n != (ssize_t)size) {
+                sodium_memzero(ret, size);
+                if (n >= 0)
+                        errno = EIO;
+                return pepper_fail(-errno, ret_error, "cannot read %s/%s: %m", dir, name);
         }
         return 0;
 }
 
 int pepper_load(const char *dir, bool create, uint8_t ret[PEPPER_SIZE], char **ret_error)
 {
-        _cleanup_close_ int dirfd = -1, fd = -1;
-        struct stat st;
-        ssize_t n;
+        return secret_file_load(dir, PEPPER_FILE, PEPPER_SIZE,
+                                "it is damaged; restore it from a backup (without it no existing "
+                                "key verifies)",
+                                create, ret, ret_error);
+}
+
+void pepper_fingerprint(const uint8_t pepper[PEPPER_SIZE], uint8_t ret[PEPPER_FINGERPRINT_SIZE])
+{
+        /* BLAKE2b keyed with the pepper, personalised: no token hash can equal it. */
+        static const unsigned char personal[crypto_generichash_blake2b_PERSONALBYTES] =
+            "apikeyd-pepperfp";
+
+        (void)crypto_generichash_blake2b_salt_personal(ret, PEPPER_FINGERPRINT_SIZE, NULL, 0,
+                                                       pepper, PEPPER_SIZE, NULL, personal);
+}
+
+bool pepper_fingerprint_equal(const uint8_t a[PEPPER_FINGERPRINT_SIZE],
+                              const uint8_t b[PEPPER_FINGERPRINT_SIZE])
+{
+        return sodium_memcmp(a, b, PEPPER_FINGERPRINT_SIZE) == 0;
+}
+
+int shared_secret_load(const char *dir, bool create, uint8_t ret[SHARED_SECRET_SIZE],
+                       char **ret_error)
+{
+        return secret_file_load(dir, SHARED_SECRET_FILE, SHARED_SECRET_SIZE,
+                                "it is damaged; restore it from the backup taken with keys.mdb, or "
+                                " remove it to have a new one made (integrations then need "
+                                "the new secret)",
+                                create, ret, ret_error);
+}
+
+int shared_secret_store(const char *dir, const uint8_t secret[SHARED_SECRET_SIZE], char **ret_error)
+{
+        _cleanup_close_ int dirfd = -1;
 
         dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dirfd < 0)
                 return pepper_fail(-errno, ret_error, "cannot open state directory %s: %m", dir);
-
-        fd = openat(dirfd, PEPPER_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0 && errno == ENOENT && create)
-                return pepper_create(dirfd, dir, ret, ret_error);
-        if (fd < 0)
-                return pepper_fail(-errno, ret_error, "cannot open %s/%s: %m", dir, PEPPER_FILE);
-
-        if (fstat(fd, &st) < 0)
-                return pepper_fail(-errno, ret_error, "cannot stat %s/%s: %m", dir, PEPPER_FILE);
-        if (!S_ISREG(st.st_mode))
-                return pepper_fail(-EPERM, ret_error, "%s/%s is not a regular file", dir,
-                                   PEPPER_FILE);
-        if (st.st_uid != geteuid())
-                return pepper_fail(-EPERM, ret_error,
-                                   "%s/%s is owned by uid %u, not by this daemon (uid %u)", dir,
-                                   PEPPER_FILE, (unsigned)st.st_uid, (unsigned)geteuid());
-        if (st.st_mode & 077)
-                return pepper_fail(-EPERM, ret_error,
-                                   "%s/%s has mode %04o; it must be 0600 (chmod 0600 it)", dir,
-                                   PEPPER_FILE, (unsigned)(st.st_mode & 07777));
-        if (st.st_size != PEPPER_SIZE)
-                return pepper_fail(-EBADMSG, ret_error,
-                                   "%s/%s is %lld bytes, not %d: it is damaged; restore it from a "
-                                   "backup (without it no existing key verifies)",
-                                   dir, PEPPER_FILE, (long long)st.st_size, PEPPER_SIZE);
-
-        n = pread(fd, ret, PEPPER_SIZE, 0);
-        if (n != PEPPER_SIZE) {
-                sodium_memzero(ret, PEPPER_SIZE);
-                if (n >= 0)
-                        errno = EIO;
-                return pepper_fail(-errno, ret_error, "cannot read %s/%s: %m", dir, PEPPER_FILE);
-        }
-        return 0;
+        return secret_file_write(dirfd, dir, SHARED_SECRET_FILE, secret, SHARED_SECRET_SIZE, true,
+                                 ret_error);
 }

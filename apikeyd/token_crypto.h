@@ -6,7 +6,13 @@
  *
  * The stored hash is BLAKE2b-256(key = pepper, message = token without its
  * check digits).  The pepper (32 random bytes) lives in its own file in the
- * state directory, so a copy of the keystore alone verifies nothing.
+ * state directory, so a copy of the keystore alone verifies nothing.  The
+ * keystore keeps the pepper's fingerprint, so a pepper lost or replaced is
+ * noticed at start rather than failing every key.
+ *
+ * The shared secret, which signs Verify answers for integrations, lives in
+ * a file of its own beside the pepper (not in the keystore: a copy of the
+ * database must not be able to forge signed answers).
  */
 #pragma once
 
@@ -17,8 +23,11 @@
 #include "record.h"
 #include "token.h"
 
-#define PEPPER_SIZE 32
-#define PEPPER_FILE "pepper"
+#define PEPPER_SIZE             32
+#define PEPPER_FILE             "pepper"
+#define PEPPER_FINGERPRINT_SIZE 32
+#define SHARED_SECRET_SIZE      32
+#define SHARED_SECRET_FILE      "shared-secret"
 
 /* sodium_init(); 0 or -EIO.  Call once before anything below. */
 int token_crypto_init(void) _warn_unused_;
@@ -51,3 +60,28 @@ bool token_hash_equal(const uint8_t a[KEY_HASH_SIZE], const uint8_t b[KEY_HASH_S
  */
 int pepper_load(const char *dir, bool create, uint8_t ret[PEPPER_SIZE],
                 char **ret_error) _warn_unused_;
+
+/*
+ * The pepper's fingerprint, kept in the keystore: BLAKE2b-256 keyed with
+ * the pepper over nothing, personalised "apikeyd-pepperfp", so it is
+ * domain-separated from every token hash and reveals nothing of the pepper.
+ */
+void pepper_fingerprint(const uint8_t pepper[PEPPER_SIZE], uint8_t ret[PEPPER_FINGERPRINT_SIZE]);
+bool pepper_fingerprint_equal(const uint8_t a[PEPPER_FINGERPRINT_SIZE],
+                              const uint8_t b[PEPPER_FINGERPRINT_SIZE]) _warn_unused_;
+
+/*
+ * Read the shared secret from `dir`/shared-secret, as pepper_load() reads
+ * the pepper (same checks, same errors); with `create`, a missing file is
+ * made with a new random secret.
+ */
+int shared_secret_load(const char *dir, bool create, uint8_t ret[SHARED_SECRET_SIZE],
+                       char **ret_error) _warn_unused_;
+
+/*
+ * Replace `dir`/shared-secret durably: a temporary file written and
+ * synced, renamed over it, the directory synced.  0 or a negative errno
+ * with the reason in `*ret_error` (malloc'd; may be NULL).
+ */
+int shared_secret_store(const char *dir, const uint8_t secret[SHARED_SECRET_SIZE],
+                        char **ret_error) _warn_unused_;

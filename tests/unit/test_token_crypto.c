@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of token generation, hashing and the pepper file (apikeyd/token_crypto.c). */
+/*
+ * Unit tests of token generation, hashing, the pepper file and its
+ * fingerprint, and the shared secret's file (apikeyd/token_crypto.c).
+ */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +15,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "token_crypto.h"
 
@@ -28,6 +32,8 @@ static int teardown(void **state)
         char path[128];
 
         snprintf(path, sizeof(path), "%s/%s", tmpdir, PEPPER_FILE);
+        (void)unlink(path);
+        snprintf(path, sizeof(path), "%s/%s", tmpdir, SHARED_SECRET_FILE);
         (void)unlink(path);
         return rmdir(tmpdir);
 }
@@ -213,6 +219,66 @@ static void test_pepper_missing_dir(void **state)
         free(err);
 }
 
+static void test_pepper_fingerprint(void **state)
+{
+        uint8_t pepper[PEPPER_SIZE], other[PEPPER_SIZE], a[PEPPER_FINGERPRINT_SIZE],
+            b[PEPPER_FINGERPRINT_SIZE];
+
+        for (int i = 0; i < PEPPER_SIZE; i++)
+                pepper[i] = (uint8_t)i;
+        memcpy(other, pepper, sizeof(other));
+        other[PEPPER_SIZE - 1] ^= 1;
+        pepper_fingerprint(pepper, a);
+        pepper_fingerprint(pepper, b);
+        assert_true(pepper_fingerprint_equal(a, b));
+        pepper_fingerprint(other, b);
+        assert_false(pepper_fingerprint_equal(a, b));
+        /* Never the pepper itself, nor what token_hash() (unpersonalised) gives. */
+        assert_memory_not_equal(a, pepper, PEPPER_SIZE);
+        crypto_generichash(b, sizeof(b), NULL, 0, pepper, PEPPER_SIZE);
+        assert_memory_not_equal(a, b, sizeof(b));
+}
+
+static void test_shared_secret_file(void **state)
+{
+        uint8_t a[SHARED_SECRET_SIZE], b[SHARED_SECRET_SIZE], zero[SHARED_SECRET_SIZE] = {0};
+        char path[128], tmp[160], want[256];
+        struct stat st;
+        char *err = NULL;
+
+        assert_int_equal(shared_secret_load(tmpdir, false, a, &err), -ENOENT);
+        free(err);
+        err = NULL;
+        assert_int_equal(shared_secret_load(tmpdir, true, a, &err), 0);
+        assert_memory_not_equal(a, zero, sizeof(a));
+        snprintf(path, sizeof(path), "%s/%s", tmpdir, SHARED_SECRET_FILE);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
+        assert_int_equal(st.st_size, SHARED_SECRET_SIZE);
+
+        /* A rotation replaces it whole; no temporary file is left. */
+        memset(b, 0x5a, sizeof(b));
+        assert_int_equal(shared_secret_store(tmpdir, b, &err), 0);
+        assert_null(err);
+        assert_int_equal(shared_secret_load(tmpdir, true, a, &err), 0);
+        assert_memory_equal(a, b, sizeof(a));
+        snprintf(tmp, sizeof(tmp), "%s.new", path);
+        assert_int_equal(access(tmp, F_OK), -1);
+
+        assert_int_equal(chmod(path, 0604), 0);
+        assert_int_equal(shared_secret_load(tmpdir, true, a, &err), -EPERM);
+        snprintf(want, sizeof(want), "%s has mode 0604; it must be 0600 (chmod 0600 it)", path);
+        assert_string_equal(err, want);
+        free(err);
+        err = NULL;
+
+        assert_int_equal(truncate(path, 31), 0);
+        assert_int_equal(chmod(path, 0600), 0);
+        assert_int_equal(shared_secret_load(tmpdir, true, a, &err), -EBADMSG);
+        assert_non_null(strstr(err, "is 31 bytes, not 32: it is damaged"));
+        free(err);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -225,6 +291,8 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_pepper_refused_size, setup, teardown),
             cmocka_unit_test_setup_teardown(test_pepper_refused_symlink, setup, teardown),
             cmocka_unit_test_setup_teardown(test_pepper_missing_dir, setup, teardown),
+            cmocka_unit_test(test_pepper_fingerprint),
+            cmocka_unit_test_setup_teardown(test_shared_secret_file, setup, teardown),
         };
 
         if (token_crypto_init() < 0)
