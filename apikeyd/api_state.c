@@ -33,7 +33,7 @@ static int load_lockout(struct api *a)
         r = keystore_meta_get(a->ks, META_LOCKOUT, buf, len, &len);
         if (r < 0)
                 return r;
-        if (lockout_load(&a->lockout, buf, len, now_usec()) < 0)
+        if (lockout_load(&a->lockout, buf, len, now_usec(), NULL, NULL) < 0)
                 log_warning("the saved lockout counts are damaged; starting without them");
         return 0;
 }
