@@ -41,11 +41,13 @@ const char *api_verify_token(struct api *a, const char *token, size_t len, struc
         /* An unknown id costs the same hash and compare as a wrong secret. */
         equal = token_hash_equal(hash, r >= 0 ? view->rec.hash : nothing);
         sodium_memzero(hash, sizeof(hash));
-        if (r < 0) {
-                if (r != -ENOENT)
-                        log_error("reading key %s failed: %s", t.id, strerror(-r));
-                return "NOT_FOUND";
+        if (r < 0 && r != -ENOENT) {
+                /* Not the caller's failure: neither NOT_FOUND nor counted for lockout. */
+                log_error("reading key %s failed: %s; answered UNAVAILABLE", t.id, strerror(-r));
+                return "UNAVAILABLE";
         }
+        if (r < 0)
+                return "NOT_FOUND";
         if (!equal) {
                 key_view_end(view);
                 return "NOT_FOUND";

@@ -1190,6 +1190,7 @@ static const char *verify_explanation(const char *code)
             {"OUT_OF_SCOPE", "the key's scope does not include this service"},
             {"INSUFFICIENT_PERMISSIONS", "the key lacks a permission asked for"},
             {"RATE_LIMITED", "too many failed attempts; try again later"},
+            {"UNAVAILABLE", "the daemon could not read the key's record (see its log)"},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(map); i++)
