@@ -68,4 +68,8 @@ void api_save_lockout(struct api *a);
 /* api_verify.c */
 const char *api_verify_token(struct api *a, const char *token, size_t len, struct key_view *view,
                              bool *ret_matched, char ret_id[TOKEN_ID_LEN + 1]);
+/* Lockout names (api_verify.c): a source ("uid:<n>", "from:<user>@<rhost>",
+ * "from:<ruser>@(local)") of at most this many characters, or
+ * "key:<id>@<source>". */
+#define LOCKOUT_SOURCE_MAX 160
 int api_method_verify(struct request *q);

@@ -172,73 +172,102 @@ static int sign_verify_reply(struct api *a, struct request *q, const struct veri
         return 0;
 }
 
-static void out_uint(struct json_out *o, unsigned long v)
+/*
+ * Where a call comes from, for lockout: "uid:<n>" for a caller other than
+ * root.  Root (sshd, sudo, su, login) calls for others, told apart by what
+ * it says of them: "from:<user>@<rhost>" ("from:<rhost>" without a user)
+ * for a login from another host, "from:<ruser>@(local)" for one on this
+ * host (ruser: whom sudo or su was run by; the user is whom they claim to
+ * be).  Root naming neither is "uid:0".  A source too long for a name is
+ * cut and ends in a hash of the whole, so it is still counted.  False for
+ * "uid:0", which is counted per key only: as a source of its own, any
+ * client of a local service that names no host could lock out the others.
+ */
+static bool lockout_source(uid_t uid, const char *user, const char *rhost, const char *ruser,
+                           char ret[LOCKOUT_SOURCE_MAX + 1])
 {
-        char digits[24];
+        char full[2 * KEY_FIELD_MAX + 32];
+        uint8_t h[8];
+        struct text t;
+        bool alone = true;
 
-        json_out_lit(o, uint_text(v, digits));
-}
-
-/* One lockout name from its parts; false if it does not fit. */
-static bool lockout_name(char name[LOCKOUT_NAME_MAX + 1], const char *kind, const char *a,
-                         const char *b, const char *c)
-{
-        struct json_out o;
-
-        json_out_init(&o, name, LOCKOUT_NAME_MAX + 1);
-        out_cat(&o, kind, a);
-        if (b)
-                out_cat(&o, b, c);
-        json_out_raw(&o, "", 1);
-        return json_out_done(&o) >= 0;
+        text_init(&t, full, sizeof(full));
+        if (uid != 0) {
+                text_add(&t, "uid:");
+                text_add_uint(&t, uid);
+        } else if (rhost && rhost[0]) {
+                text_add(&t, "from:");
+                if (user && user[0]) {
+                        text_add(&t, user);
+                        text_add(&t, "@");
+                }
+                text_add(&t, rhost);
+        } else if (ruser && ruser[0]) {
+                text_add(&t, "from:");
+                text_add(&t, ruser);
+                text_add(&t, "@(local)");
+        } else {
+                text_add(&t, "uid:0");
+                alone = false;
+        }
+        if (t.len <= LOCKOUT_SOURCE_MAX) {
+                memcpy(ret, full, t.len + 1);
+                return alone;
+        }
+        crypto_generichash(h, sizeof(h), (const unsigned char *)full, t.len, NULL, 0);
+        memcpy(ret, full, LOCKOUT_SOURCE_MAX - 17);
+        ret[LOCKOUT_SOURCE_MAX - 17] = '~';
+        sodium_bin2hex(ret + LOCKOUT_SOURCE_MAX - 16, 17, h, sizeof(h));
+        return alone;
 }
 
 /*
- * The names a verify is counted under for lockout: the key id (guessing one
- * key's secret), the user and remote host together (one host trying one
- * user's keys), and the calling uid unless it is root (a local user trying
- * keys through the socket; sshd and sudo call as root for everyone, which
- * the user-and-host name covers).
+ * The names a call is counted under: its source (when counted alone) and
+ * "key:<id>@<source>", the key it tried from there.  A source that
+ * guesses is locked out, and a key guessed at from a source is locked for
+ * that source only: an attacker cannot lock its owner out from elsewhere.
  */
-static size_t lockout_names(struct request *q, const struct verify_args *v, const char *tok_id,
-                            char names[3][LOCKOUT_NAME_MAX + 1])
+static size_t lockout_names(struct request *q, const char *user, const char *rhost,
+                            const char *ruser, const char *tok_id,
+                            char names[2][LOCKOUT_NAME_MAX + 1])
 {
-        const char *user = V_USER(v), *rhost = V_RHOST(v);
-        uid_t uid = connection_caller(q->conn)->uid;
+        char source[LOCKOUT_SOURCE_MAX + 1];
+        struct text t;
         size_t n = 0;
 
-        if (tok_id[0] && lockout_name(names[n], "key:", tok_id, NULL, NULL))
-                n++;
-        if (user && rhost && rhost[0] && lockout_name(names[n], "from:", user, "@", rhost))
-                n++;
-        if (uid != 0) {
-                struct json_out o;
-                json_out_init(&o, names[n], LOCKOUT_NAME_MAX + 1);
-                json_out_lit(&o, "uid:");
-                out_uint(&o, uid);
-                json_out_raw(&o, "", 1);
-                if (json_out_done(&o) >= 0)
-                        n++;
+        if (lockout_source(connection_caller(q->conn)->uid, user, rhost, ruser, source))
+                str_copy(names[n++], LOCKOUT_NAME_MAX + 1, source);
+        if (tok_id[0]) {
+                text_init(&t, names[n++], LOCKOUT_NAME_MAX + 1);
+                text_add(&t, "key:");
+                text_add(&t, tok_id);
+                text_add(&t, "@");
+                text_add(&t, source);
         }
         return n;
 }
 
 /*
- * Lockout: a locked name answers RATE_LIMITED even to the right secret, or
- * guessing would go on until it succeeded.  Only definitive mismatches
- * count (a secret that did not match, a token that is not one); a right
- * secret resets the key's and the user-and-host counts.
+ * Lockout: a locked name answers RATE_LIMITED
+ * even to the right secret, or guessing would go on until it succeeded.
+ * Only definitive mismatches count (a secret that did not match, a token
+ * that is not one); a valid answer resets the key's count for the source,
+ * never the source's own (a key of one's own must not buy more guesses).
  */
-static const char *apply_lockout(struct request *q, const struct verify_args *v, const char *code,
-                                 bool matched, const char *tok_id)
+static const char *api_lockout_apply(struct request *q, const char *user, const char *rhost,
+                                     const char *ruser, const char *code, bool matched,
+                                     const char *tok_id)
 {
         struct api *a = q->api;
-        char names[3][LOCKOUT_NAME_MAX + 1];
-        size_t n = lockout_names(q, v, tok_id, names);
+        char names[2][LOCKOUT_NAME_MAX + 1];
+        size_t n = lockout_names(q, user, rhost, ruser, tok_id, names);
+        uint64_t evicted;
 
         for (size_t i = 0; i < n; i++)
-                if (lockout_locked(&a->lockout, names[i], q->now))
+                if (lockout_locked(&a->lockout, names[i], q->now)) {
+                        lockout_touch(&a->lockout, names[i], q->now);
                         return "RATE_LIMITED";
+                }
         if (!matched && (STREQ(code, "NOT_FOUND") || STREQ(code, "BAD_FORMAT"))) {
                 for (size_t i = 0; i < n; i++)
                         if (lockout_fail(&a->lockout, names[i], q->now)) {
@@ -248,11 +277,13 @@ static const char *apply_lockout(struct request *q, const struct verify_args *v,
                                 log_warning("%s locked after %u failed verifies within %s",
                                             names[i], a->config->lockout_threshold, window);
                         }
-        } else if (matched && STREQ(code, "VALID")) {
-                for (size_t i = 0; i < n; i++)
-                        if (strncmp(names[i], "uid:", 4) != 0)
-                                (void)lockout_reset(&a->lockout, names[i]);
-        }
+                if (lockout_eviction_news(&a->lockout, &evicted))
+                        log_warning("the lockout table is full (%zu names): evicting the least "
+                                    "recently failed to keep counting; %" PRIu64 " evicted so "
+                                    "far (logged once)",
+                                    a->lockout.max, evicted);
+        } else if (matched && STREQ(code, "VALID") && tok_id[0])
+                (void)lockout_reset(&a->lockout, names[n - 1]);
         return code;
 }
 
@@ -393,7 +424,8 @@ static int verify_run(struct request *q, const struct verify_args *v)
                 else
                         code = "VALID";
         }
-        code = apply_lockout(q, v, code, matched, tok_id);
+        code = api_lockout_apply(q, V_USER(v), V_RHOST(v), v->text[VERIFY_RUSER], code, matched,
+                                 tok_id);
         valid = STREQ(code, "VALID");
 
         json_out_init(&o, reply, sizeof(reply));
