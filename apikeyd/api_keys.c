@@ -347,17 +347,24 @@ static int request_init(struct request *q, struct api *a, struct connection *c, 
 
         _cleanup_key_view_ struct key_view view = {0};
         const char *reason;
-        bool matched;
-        char auth_id[TOKEN_ID_LEN + 1];
-        const char *code = api_verify_token(a, json_string_value(auth), json_string_length(auth),
-                                            &view, &matched, auth_id);
+        const char *code =
+            api_verify_auth(q, json_string_value(auth), json_string_length(auth), &view);
 
         api_erase_json_string(auth);
-        if (!matched) {
-                (void)reply_error_reason(q, ERR_DENIED,
-                                         STREQ(code, "BAD_FORMAT")
-                                             ? "the API key given in auth is malformed"
-                                             : "the API key given in auth is not valid");
+        if (STREQ(code, "UNAVAILABLE")) {
+                (void)reply_error_reason(q, ERR_INTERNAL,
+                                         "the API key given in auth could not be read from the "
+                                         "keystore");
+                return -EIO;
+        }
+        if (!STREQ(code, "VALID")) {
+                (void)reply_error_reason(
+                    q, ERR_DENIED,
+                    STREQ(code, "RATE_LIMITED")
+                        ? "the API key given in auth is locked out after too many failed "
+                          "attempts from this caller; try again later"
+                    : STREQ(code, "BAD_FORMAT") ? "the API key given in auth is malformed"
+                                                : "the API key given in auth is not valid");
                 return -EPERM;
         }
         r = authz_principal_from_key(&view.rec, connection_caller(c)->uid, q->now, &q->who,

@@ -30,6 +30,7 @@ extern const char apikeyd_interface_description[];
 /* A failed verify waiting to be written to the audit database. */
 struct queued_verify {
         uint64_t time;
+        const char *action; /* "verify", or "auth" for the key of a management call */
         char actor[64];
         char key_id[TOKEN_ID_LEN + 1];
         char result[32];

@@ -220,7 +220,7 @@ void api_flush_audit_queue(struct api *a)
                                 b->evs[i] = (struct audit_event){
                                     .time = v->time,
                                     .actor = v->actor,
-                                    .action = "verify",
+                                    .action = v->action ? v->action : "verify",
                                     .key_id = v->key_id[0] ? v->key_id : NULL,
                                     .result = v->result,
                                     .detail = v->detail[0] ? v->detail : NULL,

@@ -248,15 +248,14 @@ static size_t lockout_names(struct request *q, const char *user, const char *rho
 }
 
 /*
- * Lockout: a locked name answers RATE_LIMITED
+ * Lockout, for Verify and for `auth`: a locked name answers RATE_LIMITED
  * even to the right secret, or guessing would go on until it succeeded.
  * Only definitive mismatches count (a secret that did not match, a token
  * that is not one); a valid answer resets the key's count for the source,
  * never the source's own (a key of one's own must not buy more guesses).
  */
-static const char *api_lockout_apply(struct request *q, const char *user, const char *rhost,
-                                     const char *ruser, const char *code, bool matched,
-                                     const char *tok_id)
+const char *api_lockout_apply(struct request *q, const char *user, const char *rhost,
+                              const char *ruser, const char *code, bool matched, const char *tok_id)
 {
         struct api *a = q->api;
         char names[2][LOCKOUT_NAME_MAX + 1];
@@ -287,13 +286,17 @@ static const char *api_lockout_apply(struct request *q, const char *user, const 
         return code;
 }
 
-/* A refused verify: one journal entry now, one audit record with the next flush. */
-static void audit_verify_failure(struct request *q, const struct verify_args *v, const char *code,
-                                 const char *id, const char *owner)
+/*
+ * A refused verify, or a refused `auth` key (`action` "auth", `v` NULL):
+ * one journal entry now, one audit record with the next flush.
+ */
+static void audit_verify_failure(struct request *q, const char *action, const struct verify_args *v,
+                                 const char *code, const char *id, const char *owner)
 {
         struct api *a = q->api;
         const struct caller *who = connection_caller(q->conn);
-        const char *service = V_SERVICE(v), *user = V_USER(v), *rhost = V_RHOST(v);
+        const char *service = v ? V_SERVICE(v) : NULL, *user = v ? V_USER(v) : NULL,
+                   *rhost = v ? V_RHOST(v) : NULL;
         struct audit_fields f = {.n = 0};
         char message[512];
         struct text m;
@@ -309,7 +312,7 @@ static void audit_verify_failure(struct request *q, const struct verify_args *v,
                 }
                 a->rate_limited_last = q->now;
         }
-        api_field(&f, "APIKEY_ACTION=", "verify");
+        api_field(&f, "APIKEY_ACTION=", action);
         api_field(&f, "APIKEY_CODE=", code);
         if (STREQ(code, "RATE_LIMITED") && a->rate_limited_suppressed) {
                 api_field_uint(&f, "APIKEY_SUPPRESSED=", a->rate_limited_suppressed);
@@ -325,7 +328,8 @@ static void audit_verify_failure(struct request *q, const struct verify_args *v,
         if (rhost)
                 api_field(&f, "APIKEY_RHOST=", rhost);
         text_init(&m, message, sizeof(message));
-        text_add(&m, "verify refused: ");
+        text_add(&m, action);
+        text_add(&m, " refused: ");
         text_add(&m, code);
         text_add(&m, "; key=");
         text_add(&m, id ? id : "-");
@@ -357,7 +361,7 @@ static void audit_verify_failure(struct request *q, const struct verify_args *v,
                 }
         }
         struct queued_verify *qv = &a->audit_queue[a->n_audit_queue++];
-        *qv = (struct queued_verify){.time = q->now};
+        *qv = (struct queued_verify){.time = q->now, .action = action};
         text_init(&m, qv->actor, sizeof(qv->actor));
         text_add(&m, "uid=");
         text_add_uint(&m, who->uid);
@@ -367,7 +371,7 @@ static void audit_verify_failure(struct request *q, const struct verify_args *v,
         str_copy(qv->result, sizeof(qv->result), code);
         text_init(&m, qv->detail, sizeof(qv->detail));
         /* "service=… user=… rhost=… tty=… ruser=…", the enum's order. */
-        for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++) {
+        for (size_t i = 0; v && i < _VERIFY_TEXT_MAX; i++) {
                 text_add(&m, i ? " " : "");
                 text_add(&m, verify_text_names[i]);
                 text_add(&m, "=");
@@ -449,11 +453,36 @@ static int verify_run(struct request *q, const struct verify_args *v)
                 str_copy(owner, sizeof(owner), rec->owner);
         key_view_end(&view);
         if (!valid)
-                audit_verify_failure(q, v, code, tok_id[0] ? tok_id : NULL,
+                audit_verify_failure(q, "verify", v, code, tok_id[0] ? tok_id : NULL,
                                      owner[0] ? owner : NULL);
         if (r < 0 || (r = json_out_done(&o)) < 0)
                 return api_reply_internal(q, "building a verify answer", r);
         return connection_reply_raw(q->conn, reply, (size_t)r);
+}
+
+/*
+ * The `auth` key of a management call, checked as Verify checks a token,
+ * under the same lockout (its source is the caller), its failures logged
+ * and audited as Verify's are, with the action "auth".  "VALID" with the
+ * record in `*view` when the secret matched; else RATE_LIMITED, NOT_FOUND,
+ * BAD_FORMAT or UNAVAILABLE, and no view.
+ */
+const char *api_verify_auth(struct request *q, const char *token, size_t len, struct key_view *view)
+{
+        char tok_id[TOKEN_ID_LEN + 1], owner[KEY_OWNER_MAX + 1] = "";
+        bool matched;
+        const char *code = api_verify_token(q->api, token, len, view, &matched, tok_id);
+
+        code = api_lockout_apply(q, NULL, NULL, NULL, code, matched, tok_id);
+        if (STREQ(code, "VALID"))
+                return code;
+        if (matched) {
+                str_copy(owner, sizeof(owner), view->rec.owner);
+                key_view_end(view);
+        }
+        audit_verify_failure(q, "auth", NULL, code, tok_id[0] ? tok_id : NULL,
+                             owner[0] ? owner : NULL);
+        return code;
 }
 
 int api_method_verify(struct request *q)

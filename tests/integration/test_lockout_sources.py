@@ -2,7 +2,7 @@
 """Lockout blocks the attacker, not the victim, written from the attacker's
 side against the real daemon: another local user flooding a victim's key id,
 a remote host through the real PAM stack, a flood of sources that fills the
-table, counts saved by an older version."""
+table, wrong `auth` keys used as an oracle, counts saved by an older version."""
 import secrets
 import struct
 import subprocess
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import (ALICE, BASE62, BOB, IFACE, Varlink, make_token, other_secret,
+from conftest import (ADMIN, ALICE, BASE62, BOB, IFACE, Varlink, make_token, other_secret,
                       run_as, split_token)
 from pam_fixtures import (DEFAULT_BUILD, PAM_AUTH_ERR, PAM_MAXTRIES, PAM_SUCCESS, PamDir,
                           forged, trust_me)
@@ -113,6 +113,73 @@ def test_a_full_table_goes_on_counting(daemon):
     assert log.count("the lockout table is full (16384 names): evicting the least recently "
                      "failed to keep counting") == 1, log[-2000:]
     assert len(c.ok(f"{IFACE}.ListLockouts", {})["lockouts"]) == 16384
+
+
+def test_wrong_auth_keys_are_counted_logged_and_audited(daemon):
+    d = daemon(config={"last_used_flush_interval": "1s"})
+    root = d.client()
+    admin = root.create("automation", owner=ADMIN, role="admin")["token"]
+    admin_id = split_token(admin)[1]
+    bad = wrong(admin)
+
+    def oracle():
+        with Varlink(d.socket) as c:
+            return [c.call(f"{IFACE}.List", {"auth": bad}) for _ in range(200)]
+
+    replies = run_as(BOB, oracle)
+    assert all(r["error"] == f"{IFACE}.PermissionDenied" for r in replies)
+    reasons = [r["parameters"]["reason"] for r in replies]
+    assert reasons[:THRESHOLD] == ["the API key given in auth is not valid"] * THRESHOLD
+    assert set(reasons[THRESHOLD:]) == {
+        "the API key given in auth is locked out after too many failed attempts from this "
+        "caller; try again later"}
+    bob = str(uid_of(BOB))
+    seen = lockouts(root)
+    assert seen[("uid", bob, None)]["failures"] == THRESHOLD
+    assert seen[("key", admin_id, f"uid:{bob}")]["locked"] is True
+    log = d.log()
+    refused = [l for l in log.splitlines() if f"auth refused: NOT_FOUND; key={admin_id} " in l]
+    assert len(refused) == THRESHOLD and f"caller uid={bob} " in refused[0], refused
+    assert f"auth refused: RATE_LIMITED; key={admin_id} " in log
+    assert admin.split("_")[2][:20] not in log
+    # Audited as a Verify failure is, with the action "auth".
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        events = [e for e in root.ok(f"{IFACE}.ListAudit", {"key_id": admin_id})["events"]
+                  if e.get("action") == "auth"]
+        if len(events) >= THRESHOLD:
+            break
+        time.sleep(0.2)
+    assert [e["result"] for e in events[:THRESHOLD]] == ["NOT_FOUND"] * THRESHOLD, events
+    assert f"uid={bob} " in events[0]["actor"], events[0]
+
+    # The right key is refused as auth from Bob's uid, and works from Alice's.
+    def with_right_key():
+        with Varlink(d.socket) as c:
+            return c.call(f"{IFACE}.List", {"auth": admin})
+
+    r = run_as(BOB, with_right_key)
+    assert r["error"] == f"{IFACE}.PermissionDenied" and "locked out" in r["parameters"]["reason"]
+    assert "error" not in run_as(ALICE, with_right_key)
+
+
+def test_a_key_locked_for_root_cannot_act_as_auth(daemon):
+    """Root is not counted as a source of its own, but a key guessed at
+    from root is locked for root: as auth too."""
+    d = daemon(config={"lockout_threshold": 3})
+    root = d.client()
+    admin = root.create("automation", owner=ADMIN, role="admin")["token"]
+    for _ in range(3):
+        err, params = root.err(f"{IFACE}.List", {"auth": wrong(admin)})
+        assert params == {"reason": "the API key given in auth is not valid"}
+    err, params = root.err(f"{IFACE}.List", {"auth": admin})
+    assert err == f"{IFACE}.PermissionDenied"
+    assert params == {"reason": "the API key given in auth is locked out after too many "
+                                "failed attempts from this caller; try again later"}
+    assert root.verify(admin)["code"] == "RATE_LIMITED"  # the same count
+    root.ok(f"{IFACE}.List", {})  # root itself is not locked out
+    root.ok(f"{IFACE}.ResetLockout", {"kind": "key", "name": split_token(admin)[1]})
+    root.ok(f"{IFACE}.List", {"auth": admin})
 
 
 def test_reset_of_a_source_and_of_a_key_from_one_source(daemon, as_user):
