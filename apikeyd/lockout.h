@@ -13,7 +13,7 @@
  *
  * Blob format (little-endian): u32 version (2), u32 count, then per entry,
  * least recently failed first, u16 name length, name bytes, u32 failures,
- * u64 since, u64 last.  Version 1 (written before 0.2) has no `last`.
+ * u64 since, u64 last.  Version 1, written by earlier builds, has no `last`.
  */
 #pragma once
 
