@@ -72,4 +72,13 @@ void api_save_lockout(struct api *a);
 /* api_verify.c */
 const char *api_verify_token(struct api *a, const char *token, size_t len, struct key_view *view,
                              bool *ret_matched, char ret_id[TOKEN_ID_LEN + 1]);
+const char *api_verify_auth(struct request *q, const char *token, size_t len,
+                            struct key_view *view);
+const char *api_lockout_apply(struct request *q, const char *user, const char *rhost,
+                              const char *ruser, const char *code, bool matched,
+                              const char *tok_id);
+/* Lockout names (api_verify.c): a source ("uid:<n>", "from:<user>@<rhost>",
+ * "from:<ruser>@(local)") of at most this many characters, or
+ * "key:<id>@<source>". */
+#define LOCKOUT_SOURCE_MAX 160
 int api_method_verify(struct request *q);

@@ -451,28 +451,37 @@ static int request_init(struct request *q, struct api *a, struct connection *c, 
 
         _cleanup_key_view_ struct key_view view = {0};
         const char *reason;
-        bool matched;
-        char auth_id[TOKEN_ID_LEN + 1];
-        const char *code = api_verify_token(a, json_string_value(auth), json_string_length(auth),
-                                            &view, &matched, auth_id);
+        const char *code =
+            api_verify_auth(q, json_string_value(auth), json_string_length(auth), &view);
 
         api_erase_json_string(auth);
+        if (STREQ(code, "UNAVAILABLE")) {
+                (void)reply_error_reason(q, ERR_INTERNAL,
+                                         "the API key given in auth could not be read from the "
+                                         "keystore");
+                return -EIO;
+        }
+        /* A key that did not verify is counted, logged and audited as a failed
+         * verify already (api_verify_auth): no second record of it. */
+        if (!STREQ(code, "VALID")) {
+                (void)reply_error_reason(
+                    q, ERR_DENIED,
+                    STREQ(code, "RATE_LIMITED")
+                        ? "the API key given in auth is locked out after too many failed "
+                          "attempts from this caller; try again later"
+                    : STREQ(code, "BAD_FORMAT") ? "the API key given in auth is malformed"
+                                                : "the API key given in auth is not valid");
+                return -EPERM;
+        }
         char blocked_id[TOKEN_ID_LEN + 1];
         unsigned depth = 0;
-        int blocked = matched ? keystore_lineage(a->ks, &view.rec, q->now, blocked_id, &depth) : 0;
+        int blocked = keystore_lineage(a->ks, &view.rec, q->now, blocked_id, &depth);
         if (blocked < 0) {
                 (void)api_reply_internal(q, "reading the keys an API key was created through",
                                          blocked);
                 return blocked;
         }
-        str_copy(q->key_id, sizeof(q->key_id), auth_id);
-        if (!matched) {
-                (void)reply_authz(q, -EPERM,
-                                  STREQ(code, "BAD_FORMAT")
-                                      ? "the API key given in auth is malformed"
-                                      : "the API key given in auth is not valid");
-                return -EPERM;
-        }
+        str_copy(q->key_id, sizeof(q->key_id), view.rec.id);
         r = authz_principal_from_key(&view.rec, blocked > 0, depth, connection_caller(c)->uid,
                                      q->now, &q->who, &reason);
         if (r < 0) {
@@ -1563,13 +1572,19 @@ static int lockout_one(const struct lockout_entry *e, bool locked, void *userdat
         json_t *arr = ((void **)userdata)[1], *o;
         const char *colon = strchr(e->name, ':');
         char since[TIMESTAMP_MAX] = "", until[TIMESTAMP_MAX] = "";
+        /* "key:<id>@<source>": the key id and the source apart. */
+        bool per_source = strncmp(e->name, "key:", 4) == 0 && strlen(e->name) > 4 + TOKEN_ID_LEN &&
+                          e->name[4 + TOKEN_ID_LEN] == '@';
 
         (void)timestamp_format(e->since, since);
-        o = json_pack("{s:s%, s:s, s:I, s:s, s:b}", "kind", e->name,
+        o = json_pack("{s:s%, s:s%, s:I, s:s, s:b}", "kind", e->name,
                       (size_t)(colon ? colon - e->name : 0), "name", colon ? colon + 1 : e->name,
+                      per_source ? (size_t)TOKEN_ID_LEN : strlen(colon ? colon + 1 : e->name),
                       "failures", (json_int_t)e->failures, "since", since, "locked", locked);
         if (!o)
                 return -ENOMEM;
+        if (per_source)
+                json_object_set_new(o, "source", json_string(e->name + 4 + TOKEN_ID_LEN + 1));
         if (locked && timestamp_format(e->since + q->api->lockout.window, until) >= 0)
                 json_object_set_new(o, "locked_until", json_string(until));
         return json_array_append_new(arr, o) < 0 ? -ENOMEM : 0;
@@ -1604,15 +1619,33 @@ static void reset_lockout_answer(struct change *ch, int r)
         (void)connection_reply(ch->q.conn, json_pack("{s:b}", "reset", ch->any), false);
 }
 
+/*
+ * Which names a reset covers: "key:<id>@" followed by the source (or any
+ * source when `full` is "key:<id>@"); a source and the keys tried from it.
+ */
+static bool lockout_reset_match(const char *name, void *userdata)
+{
+        const char *full = userdata;
+        size_t n = strlen(full), len = strlen(name);
+
+        if (strncmp(full, "key:", 4) == 0)
+                return full[n - 1] == '@' ? strncmp(name, full, n) == 0 : STREQ(name, full);
+        return STREQ(name, full) ||
+               (strncmp(name, "key:", 4) == 0 && len == 4 + TOKEN_ID_LEN + 1 + n &&
+                name[4 + TOKEN_ID_LEN] == '@' && STREQ(name + len - n, full));
+}
+
 static int method_reset_lockout(struct request *q)
 {
         static const struct param spec[] = {
             {"kind", JSON_STRING, false},
             {"name", JSON_STRING, false},
+            {"source", JSON_STRING, false},
             {"auth", JSON_STRING, false},
             {NULL, 0, false},
         };
-        const char *kind = api_str_param(q, "kind"), *name = api_str_param(q, "name"), *reason;
+        const char *kind = api_str_param(q, "kind"), *name = api_str_param(q, "name"),
+                   *source = api_str_param(q, "source"), *reason;
         char full[LOCKOUT_NAME_MAX + 2];
         struct change *ch;
         bool any;
@@ -1624,6 +1657,9 @@ static int method_reset_lockout(struct request *q)
                 return connection_reply_invalid_parameter(q->conn, "kind");
         if (!kind != !name)
                 return connection_reply_invalid_parameter(q->conn, kind ? "name" : "kind");
+        if (source &&
+            (!kind || !STREQ(kind, "key") || !source[0] || strlen(source) > LOCKOUT_SOURCE_MAX))
+                return connection_reply_invalid_parameter(q->conn, "source");
         r = authz_check(&q->who, AUTHZ_LOCKOUT, NULL, &reason);
         if (r < 0)
                 return reply_authz(q, r, reason);
@@ -1631,10 +1667,15 @@ static int method_reset_lockout(struct request *q)
                 lockout_reset_all(&q->api->lockout);
                 any = true;
         } else {
-                r = snprintf(full, sizeof(full), "%s:%s", kind, name);
-                if (r < 0 || (size_t)r > LOCKOUT_NAME_MAX)
+                /* A key from one source, or from every source ("key:<id>@"). */
+                if (STREQ(kind, "key"))
+                        r = snprintf(full, sizeof(full), "key:%s@%s", name, source ? source : "");
+                else
+                        r = snprintf(full, sizeof(full), "%s:%s", kind, name);
+                if (r < 0 || (size_t)r > LOCKOUT_NAME_MAX || !name[0] ||
+                    (STREQ(kind, "key") && strlen(name) != TOKEN_ID_LEN))
                         return connection_reply_invalid_parameter(q->conn, "name");
-                any = lockout_reset(&q->api->lockout, full);
+                any = lockout_reset_if(&q->api->lockout, lockout_reset_match, full) > 0;
         }
         /* Answered once the counts as they are now are in the keystore. */
         ch = change_new(q, kind ? "reset-lockout" : "reset-all-lockouts", NULL,
@@ -1645,7 +1686,9 @@ static int method_reset_lockout(struct request *q)
         }
         ch->any = any;
         if (kind) {
-                snprintf(ch->name, sizeof(ch->name), "%s", full);
+                /* Without the "@" that ends a key from every source. */
+                size_t n = strlen(full) - (STREQ(kind, "key") && !source);
+                snprintf(ch->name, sizeof(ch->name), "%.*s", (int)n, full);
                 ch->detail = ch->name;
         }
         api_save_lockout(q->api);

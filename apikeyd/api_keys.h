@@ -32,7 +32,7 @@ extern const char apikeyd_interface_description[];
 struct queued_verify {
         uint64_t time;
         char actor[KEY_OWNER_MAX + 32];
-        char action[32]; /* "" for a verify */
+        char action[32]; /* "" for a verify; "auth" for the key of a management call */
         char key_id[TOKEN_ID_LEN + 1];
         char result[32];
         char detail[5 * KEY_FIELD_MAX + 48];

@@ -15,6 +15,24 @@
 #include "api_internal.h"
 #include "log.h"
 
+/*
+ * Whether a saved lockout name is one this version counts: a source
+ * ("uid:…", "from:…") or a key from a source ("key:<id>@…").  Counts saved
+ * before keys were counted per source ("key:<id>", the key from anywhere)
+ * no longer apply.
+ */
+static bool lockout_name_applies(const char *name, void *userdata)
+{
+        size_t *dropped = userdata;
+
+        if (strncmp(name, "uid:", 4) == 0 || strncmp(name, "from:", 5) == 0 ||
+            (strncmp(name, "key:", 4) == 0 && strlen(name) > 4 + TOKEN_ID_LEN + 1 &&
+             name[4 + TOKEN_ID_LEN] == '@'))
+                return true;
+        (*dropped)++;
+        return false;
+}
+
 /* The lockout counts saved by the last run; a damaged blob is dropped, not fatal. */
 static int load_lockout(struct api *a)
 {
@@ -33,8 +51,15 @@ static int load_lockout(struct api *a)
         r = keystore_meta_get(a->ks, META_LOCKOUT, buf, len, &len);
         if (r < 0)
                 return r;
-        if (lockout_load(&a->lockout, buf, len, now_usec()) < 0)
+        size_t dropped = 0;
+        if (lockout_load(&a->lockout, buf, len, now_usec(), lockout_name_applies, &dropped) < 0)
                 log_warning("the saved lockout counts are damaged; starting without them");
+        else if (dropped > 0) {
+                log_warning("%zu saved lockout count%s of a kind no longer kept (a key counted "
+                            "from every source) dropped; starting without them",
+                            dropped, dropped == 1 ? "" : "s");
+                a->lockout.dirty = true; /* written without them at the next flush */
+        }
         return 0;
 }
 

@@ -42,11 +42,13 @@ const char *api_verify_token(struct api *a, const char *token, size_t len, struc
         /* An unknown id costs the same hash and compare as a wrong secret. */
         equal = token_hash_equal(hash, r >= 0 ? view->rec.hash : nothing);
         sodium_memzero(hash, sizeof(hash));
-        if (r < 0) {
-                if (r != -ENOENT)
-                        log_error("reading key %s failed: %s", t.id, strerror(-r));
-                return "NOT_FOUND";
+        if (r < 0 && r != -ENOENT) {
+                /* Not the caller's failure: neither NOT_FOUND nor counted for lockout. */
+                log_error("reading key %s failed: %s; answered UNAVAILABLE", t.id, strerror(-r));
+                return "UNAVAILABLE";
         }
+        if (r < 0)
+                return "NOT_FOUND";
         if (!equal) {
                 key_view_end(view);
                 return "NOT_FOUND";
@@ -161,73 +163,101 @@ static int sign_verify_reply(struct api *a, struct request *q, const struct veri
         return 0;
 }
 
-static void out_uint(struct json_out *o, unsigned long v)
+/*
+ * Where a call comes from, for lockout: "uid:<n>" for a caller other than
+ * root.  Root (sshd, sudo, su, login) calls for others, told apart by what
+ * it says of them: "from:<user>@<rhost>" ("from:<rhost>" without a user)
+ * for a login from another host, "from:<ruser>@(local)" for one on this
+ * host (ruser: whom sudo or su was run by; the user is whom they claim to
+ * be).  Root naming neither is "uid:0".  A source too long for a name is
+ * cut and ends in a hash of the whole, so it is still counted.  False for
+ * "uid:0", which is counted per key only: as a source of its own, any
+ * client of a local service that names no host could lock out the others.
+ */
+static bool lockout_source(uid_t uid, const char *user, const char *rhost, const char *ruser,
+                           char ret[LOCKOUT_SOURCE_MAX + 1])
 {
-        char digits[24];
+        char full[2 * KEY_FIELD_MAX + 32];
+        uint8_t h[8];
+        struct text t;
+        bool alone = true;
 
-        json_out_lit(o, uint_text(v, digits));
-}
-
-/* One lockout name from its parts; false if it does not fit. */
-static bool lockout_name(char name[LOCKOUT_NAME_MAX + 1], const char *kind, const char *a,
-                         const char *b, const char *c)
-{
-        struct json_out o;
-
-        json_out_init(&o, name, LOCKOUT_NAME_MAX + 1);
-        out_cat(&o, kind, a);
-        if (b)
-                out_cat(&o, b, c);
-        json_out_raw(&o, "", 1);
-        return json_out_done(&o) >= 0;
+        text_init(&t, full, sizeof(full));
+        if (uid != 0) {
+                text_add(&t, "uid:");
+                text_add_uint(&t, uid);
+        } else if (rhost && rhost[0]) {
+                text_add(&t, "from:");
+                if (user && user[0]) {
+                        text_add(&t, user);
+                        text_add(&t, "@");
+                }
+                text_add(&t, rhost);
+        } else if (ruser && ruser[0]) {
+                text_add(&t, "from:");
+                text_add(&t, ruser);
+                text_add(&t, "@(local)");
+        } else {
+                text_add(&t, "uid:0");
+                alone = false;
+        }
+        if (t.len <= LOCKOUT_SOURCE_MAX) {
+                memcpy(ret, full, t.len + 1);
+                return alone;
+        }
+        crypto_generichash(h, sizeof(h), (const unsigned char *)full, t.len, NULL, 0);
+        memcpy(ret, full, LOCKOUT_SOURCE_MAX - 17);
+        ret[LOCKOUT_SOURCE_MAX - 17] = '~';
+        sodium_bin2hex(ret + LOCKOUT_SOURCE_MAX - 16, 17, h, sizeof(h));
+        return alone;
 }
 
 /*
- * The names a verify is counted under for lockout: the key id (guessing one
- * key's secret), the user and remote host together (one host trying one
- * user's keys), and the calling uid unless it is root (a local user trying
- * keys through the socket; sshd and sudo call as root for everyone, which
- * the user-and-host name covers).
+ * The names a call is counted under: its source (when counted alone) and
+ * "key:<id>@<source>", the key it tried from there.  A source that
+ * guesses is locked out, and a key guessed at from a source is locked for
+ * that source only: an attacker cannot lock its owner out from elsewhere.
  */
-static size_t lockout_names(struct request *q, const struct verify_args *v, const char *tok_id,
-                            char names[3][LOCKOUT_NAME_MAX + 1])
+static size_t lockout_names(struct request *q, const char *user, const char *rhost,
+                            const char *ruser, const char *tok_id,
+                            char names[2][LOCKOUT_NAME_MAX + 1])
 {
-        const char *user = V_USER(v), *rhost = V_RHOST(v);
-        uid_t uid = connection_caller(q->conn)->uid;
+        char source[LOCKOUT_SOURCE_MAX + 1];
+        struct text t;
         size_t n = 0;
 
-        if (tok_id[0] && lockout_name(names[n], "key:", tok_id, NULL, NULL))
-                n++;
-        if (user && rhost && rhost[0] && lockout_name(names[n], "from:", user, "@", rhost))
-                n++;
-        if (uid != 0) {
-                struct json_out o;
-                json_out_init(&o, names[n], LOCKOUT_NAME_MAX + 1);
-                json_out_lit(&o, "uid:");
-                out_uint(&o, uid);
-                json_out_raw(&o, "", 1);
-                if (json_out_done(&o) >= 0)
-                        n++;
+        if (lockout_source(connection_caller(q->conn)->uid, user, rhost, ruser, source))
+                str_copy(names[n++], LOCKOUT_NAME_MAX + 1, source);
+        if (tok_id[0]) {
+                text_init(&t, names[n++], LOCKOUT_NAME_MAX + 1);
+                text_add(&t, "key:");
+                text_add(&t, tok_id);
+                text_add(&t, "@");
+                text_add(&t, source);
         }
         return n;
 }
 
 /*
- * Lockout: a locked name answers RATE_LIMITED even to the right secret, or
- * guessing would go on until it succeeded.  Only definitive mismatches
- * count (a secret that did not match, a token that is not one); a right
- * secret resets the key's and the user-and-host counts.
+ * Lockout, for Verify and for `auth`: a locked name answers RATE_LIMITED
+ * even to the right secret, or guessing would go on until it succeeded.
+ * Only definitive mismatches count (a secret that did not match, a token
+ * that is not one); a valid answer resets the key's count for the source,
+ * never the source's own (a key of one's own must not buy more guesses).
  */
-static const char *apply_lockout(struct request *q, const struct verify_args *v, const char *code,
-                                 bool matched, const char *tok_id)
+const char *api_lockout_apply(struct request *q, const char *user, const char *rhost,
+                              const char *ruser, const char *code, bool matched, const char *tok_id)
 {
         struct api *a = q->api;
-        char names[3][LOCKOUT_NAME_MAX + 1];
-        size_t n = lockout_names(q, v, tok_id, names);
+        char names[2][LOCKOUT_NAME_MAX + 1];
+        size_t n = lockout_names(q, user, rhost, ruser, tok_id, names);
+        uint64_t evicted;
 
         for (size_t i = 0; i < n; i++)
-                if (lockout_locked(&a->lockout, names[i], q->now))
+                if (lockout_locked(&a->lockout, names[i], q->now)) {
+                        lockout_touch(&a->lockout, names[i], q->now);
                         return "RATE_LIMITED";
+                }
         if (!matched && (STREQ(code, "NOT_FOUND") || STREQ(code, "BAD_FORMAT"))) {
                 for (size_t i = 0; i < n; i++)
                         if (lockout_fail(&a->lockout, names[i], q->now)) {
@@ -237,21 +267,27 @@ static const char *apply_lockout(struct request *q, const struct verify_args *v,
                                 log_warning("%s locked after %u failed verifies within %s",
                                             names[i], a->config->lockout_threshold, window);
                         }
-        } else if (matched && STREQ(code, "VALID")) {
-                for (size_t i = 0; i < n; i++)
-                        if (strncmp(names[i], "uid:", 4) != 0)
-                                (void)lockout_reset(&a->lockout, names[i]);
-        }
+                if (lockout_eviction_news(&a->lockout, &evicted))
+                        log_warning("the lockout table is full (%zu names): evicting the least "
+                                    "recently failed to keep counting; %" PRIu64 " evicted so "
+                                    "far (logged once)",
+                                    a->lockout.max, evicted);
+        } else if (matched && STREQ(code, "VALID") && tok_id[0])
+                (void)lockout_reset(&a->lockout, names[n - 1]);
         return code;
 }
 
-/* A refused verify: one journal entry now, one audit record with the next flush. */
-static void audit_verify_failure(struct request *q, const struct verify_args *v, const char *code,
-                                 const char *id, const char *owner)
+/*
+ * A refused verify, or a refused `auth` key (`action` "auth", `v` NULL):
+ * one journal entry now, one audit record with the next flush.
+ */
+static void audit_verify_failure(struct request *q, const char *action, const struct verify_args *v,
+                                 const char *code, const char *id, const char *owner)
 {
         struct api *a = q->api;
         const struct caller *who = connection_caller(q->conn);
-        const char *service = V_SERVICE(v), *user = V_USER(v), *rhost = V_RHOST(v);
+        const char *service = v ? V_SERVICE(v) : NULL, *user = v ? V_USER(v) : NULL,
+                   *rhost = v ? V_RHOST(v) : NULL;
         struct audit_fields f = {.n = 0};
         char message[512];
         struct text m;
@@ -267,7 +303,7 @@ static void audit_verify_failure(struct request *q, const struct verify_args *v,
                 }
                 a->rate_limited_last = q->now;
         }
-        api_field(&f, "APIKEY_ACTION=", "verify");
+        api_field(&f, "APIKEY_ACTION=", action);
         api_field(&f, "APIKEY_CODE=", code);
         if (STREQ(code, "RATE_LIMITED") && a->rate_limited_suppressed) {
                 api_field_uint(&f, "APIKEY_SUPPRESSED=", a->rate_limited_suppressed);
@@ -283,7 +319,8 @@ static void audit_verify_failure(struct request *q, const struct verify_args *v,
         if (rhost)
                 api_field(&f, "APIKEY_RHOST=", rhost);
         text_init(&m, message, sizeof(message));
-        text_add(&m, "verify refused: ");
+        text_add(&m, action);
+        text_add(&m, " refused: ");
         text_add(&m, code);
         text_add(&m, "; key=");
         text_add(&m, id ? id : "-");
@@ -307,6 +344,7 @@ static void audit_verify_failure(struct request *q, const struct verify_args *v,
         if (!qv)
                 return;
         *qv = (struct queued_verify){.time = q->now};
+        str_copy(qv->action, sizeof(qv->action), STREQ(action, "verify") ? "" : action);
         text_init(&m, qv->actor, sizeof(qv->actor));
         text_add(&m, "uid=");
         text_add_uint(&m, who->uid);
@@ -316,7 +354,7 @@ static void audit_verify_failure(struct request *q, const struct verify_args *v,
         str_copy(qv->result, sizeof(qv->result), code);
         text_init(&m, qv->detail, sizeof(qv->detail));
         /* "service=… user=… rhost=… tty=… ruser=…", the enum's order. */
-        for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++) {
+        for (size_t i = 0; v && i < _VERIFY_TEXT_MAX; i++) {
                 text_add(&m, i ? " " : "");
                 text_add(&m, verify_text_names[i]);
                 text_add(&m, "=");
@@ -383,7 +421,8 @@ static int verify_run(struct request *q, const struct verify_args *v)
                 else
                         code = "VALID";
         }
-        code = apply_lockout(q, v, code, matched, tok_id);
+        code = api_lockout_apply(q, V_USER(v), V_RHOST(v), v->text[VERIFY_RUSER], code, matched,
+                                 tok_id);
         valid = STREQ(code, "VALID");
 
         json_out_init(&o, reply, sizeof(reply));
@@ -407,11 +446,36 @@ static int verify_run(struct request *q, const struct verify_args *v)
                 str_copy(owner, sizeof(owner), rec->owner);
         key_view_end(&view);
         if (!valid)
-                audit_verify_failure(q, v, code, tok_id[0] ? tok_id : NULL,
+                audit_verify_failure(q, "verify", v, code, tok_id[0] ? tok_id : NULL,
                                      owner[0] ? owner : NULL);
         if (r < 0 || (r = json_out_done(&o)) < 0)
                 return api_reply_internal(q, "building a verify answer", r);
         return connection_reply_raw(q->conn, reply, (size_t)r);
+}
+
+/*
+ * The `auth` key of a management call, checked as Verify checks a token,
+ * under the same lockout (its source is the caller), its failures logged
+ * and audited as Verify's are, with the action "auth".  "VALID" with the
+ * record in `*view` when the secret matched; else RATE_LIMITED, NOT_FOUND,
+ * BAD_FORMAT or UNAVAILABLE, and no view.
+ */
+const char *api_verify_auth(struct request *q, const char *token, size_t len, struct key_view *view)
+{
+        char tok_id[TOKEN_ID_LEN + 1], owner[KEY_OWNER_MAX + 1] = "";
+        bool matched;
+        const char *code = api_verify_token(q->api, token, len, view, &matched, tok_id);
+
+        code = api_lockout_apply(q, NULL, NULL, NULL, code, matched, tok_id);
+        if (STREQ(code, "VALID"))
+                return code;
+        if (matched) {
+                str_copy(owner, sizeof(owner), view->rec.owner);
+                key_view_end(view);
+        }
+        audit_verify_failure(q, "auth", NULL, code, tok_id[0] ? tok_id : NULL,
+                             owner[0] ? owner : NULL);
+        return code;
 }
 
 int api_method_verify(struct request *q)

@@ -1480,7 +1480,8 @@ static int cmd_audit(struct ctl *c, struct args *a)
 
 static int lockout_table(const json_t *lockouts)
 {
-        static const char *const headers[] = {"KIND", "NAME", "FAILURES", "SINCE", "LOCKED UNTIL"};
+        static const char *const headers[] = {"KIND",  "NAME",         "FAILURES",
+                                              "SINCE", "LOCKED UNTIL", "SOURCE"};
         _cleanup_table_ struct table *t = NULL;
         size_t i;
         json_t *e;
@@ -1501,8 +1502,10 @@ static int lockout_table(const json_t *lockouts)
                         format_local(end, until, sizeof(until));
                 snprintf(failures, sizeof(failures), "%lld",
                          (long long)json_integer_value(json_object_get(e, "failures")));
-                const char *row[] = {param_str(e, "kind"), param_str(e, "name"), failures, since,
-                                     until};
+                const char *source = param_str(e, "source");
+                const char *row[] = {
+                    param_str(e, "kind"), param_str(e, "name"), failures, since, until,
+                    source ? source : "-"};
                 r = table_add_row(t, row);
                 if (r < 0)
                         return r;
@@ -1535,12 +1538,17 @@ static int cmd_lockout(struct ctl *c, struct args *a)
                 return usage_error(a, "expected 'list' or 'reset', not '%s'", a->pos[0]);
         if (a->n_pos == 2)
                 return usage_error(a, "'lockout reset' takes a KIND and a NAME "
-                                      "(key ID, from USER@HOST, uid UID), or nothing for all");
-        if (a->n_pos == 3) {
+                                      "(key ID [SOURCE], from USER@HOST, uid UID), or nothing "
+                                      "for all");
+        if (a->n_pos >= 3) {
                 if (!STREQ(a->pos[1], "key") && !STREQ(a->pos[1], "from") &&
                     !STREQ(a->pos[1], "uid"))
                         return usage_error(a, "the kind is key, from or uid, not '%s'", a->pos[1]);
+                if (a->n_pos == 4 && !STREQ(a->pos[1], "key"))
+                        return usage_error(a, "only a key is reset for one SOURCE");
                 p = json_pack("{s:s, s:s}", "kind", a->pos[1], "name", a->pos[2]);
+                if (p && a->n_pos == 4)
+                        json_object_set_new(p, "source", json_string(a->pos[3]));
         } else {
                 r = confirm(a, "Forget every count of failed verifies and lift every lockout?");
                 if (r < 0)
@@ -1554,11 +1562,12 @@ static int cmd_lockout(struct ctl *c, struct args *a)
                 return r;
         if (c->json)
                 return print_json(reply);
-        if (a->n_pos == 3)
+        if (a->n_pos >= 3)
                 printf(json_is_true(json_object_get(reply, "reset"))
-                           ? "Reset the failed verifies of %s %s.\n"
-                           : "No failed verifies were counted for %s %s.\n",
-                       a->pos[1], a->pos[2]);
+                           ? "Reset the failed verifies of %s %s%s%s%s.\n"
+                           : "No failed verifies were counted for %s %s%s%s%s.\n",
+                       a->pos[1], a->pos[2], a->n_pos == 4 ? " (source " : "",
+                       a->n_pos == 4 ? a->pos[3] : "", a->n_pos == 4 ? ")" : "");
         else
                 printf("Reset every lockout.\n");
         return 0;
@@ -1735,11 +1744,13 @@ static const struct command commands[] = {
      "                          within a duration (1h: the last hour)\n"
      "  --key ID                events of this key only\n",
      0, 0, cmd_audit},
-    {"lockout", "show or lift lockouts after failed verifies", "list | reset [KIND NAME]",
-     "List the names failed verifies are counted under (key ids, user@host pairs,\n"
-     "calling uids), or forget the counts of one (lockout reset key 7Hq2LmX9aB3z,\n"
-     "lockout reset from alice@192.0.2.7, lockout reset uid 1000) or of all. Admins only.",
-     "yes", "  -y, --yes               reset all without asking on a terminal\n", 1, 3,
+    {"lockout", "show or lift lockouts after failed verifies", "list | reset [KIND NAME [SOURCE]]",
+     "List the names failed verifies are counted under: sources (user@host pairs,\n"
+     "calling uids) and key ids from a source; or forget the counts of one source\n"
+     "with its keys (lockout reset from alice@192.0.2.7, lockout reset uid 1000), of\n"
+     "a key from every source or one (lockout reset key 7Hq2LmX9aB3z [uid:1000]),\n"
+     "or of all. Admins only.",
+     "yes", "  -y, --yes               reset all without asking on a terminal\n", 1, 4,
      cmd_lockout},
     {"status", "show the daemon's state", "",
      "Show the daemon's version, socket, state directory and key counts.", "", "", 0, 0,

@@ -207,17 +207,13 @@ static int check_state_dir(const char *dir)
         return 0;
 }
 
-static int found_key(const struct key_record *rec, void *userdata)
-{
-        return 1;
-}
-
-/* 1 if the keystore holds a key (of any status), 0 if none, or a negative errno. */
+/* 1 if the keystore holds a key (of any status, damaged or not), 0 if none, or a negative errno. */
 static int keystore_has_keys(struct keystore *ks)
 {
-        const struct key_filter all = {0};
+        uint64_t n;
+        int r = keystore_n_keys(ks, &n);
 
-        return keystore_list(ks, &all, NULL, 1, found_key, NULL, NULL);
+        return r < 0 ? r : n > 0;
 }
 
 /*

@@ -1686,6 +1686,25 @@ static int count_in(struct keystore *ks, MDB_txn *txn, uint64_t now, uint64_t co
         return rc == MDB_NOTFOUND ? 0 : ks_err(ks, rc);
 }
 
+int keystore_n_keys(struct keystore *ks, uint64_t *ret)
+{
+        MDB_txn *txn;
+        MDB_stat st;
+        int rc, r;
+
+        if (!ks || !ret)
+                return -EINVAL;
+        r = read_begin(ks, &txn);
+        if (r < 0)
+                return r;
+        rc = mdb_stat(txn, ks->keys, &st);
+        read_end(ks);
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+        *ret = st.ms_entries;
+        return 0;
+}
+
 int keystore_count(struct keystore *ks, uint64_t now, uint64_t ret_counts[5])
 {
         uint64_t counts[5] = {};

@@ -213,6 +213,9 @@ int keystore_list(struct keystore *ks, const struct key_filter *filter, const ch
                   size_t limit, keystore_list_fn fn, void *userdata,
                   char ret_cursor[TOKEN_ID_LEN + 1]) _warn_unused_;
 
+/* How many keys the store holds, of any status, without reading them (a damaged record counts). */
+int keystore_n_keys(struct keystore *ks, uint64_t *ret) _warn_unused_;
+
 /* Count keys by effective status at `now`; index = enum key_status (0 unused). */
 int keystore_count(struct keystore *ks, uint64_t now, uint64_t ret_counts[5]) _warn_unused_;
 

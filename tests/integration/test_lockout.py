@@ -175,14 +175,26 @@ def test_apikeyctl_lockout_list_and_reset(locked_daemon):
     r = ctl(locked_daemon, "lockout", "list")
     assert r.returncode == 0, r
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["KIND", "NAME", "FAILURES", "SINCE", "LOCKED", "UNTIL"]
+    assert lines[0].split() == ["KIND", "NAME", "FAILURES", "SINCE", "LOCKED", "UNTIL", "SOURCE"]
     row = next(l.split() for l in lines[1:] if key_id in l)
     assert row[:3] == ["key", key_id, str(THRESHOLD)]
+    assert row[-1] == "uid:0"  # root, naming no host: the source of these guesses
     r = ctl(locked_daemon, "--json", "lockout", "list")
     assert [e["name"] for e in json.loads(r.stdout) if e["locked"]] == [key_id]
     r = ctl(locked_daemon, "lockout", "reset", "key", key_id)
     assert (r.returncode, r.stdout) == (0, f"Reset the failed verifies of key {key_id}.\n")
     assert c.verify(token)["code"] == "VALID"
+    for _ in range(THRESHOLD):
+        c.verify(wrong(token), user="alice", rhost="192.0.2.9")
+    r = ctl(locked_daemon, "lockout", "reset", "key", key_id, "from:alice@192.0.2.9")
+    assert (r.returncode, r.stdout) == (
+        0, f"Reset the failed verifies of key {key_id} (source from:alice@192.0.2.9).\n")
+    assert c.verify(token, user="alice", rhost="192.0.2.9")["code"] == "RATE_LIMITED"  # the host
+    r = ctl(locked_daemon, "lockout", "reset", "from", "alice@192.0.2.9")
+    assert (r.returncode, r.stdout) == (0, "Reset the failed verifies of from alice@192.0.2.9.\n")
+    assert c.verify(token, user="alice", rhost="192.0.2.9")["code"] == "VALID"
+    r = ctl(locked_daemon, "lockout", "reset", "uid", "0", "x")
+    assert r.returncode == 2 and "only a key is reset for one SOURCE" in r.stderr
     r = ctl(locked_daemon, "lockout", "reset", "host", "x")
     assert r.returncode == 2 and "the kind is key, from or uid, not 'host'" in r.stderr
     for _ in range(THRESHOLD):

@@ -86,8 +86,9 @@ class Sshd:
     def alive(self):
         return self.proc.poll() is None
 
-    def login(self, user, token, command="id", prompt=None, stdin=None):
-        """ssh user@127.0.0.1 COMMAND answering the one prompt with `token`."""
+    def login(self, user, token, command="id", prompt=None, stdin=None, bind=None):
+        """ssh user@127.0.0.1 COMMAND answering the one prompt with `token`;
+        from the loopback address `bind` (sshd's rhost) when given."""
         if prompt is None:
             prompt = "API key" if self.mode == "keyboard-interactive" else "password"
         argv = ["timeout", "20", "sshpass", "-e", "-P", prompt, "ssh", "-F", "/dev/null",
@@ -95,7 +96,7 @@ class Sshd:
                 "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
                 "-o", "PubkeyAuthentication=no", "-o", "NumberOfPasswordPrompts=1",
                 "-o", f"PreferredAuthentications={self.mode}"] + \
-            (["-tt"] if command is None else []) + \
+            (["-tt"] if command is None else []) + (["-b", bind] if bind else []) + \
             [f"{user}@127.0.0.1"] + ([command] if command else [])
         env = dict(os.environ, SSHPASS=token, LC_ALL="C")
         return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30,
@@ -299,6 +300,32 @@ def test_invited_key_does_not_log_in(site, mode):
     assert len(new) == 1 and f"verify refused: NOT_FOR_LOGIN; key={key_id} " in new[0], new
     # Her own key, from an admin, still logs her in.
     assert logged_in(s.login(ALICE, site.key(ALICE, f"own {mode}")[0]), ALICE)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_guessing_host_is_locked_out_not_the_key_owner(site, mode):
+    """Another host (127.0.0.2) tries Alice's key id with wrong secrets: it
+    is locked out, even with the right secret; Alice logs in from her own."""
+    s = site.sshds[mode]
+    token, key_id = site.key(ALICE, f"targeted {mode}")
+    for _ in range(LOCKOUT):
+        r = s.login(ALICE, forged(token), bind="127.0.0.2")
+        assert not logged_in(r, ALICE) and "Permission denied" in r.stderr, r
+    time.sleep(1.1)  # the daemon writes one RATE_LIMITED line a second at most
+    before = len(site.refusals())
+    r = s.login(ALICE, token, bind="127.0.0.2")
+    assert not logged_in(r, ALICE) and "Permission denied" in r.stderr, r
+    new = site.refusals()[before:]
+    assert len(new) == 1 and f"verify refused: RATE_LIMITED; key={key_id} user={ALICE} " \
+        f"service=sshd rhost=127.0.0.2 " in new[0], new
+    assert logged_in(s.login(ALICE, token), ALICE)
+    locks = {(e["kind"], e["name"], e.get("source")): e
+             for e in site.admin.ok(f"{IFACE}.ListLockouts", {})["lockouts"]}
+    assert locks[("from", f"{ALICE}@127.0.0.2", None)]["locked"] is True
+    assert locks[("key", key_id, f"from:{ALICE}@127.0.0.2")]["locked"] is True
+    assert not any(k[1] == f"{ALICE}@127.0.0.1" or k[2] == f"from:{ALICE}@127.0.0.1"
+                   for k in locks)
+    assert s.alive()
 
 
 @pytest.mark.parametrize("mode", MODES)

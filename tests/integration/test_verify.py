@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import secrets
+import subprocess
 import time
 
 import pytest
@@ -143,6 +144,17 @@ def test_wrong_user(root):
     assert root.verify(r["token"], user="akt-alice")["code"] == "VALID"
 
 
+def test_not_for_login(root):
+    """A key an invite key made for another owner never logs in as them, for
+    whatever user is named, but serves a script that names none."""
+    inviter = root.create("inviter", owner="ci-bot", permissions=["create", "read", "invite"])
+    r = root.ok(f"{IFACE}.Create", {"name": "script", "owner": "akt-alice",
+                                    "auth": inviter["token"]})
+    for user in ("akt-alice", "akt-bob", ""):
+        refused(root.verify(r["token"], user=user, service="sshd"), "NOT_FOR_LOGIN")
+    assert root.verify(r["token"], service="billing-api")["code"] == "VALID"
+
+
 def test_out_of_scope(root):
     r = root.create("k", scope=["sshd", "billing-api"])
     refused(root.verify(r["token"], service="sudo"), "OUT_OF_SCOPE")
@@ -191,8 +203,35 @@ def test_every_declared_code_is_produced_here():
     # The tests in this file produce each of these; a new code needs a test.
     produced = {"VALID", "BAD_FORMAT", "NOT_FOUND", "DISABLED", "REVOKED", "EXPIRED",
                 "WRONG_USER", "OUT_OF_SCOPE", "INSUFFICIENT_PERMISSIONS", "RATE_LIMITED",
-                "NOT_FOR_LOGIN"}
+                "NOT_FOR_LOGIN", "UNAVAILABLE"}
     assert set(INTERFACE.types["VerifyCode"]) == produced
+
+
+def test_a_record_that_cannot_be_read_is_unavailable_not_a_failed_guess(daemon):
+    """A damaged record (a bad disk, a hand edit): UNAVAILABLE, logged, and
+    not counted as a failed guess however often it is asked."""
+    d = daemon(config={"lockout_threshold": 2})
+    c = d.client()
+    r = c.create("k")
+    key_id = r["key"]["id"]
+    d.stop()
+    store = str(d.state_dir / "keys.mdb")
+    dump = subprocess.run(["mdb_dump", "-n", "-s", "keys", store], capture_output=True,
+                          text=True, check=True, timeout=30).stdout.splitlines()
+    at = dump.index(" " + key_id.encode().hex())
+    dump[at + 1] = " " + b"\x01damaged record".hex()
+    subprocess.run(["mdb_load", "-n", "-s", "keys", store], input="\n".join(dump) + "\n",
+                   text=True, check=True, timeout=30)
+    d.start()
+    c = d.client()
+    for _ in range(5):
+        refused(c.verify(r["token"]), "UNAVAILABLE")
+        refused(c.verify(forged(r["token"])), "UNAVAILABLE")
+    assert c.ok(f"{IFACE}.ListLockouts", {})["lockouts"] == []
+    log = d.log()
+    assert f"reading key {key_id} failed: Bad message; answered UNAVAILABLE" in log, log
+    assert f"verify refused: UNAVAILABLE; key={key_id} " in log
+    assert split_token(r["token"])[2] not in log
 
 
 # ---------------------------------------------------------------- lockout
