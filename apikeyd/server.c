@@ -701,13 +701,15 @@ static void refuse_connection(struct server *s, int fd, unsigned limit, enum ref
         size_t len;
         char *msg = obj ? varlink_message_dump(obj, &len) : NULL;
 
+        /* Logged before the client is told, so whoever reads the refusal
+         * finds the line already written. */
+        log_ratelimited(LOG_WARNING, &log_last[which], &log_suppressed[which], LOG_INTERVAL,
+                        "%s connection limit of %u reached; refusing new clients", names[which],
+                        limit);
         if (msg)
                 (void)send(fd, msg, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         free(msg);
         json_decref(obj);
-        log_ratelimited(LOG_WARNING, &log_last[which], &log_suppressed[which], LOG_INTERVAL,
-                        "%s connection limit of %u reached; refusing new clients", names[which],
-                        limit);
         close(fd);
 }
 
