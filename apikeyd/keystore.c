@@ -2317,44 +2317,6 @@ static int verify_parent(struct keystore *ks, MDB_txn *txn, const struct key_rec
         return 0;
 }
 
-/* Every children entry names an existing key created through that parent. */
-static int verify_children(struct keystore *ks, MDB_txn *txn, char **ret_error)
-{
-        _cleanup_cursor_ MDB_cursor *c = NULL;
-        char a[SHOW_MAX], b[SHOW_MAX];
-        MDB_val k, v;
-        int rc, r;
-
-        if (ks->no_children)
-                return 0;
-        rc = mdb_cursor_open(txn, ks->children, &c);
-        if (rc != MDB_SUCCESS)
-                return fail_with(ret_error, ks_err(ks, rc), "reading children: %s",
-                                 mdb_strerror(rc));
-        for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
-             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-                struct key_record rec;
-
-                show(k.mv_data, k.mv_size, a, sizeof(a));
-                r = verify_target(ks, txn, &v, &rec);
-                if (r == -ENOENT)
-                        return fail_with(ret_error, -EBADMSG,
-                                         "children entry of %s points at missing key \"%s\"", a,
-                                         show(v.mv_data, v.mv_size, b, sizeof(b)));
-                if (r < 0)
-                        return fail_with(ret_error, r, "children entry of %s: %s", a, strerror(-r));
-                if (!val_is_string(&k, rec.parent))
-                        return fail_with(ret_error, -EBADMSG,
-                                         "children entry of %s points at key %s, created "
-                                         "through \"%s\"",
-                                         a, rec.id, rec.parent);
-        }
-        if (rc != MDB_NOTFOUND)
-                return fail_with(ret_error, ks_err(ks, rc), "reading children: %s",
-                                 mdb_strerror(rc));
-        return 0;
-}
-
 /* The key an index entry points at; every record already decoded in verify_keys. */
 static int verify_target(struct keystore *ks, MDB_txn *txn, const MDB_val *id,
                          struct key_record *ret)
@@ -2412,16 +2374,38 @@ static int verify_names(struct keystore *ks, MDB_txn *txn, char **ret_error)
         return 0;
 }
 
-static int verify_owners(struct keystore *ks, MDB_txn *txn, char **ret_error)
+/*
+ * An index whose values are key ids (owners, children): every entry names
+ * an existing key whose `field` is the entry's key.
+ */
+struct index_check {
+        const char *index;    /* "owners" */
+        const char *relation; /* "which belongs to" */
+        const char *(*field)(const struct key_record *rec);
+};
+
+static const char *rec_owner(const struct key_record *rec)
+{
+        return rec->owner;
+}
+
+static const char *rec_parent(const struct key_record *rec)
+{
+        return rec->parent;
+}
+
+static int verify_index(struct keystore *ks, MDB_txn *txn, MDB_dbi dbi,
+                        const struct index_check *ic, char **ret_error)
 {
         _cleanup_cursor_ MDB_cursor *c = NULL;
         char a[SHOW_MAX], b[SHOW_MAX];
         MDB_val k, v;
         int rc, r;
 
-        rc = mdb_cursor_open(txn, ks->owners, &c);
+        rc = mdb_cursor_open(txn, dbi, &c);
         if (rc != MDB_SUCCESS)
-                return fail_with(ret_error, ks_err(ks, rc), "reading owners: %s", mdb_strerror(rc));
+                return fail_with(ret_error, ks_err(ks, rc), "reading %s: %s", ic->index,
+                                 mdb_strerror(rc));
 
         for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
              rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
@@ -2431,19 +2415,37 @@ static int verify_owners(struct keystore *ks, MDB_txn *txn, char **ret_error)
                 r = verify_target(ks, txn, &v, &rec);
                 if (r == -ENOENT)
                         return fail_with(ret_error, -EBADMSG,
-                                         "owners entry \"%s\" points at missing key \"%s\"", a,
-                                         show(v.mv_data, v.mv_size, b, sizeof(b)));
+                                         "%s entry \"%s\" points at missing key \"%s\"", ic->index,
+                                         a, show(v.mv_data, v.mv_size, b, sizeof(b)));
                 if (r < 0)
-                        return fail_with(ret_error, r, "owners entry \"%s\": %s", a, strerror(-r));
-                if (!val_is_string(&k, rec.owner))
+                        return fail_with(ret_error, r, "%s entry \"%s\": %s", ic->index, a,
+                                         strerror(-r));
+                if (!val_is_string(&k, ic->field(&rec)))
                         return fail_with(ret_error, -EBADMSG,
-                                         "owners entry \"%s\" points at key %s, which belongs "
-                                         "to \"%s\"",
-                                         a, rec.id, rec.owner);
+                                         "%s entry \"%s\" points at key %s, %s \"%s\"", ic->index,
+                                         a, rec.id, ic->relation, ic->field(&rec));
         }
         if (rc != MDB_NOTFOUND)
-                return fail_with(ret_error, ks_err(ks, rc), "reading owners: %s", mdb_strerror(rc));
+                return fail_with(ret_error, ks_err(ks, rc), "reading %s: %s", ic->index,
+                                 mdb_strerror(rc));
         return 0;
+}
+
+static int verify_owners(struct keystore *ks, MDB_txn *txn, char **ret_error)
+{
+        static const struct index_check ic = {"owners", "which belongs to", rec_owner};
+
+        return verify_index(ks, txn, ks->owners, &ic, ret_error);
+}
+
+/* Every children entry names an existing key created through that parent. */
+static int verify_children(struct keystore *ks, MDB_txn *txn, char **ret_error)
+{
+        static const struct index_check ic = {"children", "created through", rec_parent};
+
+        if (ks->no_children)
+                return 0;
+        return verify_index(ks, txn, ks->children, &ic, ret_error);
 }
 
 int keystore_verify_indexes(struct keystore *ks, char **ret_error)
