@@ -2317,12 +2317,13 @@ static int verify_parent(struct keystore *ks, MDB_txn *txn, const struct key_rec
         return 0;
 }
 
-/* Every children entry names an existing key created through that parent. */
+/* Every children entry is under an existing key and names an existing key
+ * created through it: deleting a key takes its entries with it. */
 static int verify_children(struct keystore *ks, MDB_txn *txn, char **ret_error)
 {
         _cleanup_cursor_ MDB_cursor *c = NULL;
         char a[SHOW_MAX], b[SHOW_MAX];
-        MDB_val k, v;
+        MDB_val k, v, parent;
         int rc, r;
 
         if (ks->no_children)
@@ -2336,6 +2337,13 @@ static int verify_children(struct keystore *ks, MDB_txn *txn, char **ret_error)
                 struct key_record rec;
 
                 show(k.mv_data, k.mv_size, a, sizeof(a));
+                rc = mdb_get(txn, ks->keys, &k, &parent);
+                if (rc == MDB_NOTFOUND)
+                        return fail_with(ret_error, -EBADMSG,
+                                         "children entry of %s, a key that no longer exists", a);
+                if (rc != MDB_SUCCESS)
+                        return fail_with(ret_error, ks_err(ks, rc), "reading keys: %s",
+                                         mdb_strerror(rc));
                 r = verify_target(ks, txn, &v, &rec);
                 if (r == -ENOENT)
                         return fail_with(ret_error, -EBADMSG,
