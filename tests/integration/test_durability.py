@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: MIT
-"""What the daemon answers is on disk.
+"""What the daemon answers is on disk, and what it deletes leaves nothing behind.
 
-kill -9 keeps the page cache, so a daemon that never syncs survives
-test_crash.py: these tests look at the calls instead.  The real daemon
-runs with sync-shim.so preloaded (tests/integration/sync_shim.c), which
-logs, in the order they happened across threads, every sync, every write
-to a file, every rename and every message on a socket.  For each
+Durability.  kill -9 keeps the page cache, so a daemon that never syncs
+survives test_crash.py: these tests look at the calls instead.  The real
+daemon runs with sync-shim.so preloaded (tests/integration/sync_shim.c),
+which logs, in the order they happened across threads, every sync, every
+write to a file, every rename and every message on a socket.  For each
 acknowledged change (Create, Update, Disable, Enable, Revoke, Delete,
 RotateSharedSecret) the log must show, between the daemon's reading of
 the call and its sending of the reply:
@@ -24,14 +24,22 @@ after the first call was read must be on disk before each reply.
 The same check is run against daemons made careless through the shim
 (their keystore opened with MDB_NOSYNC or MDB_NOMETASYNC, or the syncs of
 one file dropped) and must fail there.
+
+Deletion.  As root and as an ordinary user: a key created and deleted
+(directly, after a Revoke, or a parent whose children it revokes, or a
+child while its parent lives) is gone from List by its owner without an
+error and from its parent's children, its name is free again, and
+`apikeyd --check` on the stopped state directory finds the names, owners
+and children indexes in step with the records.
 """
 
 import os
+import subprocess
 from dataclasses import dataclass
 
 import pytest
 
-from conftest import APIKEYD, IFACE, ME_ACTOR, Varlink
+from conftest import ALICE, APIKEYD, IFACE, ME_ACTOR, Varlink, list_all_ids
 
 SHIM = APIKEYD.parent / "tests" / "sync-shim.so"
 SYNCS = ("fsync", "fdatasync", "msync")
@@ -321,3 +329,120 @@ def test_rotation_is_audited_in_the_keystore(daemon):
     rotations = [(e["action"], e["actor"], e["result"]) for e in events
                  if e["action"] == "rotate-shared-secret"]
     assert rotations == [("rotate-shared-secret", ME_ACTOR, "ok")], events
+
+
+# ---------------------------------------------------------------- deletion leaves nothing behind
+
+
+def run_check(d):
+    r = subprocess.run([str(APIKEYD), "--config", str(d.config_file), "--state-dir",
+                        str(d.state_dir), "--check"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "is consistent" in r.stdout, \
+        f"apikeyd --check: rc {r.returncode}\n{r.stdout}{r.stderr}"
+
+
+class Caller:
+    """Calls as root on the test's own connection, or as ALICE from a child
+    process (each call its own connection, SO_PEERCRED her uid)."""
+
+    def __init__(self, d, as_user, who):
+        self.owner = who
+        self.as_user = as_user
+        self.reconnect(d)
+
+    def reconnect(self, d):
+        if self.owner == "root":
+            c = d.client()
+            self.call = lambda m, p: c.call(f"{IFACE}.{m}", p)
+            self.ids = lambda **p: list_all_ids(c, **p)
+        else:
+            u = self.as_user(self.owner, socket=d.socket)
+            self.call = lambda m, p: u.call(f"{IFACE}.{m}", p)
+            self.ids = lambda **p: u.run(lambda c: list_all_ids(c, **p))
+
+    def ok(self, method, **params):
+        return ok(self.call(method, params))
+
+    def listed(self):
+        """The owner's keys, as List by owner shows them (no error), by id."""
+        r = self.call("List", {"owner": self.owner})
+        keys = ok(r)["keys"]
+        assert sorted(k["id"] for k in keys) == sorted(self.ids(owner=self.owner))
+        return {k["id"]: k for k in keys}
+
+
+@pytest.fixture(params=["root", ALICE])
+def caller(request, daemon, as_user):
+    d = daemon(config={"user_max_keys": 10})
+    return d, Caller(d, as_user, request.param)
+
+
+def assert_gone(who, key, name):
+    kid = key["id"]
+    assert kid not in who.listed(), f"{kid} is listed after its Delete"
+    err = who.call("Get", {"id": kid})
+    assert err.get("error") == f"{IFACE}.NoSuchKey" and err["parameters"] == {"id": kid}, err
+    # The name is free again, for the same owner.
+    again = who.ok("Create", name=name)["key"]
+    assert again["id"] != kid and again["owner"] == who.owner
+    assert again["id"] in who.listed()
+    return again
+
+
+@pytest.mark.parametrize("revoke_first", [False, True], ids=["delete", "revoke-then-delete"])
+def test_deleted_key_leaves_no_index_entry(caller, revoke_first):
+    d, who = caller
+    keep = who.ok("Create", name="kept")["key"]
+    k = who.ok("Create", name="short-lived")["key"]
+    assert k["owner"] == who.owner and k["id"] in who.listed()
+    if revoke_first:
+        assert who.ok("Revoke", id=k["id"])["key"]["status"] == "revoked"
+    assert who.ok("Delete", id=k["id"]) == {}
+    again = assert_gone(who, k, "short-lived")
+    # Deleting the new one frees the name once more; the other key is untouched.
+    assert who.ok("Delete", id=again["id"]) == {}
+    assert_gone(who, again, "short-lived")
+    assert who.listed()[keep["id"]]["status"] == "enabled"
+    d.stop()
+    run_check(d)
+
+
+def test_deleting_a_parent_revokes_its_children_and_frees_its_name(caller):
+    d, who = caller
+    maker = ["create", "read"]
+    parent = who.ok("Create", name="parent", permissions=maker)
+    pid = parent["key"]["id"]
+    child = ok(who.call("Create", {"name": "child", "auth": parent["token"],
+                                   "permissions": maker}))
+    sibling = ok(who.call("Create", {"name": "sibling", "auth": parent["token"]}))
+    grandchild = ok(who.call("Create", {"name": "grandchild", "auth": child["token"]}))
+    assert child["key"]["parent"] == pid and sibling["key"]["parent"] == pid
+
+    # A child deleted while its parent lives is gone from the parent's children.
+    assert who.ok("Delete", id=sibling["key"]["id"]) == {}
+    got = who.ok("Get", id=pid)
+    assert (got["children"], got["children_total"]) == ([child["key"]["id"]], 1), got
+    assert_gone(who, sibling["key"], "sibling")
+
+    assert who.ok("Delete", id=pid) == {}
+    listed = who.listed()
+    assert pid not in listed, f"the deleted parent {pid} is still listed"
+    for k in (child, grandchild):
+        assert listed[k["key"]["id"]]["status"] == "revoked", listed[k["key"]["id"]]
+    assert listed[child["key"]["id"]]["parent"] == pid
+    # The children keep their names; the parent's is free.
+    err = who.call("Create", {"name": "child"})
+    assert err.get("error") == f"{IFACE}.NameTaken", err
+    assert err["parameters"] == {"owner": who.owner, "name": "child"}, err
+    assert_gone(who, parent["key"], "parent")
+    d.stop()
+    run_check(d)
+
+    # Deleting the revoked children too leaves nothing of them.
+    d.start()
+    who.reconnect(d)
+    for k in (grandchild, child):
+        assert who.ok("Delete", id=k["key"]["id"]) == {}
+    assert sorted(k["name"] for k in who.listed().values()) == ["parent", "sibling"]
+    d.stop()
+    run_check(d)
