@@ -149,7 +149,15 @@ $(BUILD)/tests/pam-harness: tests/integration/pam_harness.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(call pkg_cflags,pam) $(LDFLAGS) -o $@ $< $(call pkg_libs,pam)
 
-tests: all $(UNIT_BIN) $(BUILD)/tests/pam-harness
+# Preloaded into the daemon by test_durability.py: logs its syncs, file
+# writes and socket traffic in order.  Built without the sanitizers' flags: a
+# preloaded library would come before their runtime.
+$(BUILD)/tests/sync-shim.so: tests/integration/sync_shim.c
+	@mkdir -p $(@D)
+	$(CC) $(BASEFLAGS) $(CPPFLAGS) -O2 -g -U_FORTIFY_SOURCE $(call pkg_cflags,lmdb) -shared \
+		-o $@ $< -ldl
+
+tests: all $(UNIT_BIN) $(BUILD)/tests/pam-harness $(BUILD)/tests/sync-shim.so
 
 # deps first, then a fresh make so pkg-config sees what deps installed.
 check: deps

@@ -2382,6 +2382,7 @@ struct index_check {
         const char *index;    /* "owners" */
         const char *relation; /* "which belongs to" */
         const char *(*field)(const struct key_record *rec);
+        bool keyed_by_id; /* the entry's key is a key id, which must exist */
 };
 
 static const char *rec_owner(const struct key_record *rec)
@@ -2412,6 +2413,18 @@ static int verify_index(struct keystore *ks, MDB_txn *txn, MDB_dbi dbi,
                 struct key_record rec;
 
                 show(k.mv_data, k.mv_size, a, sizeof(a));
+                if (ic->keyed_by_id) {
+                        /* Deleting a key takes the entries under it along. */
+                        MDB_val under;
+                        rc = mdb_get(txn, ks->keys, &k, &under);
+                        if (rc == MDB_NOTFOUND)
+                                return fail_with(ret_error, -EBADMSG,
+                                                 "%s entry of %s, a key that no longer exists",
+                                                 ic->index, a);
+                        if (rc != MDB_SUCCESS)
+                                return fail_with(ret_error, ks_err(ks, rc), "reading keys: %s",
+                                                 mdb_strerror(rc));
+                }
                 r = verify_target(ks, txn, &v, &rec);
                 if (r == -ENOENT)
                         return fail_with(ret_error, -EBADMSG,
@@ -2433,15 +2446,16 @@ static int verify_index(struct keystore *ks, MDB_txn *txn, MDB_dbi dbi,
 
 static int verify_owners(struct keystore *ks, MDB_txn *txn, char **ret_error)
 {
-        static const struct index_check ic = {"owners", "which belongs to", rec_owner};
+        static const struct index_check ic = {"owners", "which belongs to", rec_owner, false};
 
         return verify_index(ks, txn, ks->owners, &ic, ret_error);
 }
 
-/* Every children entry names an existing key created through that parent. */
+/* Every children entry is under an existing key and names an existing key
+ * created through it. */
 static int verify_children(struct keystore *ks, MDB_txn *txn, char **ret_error)
 {
-        static const struct index_check ic = {"children", "created through", rec_parent};
+        static const struct index_check ic = {"children", "created through", rec_parent, true};
 
         if (ks->no_children)
                 return 0;

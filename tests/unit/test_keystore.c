@@ -1258,6 +1258,22 @@ static void test_verify_finds_children_damage(void **state)
         assert_int_equal(keystore_verify_indexes(f->ks, &error), -EBADMSG);
         assert_non_null(strstr(error, "created through"));
         free(error);
+
+        /* Entries left under a parent that was deleted. */
+        raw_open(f, &raw, true);
+        raw_del(&raw, raw.children, top, TOKEN_ID_LEN, other, TOKEN_ID_LEN);
+        raw_close(&raw);
+        ks_open(f, 0, 0, KEYSTORE_NOSYNC);
+        assert_int_equal(keystore_delete_key(f->ks, top), 0);
+        verify_ok(f);
+        raw_open(f, &raw, true);
+        raw_put(&raw, raw.children, top, TOKEN_ID_LEN, child, TOKEN_ID_LEN);
+        raw_close(&raw);
+        ks_open(f, 0, 0, KEYSTORE_NOSYNC);
+        error = NULL;
+        assert_int_equal(keystore_verify_indexes(f->ks, &error), -EBADMSG);
+        assert_non_null(strstr(error, "a key that no longer exists"));
+        free(error);
 }
 
 static void test_verify_finds_index_damage(void **state)
