@@ -144,6 +144,11 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(DAEMON_LIB) $(COMMON_LIB)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(DAEMON_LIB) $(COMMON_LIB) \
 		$(call pkg_libs,$(DAEMON_PKGS) cmocka) -lz -lpthread
 
+# erasing_free() and jansson over it, with every free() watched (--wrap=free).
+$(BUILD)/tests/test_erasing_free: $(BUILD)/obj/tests/unit/test_erasing_free.o $(COMMON_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -Wl,--wrap=free -o $@ $^ $(call pkg_libs,$(COMMON_PKGS) cmocka)
+
 # The PAM harness: a real PAM stack from a service directory of the test's own.
 $(BUILD)/tests/pam-harness: tests/integration/pam_harness.c
 	@mkdir -p $(@D)

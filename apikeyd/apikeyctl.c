@@ -15,7 +15,6 @@
 #include <getopt.h>
 #include <limits.h>
 #include <locale.h>
-#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/ioctl.h>
@@ -123,15 +122,6 @@ static int exit_code(int r)
                 return EXIT_NOT_VALID;
         default:
                 return EXIT_LOCAL;
-        }
-}
-
-/* jansson frees blocks that held tokens (requests with auth, Create's reply). */
-static void erasing_free(void *p)
-{
-        if (p) {
-                explicit_bzero(p, malloc_usable_size(p));
-                free(p);
         }
 }
 

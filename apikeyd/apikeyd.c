@@ -27,6 +27,7 @@
 #include "server.h"
 #include "timeutil.h"
 #include "token_crypto.h"
+#include "varlink.h"
 #include "writer.h"
 
 #define DEFAULT_CONFIG    "/etc/apikeyd/apikeyd.conf"
@@ -127,15 +128,6 @@ static int parse_args(int argc, char **argv, struct options *o)
                 return -EINVAL;
         }
         return 0;
-}
-
-/* Every block jansson frees may have held a token: erase it first. */
-static void erasing_free(void *p)
-{
-        if (p) {
-                explicit_bzero(p, malloc_usable_size(p));
-                free(p);
-        }
 }
 
 struct daemon {

@@ -187,11 +187,12 @@ void writer_drain(struct writer *w)
 {
         if (!w)
                 return;
+        /* done() may submit more, so go on until nothing is left. */
         if (!w->threaded) {
-                write_inline(w);
+                while (w->queue)
+                        write_inline(w);
                 return;
         }
-        /* done() may submit more, so go on until nothing is left. */
         while (w->pending > 0) {
                 struct write_op *ops;
 

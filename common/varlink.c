@@ -1,8 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /* Varlink call decoding, messages as JSON trees and the blocking client; see varlink.h. */
 #include <errno.h>
+#include <malloc.h>
 
 #include "varlink.h"
+
+void erasing_free(void *p)
+{
+        if (p) {
+                explicit_bzero(p, malloc_usable_size(p));
+                free(p);
+        }
+}
 
 int varlink_call_parse(const char *msg, size_t len, struct varlink_call *ret)
 {

@@ -41,6 +41,15 @@ void varlink_call_done(struct varlink_call *c);
 /* Serialize `obj` compactly and append a NUL; free() the result. */
 char *varlink_message_dump(const json_t *obj, size_t *ret_len);
 
+/*
+ * free() that erases the whole block first, for jansson:
+ * json_set_alloc_funcs(malloc, erasing_free) at start, before any JSON is
+ * made.  The trees and strings jansson frees held messages, and messages
+ * carry tokens (a call's auth, Create's reply), so none may go back to
+ * the allocator readable.
+ */
+void erasing_free(void *p);
+
 /* --- Client --- */
 
 /*

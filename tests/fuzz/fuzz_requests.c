@@ -33,7 +33,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -166,15 +165,6 @@ static struct {
         uint8_t *pepper;
         struct api api;
 } F;
-
-/* jansson frees blocks that held tokens: erase them first, as apikeyd.c does. */
-static void erasing_free(void *p)
-{
-        if (p) {
-                explicit_bzero(p, malloc_usable_size(p));
-                free(p);
-        }
-}
 
 static _Noreturn _printf_(1, 2) void die(const char *fmt, ...)
 {

@@ -204,12 +204,151 @@ static void test_keystore_writes_each_entry_alone(void **state)
         assert_int_equal(rmdir(dir), 0);
 }
 
+/* ---- the batch while it is written, and after ---- */
+
+static const struct last_used *taken_entry(const struct last_used *batch, size_t n, const char *id)
+{
+        const struct last_used *u = find(batch, n, id);
+
+        if (!u)
+                fail_msg("key %s is missing from the batch taken", id);
+        return u;
+}
+
+/*
+ * A use noted while the batch is being written is kept apart and shown
+ * over it; when the write fails the batch goes back, but never over a
+ * later use of the same key.
+ */
+static void test_failed_write_keeps_the_later_use(void **state)
+{
+        struct lastused l;
+        struct last_used *batch = NULL, *again = NULL;
+        const struct lastused_entry *e;
+        size_t n = 0;
+
+        lastused_init(&l);
+        assert_int_equal(lastused_note(&l, ID_A, NOW + 10, "sshd", "192.0.2.1"), 0);
+        assert_int_equal(lastused_note(&l, ID_B, NOW + 11, "sudo", NULL), 0);
+        assert_int_equal(lastused_take(&l, &batch, &n), 0);
+        assert_int_equal(n, 2);
+
+        /* Meanwhile: a later use of A, a first one of C. */
+        assert_int_equal(lastused_note(&l, ID_A, NOW + 20, "su", "192.0.2.9"), 0);
+        assert_int_equal(lastused_note(&l, ID_C, NOW + 21, NULL, NULL), 0);
+        if (lastused_take(&l, &again, &n) != -EBUSY)
+                fail_msg("a second batch was taken while the first was being written");
+        e = lastused_find(&l, ID_A);
+        assert_non_null(e);
+        assert_int_equal(e->at, NOW + 20);
+        /* Still pending, from the batch being written. */
+        e = lastused_find(&l, ID_B);
+        if (!e || e->at != NOW + 11)
+                fail_msg("B's use, in the batch being written, is not shown as pending");
+        /* The batch still reads as taken, whatever was noted since. */
+        assert_int_equal(taken_entry(batch, 2, ID_A)->at, NOW + 10);
+        assert_string_equal(taken_entry(batch, 2, ID_A)->from, "192.0.2.1");
+
+        lastused_taken_done(&l, false);
+        free(batch);
+        e = lastused_find(&l, ID_A);
+        assert_non_null(e);
+        if (e->at != NOW + 20)
+                fail_msg("the failed batch's older use of A came back over the later one");
+        assert_string_equal(e->service, "su");
+        assert_string_equal(e->from, "192.0.2.9");
+
+        assert_int_equal(lastused_take(&l, &batch, &n), 0);
+        assert_int_equal(n, 3);
+        assert_int_equal(taken_entry(batch, n, ID_A)->at, NOW + 20);
+        assert_int_equal(taken_entry(batch, n, ID_B)->at, NOW + 11);
+        assert_string_equal(taken_entry(batch, n, ID_B)->service, "sudo");
+        assert_null(taken_entry(batch, n, ID_B)->from);
+        assert_int_equal(taken_entry(batch, n, ID_C)->at, NOW + 21);
+        assert_null(taken_entry(batch, n, ID_C)->service);
+
+        /* Written: nothing is pending any more. */
+        lastused_taken_done(&l, true);
+        free(batch);
+        assert_null(lastused_find(&l, ID_A));
+        assert_null(lastused_find(&l, ID_B));
+        assert_int_equal(lastused_take(&l, &batch, &n), 0);
+        assert_int_equal(n, 0);
+        assert_null(batch);
+        lastused_done(&l);
+}
+
+static void make_id(unsigned n, char id[TOKEN_ID_LEN + 1])
+{
+        for (int i = TOKEN_ID_LEN - 1; i >= 0; i--) {
+                id[i] = BASE62_ALPHABET[n % 62];
+                n /= 62;
+        }
+        id[TOKEN_ID_LEN] = '\0';
+}
+
+/*
+ * Many keys: each is found and taken with its own time, and the batch
+ * stays readable while as many new keys are noted (the table growing
+ * beside it) during its write.
+ */
+static void test_many_keys(void **state)
+{
+        enum { N = 5000 };
+        struct lastused l;
+        struct last_used *batch = NULL;
+        char id[TOKEN_ID_LEN + 1], from[32];
+        size_t n = 0;
+
+        lastused_init(&l);
+        for (unsigned i = 0; i < N; i++) {
+                make_id(i, id);
+                snprintf(from, sizeof(from), "198.51.100.%u", i % 256);
+                assert_int_equal(lastused_note(&l, id, NOW + i, "sshd", from), 0);
+        }
+        for (unsigned i = 0; i < N; i++) {
+                const struct lastused_entry *e;
+
+                make_id(i, id);
+                e = lastused_find(&l, id);
+                if (!e || e->at != NOW + i)
+                        fail_msg("key %s: its use was lost among %d", id, N);
+        }
+        assert_int_equal(lastused_take(&l, &batch, &n), 0);
+        assert_int_equal(n, N);
+
+        for (unsigned i = N; i < 2 * N; i++) {
+                make_id(i, id);
+                assert_int_equal(lastused_note(&l, id, NOW + i, "sudo", NULL), 0);
+        }
+        for (size_t k = 0; k < n; k++) {
+                unsigned i = (unsigned)(batch[k].at - NOW);
+
+                assert_true(i < N);
+                make_id(i, id);
+                assert_string_equal(batch[k].id, id);
+                assert_string_equal(batch[k].service, "sshd");
+                snprintf(from, sizeof(from), "198.51.100.%u", i % 256);
+                assert_string_equal(batch[k].from, from);
+        }
+        lastused_taken_done(&l, true);
+        free(batch);
+
+        assert_int_equal(lastused_take(&l, &batch, &n), 0);
+        assert_int_equal(n, N);
+        lastused_taken_done(&l, true);
+        free(batch);
+        lastused_done(&l);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_bad_entry_dropped_from_the_batch),
             cmocka_unit_test(test_batch_of_bad_entries_only),
             cmocka_unit_test(test_keystore_writes_each_entry_alone),
+            cmocka_unit_test(test_failed_write_keeps_the_later_use),
+            cmocka_unit_test(test_many_keys),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
