@@ -25,7 +25,21 @@ PAMDIR     ?= $(if $(PAM_LIBDIR),$(PAM_LIBDIR),/lib/x86_64-linux-gnu)/security
 WARNINGS   = -Wall -Wextra $(WERROR) -Wshadow -Wformat=2 -Wvla -Wmissing-prototypes \
              -Wstrict-prototypes -Wpointer-arith -Wundef -Wno-unused-parameter
 BASEFLAGS  = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -fstack-protector-strong \
-             -fno-strict-aliasing -Icommon -Iapikeyd $(WARNINGS)
+             -fno-strict-aliasing $(WARNINGS)
+
+# The layering, made true by the build: each folder sees only the headers
+# of the folders listed for it (and its own, which #include "..." finds
+# beside the file).  Arrows point one way: the daemon's frame (apikeyd/:
+# main, server, config, log) -> api/ -> store/ -> common/.  api/ uses the
+# frame's services (replies on a connection, the log, the settings); store/
+# and ctl/ see common/ only, as the PAM module does.
+INC_COMMON = -Icommon
+INC_PAM    = -Icommon
+INC_STORE  = -Icommon
+INC_API    = -Icommon -Iapikeyd/store -Iapikeyd
+INC_DAEMON = -Icommon -Iapikeyd -Iapikeyd/api -Iapikeyd/store
+INC_CTL    = -Icommon
+INC_TESTS  = -Icommon -Iapikeyd -Iapikeyd/api -Iapikeyd/store -Iapikeyd/ctl -Ipam_apikey
 DEPFLAGS   = -MMD -MP
 
 pkg_cflags = $(shell $(PKG_CONFIG) --cflags $(1) 2>/dev/null)
@@ -40,10 +54,14 @@ COMMON_SRC  = $(wildcard common/*.c)
 COMMON_OBJ  = $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 COMMON_LIB  = $(BUILD)/libapikey-common.a
 
-# apikeyd/: everything but the programs' main files goes into an archive the
-# unit tests link too.
-DAEMON_MAINS = apikeyd/apikeyd.c apikeyd/apikeyctl.c
-DAEMON_SRC  = $(filter-out $(DAEMON_MAINS),$(wildcard apikeyd/*.c))
+# apikeyd/ (the frame, api/ and store/): everything but main goes into an
+# archive the unit tests link too.  ctl/ is apikeyctl's own.
+DAEMON_MAINS = apikeyd/apikeyd.c
+DAEMON_SRC  = $(filter-out $(DAEMON_MAINS),$(wildcard apikeyd/*.c)) \
+              $(wildcard apikeyd/api/*.c) $(wildcard apikeyd/store/*.c)
+CTL_MAIN    = apikeyd/ctl/apikeyctl.c
+CTL_SRC     = $(filter-out $(CTL_MAIN),$(wildcard apikeyd/ctl/*.c))
+CTL_OBJ     = $(CTL_SRC:%.c=$(BUILD)/obj/%.o)
 DAEMON_OBJ  = $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/interface.o
 INTERFACE   = apikeyd/io.apikeyd.Keys.varlink
 DAEMON_LIB  = $(BUILD)/libapikeyd.a
@@ -52,7 +70,7 @@ PAM_SRC     = $(wildcard pam_apikey/*.c)
 PAM_OBJ     = $(PAM_SRC:%.c=$(BUILD)/obj/%.o)
 
 PROGRAMS    = $(if $(wildcard apikeyd/apikeyd.c),$(BUILD)/apikeyd) \
-              $(if $(wildcard apikeyd/apikeyctl.c),$(BUILD)/apikeyctl) \
+              $(if $(wildcard $(CTL_MAIN)),$(BUILD)/apikeyctl) \
               $(if $(PAM_SRC),$(BUILD)/pam_apikey.so)
 
 UNIT_SRC    = $(wildcard tests/unit/test_*.c)
@@ -69,20 +87,34 @@ all: $(COMMON_LIB) $(DAEMON_LIB) $(PROGRAMS)
 
 $(BUILD)/obj/common/%.o: common/%.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(call pkg_cflags,$(COMMON_PKGS)) $(DEPFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(INC_COMMON) $(call pkg_cflags,$(COMMON_PKGS)) $(DEPFLAGS) -c -o $@ $<
 
+# (GNU make takes the rule with the shortest stem: the folders' rules win
+# over the frame's for their files.)
 $(BUILD)/obj/apikeyd/%.o: apikeyd/%.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(call pkg_cflags,$(DAEMON_PKGS)) $(DEPFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(INC_DAEMON) $(call pkg_cflags,$(DAEMON_PKGS)) $(DEPFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/apikeyd/api/%.o: apikeyd/api/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(INC_API) $(call pkg_cflags,$(DAEMON_PKGS)) $(DEPFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/apikeyd/store/%.o: apikeyd/store/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(INC_STORE) $(call pkg_cflags,$(DAEMON_PKGS)) $(DEPFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/apikeyd/ctl/%.o: apikeyd/ctl/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(INC_CTL) $(call pkg_cflags,$(COMMON_PKGS)) $(DEPFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/pam_apikey/%.o: pam_apikey/%.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(call pkg_cflags,$(PAM_PKGS)) $(DEPFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(INC_PAM) $(call pkg_cflags,$(PAM_PKGS)) $(DEPFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes $(call pkg_cflags,$(DAEMON_PKGS) cmocka) \
-		$(DEPFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(INC_TESTS) -Wno-missing-prototypes \
+		$(call pkg_cflags,$(DAEMON_PKGS) cmocka) $(DEPFLAGS) -c -o $@ $<
 
 # The interface file is compiled into the daemon, which serves it to
 # GetInterfaceDescription: one source for the reference and the answer.
@@ -118,8 +150,8 @@ BIND_NOW = -Wl,-z,relro,-z,now
 $(BUILD)/apikeyd: $(BUILD)/obj/apikeyd/apikeyd.o $(DAEMON_LIB) $(COMMON_LIB)
 	$(CC) $(CFLAGS) $(LDFLAGS) $(BIND_NOW) -o $@ $^ $(call pkg_libs,$(DAEMON_PKGS)) -lpthread
 
-$(BUILD)/apikeyctl: $(BUILD)/obj/apikeyd/apikeyctl.o $(DAEMON_LIB) $(COMMON_LIB)
-	$(CC) $(CFLAGS) $(LDFLAGS) $(BIND_NOW) -o $@ $^ $(call pkg_libs,$(DAEMON_PKGS))
+$(BUILD)/apikeyctl: $(BUILD)/obj/apikeyd/ctl/apikeyctl.o $(CTL_OBJ) $(COMMON_LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(BIND_NOW) -o $@ $^ $(call pkg_libs,$(COMMON_PKGS))
 
 $(BUILD)/pam_apikey.so: $(PAM_OBJ) $(COMMON_LIB) pam_apikey/module.map
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,--version-script=pam_apikey/module.map \
@@ -128,8 +160,8 @@ $(BUILD)/pam_apikey.so: $(PAM_OBJ) $(COMMON_LIB) pam_apikey/module.map
 # The module's code with every free() watched for the token (--wrap=free).
 $(BUILD)/tests/test_pam_wipe: $(UNIT_PAM) $(PAM_SRC) $(wildcard pam_apikey/*.h) $(COMMON_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes $(call pkg_cflags,$(PAM_PKGS) cmocka) \
-		-fno-builtin-free $(LDFLAGS) -Wl,--wrap=free -o $@ $(UNIT_PAM) \
+	$(CC) $(ALL_CFLAGS) $(INC_PAM) -Ipam_apikey -Wno-missing-prototypes \
+		$(call pkg_cflags,$(PAM_PKGS) cmocka) -fno-builtin-free $(LDFLAGS) -Wl,--wrap=free -o $@ $(UNIT_PAM) \
 		$(filter-out pam_apikey/pam_apikey.c,$(PAM_SRC)) $(COMMON_LIB) \
 		$(call pkg_libs,$(PAM_PKGS) cmocka) -lpthread
 
@@ -235,10 +267,10 @@ install: all
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' systemd/apikeyd.service.in > $(DESTDIR)$(UNITDIR)/apikeyd.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/apikeyd.service
 	install -m 0644 systemd/apikeyd.sysusers $(DESTDIR)$(SYSUSERSDIR)/apikeyd.conf
-	install -m 0644 apikeyd/apikeyctl.1 $(DESTDIR)$(MANDIR)/man1/apikeyctl.1
+	install -m 0644 apikeyd/ctl/apikeyctl.1 $(DESTDIR)$(MANDIR)/man1/apikeyctl.1
 	install -m 0644 apikeyd/apikeyd.8 $(DESTDIR)$(MANDIR)/man8/apikeyd.8
 	install -m 0644 pam_apikey/pam_apikey.8 $(DESTDIR)$(MANDIR)/man8/pam_apikey.8
-	install -m 0644 apikeyd/apikeyctl.bash-completion $(DESTDIR)$(COMPLETIONDIR)/apikeyctl
+	install -m 0644 apikeyd/ctl/apikeyctl.bash-completion $(DESTDIR)$(COMPLETIONDIR)/apikeyctl
 	install -m 0644 $(INTERFACE) apikeyd/apikeyd.conf.example $(DESTDIR)$(DATADIR)/apikeyd/
 	@# A local edit of the PAM snippet survives a reinstall.
 	if [ ! -e $(DESTDIR)$(SYSCONFDIR)/pam.d/apikey ]; then \
@@ -262,7 +294,8 @@ uninstall:
 clean:
 	rm -rf $(BUILD) $(SANITIZE_BUILD)
 
-FORMAT_SRC = $(wildcard common/*.[ch] apikeyd/*.[ch] pam_apikey/*.[ch] tests/*/*.[ch])
+FORMAT_SRC = $(wildcard common/*.[ch] apikeyd/*.[ch] apikeyd/*/*.[ch] pam_apikey/*.[ch] \
+             tests/*/*.[ch])
 
 format:
 	clang-format -i $(FORMAT_SRC)
@@ -276,4 +309,4 @@ include tests/fuzz/fuzz.mk
 include tests/stress/stress.mk
 include tests/bench/bench.mk
 
--include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/*/*/*.d)
+-include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/*/*/*.d $(BUILD)/obj/*/*/*/*.d)

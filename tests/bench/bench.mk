@@ -18,8 +18,8 @@ BENCH_PY   ?= /usr/bin/python3
 BENCH_ARGS ?=
 BENCH_PROGS = $(BENCH_DIR)/bench_load $(BENCH_DIR)/bench_client $(BENCH_DIR)/bench_ref \
               $(BENCH_DIR)/bench_pam
-BENCH_HDRS  = tests/bench/bench_keys.h $(wildcard common/*.h apikeyd/*.h)
-BENCH_CFLAGS = $(ALL_CFLAGS) -Itests/bench
+BENCH_HDRS  = tests/bench/bench_keys.h $(wildcard common/*.h apikeyd/*.h apikeyd/*/*.h)
+BENCH_CFLAGS = $(ALL_CFLAGS) $(INC_TESTS) -Itests/bench
 
 .PHONY: bench bench-quick bench-build
 

@@ -32,15 +32,15 @@ fuzz_varlink_call_SRC    = common/varlink.c common/varlink_wire.c
 fuzz_varlink_call_PKGS   = $(COMMON_PKGS)
 fuzz_json_scan_SRC       = common/json_scan.c
 fuzz_json_scan_PKGS      = $(COMMON_PKGS)
-fuzz_verify_call_SRC     = apikeyd/verify_call.c apikeyd/record.c common/json_scan.c \
+fuzz_verify_call_SRC     = apikeyd/api/verify_call.c apikeyd/store/record.c common/json_scan.c \
                            common/varlink.c common/varlink_wire.c common/token.c \
                            common/text_check.c
 fuzz_verify_call_PKGS    = $(COMMON_PKGS)
 fuzz_token_SRC           = common/token.c
-fuzz_record_SRC          = apikeyd/record.c common/token.c common/text_check.c
+fuzz_record_SRC          = apikeyd/store/record.c common/token.c common/text_check.c
 fuzz_text_check_SRC      = common/text_check.c
-fuzz_audit_record_SRC    = apikeyd/audit_record.c
-fuzz_lockout_SRC         = apikeyd/lockout.c
+fuzz_audit_record_SRC    = apikeyd/store/audit_record.c
+fuzz_lockout_SRC         = apikeyd/store/lockout.c
 fuzz_time_SRC            = common/timeutil.c
 fuzz_config_SRC          = apikeyd/config.c common/timeutil.c common/token.c
 fuzz_requests_SRC        = $(COMMON_SRC) $(DAEMON_SRC) $(BUILD)/gen/interface.c
@@ -52,12 +52,12 @@ fuzz_pam_reply_OBJ       = $(BUILD)/obj/pam_apikey/reply.o
 
 FUZZ_BIN   = $(FUZZ_TARGETS_ALL:%=$(FUZZ_DIR)/%)
 REPLAY_BIN = $(FUZZ_TARGETS_ALL:%=$(FUZZ_DIR)/replay/%)
-FUZZ_HDRS  = $(wildcard common/*.h apikeyd/*.h pam_apikey/*.h tests/fuzz/*.h)
+FUZZ_HDRS  = $(wildcard common/*.h apikeyd/*.h apikeyd/*/*.h pam_apikey/*.h tests/fuzz/*.h)
 
 # The project's own flags with the fuzzing compiler's instrumentation: the
 # sources are compiled into each fuzzer, so all of them get coverage
 # feedback and sanitizer checks.
-FUZZ_ALL_CFLAGS = $(BASEFLAGS) $(CPPFLAGS) $(FUZZ_OPT) $(FUZZ_SANITIZE)
+FUZZ_ALL_CFLAGS = $(BASEFLAGS) $(INC_TESTS) $(CPPFLAGS) $(FUZZ_OPT) $(FUZZ_SANITIZE)
 
 define fuzz_target_rules
 $(FUZZ_DIR)/$(1): tests/fuzz/$(1).c $($(1)_SRC) $(FUZZ_HDRS)

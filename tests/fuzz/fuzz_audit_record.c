@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fuzzes audit_record_decode() (apikeyd/audit_record.c): an audit event as
+ * Fuzzes audit_record_decode() (apikeyd/store/audit_record.c): an audit event as
  * read back from the keystore, which a crash, a bad disk or a hostile copy
  * of the database may have mangled.  The input is the stored value, in a
  * heap block of exactly its size.  Checks that every string of the view

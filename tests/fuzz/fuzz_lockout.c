@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fuzzes lockout_load() (apikeyd/lockout.c), which reads the lockout counts
+ * Fuzzes lockout_load() (apikeyd/store/lockout.c), which reads the lockout counts
  * the daemon saved in the keystore at start (version 1 or 2).  The input is
  * the saved blob.  Checks that a blob is either refused whole (nothing
  * added) or loaded, that names the filter refuses are not, that a small

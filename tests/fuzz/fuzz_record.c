@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fuzzes record_decode() (apikeyd/record.c): the key record as read back
+ * Fuzzes record_decode() (apikeyd/store/record.c): the key record as read back
  * from the keystore, which a crash, a bad disk or a hostile copy of the
  * database may have mangled.  The input is the stored value, in a heap
  * block of exactly its size.  Checks that whatever decodes also validates,

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fuzzes the Verify fast path's decoder (apikeyd/verify_call.c) against the
+ * Fuzzes the Verify fast path's decoder (apikeyd/api/verify_call.c) against the
  * general one (varlink_call_parse, on jansson):
  *
  *   - a message the fast decoder takes, the general one reads as a Verify

@@ -21,7 +21,7 @@ CONF_EXAMPLE = REPO / "apikeyd" / "apikeyd.conf.example"
 README = REPO / "README.md"
 MAN_PAGES = {
     "apikeyd.8": REPO / "apikeyd" / "apikeyd.8",
-    "apikeyctl.1": REPO / "apikeyd" / "apikeyctl.1",
+    "apikeyctl.1": REPO / "apikeyd" / "ctl" / "apikeyctl.1",
     "pam_apikey.8": REPO / "pam_apikey" / "pam_apikey.8",
 }
 DEFAULT_PREFIX = "/usr/local"
@@ -83,7 +83,7 @@ def expected_files(prefix=DEFAULT_PREFIX):
         f"{share}/man/man8/apikeyd.8": (0o644, MAN_PAGES["apikeyd.8"]),
         f"{share}/man/man8/pam_apikey.8": (0o644, MAN_PAGES["pam_apikey.8"]),
         f"{share}/bash-completion/completions/apikeyctl":
-            (0o644, REPO / "apikeyd" / "apikeyctl.bash-completion"),
+            (0o644, REPO / "apikeyd" / "ctl" / "apikeyctl.bash-completion"),
         f"{share}/apikeyd/io.apikeyd.Keys.varlink":
             (0o644, REPO / "apikeyd" / "io.apikeyd.Keys.varlink"),
         f"{share}/apikeyd/apikeyd.conf.example": (0o644, CONF_EXAMPLE),

@@ -32,8 +32,8 @@ from pam_fixtures import listener, sockdir  # noqa: F401 - fixtures
 
 APIKEYCTL = Path(os.environ.get("APIKEYCTL") or
                  Path(os.environ.get("APIKEYD_BUILD", str(REPO / "build"))) / "apikeyctl")
-COMPLETION = REPO / "apikeyd" / "apikeyctl.bash-completion"
-MANPAGE = REPO / "apikeyd" / "apikeyctl.1"
+COMPLETION = REPO / "apikeyd" / "ctl" / "apikeyctl.bash-completion"
+MANPAGE = REPO / "apikeyd" / "ctl" / "apikeyctl.1"
 
 # The exit codes apikeyctl(1) documents.
 EXIT_OK, EXIT_LOCAL, EXIT_USAGE, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_NOT_VALID = range(6)

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of the stored form of audit events (apikeyd/audit_record.c). */
+/* Unit tests of the stored form of audit events (apikeyd/store/audit_record.c). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>

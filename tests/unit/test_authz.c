@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests of the authorization decisions (apikeyd/authz.c), table by
+ * Unit tests of the authorization decisions (apikeyd/api/authz.c), table by
  * table: every kind of caller against every operation and target, the
  * grants a Create or an Update may make, enabling a key an admin disabled,
  * and which keys may act in `auth` at all.  Each row names the refusal it

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests of the batch of last-used times (apikeyd/lastused.c) and of
+ * Unit tests of the batch of last-used times (apikeyd/api/lastused.c) and of
  * writing it (keystore_record_last_used): each entry stands alone, so one
  * the record cannot store (a C1 control in its source, say) is dropped
  * with a log line naming its key, and the others are written.

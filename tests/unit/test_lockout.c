@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of failure counting and lockout (apikeyd/lockout.c). */
+/* Unit tests of failure counting and lockout (apikeyd/store/lockout.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

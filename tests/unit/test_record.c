@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of the key record: validation, the binary encoding, and the enum names
- * (apikeyd/record.c). */
+ * (apikeyd/store/record.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Unit tests of token generation, hashing, the pepper file and its
- * fingerprint, and the shared secret's file (apikeyd/token_crypto.c).
+ * fingerprint, and the shared secret's file (apikeyd/store/token_crypto.c).
  */
 #include <fcntl.h>
 #include <setjmp.h>

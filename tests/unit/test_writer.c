@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests of the writer (apikeyd/writer.c): a real keystore in a fresh
+ * Unit tests of the writer (apikeyd/store/writer.c): a real keystore in a fresh
  * temporary directory, a real sd-event loop, the writer's thread (and,
  * where said, its threadless mode).
  *
