@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "api_keys.h"
+#include "keys_proto.h"
 
 static char *read_interface(void)
 {
@@ -44,7 +45,7 @@ static char **declared_methods(const char *text, size_t *ret_n)
                 const char *name = p + STRLEN("\nmethod ");
                 size_t len = strcspn(name, "( \n");
                 assert_true(n < 63);
-                assert_true(asprintf(&v[n++], API_INTERFACE ".%.*s", (int)len, name) > 0);
+                assert_true(asprintf(&v[n++], KEYS_INTERFACE ".%.*s", (int)len, name) > 0);
                 p = name;
         }
         *ret_n = n;
@@ -93,7 +94,7 @@ static void test_served_text_is_the_file(void **state)
         char *text = read_interface();
 
         assert_string_equal(apikeyd_interface_description, text);
-        assert_non_null(strstr(text, "\ninterface " API_INTERFACE "\n"));
+        assert_non_null(strstr(text, "\ninterface " KEYS_INTERFACE "\n"));
         free(text);
 }
 
