@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "keys_proto.h"
 #include "log.h"
 #include "server.h"
 
@@ -331,7 +332,7 @@ int connection_reply_raw(struct connection *c, const char *msg, size_t len)
 
 int connection_reply_invalid_parameter(struct connection *c, const char *parameter)
 {
-        return connection_reply_error(c, "org.varlink.service.InvalidParameter",
+        return connection_reply_error(c, VARLINK_ERROR_INVALID_PARAMETER,
                                       json_pack("{s:s}", "parameter", parameter));
 }
 
@@ -353,7 +354,7 @@ void connection_resume(struct connection *c)
         }
         if (!c->replied_final)
                 (void)connection_reply_error(
-                    c, "io.apikeyd.Keys.InternalError",
+                    c, KEYS_ERROR_INTERNAL_ERROR,
                     json_pack("{s:s}", "reason", "the method gave no reply"));
         /* The reply leaves now.  Calls that waited (or a hangup already
          * seen) are handled on the next turn (the resume timer), not inside
@@ -405,7 +406,7 @@ static void connection_handle_message(struct connection *c, const char *msg, siz
         if (r < 0) {
                 /* Framing is intact, so the connection can go on. */
                 (void)connection_reply_error(
-                    c, "org.varlink.service.InvalidParameter",
+                    c, VARLINK_ERROR_INVALID_PARAMETER,
                     json_pack("{s:s}", "parameter",
                               "message: not a JSON object with a string \"method\""));
         } else {
@@ -414,7 +415,7 @@ static void connection_handle_message(struct connection *c, const char *msg, siz
                 c->server->dispatch(c, &call, c->server->userdata);
                 if (!c->replied_final && !c->deferred)
                         (void)connection_reply_error(
-                            c, "io.apikeyd.Keys.InternalError",
+                            c, KEYS_ERROR_INTERNAL_ERROR,
                             json_pack("{s:s}", "reason", "the method gave no reply"));
                 varlink_call_done(&call);
         }
@@ -455,7 +456,7 @@ static int connection_process(struct connection *c)
                         c->replied_final = false;
                         c->call_oneway = false;
                         (void)connection_reply_error(
-                            c, "io.apikeyd.Keys.MessageTooLarge",
+                            c, KEYS_ERROR_MESSAGE_TOO_LARGE,
                             json_pack("{s:I}", "limit", (json_int_t)s->opts.max_message));
                         c->closing = true;
                         return 0;
@@ -696,7 +697,7 @@ static void refuse_connection(struct server *s, int fd, unsigned limit, enum ref
         };
         static uint64_t log_last[_REFUSE_MAX];
         static unsigned log_suppressed[_REFUSE_MAX];
-        json_t *obj = json_pack("{s:s, s:{s:I}}", "error", "io.apikeyd.Keys.TooManyConnections",
+        json_t *obj = json_pack("{s:s, s:{s:I}}", "error", KEYS_ERROR_TOO_MANY_CONNECTIONS,
                                 "parameters", "limit", (json_int_t)limit);
         size_t len;
         char *msg = obj ? varlink_message_dump(obj, &len) : NULL;

@@ -25,6 +25,7 @@
 #include <security/pam_modutil.h>
 
 #include "json_scan.h"
+#include "keys_proto.h"
 #include "macro.h"
 #include "reply.h"
 #include "timeutil.h"
@@ -394,7 +395,7 @@ static int build_request(const char *token, size_t token_len, const char *user, 
         if (!buf)
                 return -ENOMEM;
         json_out_init(&o, buf, alloc);
-        json_out_lit(&o, "{\"method\":\"io.apikeyd.Keys.Verify\",\"parameters\":{");
+        json_out_lit(&o, "{\"method\":\"" KEYS_METHOD_VERIFY "\",\"parameters\":{");
         r = append_member(&o, "user", user, true);
         if (r >= 0)
                 r = append_member(&o, "service", service, false);
@@ -479,7 +480,7 @@ static int ask_daemon(pam_handle_t *pamh, const struct options *o, const char *t
                 pam_syslog(pamh, LOG_ERR, "no answer from apikeyd: %s", strerror(-r));
                 return r;
         }
-        if (!ret->error && !ret->valid && STREQ(ret->code, "VALID")) {
+        if (!ret->error && !ret->valid && verify_code_from_string(ret->code) == VERIFY_CODE_VALID) {
                 /* Success takes both: an answer that contradicts itself is not one. */
                 pam_syslog(pamh, LOG_ERR, "apikeyd's answer says VALID but not valid");
                 return -EBADMSG;
@@ -487,35 +488,39 @@ static int ask_daemon(pam_handle_t *pamh, const struct options *o, const char *t
         return 0;
 }
 
-/* The one place daemon answers become PAM codes. */
-static int code_to_pam(const char *code)
+/*
+ * The one place daemon answers become PAM codes.  No default: a code added
+ * to enum verify_code is a -Wswitch error here until it is given a PAM code.
+ */
+static int code_to_pam(enum verify_code code)
 {
-        static const char *const refused[] = {
-            "BAD_FORMAT",
-            "NOT_FOUND",
-            "DISABLED",
-            "REVOKED",
-            "EXPIRED",
-            "WRONG_USER",
-            "OUT_OF_SCOPE",
-            "INSUFFICIENT_PERMISSIONS",
-            /* A key invited for another owner: for scripts and services, never a login. */
-            "NOT_FOR_LOGIN",
-        };
-
-        if (strcmp(code, "VALID") == 0)
+        switch (code) {
+        case VERIFY_CODE_VALID:
                 return PAM_SUCCESS;
-        if (strcmp(code, "RATE_LIMITED") == 0)
+        case VERIFY_CODE_RATE_LIMITED:
                 return PAM_MAXTRIES;
-        /* The daemon could not decide (its storage failed, or it is offline
-         * from its fleet): as if it could not be reached. */
-        if (strcmp(code, "UNAVAILABLE") == 0)
+        case VERIFY_CODE_UNAVAILABLE:
+                /* The daemon could not decide (its storage failed, or it is
+                 * offline from its fleet): as if it could not be reached. */
                 return PAM_AUTHINFO_UNAVAIL;
-        for (size_t i = 0; i < ELEMENTSOF(refused); i++)
-                if (strcmp(code, refused[i]) == 0)
-                        return PAM_AUTH_ERR;
-        /* A code this module does not know: never success. */
-        return PAM_AUTH_ERR;
+        case VERIFY_CODE_BAD_FORMAT:
+        case VERIFY_CODE_NOT_FOUND:
+        case VERIFY_CODE_DISABLED:
+        case VERIFY_CODE_REVOKED:
+        case VERIFY_CODE_EXPIRED:
+        case VERIFY_CODE_WRONG_USER:
+        case VERIFY_CODE_OUT_OF_SCOPE:
+        case VERIFY_CODE_INSUFFICIENT_PERMISSIONS:
+        /* A key invited for another owner: for scripts and services, never a login. */
+        case VERIFY_CODE_NOT_FOR_LOGIN:
+                return PAM_AUTH_ERR;
+        case _VERIFY_CODE_MAX:
+        case _VERIFY_CODE_INVALID:
+                /* A code this module does not know (a newer daemon's), or
+                 * none: never success. */
+                return PAM_AUTH_ERR;
+        }
+        return PAM_AUTH_ERR; /* not an enum value at all */
 }
 
 static void log_failure(pam_handle_t *pamh, const char *user, const char *id, const char *code)
@@ -639,7 +644,7 @@ PAM_EXTERN _public_ int pam_sm_authenticate(pam_handle_t *pamh, int flags, int a
                 return o.ignore_authinfo_unavail ? PAM_IGNORE : PAM_AUTHINFO_UNAVAIL;
         }
 
-        r = code_to_pam(ans.code);
+        r = code_to_pam(verify_code_from_string(ans.code));
         if (r == PAM_AUTHINFO_UNAVAIL) {
                 log_unavailable(pamh, user, t.id, ans.code);
                 return o.ignore_authinfo_unavail ? PAM_IGNORE : PAM_AUTHINFO_UNAVAIL;

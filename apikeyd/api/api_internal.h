@@ -13,15 +13,17 @@
 #include "api_keys.h"
 #include "authz.h"
 #include "json_scan.h"
+#include "keys_proto.h"
 #include "keystore.h"
 
-#define ERR_NO_SUCH_KEY    API_INTERFACE ".NoSuchKey"
-#define ERR_NAME_TAKEN     API_INTERFACE ".NameTaken"
-#define ERR_DENIED         API_INTERFACE ".PermissionDenied"
-#define ERR_REVOKED        API_INTERFACE ".KeyRevoked"
-#define ERR_POLICY         API_INTERFACE ".PolicyViolation"
-#define ERR_INTERNAL       API_INTERFACE ".InternalError"
-#define ERR_INVALID        "org.varlink.service.InvalidParameter"
+/* Short names for the errors the methods reply with (keys_proto.h). */
+#define ERR_NO_SUCH_KEY    KEYS_ERROR_NO_SUCH_KEY
+#define ERR_NAME_TAKEN     KEYS_ERROR_NAME_TAKEN
+#define ERR_DENIED         KEYS_ERROR_PERMISSION_DENIED
+#define ERR_REVOKED        KEYS_ERROR_KEY_REVOKED
+#define ERR_POLICY         KEYS_ERROR_POLICY_VIOLATION
+#define ERR_INTERNAL       KEYS_ERROR_INTERNAL_ERROR
+#define ERR_INVALID        VARLINK_ERROR_INVALID_PARAMETER
 #define META_SHARED_SECRET "shared_secret"
 #define META_LOCKOUT       "lockout"
 
@@ -70,13 +72,14 @@ struct queued_verify *api_audit_queue_add(struct api *a);
 void api_save_lockout(struct api *a);
 
 /* api_verify.c */
-const char *api_verify_token(struct api *a, const char *token, size_t len, struct key_view *view,
-                             bool *ret_matched, char ret_id[TOKEN_ID_LEN + 1]);
-const char *api_verify_auth(struct request *q, const char *token, size_t len,
-                            struct key_view *view);
-const char *api_lockout_apply(struct request *q, const char *user, const char *rhost,
-                              const char *ruser, const char *code, bool matched,
-                              const char *tok_id);
+enum verify_code api_verify_token(struct api *a, const char *token, size_t len,
+                                  struct key_view *view, bool *ret_matched,
+                                  char ret_id[TOKEN_ID_LEN + 1]);
+enum verify_code api_verify_auth(struct request *q, const char *token, size_t len,
+                                 struct key_view *view);
+enum verify_code api_lockout_apply(struct request *q, const char *user, const char *rhost,
+                                   const char *ruser, enum verify_code code, bool matched,
+                                   const char *tok_id);
 /* Lockout names (api_verify.c): a source ("uid:<n>", "from:<user>@<rhost>",
  * "from:<ruser>@(local)") of at most this many characters, or
  * "key:<id>@<source>". */

@@ -451,11 +451,11 @@ static int request_init(struct request *q, struct api *a, struct connection *c, 
 
         _cleanup_key_view_ struct key_view view = {0};
         const char *reason;
-        const char *code =
+        enum verify_code code =
             api_verify_auth(q, json_string_value(auth), json_string_length(auth), &view);
 
         api_erase_json_string(auth);
-        if (STREQ(code, "UNAVAILABLE")) {
+        if (code == VERIFY_CODE_UNAVAILABLE) {
                 (void)reply_error_reason(q, ERR_INTERNAL,
                                          "the API key given in auth could not be read from the "
                                          "keystore");
@@ -463,14 +463,14 @@ static int request_init(struct request *q, struct api *a, struct connection *c, 
         }
         /* A key that did not verify is counted, logged and audited as a failed
          * verify already (api_verify_auth): no second record of it. */
-        if (!STREQ(code, "VALID")) {
+        if (code != VERIFY_CODE_VALID) {
                 (void)reply_error_reason(
                     q, ERR_DENIED,
-                    STREQ(code, "RATE_LIMITED")
+                    code == VERIFY_CODE_RATE_LIMITED
                         ? "the API key given in auth is locked out after too many failed "
                           "attempts from this caller; try again later"
-                    : STREQ(code, "BAD_FORMAT") ? "the API key given in auth is malformed"
-                                                : "the API key given in auth is not valid");
+                    : code == VERIFY_CODE_BAD_FORMAT ? "the API key given in auth is malformed"
+                                                     : "the API key given in auth is not valid");
                 return -EPERM;
         }
         char blocked_id[TOKEN_ID_LEN + 1];
@@ -1723,11 +1723,11 @@ static int method_get_info(struct request *q)
                                 json_pack("{s:s, s:s, s:s, s:s, s:[s, s]}", "vendor", "apikeyd",
                                           "product", "apikeyd", "version", APIKEYD_VERSION, "url",
                                           "https://github.com/apikeyd/apikeyd", "interfaces",
-                                          "org.varlink.service", API_INTERFACE),
+                                          VARLINK_SERVICE_INTERFACE, KEYS_INTERFACE),
                                 false);
 }
 
-static const char service_description[] =
+const char api_service_description[] =
     "interface org.varlink.service\n"
     "method GetInfo() -> (vendor: string, product: string, version: string, url: string, "
     "interfaces: []string)\n"
@@ -1747,14 +1747,14 @@ static int method_get_interface_description(struct request *q)
         if (api_check_params(q, spec) < 0)
                 return 0;
         iface = api_str_param(q, "interface");
-        if (STREQ(iface, API_INTERFACE))
+        if (STREQ(iface, KEYS_INTERFACE))
                 return connection_reply(
                     q->conn, json_pack("{s:s}", "description", apikeyd_interface_description),
                     false);
-        if (STREQ(iface, "org.varlink.service"))
+        if (STREQ(iface, VARLINK_SERVICE_INTERFACE))
                 return connection_reply(
-                    q->conn, json_pack("{s:s}", "description", service_description), false);
-        return connection_reply_error(q->conn, "org.varlink.service.InterfaceNotFound",
+                    q->conn, json_pack("{s:s}", "description", api_service_description), false);
+        return connection_reply_error(q->conn, VARLINK_ERROR_INTERFACE_NOT_FOUND,
                                       json_pack("{s:s}", "interface", iface));
 }
 
@@ -1765,23 +1765,23 @@ struct method {
 };
 
 static const struct method methods[] = {
-    {"org.varlink.service.GetInfo", method_get_info, false},
-    {"org.varlink.service.GetInterfaceDescription", method_get_interface_description, false},
-    {API_INTERFACE ".Create", method_create, true},
-    {API_INTERFACE ".Verify", api_method_verify, false},
-    {API_INTERFACE ".List", method_list, true},
-    {API_INTERFACE ".Get", method_get, true},
-    {API_INTERFACE ".Update", method_update, true},
-    {API_INTERFACE ".Disable", method_disable, true},
-    {API_INTERFACE ".Enable", method_enable, true},
-    {API_INTERFACE ".Revoke", method_revoke, true},
-    {API_INTERFACE ".Delete", method_delete, true},
-    {API_INTERFACE ".GetSharedSecret", method_get_shared_secret, true},
-    {API_INTERFACE ".RotateSharedSecret", method_rotate_shared_secret, true},
-    {API_INTERFACE ".ListAudit", method_list_audit, true},
-    {API_INTERFACE ".GetStatus", method_get_status, true},
-    {API_INTERFACE ".ListLockouts", method_list_lockouts, true},
-    {API_INTERFACE ".ResetLockout", method_reset_lockout, true},
+    {VARLINK_METHOD_GET_INFO, method_get_info, false},
+    {VARLINK_METHOD_GET_INTERFACE_DESCRIPTION, method_get_interface_description, false},
+    {KEYS_METHOD_CREATE, method_create, true},
+    {KEYS_METHOD_VERIFY, api_method_verify, false},
+    {KEYS_METHOD_LIST, method_list, true},
+    {KEYS_METHOD_GET, method_get, true},
+    {KEYS_METHOD_UPDATE, method_update, true},
+    {KEYS_METHOD_DISABLE, method_disable, true},
+    {KEYS_METHOD_ENABLE, method_enable, true},
+    {KEYS_METHOD_REVOKE, method_revoke, true},
+    {KEYS_METHOD_DELETE, method_delete, true},
+    {KEYS_METHOD_GET_SHARED_SECRET, method_get_shared_secret, true},
+    {KEYS_METHOD_ROTATE_SHARED_SECRET, method_rotate_shared_secret, true},
+    {KEYS_METHOD_LIST_AUDIT, method_list_audit, true},
+    {KEYS_METHOD_GET_STATUS, method_get_status, true},
+    {KEYS_METHOD_LIST_LOCKOUTS, method_list_lockouts, true},
+    {KEYS_METHOD_RESET_LOCKOUT, method_reset_lockout, true},
 };
 
 const char *api_method_name(size_t i)
@@ -1798,7 +1798,7 @@ void api_dispatch(struct connection *c, struct varlink_call *call, void *userdat
                 if (!STREQ(methods[i].name, call->method))
                         continue;
                 if (call->more && methods[i].fn != method_list) {
-                        (void)connection_reply_error(c, "org.varlink.service.InvalidParameter",
+                        (void)connection_reply_error(c, VARLINK_ERROR_INVALID_PARAMETER,
                                                      json_pack("{s:s}", "parameter", "more"));
                         return;
                 }
@@ -1815,6 +1815,6 @@ void api_dispatch(struct connection *c, struct varlink_call *call, void *userdat
                 (void)methods[i].fn(&q);
                 return;
         }
-        (void)connection_reply_error(c, "org.varlink.service.MethodNotFound",
+        (void)connection_reply_error(c, VARLINK_ERROR_METHOD_NOT_FOUND,
                                      json_pack("{s:s}", "method", call->method));
 }

@@ -21,12 +21,13 @@
 #include "writer.h"
 
 #define APIKEYD_VERSION  "0.1.0"
-#define API_INTERFACE    "io.apikeyd.Keys"
 #define API_LIST_MAX     1000
 #define API_CHILDREN_MAX 100 /* ids of the keys created through a key that Get names */
 
 /* The interface file, compiled in (generated from io.apikeyd.Keys.varlink). */
 extern const char apikeyd_interface_description[];
+/* org.varlink.service's description, as GetInterfaceDescription serves it. */
+extern const char api_service_description[];
 
 /* A failed verify, or a refused call, waiting to be written to the audit database. */
 struct queued_verify {

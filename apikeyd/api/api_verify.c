@@ -22,8 +22,9 @@
  * Verify a token's secret: the code, and when the secret matched, the
  * record as a view (`*view`, which the caller ends; see keystore_view()).
  */
-const char *api_verify_token(struct api *a, const char *token, size_t len, struct key_view *view,
-                             bool *ret_matched, char ret_id[TOKEN_ID_LEN + 1])
+enum verify_code api_verify_token(struct api *a, const char *token, size_t len,
+                                  struct key_view *view, bool *ret_matched,
+                                  char ret_id[TOKEN_ID_LEN + 1])
 {
         static const uint8_t nothing[KEY_HASH_SIZE];
         uint8_t hash[KEY_HASH_SIZE];
@@ -35,7 +36,7 @@ const char *api_verify_token(struct api *a, const char *token, size_t len, struc
         view->ks = NULL;
         ret_id[0] = '\0';
         if (token_parse(token, len, a->config->token_prefix, &t, NULL) < 0)
-                return "BAD_FORMAT";
+                return VERIFY_CODE_BAD_FORMAT;
         memcpy(ret_id, t.id, TOKEN_ID_LEN + 1);
         token_hash(a->pepper, &t, hash);
         r = keystore_view(a->ks, t.id, view);
@@ -45,16 +46,17 @@ const char *api_verify_token(struct api *a, const char *token, size_t len, struc
         if (r < 0 && r != -ENOENT) {
                 /* Not the caller's failure: neither NOT_FOUND nor counted for lockout. */
                 log_error("reading key %s failed: %s; answered UNAVAILABLE", t.id, strerror(-r));
-                return "UNAVAILABLE";
+                return VERIFY_CODE_UNAVAILABLE;
         }
         if (r < 0)
-                return "NOT_FOUND";
+                return VERIFY_CODE_NOT_FOUND;
         if (!equal) {
                 key_view_end(view);
-                return "NOT_FOUND";
+                return VERIFY_CODE_NOT_FOUND;
         }
         *ret_matched = true;
-        return "VALID"; /* so far: status, owner, scope and permissions are the caller's to check */
+        /* So far: status, owner, scope and permissions are the caller's to check. */
+        return VERIFY_CODE_VALID;
 }
 
 /* Text appended to a fixed buffer; json_out does the bookkeeping. */
@@ -129,7 +131,7 @@ static void base64_public(const uint8_t *in, size_t n, char *out)
 
 /* `,"signed_at":…,"signature":…` for a Verify reply. */
 static int sign_verify_reply(struct api *a, struct request *q, const struct verify_args *v,
-                             struct json_out *o, bool valid, const char *code,
+                             struct json_out *o, bool valid, enum verify_code code,
                              const struct key_record *rec)
 {
         char canon[4 * KEY_FIELD_MAX + KEY_OWNER_MAX + 256];
@@ -144,8 +146,9 @@ static int sign_verify_reply(struct api *a, struct request *q, const struct veri
                         return -EINVAL;
                 a->signed_sec = q->now / USEC_PER_SEC;
         }
-        n = api_verify_canonical(canon, sizeof(canon), at, valid, code, rec ? rec->id : NULL,
-                                 rec ? rec->owner : NULL, V_SERVICE(v), V_USER(v), V_RHOST(v));
+        n = api_verify_canonical(canon, sizeof(canon), at, valid, verify_code_to_string(code),
+                                 rec ? rec->id : NULL, rec ? rec->owner : NULL, V_SERVICE(v),
+                                 V_USER(v), V_RHOST(v));
         if (n < 0)
                 return n;
         memcpy(&st, a->sign_state, sizeof(st));
@@ -245,8 +248,9 @@ static size_t lockout_names(struct request *q, const char *user, const char *rho
  * that is not one); a valid answer resets the key's count for the source,
  * never the source's own (a key of one's own must not buy more guesses).
  */
-const char *api_lockout_apply(struct request *q, const char *user, const char *rhost,
-                              const char *ruser, const char *code, bool matched, const char *tok_id)
+enum verify_code api_lockout_apply(struct request *q, const char *user, const char *rhost,
+                                   const char *ruser, enum verify_code code, bool matched,
+                                   const char *tok_id)
 {
         struct api *a = q->api;
         char names[2][LOCKOUT_NAME_MAX + 1];
@@ -256,9 +260,9 @@ const char *api_lockout_apply(struct request *q, const char *user, const char *r
         for (size_t i = 0; i < n; i++)
                 if (lockout_locked(&a->lockout, names[i], q->now)) {
                         lockout_touch(&a->lockout, names[i], q->now);
-                        return "RATE_LIMITED";
+                        return VERIFY_CODE_RATE_LIMITED;
                 }
-        if (!matched && (STREQ(code, "NOT_FOUND") || STREQ(code, "BAD_FORMAT"))) {
+        if (!matched && (code == VERIFY_CODE_NOT_FOUND || code == VERIFY_CODE_BAD_FORMAT)) {
                 for (size_t i = 0; i < n; i++)
                         if (lockout_fail(&a->lockout, names[i], q->now)) {
                                 char window[64] = "";
@@ -272,7 +276,7 @@ const char *api_lockout_apply(struct request *q, const char *user, const char *r
                                     "recently failed to keep counting; %" PRIu64 " evicted so "
                                     "far (logged once)",
                                     a->lockout.max, evicted);
-        } else if (matched && STREQ(code, "VALID") && tok_id[0])
+        } else if (matched && code == VERIFY_CODE_VALID && tok_id[0])
                 (void)lockout_reset(&a->lockout, names[n - 1]);
         return code;
 }
@@ -282,21 +286,22 @@ const char *api_lockout_apply(struct request *q, const char *user, const char *r
  * one journal entry now, one audit record with the next flush.
  */
 static void audit_verify_failure(struct request *q, const char *action, const struct verify_args *v,
-                                 const char *code, const char *id, const char *owner)
+                                 enum verify_code code, const char *id, const char *owner)
 {
         struct api *a = q->api;
         const struct caller *who = connection_caller(q->conn);
         const char *service = v ? V_SERVICE(v) : NULL, *user = v ? V_USER(v) : NULL,
                    *rhost = v ? V_RHOST(v) : NULL;
         struct audit_fields f = {.n = 0};
+        const char *code_text = verify_code_to_string(code);
         char message[512];
         struct text m;
 
-        if (!code)
+        if (!code_text)
                 return; /* cannot happen; keeps every compiler's flow analysis convinced */
         /* Whoever is locked out may go on asking as fast as they can: one
          * entry a second says so, with the count of those not written. */
-        if (STREQ(code, "RATE_LIMITED")) {
+        if (code == VERIFY_CODE_RATE_LIMITED) {
                 if (a->rate_limited_last && q->now - a->rate_limited_last < USEC_PER_SEC) {
                         a->rate_limited_suppressed++;
                         return;
@@ -304,8 +309,8 @@ static void audit_verify_failure(struct request *q, const char *action, const st
                 a->rate_limited_last = q->now;
         }
         api_field(&f, "APIKEY_ACTION=", action);
-        api_field(&f, "APIKEY_CODE=", code);
-        if (STREQ(code, "RATE_LIMITED") && a->rate_limited_suppressed) {
+        api_field(&f, "APIKEY_CODE=", code_text);
+        if (code == VERIFY_CODE_RATE_LIMITED && a->rate_limited_suppressed) {
                 api_field_uint(&f, "APIKEY_SUPPRESSED=", a->rate_limited_suppressed);
         }
         if (id)
@@ -321,7 +326,7 @@ static void audit_verify_failure(struct request *q, const char *action, const st
         text_init(&m, message, sizeof(message));
         text_add(&m, action);
         text_add(&m, " refused: ");
-        text_add(&m, code);
+        text_add(&m, code_text);
         text_add(&m, "; key=");
         text_add(&m, id ? id : "-");
         text_add(&m, " user=");
@@ -334,9 +339,9 @@ static void audit_verify_failure(struct request *q, const char *action, const st
         text_add_uint(&m, who->uid);
         text_add(&m, " pid=");
         text_add_uint(&m, (unsigned long)who->pid);
-        if (STREQ(code, "RATE_LIMITED") && a->rate_limited_suppressed)
+        if (code == VERIFY_CODE_RATE_LIMITED && a->rate_limited_suppressed)
                 text_add(&m, " (and more refused as RATE_LIMITED in the last second, not logged)");
-        if (STREQ(code, "RATE_LIMITED"))
+        if (code == VERIFY_CODE_RATE_LIMITED)
                 a->rate_limited_suppressed = 0;
         log_fields(LOG_NOTICE, message, f.v, f.n);
 
@@ -351,7 +356,7 @@ static void audit_verify_failure(struct request *q, const char *action, const st
         text_add(&m, " pid=");
         text_add_uint(&m, (unsigned long)who->pid);
         str_copy(qv->key_id, sizeof(qv->key_id), id);
-        str_copy(qv->result, sizeof(qv->result), code);
+        str_copy(qv->result, sizeof(qv->result), code_text);
         text_init(&m, qv->detail, sizeof(qv->detail));
         /* "service=… user=… rhost=… tty=… ruser=…", the enum's order. */
         for (size_t i = 0; v && i < _VERIFY_TEXT_MAX; i++) {
@@ -376,12 +381,14 @@ static void audit_verify_failure(struct request *q, const char *action, const st
 static int verify_run(struct request *q, const struct verify_args *v)
 {
         struct api *a = q->api;
-        const char *service = V_SERVICE(v), *user = V_USER(v), *code;
+        const char *service = V_SERVICE(v), *user = V_USER(v), *code_text;
+        enum verify_code code;
         _cleanup_key_view_ struct key_view view = {0};
         const struct key_record *rec = &view.rec;
         char tok_id[TOKEN_ID_LEN + 1], blocked[TOKEN_ID_LEN + 1];
         char reply[VERIFY_REPLY_MAX];
         struct json_out o;
+        size_t code_len;
         bool matched, valid;
         int r;
 
@@ -398,37 +405,40 @@ static int verify_run(struct request *q, const struct verify_args *v)
                 for (size_t i = 0; !in_scope && i < rec->n_scope; i++)
                         in_scope = STREQ(rec->scope[i], service);
                 if (st == KEY_STATUS_REVOKED)
-                        code = "REVOKED";
+                        code = VERIFY_CODE_REVOKED;
                 else if (st == KEY_STATUS_EXPIRED)
-                        code = "EXPIRED";
+                        code = VERIFY_CODE_EXPIRED;
                 else if (st == KEY_STATUS_DISABLED)
-                        code = "DISABLED";
+                        code = VERIFY_CODE_DISABLED;
                 else if (rec->parent[0] &&
                          (r = keystore_lineage(a->ks, rec, q->now, blocked, NULL)) != 0) {
                         /* Suspended while a key it was created through is not enabled. */
                         if (r < 0)
                                 log_error("reading the keys %s was created through failed: %s",
                                           rec->id, strerror(-r));
-                        code = r < 0 ? "UNAVAILABLE" : "DISABLED";
+                        code = r < 0 ? VERIFY_CODE_UNAVAILABLE : VERIFY_CODE_DISABLED;
                 } else if (user && (rec->flags & KEY_FLAG_NO_LOGIN))
-                        code = "NOT_FOR_LOGIN";
+                        code = VERIFY_CODE_NOT_FOR_LOGIN;
                 else if (user && !STREQ(user, rec->owner))
-                        code = "WRONG_USER";
+                        code = VERIFY_CODE_WRONG_USER;
                 else if (!in_scope)
-                        code = "OUT_OF_SCOPE";
+                        code = VERIFY_CODE_OUT_OF_SCOPE;
                 else if ((rec->permissions & v->need) != v->need)
-                        code = "INSUFFICIENT_PERMISSIONS";
+                        code = VERIFY_CODE_INSUFFICIENT_PERMISSIONS;
                 else
-                        code = "VALID";
+                        code = VERIFY_CODE_VALID;
         }
         code = api_lockout_apply(q, V_USER(v), V_RHOST(v), v->text[VERIFY_RUSER], code, matched,
                                  tok_id);
-        valid = STREQ(code, "VALID");
+        valid = code == VERIFY_CODE_VALID;
+        code_text = verify_code_to_string_len(code, &code_len);
 
         json_out_init(&o, reply, sizeof(reply));
-        json_out_lit(&o, valid ? "{\"parameters\":{\"valid\":true,\"code\":"
-                               : "{\"parameters\":{\"valid\":false,\"code\":");
-        json_out_string(&o, code);
+        /* The code's text needs no escaping: copied as it is, between quotes. */
+        json_out_lit(&o, valid ? "{\"parameters\":{\"valid\":true,\"code\":\""
+                               : "{\"parameters\":{\"valid\":false,\"code\":\"");
+        json_out_raw(&o, code_text, code_len);
+        json_out_raw(&o, "\"", 1);
         if (valid) {
                 r = lastused_note(&a->lastused, rec->id, q->now, service, V_RHOST(v));
                 if (r < 0)
@@ -460,14 +470,15 @@ static int verify_run(struct request *q, const struct verify_args *v)
  * record in `*view` when the secret matched; else RATE_LIMITED, NOT_FOUND,
  * BAD_FORMAT or UNAVAILABLE, and no view.
  */
-const char *api_verify_auth(struct request *q, const char *token, size_t len, struct key_view *view)
+enum verify_code api_verify_auth(struct request *q, const char *token, size_t len,
+                                 struct key_view *view)
 {
         char tok_id[TOKEN_ID_LEN + 1], owner[KEY_OWNER_MAX + 1] = "";
         bool matched;
-        const char *code = api_verify_token(q->api, token, len, view, &matched, tok_id);
+        enum verify_code code = api_verify_token(q->api, token, len, view, &matched, tok_id);
 
         code = api_lockout_apply(q, NULL, NULL, NULL, code, matched, tok_id);
-        if (STREQ(code, "VALID"))
+        if (code == VERIFY_CODE_VALID)
                 return code;
         if (matched) {
                 str_copy(owner, sizeof(owner), view->rec.owner);

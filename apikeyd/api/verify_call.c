@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "json_scan.h"
+#include "keys_proto.h"
 #include "verify_call.h"
 
 const char *const verify_text_names[_VERIFY_TEXT_MAX] = {
@@ -73,7 +74,7 @@ static int parse_parameters(struct json_scan *s, struct verify_call *v)
 
 int verify_call_parse(const char *msg, size_t len, struct verify_call *ret)
 {
-        static const char method[] = "io.apikeyd.Keys.Verify";
+        static const char method[] = KEYS_METHOD_VERIFY;
         char name[NAME_MAX_LEN], value[sizeof(method)];
         bool seen_method = false, seen_params = false;
         struct json_scan s;

@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "ctl_table.h"
+#include "keys_proto.h"
 #include "macro.h"
 #include "text_check.h"
 #include "timeutil.h"
@@ -33,7 +34,6 @@
 
 /* Kept in step with the daemon's version by a test. */
 #define APIKEYCTL_VERSION "0.1.0"
-#define IFACE             "io.apikeyd.Keys"
 #define DEFAULT_SOCKET    "/run/apikeyd/io.apikeyd.Keys"
 #define CALL_TIMEOUT_SEC  10
 /* A page of 1000 keys is far below this; more means a broken daemon. */
@@ -238,35 +238,35 @@ static int daemon_error(const char *error, const json_t *p)
         json_int_t n = json_integer_value(json_object_get(p, "limit"));
 
 #define IS(name) STREQ(error, name)
-        if (IS(IFACE ".NoSuchKey"))
+        if (IS(KEYS_ERROR_NO_SUCH_KEY))
                 err("no such key %s ('apikeyctl list' shows the keys you may see) [%s]",
                     (s = param_str(p, "id")) ? s : "", error);
-        else if (IS(IFACE ".NameTaken"))
+        else if (IS(KEYS_ERROR_NAME_TAKEN))
                 err("%s already has a key named '%s'; choose another name [%s]",
                     (s = param_str(p, "owner")) ? s : "the owner",
                     (t = param_str(p, "name")) ? t : "", error);
-        else if (IS(IFACE ".PermissionDenied"))
+        else if (IS(KEYS_ERROR_PERMISSION_DENIED))
                 err("permission denied: %s [%s]",
                     (s = param_str(p, "reason")) ? s : "the daemon gave no reason", error);
-        else if (IS(IFACE ".KeyRevoked"))
+        else if (IS(KEYS_ERROR_KEY_REVOKED))
                 err("key %s is revoked; a revoked key cannot be enabled or changed [%s]",
                     (s = param_str(p, "id")) ? s : "", error);
-        else if (IS(IFACE ".PolicyViolation"))
+        else if (IS(KEYS_ERROR_POLICY_VIOLATION))
                 err("refused by this installation's policy: %s [%s]",
                     (s = param_str(p, "reason")) ? s : "no reason given", error);
-        else if (IS(IFACE ".InternalError"))
+        else if (IS(KEYS_ERROR_INTERNAL_ERROR))
                 err("the daemon failed: %s; nothing was changed, and its log says more [%s]",
                     (s = param_str(p, "reason")) ? s : "no reason given", error);
-        else if (IS(IFACE ".MessageTooLarge"))
+        else if (IS(KEYS_ERROR_MESSAGE_TOO_LARGE))
                 err("the request is larger than the daemon accepts (%lld bytes) [%s]", (long long)n,
                     error);
-        else if (IS(IFACE ".TooManyConnections"))
+        else if (IS(KEYS_ERROR_TOO_MANY_CONNECTIONS))
                 err("the daemon is at its connection limit (%lld); try again later [%s]",
                     (long long)n, error);
-        else if (IS("org.varlink.service.InvalidParameter"))
+        else if (IS(VARLINK_ERROR_INVALID_PARAMETER))
                 err("the daemon refused the value of %s [%s]",
                     parameter_source((s = param_str(p, "parameter")) ? s : "?"), error);
-        else if (IS("org.varlink.service.MethodNotFound"))
+        else if (IS(VARLINK_ERROR_METHOD_NOT_FOUND))
                 err("the daemon does not know %s; is it older than apikeyctl? [%s]",
                     (s = param_str(p, "method")) ? s : "this method", error);
         else
@@ -936,7 +936,7 @@ static int cmd_create(struct ctl *c, struct args *a)
         r = add_key_fields(a, p);
         if (r < 0)
                 return r;
-        r = ctl_call(c, IFACE ".Create", json_incref(p), &reply);
+        r = ctl_call(c, KEYS_METHOD_CREATE, json_incref(p), &reply);
         if (r < 0)
                 return r;
         k = json_object_get(reply, "key");
@@ -999,7 +999,7 @@ static int fetch_keys(struct ctl *c, const struct args *a, json_t **ret)
                      json_object_set_new(p, "expiring_within", json_string(a->expiring))) ||
                     (cursor && json_object_set_new(p, "cursor", json_string(cursor))))
                         return -ENOMEM;
-                r = ctl_call(c, IFACE ".List", json_incref(p), &reply);
+                r = ctl_call(c, KEYS_METHOD_LIST, json_incref(p), &reply);
                 if (r < 0)
                         return r;
                 keys = json_object_get(reply, "keys");
@@ -1055,7 +1055,7 @@ static int cmd_show(struct ctl *c, struct args *a)
         r = check_id(a, a->pos[0]);
         if (r < 0)
                 return r;
-        r = ctl_call(c, IFACE ".Get", id_params(a->pos[0]), &reply);
+        r = ctl_call(c, KEYS_METHOD_GET, id_params(a->pos[0]), &reply);
         if (r < 0)
                 return r;
         k = json_object_get(reply, "key");
@@ -1097,7 +1097,7 @@ static int cmd_update(struct ctl *c, struct args *a)
         if (json_object_size(p) == 1)
                 return usage_error(a, "nothing to change: give --name, --description, --scope, "
                                       "--role, --permissions or --expires");
-        r = ctl_call(c, IFACE ".Update", json_incref(p), &reply);
+        r = ctl_call(c, KEYS_METHOD_UPDATE, json_incref(p), &reply);
         if (r < 0)
                 return r;
         k = json_object_get(reply, "key");
@@ -1117,7 +1117,7 @@ static int set_status(struct ctl *c, struct args *a, const char *method, const c
         r = check_id(a, a->pos[0]);
         if (r < 0)
                 return r;
-        if (STREQ(method, IFACE ".Revoke")) {
+        if (STREQ(method, KEYS_METHOD_REVOKE)) {
                 r = confirm(a, "Revoke key %s? A revoked key never works again.", a->pos[0]);
                 if (r < 0)
                         return r;
@@ -1127,7 +1127,7 @@ static int set_status(struct ctl *c, struct args *a, const char *method, const c
                 return r;
         k = json_object_get(reply, "key");
         if (!json_is_object(k))
-                return bad_reply(c, method + STRLEN(IFACE "."));
+                return bad_reply(c, method + STRLEN(KEYS_INTERFACE "."));
         if (c->json)
                 return print_json(k);
         name = param_str(k, "name");
@@ -1138,17 +1138,17 @@ static int set_status(struct ctl *c, struct args *a, const char *method, const c
 
 static int cmd_disable(struct ctl *c, struct args *a)
 {
-        return set_status(c, a, IFACE ".Disable", "Disabled");
+        return set_status(c, a, KEYS_METHOD_DISABLE, "Disabled");
 }
 
 static int cmd_enable(struct ctl *c, struct args *a)
 {
-        return set_status(c, a, IFACE ".Enable", "Enabled");
+        return set_status(c, a, KEYS_METHOD_ENABLE, "Enabled");
 }
 
 static int cmd_revoke(struct ctl *c, struct args *a)
 {
-        return set_status(c, a, IFACE ".Revoke", "Revoked");
+        return set_status(c, a, KEYS_METHOD_REVOKE, "Revoked");
 }
 
 static int cmd_delete(struct ctl *c, struct args *a)
@@ -1163,7 +1163,7 @@ static int cmd_delete(struct ctl *c, struct args *a)
                 /* Name the key in the question: ids are easy to mix up. */
                 json_auto_t *got = NULL;
                 json_t *k;
-                r = ctl_call(c, IFACE ".Get", id_params(a->pos[0]), &got);
+                r = ctl_call(c, KEYS_METHOD_GET, id_params(a->pos[0]), &got);
                 if (r < 0)
                         return r;
                 k = json_object_get(got, "key");
@@ -1173,7 +1173,7 @@ static int cmd_delete(struct ctl *c, struct args *a)
                 if (r < 0)
                         return r;
         }
-        r = ctl_call(c, IFACE ".Delete", id_params(a->pos[0]), &reply);
+        r = ctl_call(c, KEYS_METHOD_DELETE, id_params(a->pos[0]), &reply);
         if (r < 0)
                 return r;
         if (c->json)
@@ -1250,25 +1250,38 @@ static int read_token(const struct args *a, struct token_input *in)
         return 0;
 }
 
-static const char *verify_explanation(const char *code)
+/* Why a token is not valid, for the user.  No default: a new code is a
+ * -Wswitch error here until it is explained. */
+static const char *verify_explanation(enum verify_code code)
 {
-        static const char *const map[][2] = {
-            {"NOT_FOUND", "no key matches this token (unknown key, or a wrong secret)"},
-            {"DISABLED", "the key is disabled"},
-            {"REVOKED", "the key is revoked"},
-            {"EXPIRED", "the key has expired"},
-            {"WRONG_USER", "the key belongs to another user"},
-            {"OUT_OF_SCOPE", "the key's scope does not include this service"},
-            {"INSUFFICIENT_PERMISSIONS", "the key lacks a permission asked for"},
-            {"RATE_LIMITED", "too many failed attempts; try again later"},
-            {"NOT_FOR_LOGIN",
-             "the key was created by an invite, for scripts and services: it cannot log in"},
-            {"UNAVAILABLE", "the daemon could not decide (see its log); try again later"},
-        };
-
-        for (size_t i = 0; i < ELEMENTSOF(map); i++)
-                if (STREQ(map[i][0], code))
-                        return map[i][1];
+        switch (code) {
+        case VERIFY_CODE_NOT_FOUND:
+                return "no key matches this token (unknown key, or a wrong secret)";
+        case VERIFY_CODE_DISABLED:
+                return "the key is disabled";
+        case VERIFY_CODE_REVOKED:
+                return "the key is revoked";
+        case VERIFY_CODE_EXPIRED:
+                return "the key has expired";
+        case VERIFY_CODE_WRONG_USER:
+                return "the key belongs to another user";
+        case VERIFY_CODE_OUT_OF_SCOPE:
+                return "the key's scope does not include this service";
+        case VERIFY_CODE_INSUFFICIENT_PERMISSIONS:
+                return "the key lacks a permission asked for";
+        case VERIFY_CODE_RATE_LIMITED:
+                return "too many failed attempts; try again later";
+        case VERIFY_CODE_NOT_FOR_LOGIN:
+                return "the key was created by an invite, for scripts and services: it cannot "
+                       "log in";
+        case VERIFY_CODE_UNAVAILABLE:
+                return "the daemon could not decide (see its log); try again later";
+        case VERIFY_CODE_VALID:      /* with valid false: a reply that contradicts itself */
+        case VERIFY_CODE_BAD_FORMAT: /* from the daemon: a prefix it does not take */
+        case _VERIFY_CODE_MAX:
+        case _VERIFY_CODE_INVALID: /* a newer daemon's */
+                break;
+        }
         return "the token is not valid";
 }
 
@@ -1279,6 +1292,7 @@ static int cmd_verify(struct ctl *c, struct args *a)
         enum token_error te;
         struct token t;
         const char *code;
+        enum verify_code vc;
         json_t *valid;
         int r;
 
@@ -1308,11 +1322,12 @@ static int cmd_verify(struct ctl *c, struct args *a)
         /* A typo is answered here, as the PAM module does: no need to ask. */
         if (token_parse(in.data, in.len, NULL, &t, &te) < 0) {
                 if (c->json) {
-                        json_auto_t *o = json_pack("{s:b, s:s}", "valid", 0, "code", "BAD_FORMAT");
+                        json_auto_t *o = json_pack("{s:b, s:s}", "valid", 0, "code",
+                                                   verify_code_to_string(VERIFY_CODE_BAD_FORMAT));
                         if (!o || print_json(o) < 0)
                                 return -ENOMEM;
                 } else
-                        printf("BAD_FORMAT\n");
+                        printf("%s\n", verify_code_to_string(VERIFY_CODE_BAD_FORMAT));
                 fflush(stdout);
                 err("not an API key: %s", token_error_to_string(te));
                 return ERR_NOT_VALID;
@@ -1321,7 +1336,7 @@ static int cmd_verify(struct ctl *c, struct args *a)
                 return -ENOMEM;
         token_input_erase(&in);
 
-        r = ctl_call(c, IFACE ".Verify", json_incref(p), &reply);
+        r = ctl_call(c, KEYS_METHOD_VERIFY, json_incref(p), &reply);
         if (r < 0)
                 return r;
         code = param_str(reply, "code");
@@ -1334,12 +1349,13 @@ static int cmd_verify(struct ctl *c, struct args *a)
                 printf("%s\n", code);
         if (r < 0)
                 return r;
-        if (json_is_true(valid) && STREQ(code, "VALID"))
+        vc = verify_code_from_string(code);
+        if (json_is_true(valid) && vc == VERIFY_CODE_VALID)
                 return 0;
         fflush(stdout);
-        err("%s", verify_explanation(code));
+        err("%s", verify_explanation(vc));
         /* No decision is not a refusal: a script may try again. */
-        return STREQ(code, "UNAVAILABLE") ? ERR_UNREACHABLE : ERR_NOT_VALID;
+        return vc == VERIFY_CODE_UNAVAILABLE ? ERR_UNREACHABLE : ERR_NOT_VALID;
 }
 
 static int cmd_shared_secret(struct ctl *c, struct args *a)
@@ -1361,7 +1377,7 @@ static int cmd_shared_secret(struct ctl *c, struct args *a)
                 if (r < 0)
                         return r;
         }
-        r = ctl_call(c, rotate ? IFACE ".RotateSharedSecret" : IFACE ".GetSharedSecret",
+        r = ctl_call(c, rotate ? KEYS_METHOD_ROTATE_SHARED_SECRET : KEYS_METHOD_GET_SHARED_SECRET,
                      json_object(), &reply);
         if (r < 0)
                 return r;
@@ -1448,7 +1464,7 @@ static int cmd_audit(struct ctl *c, struct args *a)
                 if (!p || (a->since && json_object_set_new(p, "since", json_string(a->since))) ||
                     (a->key && json_object_set_new(p, "key_id", json_string(a->key))))
                         return -ENOMEM;
-                r = ctl_call(c, IFACE ".ListAudit", json_incref(p), &reply);
+                r = ctl_call(c, KEYS_METHOD_LIST_AUDIT, json_incref(p), &reply);
                 if (r < 0)
                         return r;
                 events = json_object_get(reply, "events");
@@ -1516,7 +1532,7 @@ static int cmd_lockout(struct ctl *c, struct args *a)
         if (STREQ(a->pos[0], "list")) {
                 if (a->n_pos != 1)
                         return usage_error(a, "'lockout list' takes no arguments");
-                r = ctl_call(c, IFACE ".ListLockouts", json_object(), &reply);
+                r = ctl_call(c, KEYS_METHOD_LIST_LOCKOUTS, json_object(), &reply);
                 if (r < 0)
                         return r;
                 json_t *lockouts = json_object_get(reply, "lockouts");
@@ -1547,7 +1563,7 @@ static int cmd_lockout(struct ctl *c, struct args *a)
         }
         if (!p)
                 return -ENOMEM;
-        r = ctl_call(c, IFACE ".ResetLockout", p, &reply);
+        r = ctl_call(c, KEYS_METHOD_RESET_LOCKOUT, p, &reply);
         if (r < 0)
                 return r;
         if (c->json)
@@ -1570,7 +1586,7 @@ static int cmd_status(struct ctl *c, struct args *a)
         uint64_t t;
         int r;
 
-        r = ctl_call(c, IFACE ".GetStatus", json_object(), &reply);
+        r = ctl_call(c, KEYS_METHOD_GET_STATUS, json_object(), &reply);
         if (r < 0)
                 return r;
         keys = json_object_get(reply, "keys");

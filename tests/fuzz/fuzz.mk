@@ -45,7 +45,7 @@ fuzz_time_SRC            = common/timeutil.c
 fuzz_config_SRC          = apikeyd/config.c common/timeutil.c common/token.c
 fuzz_requests_SRC        = $(COMMON_SRC) $(DAEMON_SRC) $(BUILD)/gen/interface.c
 fuzz_requests_PKGS       = $(DAEMON_PKGS)
-fuzz_pam_reply_SRC       = pam_apikey/reply.c common/json_scan.c
+fuzz_pam_reply_SRC       = pam_apikey/reply.c common/json_scan.c common/keys_proto.c
 fuzz_pam_reply_PKGS      = $(COMMON_PKGS)
 # Objects the replay binaries need beyond the two archives.
 fuzz_pam_reply_OBJ       = $(BUILD)/obj/pam_apikey/reply.o

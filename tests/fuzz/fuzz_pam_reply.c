@@ -13,7 +13,9 @@
  *
  * The first is the one the module's safety rests on: nothing jansson would
  * have refused, and no reading jansson would not share, can reach the
- * mapping to a PAM code.
+ * mapping to a PAM code.  The code it reads is then looked up as the module
+ * looks it up (verify_code_from_string): a code comes back only for its
+ * exact text, anything else is _VERIFY_CODE_INVALID.
  */
 #include <stdint.h>
 #include <string.h>
@@ -22,6 +24,7 @@
 
 #include "../../pam_apikey/reply.h"
 #include "fuzz.h"
+#include "keys_proto.h"
 
 /* Replies are a few hundred bytes; longer inputs add nothing but time. */
 #define INPUT_MAX (16 * 1024)
@@ -144,6 +147,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 CHECK(strcmp(mine.code, theirs.code) == 0);
                 CHECK(strcmp(mine.key_id, theirs.key_id) == 0);
                 CHECK(strcmp(mine.expires_at, theirs.expires_at) == 0);
+
+                enum verify_code c = verify_code_from_string(mine.code);
+                CHECK(c == _VERIFY_CODE_INVALID || (c >= 0 && c < _VERIFY_CODE_MAX));
+                if (c != _VERIFY_CODE_INVALID)
+                        CHECK(strcmp(verify_code_to_string(c), mine.code) == 0);
         }
         if (theirs_ok && !limits)
                 CHECK(mine_ok);

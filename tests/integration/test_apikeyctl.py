@@ -926,6 +926,18 @@ def test_verify_codes_of_newer_daemons(listener, sockdir, code, rc, message):
     assert j == {"valid": False, "code": code}
 
 
+@pytest.mark.parametrize("code", ["NEW_REASON", "valid", "VALID ", "VALIDX", ""])
+def test_verify_unknown_code_is_not_valid_even_when_valid(listener, sockdir, code):
+    """A reply that says valid with a code apikeyctl does not know -- a newer
+    daemon's, or a near miss of VALID -- is not taken for a valid token."""
+    fake = listener(sockdir() / "s", reply=json.dumps({"parameters": {"valid": True,
+                                                                      "code": code}}))
+    token = make_token("apk", "A" * 12, "b" * 43)
+    r = run_ctl("verify", socket=fake.path, input=token + "\n", rc=EXIT_NOT_VALID)
+    assert r.out == code + "\n", r
+    assert r.err == "apikeyctl: the token is not valid\n", r
+
+
 def test_verify_bad_format_is_answered_without_the_daemon(ctl):
     token = ctl.create("t")[1]
     typo = token[:-1] + ("A" if token[-1] != "A" else "B")

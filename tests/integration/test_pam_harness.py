@@ -730,3 +730,19 @@ def test_unknown_refusal_code_is_auth_err_and_a_failure(pam, listener, sockdir, 
     pam.probe("newer", f"socket={fake.path} nodelay timeout=1000 {trust_me()}")
     assert pam.run("newer", USER, [token]).code == PAM_AUTH_ERR
     syslog.wait_for(failure_line("newer", USER, split_token(token)[1], "NEW_REASON"))
+
+
+@pytest.mark.parametrize("code", ["NEW_REASON", "valid", "Valid", "VALID ", " VALID", "VALIDX",
+                                  ""])
+def test_unknown_code_is_auth_err_even_when_valid(pam, listener, sockdir, syslog, code):
+    """An answer that says valid with a code this module does not know -- a
+    newer daemon's, or an impostor's near miss of VALID -- is a refusal:
+    success takes the code VALID, exactly."""
+    token = make_token("apk", random_base62(12), random_base62(43))
+    fake = listener(sockdir() / "s",
+                    reply=f'{{"parameters":{{"valid":true,"code":"{code}"}}}}')
+    pam.probe("newer", f"socket={fake.path} nodelay timeout=1000 {trust_me()}")
+    r = pam.run("newer", USER, [token])
+    assert r.code == PAM_AUTH_ERR, (code, r)
+    assert len(fake.connections()) == 1
+    syslog.wait_for(failure_line("newer", USER, split_token(token)[1], re.escape(code)))
