@@ -28,47 +28,14 @@
 
 #include <lmdb.h>
 
-#include "keystore.h"
+#include "keystore_internal.h"
 
 #define KEYSTORE_MAXDBS 7
 /* Doublings a single write may ask for: a bulk load into a small map needs several. */
 #define KEYSTORE_MAX_GROWTH 16
 #define SCHEMA_KEY          "schema"
 #define META_NAME_MAX       256
-#define NAME_KEY_MAX        (KEY_OWNER_MAX + 1 + KEY_NAME_MAX)
-
-struct keystore {
-        MDB_env *env;
-        MDB_dbi keys, names, owners, audit, meta, children;
-        bool no_children;     /* a read-only handle on a store from before the children index */
-        MDB_dbi audit_admin;  /* admins' management events (keystore.h: retention) */
-        bool has_audit_admin; /* a read-only handle of an older store may have none */
-        pthread_rwlock_t map_lock;
-        bool map_lock_ready;
-        /* The reading thread's: */
-        MDB_txn *rtxn;       /* the reused read transaction; NULL until first needed */
-        unsigned read_depth; /* > 0 while rtxn is live (nested reads from list callbacks) */
-        uint64_t audit_max;
-        unsigned flags;
-        /* The writing thread's: */
-        bool map_full;    /* the last write failed with MDB_MAP_FULL */
-        void *next_audit; /* encoded event the next write appends (keystore_audit_next) */
-        size_t next_audit_len;
-        bool next_audit_admin;
-        bool grouping;     /* inside keystore_write_group() */
-        MDB_txn *group;    /* its transaction: writes nest in it */
-        bool group_broken; /* a nested commit failed, which may leave the group unusable */
-};
-
-static void cursor_closep(MDB_cursor **c)
-{
-        if (*c)
-                mdb_cursor_close(*c);
-}
-
-#define _cleanup_cursor_ _cleanup_(cursor_closep)
-
-static int mdb_to_errno(int rc)
+int mdb_to_errno(int rc)
 {
         switch (rc) {
         case MDB_SUCCESS:
@@ -95,7 +62,7 @@ static int mdb_to_errno(int rc)
         return rc > 0 ? -rc : -EIO;
 }
 
-static int ks_err(struct keystore *ks, int rc)
+int ks_err(struct keystore *ks, int rc)
 {
         if (rc == MDB_MAP_FULL)
                 ks->map_full = true;
@@ -121,7 +88,7 @@ static _printf_(2, 3) void set_error(char **ret_error, const char *fmt, ...)
 }
 
 /* Describe the failure in `*ret_error` and return `r`. */
-static _printf_(3, 4) int fail_with(char **ret_error, int r, const char *fmt, ...)
+_printf_(3, 4) int fail_with(char **ret_error, int r, const char *fmt, ...)
 {
         va_list ap;
 
@@ -141,8 +108,7 @@ static void map_unlock(struct keystore *ks)
         (void)pthread_rwlock_unlock(&ks->map_lock);
 }
 
-/* Drop the idle read transaction: resizing the map needs none open in this process. */
-static void drop_read_txn(struct keystore *ks)
+void drop_read_txn(struct keystore *ks)
 {
         if (ks->rtxn) {
                 mdb_txn_abort(ks->rtxn);
@@ -183,7 +149,7 @@ static int grow_map(struct keystore *ks)
         return resize_map(ks, info.me_mapsize * 2);
 }
 
-static int read_begin(struct keystore *ks, MDB_txn **ret)
+int read_begin(struct keystore *ks, MDB_txn **ret)
 {
         MDB_txn *txn;
         int rc;
@@ -224,7 +190,7 @@ static int read_begin(struct keystore *ks, MDB_txn **ret)
         return 0;
 }
 
-static void read_end(struct keystore *ks)
+void read_end(struct keystore *ks)
 {
         if (--ks->read_depth == 0) {
                 mdb_txn_reset(ks->rtxn);
@@ -232,22 +198,7 @@ static void read_end(struct keystore *ks)
         }
 }
 
-/*
- * The body of a write transaction: returns >= 0 to commit, < 0 to abort.
- * It may run more than once (after the map was grown), so it must not keep
- * anything from an earlier run.
- */
-typedef int (*write_fn)(struct keystore *ks, MDB_txn *txn, void *userdata);
-
-static int append_audit_in(struct keystore *ks, MDB_txn *txn, void *userdata);
-
-struct audit_ctx {
-        const void *buf;
-        size_t len;
-        bool admin; /* kept under the admins' retention */
-};
-
-static void drop_next_audit(struct keystore *ks)
+void drop_next_audit(struct keystore *ks)
 {
         free(ks->next_audit);
         ks->next_audit = NULL;
@@ -256,7 +207,7 @@ static void drop_next_audit(struct keystore *ks)
 
 static int write_txn_once(struct keystore *ks, write_fn fn, void *userdata);
 
-static int write_txn(struct keystore *ks, write_fn fn, void *userdata)
+int write_txn(struct keystore *ks, write_fn fn, void *userdata)
 {
         int r = write_txn_once(ks, fn, userdata);
 
@@ -449,20 +400,7 @@ int keystore_write_group(struct keystore *ks, struct keystore_change *changes, s
         return r;
 }
 
-static bool val_is_id(const MDB_val *v, const char *id)
-{
-        return v->mv_size == TOKEN_ID_LEN && memcmp(v->mv_data, id, TOKEN_ID_LEN) == 0;
-}
-
-static bool val_is_string(const MDB_val *v, const char *s)
-{
-        size_t n = strlen(s);
-
-        return v->mv_size == n && memcmp(v->mv_data, s, n) == 0;
-}
-
-/* A keys entry as a record: the key must be the id the record carries. */
-static int decode_entry(const MDB_val *k, const MDB_val *v, struct key_record *ret)
+int decode_entry(const MDB_val *k, const MDB_val *v, struct key_record *ret)
 {
         int r;
 
@@ -478,7 +416,7 @@ static int decode_entry(const MDB_val *k, const MDB_val *v, struct key_record *r
         return 0;
 }
 
-static size_t name_key(char buf[static NAME_KEY_MAX], const char *owner, const char *name)
+size_t name_key(char buf[static NAME_KEY_MAX], const char *owner, const char *name)
 {
         size_t o = strlen(owner), n = strlen(name);
 
@@ -1847,7 +1785,7 @@ static int audit_last_seq(struct keystore *ks, MDB_txn *txn, MDB_dbi dbi, uint64
  * either, and drop the oldest of that retention beyond audit_max: a cursor
  * step per event dropped, whatever the size of the log.
  */
-static int append_audit_in(struct keystore *ks, MDB_txn *txn, void *userdata)
+int append_audit_in(struct keystore *ks, MDB_txn *txn, void *userdata)
 {
         struct audit_ctx *c = userdata;
         MDB_dbi dbi = c->admin ? ks->audit_admin : ks->audit;
@@ -2206,284 +2144,4 @@ int keystore_compact(struct keystore **ksp, char **ret_error)
         keystore_close(ks);
         *ksp = NULL;
         return keystore_open(slash ? dir : ".", &opts, ksp, ret_error);
-}
-
-/* ---- consistency check ---- */
-
-/* Index keys and values may be anything: print only the harmless part. */
-static const char *show(const void *p, size_t n, char *buf, size_t size)
-{
-        const unsigned char *s = p;
-        size_t i;
-
-        for (i = 0; i < n && i + 1 < size; i++)
-                buf[i] = s[i] >= 0x20 && s[i] < 0x7f ? (char)s[i] : '?';
-        buf[i] = '\0';
-        return buf;
-}
-
-#define SHOW_MAX (NAME_KEY_MAX + 1)
-
-static int verify_parent(struct keystore *ks, MDB_txn *txn, const struct key_record *rec,
-                         char **ret_error);
-static int verify_target(struct keystore *ks, MDB_txn *txn, const MDB_val *id,
-                         struct key_record *ret);
-
-static int verify_keys(struct keystore *ks, MDB_txn *txn, char **ret_error)
-{
-        _cleanup_cursor_ MDB_cursor *c = NULL, *oc = NULL;
-        char a[SHOW_MAX], b[SHOW_MAX];
-        MDB_val k, v;
-        int rc, r;
-
-        rc = mdb_cursor_open(txn, ks->keys, &c);
-        if (rc == MDB_SUCCESS)
-                rc = mdb_cursor_open(txn, ks->owners, &oc);
-        if (rc != MDB_SUCCESS)
-                return fail_with(ret_error, ks_err(ks, rc), "reading keys: %s", mdb_strerror(rc));
-
-        for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
-             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-                char nk[NAME_KEY_MAX];
-                struct key_record rec;
-                MDB_val nv, ok, ov;
-
-                r = decode_entry(&k, &v, &rec);
-                if (r < 0)
-                        return fail_with(ret_error, -EBADMSG, "key %s: record is corrupt (%s)",
-                                         show(k.mv_data, k.mv_size, a, sizeof(a)), strerror(-r));
-
-                rc =
-                    mdb_get(txn, ks->names, &(MDB_val){name_key(nk, rec.owner, rec.name), nk}, &nv);
-                if (rc == MDB_NOTFOUND)
-                        return fail_with(ret_error, -EBADMSG,
-                                         "key %s: no names entry for owner \"%s\" name \"%s\"",
-                                         rec.id, rec.owner, rec.name);
-                if (rc != MDB_SUCCESS)
-                        return fail_with(ret_error, ks_err(ks, rc), "reading names: %s",
-                                         mdb_strerror(rc));
-                if (!val_is_id(&nv, rec.id))
-                        return fail_with(ret_error, -EBADMSG,
-                                         "key %s: its names entry points at \"%s\"", rec.id,
-                                         show(nv.mv_data, nv.mv_size, b, sizeof(b)));
-
-                ok = (MDB_val){strlen(rec.owner), (void *)rec.owner};
-                ov = (MDB_val){TOKEN_ID_LEN, rec.id};
-                rc = mdb_cursor_get(oc, &ok, &ov, MDB_GET_BOTH);
-                if (rc == MDB_NOTFOUND)
-                        return fail_with(ret_error, -EBADMSG,
-                                         "key %s: no owners entry for owner \"%s\"", rec.id,
-                                         rec.owner);
-                if (rc != MDB_SUCCESS)
-                        return fail_with(ret_error, ks_err(ks, rc), "reading owners: %s",
-                                         mdb_strerror(rc));
-                r = verify_parent(ks, txn, &rec, ret_error);
-                if (r < 0)
-                        return r;
-        }
-        if (rc != MDB_NOTFOUND)
-                return fail_with(ret_error, ks_err(ks, rc), "reading keys: %s", mdb_strerror(rc));
-        return 0;
-}
-
-/* A key whose parent still exists is among the parent's children. */
-static int verify_parent(struct keystore *ks, MDB_txn *txn, const struct key_record *rec,
-                         char **ret_error)
-{
-        _cleanup_cursor_ MDB_cursor *c = NULL;
-        MDB_val pk = {TOKEN_ID_LEN, (void *)rec->parent}, pv, ck, cv;
-        int rc;
-
-        if (!rec->parent[0] || ks->no_children)
-                return 0;
-        rc = mdb_get(txn, ks->keys, &pk, &pv);
-        if (rc == MDB_NOTFOUND)
-                return 0; /* deleted: it took its children entries with it */
-        if (rc == MDB_SUCCESS)
-                rc = mdb_cursor_open(txn, ks->children, &c);
-        if (rc != MDB_SUCCESS)
-                return fail_with(ret_error, ks_err(ks, rc), "reading children: %s",
-                                 mdb_strerror(rc));
-        ck = pk;
-        cv = (MDB_val){TOKEN_ID_LEN, (void *)rec->id};
-        rc = mdb_cursor_get(c, &ck, &cv, MDB_GET_BOTH);
-        if (rc == MDB_NOTFOUND)
-                return fail_with(ret_error, -EBADMSG,
-                                 "key %s: not among the children of its parent %s", rec->id,
-                                 rec->parent);
-        if (rc != MDB_SUCCESS)
-                return fail_with(ret_error, ks_err(ks, rc), "reading children: %s",
-                                 mdb_strerror(rc));
-        return 0;
-}
-
-/* The key an index entry points at; every record already decoded in verify_keys. */
-static int verify_target(struct keystore *ks, MDB_txn *txn, const MDB_val *id,
-                         struct key_record *ret)
-{
-        MDB_val rv;
-        int rc;
-
-        if (id->mv_size != TOKEN_ID_LEN)
-                return -ENOENT;
-        rc = mdb_get(txn, ks->keys, (MDB_val *)id, &rv);
-        if (rc != MDB_SUCCESS)
-                return ks_err(ks, rc);
-        return decode_entry(id, &rv, ret);
-}
-
-static int verify_names(struct keystore *ks, MDB_txn *txn, char **ret_error)
-{
-        _cleanup_cursor_ MDB_cursor *c = NULL;
-        char a[SHOW_MAX], b[SHOW_MAX];
-        MDB_val k, v;
-        int rc, r;
-
-        rc = mdb_cursor_open(txn, ks->names, &c);
-        if (rc != MDB_SUCCESS)
-                return fail_with(ret_error, ks_err(ks, rc), "reading names: %s", mdb_strerror(rc));
-
-        for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
-             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-                const char *sep = memchr(k.mv_data, '\0', k.mv_size);
-                struct key_record rec;
-                size_t olen;
-
-                show(k.mv_data, k.mv_size, a, sizeof(a));
-                if (!sep)
-                        return fail_with(ret_error, -EBADMSG,
-                                         "names entry \"%s\" has no owner/name separator", a);
-                olen = (size_t)(sep - (const char *)k.mv_data);
-
-                r = verify_target(ks, txn, &v, &rec);
-                if (r == -ENOENT)
-                        return fail_with(ret_error, -EBADMSG,
-                                         "names entry \"%s\" points at missing key \"%s\"", a,
-                                         show(v.mv_data, v.mv_size, b, sizeof(b)));
-                if (r < 0)
-                        return fail_with(ret_error, r, "names entry \"%s\": %s", a, strerror(-r));
-                if (strlen(rec.owner) != olen || memcmp(rec.owner, k.mv_data, olen) != 0 ||
-                    !val_is_string(&(MDB_val){k.mv_size - olen - 1, (char *)sep + 1}, rec.name))
-                        return fail_with(ret_error, -EBADMSG,
-                                         "names entry \"%s\" points at key %s, which is owner "
-                                         "\"%s\" name \"%s\"",
-                                         a, rec.id, rec.owner, rec.name);
-        }
-        if (rc != MDB_NOTFOUND)
-                return fail_with(ret_error, ks_err(ks, rc), "reading names: %s", mdb_strerror(rc));
-        return 0;
-}
-
-/*
- * An index whose values are key ids (owners, children): every entry names
- * an existing key whose `field` is the entry's key.
- */
-struct index_check {
-        const char *index;    /* "owners" */
-        const char *relation; /* "which belongs to" */
-        const char *(*field)(const struct key_record *rec);
-        bool keyed_by_id; /* the entry's key is a key id, which must exist */
-};
-
-static const char *rec_owner(const struct key_record *rec)
-{
-        return rec->owner;
-}
-
-static const char *rec_parent(const struct key_record *rec)
-{
-        return rec->parent;
-}
-
-static int verify_index(struct keystore *ks, MDB_txn *txn, MDB_dbi dbi,
-                        const struct index_check *ic, char **ret_error)
-{
-        _cleanup_cursor_ MDB_cursor *c = NULL;
-        char a[SHOW_MAX], b[SHOW_MAX];
-        MDB_val k, v;
-        int rc, r;
-
-        rc = mdb_cursor_open(txn, dbi, &c);
-        if (rc != MDB_SUCCESS)
-                return fail_with(ret_error, ks_err(ks, rc), "reading %s: %s", ic->index,
-                                 mdb_strerror(rc));
-
-        for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
-             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-                struct key_record rec;
-
-                show(k.mv_data, k.mv_size, a, sizeof(a));
-                if (ic->keyed_by_id) {
-                        /* Deleting a key takes the entries under it along. */
-                        MDB_val under;
-                        rc = mdb_get(txn, ks->keys, &k, &under);
-                        if (rc == MDB_NOTFOUND)
-                                return fail_with(ret_error, -EBADMSG,
-                                                 "%s entry of %s, a key that no longer exists",
-                                                 ic->index, a);
-                        if (rc != MDB_SUCCESS)
-                                return fail_with(ret_error, ks_err(ks, rc), "reading keys: %s",
-                                                 mdb_strerror(rc));
-                }
-                r = verify_target(ks, txn, &v, &rec);
-                if (r == -ENOENT)
-                        return fail_with(ret_error, -EBADMSG,
-                                         "%s entry \"%s\" points at missing key \"%s\"", ic->index,
-                                         a, show(v.mv_data, v.mv_size, b, sizeof(b)));
-                if (r < 0)
-                        return fail_with(ret_error, r, "%s entry \"%s\": %s", ic->index, a,
-                                         strerror(-r));
-                if (!val_is_string(&k, ic->field(&rec)))
-                        return fail_with(ret_error, -EBADMSG,
-                                         "%s entry \"%s\" points at key %s, %s \"%s\"", ic->index,
-                                         a, rec.id, ic->relation, ic->field(&rec));
-        }
-        if (rc != MDB_NOTFOUND)
-                return fail_with(ret_error, ks_err(ks, rc), "reading %s: %s", ic->index,
-                                 mdb_strerror(rc));
-        return 0;
-}
-
-static int verify_owners(struct keystore *ks, MDB_txn *txn, char **ret_error)
-{
-        static const struct index_check ic = {"owners", "which belongs to", rec_owner, false};
-
-        return verify_index(ks, txn, ks->owners, &ic, ret_error);
-}
-
-/* Every children entry is under an existing key and names an existing key
- * created through it. */
-static int verify_children(struct keystore *ks, MDB_txn *txn, char **ret_error)
-{
-        static const struct index_check ic = {"children", "created through", rec_parent, true};
-
-        if (ks->no_children)
-                return 0;
-        return verify_index(ks, txn, ks->children, &ic, ret_error);
-}
-
-int keystore_verify_indexes(struct keystore *ks, char **ret_error)
-{
-        MDB_txn *txn;
-        int r;
-
-        if (ret_error)
-                *ret_error = NULL;
-        if (!ks)
-                return -EINVAL;
-
-        r = read_begin(ks, &txn);
-        if (r < 0)
-                return r;
-        /* Records to indexes, then each index back to the records: together
-         * they show the three databases describe the same set of keys. */
-        r = verify_keys(ks, txn, ret_error);
-        if (r >= 0)
-                r = verify_names(ks, txn, ret_error);
-        if (r >= 0)
-                r = verify_owners(ks, txn, ret_error);
-        if (r >= 0)
-                r = verify_children(ks, txn, ret_error);
-        read_end(ks);
-        return r;
 }
