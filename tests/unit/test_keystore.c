@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests of the keystore (apikeyd/store/keystore.c) against LMDB on disk in a
+ * Unit tests of the keystore (apikeyd/store/keystore*.c) against LMDB on disk in a
  * fresh temporary directory per test.  Where a test must see or damage what
  * is stored without going through the keystore, it closes the keystore and
  * opens the file with plain LMDB calls.
