@@ -1,0 +1,393 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * apikeyctl's key commands: create (the token printed once), list, show,
+ * update, disable, enable, revoke, delete, and verify (the token read from
+ * standard input, the daemon's code printed and explained).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "ctl_args.h"
+#include "ctl_call.h"
+#include "ctl_commands.h"
+#include "ctl_show.h"
+#include "keys_proto.h"
+#include "macro.h"
+#include "timeutil.h"
+#include "token.h"
+
+int cmd_create(struct ctl *c, struct args *a)
+{
+        json_auto_t *p = json_pack("{s:s}", "name", a->pos[0]);
+        json_auto_t *reply = NULL;
+        const char *token, *id, *owner, *role;
+        json_t *k;
+        char when[RELATIVE_FORMAT_MAX];
+        uint64_t exp;
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        if (a->owner && json_object_set_new(p, "owner", json_string(a->owner)))
+                return -ENOMEM;
+        r = add_key_fields(a, p);
+        if (r < 0)
+                return r;
+        r = ctl_call(c, KEYS_METHOD_CREATE, json_incref(p), &reply);
+        if (r < 0)
+                return r;
+        k = json_object_get(reply, "key");
+        token = param_str(reply, "token");
+        if (!json_is_object(k) || !token || !(id = param_str(k, "id")))
+                return bad_reply(c, "Create");
+        if (c->json)
+                return print_json(reply);
+
+        owner = param_str(k, "owner");
+        role = param_str(k, "role");
+        exp = key_time(k, "expires_at");
+        if (exp)
+                format_relative(exp, now_usec(), when, sizeof(when));
+        fprintf(stderr, "Created key %s '%s' for %s (%s, %s%s).\n", id, a->pos[0],
+                owner ? owner : "?", role ? role : "?", exp ? "expires " : "never expires",
+                exp ? when : "");
+        r = write_stdout(token, strlen(token));
+        if (r >= 0)
+                r = write_stdout("\n", 1);
+        if (r < 0) {
+                err("cannot write the token to standard output: %s; revoke key %s and create "
+                    "another",
+                    strerror(-r), id);
+                return r;
+        }
+        fprintf(stderr, "Store this token now: it is shown only this once, and it cannot be "
+                        "shown again.\n");
+        return 0;
+}
+
+static int fetch_keys(struct ctl *c, const struct args *a, json_t **ret)
+{
+        static const char *const statuses[] = {"enabled", "disabled", "revoked", "expired", NULL};
+        json_auto_t *all = json_array();
+        _cleanup_free_ char *cursor = NULL;
+        uint64_t d;
+        int r;
+
+        if (!all)
+                return -ENOMEM;
+        if (a->status && !one_of(a->status, statuses))
+                return usage_error(a,
+                                   "--status must be enabled, disabled, revoked or expired, "
+                                   "not '%s'",
+                                   a->status);
+        if (a->expiring && (duration_parse(a->expiring, &d) < 0 || d == 0))
+                return usage_error(a, "--expiring '%s' is not a duration (7d, 12h, 2w)",
+                                   a->expiring);
+        for (;;) {
+                json_auto_t *p = json_object(), *reply = NULL;
+                json_t *keys, *cur;
+
+                if (!p)
+                        return -ENOMEM;
+                if ((a->owner && json_object_set_new(p, "owner", json_string(a->owner))) ||
+                    (a->status && json_object_set_new(p, "status", json_string(a->status))) ||
+                    (a->name && json_object_set_new(p, "name_prefix", json_string(a->name))) ||
+                    (a->expiring &&
+                     json_object_set_new(p, "expiring_within", json_string(a->expiring))) ||
+                    (cursor && json_object_set_new(p, "cursor", json_string(cursor))))
+                        return -ENOMEM;
+                r = ctl_call(c, KEYS_METHOD_LIST, json_incref(p), &reply);
+                if (r < 0)
+                        return r;
+                keys = json_object_get(reply, "keys");
+                cur = json_object_get(reply, "cursor");
+                if (!json_is_array(keys) || (cur && !json_is_string(cur)))
+                        return bad_reply(c, "List");
+                if (json_array_extend(all, keys) < 0)
+                        return -ENOMEM;
+                if (!cur || !*json_string_value(cur))
+                        break;
+                /* A cursor that does not move would page forever. */
+                if (cursor && STREQ(cursor, json_string_value(cur)))
+                        return bad_reply(c, "List");
+                free(cursor);
+                cursor = strdup(json_string_value(cur));
+                if (!cursor)
+                        return -ENOMEM;
+        }
+        *ret = json_incref(all);
+        return 0;
+}
+
+int cmd_list(struct ctl *c, struct args *a)
+{
+        json_auto_t *keys = NULL;
+        size_t i;
+        json_t *k;
+        int r;
+
+        r = fetch_keys(c, a, &keys);
+        if (r < 0)
+                return r;
+        if (a->quiet) {
+                json_array_foreach(keys, i, k)
+                {
+                        const char *id = param_str(k, "id");
+                        if (id && token_id_valid(id))
+                                printf("%s\n", id);
+                }
+                return 0;
+        }
+        if (c->json)
+                return print_json(keys);
+        return list_table(keys);
+}
+
+int cmd_show(struct ctl *c, struct args *a)
+{
+        json_auto_t *reply = NULL;
+        json_t *k;
+        int r;
+
+        r = check_id(a, a->pos[0]);
+        if (r < 0)
+                return r;
+        r = ctl_call(c, KEYS_METHOD_GET, id_params(a->pos[0]), &reply);
+        if (r < 0)
+                return r;
+        k = json_object_get(reply, "key");
+        if (!json_is_object(k))
+                return bad_reply(c, "Get");
+        r = output_key(c, k);
+        if (r < 0 || c->json)
+                return r;
+        /* The keys created through it: they die with it. */
+        json_t *children = json_object_get(reply, "children");
+        if (json_array_size(children) > 0) {
+                _cleanup_free_ char *ids = join(children, ", ", "");
+                _cleanup_free_ char *line = NULL;
+                json_int_t total = json_integer_value(json_object_get(reply, "children_total"));
+                if (!ids || asprintf(&line, "%s (%lld in all)", ids, (long long)total) < 0)
+                        return -ENOMEM;
+                r = print_field("Children", line);
+        }
+        return r;
+}
+
+int cmd_update(struct ctl *c, struct args *a)
+{
+        json_auto_t *p = id_params(a->pos[0]);
+        json_auto_t *reply = NULL;
+        json_t *k;
+        int r;
+
+        r = check_id(a, a->pos[0]);
+        if (r < 0)
+                return r;
+        if (!p)
+                return -ENOMEM;
+        if (a->name && json_object_set_new(p, "name", json_string(a->name)))
+                return -ENOMEM;
+        r = add_key_fields(a, p);
+        if (r < 0)
+                return r;
+        if (json_object_size(p) == 1)
+                return usage_error(a, "nothing to change: give --name, --description, --scope, "
+                                      "--role, --permissions or --expires");
+        r = ctl_call(c, KEYS_METHOD_UPDATE, json_incref(p), &reply);
+        if (r < 0)
+                return r;
+        k = json_object_get(reply, "key");
+        if (!json_is_object(k))
+                return bad_reply(c, "Update");
+        return output_key(c, k);
+}
+
+/* disable, enable, revoke: one method, the key back. */
+static int set_status(struct ctl *c, struct args *a, const char *method, const char *done)
+{
+        json_auto_t *reply = NULL;
+        const char *name, *owner;
+        json_t *k;
+        int r;
+
+        r = check_id(a, a->pos[0]);
+        if (r < 0)
+                return r;
+        if (STREQ(method, KEYS_METHOD_REVOKE)) {
+                r = confirm(a, "Revoke key %s? A revoked key never works again.", a->pos[0]);
+                if (r < 0)
+                        return r;
+        }
+        r = ctl_call(c, method, id_params(a->pos[0]), &reply);
+        if (r < 0)
+                return r;
+        k = json_object_get(reply, "key");
+        if (!json_is_object(k))
+                return bad_reply(c, method + STRLEN(KEYS_INTERFACE "."));
+        if (c->json)
+                return print_json(k);
+        name = param_str(k, "name");
+        owner = param_str(k, "owner");
+        printf("%s key %s '%s' of %s.\n", done, a->pos[0], name ? name : "?", owner ? owner : "?");
+        return 0;
+}
+
+int cmd_disable(struct ctl *c, struct args *a)
+{
+        return set_status(c, a, KEYS_METHOD_DISABLE, "Disabled");
+}
+
+int cmd_enable(struct ctl *c, struct args *a)
+{
+        return set_status(c, a, KEYS_METHOD_ENABLE, "Enabled");
+}
+
+int cmd_revoke(struct ctl *c, struct args *a)
+{
+        return set_status(c, a, KEYS_METHOD_REVOKE, "Revoked");
+}
+
+int cmd_delete(struct ctl *c, struct args *a)
+{
+        json_auto_t *reply = NULL;
+        int r;
+
+        r = check_id(a, a->pos[0]);
+        if (r < 0)
+                return r;
+        if (!a->yes && isatty(STDIN_FILENO)) {
+                /* Name the key in the question: ids are easy to mix up. */
+                json_auto_t *got = NULL;
+                json_t *k;
+                r = ctl_call(c, KEYS_METHOD_GET, id_params(a->pos[0]), &got);
+                if (r < 0)
+                        return r;
+                k = json_object_get(got, "key");
+                r = confirm(a, "Delete key %s '%s' of %s? This cannot be undone.", a->pos[0],
+                            param_str(k, "name") ? param_str(k, "name") : "?",
+                            param_str(k, "owner") ? param_str(k, "owner") : "?");
+                if (r < 0)
+                        return r;
+        }
+        r = ctl_call(c, KEYS_METHOD_DELETE, id_params(a->pos[0]), &reply);
+        if (r < 0)
+                return r;
+        if (c->json)
+                return print_json(reply);
+        printf("Deleted key %s.\n", a->pos[0]);
+        return 0;
+}
+
+/* Why a token is not valid, for the user.  No default: a new code is a
+ * -Wswitch error here until it is explained. */
+static const char *verify_explanation(enum verify_code code)
+{
+        switch (code) {
+        case VERIFY_CODE_NOT_FOUND:
+                return "no key matches this token (unknown key, or a wrong secret)";
+        case VERIFY_CODE_DISABLED:
+                return "the key is disabled";
+        case VERIFY_CODE_REVOKED:
+                return "the key is revoked";
+        case VERIFY_CODE_EXPIRED:
+                return "the key has expired";
+        case VERIFY_CODE_WRONG_USER:
+                return "the key belongs to another user";
+        case VERIFY_CODE_OUT_OF_SCOPE:
+                return "the key's scope does not include this service";
+        case VERIFY_CODE_INSUFFICIENT_PERMISSIONS:
+                return "the key lacks a permission asked for";
+        case VERIFY_CODE_RATE_LIMITED:
+                return "too many failed attempts; try again later";
+        case VERIFY_CODE_NOT_FOR_LOGIN:
+                return "the key was created by an invite, for scripts and services: it cannot "
+                       "log in";
+        case VERIFY_CODE_UNAVAILABLE:
+                return "the daemon could not decide (see its log); try again later";
+        case VERIFY_CODE_VALID:      /* with valid false: a reply that contradicts itself */
+        case VERIFY_CODE_BAD_FORMAT: /* from the daemon: a prefix it does not take */
+        case _VERIFY_CODE_MAX:
+        case _VERIFY_CODE_INVALID: /* a newer daemon's */
+                break;
+        }
+        return "the token is not valid";
+}
+
+int cmd_verify(struct ctl *c, struct args *a)
+{
+        _cleanup_(token_input_erase) struct token_input in = {.len = 0};
+        json_auto_t *p = json_object(), *reply = NULL;
+        enum token_error te;
+        struct token t;
+        const char *code;
+        enum verify_code vc;
+        json_t *valid;
+        int r;
+
+        if (a->n_pos > 0) {
+                err("verify reads the token from standard input, never from the command line, "
+                    "where other users can see it (ps); run 'apikeyctl verify < FILE'");
+                return ERR_USAGE;
+        }
+        if (!p)
+                return -ENOMEM;
+        if ((a->service && json_object_set_new(p, "service", json_string(a->service))) ||
+            (a->user && json_object_set_new(p, "user", json_string(a->user))) ||
+            (a->rhost && json_object_set_new(p, "rhost", json_string(a->rhost))))
+                return -ENOMEM;
+        if (a->permissions) {
+                json_t *perms = split_list(a->permissions);
+                if (!perms || json_object_set_new(p, "permissions", perms))
+                        return -ENOMEM;
+                r = check_permissions(a, perms);
+                if (r < 0)
+                        return r;
+        }
+        r = read_token(a, &in);
+        if (r < 0)
+                return r;
+
+        /* A typo is answered here, as the PAM module does: no need to ask. */
+        if (token_parse(in.data, in.len, NULL, &t, &te) < 0) {
+                if (c->json) {
+                        json_auto_t *o = json_pack("{s:b, s:s}", "valid", 0, "code",
+                                                   verify_code_to_string(VERIFY_CODE_BAD_FORMAT));
+                        if (!o || print_json(o) < 0)
+                                return -ENOMEM;
+                } else
+                        printf("%s\n", verify_code_to_string(VERIFY_CODE_BAD_FORMAT));
+                fflush(stdout);
+                err("not an API key: %s", token_error_to_string(te));
+                return ERR_NOT_VALID;
+        }
+        if (json_object_set_new(p, "token", json_stringn(in.data, in.len)))
+                return -ENOMEM;
+        token_input_erase(&in);
+
+        r = ctl_call(c, KEYS_METHOD_VERIFY, json_incref(p), &reply);
+        if (r < 0)
+                return r;
+        code = param_str(reply, "code");
+        valid = json_object_get(reply, "valid");
+        if (!code || !json_is_boolean(valid))
+                return bad_reply(c, "Verify");
+        if (c->json)
+                r = print_json(reply);
+        else
+                printf("%s\n", code);
+        if (r < 0)
+                return r;
+        vc = verify_code_from_string(code);
+        if (json_is_true(valid) && vc == VERIFY_CODE_VALID)
+                return 0;
+        fflush(stdout);
+        err("%s", verify_explanation(vc));
+        /* No decision is not a refusal: a script may try again. */
+        return vc == VERIFY_CODE_UNAVAILABLE ? ERR_UNREACHABLE : ERR_NOT_VALID;
+}
