@@ -3,19 +3,21 @@
  * The Verify method: checking a token, the policy around it (status,
  * owner, scope, permissions, lockout), logging refusals, and the signed
  * answer written straight as text.  Both decoders of a call end in
- * verify_run(): the general one (api_method_verify) and the fast one
- * (api_fast_path, verify_call.c).
+ * verify_run(): the general one (method_verify) and the fast one
+ * (verify_fast_path, verify_call.c).
  */
 #include <errno.h>
 #include <string.h>
 
 #include <sodium.h>
 
-#include "api_internal.h"
 #include "log.h"
+#include "methods.h"
+#include "state.h"
 #include "text_check.h"
 #include "text.h"
 #include "timeutil.h"
+#include "verify.h"
 #include "verify_call.h"
 
 /*
@@ -489,7 +491,7 @@ enum verify_code api_verify_auth(struct request *q, const char *token, size_t le
         return code;
 }
 
-int api_method_verify(struct request *q)
+static int method_verify(struct request *q)
 {
         static const struct param spec[] = {
             {"token", JSON_STRING, true},
@@ -524,7 +526,12 @@ int api_method_verify(struct request *q)
         return r;
 }
 
-bool api_fast_path(struct connection *c, const char *msg, size_t len, void *userdata)
+const struct method verify_methods[] = {
+    {KEYS_METHOD_VERIFY, method_verify, false, false},
+    {NULL, NULL, false, false},
+};
+
+bool verify_fast_path(struct connection *c, const char *msg, size_t len, void *userdata)
 {
         struct verify_call call;
         struct request q;
