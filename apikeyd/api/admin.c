@@ -33,7 +33,7 @@ static int reply_shared_secret(struct request *q, const uint8_t *secret)
                           sodium_base64_VARIANT_ORIGINAL);
         reply = json_pack("{s:s}", "secret", b64);
         sodium_memzero(b64, sizeof(b64));
-        return connection_reply(q->conn, reply, false);
+        return api_reply(q, reply);
 }
 
 /*
@@ -62,7 +62,7 @@ static int rotate_write(struct change *ch, struct keystore *ks)
         return keystore_append_audit(ks, &ev);
 }
 
-static void rotate_answer(struct change *ch, int r)
+static int rotate_answer(struct change *ch, int r)
 {
         struct api *a = ch->q.api;
         uint8_t *now_kept;
@@ -77,19 +77,18 @@ static void rotate_answer(struct change *ch, int r)
                                 log_error("the new shared secret is stored but not in use");
                 }
                 sodium_free(now_kept);
-                (void)api_reply_internal(&ch->q, "storing the shared secret", r);
-                return;
+                return r;
         }
         /* Verify answers are signed with the new secret from now on. */
         memcpy(a->shared_secret, ch->secret, sizeof(ch->secret));
         r = api_sign_state_reset(a);
         if (r < 0) {
                 /* Stored, but not in use: answers would go on signed with the old one. */
-                (void)api_reply_internal(&ch->q, "keying the verify signature", r);
-                return;
+                log_error("the new shared secret is stored but not in use");
+                return r;
         }
         change_journal(&ch->q, "rotate-shared-secret", NULL, NULL);
-        (void)reply_shared_secret(&ch->q, a->shared_secret);
+        return reply_shared_secret(&ch->q, a->shared_secret);
 }
 
 static int shared_secret(struct request *q, bool rotate)
@@ -109,7 +108,7 @@ static int shared_secret(struct request *q, bool rotate)
                 return reply_shared_secret(q, a->shared_secret);
         ch = change_new(q, "rotate-shared-secret", rotate_write, rotate_answer);
         if (!ch)
-                return api_reply_internal(q, "storing the shared secret", -ENOMEM);
+                return -ENOMEM;
         randombytes_buf(ch->secret, sizeof(ch->secret));
         return change_submit(ch);
 }
@@ -130,24 +129,21 @@ static int audit_one(const struct audit_event *ev, void *userdata)
         return json_array_append_new(events, o) < 0 ? -ENOMEM : 0;
 }
 
-static void list_audit_answer(struct change *ch, int r)
+static int list_audit_answer(struct change *ch, int r)
 {
         struct request *q = &ch->q;
         json_t *events;
 
         events = json_array();
-        if (!events) {
-                (void)api_reply_internal(q, "reading the audit log", -ENOMEM);
-                return;
-        }
+        if (!events)
+                return -ENOMEM;
         r = keystore_list_audit(q->api->ks, ch->after, ch->since, ch->key_id[0] ? ch->key_id : NULL,
                                 ch->limit, audit_one, events);
         if (r < 0) {
                 json_decref(events);
-                (void)api_reply_internal(q, "reading the audit log", r);
-                return;
+                return r;
         }
-        (void)connection_reply(q->conn, json_pack("{s:o}", "events", events), false);
+        return api_reply(q, json_pack("{s:o}", "events", events));
 }
 
 static int method_list_audit(struct request *q)
@@ -169,18 +165,18 @@ static int method_list_audit(struct request *q)
         if (api_check_params(q, spec) < 0)
                 return 0;
         if (key_id && !token_id_valid(key_id))
-                return connection_reply_invalid_parameter(q->conn, "key_id");
+                return api_reply_invalid(q, "key_id");
         if (since_s) {
                 /* A duration means that long ago; else a point in time. */
                 if (duration_parse(since_s, &d) == 0 && d <= q->now)
                         since = q->now - d;
                 else if (timestamp_parse(since_s, &since) < 0)
-                        return connection_reply_invalid_parameter(q->conn, "since");
+                        return api_reply_invalid(q, "since");
         }
         if (after_j && (after = json_integer_value(after_j)) < 0)
-                return connection_reply_invalid_parameter(q->conn, "after");
+                return api_reply_invalid(q, "after");
         if (limit_j && ((limit = json_integer_value(limit_j)) < 1 || limit > API_LIST_MAX))
-                return connection_reply_invalid_parameter(q->conn, "limit");
+                return api_reply_invalid(q, "limit");
         /* The audit log names every owner and caller: admins only. */
         r = authz_check(&q->who, AUTHZ_AUDIT, NULL, &reason);
         if (r < 0)
@@ -189,7 +185,7 @@ static int method_list_audit(struct request *q)
          * queued until now among them) is in the keystore. */
         ch = change_new(q, "list-audit", NULL, list_audit_answer);
         if (!ch)
-                return api_reply_internal(q, "reading the audit log", -ENOMEM);
+                return -ENOMEM;
         str_copy(ch->key_id, sizeof(ch->key_id), key_id);
         ch->after = (uint64_t)after;
         ch->since = since;
@@ -217,7 +213,7 @@ static int method_get_status(struct request *q)
                                     : 0;
         }
         if (r < 0)
-                return api_reply_internal(q, "counting keys", r);
+                return r;
         (void)timestamp_format(a->started_at, started);
         reply = json_pack("{s:s, s:s, s:s, s:b, s:I, s:{s:I, s:I, s:I, s:I}}", "version",
                           APIKEYD_VERSION, "started_at", started, "state_dir", a->state_dir,
@@ -229,7 +225,7 @@ static int method_get_status(struct request *q)
                           (json_int_t)counts[KEY_STATUS_EXPIRED]);
         if (reply && a->socket_path)
                 json_object_set_new(reply, "socket", json_string(a->socket_path));
-        return connection_reply(q->conn, reply, false);
+        return api_reply(q, reply);
 }
 
 static int lockout_one(const struct lockout_entry *e, bool locked, void *userdata)
@@ -270,19 +266,19 @@ static int method_list_lockouts(struct request *q)
                 return api_reply_authz(q, r, reason);
         arr = json_array();
         if (!arr)
-                return api_reply_internal(q, "listing lockouts", -ENOMEM);
+                return -ENOMEM;
         r = lockout_foreach(&q->api->lockout, q->now, lockout_one, (void *[]){q, arr});
         if (r < 0) {
                 json_decref(arr);
-                return api_reply_internal(q, "listing lockouts", r);
+                return r;
         }
-        return connection_reply(q->conn, json_pack("{s:o}", "lockouts", arr), false);
+        return api_reply(q, json_pack("{s:o}", "lockouts", arr));
 }
 
-static void reset_lockout_answer(struct change *ch, int r)
+static int reset_lockout_answer(struct change *ch, int r)
 {
         change_journal(&ch->q, ch->action, NULL, ch->detail);
-        (void)connection_reply(ch->q.conn, json_pack("{s:b}", "reset", ch->any), false);
+        return api_reply(&ch->q, json_pack("{s:b}", "reset", ch->any));
 }
 
 /*
@@ -320,12 +316,12 @@ static int method_reset_lockout(struct request *q)
         if (api_check_params(q, spec) < 0)
                 return 0;
         if (kind && !STREQ(kind, "key") && !STREQ(kind, "from") && !STREQ(kind, "uid"))
-                return connection_reply_invalid_parameter(q->conn, "kind");
+                return api_reply_invalid(q, "kind");
         if (!kind != !name)
-                return connection_reply_invalid_parameter(q->conn, kind ? "name" : "kind");
+                return api_reply_invalid(q, kind ? "name" : "kind");
         if (source &&
             (!kind || !STREQ(kind, "key") || !source[0] || strlen(source) > LOCKOUT_SOURCE_MAX))
-                return connection_reply_invalid_parameter(q->conn, "source");
+                return api_reply_invalid(q, "source");
         r = authz_check(&q->who, AUTHZ_LOCKOUT, NULL, &reason);
         if (r < 0)
                 return api_reply_authz(q, r, reason);
@@ -340,7 +336,7 @@ static int method_reset_lockout(struct request *q)
                         r = snprintf(full, sizeof(full), "%s:%s", kind, name);
                 if (r < 0 || (size_t)r > LOCKOUT_NAME_MAX || !name[0] ||
                     (STREQ(kind, "key") && strlen(name) != TOKEN_ID_LEN))
-                        return connection_reply_invalid_parameter(q->conn, "name");
+                        return api_reply_invalid(q, "name");
                 any = lockout_reset_if(&q->api->lockout, lockout_reset_match, full) > 0;
         }
         /* Answered once the counts as they are now are in the keystore. */
@@ -348,7 +344,7 @@ static int method_reset_lockout(struct request *q)
                         reset_lockout_answer);
         if (!ch) {
                 api_save_lockout(q->api);
-                return api_reply_internal(q, "saving the lockout counts", -ENOMEM);
+                return -ENOMEM;
         }
         ch->any = any;
         if (kind) {
@@ -377,12 +373,10 @@ static int method_get_info(struct request *q)
 
         if (api_check_params(q, spec) < 0)
                 return 0;
-        return connection_reply(q->conn,
-                                json_pack("{s:s, s:s, s:s, s:s, s:[s, s]}", "vendor", "apikeyd",
-                                          "product", "apikeyd", "version", APIKEYD_VERSION, "url",
-                                          "https://github.com/apikeyd/apikeyd", "interfaces",
-                                          VARLINK_SERVICE_INTERFACE, KEYS_INTERFACE),
-                                false);
+        return api_reply(q, json_pack("{s:s, s:s, s:s, s:s, s:[s, s]}", "vendor", "apikeyd",
+                                      "product", "apikeyd", "version", APIKEYD_VERSION, "url",
+                                      "https://github.com/apikeyd/apikeyd", "interfaces",
+                                      VARLINK_SERVICE_INTERFACE, KEYS_INTERFACE));
 }
 
 const char api_service_description[] =
@@ -406,14 +400,12 @@ static int method_get_interface_description(struct request *q)
                 return 0;
         iface = api_str_param(q, "interface");
         if (STREQ(iface, KEYS_INTERFACE))
-                return connection_reply(
-                    q->conn, json_pack("{s:s}", "description", apikeyd_interface_description),
-                    false);
+                return api_reply(q,
+                                 json_pack("{s:s}", "description", apikeyd_interface_description));
         if (STREQ(iface, VARLINK_SERVICE_INTERFACE))
-                return connection_reply(
-                    q->conn, json_pack("{s:s}", "description", api_service_description), false);
-        return connection_reply_error(q->conn, VARLINK_ERROR_INTERFACE_NOT_FOUND,
-                                      json_pack("{s:s}", "interface", iface));
+                return api_reply(q, json_pack("{s:s}", "description", api_service_description));
+        return api_reply_error(q, VARLINK_ERROR_INTERFACE_NOT_FOUND,
+                               json_pack("{s:s}", "interface", iface));
 }
 
 const struct method service_methods[] = {

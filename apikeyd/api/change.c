@@ -32,14 +32,16 @@ static void change_done(struct write_op *op, int r)
 {
         struct change *ch = (struct change *)op;
 
-        ch->answer(ch, r);
+        r = ch->answer(ch, r);
+        if (r < 0)
+                api_reply_failed(&ch->q, r);
         connection_resume(ch->q.conn);
         change_free(ch);
 }
 
 struct change *change_new(struct request *q, const char *action,
                           int (*write)(struct change *, struct keystore *),
-                          void (*answer)(struct change *, int))
+                          int (*answer)(struct change *, int))
 {
         struct change *ch = calloc(1, sizeof(*ch));
 

@@ -33,7 +33,9 @@ struct change {
         const char *detail;
         char detail_buf[512]; /* behind detail, when made for this change */
         int (*write)(struct change *ch, struct keystore *ks); /* writer's thread; NULL: none */
-        void (*answer)(struct change *ch, int r);             /* loop */
+        /* On the loop, with what write returned: 0 once it has replied, or a
+         * negative errno (answered InternalError by change.c). */
+        int (*answer)(struct change *ch, int r);
         struct key_record rec; /* Create: the new key; else the key as loaded */
         void *storage;         /* behind rec when loaded */
         struct key_record updated;
@@ -62,7 +64,7 @@ struct change {
  */
 struct change *change_new(struct request *q, const char *action,
                           int (*write)(struct change *, struct keystore *),
-                          void (*answer)(struct change *, int));
+                          int (*answer)(struct change *, int));
 /* Hand the change to the writer: the call is answered when it is done. */
 int change_submit(struct change *ch);
 /* On the writer's thread: attach the change's audit record to its write. */

@@ -40,6 +40,7 @@ void api_dispatch(struct connection *c, struct varlink_call *call, void *userdat
         struct api *a = userdata;
         const struct method *m = method_find(call->method);
         struct request q;
+        int r;
 
         if (!m) {
                 (void)connection_reply_error(c, VARLINK_ERROR_METHOD_NOT_FOUND,
@@ -61,10 +62,18 @@ void api_dispatch(struct connection *c, struct varlink_call *call, void *userdat
                                      .params = call->parameters,
                                      .now = now_usec(),
                                      .method = m->name};
-        (void)m->fn(&q);
+        r = m->fn(&q);
+        if (r < 0)
+                api_reply_failed(&q, r);
 }
 
 bool api_fast_path(struct connection *c, const char *msg, size_t len, void *userdata)
 {
-        return verify_fast_path(c, msg, len, userdata);
+        struct request q = {
+            .api = userdata, .conn = c, .now = now_usec(), .method = KEYS_METHOD_VERIFY};
+        int r = verify_fast_path(&q, msg, len);
+
+        if (r < 0)
+                api_reply_failed(&q, r);
+        return r != 0;
 }

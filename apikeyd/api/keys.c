@@ -108,25 +108,23 @@ static int create_write(struct change *ch, struct keystore *ks)
         }
 }
 
-static void create_answer(struct change *ch, int r)
+static int create_answer(struct change *ch, int r)
 {
         struct request *q = &ch->q;
         json_t *reply;
 
         if (r == -EEXIST)
-                (void)connection_reply_error(
-                    q->conn, ERR_NAME_TAKEN,
+                return api_reply_error(
+                    q, ERR_NAME_TAKEN,
                     json_pack("{s:s, s:s}", "owner", ch->rec.owner, "name", ch->rec.name));
-        else if (r == -EDQUOT && ch->max_owned)
-                (void)api_reply_authz(q, r, AUTHZ_REASON_USER_MAX_KEYS);
-        else if (r < 0)
-                (void)api_reply_internal(q, "storing a new key", r);
-        else {
-                change_journal(q, "create", &ch->rec, ch->rec.name);
-                reply = json_pack("{s:o, s:s}", "key", api_key_json(q->api, &ch->rec, q->now),
-                                  "token", ch->token);
-                (void)connection_reply(q->conn, reply, false);
-        }
+        if (r == -EDQUOT && ch->max_owned)
+                return api_reply_authz(q, r, AUTHZ_REASON_USER_MAX_KEYS);
+        if (r < 0)
+                return r;
+        change_journal(q, "create", &ch->rec, ch->rec.name);
+        reply = json_pack("{s:o, s:s}", "key", api_key_json(q->api, &ch->rec, q->now), "token",
+                          ch->token);
+        return api_reply(q, reply);
 }
 
 static int method_create(struct request *q)
@@ -168,11 +166,11 @@ static int method_create(struct request *q)
         if (!rec.owner)
                 rec.owner = q->who.owner;
         if (!rec.owner[0])
-                return connection_reply_invalid_parameter(q->conn, "owner");
+                return api_reply_invalid(q, "owner");
         rec.role = role;
         rec.permissions = perms;
         if (parse_scope(json_object_get(q->params, "scope"), rec.scope, &rec.n_scope) < 0)
-                return connection_reply_invalid_parameter(q->conn, "scope");
+                return api_reply_invalid(q, "scope");
         bool default_scope = !json_is_array(json_object_get(q->params, "scope"));
         if (default_scope)
                 rec.n_scope = authz_default_scope(&q->who, rec.scope);
@@ -180,7 +178,7 @@ static int method_create(struct request *q)
         expires = api_str_param(q, "expires");
         if (expires) {
                 if (expiry_parse(expires, q->now, &rec.expires_at) < 0)
-                        return connection_reply_invalid_parameter(q->conn, "expires");
+                        return api_reply_invalid(q, "expires");
         } else
                 rec.expires_at = authz_default_expiry(&q->who, &policy, q->now);
 
@@ -191,12 +189,12 @@ static int method_create(struct request *q)
         rec.created_by = q->who.actor;
         token_generate_id(rec.id);
         if (record_check(&rec, &field) < 0)
-                return connection_reply_invalid_parameter(q->conn, field);
+                return api_reply_invalid(q, field);
 
         if (!q->who.admin) {
                 r = count_owned(a, rec.owner, q->now, &n_owned);
                 if (r < 0)
-                        return api_reply_internal(q, "counting keys", r);
+                        return r;
         }
         struct authz_grant grant = {
             .fields = AUTHZ_GRANT_ALL,
@@ -217,11 +215,11 @@ static int method_create(struct request *q)
 
         r = new_token(a, &rec, token);
         if (r < 0)
-                return api_reply_internal(q, "generating a token", r);
+                return r;
         ch = change_new(q, "create", create_write, create_answer);
         if (!ch) {
                 erase(token, sizeof(token));
-                return api_reply_internal(q, "storing a new key", -ENOMEM);
+                return -ENOMEM;
         }
         ch->rec = rec;
         /* These pointed into the request on the handler's stack. */
@@ -307,16 +305,16 @@ static int method_list(struct request *q)
         f.owner = api_str_param(q, "owner");
         f.name_prefix = api_str_param(q, "name_prefix");
         if (status && (f.status = key_status_from_string(status)) < 0)
-                return connection_reply_invalid_parameter(q->conn, "status");
+                return api_reply_invalid(q, "status");
         if (within && (duration_parse(within, &f.expiring_within) < 0 || f.expiring_within == 0))
-                return connection_reply_invalid_parameter(q->conn, "expiring_within");
+                return api_reply_invalid(q, "expiring_within");
         if (limit_j) {
                 limit = json_integer_value(limit_j);
                 if (limit < 1 || limit > API_LIST_MAX)
-                        return connection_reply_invalid_parameter(q->conn, "limit");
+                        return api_reply_invalid(q, "limit");
         }
         if (cursor && cursor[0] && !token_id_valid(cursor))
-                return connection_reply_invalid_parameter(q->conn, "cursor");
+                return api_reply_invalid(q, "cursor");
 
         if (!q->who.admin) {
                 if (f.owner && !STREQ(f.owner, q->who.owner))
@@ -334,7 +332,7 @@ static int method_list(struct request *q)
         if (r < 0) {
                 json_decref(ls.keys);
                 json_decref(ls.held);
-                return api_reply_internal(q, "listing keys", r);
+                return r;
         }
         if (ls.keys)
                 reply = json_pack("{s:o}", "keys", ls.keys);
@@ -343,7 +341,7 @@ static int method_list(struct request *q)
                     ls.held ? json_pack("{s:[o]}", "keys", ls.held) : json_pack("{s:[]}", "keys");
         if (reply && next[0])
                 json_object_set_new(reply, "cursor", json_string(next));
-        return connection_reply(q->conn, reply, false);
+        return api_reply(q, reply);
 }
 
 /* Load the key named by "id" and check that the caller may do `action` to it. */
@@ -395,7 +393,7 @@ static int method_get(struct request *q)
                 return 0;
         r = keystore_children(q->api->ks, rec.id, children, API_CHILDREN_MAX, &n);
         if (r < 0)
-                return api_reply_internal(q, "reading the keys created through a key", r);
+                return r;
         reply = json_pack("{s:o}", "key", api_key_json(q->api, &rec, q->now));
         if (reply && n > 0) {
                 json_t *ids = json_array();
@@ -404,7 +402,7 @@ static int method_get(struct request *q)
                 json_object_set_new(reply, "children", ids);
                 json_object_set_new(reply, "children_total", json_integer((json_int_t)n));
         }
-        return connection_reply(q->conn, reply, false);
+        return api_reply(q, reply);
 }
 
 /*
@@ -525,7 +523,7 @@ static void update_detail(const struct key_record *old, const struct key_update 
                 text_add(&t, "nothing changed");
 }
 
-static void changed_answer(struct change *ch, int r);
+static int changed_answer(struct change *ch, int r);
 
 /* "and N keys created through it" for the journal, or NULL. */
 static const char *revoked_detail(struct change *ch, size_t n)
@@ -577,7 +575,7 @@ static int method_update(struct request *q)
         scope_j = json_object_get(q->params, "scope");
         if (json_is_array(scope_j)) {
                 if (parse_scope(scope_j, scope, &upd.n_scope) < 0)
-                        return connection_reply_invalid_parameter(q->conn, "scope");
+                        return api_reply_invalid(q, "scope");
                 upd.scope = scope;
                 upd.fields |= KEY_UPDATE_SCOPE;
         }
@@ -591,7 +589,7 @@ static int method_update(struct request *q)
         upd.expires_at = rec.expires_at;
         if ((expires = api_str_param(q, "expires"))) {
                 if (expiry_parse(expires, q->now, &upd.expires_at) < 0)
-                        return connection_reply_invalid_parameter(q->conn, "expires");
+                        return api_reply_invalid(q, "expires");
                 upd.fields |= KEY_UPDATE_EXPIRES;
         }
         /* The same rules as for a new key, so an update cannot raise a key
@@ -631,11 +629,11 @@ static int method_update(struct request *q)
         next.permissions = upd.permissions;
         next.expires_at = upd.expires_at;
         if (record_check(&next, &field) < 0)
-                return connection_reply_invalid_parameter(q->conn, field);
+                return api_reply_invalid(q, field);
 
         ch = change_new(q, "update", update_write, changed_answer);
         if (!ch)
-                return api_reply_internal(q, "updating a key", -ENOMEM);
+                return -ENOMEM;
         update_detail(&rec, &upd, ch->detail_buf, sizeof(ch->detail_buf));
         ch->detail = ch->detail_buf;
         ch->rec = rec;
@@ -662,28 +660,25 @@ static int set_status_write(struct change *ch, struct keystore *ks)
 }
 
 /* The answer to Update, Disable, Enable and Revoke. */
-static void changed_answer(struct change *ch, int r)
+static int changed_answer(struct change *ch, int r)
 {
         struct request *q = &ch->q;
 
         if (r == -ESTALE)
-                (void)connection_reply_error(q->conn, ERR_REVOKED,
-                                             json_pack("{s:s}", "id", ch->rec.id));
-        else if (r == -EEXIST)
-                (void)connection_reply_error(
-                    q->conn, ERR_NAME_TAKEN,
+                return api_reply_error(q, ERR_REVOKED, json_pack("{s:s}", "id", ch->rec.id));
+        if (r == -EEXIST)
+                return api_reply_error(
+                    q, ERR_NAME_TAKEN,
                     json_pack("{s:s, s:s}", "owner", ch->rec.owner, "name", ch->upd.name));
-        else if (r == -ENOENT)
-                (void)api_reply_no_such_key(q, ch->rec.id);
-        else if (r == -EPERM && ch->status == KEY_STATUS_ENABLED)
-                (void)api_reply_authz(q, r, AUTHZ_REASON_ADMIN_DISABLED);
-        else if (r < 0)
-                (void)api_reply_internal(q, ch->status ? ch->action : "updating a key", r);
-        else {
-                const char *detail = revoked_detail(ch, ch->sc.ret_revoked);
-                change_journal(q, ch->action, &ch->updated, detail ? detail : ch->detail);
-                (void)api_reply_key(q, &ch->updated);
-        }
+        if (r == -ENOENT)
+                return api_reply_no_such_key(q, ch->rec.id);
+        if (r == -EPERM && ch->status == KEY_STATUS_ENABLED)
+                return api_reply_authz(q, r, AUTHZ_REASON_ADMIN_DISABLED);
+        if (r < 0)
+                return r;
+        const char *detail = revoked_detail(ch, ch->sc.ret_revoked);
+        change_journal(q, ch->action, &ch->updated, detail ? detail : ch->detail);
+        return api_reply_key(q, &ch->updated);
 }
 
 static int set_status(struct request *q, enum authz_action action, enum key_status status,
@@ -702,7 +697,7 @@ static int set_status(struct request *q, enum authz_action action, enum key_stat
                 return api_reply_authz(q, r, reason);
         ch = change_new(q, verb, set_status_write, changed_answer);
         if (!ch)
-                return api_reply_internal(q, verb, -ENOMEM);
+                return -ENOMEM;
         ch->rec = rec;
         ch->storage = TAKE_PTR(storage);
         ch->status = status;
@@ -731,18 +726,16 @@ static int delete_write(struct change *ch, struct keystore *ks)
         return r < 0 ? r : keystore_delete_tree(ks, ch->rec.id, &ch->n_revoked);
 }
 
-static void delete_answer(struct change *ch, int r)
+static int delete_answer(struct change *ch, int r)
 {
         struct request *q = &ch->q;
 
         if (r == -ENOENT)
-                (void)api_reply_no_such_key(q, ch->rec.id);
-        else if (r < 0)
-                (void)api_reply_internal(q, "deleting a key", r);
-        else {
-                change_journal(q, "delete", &ch->rec, revoked_detail(ch, ch->n_revoked));
-                (void)connection_reply(q->conn, NULL, false);
-        }
+                return api_reply_no_such_key(q, ch->rec.id);
+        if (r < 0)
+                return r;
+        change_journal(q, "delete", &ch->rec, revoked_detail(ch, ch->n_revoked));
+        return api_reply(q, NULL);
 }
 
 static int method_delete(struct request *q)
@@ -755,7 +748,7 @@ static int method_delete(struct request *q)
                 return 0;
         ch = change_new(q, "delete", delete_write, delete_answer);
         if (!ch)
-                return api_reply_internal(q, "deleting a key", -ENOMEM);
+                return -ENOMEM;
         ch->rec = rec;
         ch->storage = TAKE_PTR(storage);
         return change_submit(ch);

@@ -75,14 +75,38 @@ int api_check_params(struct request *q, const struct param *spec)
         return 0;
 }
 
+int api_reply(struct request *q, json_t *parameters)
+{
+        (void)connection_reply(q->conn, parameters, false);
+        return 0;
+}
+
+int api_reply_raw(struct request *q, const char *msg, size_t len)
+{
+        (void)connection_reply_raw(q->conn, msg, len);
+        return 0;
+}
+
+int api_reply_error(struct request *q, const char *error, json_t *parameters)
+{
+        (void)connection_reply_error(q->conn, error, parameters);
+        return 0;
+}
+
+int api_reply_invalid(struct request *q, const char *parameter)
+{
+        (void)connection_reply_invalid_parameter(q->conn, parameter);
+        return 0;
+}
+
 int api_reply_reason(struct request *q, const char *error, const char *reason)
 {
-        return connection_reply_error(q->conn, error, json_pack("{s:s}", "reason", reason));
+        return api_reply_error(q, error, json_pack("{s:s}", "reason", reason));
 }
 
 int api_reply_no_such_key(struct request *q, const char *id)
 {
-        return connection_reply_error(q->conn, ERR_NO_SUCH_KEY, json_pack("{s:s}", "id", id));
+        return api_reply_error(q, ERR_NO_SUCH_KEY, json_pack("{s:s}", "id", id));
 }
 
 int api_reply_internal(struct request *q, const char *what, int r)
@@ -90,6 +114,11 @@ int api_reply_internal(struct request *q, const char *what, int r)
         log_error("%s failed: %s", what, strerror(-r));
         return api_reply_reason(q, ERR_INTERNAL,
                                 r == -EBADMSG ? "keystore record is corrupt" : "keystore error");
+}
+
+void api_reply_failed(struct request *q, int r)
+{
+        (void)api_reply_internal(q, q->method ? q->method : "a call", r);
 }
 
 /* "rotate-shared-secret" for io.apikeyd.Keys.RotateSharedSecret. */
@@ -332,8 +361,7 @@ void api_key_write(struct json_out *o, const struct api *a, const struct key_rec
 
 int api_reply_key(struct request *q, const struct key_record *rec)
 {
-        return connection_reply(
-            q->conn, json_pack("{s:o}", "key", api_key_json(q->api, rec, q->now)), false);
+        return api_reply(q, json_pack("{s:o}", "key", api_key_json(q->api, rec, q->now)));
 }
 
 /* Erase a secret held in a JSON string before the tree is freed. */

@@ -56,10 +56,25 @@ int api_check_params(struct request *q, const struct param *spec);
 void api_erase_json_string(json_t *v);
 int api_parse_permissions(json_t *arr, uint8_t *ret);
 
-/* Replies (request.c): each sends one, and returns what sending it returned. */
+/*
+ * Replies (request.c).  Each answers the call and returns 0, what a
+ * method returns once it has replied: a reply that cannot be sent is the
+ * server's to deal with (the connection is closed), not the method's.
+ */
+int api_reply(struct request *q, json_t *parameters);
+int api_reply_raw(struct request *q, const char *msg, size_t len);
+int api_reply_error(struct request *q, const char *error, json_t *parameters);
+int api_reply_invalid(struct request *q, const char *parameter);
 int api_reply_reason(struct request *q, const char *error, const char *reason);
 int api_reply_no_such_key(struct request *q, const char *id);
 int api_reply_internal(struct request *q, const char *what, int r);
+/*
+ * The one answer to a method that failed without replying (a negative
+ * errno from its handler, or from the answer of its change): InternalError
+ * with the reason api_reply_internal() gives, and a log line naming the
+ * method.  Called by dispatch.c and change.c only.
+ */
+void api_reply_failed(struct request *q, int r);
 /* A refusal by authz (-EDQUOT: PolicyViolation, else PermissionDenied), audited. */
 int api_reply_authz(struct request *q, int r, const char *reason);
 int api_reply_key(struct request *q, const struct key_record *rec);

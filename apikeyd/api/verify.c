@@ -398,7 +398,7 @@ static int verify_run(struct request *q, const struct verify_args *v)
                 /* A control character could forge log lines or the canonical
                  * form of a signature, and could not be stored as last use. */
                 if (v->text[i] && !text_valid(v->text[i], KEY_FIELD_MAX))
-                        return connection_reply_invalid_parameter(q->conn, verify_text_names[i]);
+                        return api_reply_invalid(q, verify_text_names[i]);
         code = api_verify_token(a, v->token, v->token_len, &view, &matched, tok_id);
         if (matched) {
                 enum key_status st = record_effective_status(rec, q->now);
@@ -461,8 +461,8 @@ static int verify_run(struct request *q, const struct verify_args *v)
                 audit_verify_failure(q, "verify", v, code, tok_id[0] ? tok_id : NULL,
                                      owner[0] ? owner : NULL);
         if (r < 0 || (r = json_out_done(&o)) < 0)
-                return api_reply_internal(q, "building a verify answer", r);
-        return connection_reply_raw(q->conn, reply, (size_t)r);
+                return r;
+        return api_reply_raw(q, reply, (size_t)r);
 }
 
 /*
@@ -515,7 +515,7 @@ static int method_verify(struct request *q)
         }
         if (json_is_array(perms_j) && api_parse_permissions(perms_j, &v.need) < 0) {
                 api_erase_json_string(tok);
-                return connection_reply_invalid_parameter(q->conn, "permissions");
+                return api_reply_invalid(q, "permissions");
         }
         for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++)
                 v.text[i] = api_str_param(q, verify_text_names[i]);
@@ -531,21 +531,19 @@ const struct method verify_methods[] = {
     {NULL, NULL, false, false},
 };
 
-bool verify_fast_path(struct connection *c, const char *msg, size_t len, void *userdata)
+int verify_fast_path(struct request *q, const char *msg, size_t len)
 {
         struct verify_call call;
-        struct request q;
-        bool taken;
+        int r = 0;
 
-        taken = verify_call_parse(msg, len, &call) > 0;
-        if (taken) {
+        if (verify_call_parse(msg, len, &call) > 0) {
                 struct verify_args v = {
                     .token = call.token, .token_len = call.token_len, .need = call.permissions};
                 for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++)
                         v.text[i] = call.has_text[i] ? call.text[i] : NULL;
-                q = (struct request){.api = userdata, .conn = c, .now = now_usec()};
-                (void)verify_run(&q, &v);
+                r = verify_run(q, &v);
+                r = r < 0 ? r : 1;
         }
         verify_call_erase(&call);
-        return taken;
+        return r;
 }

@@ -21,5 +21,9 @@ enum verify_code api_lockout_apply(struct request *q, const char *user, const ch
  * "key:<id>@<source>". */
 #define LOCKOUT_SOURCE_MAX 160
 
-/* api_fast_path() (dispatch.h), which hands plain Verify calls here. */
-bool verify_fast_path(struct connection *c, const char *msg, size_t len, void *userdata);
+/*
+ * For api_fast_path() (dispatch.h): a plain Verify call in `msg` answered
+ * (1), declined (0, nothing replied), or taken but not answered (a
+ * negative errno, as a method's).
+ */
+int verify_fast_path(struct request *q, const char *msg, size_t len);
