@@ -93,7 +93,7 @@ static int rotate_answer(struct change *ch, int r)
 
 static int shared_secret(struct request *q, bool rotate)
 {
-        static const struct param spec[] = {{"auth", JSON_STRING, false}, {NULL, 0, false}};
+        static const struct param spec[] = {PARAM(auth, JSON_STRING, false), {NULL, 0, false, 0}};
         struct api *a = q->api;
         struct change *ch;
         const char *reason;
@@ -149,21 +149,21 @@ static int list_audit_answer(struct change *ch, int r)
 static int method_list_audit(struct request *q)
 {
         static const struct param spec[] = {
-            {"key_id", JSON_STRING, false}, {"since", JSON_STRING, false},
-            {"after", JSON_INTEGER, false}, {"limit", JSON_INTEGER, false},
-            {"auth", JSON_STRING, false},   {NULL, 0, false},
+            PARAM(key_id, JSON_STRING, false), PARAM(since, JSON_STRING, false),
+            PARAM(after, JSON_INTEGER, false), PARAM(limit, JSON_INTEGER, false),
+            PARAM(auth, JSON_STRING, false),   {NULL, 0, false, 0},
         };
-        const char *key_id = api_str_param(q, "key_id"), *since_s = api_str_param(q, "since"),
-                   *reason;
-        json_t *after_j = json_object_get(q->params, "after");
-        json_t *limit_j = json_object_get(q->params, "limit");
+        struct method_params p;
+        const char *key_id, *since_s, *reason;
         json_int_t limit = API_LIST_MAX, after = 0;
         uint64_t since = 0, d;
         struct change *ch;
         int r;
 
-        if (api_check_params(q, spec) < 0)
+        if (api_decode_params(q, spec, &p) < 0)
                 return 0;
+        key_id = p.key_id;
+        since_s = p.since;
         if (key_id && !token_id_valid(key_id))
                 return api_reply_invalid(q, "key_id");
         if (since_s) {
@@ -173,9 +173,9 @@ static int method_list_audit(struct request *q)
                 else if (timestamp_parse(since_s, &since) < 0)
                         return api_reply_invalid(q, "since");
         }
-        if (after_j && (after = json_integer_value(after_j)) < 0)
+        if (p.after.set && (after = p.after.value) < 0)
                 return api_reply_invalid(q, "after");
-        if (limit_j && ((limit = json_integer_value(limit_j)) < 1 || limit > API_LIST_MAX))
+        if (p.limit.set && ((limit = p.limit.value) < 1 || limit > API_LIST_MAX))
                 return api_reply_invalid(q, "limit");
         /* The audit log names every owner and caller: admins only. */
         r = authz_check(&q->who, AUTHZ_AUDIT, NULL, &reason);
@@ -195,7 +195,7 @@ static int method_list_audit(struct request *q)
 
 static int method_get_status(struct request *q)
 {
-        static const struct param spec[] = {{"auth", JSON_STRING, false}, {NULL, 0, false}};
+        static const struct param spec[] = {PARAM(auth, JSON_STRING, false), {NULL, 0, false, 0}};
         struct api *a = q->api;
         uint64_t counts[5] = {0};
         char started[TIMESTAMP_MAX] = "";
@@ -254,7 +254,7 @@ static int lockout_one(const struct lockout_entry *e, bool locked, void *userdat
 
 static int method_list_lockouts(struct request *q)
 {
-        static const struct param spec[] = {{"auth", JSON_STRING, false}, {NULL, 0, false}};
+        static const struct param spec[] = {PARAM(auth, JSON_STRING, false), {NULL, 0, false, 0}};
         const char *reason;
         json_t *arr;
         int r;
@@ -300,21 +300,24 @@ static bool lockout_reset_match(const char *name, void *userdata)
 static int method_reset_lockout(struct request *q)
 {
         static const struct param spec[] = {
-            {"kind", JSON_STRING, false},
-            {"name", JSON_STRING, false},
-            {"source", JSON_STRING, false},
-            {"auth", JSON_STRING, false},
-            {NULL, 0, false},
+            PARAM(kind, JSON_STRING, false),
+            PARAM(name, JSON_STRING, false),
+            PARAM(source, JSON_STRING, false),
+            PARAM(auth, JSON_STRING, false),
+            {NULL, 0, false, 0},
         };
-        const char *kind = api_str_param(q, "kind"), *name = api_str_param(q, "name"),
-                   *source = api_str_param(q, "source"), *reason;
+        struct method_params p;
+        const char *kind, *name, *source, *reason;
         char full[LOCKOUT_NAME_MAX + 2];
         struct change *ch;
         bool any;
         int r;
 
-        if (api_check_params(q, spec) < 0)
+        if (api_decode_params(q, spec, &p) < 0)
                 return 0;
+        kind = p.kind;
+        name = p.name;
+        source = p.source;
         if (kind && !STREQ(kind, "key") && !STREQ(kind, "from") && !STREQ(kind, "uid"))
                 return api_reply_invalid(q, "kind");
         if (!kind != !name)
@@ -369,7 +372,7 @@ static int method_rotate_shared_secret(struct request *q)
 
 static int method_get_info(struct request *q)
 {
-        static const struct param spec[] = {{NULL, 0, false}};
+        static const struct param spec[] = {{NULL, 0, false, 0}};
 
         if (api_check_params(q, spec) < 0)
                 return 0;
@@ -393,12 +396,14 @@ const char api_service_description[] =
 
 static int method_get_interface_description(struct request *q)
 {
-        static const struct param spec[] = {{"interface", JSON_STRING, true}, {NULL, 0, false}};
+        static const struct param spec[] = {PARAM(interface, JSON_STRING, true),
+                                            {NULL, 0, false, 0}};
+        struct method_params p;
         const char *iface;
 
-        if (api_check_params(q, spec) < 0)
+        if (api_decode_params(q, spec, &p) < 0)
                 return 0;
-        iface = api_str_param(q, "interface");
+        iface = p.interface;
         if (STREQ(iface, KEYS_INTERFACE))
                 return api_reply(q,
                                  json_pack("{s:s}", "description", apikeyd_interface_description));

@@ -31,10 +31,11 @@ static int parse_scope(json_t *arr, const char **ret, size_t *ret_n)
  * Role and permissions from the "role" and "permissions" parameters: a
  * role alone implies its set; permissions alone mean a custom role.
  */
-static int parse_role(struct request *q, uint8_t *ret_role, uint8_t *ret_perms)
+static int parse_role(struct request *q, const struct method_params *p, uint8_t *ret_role,
+                      uint8_t *ret_perms)
 {
-        const char *role_s = api_str_param(q, "role");
-        json_t *perms_j = json_object_get(q->params, "permissions");
+        const char *role_s = p->role;
+        json_t *perms_j = p->permissions;
         uint8_t perms = 0;
         int role;
 
@@ -130,17 +131,18 @@ static int create_answer(struct change *ch, int r)
 static int method_create(struct request *q)
 {
         static const struct param spec[] = {
-            {"name", JSON_STRING, true},
-            {"description", JSON_STRING, false},
-            {"owner", JSON_STRING, false},
-            {"role", JSON_STRING, false},
-            {"permissions", JSON_ARRAY, false},
-            {"scope", JSON_ARRAY, false},
-            {"expires", JSON_STRING, false},
-            {"auth", JSON_STRING, false},
-            {NULL, 0, false},
+            PARAM(name, JSON_STRING, true),
+            PARAM(description, JSON_STRING, false),
+            PARAM(owner, JSON_STRING, false),
+            PARAM(role, JSON_STRING, false),
+            PARAM(permissions, JSON_ARRAY, false),
+            PARAM(scope, JSON_ARRAY, false),
+            PARAM(expires, JSON_STRING, false),
+            PARAM(auth, JSON_STRING, false),
+            {NULL, 0, false, 0},
         };
         struct api *a = q->api;
+        struct method_params p;
         struct key_record rec = {0};
         char token[TOKEN_MAX_LEN + 1];
         uint8_t role, perms, flags;
@@ -156,26 +158,26 @@ static int method_create(struct request *q)
             .user_default_lifetime = a->config->user_default_lifetime_usec,
         };
 
-        if (api_check_params(q, spec) < 0 || parse_role(q, &role, &perms) < 0)
+        if (api_decode_params(q, spec, &p) < 0 || parse_role(q, &p, &role, &perms) < 0)
                 return 0;
-        rec.name = api_str_param(q, "name");
-        rec.description = api_str_param(q, "description");
+        rec.name = p.name;
+        rec.description = p.description;
         if (rec.description && !rec.description[0])
                 rec.description = NULL;
-        rec.owner = api_str_param(q, "owner");
+        rec.owner = p.owner;
         if (!rec.owner)
                 rec.owner = q->who.owner;
         if (!rec.owner[0])
                 return api_reply_invalid(q, "owner");
         rec.role = role;
         rec.permissions = perms;
-        if (parse_scope(json_object_get(q->params, "scope"), rec.scope, &rec.n_scope) < 0)
+        if (parse_scope(p.scope, rec.scope, &rec.n_scope) < 0)
                 return api_reply_invalid(q, "scope");
-        bool default_scope = !json_is_array(json_object_get(q->params, "scope"));
+        bool default_scope = !p.scope;
         if (default_scope)
                 rec.n_scope = authz_default_scope(&q->who, rec.scope);
 
-        expires = api_str_param(q, "expires");
+        expires = p.expires;
         if (expires) {
                 if (expiry_parse(expires, q->now, &rec.expires_at) < 0)
                         return api_reply_invalid(q, "expires");
@@ -284,32 +286,33 @@ static int list_one(const struct key_record *rec, void *userdata)
 static int method_list(struct request *q)
 {
         static const struct param spec[] = {
-            {"owner", JSON_STRING, false},       {"status", JSON_STRING, false},
-            {"name_prefix", JSON_STRING, false}, {"expiring_within", JSON_STRING, false},
-            {"limit", JSON_INTEGER, false},      {"cursor", JSON_STRING, false},
-            {"auth", JSON_STRING, false},        {NULL, 0, false},
+            PARAM(owner, JSON_STRING, false),       PARAM(status, JSON_STRING, false),
+            PARAM(name_prefix, JSON_STRING, false), PARAM(expiring_within, JSON_STRING, false),
+            PARAM(limit, JSON_INTEGER, false),      PARAM(cursor, JSON_STRING, false),
+            PARAM(auth, JSON_STRING, false),        {NULL, 0, false, 0},
         };
         struct key_filter f = {.now = q->now};
-        const char *status = api_str_param(q, "status"),
-                   *within = api_str_param(q, "expiring_within");
-        const char *cursor = api_str_param(q, "cursor"), *reason;
-        json_t *limit_j = json_object_get(q->params, "limit");
+        struct method_params p;
+        const char *status, *within, *cursor, *reason;
         json_int_t limit = API_LIST_MAX;
         char next[TOKEN_ID_LEN + 1] = "";
         struct list_state ls = {.q = q};
         json_t *reply;
         int r;
 
-        if (api_check_params(q, spec) < 0)
+        if (api_decode_params(q, spec, &p) < 0)
                 return 0;
-        f.owner = api_str_param(q, "owner");
-        f.name_prefix = api_str_param(q, "name_prefix");
+        status = p.status;
+        within = p.expiring_within;
+        cursor = p.cursor;
+        f.owner = p.owner;
+        f.name_prefix = p.name_prefix;
         if (status && (f.status = key_status_from_string(status)) < 0)
                 return api_reply_invalid(q, "status");
         if (within && (duration_parse(within, &f.expiring_within) < 0 || f.expiring_within == 0))
                 return api_reply_invalid(q, "expiring_within");
-        if (limit_j) {
-                limit = json_integer_value(limit_j);
+        if (p.limit.set) {
+                limit = p.limit.value;
                 if (limit < 1 || limit > API_LIST_MAX)
                         return api_reply_invalid(q, "limit");
         }
@@ -345,10 +348,10 @@ static int method_list(struct request *q)
 }
 
 /* Load the key named by "id" and check that the caller may do `action` to it. */
-static int load_key(struct request *q, enum authz_action action, struct key_record *rec,
-                    void **storage)
+static int load_key(struct request *q, const char *id, enum authz_action action,
+                    struct key_record *rec, void **storage)
 {
-        const char *id = api_str_param(q, "id"), *reason;
+        const char *reason;
         int r;
 
         if (!token_id_valid(id)) {
@@ -374,22 +377,24 @@ static int load_key(struct request *q, enum authz_action action, struct key_reco
 }
 
 static const struct param id_only[] = {
-    {"id", JSON_STRING, true},
-    {"auth", JSON_STRING, false},
-    {NULL, 0, false},
+    PARAM(id, JSON_STRING, true),
+    PARAM(auth, JSON_STRING, false),
+    {NULL, 0, false, 0},
 };
 
 static int method_get(struct request *q)
 {
         _cleanup_free_ void *storage = NULL;
         struct key_record rec;
+        struct method_params p;
 
         char children[API_CHILDREN_MAX][TOKEN_ID_LEN + 1];
         size_t n = 0;
         json_t *reply;
         int r;
 
-        if (api_check_params(q, id_only) < 0 || load_key(q, AUTHZ_READ, &rec, &storage) < 0)
+        if (api_decode_params(q, id_only, &p) < 0 ||
+            load_key(q, p.id, AUTHZ_READ, &rec, &storage) < 0)
                 return 0;
         r = keystore_children(q->api->ks, rec.id, children, API_CHILDREN_MAX, &n);
         if (r < 0)
@@ -542,16 +547,17 @@ static const char *revoked_detail(struct change *ch, size_t n)
 static int method_update(struct request *q)
 {
         static const struct param spec[] = {
-            {"id", JSON_STRING, true},
-            {"name", JSON_STRING, false},
-            {"description", JSON_STRING, false},
-            {"scope", JSON_ARRAY, false},
-            {"role", JSON_STRING, false},
-            {"permissions", JSON_ARRAY, false},
-            {"expires", JSON_STRING, false},
-            {"auth", JSON_STRING, false},
-            {NULL, 0, false},
+            PARAM(id, JSON_STRING, true),
+            PARAM(name, JSON_STRING, false),
+            PARAM(description, JSON_STRING, false),
+            PARAM(scope, JSON_ARRAY, false),
+            PARAM(role, JSON_STRING, false),
+            PARAM(permissions, JSON_ARRAY, false),
+            PARAM(expires, JSON_STRING, false),
+            PARAM(auth, JSON_STRING, false),
+            {NULL, 0, false, 0},
         };
+        struct method_params p;
         struct api *a = q->api;
         _cleanup_free_ void *storage = NULL;
         struct key_record rec;
@@ -561,18 +567,19 @@ static int method_update(struct request *q)
         json_t *scope_j;
         int r;
 
-        if (api_check_params(q, spec) < 0 || load_key(q, AUTHZ_UPDATE, &rec, &storage) < 0)
+        if (api_decode_params(q, spec, &p) < 0 ||
+            load_key(q, p.id, AUTHZ_UPDATE, &rec, &storage) < 0)
                 return 0;
 
-        if ((upd.name = api_str_param(q, "name")))
+        if ((upd.name = p.name))
                 upd.fields |= KEY_UPDATE_NAME;
-        if (json_is_string(json_object_get(q->params, "description"))) {
+        if (p.description) {
                 upd.fields |= KEY_UPDATE_DESCRIPTION;
-                upd.description = api_str_param(q, "description");
+                upd.description = p.description;
                 if (!upd.description[0])
                         upd.description = NULL;
         }
-        scope_j = json_object_get(q->params, "scope");
+        scope_j = p.scope;
         if (json_is_array(scope_j)) {
                 if (parse_scope(scope_j, scope, &upd.n_scope) < 0)
                         return api_reply_invalid(q, "scope");
@@ -581,13 +588,13 @@ static int method_update(struct request *q)
         }
         upd.role = rec.role;
         upd.permissions = rec.permissions;
-        if (api_str_param(q, "role") || json_is_array(json_object_get(q->params, "permissions"))) {
-                if (parse_role(q, &upd.role, &upd.permissions) < 0)
+        if (p.role || p.permissions) {
+                if (parse_role(q, &p, &upd.role, &upd.permissions) < 0)
                         return 0;
                 upd.fields |= KEY_UPDATE_PERMISSIONS;
         }
         upd.expires_at = rec.expires_at;
-        if ((expires = api_str_param(q, "expires"))) {
+        if ((expires = p.expires)) {
                 if (expiry_parse(expires, q->now, &upd.expires_at) < 0)
                         return api_reply_invalid(q, "expires");
                 upd.fields |= KEY_UPDATE_EXPIRES;
@@ -686,12 +693,13 @@ static int set_status(struct request *q, enum authz_action action, enum key_stat
 {
         _cleanup_free_ void *storage = NULL;
         struct key_record rec;
+        struct method_params p;
         struct change *ch;
 
         const char *reason;
         int r;
 
-        if (api_check_params(q, id_only) < 0 || load_key(q, action, &rec, &storage) < 0)
+        if (api_decode_params(q, id_only, &p) < 0 || load_key(q, p.id, action, &rec, &storage) < 0)
                 return 0;
         if (status == KEY_STATUS_ENABLED && (r = authz_check_enable(&q->who, &rec, &reason)) < 0)
                 return api_reply_authz(q, r, reason);
@@ -742,9 +750,11 @@ static int method_delete(struct request *q)
 {
         _cleanup_free_ void *storage = NULL;
         struct key_record rec;
+        struct method_params p;
         struct change *ch;
 
-        if (api_check_params(q, id_only) < 0 || load_key(q, AUTHZ_DELETE, &rec, &storage) < 0)
+        if (api_decode_params(q, id_only, &p) < 0 ||
+            load_key(q, p.id, AUTHZ_DELETE, &rec, &storage) < 0)
                 return 0;
         ch = change_new(q, "delete", delete_write, delete_answer);
         if (!ch)

@@ -15,12 +15,6 @@
 #include "text_check.h"
 #include "timeutil.h"
 
-const char *api_str_param(const struct request *q, const char *name)
-{
-        json_t *v = json_object_get(q->params, name);
-        return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
 /*
  * Check the call's parameters against `spec`: unknown names, wrong types
  * and missing required ones are answered with InvalidParameter naming the
@@ -71,6 +65,38 @@ int api_check_params(struct request *q, const struct param *spec)
                         (void)connection_reply_invalid_parameter(q->conn, p->name);
                         return -EINVAL;
                 }
+        }
+        return 0;
+}
+
+/*
+ * Check the call's parameters against `spec` as api_check_params() does,
+ * then fill `*ret` from them: each parameter into the field its entry
+ * names (PARAM()), the rest zero.  0, or -EINVAL once InvalidParameter
+ * naming the parameter is sent.
+ */
+int api_decode_params(struct request *q, const struct param *spec, struct method_params *ret)
+{
+        int r = api_check_params(q, spec);
+
+        *ret = (struct method_params){0};
+        if (r < 0)
+                return r;
+        for (const struct param *p = spec; p->name; p++) {
+                json_t *v = json_object_get(q->params, p->name);
+                char *field = (char *)ret + p->offset;
+
+                /* An integer sent as null reads as given, 0, as the methods
+                 * have always read it (a null limit is refused as 0 is). */
+                if (!v || (json_is_null(v) && p->type != JSON_INTEGER))
+                        continue;
+                if (p->type == JSON_STRING)
+                        *(const char **)(void *)field = json_string_value(v);
+                else if (p->type == JSON_ARRAY)
+                        *(json_t **)(void *)field = v;
+                else
+                        *(struct param_int *)(void *)field =
+                            (struct param_int){.set = true, .value = json_integer_value(v)};
         }
         return 0;
 }

@@ -9,6 +9,8 @@
  */
 #pragma once
 
+#include <stddef.h>
+
 #include <jansson.h>
 
 #include "api.h"
@@ -26,12 +28,40 @@
 #define ERR_INTERNAL    KEYS_ERROR_INTERNAL_ERROR
 #define ERR_INVALID     VARLINK_ERROR_INVALID_PARAMETER
 
-/* One parameter a method accepts: its name and JSON type. */
+/* An integer parameter, decoded: whether the call gave it, and its value. */
+struct param_int {
+        bool set;
+        json_int_t value;
+};
+
+/*
+ * The parameters of a call, decoded once by api_decode_params(): a field
+ * for each name a method table lists, NULL (or not set) when the call
+ * left it out or sent null.  Strings and arrays point into the call's
+ * JSON tree; arrays hold strings, each checked as text.
+ */
+struct method_params {
+        const char *id, *name, *description, *owner, *role, *expires, *auth;
+        json_t *permissions, *scope;
+        const char *status, *name_prefix, *expiring_within, *cursor;
+        struct param_int limit, after;
+        const char *key_id, *since, *kind, *source, *interface;
+        const char *token, *service, *user, *rhost, *tty, *ruser;
+};
+
+/* One parameter a method accepts: its name, JSON type and field. */
 struct param {
         const char *name;
         json_type type; /* JSON_STRING, JSON_ARRAY (of strings), JSON_INTEGER */
         bool required;
+        size_t offset; /* of its field in struct method_params (api_decode_params) */
 };
+
+/* An entry of a method's table: the parameter `field` of struct method_params. */
+#define PARAM(field, type, required)                                                               \
+        {                                                                                          \
+#field, type, required, offsetof(struct method_params, field)                      \
+        }
 
 struct request {
         struct api *api;
@@ -51,8 +81,8 @@ struct audit_fields {
 };
 
 /* Parameters (request.c, where each is described). */
-const char *api_str_param(const struct request *q, const char *name);
 int api_check_params(struct request *q, const struct param *spec);
+int api_decode_params(struct request *q, const struct param *spec, struct method_params *ret);
 void api_erase_json_string(json_t *v);
 int api_parse_permissions(json_t *arr, uint8_t *ret);
 

@@ -494,32 +494,36 @@ enum verify_code api_verify_auth(struct request *q, const char *token, size_t le
 static int method_verify(struct request *q)
 {
         static const struct param spec[] = {
-            {"token", JSON_STRING, true},
-            {"service", JSON_STRING, false},
-            {"user", JSON_STRING, false},
-            {"rhost", JSON_STRING, false},
-            {"tty", JSON_STRING, false},
-            {"ruser", JSON_STRING, false},
-            {"permissions", JSON_ARRAY, false},
-            {"auth", JSON_STRING, false},
-            {NULL, 0, false},
+            PARAM(token, JSON_STRING, true),
+            PARAM(service, JSON_STRING, false),
+            PARAM(user, JSON_STRING, false),
+            PARAM(rhost, JSON_STRING, false),
+            PARAM(tty, JSON_STRING, false),
+            PARAM(ruser, JSON_STRING, false),
+            PARAM(permissions, JSON_ARRAY, false),
+            PARAM(auth, JSON_STRING, false),
+            {NULL, 0, false, 0},
         };
+        /* The token's JSON string, to erase whatever the answer. */
         json_t *tok = json_object_get(q->params, "token");
-        json_t *perms_j = json_object_get(q->params, "permissions");
+        struct method_params p;
         struct verify_args v = {0};
         int r;
 
-        if (api_check_params(q, spec) < 0) {
+        if (api_decode_params(q, spec, &p) < 0) {
                 api_erase_json_string(tok);
                 return 0;
         }
-        if (json_is_array(perms_j) && api_parse_permissions(perms_j, &v.need) < 0) {
+        if (p.permissions && api_parse_permissions(p.permissions, &v.need) < 0) {
                 api_erase_json_string(tok);
                 return api_reply_invalid(q, "permissions");
         }
-        for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++)
-                v.text[i] = api_str_param(q, verify_text_names[i]);
-        v.token = json_string_value(tok);
+        v.text[VERIFY_SERVICE] = p.service;
+        v.text[VERIFY_USER] = p.user;
+        v.text[VERIFY_RHOST] = p.rhost;
+        v.text[VERIFY_TTY] = p.tty;
+        v.text[VERIFY_RUSER] = p.ruser;
+        v.token = p.token;
         v.token_len = json_string_length(tok);
         r = verify_run(q, &v);
         api_erase_json_string(tok);
