@@ -14,7 +14,7 @@
 #include "methods.h"
 #include "state.h"
 #include "timeutil.h"
-#include "verify.h"
+#include "token_check.h"
 
 static int count_status(const struct key_record *rec, void *userdata)
 {

@@ -7,7 +7,7 @@
 #include <errno.h>
 
 #include "request.h"
-#include "verify.h"
+#include "token_check.h"
 
 /* Resolve the caller: the connecting process, or the key in `auth`. */
 int request_init(struct request *q, struct api *a, struct connection *c, json_t *params)

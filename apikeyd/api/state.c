@@ -14,7 +14,6 @@
 
 #include "log.h"
 #include "state.h"
-#include "verify.h"
 
 #define META_SHARED_SECRET "shared_secret"
 #define META_LOCKOUT       "lockout"
