@@ -4,8 +4,9 @@
  * share to handle it: checking parameters, the errors they reply with,
  * the key object (as jansson builds it for the management methods and as
  * text for the Verify answer, side by side in request.c), and the journal
- * fields of an audit event.  For keys.c, verify.c, admin.c, auth.c,
- * change.c and dispatch.c; request.c and auth.c implement it.
+ * fields of an audit event.  For every file of the API that handles a
+ * call (keys.c, verify.c, admin.c, auth.c, token_check.c, change.c,
+ * dispatch.c); request.c and auth.c implement it.
  */
 #pragma once
 
