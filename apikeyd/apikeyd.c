@@ -20,7 +20,8 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
-#include "api_keys.h"
+#include "api.h"
+#include "dispatch.h"
 #include "config.h"
 #include "keystore.h"
 #include "log.h"

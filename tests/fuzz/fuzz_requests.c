@@ -46,7 +46,8 @@
 #include <sodium.h>
 #include <systemd/sd-event.h>
 
-#include "api_keys.h"
+#include "api.h"
+#include "dispatch.h"
 #include "config.h"
 #include "keystore.h"
 #include "log.h"

@@ -18,7 +18,8 @@
 
 #include <cmocka.h>
 
-#include "api_keys.h"
+#include "api.h"
+#include "dispatch.h"
 #include "keys_proto.h"
 
 static char *read_source(const char *name)

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The methods of io.apikeyd.Keys and org.varlink.service: decoding each
- * call's parameters, asking authz.c, doing the work on the keystore and
- * building the reply.  The interface file io.apikeyd.Keys.varlink is the
- * reference for every method, parameter and error here.
+ * The API's state (struct api, owned by state.c) as the daemon sets it up,
+ * flushes and ends it; dispatch.h has the entries the server calls.  The
+ * interface file io.apikeyd.Keys.varlink is the reference for every
+ * method, parameter and error the API answers.
  */
 #pragma once
 
@@ -119,15 +119,3 @@ void api_finish(struct api *a);
 int api_verify_canonical(char *buf, size_t size, const char *signed_at, bool valid,
                          const char *code, const char *id, const char *owner, const char *service,
                          const char *user, const char *rhost);
-
-/*
- * The server's fast path (server_fast_fn): answers plain Verify calls
- * without the general decoder; `userdata` is the struct api.
- */
-bool api_fast_path(struct connection *c, const char *msg, size_t len, void *userdata);
-
-/* The server's dispatch function; `userdata` is the struct api. */
-void api_dispatch(struct connection *c, struct varlink_call *call, void *userdata);
-
-/* The i-th method the daemon answers, or NULL past the last (for tests). */
-const char *api_method_name(size_t i);

@@ -12,8 +12,25 @@
 
 #include <sodium.h>
 
-#include "api_internal.h"
 #include "log.h"
+#include "state.h"
+
+#define META_SHARED_SECRET "shared_secret"
+#define META_LOCKOUT       "lockout"
+
+/* The keyed hash state after the key block, so each signature starts from it. */
+int api_sign_state_reset(struct api *a)
+{
+        if (!a->sign_state) {
+                a->sign_state = sodium_malloc(sizeof(*a->sign_state));
+                if (!a->sign_state)
+                        return -ENOMEM;
+        }
+        return crypto_generichash_init(a->sign_state, a->shared_secret, SHARED_SECRET_SIZE,
+                                       API_SIGNATURE_SIZE) < 0
+                   ? -EINVAL
+                   : 0;
+}
 
 /*
  * Whether a saved lockout name is one this version counts: a source

@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: MIT */
+/* The write path of the management methods; see change.h. */
+#include <errno.h>
+#include <stdio.h>
+
+#include <sodium.h>
+
+#include "change.h"
+#include "log.h"
+#include "state.h"
+
+static void change_free(struct change *ch)
+{
+        if (!ch)
+                return;
+        json_decref(ch->q.params);
+        free(ch->storage);
+        free(ch->updated_storage);
+        sodium_memzero(ch->token, sizeof(ch->token));
+        sodium_memzero(ch->secret, sizeof(ch->secret));
+        free(ch);
+}
+
+static int change_apply(struct keystore *ks, struct write_op *op)
+{
+        struct change *ch = (struct change *)op;
+
+        return ch->write ? ch->write(ch, ks) : 0;
+}
+
+static void change_done(struct write_op *op, int r)
+{
+        struct change *ch = (struct change *)op;
+
+        r = ch->answer(ch, r);
+        if (r < 0)
+                api_reply_failed(&ch->q, r);
+        connection_resume(ch->q.conn);
+        change_free(ch);
+}
+
+struct change *change_new(struct request *q, const char *action,
+                          int (*write)(struct change *, struct keystore *),
+                          int (*answer)(struct change *, int))
+{
+        struct change *ch = calloc(1, sizeof(*ch));
+
+        if (!ch)
+                return NULL;
+        ch->q = *q;
+        json_incref(ch->q.params);
+        ch->action = action;
+        ch->write = write;
+        ch->answer = answer;
+        ch->op.apply = change_apply;
+        ch->op.done = change_done;
+        return ch;
+}
+
+/* Hand the change to the writer: the call is answered when it is done. */
+int change_submit(struct change *ch)
+{
+        struct api *a = ch->q.api;
+
+        /* Earlier failed verifies first, so the audit log stays in time order. */
+        api_flush_audit_queue(a);
+        connection_defer(ch->q.conn);
+        writer_submit(a->writer, &ch->op);
+        return 0;
+}
+
+/* On the writer's thread: attach the change's audit record to its write. */
+int change_audit(struct change *ch, struct keystore *ks, const struct key_record *rec)
+{
+        struct audit_event ev = {
+            .time = ch->q.now,
+            .actor = ch->q.who.actor,
+            .action = ch->action,
+            .key_id = rec ? rec->id : NULL,
+            .result = "ok",
+            .detail = ch->detail,
+            .admin = ch->q.who.admin,
+        };
+
+        return keystore_audit_next(ks, &ev);
+}
+
+void change_journal(struct request *q, const char *action, const struct key_record *rec,
+                    const char *detail)
+{
+        const struct caller *who = connection_caller(q->conn);
+        struct audit_fields f = {.n = 0};
+        char message[512];
+
+        api_field(&f, "APIKEY_ACTION=", action);
+        if (rec) {
+                api_field(&f, "APIKEY_ID=", rec->id);
+                api_field(&f, "APIKEY_OWNER=", rec->owner);
+        }
+        api_field(&f, "APIKEY_ACTOR=", q->who.actor);
+        api_field_uint(&f, "APIKEY_CALLER_UID=", who->uid);
+        api_field_uint(&f, "APIKEY_CALLER_PID=", (unsigned long)who->pid);
+        snprintf(message, sizeof(message), "%s: %s key %s%s%s%s%s", q->who.actor, action,
+                 rec ? rec->id : "-", rec ? " of " : "", rec ? rec->owner : "", detail ? ": " : "",
+                 detail ? detail : "");
+        log_fields(LOG_NOTICE, message, f.v, f.n);
+}

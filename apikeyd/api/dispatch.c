@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A call to its handler: the method looked up by name in the families'
+ * tables, the caller resolved, the handler run, and a handler's failure
+ * answered.
+ */
+#include "dispatch.h"
+#include "methods.h"
+#include "timeutil.h"
+#include "verify.h"
+
+/* In the order api_method_name() counts them. */
+static const struct method *const families[] = {
+    service_methods,
+    keys_methods,
+    verify_methods,
+    admin_methods,
+};
+
+static const struct method *method_find(const char *name)
+{
+        for (size_t f = 0; f < ELEMENTSOF(families); f++)
+                for (const struct method *m = families[f]; m->name; m++)
+                        if (STREQ(m->name, name))
+                                return m;
+        return NULL;
+}
+
+const char *api_method_name(size_t i)
+{
+        for (size_t f = 0; f < ELEMENTSOF(families); f++)
+                for (const struct method *m = families[f]; m->name; m++)
+                        if (i-- == 0)
+                                return m->name;
+        return NULL;
+}
+
+void api_dispatch(struct connection *c, struct varlink_call *call, void *userdata)
+{
+        struct api *a = userdata;
+        const struct method *m = method_find(call->method);
+        struct request q;
+        int r;
+
+        if (!m) {
+                (void)connection_reply_error(c, VARLINK_ERROR_METHOD_NOT_FOUND,
+                                             json_pack("{s:s}", "method", call->method));
+                return;
+        }
+        if (call->more && !m->more) {
+                (void)connection_reply_error(c, VARLINK_ERROR_INVALID_PARAMETER,
+                                             json_pack("{s:s}", "parameter", "more"));
+                return;
+        }
+        q.method = m->name;
+        if (m->needs_principal || json_object_get(call->parameters, "auth")) {
+                if (request_init(&q, a, c, call->parameters) < 0)
+                        return;
+        } else
+                q = (struct request){.api = a,
+                                     .conn = c,
+                                     .params = call->parameters,
+                                     .now = now_usec(),
+                                     .method = m->name};
+        r = m->fn(&q);
+        if (r < 0)
+                api_reply_failed(&q, r);
+}
+
+bool api_fast_path(struct connection *c, const char *msg, size_t len, void *userdata)
+{
+        struct request q = {
+            .api = userdata, .conn = c, .now = now_usec(), .method = KEYS_METHOD_VERIFY};
+        int r = verify_fast_path(&q, msg, len);
+
+        if (r < 0)
+                api_reply_failed(&q, r);
+        return r != 0;
+}

@@ -1,0 +1,12 @@
+/* SPDX-License-Identifier: MIT */
+/* What verify.c offers beside its method table: the fast path's end, for dispatch.c. */
+#pragma once
+
+#include "request.h"
+
+/*
+ * For api_fast_path() (dispatch.h): a plain Verify call in `msg` answered
+ * (1), declined (0, nothing replied), or taken but not answered (a
+ * negative errno, as a method's).
+ */
+int verify_fast_path(struct request *q, const char *msg, size_t len);
