@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Lockout after repeated failures: counts definitive mismatches per name
- * (what the names mean is the caller's: api_verify.c counts sources and
+ * (what the names mean is the caller's: api/token_check.c counts sources and
  * key ids per source) within a window; at `threshold` failures the name is
  * locked until the window that began with the first failure has passed.
  *
