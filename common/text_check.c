@@ -43,6 +43,11 @@ static int utf8_tail(const unsigned char *p)
         return n;
 }
 
+/* Printable ASCII, the bytes most text is made of: one lookup each. */
+static const bool plain_ascii[256] = {
+    [0x20 ... 0x7e] = true,
+};
+
 bool text_valid(const char *s, size_t max)
 {
         const unsigned char *p = (const unsigned char *)s;
@@ -51,10 +56,13 @@ bool text_valid(const char *s, size_t max)
         if (!s)
                 return false;
         while (p[i]) {
-                if (p[i] < 0x80) {
-                        if (p[i] < 0x20 || p[i] == 0x7f)
-                                return false;
-                        i++;
+                if (plain_ascii[p[i]]) {
+                        /* A whole run of printable ASCII, then the bound. */
+                        do
+                                i++;
+                        while (plain_ascii[p[i]]);
+                } else if (p[i] < 0x80) {
+                        return false; /* C0 or DEL */
                 } else {
                         int n = utf8_tail(p + i);
                         if (n < 0)

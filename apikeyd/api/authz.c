@@ -26,6 +26,20 @@ static bool in_group(const struct caller *caller, const char *user, gid_t gid)
         return false;
 }
 
+void authz_principal_none(struct principal *p)
+{
+        p->uid = (uid_t)-1;
+        p->admin = false;
+        p->by_key = false;
+        p->key_id[0] = '\0';
+        p->owner[0] = '\0';
+        p->permissions = 0;
+        p->actor[0] = '\0';
+        p->expires_at = 0;
+        p->n_scope = 0;
+        p->depth = 0;
+}
+
 int authz_principal_from_caller(const struct caller *caller, const char *admin_group,
                                 struct principal *ret)
 {

@@ -88,6 +88,13 @@ struct authz_grant {
         uint64_t expires_at; /* 0 = never */
 };
 
+/*
+ * A principal that holds nothing (no admin, no permission, no owner, no
+ * key), for calls that act as nobody (Verify); set field by field, without
+ * clearing the scope's storage, which such a principal never reads.
+ */
+void authz_principal_none(struct principal *p);
+
 /* The principal for a connecting process; -ENOMEM or 0. */
 int authz_principal_from_caller(const struct caller *caller, const char *admin_group,
                                 struct principal *ret) _warn_unused_;
