@@ -29,17 +29,19 @@ BASEFLAGS  = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -fstack-protecto
 
 # The layering, made true by the build: each folder sees only the headers
 # of the folders listed for it (and its own, which #include "..." finds
-# beside the file).  Arrows point one way: the daemon's frame (apikeyd/:
-# main, server, config, log) -> api/ -> store/ -> common/.  api/ uses the
-# frame's services (replies on a connection, the log, the settings); store/
-# and ctl/ see common/ only, as the PAM module does.
+# beside the file).  Arrows point one way: main (apikeyd/apikeyd.c) puts
+# the daemon together; api/ answers the methods, standing on base/ (the
+# Varlink server, the log, the settings) and store/ (the keystore); base/,
+# store/, ctl/ and the PAM module see common/ only.  The server calls the
+# methods through the function main gives it, never by name.
 INC_COMMON = -Icommon
 INC_PAM    = -Icommon
+INC_BASE   = -Icommon
 INC_STORE  = -Icommon
-INC_API    = -Icommon -Iapikeyd/store -Iapikeyd
-INC_DAEMON = -Icommon -Iapikeyd -Iapikeyd/api -Iapikeyd/store
+INC_API    = -Icommon -Iapikeyd/base -Iapikeyd/store
+INC_DAEMON = -Icommon -Iapikeyd/base -Iapikeyd/api -Iapikeyd/store
 INC_CTL    = -Icommon
-INC_TESTS  = -Icommon -Iapikeyd -Iapikeyd/api -Iapikeyd/store -Iapikeyd/ctl -Ipam_apikey
+INC_TESTS  = -Icommon -Iapikeyd/base -Iapikeyd/api -Iapikeyd/store -Iapikeyd/ctl -Ipam_apikey
 DEPFLAGS   = -MMD -MP
 
 pkg_cflags = $(shell $(PKG_CONFIG) --cflags $(1) 2>/dev/null)
@@ -54,11 +56,12 @@ COMMON_SRC  = $(wildcard common/*.c)
 COMMON_OBJ  = $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 COMMON_LIB  = $(BUILD)/libapikey-common.a
 
-# apikeyd/ (the frame, api/ and store/): everything but main goes into an
+# apikeyd/ (base/, api/ and store/): everything but main goes into an
 # archive the unit tests link too.  ctl/ is apikeyctl's own.
 DAEMON_MAINS = apikeyd/apikeyd.c
 DAEMON_SRC  = $(filter-out $(DAEMON_MAINS),$(wildcard apikeyd/*.c)) \
-              $(wildcard apikeyd/api/*.c) $(wildcard apikeyd/store/*.c)
+              $(wildcard apikeyd/base/*.c) $(wildcard apikeyd/api/*.c) \
+              $(wildcard apikeyd/store/*.c)
 CTL_MAIN    = apikeyd/ctl/apikeyctl.c
 CTL_SRC     = $(filter-out $(CTL_MAIN),$(wildcard apikeyd/ctl/*.c))
 CTL_OBJ     = $(CTL_SRC:%.c=$(BUILD)/obj/%.o)
@@ -90,10 +93,14 @@ $(BUILD)/obj/common/%.o: common/%.c
 	$(CC) $(ALL_CFLAGS) $(INC_COMMON) $(call pkg_cflags,$(COMMON_PKGS)) $(DEPFLAGS) -c -o $@ $<
 
 # (GNU make takes the rule with the shortest stem: the folders' rules win
-# over the frame's for their files.)
+# over main's for their files.)
 $(BUILD)/obj/apikeyd/%.o: apikeyd/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(INC_DAEMON) $(call pkg_cflags,$(DAEMON_PKGS)) $(DEPFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/apikeyd/base/%.o: apikeyd/base/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(INC_BASE) $(call pkg_cflags,$(DAEMON_PKGS)) $(DEPFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/apikeyd/api/%.o: apikeyd/api/%.c
 	@mkdir -p $(@D)

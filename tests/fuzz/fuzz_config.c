@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fuzzes the daemon's config parser (apikeyd/config.c): config_parse_string()
+ * Fuzzes the daemon's config parser (apikeyd/base/config.c): config_parse_string()
  * on the input as text, and config_load_file() on the input as a file's
  * bytes (NULs included), through a memfd.  Checks the documented contract:
  * a file that is accepted leaves every option within its bounds; a file

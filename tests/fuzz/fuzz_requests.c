@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fuzzes the daemon's whole request path: the Varlink server (apikeyd/server.c)
+ * Fuzzes the daemon's whole request path: the Varlink server (apikeyd/base/server.c)
  * framing a connection's byte stream, varlink_call_parse(), api_dispatch()
  * and every method of io.apikeyd.Keys and org.varlink.service, with the
  * authorization, the keystore, the lockout and the last-used batch behind

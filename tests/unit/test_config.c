@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of the daemon's config file (apikeyd/config.c) and its example. */
+/* Unit tests of the daemon's config file (apikeyd/base/config.c) and its example. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -822,7 +822,7 @@ static void test_example_is_the_defaults(void **state)
 static void test_every_option_documented(void **state)
 {
         char *ex_path = path_in_tree("apikeyd/apikeyd.conf.example");
-        char *h_path = path_in_tree("apikeyd/config.h");
+        char *h_path = path_in_tree("apikeyd/base/config.h");
         char *example = read_whole(ex_path), *header = read_whole(h_path);
         const char *table, *end;
         size_t n_options = 0, n_table = 0;
