@@ -241,6 +241,17 @@ class Varlink:
         return self.ok(f"{IFACE}.List", params)
 
 
+def list_all_audit(client):
+    """Every audit event ListAudit shows, page by page, oldest first."""
+    events, after = [], 0
+    while True:
+        page = client.ok(f"{IFACE}.ListAudit", {"after": after, "limit": 1000})["events"]
+        if not page:
+            return events
+        events += page
+        after = page[-1]["seq"]
+
+
 def list_all_ids(client, **params):
     """Every key id List shows, page by page."""
     ids, cursor = [], None

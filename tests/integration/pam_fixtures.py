@@ -720,3 +720,16 @@ def wait_port(port, proc, timeout=10):
         time.sleep(0.05)
     return False
 
+
+@pytest.fixture(params=["default", "asan"])
+def build(request):
+    """The module's default build, then its ASan/UBSan one: each test that
+    uses it runs against both."""
+    if request.param == "asan":
+        return asan_build()
+    return DEFAULT_BUILD.check()
+
+
+@pytest.fixture
+def pam(tmp_path, build):
+    return PamDir(tmp_path / "pam.d", build)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import (ADMIN, ALICE, BOB, IFACE, Varlink, make_token, other_secret,
+from conftest import (ADMIN, ALICE, BOB, IFACE, Varlink, list_all_audit, make_token, other_secret,
                       split_token)
 
 DENIED = f"{IFACE}.PermissionDenied"
@@ -27,15 +27,6 @@ def uid(name):
 def actor(name):
     return f"uid={uid(name)}({name})"
 
-
-def all_events(client):
-    events, after = [], 0
-    while True:
-        page = client.ok(f"{IFACE}.ListAudit", {"after": after, "limit": 1000})["events"]
-        if not page:
-            return events
-        events += page
-        after = page[-1]["seq"]
 
 
 @pytest.fixture
@@ -76,7 +67,7 @@ def test_user_flood_does_not_push_out_admins_changes(d, as_user):
         (DENIED, "only admins may read or rotate the shared secret"),
     }
 
-    events = all_events(root)
+    events = list_all_audit(root)
     creates = [(e["actor"], e["key_id"]) for e in events if e["action"] == "create"]
     assert ("uid=0(root)", by_root["id"]) in creates, events
     assert ("uid=0(root)", for_alice["id"]) in creates, events
@@ -106,7 +97,7 @@ def test_a_key_acts_with_the_uid_that_used_it(d, as_user):
         f"{IFACE}.Create", {"name": "by-bob", "auth": ops["token"]})["key"]
     expected = f"key={ops['key']['id']}({ALICE}) {actor(BOB)}"
     assert made["created_by"] == expected
-    [event] = [e for e in all_events(root) if e.get("key_id") == made["id"]]
+    [event] = [e for e in list_all_audit(root) if e.get("key_id") == made["id"]]
     assert (event["actor"], event["action"], event["result"]) == (expected, "create", "ok")
 
     # A long owner is cut in the actor, never the uid, so created_by stays
@@ -153,7 +144,7 @@ def test_refused_calls_are_audited_with_who_made_them(d, as_user):
     err, params = bob.err(f"{IFACE}.Delete", {"id": alices["id"], "auth": bogus})
     assert (err, params["reason"]) == (DENIED, "the API key given in auth is not valid")
 
-    events = all_events(root)
+    events = list_all_audit(root)
     e = refusal(events, "revoke", actor(ALICE))
     assert (e["key_id"], e["result"], e["detail"]) == (
         roots["id"], "denied", "only an admin or the key's owner may do this")
@@ -196,7 +187,7 @@ def test_an_update_says_what_it_changed(d, as_user):
     root.ok(f"{IFACE}.Update", {"id": kid, "role": "custom", "permissions": ["read", "write"],
                                 "expires": "2099-01-01T00:00:00Z", "name": "n" * 100})
 
-    updates = [e for e in all_events(root) if e["action"] == "update"]
+    updates = [e for e in list_all_audit(root) if e["action"] == "update"]
     assert [(e["actor"], e["key_id"]) for e in updates] == [
         (actor(ALICE), kid), (actor(ALICE), kid), ("uid=0(root)", kid)]
     assert [e["detail"] for e in updates] == [
@@ -229,7 +220,7 @@ def test_refusals_never_crowd_failed_verifies_out(daemon, as_user):
             return c.verify(wrong)["code"]
 
     assert as_user(ALICE, flood) == "NOT_FOUND"
-    events = all_events(root)
+    events = list_all_audit(root)
     refused = [e for e in events if e["action"] == "revoke"]
     verifies = [e for e in events if e["action"] == "verify"]
     assert 0 < len(refused) <= 2048

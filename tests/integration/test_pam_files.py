@@ -23,20 +23,9 @@ import pytest
 
 from conftest import ALICE, BASE62, make_token
 from pam_fixtures import (  # noqa: F401 - fixtures
-    DEFAULT_BUILD, PAM_SERVICE_ERR, PAM_SUCCESS, VALID_REPLY, PamDir, asan_build, conf_dir,
+    build, pam, PAM_SERVICE_ERR, PAM_SUCCESS, VALID_REPLY, conf_dir,
     listener, sockdir, syslog)
 
-
-@pytest.fixture(params=["default", "asan"])
-def build(request):
-    if request.param == "asan":
-        return asan_build()
-    return DEFAULT_BUILD.check()
-
-
-@pytest.fixture
-def pam(tmp_path, build):
-    return PamDir(tmp_path / "pam.d", build)
 
 
 def made_up_token():

@@ -19,9 +19,9 @@ import pytest
 
 from conftest import BASE62, BOB, IFACE, make_token, parse_iso, split_token
 from pam_fixtures import (  # noqa: F401 - fixtures
-    DEFAULT_BUILD, FELL_THROUGH, PAM_AUTH_ERR, PAM_AUTHINFO_UNAVAIL, PAM_MAXTRIES,
+    build, pam, DEFAULT_BUILD, FELL_THROUGH, PAM_AUTH_ERR, PAM_AUTHINFO_UNAVAIL, PAM_MAXTRIES,
     PAM_PERM_DENIED, PAM_SERVICE_ERR, PAM_SUCCESS, SSHD_FAKE_PASSWORD, VALID_REPLY, PamDir,
-    asan_build, conf_dir, failure_line, forged, key_id_of, listener, need_root,
+    conf_dir, failure_line, forged, key_id_of, listener, need_root,
     run_ctypes_pam, secret_of, snippet_lines, snippet_stack, sockdir, syslog, trust_me)
 
 # Owners are plain principals to the daemon: these need no account, so most
@@ -34,17 +34,6 @@ PASSWORD = "correct horse battery staple"
 def random_base62(n):
     return "".join(secrets.choice(BASE62) for _ in range(n))
 
-
-@pytest.fixture(params=["default", "asan"])
-def build(request):
-    if request.param == "asan":
-        return asan_build()
-    return DEFAULT_BUILD.check()
-
-
-@pytest.fixture
-def pam(tmp_path, build):
-    return PamDir(tmp_path / "pam.d", build)
 
 
 @pytest.fixture

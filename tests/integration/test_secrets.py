@@ -31,8 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (ALICE, APIKEYD, BASE62, BOB, IFACE, Daemon, Varlink, make_token,
-                      other_secret, run_as, split_token)
+from conftest import (ALICE, APIKEYD, BASE62, BOB, IFACE, Daemon, Varlink, list_all_audit,
+                      make_token, other_secret, run_as, split_token)
 
 CONFIG = {"lockout_threshold": 5}
 
@@ -180,15 +180,6 @@ def _as_user_create(path):
         return c.create("alice-own-key", scope=["sshd"])["token"]
 
 
-def all_audit(client):
-    events, after = [], 0
-    while True:
-        page = client.ok(f"{IFACE}.ListAudit", {"after": after, "limit": 1000})["events"]
-        if not page:
-            return events
-        events += page
-        after = page[-1]["seq"]
-
 
 def test_no_token_in_state_audit_log_or_process(daemon, test_users, tmp_path):
     d = daemon(config=CONFIG, debug=True)
@@ -197,7 +188,7 @@ def test_no_token_in_state_audit_log_or_process(daemon, test_users, tmp_path):
     found = []
 
     with Varlink(d.socket) as c:
-        events = all_audit(c)
+        events = list_all_audit(c)
     audit_text = json.dumps(events).encode()
     found += find_in(audit_text, what, "ListAudit")
     # The audit log is not empty of what happened: ids, actions, codes.
