@@ -38,28 +38,19 @@ static int reply_shared_secret(struct request *q, const uint8_t *secret)
 
 /*
  * The new secret's file written durably (synced, renamed, the directory
- * synced), then the audit record committed: what is answered is on disk.
- * No key changes, so the record is a write of its own; attached with
- * change_audit() it would wait for a key write that never comes.
+ * synced), then the audit record committed in the change's transaction:
+ * what is answered is on disk.
  */
-static int rotate_write(struct change *ch, struct keystore *ks)
+static int rotate_write(struct change *ch, struct keystore_tx *tx)
 {
         _cleanup_free_ char *err = NULL;
-        const struct audit_event ev = {
-            .time = ch->q.now,
-            .actor = ch->q.who.actor,
-            .action = ch->action,
-            .result = "ok",
-            .detail = ch->detail,
-            .admin = ch->q.who.admin,
-        };
         int r = shared_secret_store(ch->q.api->state_dir, ch->secret, &err);
 
         if (r < 0) {
                 log_error("%s", err ? err : strerror(-r));
                 return r;
         }
-        return keystore_append_audit(ks, &ev);
+        return change_audit(ch, tx, NULL);
 }
 
 static int rotate_answer(struct change *ch, int r)

@@ -21,11 +21,11 @@ static void change_free(struct change *ch)
         free(ch);
 }
 
-static int change_apply(struct keystore *ks, struct write_op *op)
+static int change_apply(struct keystore_tx *tx, struct write_op *op)
 {
         struct change *ch = (struct change *)op;
 
-        return ch->write ? ch->write(ch, ks) : 0;
+        return ch->write ? ch->write(ch, tx) : 0;
 }
 
 static void change_done(struct write_op *op, int r)
@@ -40,7 +40,7 @@ static void change_done(struct write_op *op, int r)
 }
 
 struct change *change_new(struct request *q, const char *action,
-                          int (*write)(struct change *, struct keystore *),
+                          int (*write)(struct change *, struct keystore_tx *),
                           int (*answer)(struct change *, int))
 {
         struct change *ch = calloc(1, sizeof(*ch));
@@ -69,8 +69,8 @@ int change_submit(struct change *ch)
         return 0;
 }
 
-/* On the writer's thread: attach the change's audit record to its write. */
-int change_audit(struct change *ch, struct keystore *ks, const struct key_record *rec)
+/* On the writer's thread: the change's audit record, in its transaction. */
+int change_audit(struct change *ch, struct keystore_tx *tx, const struct key_record *rec)
 {
         struct audit_event ev = {
             .time = ch->q.now,
@@ -82,7 +82,7 @@ int change_audit(struct change *ch, struct keystore *ks, const struct key_record
             .admin = ch->q.who.admin,
         };
 
-        return keystore_audit_next(ks, &ev);
+        return keystore_tx_audit(tx, &ev);
 }
 
 void change_journal(struct request *q, const char *action, const struct key_record *rec,

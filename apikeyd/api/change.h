@@ -32,7 +32,7 @@ struct change {
         const char *action; /* for the audit record and the journal */
         const char *detail;
         char detail_buf[512]; /* behind detail, when made for this change */
-        int (*write)(struct change *ch, struct keystore *ks); /* writer's thread; NULL: none */
+        int (*write)(struct change *ch, struct keystore_tx *tx); /* writer's thread; NULL: none */
         /* On the loop, with what write returned: 0 once it has replied, or a
          * negative errno (answered InternalError by change.c). */
         int (*answer)(struct change *ch, int r);
@@ -63,12 +63,12 @@ struct change {
  * when out of memory.
  */
 struct change *change_new(struct request *q, const char *action,
-                          int (*write)(struct change *, struct keystore *),
+                          int (*write)(struct change *, struct keystore_tx *),
                           int (*answer)(struct change *, int));
 /* Hand the change to the writer: the call is answered when it is done. */
 int change_submit(struct change *ch);
-/* On the writer's thread: attach the change's audit record to its write. */
-int change_audit(struct change *ch, struct keystore *ks, const struct key_record *rec);
+/* On the writer's thread: the change's audit record, in its transaction. */
+int change_audit(struct change *ch, struct keystore_tx *tx, const struct key_record *rec);
 /* The journal entry of a change that is done. */
 void change_journal(struct request *q, const char *action, const struct key_record *rec,
                     const char *detail);

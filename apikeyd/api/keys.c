@@ -89,8 +89,9 @@ static int new_token(struct api *a, struct key_record *rec, char token[static TO
         return 0;
 }
 
-static int create_write(struct change *ch, struct keystore *ks)
+static int create_write(struct change *ch, struct keystore_tx *tx)
 {
+        struct keystore *ks = keystore_tx_keystore(tx);
         int r;
 
         for (int attempt = 0;; attempt++) {
@@ -100,13 +101,11 @@ static int create_write(struct change *ch, struct keystore *ks)
                         if (r < 0)
                                 return r;
                 }
-                r = change_audit(ch, ks, &ch->rec);
-                if (r < 0)
-                        return r;
                 r = keystore_put_key_limited(ks, &ch->rec, ch->max_owned);
                 if (r != -ENOTUNIQ || attempt >= 3)
-                        return r;
+                        break;
         }
+        return r < 0 ? r : change_audit(ch, tx, &ch->rec);
 }
 
 static int create_answer(struct change *ch, int r)
@@ -415,20 +414,21 @@ static int method_get(struct request *q)
  * it left (a write may run again after the map grew) is dropped, and the
  * change is audited in the same transaction.
  */
-static int change_key_begin(struct change *ch, struct keystore *ks)
+static int change_key_begin(struct change *ch, struct keystore_tx *tx)
 {
         free(ch->updated_storage);
         ch->updated_storage = NULL;
-        return change_audit(ch, ks, &ch->rec);
+        return change_audit(ch, tx, &ch->rec);
 }
 
-static int update_write(struct change *ch, struct keystore *ks)
+static int update_write(struct change *ch, struct keystore_tx *tx)
 {
-        int r = change_key_begin(ch, ks);
+        int r = change_key_begin(ch, tx);
 
         if (r < 0)
                 return r;
-        return keystore_update_key(ks, ch->rec.id, &ch->upd, &ch->updated, &ch->updated_storage);
+        return keystore_update_key(keystore_tx_keystore(tx), ch->rec.id, &ch->upd, &ch->updated,
+                                   &ch->updated_storage);
 }
 
 /* Values up to this long are shown in an update's audit detail; longer ones by name only. */
@@ -653,9 +653,9 @@ static int method_update(struct request *q)
         return change_submit(ch);
 }
 
-static int set_status_write(struct change *ch, struct keystore *ks)
+static int set_status_write(struct change *ch, struct keystore_tx *tx)
 {
-        int r = change_key_begin(ch, ks);
+        int r = change_key_begin(ch, tx);
 
         if (r < 0)
                 return r;
@@ -663,7 +663,8 @@ static int set_status_write(struct change *ch, struct keystore *ks)
             .status = ch->status,
             .by_admin = authz_status_by_admin(&ch->q.who, ch->status, ch->rec.owner),
         };
-        return keystore_change_status(ks, ch->rec.id, &ch->sc, &ch->updated, &ch->updated_storage);
+        return keystore_change_status(keystore_tx_keystore(tx), ch->rec.id, &ch->sc, &ch->updated,
+                                      &ch->updated_storage);
 }
 
 /* The answer to Update, Disable, Enable and Revoke. */
@@ -727,11 +728,12 @@ static int method_revoke(struct request *q)
         return set_status(q, AUTHZ_REVOKE, KEY_STATUS_REVOKED, "revoke");
 }
 
-static int delete_write(struct change *ch, struct keystore *ks)
+static int delete_write(struct change *ch, struct keystore_tx *tx)
 {
-        int r = change_audit(ch, ks, &ch->rec);
+        int r = change_audit(ch, tx, &ch->rec);
 
-        return r < 0 ? r : keystore_delete_tree(ks, ch->rec.id, &ch->n_revoked);
+        return r < 0 ? r
+                     : keystore_delete_tree(keystore_tx_keystore(tx), ch->rec.id, &ch->n_revoked);
 }
 
 static int delete_answer(struct change *ch, int r)

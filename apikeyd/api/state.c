@@ -98,11 +98,11 @@ struct batch {
         struct last_used *used; /* last-used times */
 };
 
-static int batch_apply(struct keystore *ks, struct write_op *op)
+static int batch_apply(struct keystore_tx *tx, struct write_op *op)
 {
         struct batch *b = (struct batch *)op;
 
-        return b->write(b, ks);
+        return b->write(b, keystore_tx_keystore(tx));
 }
 
 static void batch_done(struct write_op *op, int r)

@@ -203,41 +203,19 @@ void read_end(struct keystore *ks)
         }
 }
 
-static int write_txn_once(struct keystore *ks, write_fn fn, void *userdata);
-
-int write_txn(struct keystore *ks, write_fn fn, void *userdata)
-{
-        int r = write_txn_once(ks, fn, userdata);
-
-        /* An attached audit event belongs to this write alone, done or not. */
-        drop_next_audit(ks);
-        return r;
-}
-
-/* The body and the attached audit event, in `txn`. */
-static int write_body(struct keystore *ks, MDB_txn *txn, write_fn fn, void *userdata)
-{
-        int r = fn(ks, txn, userdata);
-
-        if (r >= 0 && ks->next_audit) {
-                struct audit_ctx ac = {ks->next_audit, ks->next_audit_len, ks->next_audit_admin};
-                int k = append_audit_in(ks, txn, &ac);
-                if (k < 0)
-                        r = k;
-        }
-        return r;
-}
-
-/* One change of a group, in a transaction nested in the group's: undone alone if it fails. */
+/*
+ * A write nested in the running change's transaction: undone alone if it
+ * fails, so a change may try a write, see it refused and go on.
+ */
 static int write_nested(struct keystore *ks, write_fn fn, void *userdata)
 {
         MDB_txn *txn;
         int rc, r;
 
-        rc = mdb_txn_begin(ks->env, ks->group, 0, &txn);
+        rc = mdb_txn_begin(ks->env, ks->change, 0, &txn);
         if (rc != MDB_SUCCESS)
                 return ks_err(ks, rc);
-        r = write_body(ks, txn, fn, userdata);
+        r = fn(ks, txn, userdata);
         if (r < 0) {
                 mdb_txn_abort(txn);
                 return r;
@@ -273,17 +251,9 @@ static int write_begin(struct keystore *ks, MDB_txn **ret)
         }
 }
 
-static int write_txn_once(struct keystore *ks, write_fn fn, void *userdata)
+/* `fn` in a top-level write transaction, run again in a grown map if it did not fit. */
+static int write_top(struct keystore *ks, write_fn fn, void *userdata)
 {
-        if (ks->flags & KEYSTORE_READONLY)
-                return -EROFS;
-        if (ks->group)
-                return write_nested(ks, fn, userdata);
-        /* A list callback writing would pull the snapshot from under its own
-         * walk.  (A group's writes run on their own thread, beside reads.) */
-        if (!ks->grouping && ks->read_depth > 0)
-                return -EBUSY;
-
         for (unsigned growth = 0;;) {
                 MDB_txn *txn;
                 int rc, r;
@@ -292,7 +262,7 @@ static int write_txn_once(struct keystore *ks, write_fn fn, void *userdata)
                 if (r < 0)
                         return r;
                 ks->map_full = false;
-                r = write_body(ks, txn, fn, userdata);
+                r = fn(ks, txn, userdata);
                 if (r < 0)
                         mdb_txn_abort(txn);
                 else {
@@ -310,6 +280,56 @@ static int write_txn_once(struct keystore *ks, write_fn fn, void *userdata)
         }
 }
 
+int write_txn(struct keystore *ks, write_fn fn, void *userdata)
+{
+        if (ks->flags & KEYSTORE_READONLY)
+                return -EROFS;
+        if (ks->change)
+                return write_nested(ks, fn, userdata);
+        /* A list callback writing would pull the snapshot from under its own
+         * walk.  (A group's writes run on their own thread, beside reads.) */
+        if (!ks->grouping && ks->read_depth > 0)
+                return -EBUSY;
+        return write_top(ks, fn, userdata);
+}
+
+/* A change's fn in `txn`, which the store's writes nest in meanwhile. */
+static int run_change(struct keystore *ks, MDB_txn *txn, void *userdata)
+{
+        struct keystore_change *c = userdata;
+        struct keystore_tx tx = {.ks = ks, .txn = txn};
+        int r;
+
+        ks->change = txn;
+        r = c->fn(&tx, c->userdata);
+        ks->change = NULL;
+        return r;
+}
+
+/* A change in a transaction nested in the group's `group`: undone alone if it fails. */
+static int run_nested_change(struct keystore *ks, MDB_txn *group, struct keystore_change *c)
+{
+        MDB_txn *txn;
+        int rc, r;
+
+        rc = mdb_txn_begin(ks->env, group, 0, &txn);
+        if (rc != MDB_SUCCESS) {
+                ks->group_broken = true;
+                return ks_err(ks, rc);
+        }
+        r = run_change(ks, txn, c);
+        if (r < 0) {
+                mdb_txn_abort(txn);
+                return r;
+        }
+        rc = mdb_txn_commit(txn);
+        if (rc != MDB_SUCCESS) {
+                ks->group_broken = true;
+                return ks_err(ks, rc);
+        }
+        return r;
+}
+
 static void group_fail(struct keystore_change *changes, size_t n, int r)
 {
         for (size_t i = 0; i < n; i++)
@@ -317,13 +337,11 @@ static void group_fail(struct keystore_change *changes, size_t n, int r)
                         changes[i].result = r;
 }
 
-/* Each change in a transaction of its own: when a group cannot be committed as one. */
+/* Each change in a transaction of its own: alone, or when a group cannot be committed as one. */
 static void group_one_by_one(struct keystore *ks, struct keystore_change *changes, size_t n)
 {
-        for (size_t i = 0; i < n; i++) {
-                changes[i].result = changes[i].fn(ks, changes[i].userdata);
-                drop_next_audit(ks);
-        }
+        for (size_t i = 0; i < n; i++)
+                changes[i].result = write_top(ks, run_change, &changes[i]);
 }
 
 static int write_group(struct keystore *ks, struct keystore_change *changes, size_t n)
@@ -336,12 +354,8 @@ static int write_group(struct keystore *ks, struct keystore_change *changes, siz
                 if (r < 0)
                         return r;
                 ks->map_full = ks->group_broken = false;
-                ks->group = txn;
-                for (size_t i = 0; i < n; i++) {
-                        changes[i].result = changes[i].fn(ks, changes[i].userdata);
-                        drop_next_audit(ks);
-                }
-                ks->group = NULL;
+                for (size_t i = 0; i < n; i++)
+                        changes[i].result = run_nested_change(ks, txn, &changes[i]);
 
                 if (ks->map_full || ks->group_broken) {
                         bool full = ks->map_full;
@@ -555,7 +569,6 @@ void keystore_close(struct keystore *ks)
         if (!ks)
                 return;
         drop_read_txn(ks);
-        drop_next_audit(ks);
         if (ks->env)
                 mdb_env_close(ks->env);
         if (ks->map_lock_ready)

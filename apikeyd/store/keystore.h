@@ -246,14 +246,6 @@ int keystore_record_last_used(struct keystore *ks, const struct last_used *entri
  */
 int keystore_append_audit(struct keystore *ks, const struct audit_event *ev) _warn_unused_;
 
-/*
- * Attach `ev` to the next write of this handle (any function above that
- * changes the store): it is appended in that write's transaction, so a
- * change and its audit record are committed together or not at all.  The
- * attachment is dropped after that write, whether it succeeded or not.
- */
-int keystore_audit_next(struct keystore *ks, const struct audit_event *ev) _warn_unused_;
-
 /* Append several events in one transaction (batched audit of failed verifies). */
 int keystore_append_audits(struct keystore *ks, const struct audit_event *evs,
                            size_t n) _warn_unused_;
@@ -294,21 +286,35 @@ int keystore_meta_del(struct keystore *ks, const char *name) _warn_unused_;
 int keystore_compact(struct keystore **ksp, char **ret_error) _warn_unused_;
 
 /*
- * One change of a group: `fn` calls at most one of the write functions
- * above (with keystore_audit_next() before it if the change is audited)
- * and returns its result.
+ * One change's write transaction: keystore_write_group() runs each change's
+ * fn in one.  The store's write functions, called on
+ * keystore_tx_keystore(tx) meanwhile, run inside it (each undone alone if
+ * it fails, so a change may see a write refused and go on); audit events
+ * are appended to it with keystore_tx_audit().  What a change writes and
+ * the events it appends commit together, or, when fn fails, not at all.
+ */
+struct keystore_tx;
+
+struct keystore *keystore_tx_keystore(struct keystore_tx *tx);
+/* Append `ev` to the audit log in the change's transaction. */
+int keystore_tx_audit(struct keystore_tx *tx, const struct audit_event *ev) _warn_unused_;
+
+/*
+ * One change of a group: `fn` runs in a transaction of its own (nested in
+ * the group's) and returns >= 0 to keep what it wrote, < 0 to undo it.
  */
 struct keystore_change {
-        int (*fn)(struct keystore *ks, void *userdata);
+        int (*fn)(struct keystore_tx *tx, void *userdata);
         void *userdata;
         int result; /* set by keystore_write_group() */
 };
 
 /*
  * Group commit: run `n` changes in one write transaction, committed and
- * synced once.  Each change's write runs in a transaction nested in the
- * group's, so a change that fails is undone alone (with its audit event)
- * and the others still commit; each sees the ones before it.
+ * synced once.  Each change runs in a transaction nested in the group's,
+ * so a change that fails is undone alone (with its audit events) and the
+ * others still commit; each sees the ones before it.  A lone change runs
+ * in a top-level transaction of its own.
  * `changes[i].result` gets what its fn returned, or, where that was
  * success, the group's error if the group could not be committed.  A fn
  * may run more than once (after the map was grown, or one by one in

@@ -2,9 +2,9 @@
 /*
  * The audit log: events appended to one of its two retentions (the
  * admins' management events kept apart from the rest, each bounded by
- * audit_max), listed merged in sequence order, and the event attached to
- * the next write (keystore_audit_next()), which commits with it or not at
- * all.
+ * audit_max), listed merged in sequence order, and the events a change
+ * appends in its own transaction (keystore_tx_audit()), which commit with
+ * it or not at all.
  */
 #include <endian.h>
 #include <errno.h>
@@ -14,13 +14,6 @@
 #include <lmdb.h>
 
 #include "keystore_internal.h"
-
-void drop_next_audit(struct keystore *ks)
-{
-        free(ks->next_audit);
-        ks->next_audit = NULL;
-        ks->next_audit_len = 0;
-}
 
 static int audit_decode(const MDB_val *k, const MDB_val *v, struct audit_event *ret)
 {
@@ -126,22 +119,25 @@ int keystore_append_audit(struct keystore *ks, const struct audit_event *ev)
         return write_txn(ks, append_audit_in, &c);
 }
 
-int keystore_audit_next(struct keystore *ks, const struct audit_event *ev)
+struct keystore *keystore_tx_keystore(struct keystore_tx *tx)
 {
-        void *buf = NULL;
+        return tx->ks;
+}
+
+int keystore_tx_audit(struct keystore_tx *tx, const struct audit_event *ev)
+{
+        _cleanup_free_ void *buf = NULL;
+        struct audit_ctx c;
         size_t len;
         int r;
 
-        if (!ks || !ev)
+        if (!tx || !ev)
                 return -EINVAL;
         r = audit_record_encode(ev, &buf, &len);
         if (r < 0)
                 return r;
-        drop_next_audit(ks);
-        ks->next_audit = buf;
-        ks->next_audit_len = len;
-        ks->next_audit_admin = ev->admin;
-        return 0;
+        c = (struct audit_ctx){buf, len, ev->admin};
+        return append_audit_in(tx->ks, tx->txn, &c);
 }
 
 struct audits_ctx {

@@ -33,13 +33,16 @@ struct keystore {
         uint64_t audit_max;
         unsigned flags;
         /* The writing thread's: */
-        bool map_full;    /* the last write failed with MDB_MAP_FULL */
-        void *next_audit; /* encoded event the next write appends (keystore_audit_next) */
-        size_t next_audit_len;
-        bool next_audit_admin;
+        bool map_full;     /* the last write failed with MDB_MAP_FULL */
         bool grouping;     /* inside keystore_write_group() */
-        MDB_txn *group;    /* its transaction: writes nest in it */
+        MDB_txn *change;   /* the running change's transaction: writes nest in it */
         bool group_broken; /* a nested commit failed, which may leave the group unusable */
+};
+
+/* One change's write transaction (keystore.h). */
+struct keystore_tx {
+        struct keystore *ks;
+        MDB_txn *txn;
 };
 
 static inline void cursor_closep(MDB_cursor **c)
@@ -73,7 +76,7 @@ void read_end(struct keystore *ks);
  */
 typedef int (*write_fn)(struct keystore *ks, MDB_txn *txn, void *userdata);
 
-/* Run `fn` in a write transaction of its own, or nested in the group's. */
+/* Run `fn` in a write transaction of its own, or nested in the running change's. */
 int write_txn(struct keystore *ks, write_fn fn, void *userdata);
 
 /* ---- audit ---- */
@@ -84,8 +87,6 @@ struct audit_ctx {
         bool admin; /* kept under the admins' retention */
 };
 
-/* Forget the event keystore_audit_next() attached to the next write. */
-void drop_next_audit(struct keystore *ks);
 /* Append the encoded event `userdata` (struct audit_ctx) in `txn`. */
 int append_audit_in(struct keystore *ks, MDB_txn *txn, void *userdata);
 

@@ -36,11 +36,11 @@ struct writer {
         bool stop;
 };
 
-static int op_apply(struct keystore *ks, void *userdata)
+static int op_apply(struct keystore_tx *tx, void *userdata)
 {
         struct write_op *op = userdata;
 
-        return op->apply ? op->apply(ks, op) : 0;
+        return op->apply ? op->apply(tx, op) : 0;
 }
 
 /* Write the ops of list `ops` (at most GROUP_MAX), setting each one's result. */

@@ -26,12 +26,12 @@ struct writer;
 struct write_op {
         struct write_op *next;
         /*
-         * On the writer's thread, inside the group's transaction: at most
-         * one keystore write (see struct keystore_change; it may run more
-         * than once).  NULL: nothing to write; the op completes once every
-         * op submitted before it has.
+         * On the writer's thread, in the op's own transaction `tx` (see
+         * struct keystore_change; it may run more than once).  NULL:
+         * nothing to write; the op completes once every op submitted
+         * before it has.
          */
-        int (*apply)(struct keystore *ks, struct write_op *op);
+        int (*apply)(struct keystore_tx *tx, struct write_op *op);
         /* On the loop: `r` is apply's result, or the group's error. */
         void (*done)(struct write_op *op, int r);
         int result;

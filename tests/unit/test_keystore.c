@@ -1922,6 +1922,37 @@ static void test_audit(void **state)
         assert_int_equal(e.ev[0].seq, 6);
 }
 
+/* A change of its own: `write` (a put or a delete) and its audit event `ev`. */
+struct audited {
+        const struct audit_event *ev;
+        const struct key_record *put;
+        const char *delete_id;
+        bool audit_after; /* the event after the write rather than before */
+};
+
+static int audited_fn(struct keystore_tx *tx, void *userdata)
+{
+        const struct audited *a = userdata;
+        struct keystore *ks = keystore_tx_keystore(tx);
+        int r = 0;
+
+        if (!a->audit_after)
+                r = keystore_tx_audit(tx, a->ev);
+        if (r >= 0)
+                r = a->put ? keystore_put_key(ks, a->put) : keystore_delete_key(ks, a->delete_id);
+        if (r >= 0 && a->audit_after)
+                r = keystore_tx_audit(tx, a->ev);
+        return r;
+}
+
+static int audited_change(struct keystore *ks, const struct audited *a)
+{
+        struct keystore_change c = {.fn = audited_fn, .userdata = (void *)a};
+
+        assert_int_equal(keystore_write_group(ks, &c, 1), 0);
+        return c.result;
+}
+
 static void test_audit_with_change(void **state)
 {
         struct fixture *f = *state;
@@ -1929,25 +1960,28 @@ static void test_audit_with_change(void **state)
         struct key_record rec;
         struct audit_event ev = {.time = NOW, .actor = "uid=0", .action = "create", .result = "ok"};
 
-        /* An attached event is committed with the change... */
+        /* A change's event is committed with it... */
         make_rec(&rec, 1, "alice", "laptop");
         ev.key_id = rec.id;
-        assert_int_equal(keystore_audit_next(f->ks, &ev), 0);
-        assert_int_equal(keystore_put_key(f->ks, &rec), 0);
+        assert_int_equal(audited_change(f->ks, &(struct audited){.ev = &ev, .put = &rec}), 0);
         list_events(f, 0, 0, NULL, 0, &e);
         assert_int_equal(e.n, 1);
         assert_string_equal(e.ev[0].action, "create");
         assert_string_equal(e.ev[0].key_id, rec.id);
 
-        /* ...and not at all when the change is refused, */
+        /* ...and not at all when the change is refused, whether the event
+         * came before the refused write or not, */
         make_rec(&rec, 2, "alice", "laptop");
         ev.key_id = rec.id;
-        assert_int_equal(keystore_audit_next(f->ks, &ev), 0);
-        assert_int_equal(keystore_put_key(f->ks, &rec), -EEXIST);
+        assert_int_equal(audited_change(f->ks, &(struct audited){.ev = &ev, .put = &rec}), -EEXIST);
+        assert_int_equal(
+            audited_change(f->ks, &(struct audited){.ev = &ev, .put = &rec, .audit_after = true}),
+            -EEXIST);
         list_events(f, 0, 0, NULL, 0, &e);
         assert_int_equal(e.n, 1);
+        assert_int_equal(keystore_get(f->ks, rec.id, NULL, NULL), -ENOENT);
 
-        /* and it does not linger for a later write. */
+        /* and a write outside any change appends none. */
         make_rec(&rec, 3, "alice", "phone");
         assert_int_equal(keystore_put_key(f->ks, &rec), 0);
         list_events(f, 0, 0, NULL, 0, &e);
@@ -1955,16 +1989,24 @@ static void test_audit_with_change(void **state)
 
         ev.action = "delete";
         ev.key_id = rec.id;
-        assert_int_equal(keystore_audit_next(f->ks, &ev), 0);
-        assert_int_equal(keystore_delete_key(f->ks, rec.id), 0);
+        assert_int_equal(
+            audited_change(f->ks,
+                           &(struct audited){.ev = &ev, .delete_id = rec.id, .audit_after = true}),
+            0);
         list_events(f, 0, 0, NULL, 0, &e);
         assert_int_equal(e.n, 2);
         assert_string_equal(e.ev[1].action, "delete");
         assert_true(e.ev[1].seq == e.ev[0].seq + 1);
 
-        /* An event that cannot be encoded is refused up front. */
+        /* An event that cannot be encoded fails its change, which writes nothing. */
+        make_rec(&rec, 4, "alice", "tablet");
         ev.actor = NULL;
-        assert_int_equal(keystore_audit_next(f->ks, &ev), -EINVAL);
+        assert_int_equal(
+            audited_change(f->ks, &(struct audited){.ev = &ev, .put = &rec, .audit_after = true}),
+            -EINVAL);
+        assert_int_equal(keystore_get(f->ks, rec.id, NULL, NULL), -ENOENT);
+        list_events(f, 0, 0, NULL, 0, &e);
+        assert_int_equal(e.n, 2);
 }
 
 /* One change of a group test: a key to put, with its audit event. */
@@ -1973,14 +2015,15 @@ struct group_put {
         uint64_t max_owned;
 };
 
-static int group_put_fn(struct keystore *ks, void *userdata)
+static int group_put_fn(struct keystore_tx *tx, void *userdata)
 {
         struct group_put *p = userdata;
         struct audit_event ev = {
             .time = NOW, .actor = "uid=0", .action = "create", .key_id = p->rec.id, .result = "ok"};
-        int r = keystore_audit_next(ks, &ev);
+        int r = keystore_tx_audit(tx, &ev);
 
-        return r < 0 ? r : keystore_put_key_limited(ks, &p->rec, p->max_owned);
+        return r < 0 ? r
+                     : keystore_put_key_limited(keystore_tx_keystore(tx), &p->rec, p->max_owned);
 }
 
 static void test_write_group(void **state)
@@ -2140,7 +2183,7 @@ static void test_audit_admin_retention(void **state)
                 assert_false(e.ev[i].admin);
         }
 
-        /* An admin's event attached to a change, numbered after the others. */
+        /* An admin's event in a change, numbered after the others. */
         struct key_record rec;
         make_rec(&rec, 1, "alice", "laptop");
         ev = (struct audit_event){.time = 50,
@@ -2149,8 +2192,7 @@ static void test_audit_admin_retention(void **state)
                                   .key_id = rec.id,
                                   .result = "ok",
                                   .admin = true};
-        assert_int_equal(keystore_audit_next(f->ks, &ev), 0);
-        assert_int_equal(keystore_put_key(f->ks, &rec), 0);
+        assert_int_equal(audited_change(f->ks, &(struct audited){.ev = &ev, .put = &rec}), 0);
         list_events(f, 0, 0, NULL, 0, &e);
         assert_int_equal(e.n, 6);
         assert_int_equal(e.ev[5].seq, 40);

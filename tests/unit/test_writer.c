@@ -223,8 +223,8 @@ static void gate_wait(struct fixture *f)
         pthread_mutex_unlock(&f->lock);
 }
 
-/* The audit record of creating key `id`, attached to the next write. */
-static int audit_create(struct keystore *ks, const char *id)
+/* The audit record of creating key `id`, in the change's transaction. */
+static int audit_create(struct keystore_tx *tx, const char *id)
 {
         struct audit_event ev = {
             .time = NOW,
@@ -234,11 +234,12 @@ static int audit_create(struct keystore *ks, const char *id)
             .result = "ok",
         };
 
-        return keystore_audit_next(ks, &ev);
+        return keystore_tx_audit(tx, &ev);
 }
 
-static int test_apply(struct keystore *ks, struct write_op *op)
+static int test_apply(struct keystore_tx *tx, struct write_op *op)
 {
+        struct keystore *ks = keystore_tx_keystore(tx);
         struct test_op *t = (struct test_op *)op;
         struct key_record recs[2];
         int r;
@@ -253,7 +254,7 @@ static int test_apply(struct keystore *ks, struct write_op *op)
                 make_rec(&recs[0], t->n, t->name);
                 make_rec(&recs[1], t->n2, t->name2);
                 if (t->audited) {
-                        r = audit_create(ks, recs[0].id);
+                        r = audit_create(tx, recs[0].id);
                         if (r < 0)
                                 return r;
                 }
