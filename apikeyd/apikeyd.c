@@ -430,7 +430,7 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
         if (o->check) {
                 free(err);
                 err = NULL;
-                r = keystore_verify_indexes(d.api.ks, &err);
+                r = keystore_check_indexes(d.api.ks, &err);
                 if (r < 0)
                         fprintf(stderr, "apikeyd: keystore in %s is inconsistent: %s\n",
                                 o->state_dir, err ? err : strerror(-r));

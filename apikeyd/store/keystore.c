@@ -204,15 +204,15 @@ void read_end(struct keystore *ks)
 }
 
 /*
- * A write nested in the running change's transaction: undone alone if it
- * fails, so a change may try a write, see it refused and go on.
+ * A write nested in the running group write's transaction: undone alone
+ * if it fails, so the write may see it refused and go on.
  */
 static int write_nested(struct keystore *ks, write_fn fn, void *userdata)
 {
         MDB_txn *txn;
         int rc, r;
 
-        rc = mdb_txn_begin(ks->env, ks->change, 0, &txn);
+        rc = mdb_txn_begin(ks->env, ks->current, 0, &txn);
         if (rc != MDB_SUCCESS)
                 return ks_err(ks, rc);
         r = fn(ks, txn, userdata);
@@ -284,7 +284,7 @@ int write_txn(struct keystore *ks, write_fn fn, void *userdata)
 {
         if (ks->flags & KEYSTORE_READONLY)
                 return -EROFS;
-        if (ks->change)
+        if (ks->current)
                 return write_nested(ks, fn, userdata);
         /* A list callback writing would pull the snapshot from under its own
          * walk.  (A group's writes run on their own thread, beside reads.) */
@@ -293,21 +293,21 @@ int write_txn(struct keystore *ks, write_fn fn, void *userdata)
         return write_top(ks, fn, userdata);
 }
 
-/* A change's fn in `txn`, which the store's writes nest in meanwhile. */
-static int run_change(struct keystore *ks, MDB_txn *txn, void *userdata)
+/* A group write's fn in `txn`, which the store's writes nest in meanwhile. */
+static int run_write(struct keystore *ks, MDB_txn *txn, void *userdata)
 {
-        struct keystore_change *c = userdata;
+        struct keystore_write *w = userdata;
         struct keystore_tx tx = {.ks = ks, .txn = txn};
         int r;
 
-        ks->change = txn;
-        r = c->fn(&tx, c->userdata);
-        ks->change = NULL;
+        ks->current = txn;
+        r = w->fn(&tx, w->userdata);
+        ks->current = NULL;
         return r;
 }
 
-/* A change in a transaction nested in the group's `group`: undone alone if it fails. */
-static int run_nested_change(struct keystore *ks, MDB_txn *group, struct keystore_change *c)
+/* A write in a transaction nested in the group's `group`: undone alone if it fails. */
+static int run_nested_write(struct keystore *ks, MDB_txn *group, struct keystore_write *w)
 {
         MDB_txn *txn;
         int rc, r;
@@ -317,7 +317,7 @@ static int run_nested_change(struct keystore *ks, MDB_txn *group, struct keystor
                 ks->group_broken = true;
                 return ks_err(ks, rc);
         }
-        r = run_change(ks, txn, c);
+        r = run_write(ks, txn, w);
         if (r < 0) {
                 mdb_txn_abort(txn);
                 return r;
@@ -330,21 +330,21 @@ static int run_nested_change(struct keystore *ks, MDB_txn *group, struct keystor
         return r;
 }
 
-static void group_fail(struct keystore_change *changes, size_t n, int r)
+static void group_fail(struct keystore_write *writes, size_t n, int r)
 {
         for (size_t i = 0; i < n; i++)
-                if (changes[i].result >= 0)
-                        changes[i].result = r;
+                if (writes[i].result >= 0)
+                        writes[i].result = r;
 }
 
-/* Each change in a transaction of its own: alone, or when a group cannot be committed as one. */
-static void group_one_by_one(struct keystore *ks, struct keystore_change *changes, size_t n)
+/* Each write in a transaction of its own: alone, or when a group cannot be committed as one. */
+static void group_one_by_one(struct keystore *ks, struct keystore_write *writes, size_t n)
 {
         for (size_t i = 0; i < n; i++)
-                changes[i].result = write_top(ks, run_change, &changes[i]);
+                writes[i].result = write_top(ks, run_write, &writes[i]);
 }
 
-static int write_group(struct keystore *ks, struct keystore_change *changes, size_t n)
+static int write_group(struct keystore *ks, struct keystore_write *writes, size_t n)
 {
         for (unsigned growth = 0;;) {
                 MDB_txn *txn;
@@ -355,16 +355,16 @@ static int write_group(struct keystore *ks, struct keystore_change *changes, siz
                         return r;
                 ks->map_full = ks->group_broken = false;
                 for (size_t i = 0; i < n; i++)
-                        changes[i].result = run_nested_change(ks, txn, &changes[i]);
+                        writes[i].result = run_nested_write(ks, txn, &writes[i]);
 
                 if (ks->map_full || ks->group_broken) {
                         bool full = ks->map_full;
 
                         mdb_txn_abort(txn);
                         map_unlock(ks);
-                        /* Past the growth we allow, each change gets its own answer. */
+                        /* Past the growth we allow, each write gets its own answer. */
                         if (!full || growth++ >= KEYSTORE_MAX_GROWTH) {
-                                group_one_by_one(ks, changes, n);
+                                group_one_by_one(ks, writes, n);
                                 return 0;
                         }
                         r = grow_map(ks);
@@ -386,29 +386,29 @@ static int write_group(struct keystore *ks, struct keystore_change *changes, siz
         }
 }
 
-int keystore_write_group(struct keystore *ks, struct keystore_change *changes, size_t n)
+int keystore_write_group(struct keystore *ks, struct keystore_write *writes, size_t n)
 {
         int r = 0;
 
-        if (!ks || (n > 0 && !changes))
+        if (!ks || (n > 0 && !writes))
                 return -EINVAL;
         for (size_t i = 0; i < n; i++)
-                changes[i].result = 0;
+                writes[i].result = 0;
         if (ks->flags & KEYSTORE_READONLY)
                 r = -EROFS;
         else if (n == 0 || ks->grouping)
                 r = n == 0 ? 0 : -EBUSY;
         else {
                 ks->grouping = true;
-                /* Alone, a change needs no nesting: its own transaction is as atomic. */
+                /* Alone, a write needs no nesting: its own transaction is as atomic. */
                 if (n == 1)
-                        group_one_by_one(ks, changes, n);
+                        group_one_by_one(ks, writes, n);
                 else
-                        r = write_group(ks, changes, n);
+                        r = write_group(ks, writes, n);
                 ks->grouping = false;
         }
         if (r < 0)
-                group_fail(changes, n, r);
+                group_fail(writes, n, r);
         return r;
 }
 

@@ -286,42 +286,39 @@ int keystore_meta_del(struct keystore *ks, const char *name) _warn_unused_;
 int keystore_compact(struct keystore **ksp, char **ret_error) _warn_unused_;
 
 /*
- * One change's write transaction: keystore_write_group() runs each change's
- * fn in one.  The store's write functions, called on
- * keystore_tx_keystore(tx) meanwhile, run inside it (each undone alone if
- * it fails, so a change may see a write refused and go on); audit events
- * are appended to it with keystore_tx_audit().  What a change writes and
- * the events it appends commit together, or, when fn fails, not at all.
+ * Writes in groups.  A write is a caller's function that runs in a
+ * transaction of its own, the keystore_tx it is handed.  The store's write
+ * functions, called on keystore_tx_keystore(tx) meanwhile, run inside it
+ * (each undone alone if it fails, so a write may see one refused and go
+ * on); audit events are appended to it with keystore_tx_audit().  What a
+ * write puts and the events it appends commit together, or, when its
+ * function fails, not at all.
  */
 struct keystore_tx;
 
 struct keystore *keystore_tx_keystore(struct keystore_tx *tx);
-/* Append `ev` to the audit log in the change's transaction. */
+/* Append `ev` to the audit log in the write's transaction. */
 int keystore_tx_audit(struct keystore_tx *tx, const struct audit_event *ev) _warn_unused_;
 
-/*
- * One change of a group: `fn` runs in a transaction of its own (nested in
- * the group's) and returns >= 0 to keep what it wrote, < 0 to undo it.
- */
-struct keystore_change {
+/* One write of a group: `fn` returns >= 0 to keep what it wrote, < 0 to undo it. */
+struct keystore_write {
         int (*fn)(struct keystore_tx *tx, void *userdata);
         void *userdata;
         int result; /* set by keystore_write_group() */
 };
 
 /*
- * Group commit: run `n` changes in one write transaction, committed and
- * synced once.  Each change runs in a transaction nested in the group's,
- * so a change that fails is undone alone (with its audit events) and the
- * others still commit; each sees the ones before it.  A lone change runs
- * in a top-level transaction of its own.
- * `changes[i].result` gets what its fn returned, or, where that was
- * success, the group's error if the group could not be committed.  A fn
- * may run more than once (after the map was grown, or one by one in
- * transactions of their own when a nested commit failed), so it keeps
- * nothing from an earlier run.  Returns 0 or the group's error.
+ * Group commit: run `n` writes in one transaction, committed and synced
+ * once.  Each write's transaction is nested in the group's, so a write
+ * that fails is undone alone (with its audit events) and the others still
+ * commit; each sees the ones before it.  A lone write's transaction is a
+ * top-level one.  `writes[i].result` gets what its fn returned, or, where
+ * that was success, the group's error if the group could not be
+ * committed.  A fn may run more than once (after the map was grown, or
+ * one by one in transactions of their own when a nested commit failed), so
+ * it keeps nothing from an earlier run.  Returns 0 or the group's error.
  */
-int keystore_write_group(struct keystore *ks, struct keystore_change *changes, size_t n);
+int keystore_write_group(struct keystore *ks, struct keystore_write *writes, size_t n);
 
 /*
  * Consistency check for tests and `apikeyd --check`: every record decodes,
@@ -329,4 +326,4 @@ int keystore_write_group(struct keystore *ks, struct keystore_change *changes, s
  * points at a missing key.  0, or -EBADMSG with a description in
  * `*ret_error` (malloc'd).
  */
-int keystore_verify_indexes(struct keystore *ks, char **ret_error) _warn_unused_;
+int keystore_check_indexes(struct keystore *ks, char **ret_error) _warn_unused_;

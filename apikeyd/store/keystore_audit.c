@@ -2,9 +2,9 @@
 /*
  * The audit log: events appended to one of its two retentions (the
  * admins' management events kept apart from the rest, each bounded by
- * audit_max), listed merged in sequence order, and the events a change
- * appends in its own transaction (keystore_tx_audit()), which commit with
- * it or not at all.
+ * audit_max), listed merged in sequence order, and the events a group
+ * write appends in its own transaction (keystore_tx_audit()), which commit
+ * with it or not at all.
  */
 #include <endian.h>
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The keystore's consistency check (keystore_verify_indexes(), what
+ * The keystore's consistency check (keystore_check_indexes(), what
  * `apikeyd --check` runs): every record decodes and has its names, owners
  * and children entries, and every index entry points back at a key that
  * agrees with it.
@@ -26,12 +26,12 @@ static const char *show(const void *p, size_t n, char *buf, size_t size)
 
 #define SHOW_MAX (NAME_KEY_MAX + 1)
 
-static int verify_parent(struct keystore *ks, MDB_txn *txn, const struct key_record *rec,
-                         char **ret_error);
-static int verify_target(struct keystore *ks, MDB_txn *txn, const MDB_val *id,
-                         struct key_record *ret);
+static int check_parent(struct keystore *ks, MDB_txn *txn, const struct key_record *rec,
+                        char **ret_error);
+static int check_target(struct keystore *ks, MDB_txn *txn, const MDB_val *id,
+                        struct key_record *ret);
 
-static int verify_keys(struct keystore *ks, MDB_txn *txn, char **ret_error)
+static int check_keys(struct keystore *ks, MDB_txn *txn, char **ret_error)
 {
         _cleanup_cursor_ MDB_cursor *c = NULL, *oc = NULL;
         char a[SHOW_MAX], b[SHOW_MAX];
@@ -79,7 +79,7 @@ static int verify_keys(struct keystore *ks, MDB_txn *txn, char **ret_error)
                 if (rc != MDB_SUCCESS)
                         return fail_with(ret_error, ks_err(ks, rc), "reading owners: %s",
                                          mdb_strerror(rc));
-                r = verify_parent(ks, txn, &rec, ret_error);
+                r = check_parent(ks, txn, &rec, ret_error);
                 if (r < 0)
                         return r;
         }
@@ -89,8 +89,8 @@ static int verify_keys(struct keystore *ks, MDB_txn *txn, char **ret_error)
 }
 
 /* A key whose parent still exists is among the parent's children. */
-static int verify_parent(struct keystore *ks, MDB_txn *txn, const struct key_record *rec,
-                         char **ret_error)
+static int check_parent(struct keystore *ks, MDB_txn *txn, const struct key_record *rec,
+                        char **ret_error)
 {
         _cleanup_cursor_ MDB_cursor *c = NULL;
         MDB_val pk = {TOKEN_ID_LEN, (void *)rec->parent}, pv, ck, cv;
@@ -119,9 +119,9 @@ static int verify_parent(struct keystore *ks, MDB_txn *txn, const struct key_rec
         return 0;
 }
 
-/* The key an index entry points at; every record already decoded in verify_keys. */
-static int verify_target(struct keystore *ks, MDB_txn *txn, const MDB_val *id,
-                         struct key_record *ret)
+/* The key an index entry points at; every record already decoded in check_keys. */
+static int check_target(struct keystore *ks, MDB_txn *txn, const MDB_val *id,
+                        struct key_record *ret)
 {
         MDB_val rv;
         int rc;
@@ -134,7 +134,7 @@ static int verify_target(struct keystore *ks, MDB_txn *txn, const MDB_val *id,
         return decode_entry(id, &rv, ret);
 }
 
-static int verify_names(struct keystore *ks, MDB_txn *txn, char **ret_error)
+static int check_names(struct keystore *ks, MDB_txn *txn, char **ret_error)
 {
         _cleanup_cursor_ MDB_cursor *c = NULL;
         char a[SHOW_MAX], b[SHOW_MAX];
@@ -157,7 +157,7 @@ static int verify_names(struct keystore *ks, MDB_txn *txn, char **ret_error)
                                          "names entry \"%s\" has no owner/name separator", a);
                 olen = (size_t)(sep - (const char *)k.mv_data);
 
-                r = verify_target(ks, txn, &v, &rec);
+                r = check_target(ks, txn, &v, &rec);
                 if (r == -ENOENT)
                         return fail_with(ret_error, -EBADMSG,
                                          "names entry \"%s\" points at missing key \"%s\"", a,
@@ -197,8 +197,8 @@ static const char *rec_parent(const struct key_record *rec)
         return rec->parent;
 }
 
-static int verify_index(struct keystore *ks, MDB_txn *txn, MDB_dbi dbi,
-                        const struct index_check *ic, char **ret_error)
+static int check_index(struct keystore *ks, MDB_txn *txn, MDB_dbi dbi, const struct index_check *ic,
+                       char **ret_error)
 {
         _cleanup_cursor_ MDB_cursor *c = NULL;
         char a[SHOW_MAX], b[SHOW_MAX];
@@ -227,7 +227,7 @@ static int verify_index(struct keystore *ks, MDB_txn *txn, MDB_dbi dbi,
                                 return fail_with(ret_error, ks_err(ks, rc), "reading keys: %s",
                                                  mdb_strerror(rc));
                 }
-                r = verify_target(ks, txn, &v, &rec);
+                r = check_target(ks, txn, &v, &rec);
                 if (r == -ENOENT)
                         return fail_with(ret_error, -EBADMSG,
                                          "%s entry \"%s\" points at missing key \"%s\"", ic->index,
@@ -246,25 +246,25 @@ static int verify_index(struct keystore *ks, MDB_txn *txn, MDB_dbi dbi,
         return 0;
 }
 
-static int verify_owners(struct keystore *ks, MDB_txn *txn, char **ret_error)
+static int check_owners(struct keystore *ks, MDB_txn *txn, char **ret_error)
 {
         static const struct index_check ic = {"owners", "which belongs to", rec_owner, false};
 
-        return verify_index(ks, txn, ks->owners, &ic, ret_error);
+        return check_index(ks, txn, ks->owners, &ic, ret_error);
 }
 
 /* Every children entry is under an existing key and names an existing key
  * created through it. */
-static int verify_children(struct keystore *ks, MDB_txn *txn, char **ret_error)
+static int check_children(struct keystore *ks, MDB_txn *txn, char **ret_error)
 {
         static const struct index_check ic = {"children", "created through", rec_parent, true};
 
         if (ks->no_children)
                 return 0;
-        return verify_index(ks, txn, ks->children, &ic, ret_error);
+        return check_index(ks, txn, ks->children, &ic, ret_error);
 }
 
-int keystore_verify_indexes(struct keystore *ks, char **ret_error)
+int keystore_check_indexes(struct keystore *ks, char **ret_error)
 {
         MDB_txn *txn;
         int r;
@@ -279,13 +279,13 @@ int keystore_verify_indexes(struct keystore *ks, char **ret_error)
                 return r;
         /* Records to indexes, then each index back to the records: together
          * they show the three databases describe the same set of keys. */
-        r = verify_keys(ks, txn, ret_error);
+        r = check_keys(ks, txn, ret_error);
         if (r >= 0)
-                r = verify_names(ks, txn, ret_error);
+                r = check_names(ks, txn, ret_error);
         if (r >= 0)
-                r = verify_owners(ks, txn, ret_error);
+                r = check_owners(ks, txn, ret_error);
         if (r >= 0)
-                r = verify_children(ks, txn, ret_error);
+                r = check_children(ks, txn, ret_error);
         read_end(ks);
         return r;
 }

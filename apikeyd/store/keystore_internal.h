@@ -35,11 +35,11 @@ struct keystore {
         /* The writing thread's: */
         bool map_full;     /* the last write failed with MDB_MAP_FULL */
         bool grouping;     /* inside keystore_write_group() */
-        MDB_txn *change;   /* the running change's transaction: writes nest in it */
+        MDB_txn *current;  /* the running group write's transaction: writes nest in it */
         bool group_broken; /* a nested commit failed, which may leave the group unusable */
 };
 
-/* One change's write transaction (keystore.h). */
+/* A group write's transaction (keystore.h). */
 struct keystore_tx {
         struct keystore *ks;
         MDB_txn *txn;
@@ -76,7 +76,7 @@ void read_end(struct keystore *ks);
  */
 typedef int (*write_fn)(struct keystore *ks, MDB_txn *txn, void *userdata);
 
-/* Run `fn` in a write transaction of its own, or nested in the running change's. */
+/* Run `fn` in a write transaction of its own, or nested in the running group write's. */
 int write_txn(struct keystore *ks, write_fn fn, void *userdata);
 
 /* ---- audit ---- */

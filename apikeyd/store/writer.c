@@ -46,15 +46,15 @@ static int op_apply(struct keystore_tx *tx, void *userdata)
 /* Write the ops of list `ops` (at most GROUP_MAX), setting each one's result. */
 static void write_ops(struct keystore *ks, struct write_op *ops)
 {
-        struct keystore_change changes[GROUP_MAX];
+        struct keystore_write writes[GROUP_MAX];
         size_t n = 0;
 
         for (struct write_op *op = ops; op; op = op->next)
-                changes[n++] = (struct keystore_change){.fn = op_apply, .userdata = op};
-        (void)keystore_write_group(ks, changes, n);
+                writes[n++] = (struct keystore_write){.fn = op_apply, .userdata = op};
+        (void)keystore_write_group(ks, writes, n);
         n = 0;
         for (struct write_op *op = ops; op; op = op->next)
-                op->result = changes[n++].result;
+                op->result = writes[n++].result;
 }
 
 /* Detach up to GROUP_MAX ops from the head of the queue. */

@@ -27,7 +27,7 @@ struct write_op {
         struct write_op *next;
         /*
          * On the writer's thread, in the op's own transaction `tx` (see
-         * struct keystore_change; it may run more than once).  NULL:
+         * struct keystore_write; it may run more than once).  NULL:
          * nothing to write; the op completes once every op submitted
          * before it has.
          */

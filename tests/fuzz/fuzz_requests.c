@@ -19,7 +19,7 @@
  * revoked, expired) whose tokens the seed corpus uses in `auth` and
  * Verify.  It is recreated every FUZZ_REQUESTS_RESET inputs (default 32;
  * 1 makes every input independent of the ones before it, which the replay
- * runs use), and checked with keystore_verify_indexes() before it goes.
+ * runs use), and checked with keystore_check_indexes() before it goes.
  * The directory's files are unlinked as soon as they are open, so nothing
  * is left behind, even by a crash.
  *
@@ -297,7 +297,7 @@ static void state_close(void)
                 return;
         api_finish(&F.api);
         writer_free(F.api.writer);
-        r = keystore_verify_indexes(F.api.ks, &err);
+        r = keystore_check_indexes(F.api.ks, &err);
         if (r < 0)
                 die("the keystore's indexes are inconsistent: %s", err ? err : strerror(-r));
         lastused_done(&F.api.lastused);

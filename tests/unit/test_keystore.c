@@ -184,10 +184,10 @@ static int get_status(struct fixture *f, const char *id)
 static void verify_ok(struct fixture *f)
 {
         char *error = NULL;
-        int r = keystore_verify_indexes(f->ks, &error);
+        int r = keystore_check_indexes(f->ks, &error);
 
         if (r < 0)
-                fail_msg("keystore_verify_indexes: %s (%s)", strerror(-r), error ? error : "");
+                fail_msg("keystore_check_indexes: %s (%s)", strerror(-r), error ? error : "");
         assert_null(error);
 }
 
@@ -1127,7 +1127,7 @@ static void expect_broken(struct fixture *f, const char *bad_id, const char *own
         assert_string_equal(cursor, "");
         assert_int_equal(keystore_list(f->ks, &by_owner, NULL, 0, count_cb, &n, NULL), want);
         assert_int_equal(keystore_count(f->ks, NOW, counts), want);
-        assert_int_equal(keystore_verify_indexes(f->ks, &error), want);
+        assert_int_equal(keystore_check_indexes(f->ks, &error), want);
         assert_non_null(error);
         assert_non_null(strstr(error, bad_id));
         free(error);
@@ -1245,7 +1245,7 @@ static void test_verify_finds_children_damage(void **state)
         raw_del(&raw, raw.children, top, TOKEN_ID_LEN, child, TOKEN_ID_LEN);
         raw_close(&raw);
         ks_open(f, 0, 0, KEYSTORE_NOSYNC);
-        assert_int_equal(keystore_verify_indexes(f->ks, &error), -EBADMSG);
+        assert_int_equal(keystore_check_indexes(f->ks, &error), -EBADMSG);
         assert_non_null(strstr(error, "not among the children of its parent"));
         free(error);
 
@@ -1255,7 +1255,7 @@ static void test_verify_finds_children_damage(void **state)
         raw_put(&raw, raw.children, top, TOKEN_ID_LEN, other, TOKEN_ID_LEN);
         raw_close(&raw);
         ks_open(f, 0, 0, KEYSTORE_NOSYNC);
-        assert_int_equal(keystore_verify_indexes(f->ks, &error), -EBADMSG);
+        assert_int_equal(keystore_check_indexes(f->ks, &error), -EBADMSG);
         assert_non_null(strstr(error, "created through"));
         free(error);
 
@@ -1271,7 +1271,7 @@ static void test_verify_finds_children_damage(void **state)
         raw_close(&raw);
         ks_open(f, 0, 0, KEYSTORE_NOSYNC);
         error = NULL;
-        assert_int_equal(keystore_verify_indexes(f->ks, &error), -EBADMSG);
+        assert_int_equal(keystore_check_indexes(f->ks, &error), -EBADMSG);
         assert_non_null(strstr(error, "a key that no longer exists"));
         free(error);
 }
@@ -1294,7 +1294,7 @@ static void test_verify_finds_index_damage(void **state)
         raw_del(&raw, raw.names, "alice\0a", 7, NULL, 0);
         raw_close(&raw);
         ks_open(f, 0, 0, KEYSTORE_NOSYNC);
-        assert_int_equal(keystore_verify_indexes(f->ks, &error), -EBADMSG);
+        assert_int_equal(keystore_check_indexes(f->ks, &error), -EBADMSG);
         assert_non_null(strstr(error, "no names entry"));
         free(error);
 
@@ -1303,7 +1303,7 @@ static void test_verify_finds_index_damage(void **state)
         raw_put(&raw, raw.names, "alice\0a", 7, b.id, TOKEN_ID_LEN);
         raw_close(&raw);
         ks_open(f, 0, 0, KEYSTORE_NOSYNC);
-        assert_int_equal(keystore_verify_indexes(f->ks, &error), -EBADMSG);
+        assert_int_equal(keystore_check_indexes(f->ks, &error), -EBADMSG);
         free(error);
 
         /* An owners entry missing, then an extra one pointing nowhere. */
@@ -1312,7 +1312,7 @@ static void test_verify_finds_index_damage(void **state)
         raw_del(&raw, raw.owners, "bob", 3, b.id, TOKEN_ID_LEN);
         raw_close(&raw);
         ks_open(f, 0, 0, KEYSTORE_NOSYNC);
-        assert_int_equal(keystore_verify_indexes(f->ks, &error), -EBADMSG);
+        assert_int_equal(keystore_check_indexes(f->ks, &error), -EBADMSG);
         assert_non_null(strstr(error, "no owners entry"));
         free(error);
 
@@ -1321,7 +1321,7 @@ static void test_verify_finds_index_damage(void **state)
         raw_put(&raw, raw.owners, "bob", 3, "000000000000", TOKEN_ID_LEN);
         raw_close(&raw);
         ks_open(f, 0, 0, KEYSTORE_NOSYNC);
-        assert_int_equal(keystore_verify_indexes(f->ks, &error), -EBADMSG);
+        assert_int_equal(keystore_check_indexes(f->ks, &error), -EBADMSG);
         assert_non_null(strstr(error, "missing key"));
         free(error);
         {
@@ -1339,7 +1339,7 @@ static void test_verify_finds_index_damage(void **state)
         raw_put(&raw, raw.names, "carol\0x", 7, "000000000000", TOKEN_ID_LEN);
         raw_close(&raw);
         ks_open(f, 0, 0, KEYSTORE_NOSYNC);
-        assert_int_equal(keystore_verify_indexes(f->ks, &error), -EBADMSG);
+        assert_int_equal(keystore_check_indexes(f->ks, &error), -EBADMSG);
         assert_non_null(strstr(error, "missing key"));
         free(error);
 
@@ -1349,7 +1349,7 @@ static void test_verify_finds_index_damage(void **state)
         raw_put(&raw, raw.owners, "carol", 5, a.id, TOKEN_ID_LEN);
         raw_close(&raw);
         ks_open(f, 0, 0, KEYSTORE_NOSYNC);
-        assert_int_equal(keystore_verify_indexes(f->ks, &error), -EBADMSG);
+        assert_int_equal(keystore_check_indexes(f->ks, &error), -EBADMSG);
         assert_non_null(strstr(error, "belongs"));
         free(error);
 
@@ -1947,7 +1947,7 @@ static int audited_fn(struct keystore_tx *tx, void *userdata)
 
 static int audited_change(struct keystore *ks, const struct audited *a)
 {
-        struct keystore_change c = {.fn = audited_fn, .userdata = (void *)a};
+        struct keystore_write c = {.fn = audited_fn, .userdata = (void *)a};
 
         assert_int_equal(keystore_write_group(ks, &c, 1), 0);
         return c.result;
@@ -2031,7 +2031,7 @@ static void test_write_group(void **state)
         struct fixture *f = *state;
         static struct events e;
         struct group_put p[5];
-        struct keystore_change changes[5];
+        struct keystore_write changes[5];
         char *err = NULL;
 
         /* A change that fails is undone alone, with its audit event; each
@@ -2043,7 +2043,7 @@ static void test_write_group(void **state)
         make_rec(&p[4].rec, 5, "bob", "laptop");
         for (size_t i = 0; i < ELEMENTSOF(p); i++) {
                 p[i].max_owned = 2;
-                changes[i] = (struct keystore_change){.fn = group_put_fn, .userdata = &p[i]};
+                changes[i] = (struct keystore_write){.fn = group_put_fn, .userdata = &p[i]};
         }
         assert_int_equal(keystore_write_group(f->ks, changes, ELEMENTSOF(changes)), 0);
         assert_int_equal(changes[0].result, 0);
@@ -2060,14 +2060,14 @@ static void test_write_group(void **state)
         assert_string_equal(e.ev[0].key_id, p[0].rec.id);
         assert_string_equal(e.ev[1].key_id, p[2].rec.id);
         assert_string_equal(e.ev[2].key_id, p[4].rec.id);
-        assert_int_equal(keystore_verify_indexes(f->ks, &err), 0);
+        assert_int_equal(keystore_check_indexes(f->ks, &err), 0);
         assert_null(err);
 
         /* A group that does not fit the map grows it and runs again. */
         ks_wipe(f, 64 * 1024, 0, KEYSTORE_NOSYNC);
         {
                 static struct group_put many[GROUP_TEST_KEYS];
-                static struct keystore_change ch[GROUP_TEST_KEYS];
+                static struct keystore_write ch[GROUP_TEST_KEYS];
                 static char names[GROUP_TEST_KEYS][16];
 
                 for (size_t i = 0; i < GROUP_TEST_KEYS; i++) {
@@ -2075,7 +2075,7 @@ static void test_write_group(void **state)
                         make_rec(&many[i].rec, 100 + i, "carol", names[i]);
                         many[i].rec.description = "d";
                         many[i].max_owned = 0;
-                        ch[i] = (struct keystore_change){.fn = group_put_fn, .userdata = &many[i]};
+                        ch[i] = (struct keystore_write){.fn = group_put_fn, .userdata = &many[i]};
                 }
                 assert_int_equal(keystore_write_group(f->ks, ch, GROUP_TEST_KEYS), 0);
                 for (size_t i = 0; i < GROUP_TEST_KEYS; i++)
@@ -2084,7 +2084,7 @@ static void test_write_group(void **state)
                 list_events(f, GROUP_TEST_KEYS - 1, 0, NULL, 0, &e);
                 assert_int_equal(e.n, 1);
                 assert_string_equal(e.ev[0].key_id, many[GROUP_TEST_KEYS - 1].rec.id);
-                assert_int_equal(keystore_verify_indexes(f->ks, &err), 0);
+                assert_int_equal(keystore_check_indexes(f->ks, &err), 0);
         }
 
         assert_int_equal(keystore_write_group(f->ks, NULL, 0), 0);

@@ -493,7 +493,7 @@ static void test_failed_change_undone_alone(void **state)
         assert_int_equal(audit_events_of(f, ops[1].n), 1);
         assert_int_equal(audit_events_of(f, 2000), 0);
         assert_int_equal(audit_events_of(f, ops[3].n), 1);
-        if (keystore_verify_indexes(f->ks, &error) < 0)
+        if (keystore_check_indexes(f->ks, &error) < 0)
                 fail_msg("indexes: %s", error);
         free(ops);
 }
