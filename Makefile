@@ -20,7 +20,8 @@ CFLAGS     ?= -O2 -g
 WERROR     ?= -Werror
 
 # The release, in one place: this file.  The programs get it as
-# APIKEYD_VERSION, the man pages in their .TH lines (for @VERSION@).
+# APIKEYD_VERSION, the man pages in their .TH lines (for @VERSION@), and
+# debian/changelog must agree with it (make check-version).
 VERSION    := $(shell cat VERSION)
 
 PAM_LIBDIR := $(shell $(PKG_CONFIG) --variable=libdir pam 2>/dev/null)
@@ -90,6 +91,7 @@ ALL_CFLAGS  = $(BASEFLAGS) $(CPPFLAGS) $(CFLAGS)
 MAN_BUILT   = $(BUILD)/man/apikeyd.8 $(BUILD)/man/apikeyctl.1 $(BUILD)/man/pam_apikey.8
 
 .PHONY: all check check-run check-sanitize deps run install uninstall clean format format-check tests units
+.PHONY: check-unit check-version
 .DEFAULT_GOAL := all
 
 all: $(COMMON_LIB) $(DAEMON_LIB) $(PROGRAMS) $(MAN_BUILT)
@@ -228,8 +230,20 @@ check: deps
 
 PYTEST = /usr/bin/python3 -m pytest -p no:cacheprovider -q -rs
 
+# The unit tests alone: no root, sshd, sudo or network (the Debian package
+# build runs them).
+check-unit: $(UNIT_BIN)
+	@APIKEYD_SRCDIR=$(CURDIR) tests/run-unit.sh $(UNIT_BIN)
+
+check-version:
+	@v=$$(sed -n '1s/^[^ ]* (\([^)]*\)).*/\1/p' debian/changelog); v=$${v#*:}; v=$${v%-*}; \
+	if [ "$$v" != "$(VERSION)" ]; then \
+		echo "debian/changelog is at $$v, VERSION at $(VERSION): make them agree"; exit 1; fi; \
+	echo "version: $(VERSION) in VERSION and debian/changelog"
+
 check-run: tests
 	@$(MAKE) --no-print-directory format-check
+	@$(MAKE) --no-print-directory check-version
 	@APIKEYD_SRCDIR=$(CURDIR) tests/run-unit.sh $(UNIT_BIN)
 	@$(MAKE) --no-print-directory fuzz-smoke
 	APIKEYD_BUILD=$(abspath $(BUILD)) $(PYTEST) tests/integration
@@ -243,7 +257,8 @@ SANITIZE_BUILD = build-sanitize
 SANITIZE_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                  -fno-sanitize-recover=all
 SANITIZE_TESTS = $(filter-out tests/integration/test_pam_% tests/integration/test_install.py \
-                 tests/integration/test_crash.py tests/integration/test_hostile.py, \
+                 tests/integration/test_crash.py tests/integration/test_hostile.py \
+                 tests/integration/test_packages.py, \
                  $(wildcard tests/integration/test_*.py))
 
 check-sanitize:
