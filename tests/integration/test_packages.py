@@ -203,6 +203,11 @@ def test_build_makes_both_packages_and_runs_the_unit_tests_unprivileged(built):
     m = re.search(r"^unit tests: (\d+) programs, (\d+) passed, (\d+) failed$", built.log, re.M)
     assert m, f"the build ran no unit tests:\n{_tail(built.log)}"
     assert (int(m.group(1)), int(m.group(3))) == (units, 0), m.group(0)
+    # The make targets debian/rules and dh_auto_* asked for.
+    targets = {w for line in re.findall(r"^\s*(?:/usr/bin/)?make ([^\n]*)", built.log, re.M)
+               for w in line.split() if not w.startswith(("-", '"')) and "=" not in w}
+    assert {"check-unit", "install"} <= targets, targets
+    assert not {"check", "test", "deps", "check-run"} & set(targets), targets
     for word in ("deps:", "apt-get", "pytest", "sshd", "sudo "):
         assert word not in built.log, f"the package build ran {word!r}"
 
@@ -376,10 +381,12 @@ def test_install_use_and_purge(built, test_users, tmp_path):
             assert f'"apikeyd {VERSION}"' in text, f"{page} does not say apikeyd {VERSION}"
 
         # -- postinst, with no systemd as PID 1: the user, the groups, the socket enabled.
-        pw = pwd.getpwnam(DAEMON_USER)
+        pw = _account("user", DAEMON_USER)
+        assert pw, f"the install created no {DAEMON_USER} user"
         assert pw.pw_uid < 1000 and pw.pw_dir == str(STATE_DIR), pw
         assert pw.pw_shell in ("/usr/sbin/nologin", "/sbin/nologin"), pw
         assert grp.getgrgid(pw.pw_gid).gr_name == DAEMON_USER
+        assert _account("group", ADMIN_GROUP), f"the install created no {ADMIN_GROUP} group"
         assert grp.getgrnam(ADMIN_GROUP).gr_gid < 1000
         wants = "/etc/systemd/system/sockets.target.wants/apikeyd.socket"
         assert os.readlink(wants) == f"{units}/apikeyd.socket", wants
@@ -431,6 +438,8 @@ def test_install_use_and_purge(built, test_users, tmp_path):
         if installed:
             _run(["dpkg", "--purge", *installed], env=dict(ENV, DEBIAN_FRONTEND="noninteractive"))
         shutil.rmtree(socket_dir, ignore_errors=True)
+        # Absent before (see _preflight): whatever is there now is this test's.
+        shutil.rmtree(STATE_DIR, ignore_errors=True)
         if accounts_before[("user", DAEMON_USER)] is False and _account("user", DAEMON_USER):
             _run(["userdel", DAEMON_USER])
         for name in (DAEMON_USER, ADMIN_GROUP):
