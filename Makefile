@@ -19,13 +19,18 @@ PKG_CONFIG ?= pkg-config
 CFLAGS     ?= -O2 -g
 WERROR     ?= -Werror
 
+# The release, in one place: this file.  The programs get it as
+# APIKEYD_VERSION, the man pages in their .TH lines (for @VERSION@), and
+# debian/changelog must agree with it (make check-version).
+VERSION    := $(shell cat VERSION)
+
 PAM_LIBDIR := $(shell $(PKG_CONFIG) --variable=libdir pam 2>/dev/null)
 PAMDIR     ?= $(if $(PAM_LIBDIR),$(PAM_LIBDIR),/lib/x86_64-linux-gnu)/security
 
 WARNINGS   = -Wall -Wextra $(WERROR) -Wshadow -Wformat=2 -Wvla -Wmissing-prototypes \
              -Wstrict-prototypes -Wpointer-arith -Wundef -Wno-unused-parameter
 BASEFLAGS  = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -fstack-protector-strong \
-             -fno-strict-aliasing $(WARNINGS)
+             -fno-strict-aliasing $(WARNINGS) -DAPIKEYD_VERSION='"$(VERSION)"'
 
 # The layering, made true by the build: each folder sees only the headers
 # of the folders listed for it (and its own, which #include "..." finds
@@ -83,10 +88,26 @@ UNIT_BIN    = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 ALL_CFLAGS  = $(BASEFLAGS) $(CPPFLAGS) $(CFLAGS)
 
+MAN_BUILT   = $(BUILD)/man/apikeyd.8 $(BUILD)/man/apikeyctl.1 $(BUILD)/man/pam_apikey.8
+
 .PHONY: all check check-run check-sanitize deps run install uninstall clean format format-check tests units
+.PHONY: check-unit check-version
 .DEFAULT_GOAL := all
 
-all: $(COMMON_LIB) $(DAEMON_LIB) $(PROGRAMS)
+all: $(COMMON_LIB) $(DAEMON_LIB) $(PROGRAMS) $(MAN_BUILT)
+
+# What prints the version is rebuilt when it changes.
+$(BUILD)/obj/apikeyd/apikeyd.o $(BUILD)/obj/apikeyd/api/admin.o \
+	$(BUILD)/obj/apikeyd/ctl/apikeyctl.o: VERSION
+
+# The man pages as installed: the version put in.
+$(BUILD)/man/apikeyd.8: apikeyd/apikeyd.8 VERSION
+$(BUILD)/man/apikeyctl.1: apikeyd/ctl/apikeyctl.1 VERSION
+$(BUILD)/man/pam_apikey.8: pam_apikey/pam_apikey.8 VERSION
+$(MAN_BUILT):
+	@mkdir -p $(@D)
+	sed -e 's/@VERSION@/$(VERSION)/g' $< > $@.tmp
+	mv $@.tmp $@
 
 $(BUILD)/obj/common/%.o: common/%.c
 	@mkdir -p $(@D)
@@ -209,8 +230,20 @@ check: deps
 
 PYTEST = /usr/bin/python3 -m pytest -p no:cacheprovider -q -rs
 
+# The unit tests alone: no root, sshd, sudo or network (the Debian package
+# build runs them).
+check-unit: $(UNIT_BIN)
+	@APIKEYD_SRCDIR=$(CURDIR) tests/run-unit.sh $(UNIT_BIN)
+
+check-version:
+	@v=$$(sed -n '1s/^[^ ]* (\([^)]*\)).*/\1/p' debian/changelog); v=$${v#*:}; v=$${v%-*}; \
+	if [ "$$v" != "$(VERSION)" ]; then \
+		echo "debian/changelog is at $$v, VERSION at $(VERSION): make them agree"; exit 1; fi; \
+	echo "version: $(VERSION) in VERSION and debian/changelog"
+
 check-run: tests
 	@$(MAKE) --no-print-directory format-check
+	@$(MAKE) --no-print-directory check-version
 	@APIKEYD_SRCDIR=$(CURDIR) tests/run-unit.sh $(UNIT_BIN)
 	@$(MAKE) --no-print-directory fuzz-smoke
 	APIKEYD_BUILD=$(abspath $(BUILD)) $(PYTEST) tests/integration
@@ -224,7 +257,8 @@ SANITIZE_BUILD = build-sanitize
 SANITIZE_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                  -fno-sanitize-recover=all
 SANITIZE_TESTS = $(filter-out tests/integration/test_pam_% tests/integration/test_install.py \
-                 tests/integration/test_crash.py tests/integration/test_hostile.py, \
+                 tests/integration/test_crash.py tests/integration/test_hostile.py \
+                 tests/integration/test_packages.py, \
                  $(wildcard tests/integration/test_*.py))
 
 check-sanitize:
@@ -250,8 +284,12 @@ run: deps
 SYSCONFDIR ?= /etc
 DATADIR    ?= $(PREFIX)/share
 MANDIR     ?= $(DATADIR)/man
-UNITDIR    ?= $(PREFIX)/lib/systemd/system
-SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+# The unit and sysusers directories are systemd's own (pkg-config) when
+# PREFIX is systemd's prefix; below any other PREFIX, which systemd reads too.
+SYSTEMD_PREFIX := $(shell $(PKG_CONFIG) --variable=prefix systemd 2>/dev/null)
+systemd_dir = $(if $(filter $(PREFIX),$(SYSTEMD_PREFIX)),$(shell $(PKG_CONFIG) --variable=$(1) systemd))
+UNITDIR    ?= $(or $(call systemd_dir,systemdsystemunitdir),$(PREFIX)/lib/systemd/system)
+SYSUSERSDIR ?= $(or $(call systemd_dir,sysusersdir),$(PREFIX)/lib/sysusers.d)
 COMPLETIONDIR ?= $(DATADIR)/bash-completion/completions
 
 $(BUILD)/systemd/apikeyd.service: systemd/apikeyd.service.in
@@ -274,9 +312,9 @@ install: all
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' systemd/apikeyd.service.in > $(DESTDIR)$(UNITDIR)/apikeyd.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/apikeyd.service
 	install -m 0644 systemd/apikeyd.sysusers $(DESTDIR)$(SYSUSERSDIR)/apikeyd.conf
-	install -m 0644 apikeyd/ctl/apikeyctl.1 $(DESTDIR)$(MANDIR)/man1/apikeyctl.1
-	install -m 0644 apikeyd/apikeyd.8 $(DESTDIR)$(MANDIR)/man8/apikeyd.8
-	install -m 0644 pam_apikey/pam_apikey.8 $(DESTDIR)$(MANDIR)/man8/pam_apikey.8
+	install -m 0644 $(BUILD)/man/apikeyctl.1 $(DESTDIR)$(MANDIR)/man1/apikeyctl.1
+	install -m 0644 $(BUILD)/man/apikeyd.8 $(DESTDIR)$(MANDIR)/man8/apikeyd.8
+	install -m 0644 $(BUILD)/man/pam_apikey.8 $(DESTDIR)$(MANDIR)/man8/pam_apikey.8
 	install -m 0644 apikeyd/ctl/apikeyctl.bash-completion $(DESTDIR)$(COMPLETIONDIR)/apikeyctl
 	install -m 0644 $(INTERFACE) apikeyd/apikeyd.conf.example $(DESTDIR)$(DATADIR)/apikeyd/
 	@# A local edit of the PAM snippet survives a reinstall.

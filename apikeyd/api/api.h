@@ -20,7 +20,10 @@
 #include "token_crypto.h"
 #include "writer.h"
 
-#define APIKEYD_VERSION  "0.1.0"
+/* The release, from the file VERSION at the top: the Makefile passes it. */
+#ifndef APIKEYD_VERSION
+#error "APIKEYD_VERSION is not defined: build with the Makefile, which reads it from VERSION"
+#endif
 #define API_LIST_MAX     1000
 #define API_CHILDREN_MAX 100 /* ids of the keys created through a key that Get names */
 

@@ -29,9 +29,11 @@
 #include "macro.h"
 #include "varlink.h"
 
-/* Kept in step with the daemon's version by a test. */
-#define APIKEYCTL_VERSION "0.1.0"
-#define DEFAULT_SOCKET    "/run/apikeyd/io.apikeyd.Keys"
+/* The daemon's release, from the file VERSION at the top: the Makefile passes it. */
+#ifndef APIKEYD_VERSION
+#error "APIKEYD_VERSION is not defined: build with the Makefile, which reads it from VERSION"
+#endif
+#define DEFAULT_SOCKET "/run/apikeyd/io.apikeyd.Keys"
 
 /* Exit codes: documented in apikeyctl(1), EXIT STATUS. */
 enum {
@@ -423,7 +425,7 @@ static int run(int argc, char **argv, struct ctl *c)
         if (r < 0)
                 return r;
         if (pr == PARSE_VERSION) {
-                printf("apikeyctl %s\n", APIKEYCTL_VERSION);
+                printf("apikeyctl %s\n", APIKEYD_VERSION);
                 return 0;
         }
         first = optind;
@@ -465,7 +467,7 @@ static int run(int argc, char **argv, struct ctl *c)
                 return 0;
         }
         if (pr == PARSE_VERSION) {
-                printf("apikeyctl %s\n", APIKEYCTL_VERSION);
+                printf("apikeyctl %s\n", APIKEYD_VERSION);
                 return 0;
         }
         a.pos = argv + first + optind;

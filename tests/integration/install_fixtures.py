@@ -66,22 +66,37 @@ def pam_moduledir():
     return f"{libdir}/security"
 
 
+def systemd_dir(prefix, variable, below_prefix):
+    """Where `make install` puts units or sysusers entries, the way the
+    Makefile finds it: systemd's own directory (its pkg-config `variable`)
+    when `prefix` is systemd's prefix, else `below_prefix` under `prefix`."""
+    def pc(var):
+        r = subprocess.run(["pkg-config", f"--variable={var}", "systemd"], capture_output=True,
+                           text=True, timeout=30)
+        return r.stdout.strip() if r.returncode == 0 else ""
+    if prefix == pc("prefix") and pc(variable):
+        return pc(variable)
+    return f"{prefix}/{below_prefix}"
+
+
 def expected_files(prefix=DEFAULT_PREFIX):
     """{absolute installed path: (mode, source)} for `make install` with
     this PREFIX and the default SYSCONFDIR.  `source` is the file whose bytes
     it must hold, or None when it is generated."""
     p = prefix.rstrip("/")
     share = f"{p}/share"
+    units = systemd_dir(p, "systemdsystemunitdir", "lib/systemd/system")
+    sysusers = systemd_dir(p, "sysusersdir", "lib/sysusers.d")
     return {
         f"{p}/sbin/apikeyd": (0o755, APIKEYD_BUILT),
         f"{p}/bin/apikeyctl": (0o755, APIKEYCTL_BUILT),
         f"{pam_moduledir()}/pam_apikey.so": (0o644, BUILD / "pam_apikey.so"),
-        f"{p}/lib/systemd/system/apikeyd.socket": (0o644, REPO / "systemd" / "apikeyd.socket"),
-        f"{p}/lib/systemd/system/apikeyd.service": (0o644, None),
-        f"{p}/lib/sysusers.d/apikeyd.conf": (0o644, REPO / "systemd" / "apikeyd.sysusers"),
-        f"{share}/man/man1/apikeyctl.1": (0o644, MAN_PAGES["apikeyctl.1"]),
-        f"{share}/man/man8/apikeyd.8": (0o644, MAN_PAGES["apikeyd.8"]),
-        f"{share}/man/man8/pam_apikey.8": (0o644, MAN_PAGES["pam_apikey.8"]),
+        f"{units}/apikeyd.socket": (0o644, REPO / "systemd" / "apikeyd.socket"),
+        f"{units}/apikeyd.service": (0o644, None),
+        f"{sysusers}/apikeyd.conf": (0o644, REPO / "systemd" / "apikeyd.sysusers"),
+        f"{share}/man/man1/apikeyctl.1": (0o644, BUILD / "man" / "apikeyctl.1"),
+        f"{share}/man/man8/apikeyd.8": (0o644, BUILD / "man" / "apikeyd.8"),
+        f"{share}/man/man8/pam_apikey.8": (0o644, BUILD / "man" / "pam_apikey.8"),
         f"{share}/bash-completion/completions/apikeyctl":
             (0o644, REPO / "apikeyd" / "ctl" / "apikeyctl.bash-completion"),
         f"{share}/apikeyd/io.apikeyd.Keys.varlink":

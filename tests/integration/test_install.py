@@ -39,8 +39,8 @@ from install_fixtures import (APIKEYCTL_BUILT, APIKEYD_BUILT, CONF_EXAMPLE, DEFA
                               config_from_example, describe, example_keys, exec_argv,
                               expected_files, expected_service_text, help_commands,
                               help_options, hyphenated_splits, make, pam_module_options,
-                              pam_moduledir, program_help, read_unit, render_man, tree,
-                              unit_value)
+                              pam_moduledir, program_help, read_unit, render_man,
+                              systemd_dir, tree, unit_value)
 from pam_fixtures import free_port, need_root, need_tool, stop_pid, wait_port
 
 
@@ -97,7 +97,8 @@ def test_make_install_destdir_layout_and_uninstall(tmp_path, prefix):
     assert "systemd-sysusers" not in r.stdout, r.stdout
 
     _check_layout(dest, effective)
-    service_path = _rel(dest, f"{effective}/lib/systemd/system/apikeyd.service")
+    service_path = _rel(dest, systemd_dir(effective, "systemdsystemunitdir", "lib/systemd/system")
+                        + "/apikeyd.service")
     unit = read_unit(service_path)
     assert unit_value(unit, "Service", "ExecStart") == f"{effective}/sbin/apikeyd", \
         f"{service_path}: ExecStart does not name the installed daemon"
