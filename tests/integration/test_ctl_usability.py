@@ -1,0 +1,92 @@
+# SPDX-License-Identifier: MIT
+"""apikeyctl as a person expects it, against the real daemon: a table that
+fits 60 columns (COLUMNS, and a real terminal through tmux)."""
+
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from test_apikeyctl import APIKEYCTL, base_env
+from test_apikeyctl import ctl  # noqa: F401 - fixtures
+
+ID_RE = r"[0-9A-Za-z]{12}"
+
+
+def ids_in_order(out):
+    """The ids that begin the lines of a table, top to bottom."""
+    return re.findall(rf"^({ID_RE})  ", out, re.M)
+
+
+# ---------------------------------------------------------------- list
+
+
+LONG = [
+    ("a-rather-long-key-name-for-the-nightly-database-backup",
+     ["--description", "copies every table to the offsite store", "--scope",
+      "sshd,sudo,billing-api,reporting", "--permissions", "read,write,delete", "--expires",
+      "30d"]),
+    ("deploy", ["--owner", "a-long-application-owner-name"]),
+    ("x", ["--role", "admin"]),
+]
+
+
+@pytest.fixture
+def long_keys(ctl):
+    return [ctl.create(name, *args)[0]["id"] for name, args in LONG]
+
+
+@pytest.mark.parametrize("cols", [60, 44, 20])
+def test_list_fits_narrow_widths_without_wrapping(ctl, long_keys, cols):
+    out = ctl.ok("list", env={"COLUMNS": str(cols)}).out
+    lines = out.splitlines()
+    assert len(lines) == 1 + len(long_keys), out  # one line per key: nothing wrapped
+    assert all(len(line) <= cols for line in lines), (cols, out)
+    assert sorted(ids_in_order(out)) == sorted(long_keys), out
+    # Left out first: the last use, the scope, the role, the owner, the expiry.
+    assert re.split(r"\s{2,}", lines[0]) == {
+        60: ["ID", "NAME / DESCRIPT\u2026", "OWNER", "EXPIRES", "STATUS"],
+        44: ["ID", "NAME / DESCRIPTION", "STATUS"],
+        20: ["ID", "NAME \u2026"],  # the name is cut rather than the line wrapped
+    }[cols], out
+    if cols >= 44:
+        assert all(re.search(r"  enabled$", line) for line in lines[1:]), out
+
+
+def test_list_fits_a_60_column_terminal(ctl, long_keys):
+    """The real thing: a 60-column terminal (tmux) shows each key on a line of
+    its own, and the count below."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    server = f"akt-ctl-{os.getpid()}"
+    done = f"/tmp/{server}.done"
+    env = base_env()
+    env.pop("TMUX", None)
+    cmd = (f"{APIKEYCTL} --socket {ctl.socket} list; echo $? > {done}; sleep 30")
+    tmux = ["tmux", "-L", server, "-f", "/dev/null"]
+    subprocess.run(tmux + ["new-session", "-d", "-x", "60", "-y", "20", "sh", "-c", cmd],
+                   check=True, env=env, timeout=10)
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(done) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        screen = subprocess.run(tmux + ["capture-pane", "-p"], capture_output=True, text=True,
+                                env=env, timeout=10).stdout
+    finally:
+        subprocess.run(tmux + ["kill-server"], env=env, timeout=10)
+        rc = open(done).read().strip() if os.path.exists(done) else None
+        if os.path.exists(done):
+            os.unlink(done)
+    assert rc == "0", screen
+    lines = [line.rstrip() for line in screen.splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    assert lines[-2:] == ["", "3 keys listed."], screen
+    table = lines[:-2]
+    assert len(table) == 4, screen  # the header and a line per key: nothing wrapped
+    assert sorted(ids_in_order("\n".join(table))) == sorted(long_keys), screen
+    assert all(len(line) <= 60 for line in table), screen
+    assert "\u2026" in screen  # cut, with an ellipsis
