@@ -87,7 +87,7 @@ enum {
 #define N_GLOBAL_OPTIONS 5
 static const struct option all_options[] = {
     {"socket", required_argument, NULL, OPT_SOCKET},
-    {"json", no_argument, NULL, OPT_JSON},
+    {"json", optional_argument, NULL, OPT_JSON},
     {"auth-file", required_argument, NULL, OPT_AUTH_FILE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -223,7 +223,8 @@ static void help_global(void)
                "Options:\n"
                "  --socket PATH           the daemon's socket (default $APIKEYD_SOCKET, else\n"
                "                          " DEFAULT_SOCKET ")\n"
-               "  --json                  print JSON (times in ISO 8601 UTC)\n"
+               "  --json[=FORMAT]         print JSON (times in ISO 8601 UTC): pretty (the\n"
+               "                          default, indented) or short (one line)\n"
                "  --auth-file FILE        act with the API key in FILE (mode 0600)\n"
                "  -h, --help              show this help, or a command's help after it\n"
                "  --version               show the version\n"
@@ -240,7 +241,8 @@ static void help_command(const struct command *cmd)
                cmd->synopsis[0] ? " " : "", cmd->synopsis, cmd->summary);
         if (cmd->help[0])
                 printf("\nOptions:\n%s", cmd->help);
-        printf("\nGlobal options: --socket PATH, --json, --auth-file FILE; see '%s --help'.\n",
+        printf("\nGlobal options: --socket PATH, --json[=FORMAT], --auth-file FILE; see\n"
+               "'%s --help'.\n",
                program);
 }
 
@@ -334,7 +336,18 @@ static int parse_options(int argc, char **argv, const struct command *cmd, struc
                         c->socket = optarg;
                         break;
                 case OPT_JSON:
-                        c->json = true;
+                        /* As systemd's tools take it: --json alone is pretty. */
+                        if (!optarg || STREQ(optarg, "pretty") || STREQ(optarg, "short")) {
+                                c->json = true;
+                                print_json_set_short(optarg && STREQ(optarg, "short"));
+                        } else if (STREQ(optarg, "off")) {
+                                c->json = false;
+                                print_json_set_short(false);
+                        } else
+                                return usage_error(a,
+                                                   "--json must be pretty, short or off, not "
+                                                   "'%s'",
+                                                   optarg);
                         break;
                 case OPT_AUTH_FILE:
                         c->auth_file = optarg;

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """apikeyctl as a person expects it, against the real daemon: a table that
-fits 60 columns (COLUMNS, and a real terminal through tmux)."""
+fits 60 columns (COLUMNS, and a real terminal through tmux), --json=short|pretty."""
 
+import json
 import os
 import re
 import shutil
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from test_apikeyctl import APIKEYCTL, base_env
+from test_apikeyctl import APIKEYCTL, EXIT_USAGE, NO_SOCKET, base_env, run_ctl
 from test_apikeyctl import ctl  # noqa: F401 - fixtures
 
 ID_RE = r"[0-9A-Za-z]{12}"
@@ -90,3 +91,18 @@ def test_list_fits_a_60_column_terminal(ctl, long_keys):
     assert sorted(ids_in_order("\n".join(table))) == sorted(long_keys), screen
     assert all(len(line) <= 60 for line in table), screen
     assert "\u2026" in screen  # cut, with an ellipsis
+
+def test_json_short_and_pretty(ctl):
+    key, _ = ctl.create("j", "--description", "for json")
+    pretty = ctl.ok("--json", "list").out
+    assert pretty.count("\n") > 3 and pretty.startswith("[\n  {\n")
+    assert ctl.ok("--json=pretty", "list").out == pretty
+    short = ctl.ok("--json=short", "list").out
+    assert short.count("\n") == 1 and short.endswith("}]\n"), short
+    assert json.loads(short) == json.loads(pretty)
+    # After the command too, and for one key.
+    one = ctl.ok("show", key["id"], "--json=short").out
+    assert one.count("\n") == 1 and json.loads(one)["description"] == "for json"
+    assert ctl.ok("--json", "show", key["id"], "--json=off").out.startswith("         ID: ")
+    r = run_ctl("--json=yaml", "list", socket=NO_SOCKET, rc=EXIT_USAGE)
+    assert r.err.startswith("apikeyctl: --json must be pretty, short or off, not 'yaml'\n")
