@@ -82,6 +82,7 @@ enum {
         OPT_RHOST,
         OPT_SINCE,
         OPT_KEY,
+        OPT_SORT,
 };
 
 #define N_GLOBAL_OPTIONS 5
@@ -106,6 +107,7 @@ static const struct option all_options[] = {
     {"rhost", required_argument, NULL, OPT_RHOST},
     {"since", required_argument, NULL, OPT_SINCE},
     {"key", required_argument, NULL, OPT_KEY},
+    {"sort", required_argument, NULL, OPT_SORT},
     {"yes", no_argument, NULL, 'y'},
     {"quiet", no_argument, NULL, 'q'},
 };
@@ -137,18 +139,23 @@ static const struct command commands[] = {
      "                          through that day, UTC), a time with a zone, or never;\n"
      "                          default: the policy's (never for admins)\n",
      1, 1, cmd_create},
-    {"list", "list keys", "[OPTIONS]", "List keys: all of them for admins, your own otherwise.",
-     "status owner expiring name quiet",
+    {"list", "list keys", "[OPTIONS]",
+     "List keys, newest first: all of them for admins, your own otherwise.",
+     "status owner expiring name sort quiet",
      "  --status STATUS         only keys that are enabled, disabled, revoked or\n"
-     "                          expired\n"
+     "                          expired (in any case)\n"
      "  --owner USER            only keys of this owner\n"
      "  --expiring DURATION     only keys expiring within this time (7d)\n"
      "  --name PREFIX           only keys whose name starts with PREFIX\n"
+     "  --sort ORDER            created (newest first, the default), name, owner,\n"
+     "                          expires (soonest first) or last-used (latest first)\n"
      "  -q, --quiet             print only the key ids, one per line\n",
      0, 0, cmd_list},
-    {"show", "show one key", "ID", "Show one key.", "", "", 1, 1, cmd_show},
-    {"update", "change fields of a key", "ID [OPTIONS]",
-     "Change fields of a key; those not given stay as they are.",
+    {"show", "show one key", "KEY", "Show one key; KEY is its id or its name.", "", "", 1, 1,
+     cmd_show},
+    {"update", "change fields of a key", "KEY [OPTIONS]",
+     "Change fields of a key (KEY: its id or its name); those not given stay as\n"
+     "they are.",
      "name description scope role permissions expires",
      "  --name NAME             a new name\n"
      "  --description TEXT      a new description (\"\" removes it)\n"
@@ -399,6 +406,9 @@ static int parse_options(int argc, char **argv, const struct command *cmd, struc
                         break;
                 case OPT_KEY:
                         a->key = optarg;
+                        break;
+                case OPT_SORT:
+                        a->sort = optarg;
                         break;
                 case 'y':
                         a->yes = true;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -70,17 +71,25 @@ int cmd_create(struct ctl *c, struct args *a)
         return 0;
 }
 
+/* Every key List gives for the filters in `a`, page after page. */
 static int fetch_keys(struct ctl *c, const struct args *a, json_t **ret)
 {
         static const char *const statuses[] = {"enabled", "disabled", "revoked", "expired", NULL};
         json_auto_t *all = json_array();
         _cleanup_free_ char *cursor = NULL;
+        char status[16] = "";
         uint64_t d;
         int r;
 
         if (!all)
                 return -ENOMEM;
-        if (a->status && !one_of(a->status, statuses))
+        /* Enabled, ENABLED: a status is a word, not a case. */
+        if (a->status && strlen(a->status) < sizeof(status))
+                for (size_t i = 0; a->status[i]; i++)
+                        status[i] = (char)(a->status[i] >= 'A' && a->status[i] <= 'Z'
+                                               ? a->status[i] - 'A' + 'a'
+                                               : a->status[i]);
+        if (a->status && !one_of(status, statuses))
                 return usage_error(a,
                                    "--status must be enabled, disabled, revoked or expired, "
                                    "not '%s'",
@@ -95,7 +104,7 @@ static int fetch_keys(struct ctl *c, const struct args *a, json_t **ret)
                 if (!p)
                         return -ENOMEM;
                 if ((a->owner && json_object_set_new(p, "owner", json_string(a->owner))) ||
-                    (a->status && json_object_set_new(p, "status", json_string(a->status))) ||
+                    (a->status && json_object_set_new(p, "status", json_string(status))) ||
                     (a->name && json_object_set_new(p, "name_prefix", json_string(a->name))) ||
                     (a->expiring &&
                      json_object_set_new(p, "expiring_within", json_string(a->expiring))) ||
@@ -124,14 +133,142 @@ static int fetch_keys(struct ctl *c, const struct args *a, json_t **ret)
         return 0;
 }
 
+/* --sort: what a person looks for first in each order. */
+enum sort_by { SORT_CREATED, SORT_NAME, SORT_OWNER, SORT_EXPIRES, SORT_LAST_USED, _SORT_MAX };
+
+static const char *const sort_names[_SORT_MAX + 1] = {
+    [SORT_CREATED] = "created", [SORT_NAME] = "name",           [SORT_OWNER] = "owner",
+    [SORT_EXPIRES] = "expires", [SORT_LAST_USED] = "last-used", [_SORT_MAX] = NULL,
+};
+
+struct sort_item {
+        json_t *key;
+        const char *id, *name, *owner;
+        uint64_t created, expires, last_used; /* 0: not set */
+};
+
+static int cmp_str(const char *a, const char *b)
+{
+        return strcoll(a ? a : "", b ? b : "");
+}
+
+/* Newer first; 0 (never) after every time. */
+static int cmp_newest(uint64_t a, uint64_t b)
+{
+        return a == b ? 0 : a > b ? -1 : 1;
+}
+
+/* Sooner first; 0 (never) after every time. */
+static int cmp_soonest(uint64_t a, uint64_t b)
+{
+        if (a == b)
+                return 0;
+        if (a == 0 || b == 0)
+                return a == 0 ? 1 : -1;
+        return a < b ? -1 : 1;
+}
+
+static enum sort_by sort_by;
+
+static int cmp_keys(const void *x, const void *y)
+{
+        const struct sort_item *a = x, *b = y;
+        int r = 0;
+
+        switch (sort_by) {
+        case SORT_NAME:
+                r = cmp_str(a->name, b->name);
+                break;
+        case SORT_OWNER:
+                r = cmp_str(a->owner, b->owner);
+                if (r == 0)
+                        r = cmp_str(a->name, b->name);
+                break;
+        case SORT_EXPIRES:
+                r = cmp_soonest(a->expires, b->expires);
+                break;
+        case SORT_LAST_USED:
+                r = cmp_newest(a->last_used, b->last_used);
+                break;
+        case SORT_CREATED:
+        case _SORT_MAX:
+                break;
+        }
+        /* Ties, and keys made in the same second (times are in seconds):
+         * newest first, then by name and id, so the order is the same on
+         * every run. */
+        if (r == 0)
+                r = cmp_newest(a->created, b->created);
+        if (r == 0)
+                r = cmp_str(a->name, b->name);
+        if (r == 0)
+                r = cmp_str(a->id, b->id);
+        return r;
+}
+
+static int parse_sort(const struct args *a, enum sort_by *ret)
+{
+        if (!a->sort) {
+                *ret = SORT_CREATED;
+                return 0;
+        }
+        for (enum sort_by i = 0; i < _SORT_MAX; i++)
+                if (strcasecmp(a->sort, sort_names[i]) == 0) {
+                        *ret = i;
+                        return 0;
+                }
+        return usage_error(a, "--sort must be created, name, owner, expires or last-used, not '%s'",
+                           a->sort);
+}
+
+/* `keys` in the order `by`, in place. */
+static int sort_keys(json_t *keys, enum sort_by by)
+{
+        size_t i, n = json_array_size(keys);
+        _cleanup_free_ struct sort_item *items = calloc(n ? n : 1, sizeof(*items));
+        json_t *k;
+
+        if (!items)
+                return -ENOMEM;
+        json_array_foreach(keys, i, k)
+        {
+                items[i] = (struct sort_item){
+                    .key = json_incref(k),
+                    .id = param_str(k, "id"),
+                    .name = param_str(k, "name"),
+                    .owner = param_str(k, "owner"),
+                    .created = key_time(k, "created_at"),
+                    .expires = key_time(k, "expires_at"),
+                    .last_used = key_time(k, "last_used_at"),
+                };
+        }
+        sort_by = by;
+        qsort(items, n, sizeof(*items), cmp_keys);
+        json_array_clear(keys);
+        for (i = 0; i < n; i++)
+                if (json_array_append_new(keys, items[i].key) < 0) {
+                        while (++i < n)
+                                json_decref(items[i].key);
+                        return -ENOMEM;
+                }
+        return 0;
+}
+
 int cmd_list(struct ctl *c, struct args *a)
 {
         json_auto_t *keys = NULL;
+        enum sort_by by = SORT_CREATED;
         size_t i;
         json_t *k;
         int r;
 
+        r = parse_sort(a, &by);
+        if (r < 0)
+                return r;
         r = fetch_keys(c, a, &keys);
+        if (r < 0)
+                return r;
+        r = sort_keys(keys, by);
         if (r < 0)
                 return r;
         if (a->quiet) {
@@ -145,6 +282,13 @@ int cmd_list(struct ctl *c, struct args *a)
         }
         if (c->json)
                 return print_json(keys);
+        if (json_array_size(keys) == 0) {
+                /* A header over nothing would leave the reader wondering. */
+                printf(a->status || a->owner || a->expiring || a->name
+                           ? "No keys match the filters given.\n"
+                           : "No keys.\n");
+                return 0;
+        }
         return list_table(keys);
 }
 

@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: MIT
-"""apikeyctl as a person expects it, against the real daemon: a table that
-fits 60 columns (COLUMNS, and a real terminal through tmux), --json=short|pretty."""
+"""apikeyctl as a person expects it, against the real daemon: `list` newest
+first or in the --sort order, an empty list that says so, --status in any
+case, a table that fits 60 columns (COLUMNS, and a real terminal through
+tmux), --json=short|pretty."""
 
 import json
 import os
@@ -23,6 +25,59 @@ def ids_in_order(out):
 
 
 # ---------------------------------------------------------------- list
+
+
+def test_list_is_newest_first_or_in_the_sort_order(ctl):
+    made, tokens = {}, {}
+    # Times are in seconds: a second apart, so "newest" means something.
+    for i, (name, owner, expires) in enumerate([("bravo", "zed", "2d"), ("alpha", "amy", "10d"),
+                                                ("charlie", "max", None)]):
+        if i:
+            time.sleep(1.05)
+        args = ["--owner", owner] + (["--expires", expires] if expires else [])
+        key, tokens[name] = ctl.create(name, *args)
+        made[name] = key["id"]
+    ctl.ok("verify", input=tokens["alpha"] + "\n")
+
+    def order(*args):
+        by_id = {v: k for k, v in made.items()}
+        table = [by_id[i] for i in ids_in_order(ctl.ok("list", *args,
+                                                        env={"COLUMNS": "300"}).out)]
+        assert [by_id[i] for i in ctl.ok("list", "-q", *args).out.split()] == table, args
+        assert [by_id[k["id"]] for k in ctl.json("list", *args)] == table, args
+        return table
+
+    assert order() == ["charlie", "alpha", "bravo"]
+    assert order("--sort", "created") == order()
+    assert order("--sort", "name") == ["alpha", "bravo", "charlie"]
+    assert order("--sort=owner") == ["alpha", "charlie", "bravo"]
+    assert order("--sort", "expires") == ["bravo", "alpha", "charlie"]  # never: last
+    # The used key, then those never used, newest first.
+    assert order("--sort", "last-used") == ["alpha", "charlie", "bravo"]
+    assert order("--sort", "NAME") == order("--sort", "name")
+    r = run_ctl("list", "--sort", "size", socket=NO_SOCKET, rc=EXIT_USAGE)
+    assert r.err.startswith("apikeyctl list: --sort must be created, name, owner, expires or "
+                            "last-used, not 'size'\n"), r.err
+
+
+def test_list_status_in_any_case(ctl):
+    on, _ = ctl.create("on")
+    off, _ = ctl.create("off")
+    ctl.ok("disable", off["id"])
+    for status in ("Disabled", "DISABLED", "disabled"):
+        assert ctl.ok("list", "-q", "--status", status).out == off["id"] + "\n"
+    assert [k["id"] for k in ctl.json("list", "--status", "Enabled")] == [on["id"]]
+    r = run_ctl("list", "--status", "Gone", socket=NO_SOCKET, rc=EXIT_USAGE)
+    assert "--status must be enabled, disabled, revoked or expired, not 'Gone'" in r.err
+
+
+def test_an_empty_list_says_so(ctl):
+    assert ctl.ok("list").out == "No keys.\n"
+    ctl.create("only")
+    r = ctl.ok("list", "--status", "revoked")
+    assert r.out == "No keys match the filters given.\n" and r.err == ""
+    assert ctl.ok("list", "-q", "--status", "revoked").out == ""
+    assert ctl.json("list", "--status", "revoked") == []
 
 
 LONG = [
