@@ -164,14 +164,18 @@ static const struct command commands[] = {
      "  --permissions LIST      comma-separated: create,read,write,delete,invite\n"
      "  --expires WHEN          a duration, a date, a time with a zone, or never\n",
      1, 1, cmd_update},
-    {"disable", "stop a key until it is enabled again", "ID",
-     "Stop a key from working until it is enabled again.", "", "", 1, 1, cmd_disable},
-    {"enable", "let a disabled key work again", "ID",
-     "Let a disabled key work again (a revoked key stays revoked).", "", "", 1, 1, cmd_enable},
-    {"revoke", "stop a key for good", "ID [--yes]",
-     "Stop a key for good; it stays listed as revoked.", "yes",
+    {"disable", "stop a key until it is enabled again", "KEY",
+     "Stop a key (KEY: its id or its name) from working until it is enabled again.", "", "", 1, 1,
+     cmd_disable},
+    {"enable", "let a disabled key work again", "KEY",
+     "Let a disabled key work again (a revoked key stays revoked); KEY is its id\n"
+     "or its name.",
+     "", "", 1, 1, cmd_enable},
+    {"revoke", "stop a key for good", "KEY [--yes]",
+     "Stop a key for good (KEY: its id or its name); it stays listed as revoked.", "yes",
      "  -y, --yes               do not ask for confirmation on a terminal\n", 1, 1, cmd_revoke},
-    {"delete", "remove a key", "ID [--yes]", "Remove a key; this cannot be undone.", "yes",
+    {"delete", "remove a key", "KEY [--yes]",
+     "Remove a key (KEY: its id or its name); this cannot be undone.", "yes",
      "  -y, --yes               do not ask for confirmation on a terminal\n", 1, 1, cmd_delete},
     {"verify", "check a token read from standard input", "[OPTIONS] < TOKEN",
      "Read a token from standard input, print the daemon's code (VALID, NOT_FOUND,\n"
@@ -236,8 +240,11 @@ static void help_global(void)
                "  -h, --help              show this help, or a command's help after it\n"
                "  --version               show the version\n"
                "\n"
-               "Exit status: 0 success, 1 local failure, 2 usage error, 3 refused by the\n"
-               "daemon, 4 daemon unreachable, 5 verify: token not valid.\n"
+               "A KEY is named by its id, or by its name when that names one key you may see.\n"
+               "\n"
+               "Exit status: 0 success, 1 local failure, 2 usage error (or a name that\n"
+               "several keys have), 3 refused by the daemon (or no key of that name),\n"
+               "4 daemon unreachable, 5 verify: token not valid.\n"
                "See '%s COMMAND --help' and apikeyctl(1).\n",
                program);
 }

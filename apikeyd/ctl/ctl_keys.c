@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * apikeyctl's key commands: create (the token printed once), list, show,
- * update, disable, enable, revoke, delete, and verify (the token read from
- * standard input, the daemon's code printed and explained).
+ * apikeyctl's key commands: create (the token printed once), list (sorted
+ * here, the whole list fetched first), show, update, disable, enable,
+ * revoke, delete (each naming its key by id or by name), and verify (the
+ * token read from standard input, the daemon's code printed and explained).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,8 +18,10 @@
 #include "ctl_call.h"
 #include "ctl_commands.h"
 #include "ctl_show.h"
+#include "ctl_table.h"
 #include "keys_proto.h"
 #include "macro.h"
+#include "text_check.h"
 #include "timeutil.h"
 #include "token.h"
 
@@ -292,16 +295,94 @@ int cmd_list(struct ctl *c, struct args *a)
         return list_table(keys);
 }
 
-int cmd_show(struct ctl *c, struct args *a)
+/*
+ * The key the user named: `arg` as it is when it has the shape of an id,
+ * else the one key of that name among those List gives the caller (names
+ * are unique per owner, so an admin may see several).  `*ret_key` is the
+ * key when it was looked up by name, else NULL.  None: ERR_REFUSED, as for
+ * an unknown id; several: ERR_USAGE, the candidates listed.
+ */
+static int resolve_key(struct ctl *c, const struct args *a, const char *arg,
+                       char ret_id[static TOKEN_ID_LEN + 1], json_t **ret_key)
 {
-        json_auto_t *reply = NULL;
+        struct args by_name = {.command = a->command, .name = arg};
+        json_auto_t *keys = NULL, *found = json_array();
+        size_t i;
         json_t *k;
         int r;
 
-        r = check_id(a, a->pos[0]);
+        *ret_key = NULL;
+        if (token_id_valid(arg)) {
+                memcpy(ret_id, arg, TOKEN_ID_LEN + 1);
+                return 0;
+        }
+        if (!found)
+                return -ENOMEM;
+        if (!arg[0])
+                return usage_error(a, "'' is not a key id (12 letters and digits) or a key name");
+        /* Not echoed: control characters would reach the terminal. */
+        if (!text_valid(arg, SIZE_MAX))
+                return usage_error(a, "that is not a key id (12 letters and digits) or a key "
+                                      "name: it holds control characters or is not UTF-8");
+        r = fetch_keys(c, &by_name, &keys);
         if (r < 0)
                 return r;
-        r = ctl_call(c, KEYS_METHOD_GET, id_params(a->pos[0]), &reply);
+        json_array_foreach(keys, i, k)
+        {
+                const char *name = param_str(k, "name"), *id = param_str(k, "id");
+                if (name && STREQ(name, arg) && id && token_id_valid(id) &&
+                    json_array_append(found, k) < 0)
+                        return -ENOMEM;
+        }
+        if (json_array_size(found) == 1) {
+                k = json_array_get(found, 0);
+                memcpy(ret_id, param_str(k, "id"), TOKEN_ID_LEN + 1);
+                *ret_key = json_incref(k);
+                return 0;
+        }
+        if (json_array_size(found) == 0) {
+                err("no key named '%s' among the keys you may see ('apikeyctl list' shows them)",
+                    arg);
+                return ERR_REFUSED;
+        }
+
+        static const char *const headers[] = {"ID", "OWNER", "STATUS", "CREATED"};
+        _cleanup_table_ struct table *t = NULL;
+
+        r = sort_keys(found, SORT_CREATED);
+        if (r >= 0)
+                r = table_new(ELEMENTSOF(headers), headers, &t);
+        if (r < 0)
+                return r;
+        json_array_foreach(found, i, k)
+        {
+                char created[128] = "?";
+                uint64_t at = key_time(k, "created_at");
+                if (at)
+                        format_local(at, created, sizeof(created));
+                const char *row[] = {param_str(k, "id"), param_str(k, "owner"),
+                                     param_str(k, "status"), created};
+                r = table_add_row(t, row);
+                if (r < 0)
+                        return r;
+        }
+        err("%zu keys are named '%s'; name the one you mean by its id:", json_array_size(found),
+            arg);
+        table_print(t, stderr, 0);
+        return ERR_USAGE;
+}
+
+int cmd_show(struct ctl *c, struct args *a)
+{
+        json_auto_t *reply = NULL, *named = NULL;
+        char id[TOKEN_ID_LEN + 1];
+        json_t *k;
+        int r;
+
+        r = resolve_key(c, a, a->pos[0], id, &named);
+        if (r < 0)
+                return r;
+        r = ctl_call(c, KEYS_METHOD_GET, id_params(id), &reply);
         if (r < 0)
                 return r;
         k = json_object_get(reply, "key");
@@ -325,14 +406,11 @@ int cmd_show(struct ctl *c, struct args *a)
 
 int cmd_update(struct ctl *c, struct args *a)
 {
-        json_auto_t *p = id_params(a->pos[0]);
-        json_auto_t *reply = NULL;
+        json_auto_t *p = json_object(), *reply = NULL, *named = NULL;
+        char id[TOKEN_ID_LEN + 1];
         json_t *k;
         int r;
 
-        r = check_id(a, a->pos[0]);
-        if (r < 0)
-                return r;
         if (!p)
                 return -ENOMEM;
         if (a->name && json_object_set_new(p, "name", json_string(a->name)))
@@ -340,9 +418,15 @@ int cmd_update(struct ctl *c, struct args *a)
         r = add_key_fields(a, p);
         if (r < 0)
                 return r;
-        if (json_object_size(p) == 1)
+        if (json_object_size(p) == 0)
                 return usage_error(a, "nothing to change: give --name, --description, --scope, "
                                       "--role, --permissions or --expires");
+        /* Checked before the name is looked up: a typo needs no daemon. */
+        r = resolve_key(c, a, a->pos[0], id, &named);
+        if (r < 0)
+                return r;
+        if (json_object_set_new(p, "id", json_string(id)))
+                return -ENOMEM;
         r = ctl_call(c, KEYS_METHOD_UPDATE, json_incref(p), &reply);
         if (r < 0)
                 return r;
@@ -355,20 +439,26 @@ int cmd_update(struct ctl *c, struct args *a)
 /* disable, enable, revoke: one method, the key back. */
 static int set_status(struct ctl *c, struct args *a, const char *method, const char *done)
 {
-        json_auto_t *reply = NULL;
+        json_auto_t *reply = NULL, *named = NULL;
+        char id[TOKEN_ID_LEN + 1];
         const char *name, *owner;
         json_t *k;
         int r;
 
-        r = check_id(a, a->pos[0]);
+        r = resolve_key(c, a, a->pos[0], id, &named);
         if (r < 0)
                 return r;
         if (STREQ(method, KEYS_METHOD_REVOKE)) {
-                r = confirm(a, "Revoke key %s? A revoked key never works again.", a->pos[0]);
+                if (named)
+                        r = confirm(a, "Revoke key %s '%s' of %s? A revoked key never works again.",
+                                    id, param_str(named, "name"),
+                                    param_str(named, "owner") ? param_str(named, "owner") : "?");
+                else
+                        r = confirm(a, "Revoke key %s? A revoked key never works again.", id);
                 if (r < 0)
                         return r;
         }
-        r = ctl_call(c, method, id_params(a->pos[0]), &reply);
+        r = ctl_call(c, method, id_params(id), &reply);
         if (r < 0)
                 return r;
         k = json_object_get(reply, "key");
@@ -378,7 +468,7 @@ static int set_status(struct ctl *c, struct args *a, const char *method, const c
                 return print_json(k);
         name = param_str(k, "name");
         owner = param_str(k, "owner");
-        printf("%s key %s '%s' of %s.\n", done, a->pos[0], name ? name : "?", owner ? owner : "?");
+        printf("%s key %s '%s' of %s.\n", done, id, name ? name : "?", owner ? owner : "?");
         return 0;
 }
 
@@ -399,32 +489,35 @@ int cmd_revoke(struct ctl *c, struct args *a)
 
 int cmd_delete(struct ctl *c, struct args *a)
 {
-        json_auto_t *reply = NULL;
+        json_auto_t *reply = NULL, *named = NULL;
+        char id[TOKEN_ID_LEN + 1];
         int r;
 
-        r = check_id(a, a->pos[0]);
+        r = resolve_key(c, a, a->pos[0], id, &named);
         if (r < 0)
                 return r;
         if (!a->yes && isatty(STDIN_FILENO)) {
                 /* Name the key in the question: ids are easy to mix up. */
                 json_auto_t *got = NULL;
-                json_t *k;
-                r = ctl_call(c, KEYS_METHOD_GET, id_params(a->pos[0]), &got);
-                if (r < 0)
-                        return r;
-                k = json_object_get(got, "key");
-                r = confirm(a, "Delete key %s '%s' of %s? This cannot be undone.", a->pos[0],
+                json_t *k = named;
+                if (!k) {
+                        r = ctl_call(c, KEYS_METHOD_GET, id_params(id), &got);
+                        if (r < 0)
+                                return r;
+                        k = json_object_get(got, "key");
+                }
+                r = confirm(a, "Delete key %s '%s' of %s? This cannot be undone.", id,
                             param_str(k, "name") ? param_str(k, "name") : "?",
                             param_str(k, "owner") ? param_str(k, "owner") : "?");
                 if (r < 0)
                         return r;
         }
-        r = ctl_call(c, KEYS_METHOD_DELETE, id_params(a->pos[0]), &reply);
+        r = ctl_call(c, KEYS_METHOD_DELETE, id_params(id), &reply);
         if (r < 0)
                 return r;
         if (c->json)
                 return print_json(reply);
-        printf("Deleted key %s.\n", a->pos[0]);
+        printf("Deleted key %s.\n", id);
         return 0;
 }
 

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""apikeyctl as a person expects it, against the real daemon: `list` newest
+"""apikeyctl as a person expects it, against the real daemon: keys named by
+id or by name (an ambiguous name refused with its candidates), `list` newest
 first or in the --sort order, an empty list that says so, --status in any
 case, a table that fits 60 columns (COLUMNS, and a real terminal through
 tmux), --json=short|pretty."""
@@ -13,8 +14,10 @@ import time
 
 import pytest
 
-from test_apikeyctl import APIKEYCTL, EXIT_USAGE, NO_SOCKET, base_env, run_ctl
-from test_apikeyctl import ctl  # noqa: F401 - fixtures
+from conftest import ALICE
+from test_apikeyctl import (APIKEYCTL, EXIT_REFUSED, EXIT_USAGE, NO_SOCKET, base_env,
+                            run_ctl)
+from test_apikeyctl import ctl, users  # noqa: F401 - fixtures
 
 ID_RE = r"[0-9A-Za-z]{12}"
 
@@ -22,6 +25,73 @@ ID_RE = r"[0-9A-Za-z]{12}"
 def ids_in_order(out):
     """The ids that begin the lines of a table, top to bottom."""
     return re.findall(rf"^({ID_RE})  ", out, re.M)
+
+
+# ---------------------------------------------------------------- keys by name
+
+
+def test_every_key_command_takes_a_name(ctl):
+    key, _ = ctl.create("ci-deploy")
+    kid = key["id"]
+    # A name that only starts the same is another key's: matched exactly.
+    other, _ = ctl.create("ci")
+    assert re.search(rf"^ +ID: {kid}$", ctl.ok("show", "ci-deploy").out, re.M)
+    assert ctl.json("show", "ci")["id"] == other["id"]
+    assert ctl.ok("disable", "ci-deploy").out == f"Disabled key {kid} 'ci-deploy' of root.\n"
+    assert ctl.ok("enable", "ci-deploy").out == f"Enabled key {kid} 'ci-deploy' of root.\n"
+    assert ctl.json("update", "ci-deploy", "--description", "nightly")["description"] == \
+        "nightly"
+    assert ctl.ok("revoke", "ci-deploy").out == f"Revoked key {kid} 'ci-deploy' of root.\n"
+    assert ctl.json("show", kid)["status"] == "revoked"
+    assert ctl.ok("delete", "ci-deploy").out == f"Deleted key {kid}.\n"
+    assert ctl.json("show", "ci")["id"] == other["id"]
+    # An update renames by --name; the key is still named by its old name.
+    assert ctl.json("update", "ci", "--name", "cd")["name"] == "cd"
+    assert ctl.json("show", "cd")["id"] == other["id"]
+
+
+def test_a_name_several_keys_have_is_refused_with_the_candidates(users, apikeyd):
+    root, alice, _, _ = users
+    mine, _ = root.create("ci-deploy")
+    hers, _ = root.create("ci-deploy", "--owner", ALICE)
+    r = root("revoke", "ci-deploy", "--yes", rc=EXIT_USAGE)
+    created = {k["id"]: time.strftime("%a %Y-%m-%d %H:%M:%S UTC",
+                                      time.strptime(k["created_at"], "%Y-%m-%dT%H:%M:%SZ"))
+               for k in (mine, hers)}
+    lines = r.err.splitlines()
+    assert lines[0] == ("apikeyctl: 2 keys are named 'ci-deploy'; name the one you mean by "
+                        "its id:")
+    assert lines[1].split() == ["ID", "OWNER", "STATUS", "CREATED"]
+    rows = {line.split()[0]: line.split(None, 3)[1:] for line in lines[2:]}
+    assert rows == {mine["id"]: ["root", "enabled", created[mine["id"]]],
+                    hers["id"]: [ALICE, "enabled", created[hers["id"]]]}, r.err
+    assert len(lines) == 4 and r.out == ""
+    assert {k["status"] for k in root.json("list")} == {"enabled"}
+    # For its owner the name is not ambiguous: she sees her own keys only.
+    assert alice.ok("revoke", "ci-deploy").out == \
+        f"Revoked key {hers['id']} 'ci-deploy' of {ALICE}.\n"
+    assert root.json("show", mine["id"])["status"] == "enabled"
+
+
+def test_a_name_no_key_has(users):
+    root, alice, _, _ = users
+    root.create("roots-own")
+    r = root("show", "no-such-name", rc=EXIT_REFUSED)
+    assert r.err == ("apikeyctl: no key named 'no-such-name' among the keys you may see "
+                     "('apikeyctl list' shows them)\n")
+    # Another owner's key is not among those alice may see.
+    r = alice("delete", "roots-own", "--yes", rc=EXIT_REFUSED)
+    assert "no key named 'roots-own' among the keys you may see" in r.err
+    assert root.json("show", "roots-own")["name"] == "roots-own"
+
+
+def test_an_id_shaped_argument_is_an_id(ctl):
+    # Names that look like ids are named by id: the shape decides, with no
+    # second call.
+    key, _ = ctl.create("abcdefghijkl")
+    r = ctl("show", "abcdefghijkl", rc=EXIT_REFUSED)
+    assert "no such key abcdefghijkl " in r.err and "[io.apikeyd.Keys.NoSuchKey]" in r.err
+    assert ctl.json("show", key["id"])["name"] == "abcdefghijkl"
 
 
 # ---------------------------------------------------------------- list
