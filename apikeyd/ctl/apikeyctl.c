@@ -206,6 +206,11 @@ static const struct command commands[] = {
     {"status", "show the daemon's state", "",
      "Show the daemon's version, socket, state directory and key counts.", "", "", 0, 0,
      cmd_status},
+    /* run() answers it before any command runs */
+    {"help", "show this help, or a command's", "[COMMAND]",
+     "Show the commands and the global options, or with COMMAND, its help (the\n"
+     "same as '--help' before or after it).",
+     "", "", 0, 1, NULL},
 };
 
 static const struct command *find_command(const char *name)
@@ -215,6 +220,8 @@ static const struct command *find_command(const char *name)
                         return &commands[i];
         return NULL;
 }
+
+#define HELP_USAGE_WIDTH 34
 
 static void help_global(void)
 {
@@ -228,7 +235,12 @@ static void help_global(void)
                 char usage[64];
                 snprintf(usage, sizeof(usage), "%s%s%s", commands[i].name,
                          commands[i].synopsis[0] ? " " : "", commands[i].synopsis);
-                printf("  %-34s %s\n", usage, commands[i].brief);
+                /* Within 80 columns: a long synopsis gets a line of its own. */
+                if (strlen(usage) > HELP_USAGE_WIDTH ||
+                    2 + HELP_USAGE_WIDTH + 1 + strlen(commands[i].brief) > 80)
+                        printf("  %s\n  %-*s %s\n", usage, HELP_USAGE_WIDTH, "", commands[i].brief);
+                else
+                        printf("  %-*s %s\n", HELP_USAGE_WIDTH, usage, commands[i].brief);
         }
         printf("\n"
                "Options:\n"
@@ -467,12 +479,16 @@ static int run(int argc, char **argv, struct ctl *c)
                 return ERR_USAGE;
         }
         if (STREQ(argv[first], "help")) {
-                if (first + 1 >= argc || STREQ(argv[first + 1], "--help") ||
-                    STREQ(argv[first + 1], "-h") || STREQ(argv[first + 1], "help")) {
+                if (first + 1 >= argc && pr != PARSE_HELP) {
                         help_global();
                         return 0;
                 }
-                cmd = find_command(argv[first + 1]);
+                /* help --help, --help help: the help of help, as for any command. */
+                if (first + 1 >= argc || STREQ(argv[first + 1], "--help") ||
+                    STREQ(argv[first + 1], "-h"))
+                        cmd = find_command("help");
+                else
+                        cmd = find_command(argv[first + 1]);
                 if (!cmd)
                         return unknown_command(argv[first + 1]);
                 help_command(cmd);

@@ -3,7 +3,8 @@
 id or by name (an ambiguous name refused with its candidates), `list` newest
 first or in the --sort order, an empty list that says so, --status in any
 case, a table that fits 60 columns (COLUMNS, and a real terminal through
-tmux), --json=short|pretty."""
+tmux), --json=short|pretty; help within 80 columns; the man page's date and
+references."""
 
 import json
 import os
@@ -15,8 +16,8 @@ import time
 import pytest
 
 from conftest import ALICE
-from test_apikeyctl import (APIKEYCTL, EXIT_REFUSED, EXIT_USAGE, NO_SOCKET, base_env,
-                            run_ctl)
+from test_apikeyctl import (APIKEYCTL, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, MANPAGE,
+                            NO_SOCKET, base_env, run_ctl)
 from test_apikeyctl import ctl, users  # noqa: F401 - fixtures
 
 ID_RE = r"[0-9A-Za-z]{12}"
@@ -231,3 +232,43 @@ def test_json_short_and_pretty(ctl):
     assert ctl.ok("--json", "show", key["id"], "--json=off").out.startswith("         ID: ")
     r = run_ctl("--json=yaml", "list", socket=NO_SOCKET, rc=EXIT_USAGE)
     assert r.err.startswith("apikeyctl: --json must be pretty, short or off, not 'yaml'\n")
+
+
+# ---------------------------------------------------------------- help, man page
+
+
+def test_help_names_help_and_fits_80_columns():
+    out = run_ctl("--help", rc=EXIT_OK).out
+    assert re.search(r"^  help \[COMMAND\] +show this help, or a command's$", out, re.M), out
+    assert run_ctl("help", "--help", rc=EXIT_OK).out.startswith(
+        "Usage: apikeyctl [GLOBAL OPTIONS] help [COMMAND]\n")
+    texts = {"--help": out}
+    for cmd in re.findall(r"^  ([a-z][a-z-]+)\b", out.split("Options:")[0], re.M):
+        texts[cmd] = run_ctl(cmd, "--help", rc=EXIT_OK).out
+    assert len(texts) >= 15, texts.keys()
+    wide = [(k, line) for k, text in texts.items() for line in text.splitlines()
+            if len(line) > 80]
+    assert not wide, wide
+
+
+def test_man_page_date_parses():
+    th = next(line for line in MANPAGE.read_text().splitlines() if line.startswith(".TH "))
+    date = re.findall(r'"[^"]*"|\S+', th)[3].strip('"')
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", date), th
+    r = subprocess.run(["date", "-u", "-d", date, "+%F"], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 0 and r.stdout.strip() == date, (th, r.stderr)
+
+
+def test_man_page_refers_only_to_pages_that_exist():
+    if shutil.which("man") is None:
+        pytest.skip("man is not installed")
+    text = MANPAGE.read_text()
+    refs = set(re.findall(r"^\.BR ([\w.-]+) \((\d)\)", text, re.M))
+    refs |= set(re.findall(r"\\fB([\w.-]+)\\fR\((\d)\)", text))
+    assert ("apikeyd", "8") in refs, refs
+    ours = {"apikeyd", "apikeyctl", "pam_apikey"}
+    missing = [f"{name}({sec})" for name, sec in sorted(refs) if name not in ours and
+               subprocess.run(["man", "-w", f"{name}.{sec}"], capture_output=True,
+                              timeout=30).returncode != 0]
+    assert not missing, f"apikeyctl.1 refers to pages this system lacks: {missing}"
