@@ -3,8 +3,9 @@
 id or by name (an ambiguous name refused with its candidates), `list` newest
 first or in the --sort order, an empty list that says so, --status in any
 case, a table that fits 60 columns (COLUMNS, and a real terminal through
-tmux), --json=short|pretty; help within 80 columns; the man page's date and
-references."""
+tmux), --json=short|pretty; the bash completion with --opt=value and only
+the keys a command can act on; help within 80 columns; the man page's date
+and references."""
 
 import json
 import os
@@ -15,8 +16,8 @@ import time
 
 import pytest
 
-from conftest import ALICE
-from test_apikeyctl import (APIKEYCTL, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, MANPAGE,
+from conftest import ALICE, REPO
+from test_apikeyctl import (APIKEYCTL, COMPLETION, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, MANPAGE,
                             NO_SOCKET, base_env, run_ctl)
 from test_apikeyctl import ctl, users  # noqa: F401 - fixtures
 
@@ -218,6 +219,7 @@ def test_list_fits_a_60_column_terminal(ctl, long_keys):
     assert all(len(line) <= 60 for line in table), screen
     assert "\u2026" in screen  # cut, with an ellipsis
 
+
 def test_json_short_and_pretty(ctl):
     key, _ = ctl.create("j", "--description", "for json")
     pretty = ctl.ok("--json", "list").out
@@ -272,3 +274,85 @@ def test_man_page_refers_only_to_pages_that_exist():
                subprocess.run(["man", "-w", f"{name}.{sec}"], capture_output=True,
                               timeout=30).returncode != 0]
     assert not missing, f"apikeyctl.1 refers to pages this system lacks: {missing}"
+
+
+# ---------------------------------------------------------------- bash completion
+
+
+PACKAGE = "/usr/share/bash-completion/bash_completion"
+
+
+@pytest.fixture(params=["bare", "bash-completion"])
+def package(request):
+    """The completion is used with and without the bash-completion package
+    (which gives it _init_completion); the latter when it is installed."""
+    if request.param == "bash-completion" and not os.path.exists(PACKAGE):
+        pytest.skip(f"bash-completion is not installed ({PACKAGE})")
+    return request.param == "bash-completion"
+
+
+def complete_line(line, with_package):
+    """What the completion offers at the end of `line`, with COMP_WORDS split
+    as bash splits it: at blanks, and around each '=' (COMP_WORDBREAKS);
+    with_package: after sourcing bash-completion's bash_completion."""
+    words = []
+    if line.startswith("apikeyctl "):
+        line = f"{APIKEYCTL} " + line[len("apikeyctl "):]
+    for w in line.split(" "):
+        parts = re.split(r"(=)", w)
+        words += [p for p in parts if p != ""] or [""]
+    script = ""
+    if with_package:
+        script += f"source {PACKAGE}\n"
+    script += f"source {COMPLETION}\n"
+    quoted = " ".join("'" + w.replace("'", "'\\''") + "'" for w in words)
+    qline = "'" + line.replace("'", "'\\''") + "'"
+    script += (f"COMP_WORDS=({quoted}); COMP_CWORD={len(words) - 1}\n"
+               f"COMP_LINE={qline}; COMP_POINT=${{#COMP_LINE}}\n"
+               "_apikeyctl 2>/dev/null; printf '%s\\n' \"${COMPREPLY[@]}\"\n")
+    r = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], capture_output=True,
+                       text=True, env=base_env(), timeout=30)
+    assert r.returncode == 0, r.stderr
+    return sorted(w for w in r.stdout.splitlines() if w)
+
+
+def test_completion_takes_option_values_after_an_equals_sign(ctl, package):
+    def complete(line):
+        return complete_line(line, package)
+
+    on, _ = ctl.create("on")
+    gone, _ = ctl.create("gone")
+    ctl.ok("revoke", gone["id"])
+    both = sorted([on["id"], gone["id"]])
+    assert complete(f"apikeyctl --socket={ctl.socket} show ") == both
+    assert complete(f"apikeyctl --socket {ctl.socket} show ") == both
+    assert {"--name", "--sort"} <= set(complete(f"apikeyctl --socket={ctl.socket} list --"))
+    assert complete("apikeyctl list --status=dis") == ["disabled"]
+    assert complete("apikeyctl list --sort=") == ["created", "expires", "last-used", "name",
+                                                  "owner"]
+    assert complete("apikeyctl list --sort l") == ["last-used"]
+    assert complete("apikeyctl --json=") == ["off", "pretty", "short"]
+    assert complete("apikeyctl --js") == ["--json", "--json="]
+    assert complete("apikeyctl create x --permissions=read,w") == ["read,write"]
+    assert complete(f"apikeyctl --socket={REPO}/apikeyd/ctl/apikeyctl.bash-") == \
+        [str(COMPLETION)]
+
+
+def test_completion_offers_only_keys_the_command_can_act_on(ctl, package):
+    def complete(line):
+        return complete_line(line, package)
+
+    on, _ = ctl.create("on")
+    off, _ = ctl.create("off")
+    gone, _ = ctl.create("gone")
+    old, _ = ctl.create("old", "--expires", "1s")
+    ctl.ok("disable", off["id"])
+    ctl.ok("revoke", gone["id"])
+    time.sleep(1.2)  # "old" expires; an expired key can still be revoked
+    s = f"--socket={ctl.socket}"
+    live = sorted([on["id"], off["id"], old["id"]])
+    assert complete(f"apikeyctl {s} revoke ") == live
+    assert complete(f"apikeyctl {s} update ") == live
+    assert complete(f"apikeyctl {s} delete ") == sorted(live + [gone["id"]])
+    assert complete(f"apikeyctl {s} disable ") == [on["id"]]
+    assert complete(f"apikeyctl {s} enable ") == [off["id"]]
