@@ -171,14 +171,12 @@ static int cmp_soonest(uint64_t a, uint64_t b)
         return a < b ? -1 : 1;
 }
 
-static enum sort_by sort_by;
-
-static int cmp_keys(const void *x, const void *y)
+static int cmp_keys(const void *x, const void *y, void *by)
 {
         const struct sort_item *a = x, *b = y;
         int r = 0;
 
-        switch (sort_by) {
+        switch (*(const enum sort_by *)by) {
         case SORT_NAME:
                 r = cmp_str(a->name, b->name);
                 break;
@@ -245,8 +243,7 @@ static int sort_keys(json_t *keys, enum sort_by by)
                     .last_used = key_time(k, "last_used_at"),
                 };
         }
-        sort_by = by;
-        qsort(items, n, sizeof(*items), cmp_keys);
+        qsort_r(items, n, sizeof(*items), cmp_keys, &by);
         json_array_clear(keys);
         for (i = 0; i < n; i++)
                 if (json_array_append_new(keys, items[i].key) < 0) {
