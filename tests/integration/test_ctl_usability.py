@@ -17,8 +17,8 @@ import time
 import pytest
 
 from conftest import ALICE, REPO
-from test_apikeyctl import (APIKEYCTL, COMPLETION, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, MANPAGE,
-                            NO_SOCKET, base_env, run_ctl)
+from test_apikeyctl import (APIKEYCTL, COMPLETION, EXIT_LOCAL, EXIT_OK, EXIT_REFUSED,
+                            EXIT_USAGE, MANPAGE, NO_SOCKET, base_env, run_ctl, run_pty)
 from test_apikeyctl import ctl, users  # noqa: F401 - fixtures
 
 ID_RE = r"[0-9A-Za-z]{12}"
@@ -50,6 +50,19 @@ def test_every_key_command_takes_a_name(ctl):
     # An update renames by --name; the key is still named by its old name.
     assert ctl.json("update", "ci", "--name", "cd")["name"] == "cd"
     assert ctl.json("show", "cd")["id"] == other["id"]
+
+
+def test_the_question_names_the_key_named_by_name(ctl, apikeyd):
+    key, _ = ctl.create("precious")
+    for cmd, question in [
+            ("revoke", f"Revoke key {key['id']} 'precious' of root? A revoked key never works "
+                       "again. [y/N] "),
+            ("delete", f"Delete key {key['id']} 'precious' of root? This cannot be undone. "
+                       "[y/N] ")]:
+        rc, text = run_pty([str(APIKEYCTL), "--socket", ctl.socket, cmd, "precious"],
+                           answers=[("[y/N] ", "n\n")])
+        assert rc == EXIT_LOCAL and question in text and "Nothing changed." in text, text
+    assert apikeyd.client().get(key["id"])["status"] == "enabled"
 
 
 def test_a_name_several_keys_have_is_refused_with_the_candidates(users, apikeyd):
