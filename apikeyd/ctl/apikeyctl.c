@@ -84,12 +84,13 @@ enum {
         OPT_RHOST,
         OPT_SINCE,
         OPT_KEY,
+        OPT_SORT,
 };
 
 #define N_GLOBAL_OPTIONS 5
 static const struct option all_options[] = {
     {"socket", required_argument, NULL, OPT_SOCKET},
-    {"json", no_argument, NULL, OPT_JSON},
+    {"json", optional_argument, NULL, OPT_JSON},
     {"auth-file", required_argument, NULL, OPT_AUTH_FILE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -108,6 +109,7 @@ static const struct option all_options[] = {
     {"rhost", required_argument, NULL, OPT_RHOST},
     {"since", required_argument, NULL, OPT_SINCE},
     {"key", required_argument, NULL, OPT_KEY},
+    {"sort", required_argument, NULL, OPT_SORT},
     {"yes", no_argument, NULL, 'y'},
     {"quiet", no_argument, NULL, 'q'},
 };
@@ -139,18 +141,23 @@ static const struct command commands[] = {
      "                          through that day, UTC), a time with a zone, or never;\n"
      "                          default: the policy's (never for admins)\n",
      1, 1, cmd_create},
-    {"list", "list keys", "[OPTIONS]", "List keys: all of them for admins, your own otherwise.",
-     "status owner expiring name quiet",
+    {"list", "list keys", "[OPTIONS]",
+     "List keys, newest first: all of them for admins, your own otherwise.",
+     "status owner expiring name sort quiet",
      "  --status STATUS         only keys that are enabled, disabled, revoked or\n"
-     "                          expired\n"
+     "                          expired (in any case)\n"
      "  --owner USER            only keys of this owner\n"
      "  --expiring DURATION     only keys expiring within this time (7d)\n"
      "  --name PREFIX           only keys whose name starts with PREFIX\n"
+     "  --sort ORDER            created (newest first, the default), name, owner,\n"
+     "                          expires (soonest first) or last-used (latest first)\n"
      "  -q, --quiet             print only the key ids, one per line\n",
      0, 0, cmd_list},
-    {"show", "show one key", "ID", "Show one key.", "", "", 1, 1, cmd_show},
-    {"update", "change fields of a key", "ID [OPTIONS]",
-     "Change fields of a key; those not given stay as they are.",
+    {"show", "show one key", "KEY", "Show one key; KEY is its id or its name.", "", "", 1, 1,
+     cmd_show},
+    {"update", "change fields of a key", "KEY [OPTIONS]",
+     "Change fields of a key (KEY: its id or its name); those not given stay as\n"
+     "they are.",
      "name description scope role permissions expires",
      "  --name NAME             a new name\n"
      "  --description TEXT      a new description (\"\" removes it)\n"
@@ -159,14 +166,18 @@ static const struct command commands[] = {
      "  --permissions LIST      comma-separated: create,read,write,delete,invite\n"
      "  --expires WHEN          a duration, a date, a time with a zone, or never\n",
      1, 1, cmd_update},
-    {"disable", "stop a key until it is enabled again", "ID",
-     "Stop a key from working until it is enabled again.", "", "", 1, 1, cmd_disable},
-    {"enable", "let a disabled key work again", "ID",
-     "Let a disabled key work again (a revoked key stays revoked).", "", "", 1, 1, cmd_enable},
-    {"revoke", "stop a key for good", "ID [--yes]",
-     "Stop a key for good; it stays listed as revoked.", "yes",
+    {"disable", "stop a key until it is enabled again", "KEY",
+     "Stop a key (KEY: its id or its name) from working until it is enabled again.", "", "", 1, 1,
+     cmd_disable},
+    {"enable", "let a disabled key work again", "KEY",
+     "Let a disabled key work again (a revoked key stays revoked); KEY is its id\n"
+     "or its name.",
+     "", "", 1, 1, cmd_enable},
+    {"revoke", "stop a key for good", "KEY [--yes]",
+     "Stop a key for good (KEY: its id or its name); it stays listed as revoked.", "yes",
      "  -y, --yes               do not ask for confirmation on a terminal\n", 1, 1, cmd_revoke},
-    {"delete", "remove a key", "ID [--yes]", "Remove a key; this cannot be undone.", "yes",
+    {"delete", "remove a key", "KEY [--yes]",
+     "Remove a key (KEY: its id or its name); this cannot be undone.", "yes",
      "  -y, --yes               do not ask for confirmation on a terminal\n", 1, 1, cmd_delete},
     {"verify", "check a token read from standard input", "[OPTIONS] < TOKEN",
      "Read a token from standard input, print the daemon's code (VALID, NOT_FOUND,\n"
@@ -197,6 +208,11 @@ static const struct command commands[] = {
     {"status", "show the daemon's state", "",
      "Show the daemon's version, socket, state directory and key counts.", "", "", 0, 0,
      cmd_status},
+    /* run() answers it before any command runs */
+    {"help", "show this help, or a command's", "[COMMAND]",
+     "Show the commands and the global options, or with COMMAND, its help (the\n"
+     "same as '--help' before or after it).",
+     "", "", 0, 1, NULL},
 };
 
 static const struct command *find_command(const char *name)
@@ -206,6 +222,8 @@ static const struct command *find_command(const char *name)
                         return &commands[i];
         return NULL;
 }
+
+#define HELP_USAGE_WIDTH 34
 
 static void help_global(void)
 {
@@ -219,19 +237,28 @@ static void help_global(void)
                 char usage[64];
                 snprintf(usage, sizeof(usage), "%s%s%s", commands[i].name,
                          commands[i].synopsis[0] ? " " : "", commands[i].synopsis);
-                printf("  %-34s %s\n", usage, commands[i].brief);
+                /* Within 80 columns: a long synopsis gets a line of its own. */
+                if (strlen(usage) > HELP_USAGE_WIDTH ||
+                    2 + HELP_USAGE_WIDTH + 1 + strlen(commands[i].brief) > 80)
+                        printf("  %s\n  %-*s %s\n", usage, HELP_USAGE_WIDTH, "", commands[i].brief);
+                else
+                        printf("  %-*s %s\n", HELP_USAGE_WIDTH, usage, commands[i].brief);
         }
         printf("\n"
                "Options:\n"
                "  --socket PATH           the daemon's socket (default $APIKEYD_SOCKET, else\n"
                "                          " DEFAULT_SOCKET ")\n"
-               "  --json                  print JSON (times in ISO 8601 UTC)\n"
+               "  --json[=FORMAT]         print JSON (times in ISO 8601 UTC): pretty (the\n"
+               "                          default, indented) or short (one line)\n"
                "  --auth-file FILE        act with the API key in FILE (mode 0600)\n"
                "  -h, --help              show this help, or a command's help after it\n"
                "  --version               show the version\n"
                "\n"
-               "Exit status: 0 success, 1 local failure, 2 usage error, 3 refused by the\n"
-               "daemon, 4 daemon unreachable, 5 verify: token not valid.\n"
+               "A KEY is named by its id, or by its name when that names one key you may see.\n"
+               "\n"
+               "Exit status: 0 success, 1 local failure, 2 usage error (or a name that\n"
+               "several keys have), 3 refused by the daemon (or no key of that name),\n"
+               "4 daemon unreachable, 5 verify: token not valid.\n"
                "See '%s COMMAND --help' and apikeyctl(1).\n",
                program);
 }
@@ -242,7 +269,8 @@ static void help_command(const struct command *cmd)
                cmd->synopsis[0] ? " " : "", cmd->synopsis, cmd->summary);
         if (cmd->help[0])
                 printf("\nOptions:\n%s", cmd->help);
-        printf("\nGlobal options: --socket PATH, --json, --auth-file FILE; see '%s --help'.\n",
+        printf("\nGlobal options: --socket PATH, --json[=FORMAT], --auth-file FILE; see\n"
+               "'%s --help'.\n",
                program);
 }
 
@@ -336,7 +364,18 @@ static int parse_options(int argc, char **argv, const struct command *cmd, struc
                         c->socket = optarg;
                         break;
                 case OPT_JSON:
-                        c->json = true;
+                        /* As systemd's tools take it: --json alone is pretty. */
+                        if (!optarg || STREQ(optarg, "pretty") || STREQ(optarg, "short")) {
+                                c->json = true;
+                                print_json_set_short(optarg && STREQ(optarg, "short"));
+                        } else if (STREQ(optarg, "off")) {
+                                c->json = false;
+                                print_json_set_short(false);
+                        } else
+                                return usage_error(a,
+                                                   "--json must be pretty, short or off, not "
+                                                   "'%s'",
+                                                   optarg);
                         break;
                 case OPT_AUTH_FILE:
                         c->auth_file = optarg;
@@ -389,6 +428,9 @@ static int parse_options(int argc, char **argv, const struct command *cmd, struc
                 case OPT_KEY:
                         a->key = optarg;
                         break;
+                case OPT_SORT:
+                        a->sort = optarg;
+                        break;
                 case 'y':
                         a->yes = true;
                         break;
@@ -439,12 +481,16 @@ static int run(int argc, char **argv, struct ctl *c)
                 return ERR_USAGE;
         }
         if (STREQ(argv[first], "help")) {
-                if (first + 1 >= argc || STREQ(argv[first + 1], "--help") ||
-                    STREQ(argv[first + 1], "-h") || STREQ(argv[first + 1], "help")) {
+                if (first + 1 >= argc && pr != PARSE_HELP) {
                         help_global();
                         return 0;
                 }
-                cmd = find_command(argv[first + 1]);
+                /* help --help, --help help: the help of help, as for any command. */
+                if (first + 1 >= argc || STREQ(argv[first + 1], "--help") ||
+                    STREQ(argv[first + 1], "-h"))
+                        cmd = find_command("help");
+                else
+                        cmd = find_command(argv[first + 1]);
                 if (!cmd)
                         return unknown_command(argv[first + 1]);
                 help_command(cmd);

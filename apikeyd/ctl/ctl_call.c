@@ -73,9 +73,17 @@ int write_stdout(const char *s, size_t len)
         return 0;
 }
 
+static bool json_short;
+
+void print_json_set_short(bool on)
+{
+        json_short = on;
+}
+
 int print_json(const json_t *v)
 {
-        _cleanup_erase_free_ char *s = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY);
+        _cleanup_erase_free_ char *s =
+            json_dumps(v, (json_short ? JSON_COMPACT : JSON_INDENT(2)) | JSON_ENCODE_ANY);
         int r;
 
         if (!s)

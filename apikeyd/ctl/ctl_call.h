@@ -39,7 +39,7 @@ struct ctl {
 struct args {
         const char *command;
         const char *owner, *description, *role, *permissions, *scope, *expires;
-        const char *status, *expiring, *name, *service, *user, *rhost, *since, *key;
+        const char *status, *expiring, *name, *service, *user, *rhost, *since, *key, *sort;
         bool yes, quiet;
         char **pos;
         int n_pos;
@@ -57,6 +57,8 @@ _printf_(2, 3) int usage_error(const struct args *a, const char *fmt, ...);
 int write_stdout(const char *s, size_t len);
 /* `v` as indented JSON on standard output, through write_stdout(). */
 int print_json(const json_t *v);
+/* --json=short: print_json() writes one line instead. */
+void print_json_set_short(bool on);
 
 /* The string member `name` of `o`, or NULL. */
 const char *param_str(const json_t *o, const char *name);

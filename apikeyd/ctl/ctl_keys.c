@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * apikeyctl's key commands: create (the token printed once), list, show,
- * update, disable, enable, revoke, delete, and verify (the token read from
- * standard input, the daemon's code printed and explained).
+ * apikeyctl's key commands: create (the token printed once), list (sorted
+ * here, the whole list fetched first), show, update, disable, enable,
+ * revoke, delete (each naming its key by id or by name), and verify (the
+ * token read from standard input, the daemon's code printed and explained).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -16,8 +18,10 @@
 #include "ctl_call.h"
 #include "ctl_commands.h"
 #include "ctl_show.h"
+#include "ctl_table.h"
 #include "keys_proto.h"
 #include "macro.h"
+#include "text_check.h"
 #include "timeutil.h"
 #include "token.h"
 
@@ -70,17 +74,25 @@ int cmd_create(struct ctl *c, struct args *a)
         return 0;
 }
 
+/* Every key List gives for the filters in `a`, page after page. */
 static int fetch_keys(struct ctl *c, const struct args *a, json_t **ret)
 {
         static const char *const statuses[] = {"enabled", "disabled", "revoked", "expired", NULL};
         json_auto_t *all = json_array();
         _cleanup_free_ char *cursor = NULL;
+        char status[16] = "";
         uint64_t d;
         int r;
 
         if (!all)
                 return -ENOMEM;
-        if (a->status && !one_of(a->status, statuses))
+        /* Enabled, ENABLED: a status is a word, not a case. */
+        if (a->status && strlen(a->status) < sizeof(status))
+                for (size_t i = 0; a->status[i]; i++)
+                        status[i] = (char)(a->status[i] >= 'A' && a->status[i] <= 'Z'
+                                               ? a->status[i] - 'A' + 'a'
+                                               : a->status[i]);
+        if (a->status && !one_of(status, statuses))
                 return usage_error(a,
                                    "--status must be enabled, disabled, revoked or expired, "
                                    "not '%s'",
@@ -95,7 +107,7 @@ static int fetch_keys(struct ctl *c, const struct args *a, json_t **ret)
                 if (!p)
                         return -ENOMEM;
                 if ((a->owner && json_object_set_new(p, "owner", json_string(a->owner))) ||
-                    (a->status && json_object_set_new(p, "status", json_string(a->status))) ||
+                    (a->status && json_object_set_new(p, "status", json_string(status))) ||
                     (a->name && json_object_set_new(p, "name_prefix", json_string(a->name))) ||
                     (a->expiring &&
                      json_object_set_new(p, "expiring_within", json_string(a->expiring))) ||
@@ -124,14 +136,139 @@ static int fetch_keys(struct ctl *c, const struct args *a, json_t **ret)
         return 0;
 }
 
+/* --sort: what a person looks for first in each order. */
+enum sort_by { SORT_CREATED, SORT_NAME, SORT_OWNER, SORT_EXPIRES, SORT_LAST_USED, _SORT_MAX };
+
+static const char *const sort_names[_SORT_MAX + 1] = {
+    [SORT_CREATED] = "created", [SORT_NAME] = "name",           [SORT_OWNER] = "owner",
+    [SORT_EXPIRES] = "expires", [SORT_LAST_USED] = "last-used", [_SORT_MAX] = NULL,
+};
+
+struct sort_item {
+        json_t *key;
+        const char *id, *name, *owner;
+        uint64_t created, expires, last_used; /* 0: not set */
+};
+
+static int cmp_str(const char *a, const char *b)
+{
+        return strcoll(a ? a : "", b ? b : "");
+}
+
+/* Newer first; 0 (never) after every time. */
+static int cmp_newest(uint64_t a, uint64_t b)
+{
+        return a == b ? 0 : a > b ? -1 : 1;
+}
+
+/* Sooner first; 0 (never) after every time. */
+static int cmp_soonest(uint64_t a, uint64_t b)
+{
+        if (a == b)
+                return 0;
+        if (a == 0 || b == 0)
+                return a == 0 ? 1 : -1;
+        return a < b ? -1 : 1;
+}
+
+static int cmp_keys(const void *x, const void *y, void *by)
+{
+        const struct sort_item *a = x, *b = y;
+        int r = 0;
+
+        switch (*(const enum sort_by *)by) {
+        case SORT_NAME:
+                r = cmp_str(a->name, b->name);
+                break;
+        case SORT_OWNER:
+                r = cmp_str(a->owner, b->owner);
+                if (r == 0)
+                        r = cmp_str(a->name, b->name);
+                break;
+        case SORT_EXPIRES:
+                r = cmp_soonest(a->expires, b->expires);
+                break;
+        case SORT_LAST_USED:
+                r = cmp_newest(a->last_used, b->last_used);
+                break;
+        case SORT_CREATED:
+        case _SORT_MAX:
+                break;
+        }
+        /* Ties, and keys made in the same second (times are in seconds):
+         * newest first, then by name and id, so the order is the same on
+         * every run. */
+        if (r == 0)
+                r = cmp_newest(a->created, b->created);
+        if (r == 0)
+                r = cmp_str(a->name, b->name);
+        if (r == 0)
+                r = cmp_str(a->id, b->id);
+        return r;
+}
+
+static int parse_sort(const struct args *a, enum sort_by *ret)
+{
+        if (!a->sort) {
+                *ret = SORT_CREATED;
+                return 0;
+        }
+        for (enum sort_by i = 0; i < _SORT_MAX; i++)
+                if (strcasecmp(a->sort, sort_names[i]) == 0) {
+                        *ret = i;
+                        return 0;
+                }
+        return usage_error(a, "--sort must be created, name, owner, expires or last-used, not '%s'",
+                           a->sort);
+}
+
+/* `keys` in the order `by`, in place. */
+static int sort_keys(json_t *keys, enum sort_by by)
+{
+        size_t i, n = json_array_size(keys);
+        _cleanup_free_ struct sort_item *items = calloc(n ? n : 1, sizeof(*items));
+        json_t *k;
+
+        if (!items)
+                return -ENOMEM;
+        json_array_foreach(keys, i, k)
+        {
+                items[i] = (struct sort_item){
+                    .key = json_incref(k),
+                    .id = param_str(k, "id"),
+                    .name = param_str(k, "name"),
+                    .owner = param_str(k, "owner"),
+                    .created = key_time(k, "created_at"),
+                    .expires = key_time(k, "expires_at"),
+                    .last_used = key_time(k, "last_used_at"),
+                };
+        }
+        qsort_r(items, n, sizeof(*items), cmp_keys, &by);
+        json_array_clear(keys);
+        for (i = 0; i < n; i++)
+                if (json_array_append_new(keys, items[i].key) < 0) {
+                        while (++i < n)
+                                json_decref(items[i].key);
+                        return -ENOMEM;
+                }
+        return 0;
+}
+
 int cmd_list(struct ctl *c, struct args *a)
 {
         json_auto_t *keys = NULL;
+        enum sort_by by = SORT_CREATED;
         size_t i;
         json_t *k;
         int r;
 
+        r = parse_sort(a, &by);
+        if (r < 0)
+                return r;
         r = fetch_keys(c, a, &keys);
+        if (r < 0)
+                return r;
+        r = sort_keys(keys, by);
         if (r < 0)
                 return r;
         if (a->quiet) {
@@ -145,19 +282,104 @@ int cmd_list(struct ctl *c, struct args *a)
         }
         if (c->json)
                 return print_json(keys);
+        if (json_array_size(keys) == 0) {
+                /* A header over nothing would leave the reader wondering. */
+                printf(a->status || a->owner || a->expiring || a->name
+                           ? "No keys match the filters given.\n"
+                           : "No keys.\n");
+                return 0;
+        }
         return list_table(keys);
+}
+
+/*
+ * The key the user named: `arg` as it is when it has the shape of an id,
+ * else the one key of that name among those List gives the caller (names
+ * are unique per owner, so an admin may see several).  `*ret_key` is the
+ * key when it was looked up by name, else NULL.  None: ERR_REFUSED, as for
+ * an unknown id; several: ERR_USAGE, the candidates listed.
+ */
+static int resolve_key(struct ctl *c, const struct args *a, const char *arg,
+                       char ret_id[static TOKEN_ID_LEN + 1], json_t **ret_key)
+{
+        struct args by_name = {.command = a->command, .name = arg};
+        json_auto_t *keys = NULL, *found = json_array();
+        size_t i;
+        json_t *k;
+        int r;
+
+        *ret_key = NULL;
+        if (token_id_valid(arg)) {
+                memcpy(ret_id, arg, TOKEN_ID_LEN + 1);
+                return 0;
+        }
+        if (!found)
+                return -ENOMEM;
+        if (!arg[0])
+                return usage_error(a, "'' is not a key id (12 letters and digits) or a key name");
+        /* Not echoed: control characters would reach the terminal. */
+        if (!text_valid(arg, SIZE_MAX))
+                return usage_error(a, "that is not a key id (12 letters and digits) or a key "
+                                      "name: it holds control characters or is not UTF-8");
+        r = fetch_keys(c, &by_name, &keys);
+        if (r < 0)
+                return r;
+        json_array_foreach(keys, i, k)
+        {
+                const char *name = param_str(k, "name"), *id = param_str(k, "id");
+                if (name && STREQ(name, arg) && id && token_id_valid(id) &&
+                    json_array_append(found, k) < 0)
+                        return -ENOMEM;
+        }
+        if (json_array_size(found) == 1) {
+                k = json_array_get(found, 0);
+                memcpy(ret_id, param_str(k, "id"), TOKEN_ID_LEN + 1);
+                *ret_key = json_incref(k);
+                return 0;
+        }
+        if (json_array_size(found) == 0) {
+                err("no key named '%s' among the keys you may see ('apikeyctl list' shows them)",
+                    arg);
+                return ERR_REFUSED;
+        }
+
+        static const char *const headers[] = {"ID", "OWNER", "STATUS", "CREATED"};
+        _cleanup_table_ struct table *t = NULL;
+
+        r = sort_keys(found, SORT_CREATED);
+        if (r >= 0)
+                r = table_new(ELEMENTSOF(headers), headers, &t);
+        if (r < 0)
+                return r;
+        json_array_foreach(found, i, k)
+        {
+                char created[128] = "?";
+                uint64_t at = key_time(k, "created_at");
+                if (at)
+                        format_local(at, created, sizeof(created));
+                const char *row[] = {param_str(k, "id"), param_str(k, "owner"),
+                                     param_str(k, "status"), created};
+                r = table_add_row(t, row);
+                if (r < 0)
+                        return r;
+        }
+        err("%zu keys are named '%s'; name the one you mean by its id:", json_array_size(found),
+            arg);
+        table_print(t, stderr, 0);
+        return ERR_USAGE;
 }
 
 int cmd_show(struct ctl *c, struct args *a)
 {
-        json_auto_t *reply = NULL;
+        json_auto_t *reply = NULL, *named = NULL;
+        char id[TOKEN_ID_LEN + 1];
         json_t *k;
         int r;
 
-        r = check_id(a, a->pos[0]);
+        r = resolve_key(c, a, a->pos[0], id, &named);
         if (r < 0)
                 return r;
-        r = ctl_call(c, KEYS_METHOD_GET, id_params(a->pos[0]), &reply);
+        r = ctl_call(c, KEYS_METHOD_GET, id_params(id), &reply);
         if (r < 0)
                 return r;
         k = json_object_get(reply, "key");
@@ -181,14 +403,11 @@ int cmd_show(struct ctl *c, struct args *a)
 
 int cmd_update(struct ctl *c, struct args *a)
 {
-        json_auto_t *p = id_params(a->pos[0]);
-        json_auto_t *reply = NULL;
+        json_auto_t *p = json_object(), *reply = NULL, *named = NULL;
+        char id[TOKEN_ID_LEN + 1];
         json_t *k;
         int r;
 
-        r = check_id(a, a->pos[0]);
-        if (r < 0)
-                return r;
         if (!p)
                 return -ENOMEM;
         if (a->name && json_object_set_new(p, "name", json_string(a->name)))
@@ -196,9 +415,15 @@ int cmd_update(struct ctl *c, struct args *a)
         r = add_key_fields(a, p);
         if (r < 0)
                 return r;
-        if (json_object_size(p) == 1)
+        if (json_object_size(p) == 0)
                 return usage_error(a, "nothing to change: give --name, --description, --scope, "
                                       "--role, --permissions or --expires");
+        /* Checked before the name is looked up: a typo needs no daemon. */
+        r = resolve_key(c, a, a->pos[0], id, &named);
+        if (r < 0)
+                return r;
+        if (json_object_set_new(p, "id", json_string(id)))
+                return -ENOMEM;
         r = ctl_call(c, KEYS_METHOD_UPDATE, json_incref(p), &reply);
         if (r < 0)
                 return r;
@@ -211,20 +436,26 @@ int cmd_update(struct ctl *c, struct args *a)
 /* disable, enable, revoke: one method, the key back. */
 static int set_status(struct ctl *c, struct args *a, const char *method, const char *done)
 {
-        json_auto_t *reply = NULL;
+        json_auto_t *reply = NULL, *named = NULL;
+        char id[TOKEN_ID_LEN + 1];
         const char *name, *owner;
         json_t *k;
         int r;
 
-        r = check_id(a, a->pos[0]);
+        r = resolve_key(c, a, a->pos[0], id, &named);
         if (r < 0)
                 return r;
         if (STREQ(method, KEYS_METHOD_REVOKE)) {
-                r = confirm(a, "Revoke key %s? A revoked key never works again.", a->pos[0]);
+                if (named)
+                        r = confirm(a, "Revoke key %s '%s' of %s? A revoked key never works again.",
+                                    id, param_str(named, "name"),
+                                    param_str(named, "owner") ? param_str(named, "owner") : "?");
+                else
+                        r = confirm(a, "Revoke key %s? A revoked key never works again.", id);
                 if (r < 0)
                         return r;
         }
-        r = ctl_call(c, method, id_params(a->pos[0]), &reply);
+        r = ctl_call(c, method, id_params(id), &reply);
         if (r < 0)
                 return r;
         k = json_object_get(reply, "key");
@@ -234,7 +465,7 @@ static int set_status(struct ctl *c, struct args *a, const char *method, const c
                 return print_json(k);
         name = param_str(k, "name");
         owner = param_str(k, "owner");
-        printf("%s key %s '%s' of %s.\n", done, a->pos[0], name ? name : "?", owner ? owner : "?");
+        printf("%s key %s '%s' of %s.\n", done, id, name ? name : "?", owner ? owner : "?");
         return 0;
 }
 
@@ -255,32 +486,35 @@ int cmd_revoke(struct ctl *c, struct args *a)
 
 int cmd_delete(struct ctl *c, struct args *a)
 {
-        json_auto_t *reply = NULL;
+        json_auto_t *reply = NULL, *named = NULL;
+        char id[TOKEN_ID_LEN + 1];
         int r;
 
-        r = check_id(a, a->pos[0]);
+        r = resolve_key(c, a, a->pos[0], id, &named);
         if (r < 0)
                 return r;
         if (!a->yes && isatty(STDIN_FILENO)) {
                 /* Name the key in the question: ids are easy to mix up. */
                 json_auto_t *got = NULL;
-                json_t *k;
-                r = ctl_call(c, KEYS_METHOD_GET, id_params(a->pos[0]), &got);
-                if (r < 0)
-                        return r;
-                k = json_object_get(got, "key");
-                r = confirm(a, "Delete key %s '%s' of %s? This cannot be undone.", a->pos[0],
+                json_t *k = named;
+                if (!k) {
+                        r = ctl_call(c, KEYS_METHOD_GET, id_params(id), &got);
+                        if (r < 0)
+                                return r;
+                        k = json_object_get(got, "key");
+                }
+                r = confirm(a, "Delete key %s '%s' of %s? This cannot be undone.", id,
                             param_str(k, "name") ? param_str(k, "name") : "?",
                             param_str(k, "owner") ? param_str(k, "owner") : "?");
                 if (r < 0)
                         return r;
         }
-        r = ctl_call(c, KEYS_METHOD_DELETE, id_params(a->pos[0]), &reply);
+        r = ctl_call(c, KEYS_METHOD_DELETE, id_params(id), &reply);
         if (r < 0)
                 return r;
         if (c->json)
                 return print_json(reply);
-        printf("Deleted key %s.\n", a->pos[0]);
+        printf("Deleted key %s.\n", id);
         return 0;
 }
 

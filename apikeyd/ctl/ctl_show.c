@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -205,10 +204,15 @@ int list_table(const json_t *keys)
             "ID", "NAME / DESCRIPTION", "OWNER", "ROLE", "SCOPE", "EXPIRES", "STATUS", "LAST USED",
         };
         static const size_t flexible[] = {1, 2, 3, 4, 7};
+        /* Left out in this order when cutting is not enough: the id, the
+         * name and the status always stay. */
+        static const unsigned drop_rank[ELEMENTSOF(headers)] = {
+            [7] = 5 /* LAST USED */, [4] = 4 /* SCOPE */,   [3] = 3 /* ROLE */,
+            [2] = 2 /* OWNER */,     [5] = 1 /* EXPIRES */,
+        };
         _cleanup_table_ struct table *t = NULL;
         uint64_t now = now_usec();
-        size_t i, width = 0;
-        const char *env = getenv("COLUMNS");
+        size_t i;
         json_t *k;
         int r;
 
@@ -217,6 +221,8 @@ int list_table(const json_t *keys)
                 return r;
         for (i = 0; i < ELEMENTSOF(flexible); i++)
                 table_set_flexible(t, flexible[i], true);
+        for (i = 0; i < ELEMENTSOF(drop_rank); i++)
+                table_set_drop_rank(t, i, drop_rank[i]);
 
         json_array_foreach(keys, i, k)
         {
@@ -245,18 +251,9 @@ int list_table(const json_t *keys)
                         return r;
         }
 
-        if (env && *env) {
-                char *end;
-                unsigned long v = strtoul(env, &end, 10);
-                if (*end == '\0' && v > 0 && v < 100000)
-                        width = v;
-        }
-        if (width == 0 && isatty(STDOUT_FILENO)) {
-                struct winsize ws;
-                if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
-                        width = ws.ws_col;
-        }
-        table_print(t, stdout, width);
+        r = table_print(t, stdout, terminal_columns());
+        if (r < 0)
+                return r;
         if (isatty(STDOUT_FILENO))
                 printf("\n%zu key%s listed.\n", table_rows(t), table_rows(t) == 1 ? "" : "s");
         return 0;

@@ -4,6 +4,8 @@
 #include <langinfo.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 #include <wchar.h>
 
 #include "ctl_table.h"
@@ -11,7 +13,10 @@
 /* Columns are never cut below this, so a cell keeps a recognisable start;
  * headers are cut too, as the rows matter more. */
 #define MIN_FLEXIBLE_WIDTH 6
-#define COLUMN_GAP         2
+/* A column that is never left out is not cut below this while others can
+ * be left out instead: a name cut to six cells helps nobody. */
+#define MIN_KEPT_WIDTH 16
+#define COLUMN_GAP     2
 
 struct table {
         size_t n_columns;
@@ -19,6 +24,7 @@ struct table {
         size_t n_rows; /* with the header row */
         size_t alloc_rows;
         bool *flexible;
+        unsigned *drop_rank; /* 0: always shown; else the highest goes first */
 };
 
 /* Width of the next character at `s` (`*ret_len` bytes). */
@@ -84,7 +90,8 @@ int table_new(size_t n, const char *const *headers, struct table **ret)
                 return -ENOMEM;
         t->n_columns = n;
         t->flexible = calloc(n, sizeof(bool));
-        if (!t->flexible) {
+        t->drop_rank = calloc(n, sizeof(unsigned));
+        if (!t->flexible || !t->drop_rank) {
                 table_free(t);
                 return -ENOMEM;
         }
@@ -105,6 +112,7 @@ void table_free(struct table *t)
                 free(t->cells[i]);
         free(t->cells);
         free(t->flexible);
+        free(t->drop_rank);
         free(t);
 }
 
@@ -112,6 +120,12 @@ void table_set_flexible(struct table *t, size_t col, bool flexible)
 {
         if (col < t->n_columns)
                 t->flexible[col] = flexible;
+}
+
+void table_set_drop_rank(struct table *t, size_t col, unsigned rank)
+{
+        if (col < t->n_columns)
+                t->drop_rank[col] = rank;
 }
 
 int table_add_row(struct table *t, const char *const *cells)
@@ -170,50 +184,117 @@ static void print_cell(FILE *f, const char *s, size_t width, bool pad)
                         fputc(' ', f);
 }
 
-int table_print(const struct table *t, FILE *f, size_t width)
+/*
+ * Widths for the columns in `shown` within `width` (0: no limit): each as
+ * wide as its widest cell, then a cell at a time taken from the widest
+ * flexible column, so the columns that are cut end up about as wide as
+ * each other; while `may_drop`, the columns never left out keep
+ * MIN_KEPT_WIDTH.  Returns the table's width.
+ */
+static size_t fit_columns(const struct table *t, const size_t *natural, const bool *shown,
+                          size_t width, bool may_drop, size_t *w)
 {
-        _cleanup_free_ size_t *w = calloc(t->n_columns, sizeof(size_t));
-        size_t total = 0;
+        size_t total = 0, n_shown = 0;
 
-        if (!w)
-                return -ENOMEM;
-        for (size_t r = 0; r < t->n_rows; r++)
-                for (size_t c = 0; c < t->n_columns; c++) {
-                        size_t cw = text_width(t->cells[r * t->n_columns + c]);
-                        if (cw > w[c])
-                                w[c] = cw;
+        for (size_t c = 0; c < t->n_columns; c++) {
+                w[c] = shown[c] ? natural[c] : 0;
+                if (shown[c]) {
+                        total += w[c] + (n_shown > 0 ? COLUMN_GAP : 0);
+                        n_shown++;
                 }
-        for (size_t c = 0; c < t->n_columns; c++)
-                total += w[c] + (c > 0 ? COLUMN_GAP : 0);
-
-        /* Take a cell at a time from the widest flexible column, so the
-         * columns that are cut end up about as wide as each other. */
+        }
         while (width > 0 && total > width) {
                 size_t widest = t->n_columns;
                 for (size_t c = 0; c < t->n_columns; c++) {
-                        if (t->flexible[c] && w[c] > MIN_FLEXIBLE_WIDTH &&
+                        size_t min =
+                            may_drop && t->drop_rank[c] == 0 ? MIN_KEPT_WIDTH : MIN_FLEXIBLE_WIDTH;
+                        if (shown[c] && t->flexible[c] && w[c] > min &&
                             (widest == t->n_columns || w[c] > w[widest]))
                                 widest = c;
                 }
                 if (widest == t->n_columns)
-                        break; /* as narrow as it goes: let the terminal wrap */
+                        break; /* as narrow as it goes */
                 w[widest]--;
                 total--;
+        }
+        return total;
+}
+
+int table_print(const struct table *t, FILE *f, size_t width)
+{
+        _cleanup_free_ size_t *natural = calloc(t->n_columns, sizeof(size_t));
+        _cleanup_free_ size_t *w = calloc(t->n_columns, sizeof(size_t));
+        _cleanup_free_ bool *shown = calloc(t->n_columns, sizeof(bool));
+
+        if (!natural || !w || !shown)
+                return -ENOMEM;
+        for (size_t c = 0; c < t->n_columns; c++)
+                shown[c] = true;
+        for (size_t r = 0; r < t->n_rows; r++)
+                for (size_t c = 0; c < t->n_columns; c++) {
+                        size_t cw = text_width(t->cells[r * t->n_columns + c]);
+                        if (cw > natural[c])
+                                natural[c] = cw;
+                }
+
+        /* Cut first; when cutting is not enough, leave out the column that
+         * matters least and try again with the others at their full width.
+         * Still too wide with none left to leave out: the lines are cut. */
+        for (;;) {
+                size_t drop = t->n_columns;
+                for (size_t c = 0; c < t->n_columns; c++)
+                        if (shown[c] && t->drop_rank[c] > 0 &&
+                            (drop == t->n_columns || t->drop_rank[c] > t->drop_rank[drop]))
+                                drop = c;
+                if (fit_columns(t, natural, shown, width, drop < t->n_columns, w) <= width ||
+                    width == 0 || drop == t->n_columns)
+                        break;
+                shown[drop] = false;
         }
 
         for (size_t r = 0; r < t->n_rows; r++) {
                 char **row = t->cells + r * t->n_columns;
-                size_t last = 0; /* no padding after it: no trailing blanks */
+                size_t last = 0, used = 0; /* no padding after it: no trailing blanks */
+                bool first = true;
 
                 for (size_t c = 0; c < t->n_columns; c++)
-                        if (row[c][0])
+                        if (shown[c] && row[c][0])
                                 last = c;
                 for (size_t c = 0; c <= last; c++) {
-                        if (c > 0)
-                                fprintf(f, "%*s", COLUMN_GAP, "");
-                        print_cell(f, row[c], w[c], c < last);
+                        size_t gap = first ? 0 : COLUMN_GAP, cw = w[c];
+                        if (!shown[c])
+                                continue;
+                        /* Never wider than the terminal: a wrapped line
+                         * would break the columns of every line after it. */
+                        if (width > 0 && used + gap + cw > width) {
+                                if (used + gap + text_width(ellipsis()) > width)
+                                        break;
+                                cw = width - used - gap;
+                        }
+                        fprintf(f, "%*s", (int)gap, "");
+                        print_cell(f, row[c], cw, c < last && cw == w[c]);
+                        used += gap + cw;
+                        first = false;
+                        if (cw < w[c])
+                                break;
                 }
                 fputc('\n', f);
         }
+        return 0;
+}
+
+size_t terminal_columns(void)
+{
+        const char *env = getenv("COLUMNS");
+        struct winsize ws;
+
+        if (env && *env) {
+                char *end;
+                unsigned long v = strtoul(env, &end, 10);
+                if (*end == '\0' && v > 0 && v < 100000)
+                        return v;
+        }
+        if (isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+                return ws.ws_col;
         return 0;
 }

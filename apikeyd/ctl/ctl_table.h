@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * apikeyctl's text tables: columns sized to their widest cell, shrunk to
- * fit the terminal by cutting the cells of the columns marked flexible.
+ * fit the terminal by cutting the cells of the columns marked flexible,
+ * and by leaving out the columns that matter least when that is not enough.
  * Widths are counted in terminal cells (wcwidth), so names in any script
  * line up.  Used by apikeyctl only.
  */
@@ -28,13 +29,31 @@ static inline void table_freep(struct table **t)
 /* Let column `col` be cut (with an ellipsis) when the table is too wide. */
 void table_set_flexible(struct table *t, size_t col, bool flexible);
 
+/*
+ * Let column `col` be left out when cutting the flexible columns is not
+ * enough to fit the width: the column of the highest `rank` goes first.
+ * 0, the default: always shown.
+ */
+void table_set_drop_rank(struct table *t, size_t col, unsigned rank);
+
 /* Append a row of `n` cells (copied; NULL is an empty cell). */
 int table_add_row(struct table *t, const char *const *cells) _warn_unused_;
 
 size_t table_rows(const struct table *t);
 
-/* Print to `f`, at most `width` cells wide when possible (0: no limit). */
+/*
+ * Print to `f`, at most `width` cells wide (0: no limit): the flexible
+ * columns cut, then columns left out by their drop rank, and as a last
+ * resort each line cut at the width, so that no line wraps.
+ */
 int table_print(const struct table *t, FILE *f, size_t width);
+
+/*
+ * The width to fit tables to, as systemd's tools take it: $COLUMNS when it
+ * is a number, else the terminal's when standard output is one, else 0 (no
+ * limit: a pipe or a file gets every cell whole).
+ */
+size_t terminal_columns(void);
 
 /*
  * Replace control characters (C0, DEL, C1) in `s` with '?', in place: text

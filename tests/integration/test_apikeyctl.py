@@ -296,9 +296,9 @@ def test_man_page_renders_without_warnings():
     (["create", "a", "--expires", "2001-01-01"], "--expires '2001-01-01' is not in the future"),
     (["create", "a", "--status", "enabled"], "unknown option '--status'"),
     (["show"], "missing argument"),
-    (["show", "short"], "'short' is not a key id"),
+    (["show", ""], "'' is not a key id (12 letters and digits) or a key name"),
     (["update", "AAAAAAAAAAAA"], "nothing to change"),
-    (["delete", "AAAAAAAAAAA!"], "is not a key id"),
+    (["delete", "AAAAAAAAAAA\x1b"], "is not a key id"),
     (["shared-secret", "print"], "expected 'show' or 'rotate'"),
     (["audit", "--since", "yesterday"], "--since 'yesterday' is not a duration"),
     (["audit", "--key", "nope"], "'nope' is not a key id"),
@@ -567,9 +567,7 @@ def test_list_json_is_every_key(ctl, apikeyd):
 
 def test_list_empty(ctl):
     assert ctl.json("list") == []
-    out = ctl.ok("list").out
-    assert out.splitlines() == ["ID  NAME / DESCRIPTION  OWNER  ROLE  SCOPE  EXPIRES  STATUS  "
-                                "LAST USED"]
+    assert ctl.ok("list").out == "No keys.\n"
 
 
 @pytest.fixture
