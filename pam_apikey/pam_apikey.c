@@ -525,13 +525,18 @@ static int code_to_pam(enum verify_code code)
 
 static void log_failure(pam_handle_t *pamh, const char *user, const char *id, const char *code)
 {
-        /* pam_unix's shape, so fail2ban and sshguard match it unchanged. */
+        /* pam_unix's line to its last byte (two spaces before "user=", nothing
+         * after it): fail2ban's stock filters read the host and the user from
+         * it, and a word more at the end makes them miss it. */
         pam_syslog(pamh, LOG_NOTICE,
                    "authentication failure; logname=%s uid=%d euid=%d tty=%s ruser=%s rhost=%s "
-                   "user=%s key=%s code=%s",
+                   " user=%s",
                    pam_modutil_getlogin(pamh) ? pam_modutil_getlogin(pamh) : "", (int)getuid(),
                    (int)geteuid(), item_string(pamh, PAM_TTY), item_string(pamh, PAM_RUSER),
-                   item_string(pamh, PAM_RHOST), user, id[0] ? id : "-", code);
+                   item_string(pamh, PAM_RHOST), user);
+        /* Which key and why, on a line of its own that no filter counts. */
+        pam_syslog(pamh, LOG_NOTICE, "refused key=%s code=%s for user=%s", id[0] ? id : "-", code,
+                   user);
 }
 
 /*
