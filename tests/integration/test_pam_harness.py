@@ -135,6 +135,21 @@ def test_scope_is_checked_against_the_service_argument(pam, d, admin):
     assert pam.run("login-as-sudo", USER, [token]).code == PAM_AUTH_ERR
 
 
+def test_login_shell_services_are_checked_as_their_command(pam, d, admin):
+    """Debian's PAM services for `sudo -i` and `su -l` are checked as sudo
+    and su, and only those: service= still says exactly what to check."""
+    keys = {s: admin.create(f"{s} only", owner=USER, scope=[s]) for s in ("sudo", "su", "sudo-i")}
+    for service in ("sudo-i", "su-l", "sudo-i-x", "su-l-as-sudo-i"):
+        pam.probe(service, sock(d) + (" service=sudo-i" if service == "su-l-as-sudo-i" else ""))
+    passes = {"sudo-i": "sudo", "su-l": "su", "sudo-i-x": None, "su-l-as-sudo-i": "sudo-i"}
+    for service, scope in passes.items():
+        for s, k in keys.items():
+            r = pam.run(service, USER, [k["token"]])
+            assert r.code == (PAM_SUCCESS if s == scope else PAM_AUTH_ERR), (service, s, r)
+    assert admin.get(keys["sudo"]["key"]["id"])["last_used_service"] == "sudo"
+    assert admin.get(keys["su"]["key"]["id"])["last_used_service"] == "su"
+
+
 # ---------------------------------------------------------------- not a key
 
 

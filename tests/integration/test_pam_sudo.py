@@ -203,6 +203,25 @@ def need_namespaces():
             pytest.skip(f"{f} is missing: not Debian's sudo")
 
 
+@pytest.mark.parametrize("login", [False, True], ids=["sudo", "sudo-i"])
+def test_key_scoped_sudo_passes_sudo_and_sudo_i(site, login):
+    """Debian runs `sudo -i` as the PAM service sudo-i, with its own file
+    including the same snippet: a key scoped sudo passes it, and is noted
+    as used for sudo; a key scoped sshd does not."""
+    need_namespaces()
+    token, key_id = site.key(ALICE, f"sudo login={login}")
+    r = site.sudo_as_sudo(ALICE, token, login=login)
+    assert r.returncode == 0 and "API key: " in r.stderr, r
+    assert site.admin.get(key_id).get("last_used_service") == "sudo"
+    ssh_only, ssh_id = site.key(ALICE, f"ssh only login={login}", scope=("sshd",))
+    before = len(site.refusals())
+    r = site.sudo_as_sudo(ALICE, ssh_only, login=login)
+    assert r.returncode != 0 and "incorrect password attempt" in r.stderr, r
+    new = site.refusals()[before:]
+    assert len(new) == 1 and f"verify refused: OUT_OF_SCOPE; key={ssh_id} user={ALICE} " \
+        "service=sudo " in new[0], new
+
+
 def test_refusals_match_the_shipped_sudo_filter(site, syslog, tmp_path):
     """A wrong key at sudo and at `sudo -i`, as the module logs it inside
     the real sudo: the shipped apikey-sudo filter reads each, by the user
