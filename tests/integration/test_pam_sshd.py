@@ -8,7 +8,9 @@ sshd runs as /usr/sbin/sshd through a symlink named sshd-apikey-test, so its
 PAM service is /etc/pam.d/sshd-apikey-test: the admin's snippet
 (systemd/pam.d/apikey) with the module's path and socket=, service=sshd and
 nodelay, followed by Debian's usual lines.  Every file, process and account
-change is undone at the end."""
+change is undone at the end.  One more sshd runs under its own name and PAM
+service, sshd, in a private mount namespace (SshdAsSshd), for lines exactly
+as fail2ban and sshguard see them."""
 
 import fcntl
 import os

@@ -7,7 +7,9 @@ sudo always reads /etc/pam.d: a file in /etc/sudoers.d sends the test users
 to the PAM service sudo-apikey-test, /etc/pam.d/sudo-apikey-test is the
 admin's snippet (systemd/pam.d/apikey, with the module's path and socket=,
 service=sudo and nodelay) followed by Debian's usual lines.  Both files are
-removed at the end, whatever happened."""
+removed at the end, whatever happened.  For sudo's own PAM services, sudo
+and sudo-i (`sudo -i`), a private mount namespace puts the test's files in
+their place for one sudo alone (SudoSite.sudo_as_sudo)."""
 
 import fcntl
 import os
