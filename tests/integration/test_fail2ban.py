@@ -246,4 +246,6 @@ def test_the_shipped_jails_load(tmp_path):
     for name in ("apikey-pam", "apikey-sudo", "apikeyd"):
         assert f"['add', '{name}', " in r.stdout, r.stdout
     assert "['set', 'apikey-sudo', 'addaction', 'apikey-mail-user']" in r.stdout
-    assert "['set', 'apikeyd', 'addjournalmatch', '_SYSTEMD_UNIT=apikeyd.service']" in r.stdout
+    for name, match in (("apikey-pam", "SYSLOG_FACILITY=10"), ("apikey-sudo", "_COMM=sudo"),
+                        ("apikeyd", "_SYSTEMD_UNIT=apikeyd.service")):
+        assert f"['set', '{name}', 'addjournalmatch', '{match}']" in r.stdout, r.stdout
