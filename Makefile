@@ -317,6 +317,11 @@ install: all
 	install -m 0644 $(BUILD)/man/pam_apikey.8 $(DESTDIR)$(MANDIR)/man8/pam_apikey.8
 	install -m 0644 apikeyd/ctl/apikeyctl.bash-completion $(DESTDIR)$(COMPLETIONDIR)/apikeyctl
 	install -m 0644 $(INTERFACE) apikeyd/apikeyd.conf.example $(DESTDIR)$(DATADIR)/apikeyd/
+	@# fail2ban filters, action and jails: examples to copy into /etc/fail2ban.
+	for d in filter.d action.d jail.d; do \
+		install -d $(DESTDIR)$(DATADIR)/apikeyd/fail2ban/$$d && \
+		install -m 0644 contrib/fail2ban/$$d/*.conf $(DESTDIR)$(DATADIR)/apikeyd/fail2ban/$$d/ \
+		|| exit 1; done
 	@# A local edit of the PAM snippet survives a reinstall.
 	if [ ! -e $(DESTDIR)$(SYSCONFDIR)/pam.d/apikey ]; then \
 		install -m 0644 systemd/pam.d/apikey $(DESTDIR)$(SYSCONFDIR)/pam.d/apikey; fi
@@ -332,6 +337,7 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man8/pam_apikey.8 $(DESTDIR)$(COMPLETIONDIR)/apikeyctl \
 		$(DESTDIR)$(DATADIR)/apikeyd/io.apikeyd.Keys.varlink \
 		$(DESTDIR)$(DATADIR)/apikeyd/apikeyd.conf.example
+	rm -rf $(DESTDIR)$(DATADIR)/apikeyd/fail2ban
 	-rmdir $(DESTDIR)$(DATADIR)/apikeyd 2>/dev/null
 	@echo "kept $(SYSCONFDIR)/pam.d/apikey, the state in /var/lib/apikeyd, the apikeyd user and"
 	@echo "the apikey-admin group: remove them by hand once no PAM service includes the snippet"

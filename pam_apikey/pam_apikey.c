@@ -523,15 +523,41 @@ static int code_to_pam(enum verify_code code)
         return PAM_AUTH_ERR; /* not an enum value at all */
 }
 
+/*
+ * The scope a PAM service is checked against when no service= names one.
+ * Debian runs `sudo -i` as the PAM service sudo-i and `su -l` as su-l, each
+ * with its own file in /etc/pam.d that includes the same snippet: a key
+ * scoped sudo (su) is meant for both ways of running it.
+ */
+static const char *service_scope(const char *pam_service)
+{
+        static const struct {
+                const char *pam_service, *scope;
+        } aliases[] = {
+            {"sudo-i", "sudo"},
+            {"su-l", "su"},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(aliases); i++)
+                if (STREQ(pam_service, aliases[i].pam_service))
+                        return aliases[i].scope;
+        return pam_service;
+}
+
 static void log_failure(pam_handle_t *pamh, const char *user, const char *id, const char *code)
 {
-        /* pam_unix's shape, so fail2ban and sshguard match it unchanged. */
+        /* pam_unix's line to its last byte (two spaces before "user=", nothing
+         * after it): fail2ban's stock filters read the host and the user from
+         * it, and a word more at the end makes them miss it. */
         pam_syslog(pamh, LOG_NOTICE,
                    "authentication failure; logname=%s uid=%d euid=%d tty=%s ruser=%s rhost=%s "
-                   "user=%s key=%s code=%s",
+                   " user=%s",
                    pam_modutil_getlogin(pamh) ? pam_modutil_getlogin(pamh) : "", (int)getuid(),
                    (int)geteuid(), item_string(pamh, PAM_TTY), item_string(pamh, PAM_RUSER),
-                   item_string(pamh, PAM_RHOST), user, id[0] ? id : "-", code);
+                   item_string(pamh, PAM_RHOST), user);
+        /* Which key and why, on a line of its own that no filter counts. */
+        pam_syslog(pamh, LOG_NOTICE, "refused key=%s code=%s for user=%s", id[0] ? id : "-", code,
+                   user);
 }
 
 /*
@@ -631,7 +657,7 @@ PAM_EXTERN _public_ int pam_sm_authenticate(pam_handle_t *pamh, int flags, int a
                 return PAM_IGNORE;
         }
 
-        service = o.service[0] ? o.service : item_string(pamh, PAM_SERVICE);
+        service = o.service[0] ? o.service : service_scope(item_string(pamh, PAM_SERVICE));
         memset(&ans, 0, sizeof(ans)); /* read below even when the daemon gave no answer */
         r = ask_daemon(pamh, &o, token, strlen(token), user, service, item_string(pamh, PAM_RHOST),
                        &ans);

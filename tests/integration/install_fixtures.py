@@ -18,6 +18,7 @@ APIKEYCTL_BUILT = BUILD / "apikeyctl"
 APIKEYD_BUILT = BUILD / "apikeyd"
 PAM_SOURCE = REPO / "pam_apikey" / "pam_apikey.c"
 CONF_EXAMPLE = REPO / "apikeyd" / "apikeyd.conf.example"
+FAIL2BAN = REPO / "contrib" / "fail2ban"
 README = REPO / "README.md"
 MAN_PAGES = {
     "apikeyd.8": REPO / "apikeyd" / "apikeyd.8",
@@ -102,6 +103,8 @@ def expected_files(prefix=DEFAULT_PREFIX):
         f"{share}/apikeyd/io.apikeyd.Keys.varlink":
             (0o644, REPO / "apikeyd" / "io.apikeyd.Keys.varlink"),
         f"{share}/apikeyd/apikeyd.conf.example": (0o644, CONF_EXAMPLE),
+        **{f"{share}/apikeyd/fail2ban/{f.relative_to(FAIL2BAN)}": (0o644, f)
+           for f in FAIL2BAN.glob("*/*.conf")},
         "/etc/pam.d/apikey": (0o644, REPO / "systemd" / "pam.d" / "apikey"),
     }
 

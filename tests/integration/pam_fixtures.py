@@ -594,12 +594,31 @@ class SyslogCapture:
         rx = re.compile(pattern)
         return [m for m in self.lines(settle) if rx.search(m)]
 
+    @staticmethod
+    def _hits(messages, pattern):
+        """The messages matching `pattern`; for a pair of patterns, those
+        matching the first whose next message from the same process
+        matches the second."""
+        if isinstance(pattern, str):
+            rx = re.compile(pattern)
+            return [m for m in messages if rx.search(m)]
+        first, second = (re.compile(p) for p in pattern)
+        hits = []
+        for i, m in enumerate(messages):
+            # "<85>Dec  6 03:10:00 sshd[123]: ...": the process is its tag.
+            tag = re.match(r"<\d+>\w{3} [ \d]\d [\d:]{8} (\S+: )", m)
+            if not tag or not first.search(m):
+                continue
+            after = [n for n in messages[i + 1:] if tag.group(1) in n]
+            if after and second.search(after[0]):
+                hits.append(m)
+        return hits
+
     def wait_for(self, pattern, timeout=5.0):
-        rx = re.compile(pattern)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                hits = [m for m in self.messages if rx.search(m)]
+                hits = self._hits(self.messages, pattern)
             if hits:
                 return hits
             time.sleep(0.02)
@@ -631,16 +650,18 @@ def syslog():
 
 
 FAILURE_LINE = (r"pam_apikey\({service}:auth\): authentication failure; logname=\S* uid={uid} "
-                r"euid={euid} tty={tty} ruser={ruser} rhost={rhost} user={user} key={key} "
-                r"code={code}$")
+                r"euid={euid} tty={tty} ruser={ruser} rhost={rhost}  user={user}$")
+REFUSED_LINE = r"pam_apikey\({service}:auth\): refused key={key} code={code} for user={user}$"
 
 
 def failure_line(service, user, key, code, tty="", ruser="", rhost="", uid=r"\d+", euid=r"\d+"):
-    """The regular expression of pam_apikey's pam_unix-shaped failure line."""
+    """The regular expressions of pam_apikey's two lines for a refusal, for
+    SyslogCapture.wait_for: pam_unix's failure line to its last byte, then
+    the key and the code."""
     e = re.escape
-    return FAILURE_LINE.format(service=e(service), uid=uid, euid=euid, tty=e(tty),
-                               ruser=e(ruser), rhost=e(rhost), user=e(user), key=e(key),
-                               code=code)
+    return (FAILURE_LINE.format(service=e(service), uid=uid, euid=euid, tty=e(tty),
+                                ruser=e(ruser), rhost=e(rhost), user=e(user)),
+            REFUSED_LINE.format(service=e(service), user=e(user), key=e(key), code=code))
 
 
 # ---------------------------------------------------------------- system files

@@ -8,7 +8,9 @@ sshd runs as /usr/sbin/sshd through a symlink named sshd-apikey-test, so its
 PAM service is /etc/pam.d/sshd-apikey-test: the admin's snippet
 (systemd/pam.d/apikey) with the module's path and socket=, service=sshd and
 nodelay, followed by Debian's usual lines.  Every file, process and account
-change is undone at the end."""
+change is undone at the end.  One more sshd runs under its own name and PAM
+service, sshd, in a private mount namespace (SshdAsSshd), for lines exactly
+as fail2ban and sshguard see them."""
 
 import fcntl
 import os
@@ -25,6 +27,7 @@ from conftest import ALICE, BOB, IFACE, Daemon
 from pam_fixtures import (  # noqa: F401 - fixtures
     BUILD, DEFAULT_BUILD, SystemFiles, failure_line, forged, free_port, key_id_of, need_root,
     need_tool, secret_of, socket_dir, snippet_lines, stop_pid, syslog, wait_port)
+from test_fail2ban import SSHG_PARSER, auth_log, fail2ban_regex
 
 SERVICE = "sshd-apikey-test"
 PAM_FILE = Path("/etc/pam.d") / SERVICE
@@ -110,6 +113,33 @@ class Sshd:
                 f"{user}@127.0.0.1", command]
         return subprocess.run(argv, capture_output=True, text=True, timeout=30,
                               stdin=subprocess.DEVNULL)
+
+
+class SshdAsSshd(Sshd):
+    """/usr/sbin/sshd under its own name, logging to syslog, so that its PAM
+    service and its lines are sshd's: in a mount namespace of its own, where
+    the test's service file is bind-mounted on /etc/pam.d/sshd (for it
+    alone; nothing under /etc changes)."""
+
+    def __init__(self, workdir, pam_file, port):
+        self.workdir, self.mode, self.port = workdir, "keyboard-interactive", port
+        self.config = workdir / "sshd_config.as-sshd"
+        self.config.write_text(
+            f"Port {port}\nListenAddress 127.0.0.1\nHostKey {workdir / 'host_key'}\n"
+            f"PidFile {workdir / 'sshd.pid.as-sshd'}\nUsePAM yes\n"
+            "KbdInteractiveAuthentication yes\nPasswordAuthentication no\n"
+            "PubkeyAuthentication no\nPermitRootLogin no\nMaxStartups 100\nUseDNS no\n"
+            "PrintMotd no\n")
+        self.log_path = workdir / "sshd.as-sshd.log"
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                 'mount --bind "$1" /etc/pam.d/sshd && exec "$2" -D -f "$3"', "sh",
+                 str(pam_file), SSHD, str(self.config)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        if not wait_port(port, self.proc):
+            stop_pid(self.proc)
+            raise AssertionError(f"sshd did not start; its log:\n{self.log()}")
 
 
 class Site:
@@ -406,3 +436,53 @@ def test_expiry_warning_reaches_the_client(site, mode):
     expires_at = created["key"]["expires_at"]
     assert re.search(rf"^Your API key expires in (1 day|2 days) \({expires_at}\)\.\r?$",
                      r.stdout, re.M), r
+
+
+def test_lines_match_fail2ban_and_sshguard(site, syslog, tmp_path):
+    """Refused keys and an outage at sshd, as sshd and the module log them,
+    read by fail2ban's stock sshd filter and by sshguard: the module's
+    failure line is read as pam_unix's is (the filter takes the user from
+    it and counts sshd's own "error: PAM: Authentication failure" line of the
+    same attempt); the key's line and the outage's lines count for nothing."""
+    need_tool("unshare", "mount", "fail2ban-regex")
+    if not os.path.isfile("/etc/pam.d/sshd"):
+        pytest.skip("/etc/pam.d/sshd is missing (openssh-server)")
+    link = tmp_path / "socket"  # removed for the outage
+    link.symlink_to(site.daemon.socket)
+    pam_file = tmp_path / "pam.sshd"
+    pam_file.write_text(pam_service_text(DEFAULT_BUILD.module, f"socket={link} nodelay"))
+    s = SshdAsSshd(site.workdir, pam_file, free_port())
+    try:
+        token, key_id = site.key(ALICE, "fail2ban")
+        for bad in (forged(token), site.key(BOB, "fail2ban bob")[0]):
+            assert not logged_in(s.login(ALICE, bad), ALICE)
+        link.unlink()
+        assert not logged_in(s.login(ALICE, token), ALICE)
+        syslog.wait_for(r"sshd\[\d+\]: error: PAM: Authentication service cannot retrieve "
+                        rf"authentication info for {ALICE} from 127\.0\.0\.1$")
+    finally:
+        stop_pid(s.proc)
+    lines = auth_log(syslog.grep(r"^<\d+>.{15} sshd\[\d+\]: "))
+    module = [l for l in lines if "pam_apikey(" in l]
+    failures = [l for l in module if "authentication failure;" in l]
+    assert len(failures) == 2 and all(
+        l.endswith(f"tty=ssh ruser= rhost=127.0.0.1  user={ALICE}") for l in failures), lines
+    assert sum("no decision from apikeyd" in l for l in module) == 1, lines
+    r = fail2ban_regex(tmp_path, lines, "/etc/fail2ban/filter.d/sshd.conf")
+    assert [n for n, rx in r.hits if "authentication failure;" in rx] == [2], r
+    assert [l for l in module if l not in r.missed()] == failures, r
+    rows = fail2ban_regex(tmp_path, lines, "/etc/fail2ban/filter.d/sshd.conf", out="row")
+    counted = re.findall(r"^\['([^']*)',.*'user': '([^']*)'", rows, re.M)
+    assert counted == [("127.0.0.1", ALICE)] * 2, (rows, lines)
+    if not os.access(SSHG_PARSER, os.X_OK):
+        pytest.skip(f"fail2ban checked; {SSHG_PARSER} is not installed (Debian package sshguard)")
+    # sshguard reads sshd's lines only (not pam_unix's either): 10 points for
+    # each "error: PAM: Authentication failure", 2 for each connection closed
+    # before login -- that of the outage too, as for any client that hangs up.
+    sshg = subprocess.run([SSHG_PARSER], input="".join(l + "\n" for l in module),
+                          capture_output=True, text=True, timeout=30)
+    assert sshg.returncode == 0 and sshg.stdout == "", sshg
+    sshg = subprocess.run([SSHG_PARSER], input="".join(l + "\n" for l in lines),
+                          capture_output=True, text=True, timeout=30)
+    assert sorted(sshg.stdout.splitlines()) == ["100 127.0.0.1 4 10"] * 2 + \
+        ["100 127.0.0.1 4 2"] * 3, (sshg.stdout, lines)
