@@ -263,6 +263,10 @@ def _expected_files():
             "/usr/share/bash-completion/completions/apikeyctl",
             "/usr/share/apikeyd/apikeyd.conf.example",
             "/usr/share/apikeyd/io.apikeyd.Keys.varlink",
+            *(f"/usr/share/apikeyd/fail2ban/{f}" for f in (
+                "filter.d/apikey-pam.conf", "filter.d/apikey-sudo.conf",
+                "filter.d/apikeyd.conf", "action.d/apikey-mail-user.conf",
+                "jail.d/apikey.conf")),
             "/usr/share/doc/apikeyd/copyright", "/usr/share/doc/apikeyd/changelog.Debian.gz",
             "/usr/share/lintian/overrides/apikeyd",
         },
