@@ -93,11 +93,41 @@ def test_every_declared_method_is_answered(root, method):
 
 
 @pytest.mark.parametrize("method", [f"{IFACE}.Frobnicate", f"{IFACE}.create", f"{IFACE}.verify",
-                                    f"{IFACE}.", f"{SERVICE}.Nope", "io.apikeyd.Other.Create",
-                                    "Create", f"{IFACE}.Create.Extra"])
+                                    f"{IFACE}.", f"{SERVICE}.Nope", "Create"])
 def test_undeclared_method_is_not_found(root, method):
     assert root.err(method, {}) == (f"{SERVICE}.MethodNotFound", {"method": method})
     assert root.ok(f"{SERVICE}.GetInfo")["vendor"] == "apikeyd"
+
+
+@pytest.mark.parametrize("method,iface", [
+    ("io.apikeyd.Other.Create", "io.apikeyd.Other"),
+    (f"{IFACE}.Create.Extra", f"{IFACE}.Create"),
+    ("io.apikeyd.keys.Create", "io.apikeyd.keys"),
+    ("org.varlink.Service.GetInfo", "org.varlink.Service"),
+    (".Verify", ""),
+])
+def test_call_to_an_interface_the_daemon_has_not_is_interface_not_found(root, method, iface):
+    """The interface is everything before the method name's last dot."""
+    assert root.err(method, {}) == (f"{SERVICE}.InterfaceNotFound", {"interface": iface})
+    assert root.ok(f"{SERVICE}.GetInfo")["vendor"] == "apikeyd"
+
+
+@pytest.mark.parametrize("method,params", [
+    (f"{SERVICE}.GetInfo", {}),
+    (f"{IFACE}.Get", {"id": "000000000000"}),
+    # A plain Verify takes the daemon's fast path; with the flag it must not.
+    (f"{IFACE}.Verify", {"token": "apk_000000000000_" + "0" * 49}),
+])
+def test_upgrade_is_refused(root, method, params):
+    """No method of the daemon hands its connection over to another
+    protocol: a call asking to is refused, not answered as if it did not."""
+    root.send({"method": method, "parameters": params, "upgrade": True})
+    assert root.recv() == {"error": f"{SERVICE}.InvalidParameter",
+                           "parameters": {"parameter": "upgrade"}}
+    # The connection still speaks Varlink.
+    assert root.ok(f"{SERVICE}.GetInfo")["vendor"] == "apikeyd"
+    root.send({"method": method, "parameters": params, "upgrade": False})
+    assert root.recv().get("error") != f"{SERVICE}.InvalidParameter"
 
 
 def test_only_declared_methods_exist(root):
