@@ -458,6 +458,12 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
         /* Not sd_event_default(): a default loop checks its thread with a
          * gettid() system call on every iteration, one per call served. */
         r = sd_event_new(&d.event);
+        /* With WatchdogSec= in the unit, the loop itself sends WATCHDOG=1
+         * (as systemd's own daemons do): a loop that stops turning stops the
+         * pings, and systemd restarts the daemon.  Not a thread of its own,
+         * which would go on pinging for a loop that is stuck. */
+        if (r >= 0)
+                r = sd_event_set_watchdog(d.event, true);
         if (r >= 0)
                 r = sd_event_add_signal(d.event, NULL, SIGTERM, on_signal, &d);
         if (r >= 0)
