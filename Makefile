@@ -253,6 +253,7 @@ MANDIR     ?= $(DATADIR)/man
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 COMPLETIONDIR ?= $(DATADIR)/bash-completion/completions
+CATALOGDIR ?= $(PREFIX)/lib/systemd/catalog
 
 $(BUILD)/systemd/apikeyd.service: systemd/apikeyd.service.in
 	@mkdir -p $(@D)
@@ -274,6 +275,8 @@ install: all
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' systemd/apikeyd.service.in > $(DESTDIR)$(UNITDIR)/apikeyd.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/apikeyd.service
 	install -m 0644 systemd/apikeyd.sysusers $(DESTDIR)$(SYSUSERSDIR)/apikeyd.conf
+	install -d $(DESTDIR)$(CATALOGDIR)
+	install -m 0644 systemd/apikeyd.catalog $(DESTDIR)$(CATALOGDIR)/apikeyd.catalog
 	install -m 0644 apikeyd/ctl/apikeyctl.1 $(DESTDIR)$(MANDIR)/man1/apikeyctl.1
 	install -m 0644 apikeyd/apikeyd.8 $(DESTDIR)$(MANDIR)/man8/apikeyd.8
 	install -m 0644 pam_apikey/pam_apikey.8 $(DESTDIR)$(MANDIR)/man8/pam_apikey.8
@@ -294,6 +297,7 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man8/pam_apikey.8 $(DESTDIR)$(COMPLETIONDIR)/apikeyctl \
 		$(DESTDIR)$(DATADIR)/apikeyd/io.apikeyd.Keys.varlink \
 		$(DESTDIR)$(DATADIR)/apikeyd/apikeyd.conf.example
+	rm -f $(DESTDIR)$(CATALOGDIR)/apikeyd.catalog
 	-rmdir $(DESTDIR)$(DATADIR)/apikeyd 2>/dev/null
 	@echo "kept $(SYSCONFDIR)/pam.d/apikey, the state in /var/lib/apikeyd, the apikeyd user and"
 	@echo "the apikey-admin group: remove them by hand once no PAM service includes the snippet"

@@ -153,8 +153,9 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
 {
         struct daemon *d = userdata;
 
-        log_info("received %s; finishing calls in flight and stopping",
-                 strsignal((int)si->ssi_signo));
+        log_event(LOG_INFO, MESSAGE_ID_STOPPING,
+                  "received %s; finishing calls in flight and stopping",
+                  strsignal((int)si->ssi_signo));
         (void)sd_notify(0, "STOPPING=1");
         server_stop_listening(d->server);
         return sd_event_exit(d->event, 0);
@@ -493,8 +494,9 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
                 goto out;
         }
 
-        log_info("apikeyd %s ready on %s (state in %s)", APIKEYD_VERSION,
-                 bound ? o->socket : "the socket passed by systemd", o->state_dir);
+        log_event(LOG_INFO, MESSAGE_ID_STARTED, "apikeyd %s ready on %s (state in %s)",
+                  APIKEYD_VERSION, bound ? o->socket : "the socket passed by systemd",
+                  o->state_dir);
         (void)sd_notifyf(0, "READY=1\nSTATUS=Answering on %s", bound ? o->socket : "socket unit");
         r = sd_event_loop(d.event);
         if (r < 0)

@@ -31,7 +31,7 @@ DEFAULT_PREFIX = "/usr/local"
 MAKE_VARIABLES = ("PREFIX", "DESTDIR", "BINDIR", "SBINDIR", "BUILD", "PAMDIR", "SYSCONFDIR",
                   "DATADIR", "MANDIR", "UNITDIR", "SYSUSERSDIR", "COMPLETIONDIR", "MAKEFLAGS",
                   "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "CFLAGS", "LDFLAGS", "CPPFLAGS",
-                  "WERROR", "CC")
+                  "WERROR", "CC", "CATALOGDIR")
 
 
 def clean_env(extra=None, drop=()):
@@ -79,6 +79,7 @@ def expected_files(prefix=DEFAULT_PREFIX):
         f"{p}/lib/systemd/system/apikeyd.socket": (0o644, REPO / "systemd" / "apikeyd.socket"),
         f"{p}/lib/systemd/system/apikeyd.service": (0o644, None),
         f"{p}/lib/sysusers.d/apikeyd.conf": (0o644, REPO / "systemd" / "apikeyd.sysusers"),
+        f"{p}/lib/systemd/catalog/apikeyd.catalog": (0o644, REPO / "systemd" / "apikeyd.catalog"),
         f"{share}/man/man1/apikeyctl.1": (0o644, MAN_PAGES["apikeyctl.1"]),
         f"{share}/man/man8/apikeyd.8": (0o644, MAN_PAGES["apikeyd.8"]),
         f"{share}/man/man8/pam_apikey.8": (0o644, MAN_PAGES["pam_apikey.8"]),
