@@ -291,6 +291,7 @@ systemd_dir = $(if $(filter $(PREFIX),$(SYSTEMD_PREFIX)),$(shell $(PKG_CONFIG) -
 UNITDIR    ?= $(or $(call systemd_dir,systemdsystemunitdir),$(PREFIX)/lib/systemd/system)
 SYSUSERSDIR ?= $(or $(call systemd_dir,sysusersdir),$(PREFIX)/lib/sysusers.d)
 COMPLETIONDIR ?= $(DATADIR)/bash-completion/completions
+CATALOGDIR ?= $(or $(call systemd_dir,catalogdir),$(PREFIX)/lib/systemd/catalog)
 
 $(BUILD)/systemd/apikeyd.service: systemd/apikeyd.service.in
 	@mkdir -p $(@D)
@@ -312,6 +313,8 @@ install: all
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' systemd/apikeyd.service.in > $(DESTDIR)$(UNITDIR)/apikeyd.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/apikeyd.service
 	install -m 0644 systemd/apikeyd.sysusers $(DESTDIR)$(SYSUSERSDIR)/apikeyd.conf
+	install -d $(DESTDIR)$(CATALOGDIR)
+	install -m 0644 systemd/apikeyd.catalog $(DESTDIR)$(CATALOGDIR)/apikeyd.catalog
 	install -m 0644 $(BUILD)/man/apikeyctl.1 $(DESTDIR)$(MANDIR)/man1/apikeyctl.1
 	install -m 0644 $(BUILD)/man/apikeyd.8 $(DESTDIR)$(MANDIR)/man8/apikeyd.8
 	install -m 0644 $(BUILD)/man/pam_apikey.8 $(DESTDIR)$(MANDIR)/man8/pam_apikey.8
@@ -338,6 +341,7 @@ uninstall:
 		$(DESTDIR)$(DATADIR)/apikeyd/io.apikeyd.Keys.varlink \
 		$(DESTDIR)$(DATADIR)/apikeyd/apikeyd.conf.example
 	rm -rf $(DESTDIR)$(DATADIR)/apikeyd/fail2ban
+	rm -f $(DESTDIR)$(CATALOGDIR)/apikeyd.catalog
 	-rmdir $(DESTDIR)$(DATADIR)/apikeyd 2>/dev/null
 	@echo "kept $(SYSCONFDIR)/pam.d/apikey, the state in /var/lib/apikeyd, the apikeyd user and"
 	@echo "the apikey-admin group: remove them by hand once no PAM service includes the snippet"

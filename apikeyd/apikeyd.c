@@ -153,8 +153,9 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
 {
         struct daemon *d = userdata;
 
-        log_info("received %s; finishing calls in flight and stopping",
-                 strsignal((int)si->ssi_signo));
+        log_event(LOG_INFO, MESSAGE_ID_STOPPING,
+                  "received %s; finishing calls in flight and stopping",
+                  strsignal((int)si->ssi_signo));
         (void)sd_notify(0, "STOPPING=1");
         server_stop_listening(d->server);
         return sd_event_exit(d->event, 0);
@@ -458,6 +459,12 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
         /* Not sd_event_default(): a default loop checks its thread with a
          * gettid() system call on every iteration, one per call served. */
         r = sd_event_new(&d.event);
+        /* With WatchdogSec= in the unit, the loop itself sends WATCHDOG=1
+         * (as systemd's own daemons do): a loop that stops turning stops the
+         * pings, and systemd restarts the daemon.  Not a thread of its own,
+         * which would go on pinging for a loop that is stuck. */
+        if (r >= 0)
+                r = sd_event_set_watchdog(d.event, true);
         if (r >= 0)
                 r = sd_event_add_signal(d.event, NULL, SIGTERM, on_signal, &d);
         if (r >= 0)
@@ -487,8 +494,9 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
                 goto out;
         }
 
-        log_info("apikeyd %s ready on %s (state in %s)", APIKEYD_VERSION,
-                 bound ? o->socket : "the socket passed by systemd", o->state_dir);
+        log_event(LOG_INFO, MESSAGE_ID_STARTED, "apikeyd %s ready on %s (state in %s)",
+                  APIKEYD_VERSION, bound ? o->socket : "the socket passed by systemd",
+                  o->state_dir);
         (void)sd_notifyf(0, "READY=1\nSTATUS=Answering on %s", bound ? o->socket : "socket unit");
         r = sd_event_loop(d.event);
         if (r < 0)

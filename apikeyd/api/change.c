@@ -85,6 +85,22 @@ int change_audit(struct change *ch, struct keystore_tx *tx, const struct key_rec
         return keystore_tx_audit(tx, &ev);
 }
 
+/* The MESSAGE_ID= of a change, by its action. */
+static const char *change_message_id(const char *action)
+{
+        if (STREQ(action, "create"))
+                return MESSAGE_ID_KEY_CREATED;
+        if (STREQ(action, "revoke"))
+                return MESSAGE_ID_KEY_REVOKED;
+        if (STREQ(action, "delete"))
+                return MESSAGE_ID_KEY_DELETED;
+        if (STREQ(action, "rotate-shared-secret"))
+                return MESSAGE_ID_SHARED_SECRET_ROTATED;
+        if (STREQ(action, "reset-lockout") || STREQ(action, "reset-all-lockouts"))
+                return MESSAGE_ID_LOCKOUT_RESET;
+        return MESSAGE_ID_KEY_CHANGED; /* update, disable, enable */
+}
+
 void change_journal(struct request *q, const char *action, const struct key_record *rec,
                     const char *detail)
 {
@@ -92,6 +108,7 @@ void change_journal(struct request *q, const char *action, const struct key_reco
         struct audit_fields f = {.n = 0};
         char message[512];
 
+        api_field(&f, change_message_id(action), "");
         api_field(&f, "APIKEY_ACTION=", action);
         if (rec) {
                 api_field(&f, "APIKEY_ID=", rec->id);

@@ -27,6 +27,24 @@ static const struct method *method_find(const char *name)
         return NULL;
 }
 
+/*
+ * Whether the interface part of `method` (all before its last dot) is one
+ * the daemon has.  A name without a dot names no interface: it is an
+ * unknown method, not a call to a missing interface.
+ */
+static bool method_interface_known(const char *method, size_t *ret_len)
+{
+        const char *dot = strrchr(method, '.');
+
+        *ret_len = dot ? (size_t)(dot - method) : 0;
+        if (!dot)
+                return true;
+        return (*ret_len == STRLEN(KEYS_INTERFACE) &&
+                memcmp(method, KEYS_INTERFACE, *ret_len) == 0) ||
+               (*ret_len == STRLEN(VARLINK_SERVICE_INTERFACE) &&
+                memcmp(method, VARLINK_SERVICE_INTERFACE, *ret_len) == 0);
+}
+
 const char *api_method_name(size_t i)
 {
         for (size_t f = 0; f < ELEMENTSOF(families); f++)
@@ -44,8 +62,23 @@ void api_dispatch(struct connection *c, struct varlink_call *call, void *userdat
         int r;
 
         if (!m) {
-                (void)connection_reply_error(c, VARLINK_ERROR_METHOD_NOT_FOUND,
-                                             json_pack("{s:s}", "method", call->method));
+                size_t len;
+
+                if (!method_interface_known(call->method, &len))
+                        (void)connection_reply_error(
+                            c, VARLINK_ERROR_INTERFACE_NOT_FOUND,
+                            json_pack("{s:s#}", "interface", call->method, (int)len));
+                else
+                        (void)connection_reply_error(c, VARLINK_ERROR_METHOD_NOT_FOUND,
+                                                     json_pack("{s:s}", "method", call->method));
+                return;
+        }
+        /* No method hands its connection over to another protocol: a call
+         * asking to, refused like `more` on a method that does not stream,
+         * rather than answered as if the flag were not there. */
+        if (call->upgrade) {
+                (void)connection_reply_error(c, VARLINK_ERROR_INVALID_PARAMETER,
+                                             json_pack("{s:s}", "parameter", "upgrade"));
                 return;
         }
         if (call->more && !m->more) {

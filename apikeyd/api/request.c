@@ -137,7 +137,7 @@ int api_reply_no_such_key(struct request *q, const char *id)
 
 int api_reply_internal(struct request *q, const char *what, int r)
 {
-        log_error("%s failed: %s", what, strerror(-r));
+        log_event(LOG_ERR, MESSAGE_ID_STORAGE_ERROR, "%s failed: %s", what, strerror(-r));
         return api_reply_reason(q, ERR_INTERNAL,
                                 r == -EBADMSG ? "keystore record is corrupt" : "keystore error");
 }
@@ -212,6 +212,7 @@ static void audit_refusal(struct request *q, const char *result, const char *rea
                 return;
         }
         a->refusals_logged++;
+        api_field(&f, MESSAGE_ID_CALL_REFUSED, "");
         api_field(&f, "APIKEY_ACTION=", action);
         api_field(&f, "APIKEY_CODE=", result);
         if (q->key_id[0])

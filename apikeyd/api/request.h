@@ -76,8 +76,8 @@ struct request {
 
 /* Journal fields of an audit event, as "NAME=value" strings in `buf`. */
 struct audit_fields {
-        char buf[8][KEY_OWNER_MAX + KEY_FIELD_MAX];
-        const char *v[8];
+        char buf[12][KEY_OWNER_MAX + KEY_FIELD_MAX];
+        const char *v[12];
         size_t n;
 };
 

@@ -42,7 +42,8 @@ enum verify_code api_verify_token(struct api *a, const char *token, size_t len,
         sodium_memzero(hash, sizeof(hash));
         if (r < 0 && r != -ENOENT) {
                 /* Not the caller's failure: neither NOT_FOUND nor counted for lockout. */
-                log_error("reading key %s failed: %s; answered UNAVAILABLE", t.id, strerror(-r));
+                log_event(LOG_ERR, MESSAGE_ID_STORAGE_ERROR,
+                          "reading key %s failed: %s; answered UNAVAILABLE", t.id, strerror(-r));
                 return VERIFY_CODE_UNAVAILABLE;
         }
         if (r < 0)
@@ -158,8 +159,9 @@ enum verify_code api_lockout_apply(struct request *q, const char *user, const ch
                                 char window[64] = "";
                                 (void)duration_format(a->config->lockout_window_usec, window,
                                                       sizeof(window));
-                                log_warning("%s locked after %u failed verifies within %s",
-                                            names[i], a->config->lockout_threshold, window);
+                                log_event(LOG_WARNING, MESSAGE_ID_LOCKED_OUT,
+                                          "%s locked after %u failed verifies within %s", names[i],
+                                          a->config->lockout_threshold, window);
                         }
                 if (lockout_eviction_news(&a->lockout, &evicted))
                         log_warning("the lockout table is full (%zu names): evicting the least "
@@ -198,6 +200,7 @@ void api_audit_verify_failure(struct request *q, const char *action, const struc
                 }
                 a->rate_limited_last = q->now;
         }
+        api_field(&f, MESSAGE_ID_AUTH_REFUSED, "");
         api_field(&f, "APIKEY_ACTION=", action);
         api_field(&f, "APIKEY_CODE=", code_text);
         if (code == VERIFY_CODE_RATE_LIMITED && a->rate_limited_suppressed) {

@@ -68,6 +68,19 @@ void log_ratelimited(int priority, uint64_t *last, unsigned *suppressed, uint64_
         }
 }
 
+void log_event(int priority, const char *message_id, const char *fmt, ...)
+{
+        char line[2048];
+        va_list ap;
+
+        if (priority > max_level)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(line, sizeof(line), fmt, ap);
+        va_end(ap);
+        log_fields(priority, line, &message_id, 1);
+}
+
 void log_fields(int priority, const char *message, const char *const *fields, size_t n)
 {
         static const char *const prio[] = {

@@ -11,6 +11,7 @@
 #include <syslog.h>
 
 #include "macro.h"
+#include "message_ids.h"
 
 void log_set_max_level(int level);
 int log_get_max_level(void);
@@ -30,6 +31,13 @@ _printf_(5, 6) void log_ratelimited(int priority, uint64_t *last, unsigned *supp
  * `message` unless stderr already goes to the journal.
  */
 void log_fields(int priority, const char *message, const char *const *fields, size_t n);
+
+/*
+ * A line that is also a journal entry with `message_id` (a whole
+ * "MESSAGE_ID=..." field of message_ids.h): the events an administrator
+ * searches for.  On stderr it reads as log_msg()'s line.
+ */
+_printf_(3, 4) void log_event(int priority, const char *message_id, const char *fmt, ...);
 
 #define log_error(...)   log_msg(LOG_ERR, __VA_ARGS__)
 #define log_warning(...) log_msg(LOG_WARNING, __VA_ARGS__)

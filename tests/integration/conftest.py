@@ -434,6 +434,47 @@ class Daemon:
         return None
 
 
+# Programs run as another user (runuser, setpriv) need a path that user can
+# traverse; a checkout in a 0700 home (root's, or Debian 12's default for new
+# users) has none.  Such runs get a copy in a world-readable folder of the
+# session's own, made on first use and removed when the session ends.
+_reachable = {"dir": None, "copies": {}}
+
+
+def _reachable_by_all(path):
+    """Whether every folder on the way to `path` may be searched by others."""
+    p = Path(path).resolve()
+    return all(os.stat(d).st_mode & 0o001 for d in (p, *p.parents))
+
+
+def reachable(path):
+    """The program (or module) at `path`, as a copy any user may run: the
+    path to give runuser or setpriv.  One copy per file and session."""
+    path = Path(path).resolve()
+    if path not in _reachable["copies"]:
+        if _reachable["dir"] is None:
+            base = tempfile.gettempdir()
+            if not _reachable_by_all(base):
+                base = "/tmp"
+            d = Path(tempfile.mkdtemp(prefix="akt-bin-", dir=base))
+            os.chmod(d, 0o755)
+            _reachable["dir"] = d
+        sub = Path(tempfile.mkdtemp(dir=_reachable["dir"]))
+        os.chmod(sub, 0o755)
+        copy = sub / path.name
+        shutil.copy2(path, copy)
+        os.chmod(copy, 0o755)
+        _reachable["copies"][path] = copy
+    return _reachable["copies"][path]
+
+
+def pytest_unconfigure(config):
+    if _reachable["dir"] is not None:
+        shutil.rmtree(_reachable["dir"], ignore_errors=True)
+        _reachable["dir"] = None
+        _reachable["copies"].clear()
+
+
 def _require_binary():
     if not APIKEYD.is_file() or not os.access(APIKEYD, os.X_OK):
         pytest.fail(f"{APIKEYD} is missing: build it with `make` first", pytrace=False)

@@ -32,7 +32,7 @@ DEFAULT_PREFIX = "/usr/local"
 MAKE_VARIABLES = ("PREFIX", "DESTDIR", "BINDIR", "SBINDIR", "BUILD", "PAMDIR", "SYSCONFDIR",
                   "DATADIR", "MANDIR", "UNITDIR", "SYSUSERSDIR", "COMPLETIONDIR", "MAKEFLAGS",
                   "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "CFLAGS", "LDFLAGS", "CPPFLAGS",
-                  "WERROR", "CC")
+                  "WERROR", "CC", "CATALOGDIR")
 
 
 def clean_env(extra=None, drop=()):
@@ -88,6 +88,7 @@ def expected_files(prefix=DEFAULT_PREFIX):
     share = f"{p}/share"
     units = systemd_dir(p, "systemdsystemunitdir", "lib/systemd/system")
     sysusers = systemd_dir(p, "sysusersdir", "lib/sysusers.d")
+    catalogs = systemd_dir(p, "catalogdir", "lib/systemd/catalog")
     return {
         f"{p}/sbin/apikeyd": (0o755, APIKEYD_BUILT),
         f"{p}/bin/apikeyctl": (0o755, APIKEYCTL_BUILT),
@@ -95,6 +96,7 @@ def expected_files(prefix=DEFAULT_PREFIX):
         f"{units}/apikeyd.socket": (0o644, REPO / "systemd" / "apikeyd.socket"),
         f"{units}/apikeyd.service": (0o644, None),
         f"{sysusers}/apikeyd.conf": (0o644, REPO / "systemd" / "apikeyd.sysusers"),
+        f"{catalogs}/apikeyd.catalog": (0o644, REPO / "systemd" / "apikeyd.catalog"),
         f"{share}/man/man1/apikeyctl.1": (0o644, BUILD / "man" / "apikeyctl.1"),
         f"{share}/man/man8/apikeyd.8": (0o644, BUILD / "man" / "apikeyd.8"),
         f"{share}/man/man8/pam_apikey.8": (0o644, BUILD / "man" / "pam_apikey.8"),

@@ -27,7 +27,7 @@ import pytest
 
 from conftest import (ADMIN, ALICE, BOB, IFACE, ISO_UTC_RE, REPO, TOKEN_RE, check_key,
                       check_reply, list_all_ids, make_token, other_secret, parse_iso,
-                      split_token)
+                      reachable, split_token)
 from pam_fixtures import listener, sockdir  # noqa: F401 - fixtures
 
 APIKEYCTL = Path(os.environ.get("APIKEYCTL") or
@@ -76,7 +76,7 @@ def sanitizer_clean(text):
 def run_ctl(*args, socket=None, user=None, input=None, env=None, rc=None, timeout=30):
     """Run apikeyctl (as `user` through runuser when given) with `input` on
     stdin (otherwise /dev/null: not a terminal).  Checks `rc` when given."""
-    argv = [str(APIKEYCTL)]
+    argv = [str(APIKEYCTL if user is None else reachable(APIKEYCTL))]
     if socket is not None:
         argv += ["--socket", str(socket)]
     argv += [str(a) for a in args]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ADMIN, ALICE, BOB, IFACE, Daemon, Varlink
+from conftest import ADMIN, ALICE, BOB, IFACE, Daemon, Varlink, reachable
 
 TOO_MANY = f"{IFACE}.TooManyConnections"
 BASE_CONFIG = {"lockout_threshold": 0}
@@ -246,8 +246,10 @@ class DaemonAsUser(Daemon):
         os.chmod(self.own_dir / "run", 0o755)
 
     def argv(self):
+        argv = super().argv()
+        argv[0] = str(reachable(argv[0]))
         return ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", "--clear-groups",
-                "--"] + super().argv()
+                "--"] + argv
 
     def cleanup(self):
         problem = super().cleanup()

@@ -254,10 +254,12 @@ def _installed_files(pkg):
 
 def _expected_files():
     units = systemd_dir("/usr", "systemdsystemunitdir", "lib/systemd/system")
+    catalogs = systemd_dir("/usr", "catalogdir", "lib/systemd/catalog")
     return {
         "apikeyd": {
             "/usr/sbin/apikeyd", "/usr/bin/apikeyctl",
             f"{units}/apikeyd.service", f"{units}/apikeyd.socket",
+            f"{catalogs}/apikeyd.catalog",
             "/usr/lib/sysusers.d/apikeyd.conf",
             "/usr/share/man/man1/apikeyctl.1.gz", "/usr/share/man/man8/apikeyd.8.gz",
             "/usr/share/bash-completion/completions/apikeyctl",

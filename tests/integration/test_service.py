@@ -2,12 +2,16 @@
 """org.varlink.service: the API describes itself, and the daemon answers
 exactly the methods its interface file declares."""
 
+import os
 import re
+import select
+import signal
 import subprocess
+import time
 
 import pytest
 
-from conftest import APIKEYD, IFACE, INTERFACE, INTERFACE_FILE
+from conftest import APIKEYD, IFACE, INTERFACE, INTERFACE_FILE, Daemon, NotifyListener
 
 SERVICE = "org.varlink.service"
 # Errors every Varlink service may answer with.
@@ -93,11 +97,41 @@ def test_every_declared_method_is_answered(root, method):
 
 
 @pytest.mark.parametrize("method", [f"{IFACE}.Frobnicate", f"{IFACE}.create", f"{IFACE}.verify",
-                                    f"{IFACE}.", f"{SERVICE}.Nope", "io.apikeyd.Other.Create",
-                                    "Create", f"{IFACE}.Create.Extra"])
+                                    f"{IFACE}.", f"{SERVICE}.Nope", "Create"])
 def test_undeclared_method_is_not_found(root, method):
     assert root.err(method, {}) == (f"{SERVICE}.MethodNotFound", {"method": method})
     assert root.ok(f"{SERVICE}.GetInfo")["vendor"] == "apikeyd"
+
+
+@pytest.mark.parametrize("method,iface", [
+    ("io.apikeyd.Other.Create", "io.apikeyd.Other"),
+    (f"{IFACE}.Create.Extra", f"{IFACE}.Create"),
+    ("io.apikeyd.keys.Create", "io.apikeyd.keys"),
+    ("org.varlink.Service.GetInfo", "org.varlink.Service"),
+    (".Verify", ""),
+])
+def test_call_to_an_interface_the_daemon_has_not_is_interface_not_found(root, method, iface):
+    """The interface is everything before the method name's last dot."""
+    assert root.err(method, {}) == (f"{SERVICE}.InterfaceNotFound", {"interface": iface})
+    assert root.ok(f"{SERVICE}.GetInfo")["vendor"] == "apikeyd"
+
+
+@pytest.mark.parametrize("method,params", [
+    (f"{SERVICE}.GetInfo", {}),
+    (f"{IFACE}.Get", {"id": "000000000000"}),
+    # A plain Verify takes the daemon's fast path; with the flag it must not.
+    (f"{IFACE}.Verify", {"token": "apk_000000000000_" + "0" * 49}),
+])
+def test_upgrade_is_refused(root, method, params):
+    """No method of the daemon hands its connection over to another
+    protocol: a call asking to is refused, not answered as if it did not."""
+    root.send({"method": method, "parameters": params, "upgrade": True})
+    assert root.recv() == {"error": f"{SERVICE}.InvalidParameter",
+                           "parameters": {"parameter": "upgrade"}}
+    # The connection still speaks Varlink.
+    assert root.ok(f"{SERVICE}.GetInfo")["vendor"] == "apikeyd"
+    root.send({"method": method, "parameters": params, "upgrade": False})
+    assert root.recv().get("error") != f"{SERVICE}.InvalidParameter"
 
 
 def test_only_declared_methods_exist(root):
@@ -122,3 +156,84 @@ def test_more_is_refused_by_methods_that_do_not_stream(root):
     replies = root.call(f"{IFACE}.Get", {"id": "000000000000"}, more=True)
     assert replies == [{"error": f"{SERVICE}.InvalidParameter",
                         "parameters": {"parameter": "more"}}]
+
+
+# ---------------------------------------------------------------- the watchdog
+
+
+class WatchedDaemon(Daemon):
+    """apikeyd with NOTIFY_SOCKET and WATCHDOG_USEC as systemd sets them for
+    WatchdogSec=; WATCHDOG_PID is the daemon's own PID (a shell that execs
+    it), or `watchdog_pid` when given."""
+
+    def __init__(self, tmp_path, watchdog_usec, watchdog_pid=None):
+        super().__init__(tmp_path, 0)
+        self.notify = NotifyListener(self.socket_dir / "notify")
+        self.notify.sock.setblocking(False)
+        self.watchdog_usec = watchdog_usec
+        self.watchdog_pid = watchdog_pid
+
+    def argv(self):
+        env = [f"NOTIFY_SOCKET={self.notify.path}"]
+        if self.watchdog_usec is not None:
+            env.append(f"WATCHDOG_USEC={self.watchdog_usec}")
+        pid = "$$" if self.watchdog_pid is None else str(self.watchdog_pid)
+        return (["env"] + env + ["sh", "-c", f'export WATCHDOG_PID={pid}; exec "$@"', "sh"] +
+                super().argv())
+
+    def pings(self, seconds):
+        """The WATCHDOG=1 messages that arrive within `seconds`."""
+        n = 0
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if select.select([self.notify.sock], [], [], left)[0]:
+                msg = self.notify.sock.recv(4096).decode()
+                self.notify.messages.append(msg)
+                n += "WATCHDOG=1" in msg.split("\n")
+        return n
+
+    def cleanup(self):
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                os.kill(self.pid, signal.SIGCONT)
+            return super().cleanup()
+        finally:
+            self.notify.close()
+
+
+@pytest.fixture
+def watched(tmp_path):
+    started = []
+
+    def factory(watchdog_usec, watchdog_pid=None):
+        d = WatchedDaemon(tmp_path, watchdog_usec, watchdog_pid)
+        started.append(d)
+        return d.start()
+
+    yield factory
+    problems = [p for p in (d.cleanup() for d in started) if p]
+    assert not problems, "\n".join(problems)
+
+
+def test_watchdog_pings_come_from_the_turning_loop(watched):
+    """WATCHDOG_USEC of 0.4 s: the daemon pings at least every 0.3 s while
+    its loop turns; stopped (SIGSTOP), it sends none; running again, it pings
+    again."""
+    d = watched(400000)
+    d.notify.wait_for("READY=1")
+    assert d.pings(1.5) >= 3, d.notify.messages
+    os.kill(d.pid, signal.SIGSTOP)
+    d.pings(0.1)  # what was on its way
+    assert d.pings(1.2) == 0, d.notify.messages
+    os.kill(d.pid, signal.SIGCONT)
+    assert d.pings(1.0) >= 2, d.notify.messages
+    # The loop that pings is the one that answers.
+    d.client().ok("org.varlink.service.GetInfo")
+
+
+@pytest.mark.parametrize("usec,pid", [(None, None), (400000, 1)],
+                         ids=["no-watchdog", "watchdog-of-another-process"])
+def test_no_watchdog_pings_unless_asked_for_this_process(watched, usec, pid):
+    d = watched(usec, pid)
+    d.notify.wait_for("READY=1")
+    assert d.pings(1.0) == 0, d.notify.messages
