@@ -101,14 +101,34 @@ int api_decode_params(struct request *q, const struct param *spec, struct method
         return 0;
 }
 
+/*
+ * A call answered, not refused, that acted with a key in `auth`: a use of
+ * that key, noted as a valid Verify's is, for the service such a key must
+ * be scoped to.  A refused or mistaken call is no use, as a Verify that is
+ * not VALID is none.
+ */
+static void note_auth_use(struct request *q)
+{
+        int r;
+
+        if (!q->who.by_key)
+                return;
+        r = lastused_note(&q->api->lastused, q->who.key_id, q->now, "apikeyd", NULL);
+        if (r < 0)
+                log_warning("noting the last use of key %s failed: %s", q->who.key_id,
+                            strerror(-r));
+}
+
 int api_reply(struct request *q, json_t *parameters)
 {
+        note_auth_use(q);
         (void)connection_reply(q->conn, parameters, false);
         return 0;
 }
 
 int api_reply_raw(struct request *q, const char *msg, size_t len)
 {
+        note_auth_use(q);
         (void)connection_reply_raw(q->conn, msg, len);
         return 0;
 }
