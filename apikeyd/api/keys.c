@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "change.h"
+#include "field_rules.h"
 #include "methods.h"
 #include "text.h"
 #include "timeutil.h"
@@ -36,17 +37,24 @@ static int parse_role(struct request *q, const struct method_params *p, uint8_t 
 {
         const char *role_s = p->role;
         json_t *perms_j = p->permissions;
+        char buf[FIELD_REASON_MAX];
         uint8_t perms = 0;
         int role;
 
         if (json_is_array(perms_j) && (api_parse_permissions(perms_j, &perms) < 0 || perms == 0)) {
-                (void)connection_reply_invalid_parameter(q->conn, "permissions");
+                (void)api_reply_invalid_reason(q, "permissions",
+                                               field_reason("permissions",
+                                                            perms_j && json_array_size(perms_j) == 0
+                                                                ? "none were given"
+                                                                : "one of them is not a permission",
+                                                            buf));
                 return -EINVAL;
         }
         if (role_s) {
                 role = key_role_from_string(role_s);
                 if (role < 0) {
-                        (void)connection_reply_invalid_parameter(q->conn, "role");
+                        (void)api_reply_invalid_reason(
+                            q, "role", field_reason("role", "it is not a role", buf));
                         return -EINVAL;
                 }
         } else
@@ -54,13 +62,22 @@ static int parse_role(struct request *q, const struct method_params *p, uint8_t 
 
         if (role == KEY_ROLE_CUSTOM) {
                 if (!json_is_array(perms_j)) {
-                        (void)connection_reply_invalid_parameter(q->conn, "permissions");
+                        (void)api_reply_invalid_reason(
+                            q, "permissions",
+                            field_reason("permissions",
+                                         "none were given, and the role custom needs them", buf));
                         return -EINVAL;
                 }
         } else {
                 uint8_t implied = key_role_permissions((enum key_role)role);
                 if (json_is_array(perms_j) && perms != implied) {
-                        (void)connection_reply_invalid_parameter(q->conn, "permissions");
+                        (void)api_reply_invalid_reason(
+                            q, "permissions",
+                            field_reason("permissions",
+                                         role == KEY_ROLE_ADMIN
+                                             ? "the role admin has every permission, not these"
+                                             : "the role readonly has read alone, not these",
+                                         buf));
                         return -EINVAL;
                 }
                 perms = implied;
@@ -131,13 +148,13 @@ static int create_answer(struct change *ch, int r)
 static int method_create(struct request *q)
 {
         static const struct param spec[] = {
-            PARAM(name, JSON_STRING, true),
-            PARAM(description, JSON_STRING, false),
-            PARAM(owner, JSON_STRING, false),
-            PARAM(role, JSON_STRING, false),
-            PARAM(permissions, JSON_ARRAY, false),
-            PARAM(scope, JSON_ARRAY, false),
-            PARAM(expires, JSON_STRING, false),
+            KEY_PARAM(name, JSON_STRING, true),
+            KEY_PARAM(description, JSON_STRING, false),
+            KEY_PARAM(owner, JSON_STRING, false),
+            KEY_PARAM(role, JSON_STRING, false),
+            KEY_PARAM(permissions, JSON_ARRAY, false),
+            KEY_PARAM(scope, JSON_ARRAY, false),
+            KEY_PARAM(expires, JSON_STRING, false),
             PARAM(auth, JSON_STRING, false),
             {NULL, 0, false, 0},
         };
@@ -148,6 +165,7 @@ static int method_create(struct request *q)
         uint8_t role, perms, flags;
         uint64_t n_owned = 0;
         const char *expires, *reason, *field = NULL;
+        char reason_buf[FIELD_REASON_MAX];
         struct change *ch;
         int r;
         struct authz_policy policy = {
@@ -168,19 +186,27 @@ static int method_create(struct request *q)
         if (!rec.owner)
                 rec.owner = q->who.owner;
         if (!rec.owner[0])
-                return api_reply_invalid(q, "owner");
+                return api_reply_invalid_reason(
+                    q, "owner",
+                    field_reason("owner",
+                                 p.owner ? "it is empty"
+                                         : "none was given, and the calling uid has no user name",
+                                 reason_buf));
         rec.role = role;
         rec.permissions = perms;
         if (parse_scope(p.scope, rec.scope, &rec.n_scope) < 0)
-                return api_reply_invalid(q, "scope");
+                return api_reply_invalid_reason(
+                    q, "scope", field_reason_scope_count(json_array_size(p.scope), reason_buf));
         bool default_scope = !p.scope;
         if (default_scope)
                 rec.n_scope = authz_default_scope(&q->who, rec.scope);
 
         expires = p.expires;
         if (expires) {
-                if (expiry_parse(expires, q->now, &rec.expires_at) < 0)
-                        return api_reply_invalid(q, "expires");
+                r = expiry_parse(expires, q->now, &rec.expires_at);
+                if (r < 0)
+                        return api_reply_invalid_reason(q, "expires",
+                                                        field_reason_expires(r, reason_buf));
         } else
                 rec.expires_at = authz_default_expiry(&q->who, &policy, q->now);
 
@@ -191,7 +217,8 @@ static int method_create(struct request *q)
         rec.created_by = q->who.actor;
         token_generate_id(rec.id);
         if (record_check(&rec, &field) < 0)
-                return api_reply_invalid(q, field);
+                return api_reply_invalid_reason(q, field,
+                                                field_reason_record(field, &rec, reason_buf));
 
         if (!q->who.admin) {
                 r = count_owned(a, rec.owner, q->now, &n_owned);
@@ -548,12 +575,12 @@ static int method_update(struct request *q)
 {
         static const struct param spec[] = {
             PARAM(id, JSON_STRING, true),
-            PARAM(name, JSON_STRING, false),
-            PARAM(description, JSON_STRING, false),
-            PARAM(scope, JSON_ARRAY, false),
-            PARAM(role, JSON_STRING, false),
-            PARAM(permissions, JSON_ARRAY, false),
-            PARAM(expires, JSON_STRING, false),
+            KEY_PARAM(name, JSON_STRING, false),
+            KEY_PARAM(description, JSON_STRING, false),
+            KEY_PARAM(scope, JSON_ARRAY, false),
+            KEY_PARAM(role, JSON_STRING, false),
+            KEY_PARAM(permissions, JSON_ARRAY, false),
+            KEY_PARAM(expires, JSON_STRING, false),
             PARAM(auth, JSON_STRING, false),
             {NULL, 0, false, 0},
         };
@@ -563,6 +590,7 @@ static int method_update(struct request *q)
         struct key_record rec;
         struct key_update upd = {0};
         const char *scope[KEY_SCOPE_MAX], *expires, *reason;
+        char reason_buf[FIELD_REASON_MAX];
         struct change *ch;
         json_t *scope_j;
         int r;
@@ -582,7 +610,9 @@ static int method_update(struct request *q)
         scope_j = p.scope;
         if (json_is_array(scope_j)) {
                 if (parse_scope(scope_j, scope, &upd.n_scope) < 0)
-                        return api_reply_invalid(q, "scope");
+                        return api_reply_invalid_reason(
+                            q, "scope",
+                            field_reason_scope_count(json_array_size(scope_j), reason_buf));
                 upd.scope = scope;
                 upd.fields |= KEY_UPDATE_SCOPE;
         }
@@ -595,8 +625,10 @@ static int method_update(struct request *q)
         }
         upd.expires_at = rec.expires_at;
         if ((expires = p.expires)) {
-                if (expiry_parse(expires, q->now, &upd.expires_at) < 0)
-                        return api_reply_invalid(q, "expires");
+                r = expiry_parse(expires, q->now, &upd.expires_at);
+                if (r < 0)
+                        return api_reply_invalid_reason(q, "expires",
+                                                        field_reason_expires(r, reason_buf));
                 upd.fields |= KEY_UPDATE_EXPIRES;
         }
         /* The same rules as for a new key, so an update cannot raise a key
@@ -636,7 +668,8 @@ static int method_update(struct request *q)
         next.permissions = upd.permissions;
         next.expires_at = upd.expires_at;
         if (record_check(&next, &field) < 0)
-                return api_reply_invalid(q, field);
+                return api_reply_invalid_reason(q, field,
+                                                field_reason_record(field, &next, reason_buf));
 
         ch = change_new(q, "update", update_write, changed_answer);
         if (!ch)
