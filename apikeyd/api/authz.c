@@ -354,7 +354,10 @@ int authz_check_create(const struct principal *p, const struct authz_policy *pol
                               "keys; create this key with one nearer the top";
                 return -EDQUOT;
         }
-        r = authz_check_grant(p, policy, g, now, ret_flags, ret_reason);
+        uint8_t flags = 0;
+        r = authz_check_grant(p, policy, g, now, &flags, ret_reason);
+        if (ret_flags)
+                *ret_flags = flags;
         if (r < 0 || p->admin)
                 return r;
         if (!policy->users_may_create) {
@@ -363,8 +366,18 @@ int authz_check_create(const struct principal *p, const struct authz_policy *pol
                 return -EDQUOT;
         }
         if (policy->user_max_keys && n_owned >= policy->user_max_keys) {
-                *ret_reason = AUTHZ_REASON_USER_MAX_KEYS;
+                *ret_reason = (flags & KEY_FLAG_NO_LOGIN) ? AUTHZ_REASON_INVITED_MAX_KEYS
+                                                          : AUTHZ_REASON_USER_MAX_KEYS;
                 return -EDQUOT;
         }
         return 0;
+}
+
+const char *authz_invited_max_keys_reason(const char *owner, uint64_t max, char *buf, size_t size)
+{
+        snprintf(buf, size,
+                 "%s has as many keys created through invite as users may have "
+                 "(user_max_keys = %llu); %s or an admin may revoke or delete one",
+                 owner, (unsigned long long)max, owner);
+        return buf;
 }

@@ -87,7 +87,18 @@ static int parse_role(struct request *q, const struct method_params *p, uint8_t 
         return 0;
 }
 
-static int count_owned(struct api *a, const char *owner, uint64_t now, uint64_t *ret);
+static int count_owned(struct api *a, const char *owner, bool invited, uint64_t now, uint64_t *ret);
+
+/* The owner of `rec` has as many keys of its kind as users may have. */
+static int refuse_max_keys(struct request *q, const struct key_record *rec, uint64_t max)
+{
+        char buf[KEY_OWNER_MAX * 2 + 256];
+
+        if (!(rec->flags & KEY_FLAG_NO_LOGIN))
+                return api_reply_authz(q, -EDQUOT, AUTHZ_REASON_USER_MAX_KEYS);
+        return api_reply_authz(q, -EDQUOT,
+                               authz_invited_max_keys_reason(rec->owner, max, buf, sizeof(buf)));
+}
 
 /* A fresh id for `rec`, its token and the token's hash. */
 static int new_token(struct api *a, struct key_record *rec, char token[static TOKEN_MAX_LEN + 1])
@@ -136,7 +147,7 @@ static int create_answer(struct change *ch, int r)
                     q, ERR_NAME_TAKEN,
                     json_pack("{s:s, s:s}", "owner", ch->rec.owner, "name", ch->rec.name));
         if (r == -EDQUOT && ch->max_owned)
-                return api_reply_authz(q, r, AUTHZ_REASON_USER_MAX_KEYS);
+                return refuse_max_keys(q, &ch->rec, ch->max_owned);
         if (r < 0)
                 return r;
         change_journal(q, "create", &ch->rec, ch->rec.name);
@@ -221,7 +232,8 @@ static int method_create(struct request *q)
                                                 field_reason_record(field, &rec, reason_buf));
 
         if (!q->who.admin) {
-                r = count_owned(a, rec.owner, q->now, &n_owned);
+                /* Of the kind the key would be: for another owner, an invited one. */
+                r = count_owned(a, rec.owner, !STREQ(rec.owner, q->who.owner), q->now, &n_owned);
                 if (r < 0)
                         return r;
         }
@@ -235,9 +247,11 @@ static int method_create(struct request *q)
             .expires_at = rec.expires_at,
         };
         r = authz_check_create(&q->who, &policy, &grant, q->now, n_owned, &flags, &reason);
+        rec.flags = flags;
+        if (r == -EDQUOT && STREQ(reason, AUTHZ_REASON_INVITED_MAX_KEYS))
+                return refuse_max_keys(q, &rec, policy.user_max_keys);
         if (r < 0)
                 return api_reply_authz(q, r, reason);
-        rec.flags = flags;
         /* Created through the key the call acts with: it dies with it. */
         if (q->who.by_key)
                 memcpy(rec.parent, q->who.key_id, sizeof(rec.parent));
@@ -265,21 +279,33 @@ static int method_create(struct request *q)
         return change_submit(ch);
 }
 
+struct count_state {
+        bool invited;
+        uint64_t n;
+};
+
 static int count_one(const struct key_record *rec, void *userdata)
 {
-        uint64_t *n = userdata;
+        struct count_state *c = userdata;
 
-        if (rec->status != KEY_STATUS_REVOKED)
-                (*n)++;
+        if (rec->status != KEY_STATUS_REVOKED && !!(rec->flags & KEY_FLAG_NO_LOGIN) == c->invited)
+                c->n++;
         return 0;
 }
 
-static int count_owned(struct api *a, const char *owner, uint64_t now, uint64_t *ret)
+/*
+ * The keys of `owner` that are not revoked and were created through
+ * invite for them (`invited`), or not: each kind has its own allowance
+ * (keystore_put_key_limited() counts the same way).
+ */
+static int count_owned(struct api *a, const char *owner, bool invited, uint64_t now, uint64_t *ret)
 {
         struct key_filter f = {.owner = owner, .now = now};
+        struct count_state c = {.invited = invited};
+        int r = keystore_list(a->ks, &f, NULL, 0, count_one, &c, NULL);
 
-        *ret = 0;
-        return keystore_list(a->ks, &f, NULL, 0, count_one, ret, NULL);
+        *ret = c.n;
+        return r;
 }
 
 struct list_state {

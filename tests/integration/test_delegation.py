@@ -16,8 +16,9 @@ import time
 
 import pytest
 
-from conftest import ALICE, IFACE, parse_iso
+from conftest import ALICE, BOB, IFACE, parse_iso
 from pam_fixtures import DEFAULT_BUILD, PAM_AUTH_ERR, PAM_SUCCESS, PamDir, trust_me
+from test_apikeyctl import EXIT_REFUSED, run_ctl
 
 DENIED = f"{IFACE}.PermissionDenied"
 POLICY = f"{IFACE}.PolicyViolation"
@@ -108,6 +109,41 @@ def test_invited_key_cannot_manage_its_owners_keys(root):
 def test_invite_for_an_admin_is_refused(root):
     inviter = key_with(root, "inviter", permissions=["create", "read", "invite"])
     denied(act(root, "Create", inviter, name="x", owner="root"), "only be created by an admin")
+
+
+def test_invite_uses_up_none_of_the_owners_own_allowance(test_users, daemon, as_user, tmp_path):
+    """The keys invited for an owner are counted apart from the owner's
+    own: an inviter filling them blocks no create of the owner's, the
+    refusal names whose keys are full, and neither kind makes room for more
+    of the other."""
+    d = daemon(config={"user_max_keys": 2})
+    root = d.client()
+    inviter = key_with(root, "inviter", permissions=["create", "read", "invite"])
+    full = {"reason": f"{BOB} has as many keys created through invite as users may have "
+                      f"(user_max_keys = 2); {BOB} or an admin may revoke or delete one"}
+    for i in range(2):
+        ok(act(root, "Create", inviter, name=f"invited-{i}", owner=BOB))
+    r = act(root, "Create", inviter, name="invited-2", owner=BOB)
+    assert (r["error"], r["parameters"]) == (POLICY, full)
+
+    bob = as_user(BOB, socket=d.socket)
+    for i in range(2):
+        bob.create(f"own-{i}")
+    assert bob.err(f"{IFACE}.Create", {"name": "own-2"}) == (POLICY, {
+        "reason": "you have as many keys as users may have (user_max_keys); revoke or delete "
+                  "one first"})
+    r = act(root, "Create", inviter, name="invited-2", owner=BOB)
+    assert (r["error"], r["parameters"]) == (POLICY, full)
+
+    # apikeyctl, acting with the inviting key, says the same.
+    auth_file = tmp_path / "inviter"
+    auth_file.write_text(inviter["token"] + "\n")
+    auth_file.chmod(0o600)
+    c = run_ctl("--auth-file", auth_file, "create", "invited-3", "--owner", BOB,
+                socket=d.socket, rc=EXIT_REFUSED)
+    assert c.err == (f"apikeyctl: refused by this installation's policy: {full['reason']} "
+                     f"[{POLICY}]\n")
+    assert len(root.list(owner=BOB)["keys"]) == 4
 
 
 def test_admin_creates_login_keys_for_others(root):

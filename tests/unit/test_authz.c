@@ -305,6 +305,22 @@ static void test_create_policy(void **state)
         assert_int_equal(authz_check_create(&p, &policy, &g, NOW, 2, &flags, &reason), 0);
         assert_int_equal(authz_check_create(&p, &policy, &g, NOW, 3, &flags, &reason), -EDQUOT);
         assert_string_equal(reason, AUTHZ_REASON_USER_MAX_KEYS);
+        /* An invited key is counted with the keys invited for its owner, and
+         * the refusal says so: not "you have as many keys". */
+        principal_of(INVITE_KEY, &p);
+        g.owner = OTHER;
+        g.scope = apikeyd;
+        g.n_scope = 1;
+        g.expires_at = NOW + 1;
+        assert_int_equal(authz_check_create(&p, &policy, &g, NOW, 2, &flags, &reason), 0);
+        assert_int_equal(flags, KEY_FLAG_NO_LOGIN);
+        assert_int_equal(authz_check_create(&p, &policy, &g, NOW, 3, &flags, &reason), -EDQUOT);
+        assert_string_equal(reason, AUTHZ_REASON_INVITED_MAX_KEYS);
+        assert_int_equal(flags, KEY_FLAG_NO_LOGIN);
+        g.owner = ME;
+        g.scope = NULL;
+        g.n_scope = 0;
+        g.expires_at = 0;
         /* Admins are not held to the users' policy. */
         principal_of(GROUP_ADMIN, &p);
         assert_int_equal(authz_check_create(&p, &policy, &g, NOW, 99, &flags, &reason), 0);
