@@ -263,6 +263,34 @@ static bool in_scope(const struct principal *p, const char *service)
         return false;
 }
 
+/* Whether scope `a` (`n_a` entries; 0 = any) lets a key do no more than scope `b`. */
+static bool scope_within(const char *const *a, size_t n_a, const char *const *b, size_t n_b)
+{
+        if (n_b == 0)
+                return true;
+        if (n_a == 0)
+                return false;
+        for (size_t i = 0; i < n_a; i++) {
+                bool found = false;
+                for (size_t j = 0; j < n_b && !found; j++)
+                        found = STREQ(a[i], b[j]);
+                if (!found)
+                        return false;
+        }
+        return true;
+}
+
+/* Whether an Update gives its key a permission or a service it did not have. */
+static bool grant_adds(const struct authz_grant *g)
+{
+        const struct key_record *old = g->before;
+
+        if ((g->fields & AUTHZ_GRANT_ROLE) && (g->permissions & ~old->permissions))
+                return true;
+        return (g->fields & AUTHZ_GRANT_SCOPE) &&
+               !scope_within(g->scope, g->n_scope, old->scope, old->n_scope);
+}
+
 /* Within what the acting key holds itself: the ceiling for every caller acting with a key. */
 static int check_key_ceiling(const struct principal *p, const struct authz_grant *g,
                              const char **ret_reason)
@@ -290,6 +318,16 @@ static int check_key_ceiling(const struct principal *p, const struct authz_grant
         if ((g->fields & AUTHZ_GRANT_EXPIRES) && p->expires_at &&
             (g->expires_at == 0 || g->expires_at > p->expires_at)) {
                 *ret_reason = "a key cannot expire later than the API key given in auth";
+                return -EPERM;
+        }
+        /* A key that outlives the acting one, given more through it, would
+         * hold that after the acting key is gone: more than it holds.  What
+         * an update keeps or takes away is no grant, whatever the expiry. */
+        if (g->before && p->expires_at && (g->expires_at == 0 || g->expires_at > p->expires_at) &&
+            grant_adds(g)) {
+                *ret_reason = "this key expires later than the API key given in auth, so that "
+                              "key cannot give it a permission or a service it does not have; "
+                              "give it, in the same update, an expiry no later than that key's";
                 return -EPERM;
         }
         return 0;

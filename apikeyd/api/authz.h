@@ -86,6 +86,9 @@ struct authz_grant {
         const char *const *scope;
         size_t n_scope;      /* 0 = any service */
         uint64_t expires_at; /* 0 = never */
+        /* Update: the key as it is, so that what the call adds to it can be
+         * told from what it keeps.  NULL for Create. */
+        const struct key_record *before;
 };
 
 /*

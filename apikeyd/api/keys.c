@@ -673,6 +673,7 @@ static int method_update(struct request *q)
             .scope = upd.scope,
             .n_scope = upd.n_scope,
             .expires_at = upd.expires_at,
+            .before = &rec,
         };
         r = authz_check_grant(&q->who, &policy, &grant, q->now, NULL, &reason);
         if (r < 0)

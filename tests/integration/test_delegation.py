@@ -203,6 +203,46 @@ def test_key_cannot_widen_a_sibling_beyond_itself(root):
     assert root.get(sibling["id"]) == sibling
 
 
+OUTLIVES = ("this key expires later than the API key given in auth, so that key cannot give "
+            "it a permission or a service it does not have; give it, in the same update, an "
+            "expiry no later than that key's")
+
+
+def test_key_gives_a_longer_lived_key_nothing_it_would_keep_after(root, tmp_path):
+    """A script key that expires in an hour, updating a key of its owner that
+    never expires: what it adds would outlive it, so it adds nothing, and the
+    refusal says why.  What asks no expiry and adds nothing is no grant: not
+    refused for the expiry."""
+    me = key_with(root, "me", permissions=["read", "write"], scope=["apikeyd", "sshd"],
+                  expires="1h")
+    sibling = key_with(root, "sibling", permissions=["read"], scope=["apikeyd"])["key"]
+    wide = {"error": DENIED, "parameters": {"reason": OUTLIVES}}
+    for params in ({"permissions": ["read", "write"]},
+                   {"scope": ["apikeyd", "sshd"]},
+                   {"scope": ["sshd"]},
+                   {"name": "renamed", "permissions": ["read", "write"]}):
+        assert act(root, "Update", me, id=sibling["id"], **params) == wide, params
+    assert root.get(sibling["id"]) == sibling
+    # apikeyctl, acting with the key, prints the reason.
+    auth_file = tmp_path / "me"
+    auth_file.write_text(me["token"] + "\n")
+    auth_file.chmod(0o600)
+    r = run_ctl("--auth-file", auth_file, "update", sibling["id"], "--permissions",
+                "read,write", socket=root.path, rc=EXIT_REFUSED)
+    assert r.err == f"apikeyctl: permission denied: {OUTLIVES} [{DENIED}]\n"
+
+    # Narrowing it, renaming it, or the same values again: no grant.
+    k = ok(act(root, "Update", me, id=sibling["id"], name="renamed", description="d",
+               permissions=["read"], scope=["apikeyd"]))["key"]
+    assert (k["name"], k["permissions"], k["scope"]) == ("renamed", ["read"], ["apikeyd"])
+    assert "expires_at" not in k
+    # Given an expiry within the acting key's, it may be given more.
+    k = ok(act(root, "Update", me, id=sibling["id"], permissions=["read", "write"],
+               scope=["apikeyd", "sshd"], expires="30m"))["key"]
+    assert (k["permissions"], k["scope"]) == (["read", "write"], ["apikeyd", "sshd"])
+    assert parse_iso(k["expires_at"]) <= parse_iso(me["key"]["expires_at"])
+
+
 def test_admin_key_is_bounded_by_its_own_scope_and_expiry(root):
     admin = key_with(root, "admin", role="admin", scope=["apikeyd"], expires="7d")
     denied(act(root, "Create", admin, name="forever", role="admin", expires="never"),
