@@ -349,7 +349,12 @@ int authz_check_grant(const struct principal *p, const struct authz_policy *poli
                 return -EPERM;
         }
         if ((g->fields & AUTHZ_GRANT_ROLE) && (g->permissions & ~p->permissions)) {
-                *ret_reason = "a key cannot be given permissions its creator does not hold";
+                /* Users hold every permission but invite (and the caller of
+                 * an Update need not be the key's creator). */
+                *ret_reason = (g->permissions & ~p->permissions) == KEY_PERM_INVITE
+                                  ? "only admins, and keys that hold it, may give a key the "
+                                    "invite permission"
+                                  : "a key cannot be given permissions you do not hold";
                 return -EPERM;
         }
         if (!g->owner || !p->owner[0] || !STREQ(g->owner, p->owner)) {
