@@ -7,6 +7,9 @@ syntax, so that no key's owner or scope looks like another's; and a use
 noted with a bad source can never cost other keys their last-used time."""
 
 import json
+import pwd
+import subprocess
+import sys
 import time
 
 import pytest
@@ -316,6 +319,30 @@ def test_owner_refusals_say_what_is_wrong_and_the_rule(test_users, apikeyd, as_u
     assert as_user(ALICE, socket=apikeyd.socket).err(
         f"{IFACE}.Create", {"name": "k", "owner": owner}) == want
     assert apikeyd.client().err(f"{IFACE}.Create", {"name": "k", "owner": owner}) == want
+
+
+def test_no_owner_for_a_uid_without_a_name(apikeyd):
+    """A caller whose uid has no user name, naming no owner: the reason says
+    that, not that an owner it never sent is empty."""
+    uid = 64999
+    try:
+        pwd.getpwuid(uid)
+        pytest.skip(f"uid {uid} has a name here")
+    except KeyError:
+        pass
+    call = ("import json, socket, sys\n"
+            "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
+            "s.sendall(json.dumps({'method': sys.argv[2], 'parameters': {'name': 'k'}})"
+            ".encode() + b'\\0')\n"
+            "buf = b''\n"
+            "while not buf.endswith(b'\\0'): buf += s.recv(65536)\n"
+            "print(buf[:-1].decode())\n")
+    r = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                        sys.executable, "-c", call, str(apikeyd.socket), f"{IFACE}.Create"],
+                       capture_output=True, text=True, timeout=20, check=True)
+    assert json.loads(r.stdout) == {"error": INVALID, "parameters": {
+        "parameter": "owner",
+        "reason": "none was given, and the calling uid has no user name; " + OWNER_RULE}}
 
 
 def test_other_refusals_keep_the_bare_invalid_parameter(test_users, apikeyd, as_user):
