@@ -19,8 +19,9 @@
 /*
  * Check the call's parameters against `spec`: unknown names, wrong types
  * and missing required ones are answered with InvalidParameter naming the
- * parameter; text that is not, for a key's field, with the field's rule
- * beside it.  null counts as absent.
+ * parameter, and so is a string that is not text (text_valid()): for a
+ * key's field (PARAM_KEY_FIELD), with a `reason` that says so and gives the
+ * field's rule.  null counts as absent.
  */
 int api_check_params(struct request *q, const struct param *spec)
 {
