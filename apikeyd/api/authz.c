@@ -263,6 +263,34 @@ static bool in_scope(const struct principal *p, const char *service)
         return false;
 }
 
+/* Whether scope `a` (`n_a` entries; 0 = any) lets a key do no more than scope `b`. */
+static bool scope_within(const char *const *a, size_t n_a, const char *const *b, size_t n_b)
+{
+        if (n_b == 0)
+                return true;
+        if (n_a == 0)
+                return false;
+        for (size_t i = 0; i < n_a; i++) {
+                bool found = false;
+                for (size_t j = 0; j < n_b && !found; j++)
+                        found = STREQ(a[i], b[j]);
+                if (!found)
+                        return false;
+        }
+        return true;
+}
+
+/* Whether an Update gives its key a permission or a service it did not have. */
+static bool grant_adds(const struct authz_grant *g)
+{
+        const struct key_record *old = g->before;
+
+        if ((g->fields & AUTHZ_GRANT_ROLE) && (g->permissions & ~old->permissions))
+                return true;
+        return (g->fields & AUTHZ_GRANT_SCOPE) &&
+               !scope_within(g->scope, g->n_scope, old->scope, old->n_scope);
+}
+
 /* Within what the acting key holds itself: the ceiling for every caller acting with a key. */
 static int check_key_ceiling(const struct principal *p, const struct authz_grant *g,
                              const char **ret_reason)
@@ -292,6 +320,16 @@ static int check_key_ceiling(const struct principal *p, const struct authz_grant
                 *ret_reason = "a key cannot expire later than the API key given in auth";
                 return -EPERM;
         }
+        /* A key that outlives the acting one, given more through it, would
+         * hold that after the acting key is gone: more than it holds.  What
+         * an update keeps or takes away is no grant, whatever the expiry. */
+        if (g->before && p->expires_at && (g->expires_at == 0 || g->expires_at > p->expires_at) &&
+            grant_adds(g)) {
+                *ret_reason = "this key expires later than the API key given in auth, so that "
+                              "key cannot give it a permission or a service it does not have; "
+                              "give it, in the same update, an expiry no later than that key's";
+                return -EPERM;
+        }
         return 0;
 }
 
@@ -311,7 +349,12 @@ int authz_check_grant(const struct principal *p, const struct authz_policy *poli
                 return -EPERM;
         }
         if ((g->fields & AUTHZ_GRANT_ROLE) && (g->permissions & ~p->permissions)) {
-                *ret_reason = "a key cannot be given permissions its creator does not hold";
+                /* Users hold every permission but invite (and the caller of
+                 * an Update need not be the key's creator). */
+                *ret_reason = (g->permissions & ~p->permissions) == KEY_PERM_INVITE
+                                  ? "only admins, and keys that hold it, may give a key the "
+                                    "invite permission"
+                                  : "a key cannot be given permissions you do not hold";
                 return -EPERM;
         }
         if (!g->owner || !p->owner[0] || !STREQ(g->owner, p->owner)) {
@@ -354,7 +397,10 @@ int authz_check_create(const struct principal *p, const struct authz_policy *pol
                               "keys; create this key with one nearer the top";
                 return -EDQUOT;
         }
-        r = authz_check_grant(p, policy, g, now, ret_flags, ret_reason);
+        uint8_t flags = 0;
+        r = authz_check_grant(p, policy, g, now, &flags, ret_reason);
+        if (ret_flags)
+                *ret_flags = flags;
         if (r < 0 || p->admin)
                 return r;
         if (!policy->users_may_create) {
@@ -363,8 +409,18 @@ int authz_check_create(const struct principal *p, const struct authz_policy *pol
                 return -EDQUOT;
         }
         if (policy->user_max_keys && n_owned >= policy->user_max_keys) {
-                *ret_reason = AUTHZ_REASON_USER_MAX_KEYS;
+                *ret_reason = (flags & KEY_FLAG_NO_LOGIN) ? AUTHZ_REASON_INVITED_MAX_KEYS
+                                                          : AUTHZ_REASON_USER_MAX_KEYS;
                 return -EDQUOT;
         }
         return 0;
+}
+
+const char *authz_invited_max_keys_reason(const char *owner, uint64_t max, char *buf, size_t size)
+{
+        snprintf(buf, size,
+                 "%s has as many keys created through invite as users may have "
+                 "(user_max_keys = %llu); %s or an admin may revoke or delete one",
+                 owner, (unsigned long long)max, owner);
+        return buf;
 }

@@ -86,6 +86,9 @@ struct authz_grant {
         const char *const *scope;
         size_t n_scope;      /* 0 = any service */
         uint64_t expires_at; /* 0 = never */
+        /* Update: the key as it is, so that what the call adds to it can be
+         * told from what it keeps.  NULL for Create. */
+        const struct key_record *before;
 };
 
 /*
@@ -153,13 +156,28 @@ int authz_check_grant(const struct principal *p, const struct authz_policy *poli
 #define AUTHZ_REASON_USER_MAX_KEYS                                                                 \
         "you have as many keys as users may have (user_max_keys); revoke or delete one first"
 
+/*
+ * Why a key may not be created through invite for its owner: the keys
+ * invited for that owner are as many as users may have.  They are counted
+ * apart from the owner's own keys (keystore_put_key_limited()), so that
+ * inviting keys for someone never uses up what they may create themself.
+ * The answer names the owner (authz_invited_max_keys_reason()).
+ */
+#define AUTHZ_REASON_INVITED_MAX_KEYS                                                              \
+        "the owner has as many keys created through invite as users may have (user_max_keys)"
+
+/* The same, naming `owner` and the limit `max`, in `buf` of `size` bytes. */
+const char *authz_invited_max_keys_reason(const char *owner, uint64_t max, char *buf, size_t size);
+
 /* Why the owner may not enable a key; also when the write finds it so (-EPERM). */
 #define AUTHZ_REASON_ADMIN_DISABLED "an admin disabled this key; only an admin may enable it"
 
 /*
  * May `p` create such a key, whose owner has `n_owned` keys that are not
- * revoked?  The create permission, the self-service policy, the depth of
- * keys created through keys, then authz_check_grant().
+ * revoked, of the kind it would be (created through invite for the owner,
+ * or not: see AUTHZ_REASON_INVITED_MAX_KEYS)?  The create permission, the
+ * self-service policy, the depth of keys created through keys, then
+ * authz_check_grant().
  */
 int authz_check_create(const struct principal *p, const struct authz_policy *policy,
                        const struct authz_grant *g, uint64_t now, uint64_t n_owned,

@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "change.h"
+#include "field_rules.h"
 #include "methods.h"
 #include "text.h"
 #include "timeutil.h"
@@ -36,17 +37,24 @@ static int parse_role(struct request *q, const struct method_params *p, uint8_t 
 {
         const char *role_s = p->role;
         json_t *perms_j = p->permissions;
+        char buf[FIELD_REASON_MAX];
         uint8_t perms = 0;
         int role;
 
         if (json_is_array(perms_j) && (api_parse_permissions(perms_j, &perms) < 0 || perms == 0)) {
-                (void)connection_reply_invalid_parameter(q->conn, "permissions");
+                (void)api_reply_invalid_reason(q, "permissions",
+                                               field_reason("permissions",
+                                                            perms_j && json_array_size(perms_j) == 0
+                                                                ? "none were given"
+                                                                : "one of them is not a permission",
+                                                            buf));
                 return -EINVAL;
         }
         if (role_s) {
                 role = key_role_from_string(role_s);
                 if (role < 0) {
-                        (void)connection_reply_invalid_parameter(q->conn, "role");
+                        (void)api_reply_invalid_reason(
+                            q, "role", field_reason("role", "it is not a role", buf));
                         return -EINVAL;
                 }
         } else
@@ -54,13 +62,22 @@ static int parse_role(struct request *q, const struct method_params *p, uint8_t 
 
         if (role == KEY_ROLE_CUSTOM) {
                 if (!json_is_array(perms_j)) {
-                        (void)connection_reply_invalid_parameter(q->conn, "permissions");
+                        (void)api_reply_invalid_reason(
+                            q, "permissions",
+                            field_reason("permissions",
+                                         "none were given, and the role custom needs them", buf));
                         return -EINVAL;
                 }
         } else {
                 uint8_t implied = key_role_permissions((enum key_role)role);
                 if (json_is_array(perms_j) && perms != implied) {
-                        (void)connection_reply_invalid_parameter(q->conn, "permissions");
+                        (void)api_reply_invalid_reason(
+                            q, "permissions",
+                            field_reason("permissions",
+                                         role == KEY_ROLE_ADMIN
+                                             ? "the role admin has every permission, not these"
+                                             : "the role readonly has read alone, not these",
+                                         buf));
                         return -EINVAL;
                 }
                 perms = implied;
@@ -70,7 +87,18 @@ static int parse_role(struct request *q, const struct method_params *p, uint8_t 
         return 0;
 }
 
-static int count_owned(struct api *a, const char *owner, uint64_t now, uint64_t *ret);
+static int count_owned(struct api *a, const char *owner, bool invited, uint64_t now, uint64_t *ret);
+
+/* The owner of `rec` has as many keys of its kind as users may have. */
+static int refuse_max_keys(struct request *q, const struct key_record *rec, uint64_t max)
+{
+        char buf[KEY_OWNER_MAX * 2 + 256];
+
+        if (!(rec->flags & KEY_FLAG_NO_LOGIN))
+                return api_reply_authz(q, -EDQUOT, AUTHZ_REASON_USER_MAX_KEYS);
+        return api_reply_authz(q, -EDQUOT,
+                               authz_invited_max_keys_reason(rec->owner, max, buf, sizeof(buf)));
+}
 
 /* A fresh id for `rec`, its token and the token's hash. */
 static int new_token(struct api *a, struct key_record *rec, char token[static TOKEN_MAX_LEN + 1])
@@ -118,7 +146,7 @@ static int create_answer(struct change *ch, int r)
                     q, ERR_NAME_TAKEN,
                     json_pack("{s:s, s:s}", "owner", ch->rec.owner, "name", ch->rec.name));
         if (r == -EDQUOT && ch->max_owned)
-                return api_reply_authz(q, r, AUTHZ_REASON_USER_MAX_KEYS);
+                return refuse_max_keys(q, &ch->rec, ch->max_owned);
         if (r < 0)
                 return r;
         change_journal(q, "create", &ch->rec, ch->rec.name);
@@ -130,13 +158,13 @@ static int create_answer(struct change *ch, int r)
 static int method_create(struct request *q)
 {
         static const struct param spec[] = {
-            PARAM(name, JSON_STRING, true),
-            PARAM(description, JSON_STRING, false),
-            PARAM(owner, JSON_STRING, false),
-            PARAM(role, JSON_STRING, false),
-            PARAM(permissions, JSON_ARRAY, false),
-            PARAM(scope, JSON_ARRAY, false),
-            PARAM(expires, JSON_STRING, false),
+            KEY_PARAM(name, JSON_STRING, true),
+            KEY_PARAM(description, JSON_STRING, false),
+            KEY_PARAM(owner, JSON_STRING, false),
+            KEY_PARAM(role, JSON_STRING, false),
+            KEY_PARAM(permissions, JSON_ARRAY, false),
+            KEY_PARAM(scope, JSON_ARRAY, false),
+            KEY_PARAM(expires, JSON_STRING, false),
             PARAM(auth, JSON_STRING, false),
             {NULL, 0, false, 0},
         };
@@ -147,6 +175,7 @@ static int method_create(struct request *q)
         uint8_t role, perms, flags;
         uint64_t n_owned = 0;
         const char *expires, *reason, *field = NULL;
+        char reason_buf[FIELD_REASON_MAX];
         struct change *ch;
         int r;
         struct authz_policy policy = {
@@ -167,19 +196,27 @@ static int method_create(struct request *q)
         if (!rec.owner)
                 rec.owner = q->who.owner;
         if (!rec.owner[0])
-                return api_reply_invalid(q, "owner");
+                return api_reply_invalid_reason(
+                    q, "owner",
+                    field_reason("owner",
+                                 p.owner ? "it is empty"
+                                         : "none was given, and the calling uid has no user name",
+                                 reason_buf));
         rec.role = role;
         rec.permissions = perms;
         if (parse_scope(p.scope, rec.scope, &rec.n_scope) < 0)
-                return api_reply_invalid(q, "scope");
+                return api_reply_invalid_reason(
+                    q, "scope", field_reason_scope_count(json_array_size(p.scope), reason_buf));
         bool default_scope = !p.scope;
         if (default_scope)
                 rec.n_scope = authz_default_scope(&q->who, rec.scope);
 
         expires = p.expires;
         if (expires) {
-                if (expiry_parse(expires, q->now, &rec.expires_at) < 0)
-                        return api_reply_invalid(q, "expires");
+                r = expiry_parse(expires, q->now, &rec.expires_at);
+                if (r < 0)
+                        return api_reply_invalid_reason(q, "expires",
+                                                        field_reason_expires(r, reason_buf));
         } else
                 rec.expires_at = authz_default_expiry(&q->who, &policy, q->now);
 
@@ -190,10 +227,12 @@ static int method_create(struct request *q)
         rec.created_by = q->who.actor;
         token_generate_id(rec.id);
         if (record_check(&rec, &field) < 0)
-                return api_reply_invalid(q, field);
+                return api_reply_invalid_reason(q, field,
+                                                field_reason_record(field, &rec, reason_buf));
 
         if (!q->who.admin) {
-                r = count_owned(a, rec.owner, q->now, &n_owned);
+                /* Of the kind the key would be: for another owner, an invited one. */
+                r = count_owned(a, rec.owner, !STREQ(rec.owner, q->who.owner), q->now, &n_owned);
                 if (r < 0)
                         return r;
         }
@@ -207,9 +246,11 @@ static int method_create(struct request *q)
             .expires_at = rec.expires_at,
         };
         r = authz_check_create(&q->who, &policy, &grant, q->now, n_owned, &flags, &reason);
+        rec.flags = flags;
+        if (r == -EDQUOT && STREQ(reason, AUTHZ_REASON_INVITED_MAX_KEYS))
+                return refuse_max_keys(q, &rec, policy.user_max_keys);
         if (r < 0)
                 return api_reply_authz(q, r, reason);
-        rec.flags = flags;
         /* Created through the key the call acts with: it dies with it. */
         if (q->who.by_key)
                 memcpy(rec.parent, q->who.key_id, sizeof(rec.parent));
@@ -237,21 +278,33 @@ static int method_create(struct request *q)
         return change_submit(ch);
 }
 
+struct count_state {
+        bool invited;
+        uint64_t n;
+};
+
 static int count_one(const struct key_record *rec, void *userdata)
 {
-        uint64_t *n = userdata;
+        struct count_state *c = userdata;
 
-        if (rec->status != KEY_STATUS_REVOKED)
-                (*n)++;
+        if (rec->status != KEY_STATUS_REVOKED && !!(rec->flags & KEY_FLAG_NO_LOGIN) == c->invited)
+                c->n++;
         return 0;
 }
 
-static int count_owned(struct api *a, const char *owner, uint64_t now, uint64_t *ret)
+/*
+ * The keys of `owner` that are not revoked and were created through
+ * invite for them (`invited`), or not: each kind has its own allowance
+ * (keystore_put_key_limited() counts the same way).
+ */
+static int count_owned(struct api *a, const char *owner, bool invited, uint64_t now, uint64_t *ret)
 {
         struct key_filter f = {.owner = owner, .now = now};
+        struct count_state c = {.invited = invited};
+        int r = keystore_list(a->ks, &f, NULL, 0, count_one, &c, NULL);
 
-        *ret = 0;
-        return keystore_list(a->ks, &f, NULL, 0, count_one, ret, NULL);
+        *ret = c.n;
+        return r;
 }
 
 struct list_state {
@@ -548,12 +601,12 @@ static int method_update(struct request *q)
 {
         static const struct param spec[] = {
             PARAM(id, JSON_STRING, true),
-            PARAM(name, JSON_STRING, false),
-            PARAM(description, JSON_STRING, false),
-            PARAM(scope, JSON_ARRAY, false),
-            PARAM(role, JSON_STRING, false),
-            PARAM(permissions, JSON_ARRAY, false),
-            PARAM(expires, JSON_STRING, false),
+            KEY_PARAM(name, JSON_STRING, false),
+            KEY_PARAM(description, JSON_STRING, false),
+            KEY_PARAM(scope, JSON_ARRAY, false),
+            KEY_PARAM(role, JSON_STRING, false),
+            KEY_PARAM(permissions, JSON_ARRAY, false),
+            KEY_PARAM(expires, JSON_STRING, false),
             PARAM(auth, JSON_STRING, false),
             {NULL, 0, false, 0},
         };
@@ -563,6 +616,7 @@ static int method_update(struct request *q)
         struct key_record rec;
         struct key_update upd = {0};
         const char *scope[KEY_SCOPE_MAX], *expires, *reason;
+        char reason_buf[FIELD_REASON_MAX];
         struct change *ch;
         json_t *scope_j;
         int r;
@@ -582,7 +636,9 @@ static int method_update(struct request *q)
         scope_j = p.scope;
         if (json_is_array(scope_j)) {
                 if (parse_scope(scope_j, scope, &upd.n_scope) < 0)
-                        return api_reply_invalid(q, "scope");
+                        return api_reply_invalid_reason(
+                            q, "scope",
+                            field_reason_scope_count(json_array_size(scope_j), reason_buf));
                 upd.scope = scope;
                 upd.fields |= KEY_UPDATE_SCOPE;
         }
@@ -595,8 +651,10 @@ static int method_update(struct request *q)
         }
         upd.expires_at = rec.expires_at;
         if ((expires = p.expires)) {
-                if (expiry_parse(expires, q->now, &upd.expires_at) < 0)
-                        return api_reply_invalid(q, "expires");
+                r = expiry_parse(expires, q->now, &upd.expires_at);
+                if (r < 0)
+                        return api_reply_invalid_reason(q, "expires",
+                                                        field_reason_expires(r, reason_buf));
                 upd.fields |= KEY_UPDATE_EXPIRES;
         }
         /* The same rules as for a new key, so an update cannot raise a key
@@ -615,6 +673,7 @@ static int method_update(struct request *q)
             .scope = upd.scope,
             .n_scope = upd.n_scope,
             .expires_at = upd.expires_at,
+            .before = &rec,
         };
         r = authz_check_grant(&q->who, &policy, &grant, q->now, NULL, &reason);
         if (r < 0)
@@ -636,7 +695,8 @@ static int method_update(struct request *q)
         next.permissions = upd.permissions;
         next.expires_at = upd.expires_at;
         if (record_check(&next, &field) < 0)
-                return api_reply_invalid(q, field);
+                return api_reply_invalid_reason(q, field,
+                                                field_reason_record(field, &next, reason_buf));
 
         ch = change_new(q, "update", update_write, changed_answer);
         if (!ch)

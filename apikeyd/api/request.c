@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdio.h>
 
+#include "field_rules.h"
 #include "log.h"
 #include "request.h"
 #include "state.h"
@@ -18,7 +19,9 @@
 /*
  * Check the call's parameters against `spec`: unknown names, wrong types
  * and missing required ones are answered with InvalidParameter naming the
- * parameter.  null counts as absent.
+ * parameter, and so is a string that is not text (text_valid()): for a
+ * key's field (PARAM_KEY_FIELD), with a `reason` that says so and gives the
+ * field's rule.  null counts as absent.
  */
 int api_check_params(struct request *q, const struct param *spec)
 {
@@ -39,15 +42,16 @@ int api_check_params(struct request *q, const struct param *spec)
                  * shape check answers for it (BAD_FORMAT), in both decoders. */
                 if (p->type == JSON_STRING && !STREQ(key, "token") &&
                     !text_valid(json_string_value(v), SIZE_MAX))
-                        goto bad;
+                        goto not_text;
                 if (p->type == JSON_ARRAY) {
                         size_t i;
                         json_t *e;
                         json_array_foreach(v, i, e)
                         {
-                                if (!json_is_string(e) ||
-                                    !text_valid(json_string_value(e), SIZE_MAX))
+                                if (!json_is_string(e))
                                         goto bad;
+                                if (!text_valid(json_string_value(e), SIZE_MAX))
+                                        goto not_text;
                         }
                 }
                 continue;
@@ -55,13 +59,19 @@ int api_check_params(struct request *q, const struct param *spec)
                 if (!p->name)
                         goto bad;
                 continue;
+        not_text:
+                if (p->flags & PARAM_KEY_FIELD) {
+                        char buf[FIELD_REASON_MAX];
+                        (void)api_reply_invalid_reason(q, key, field_reason_not_text(key, buf));
+                        return -EINVAL;
+                }
         bad:
                 (void)connection_reply_invalid_parameter(q->conn, key);
                 return -EINVAL;
         }
         for (const struct param *p = spec; p->name; p++) {
                 v = json_object_get(q->params, p->name);
-                if (p->required && (!v || json_is_null(v))) {
+                if ((p->flags & PARAM_REQUIRED) && (!v || json_is_null(v))) {
                         (void)connection_reply_invalid_parameter(q->conn, p->name);
                         return -EINVAL;
                 }
@@ -101,14 +111,34 @@ int api_decode_params(struct request *q, const struct param *spec, struct method
         return 0;
 }
 
+/*
+ * A call answered, not refused, that acted with a key in `auth`: a use of
+ * that key, noted as a valid Verify's is, for the service such a key must
+ * be scoped to.  A refused or mistaken call is no use, as a Verify that is
+ * not VALID is none.
+ */
+static void note_auth_use(struct request *q)
+{
+        int r;
+
+        if (!q->who.by_key)
+                return;
+        r = lastused_note(&q->api->lastused, q->who.key_id, q->now, "apikeyd", NULL);
+        if (r < 0)
+                log_warning("noting the last use of key %s failed: %s", q->who.key_id,
+                            strerror(-r));
+}
+
 int api_reply(struct request *q, json_t *parameters)
 {
+        note_auth_use(q);
         (void)connection_reply(q->conn, parameters, false);
         return 0;
 }
 
 int api_reply_raw(struct request *q, const char *msg, size_t len)
 {
+        note_auth_use(q);
         (void)connection_reply_raw(q->conn, msg, len);
         return 0;
 }
@@ -123,6 +153,14 @@ int api_reply_invalid(struct request *q, const char *parameter)
 {
         (void)connection_reply_invalid_parameter(q->conn, parameter);
         return 0;
+}
+
+int api_reply_invalid_reason(struct request *q, const char *parameter, const char *reason)
+{
+        if (!reason)
+                return api_reply_invalid(q, parameter);
+        return api_reply_error(q, ERR_INVALID,
+                               json_pack("{s:s, s:s}", "parameter", parameter, "reason", reason));
 }
 
 int api_reply_reason(struct request *q, const char *error, const char *reason)

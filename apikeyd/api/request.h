@@ -50,18 +50,31 @@ struct method_params {
         const char *token, *service, *user, *rhost, *tty, *ruser;
 };
 
+enum param_flags {
+        PARAM_REQUIRED = 1u << 0,
+        PARAM_KEY_FIELD = 1u << 1, /* sets a key's field: a refusal says its rule (field_rules.h) */
+};
+
 /* One parameter a method accepts: its name, JSON type and field. */
 struct param {
         const char *name;
         json_type type; /* JSON_STRING, JSON_ARRAY (of strings), JSON_INTEGER */
-        bool required;
-        size_t offset; /* of its field in struct method_params (api_decode_params) */
+        unsigned flags; /* enum param_flags */
+        size_t offset;  /* of its field in struct method_params (api_decode_params) */
 };
 
 /* An entry of a method's table: the parameter `field` of struct method_params. */
 #define PARAM(field, type, required)                                                               \
         {                                                                                          \
-#field, type, required, offsetof(struct method_params, field)                      \
+#field, type, (required) ? PARAM_REQUIRED : 0u,                                    \
+                    offsetof(struct method_params, field)                                          \
+        }
+
+/* The same, for a parameter that sets a key's field (Create, Update). */
+#define KEY_PARAM(field, type, required)                                                           \
+        {                                                                                          \
+#field, type, ((required) ? PARAM_REQUIRED : 0u) | PARAM_KEY_FIELD,                \
+                    offsetof(struct method_params, field)                                          \
         }
 
 struct request {
@@ -96,6 +109,8 @@ int api_reply(struct request *q, json_t *parameters);
 int api_reply_raw(struct request *q, const char *msg, size_t len);
 int api_reply_error(struct request *q, const char *error, json_t *parameters);
 int api_reply_invalid(struct request *q, const char *parameter);
+/* InvalidParameter naming `parameter`, with `reason` beside it unless NULL. */
+int api_reply_invalid_reason(struct request *q, const char *parameter, const char *reason);
 int api_reply_reason(struct request *q, const char *error, const char *reason);
 int api_reply_no_such_key(struct request *q, const char *id);
 int api_reply_internal(struct request *q, const char *what, int r);

@@ -202,6 +202,10 @@ static int daemon_error(const char *error, const json_t *p)
         else if (IS(KEYS_ERROR_TOO_MANY_CONNECTIONS))
                 err("the daemon is at its connection limit (%lld); try again later [%s]",
                     (long long)n, error);
+        else if (IS(VARLINK_ERROR_INVALID_PARAMETER) && (t = param_str(p, "reason")))
+                /* A key's field: what is wrong with it, and its rule. */
+                err("the daemon refused %s: %s [%s]",
+                    parameter_source((s = param_str(p, "parameter")) ? s : "?"), t, error);
         else if (IS(VARLINK_ERROR_INVALID_PARAMETER))
                 err("the daemon refused the value of %s [%s]",
                     parameter_source((s = param_str(p, "parameter")) ? s : "?"), error);

@@ -73,8 +73,11 @@ int keystore_put_key(struct keystore *ks, const struct key_record *rec) _warn_un
 
 /*
  * Add a new key unless its owner already has `max_owned` keys that are not
- * revoked (-EDQUOT); 0 = no limit.  Counted in the write's own
- * transaction, so racing creates cannot both slip under the limit.
+ * revoked (-EDQUOT); 0 = no limit.  Keys created through invite for the
+ * owner (KEY_FLAG_NO_LOGIN) and the owner's other keys are counted apart,
+ * each against `max_owned`: the new key is counted with its kind.
+ * Counted in the write's own transaction, so racing creates cannot both
+ * slip under the limit.
  */
 int keystore_put_key_limited(struct keystore *ks, const struct key_record *rec,
                              uint64_t max_owned) _warn_unused_;

@@ -195,8 +195,9 @@ struct put_ctx {
         uint64_t max_owned; /* 0 = no limit */
 };
 
-/* The keys of `owner` that are not revoked, in `txn`. */
-static int count_owned_in(struct keystore *ks, MDB_txn *txn, const char *owner, uint64_t *ret)
+/* The keys of `owner` that are not revoked and, as `like`, invited or not, in `txn`. */
+static int count_owned_in(struct keystore *ks, MDB_txn *txn, const char *owner,
+                          const struct key_record *like, uint64_t *ret)
 {
         _cleanup_cursor_ MDB_cursor *c = NULL;
         MDB_val k = {strlen(owner), (void *)owner}, v;
@@ -219,7 +220,8 @@ static int count_owned_in(struct keystore *ks, MDB_txn *txn, const char *owner, 
                 r = decode_entry(&v, &rv, &rec);
                 if (r < 0)
                         return r;
-                if (rec.status != KEY_STATUS_REVOKED)
+                if (rec.status != KEY_STATUS_REVOKED &&
+                    !((rec.flags ^ like->flags) & KEY_FLAG_NO_LOGIN))
                         n++;
         }
         if (rc != MDB_NOTFOUND)
@@ -238,7 +240,7 @@ static int put_keys_in(struct keystore *ks, MDB_txn *txn, void *userdata)
                 if (c->max_owned) {
                         uint64_t n;
 
-                        r = count_owned_in(ks, txn, c->recs[i].owner, &n);
+                        r = count_owned_in(ks, txn, c->recs[i].owner, &c->recs[i], &n);
                         if (r < 0)
                                 return r;
                         if (n >= c->max_owned)

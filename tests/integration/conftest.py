@@ -241,6 +241,16 @@ class Varlink:
         return self.ok(f"{IFACE}.List", params)
 
 
+def field_refusal(result):
+    """The (error, parameters) of a refused key field, its `reason` checked
+    present and then left out: for tests of which parameter is refused;
+    test_validation.py shows the words."""
+    err, params = result
+    params = dict(params)
+    assert params.pop("reason", None), result
+    return err, params
+
+
 def list_all_audit(client):
     """Every audit event ListAudit shows, page by page, oldest first."""
     events, after = [], 0

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from conftest import IFACE, ME_ACTOR, make_token, other_secret, split_token
+from conftest import IFACE, ME_ACTOR, make_token, other_secret, parse_iso, split_token
+from test_apikeyctl import EXIT_OK, run_ctl
 
 DENIED = f"{IFACE}.PermissionDenied"
 INVALID = "org.varlink.service.InvalidParameter"
@@ -62,7 +63,11 @@ def test_readonly_key_reads_its_owners_keys_only(root, team):
     listed = root.ok(f"{IFACE}.List", auth)["keys"]
     assert sorted(k["id"] for k in listed) == sorted([team.a["id"], team.b["id"],
                                                       ro["key"]["id"]])
-    assert root.ok(f"{IFACE}.List", {"owner": TEAM, **auth})["keys"] == listed
+    # The same keys; the one in auth now with its last use, by the first List.
+    again = root.ok(f"{IFACE}.List", {"owner": TEAM, **auth})["keys"]
+    assert [k["id"] for k in again] == [k["id"] for k in listed]
+    assert [k for k in again if k["id"] != ro["key"]["id"]] == [
+        k for k in listed if k["id"] != ro["key"]["id"]]
     assert_denied(root.err(f"{IFACE}.List", {"owner": "other-team", **auth}))
     assert root.ok(f"{IFACE}.Get", {"id": team.a["id"], **auth})["key"] == team.a
     assert_denied(root.err(f"{IFACE}.Get", {"id": team.other["id"], **auth}))
@@ -210,3 +215,34 @@ def test_auth_must_be_a_string(root):
     # null is as if absent: root acts as itself.
     assert root.ok(f"{IFACE}.List", {"auth": None}) == {"keys": []}
 
+
+
+def test_a_key_used_in_auth_has_its_last_use(root, team, tmp_path):
+    """A script's key that manages keys is used as much as one that logs in:
+    Get and `apikeyctl show` say when, and for "apikeyd"."""
+    k = auth_key(root, scope=["apikeyd"])
+    kid = k["key"]["id"]
+    assert "last_used_at" not in root.get(kid)
+    # A key refused as the principal (here: disabled) is no use of it.
+    root.ok(f"{IFACE}.Disable", {"id": kid})
+    assert_denied(root.err(f"{IFACE}.List", {"auth": k["token"]}))
+    root.ok(f"{IFACE}.Enable", {"id": kid})
+    assert "last_used_at" not in root.get(kid)
+
+    before = time.time()
+    assert len(root.ok(f"{IFACE}.List", {"auth": k["token"]})["keys"]) == 3
+    used = root.get(kid)
+    assert used["last_used_service"] == "apikeyd"
+    assert before - 1 <= parse_iso(used["last_used_at"]) <= time.time() + 1
+    assert "last_used_from" not in used
+
+    # The same through apikeyctl --auth-file, and `show` tells it.
+    other = auth_key(root, scope=["apikeyd"])
+    auth_file = tmp_path / "key"
+    auth_file.write_text(other["token"] + "\n")
+    auth_file.chmod(0o600)
+    sock = root.path
+    run_ctl("--auth-file", auth_file, "list", socket=sock, rc=EXIT_OK)
+    shown = run_ctl("show", other["key"]["id"], socket=sock, rc=EXIT_OK).out
+    line = next(l for l in shown.splitlines() if l.strip().startswith("Last used"))
+    assert line.rstrip().endswith(", apikeyd"), shown

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from conftest import ADMIN, ADMIN_GROUP, ALICE, BOB, IFACE, INTERFACE, parse_iso
+from test_apikeyctl import EXIT_REFUSED, run_ctl
 
 DENIED = f"{IFACE}.PermissionDenied"
 POLICY = f"{IFACE}.PolicyViolation"
@@ -144,8 +145,16 @@ def test_user_may_not_give_the_admin_role(setup):
     # A custom set of the permissions they hold is theirs to choose...
     c = setup.alice.create("c", permissions=["create", "read", "write", "delete"])
     assert c["key"]["role"] == "custom"
-    # ...but not invite, which users do not hold.
-    assert_denied(setup.alice.err(f"{IFACE}.Create", {"name": "i", "permissions": ["invite"]}))
+    # ...but not invite, which users do not hold; the refusal says so, on
+    # Create and on Update alike (where the caller need not be the creator).
+    invite = "only admins, and keys that hold it, may give a key the invite permission"
+    assert assert_denied(setup.alice.err(f"{IFACE}.Create", {"name": "i",
+                                                             "permissions": ["invite"]})) == invite
+    assert assert_denied(setup.alice.err(f"{IFACE}.Update", {
+        "id": c["key"]["id"], "permissions": ["read", "invite"]})) == invite
+    r = run_ctl("update", c["key"]["id"], "--permissions", "read,invite",
+                socket=setup.daemon.socket, user=ALICE, rc=EXIT_REFUSED)
+    assert r.err == f"apikeyctl: permission denied: {invite} [{DENIED}]\n"
 
 
 @pytest.mark.parametrize("method", ["GetSharedSecret", "RotateSharedSecret"])

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import IFACE, Varlink
+from conftest import IFACE, Varlink, field_refusal
 
 INVALID = "org.varlink.service.InvalidParameter"
 SERVICE = "org.varlink.service"
@@ -91,10 +91,10 @@ def test_invalid_parameter_in_the_service_interface(root, method, params, parame
 @pytest.mark.parametrize("duration", ["30x", "-1d", "1.5d", "d", "30", "+1d", "1 d", "1D",
                                       "1M", "0x10d", "99999999999999999999d"])
 def test_bad_durations(root, duration):
-    assert root.err(f"{IFACE}.Create", {"name": "k", "expires": duration}) == (
+    assert field_refusal(root.err(f"{IFACE}.Create", {"name": "k", "expires": duration})) == (
         INVALID, {"parameter": "expires"})
     k = root.create("k")["key"]
-    assert root.err(f"{IFACE}.Update", {"id": k["id"], "expires": duration}) == (
+    assert field_refusal(root.err(f"{IFACE}.Update", {"id": k["id"], "expires": duration})) == (
         INVALID, {"parameter": "expires"})
     assert root.err(f"{IFACE}.List", {"expiring_within": duration}) == (
         INVALID, {"parameter": "expiring_within"})

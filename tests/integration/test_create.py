@@ -7,7 +7,7 @@ import time
 import pytest
 
 from conftest import (IFACE, ME, ME_ACTOR, TOKEN_RE, base62_check, check_key, check_reply,
-                      parse_iso, split_token)
+                      field_refusal, parse_iso, split_token)
 
 ALL_PERMS = ["create", "read", "write", "delete", "invite"]
 INVALID = "org.varlink.service.InvalidParameter"
@@ -108,7 +108,7 @@ def test_admin_key_without_expiry_never_expires(root):
                                      "2031-01-31T12:00", "2031-02-30", "soon", "30x", "-1d",
                                      "1D", "", " 1d", "1d ", "12h1d", "1h1h"])
 def test_bad_expiry_is_invalid_parameter_expires(root, expires):
-    assert root.err(f"{IFACE}.Create", {"name": "k", "expires": expires}) == (
+    assert field_refusal(root.err(f"{IFACE}.Create", {"name": "k", "expires": expires})) == (
         INVALID, {"parameter": "expires"})
     assert root.list()["keys"] == []
 
@@ -142,7 +142,7 @@ def test_role_and_permissions(root, params, role, perms):
     ({"role": "Admin"}, "role"),
 ])
 def test_bad_role_or_permissions(root, params, parameter):
-    assert root.err(f"{IFACE}.Create", {"name": "k", **params}) == (
+    assert field_refusal(root.err(f"{IFACE}.Create", {"name": "k", **params})) == (
         INVALID, {"parameter": parameter})
 
 
@@ -155,18 +155,19 @@ def test_scope(root):
 
 def test_scope_limits(root):
     assert root.create("k32", scope=[f"svc{i}" for i in range(32)])["key"]["scope"][-1] == "svc31"
-    assert root.err(f"{IFACE}.Create", {"name": "k33", "scope": [f"s{i}" for i in range(33)]}) == (
+    assert field_refusal(root.err(f"{IFACE}.Create", {"name": "k33",
+                                                      "scope": [f"s{i}" for i in range(33)]})) == (
         INVALID, {"parameter": "scope"})
 
 
 @pytest.mark.parametrize("scope", [["x" * 65], ["sshd", "sshd"], [""], ["a\nb"]])
 def test_bad_scope_entry_is_invalid_parameter_scope(root, scope):
-    assert root.err(f"{IFACE}.Create", {"name": "k", "scope": scope}) == (
+    assert field_refusal(root.err(f"{IFACE}.Create", {"name": "k", "scope": scope})) == (
         INVALID, {"parameter": "scope"})
 
 
 def test_too_long_description_is_invalid_parameter_description(root):
-    assert root.err(f"{IFACE}.Create", {"name": "k", "description": "d" * 1025}) == (
+    assert field_refusal(root.err(f"{IFACE}.Create", {"name": "k", "description": "d" * 1025})) == (
         INVALID, {"parameter": "description"})
 
 
@@ -176,7 +177,7 @@ def test_description_limit(root):
 
 
 def test_too_long_owner_is_invalid_parameter_owner(root):
-    assert root.err(f"{IFACE}.Create", {"name": "k", "owner": "o" * 257}) == (
+    assert field_refusal(root.err(f"{IFACE}.Create", {"name": "k", "owner": "o" * 257})) == (
         INVALID, {"parameter": "owner"})
 
 
@@ -187,7 +188,8 @@ def test_owner_limit(root):
 
 @pytest.mark.parametrize("name", ["", "n" * 129, "tab\there", "new\nline"])
 def test_bad_name(root, name):
-    assert root.err(f"{IFACE}.Create", {"name": name}) == (INVALID, {"parameter": "name"})
+    assert field_refusal(root.err(f"{IFACE}.Create", {"name": name})) == (
+        INVALID, {"parameter": "name"})
 
 
 def test_name_limits(root):
@@ -196,7 +198,7 @@ def test_name_limits(root):
 
 
 def test_empty_owner_is_invalid(root):
-    assert root.err(f"{IFACE}.Create", {"name": "k", "owner": ""}) == (
+    assert field_refusal(root.err(f"{IFACE}.Create", {"name": "k", "owner": ""})) == (
         INVALID, {"parameter": "owner"})
 
 
@@ -226,5 +228,6 @@ def test_expires_at_is_utc(root):
 @pytest.mark.parametrize("description", ["two\nlines", "bell \x07", "esc \x1b[2J", "csi \u009b31m",
                                          "del \x7f"])
 def test_control_characters_in_description_are_refused(root, description):
-    assert root.err(f"{IFACE}.Create", {"name": "k", "description": description}) == (
+    assert field_refusal(root.err(f"{IFACE}.Create",
+                                  {"name": "k", "description": description})) == (
         INVALID, {"parameter": "description"})

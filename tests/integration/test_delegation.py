@@ -16,8 +16,9 @@ import time
 
 import pytest
 
-from conftest import ALICE, IFACE, parse_iso
+from conftest import ALICE, BOB, IFACE, parse_iso
 from pam_fixtures import DEFAULT_BUILD, PAM_AUTH_ERR, PAM_SUCCESS, PamDir, trust_me
+from test_apikeyctl import EXIT_REFUSED, run_ctl
 
 DENIED = f"{IFACE}.PermissionDenied"
 POLICY = f"{IFACE}.PolicyViolation"
@@ -110,6 +111,41 @@ def test_invite_for_an_admin_is_refused(root):
     denied(act(root, "Create", inviter, name="x", owner="root"), "only be created by an admin")
 
 
+def test_invite_uses_up_none_of_the_owners_own_allowance(test_users, daemon, as_user, tmp_path):
+    """The keys invited for an owner are counted apart from the owner's
+    own: an inviter filling them blocks no create of the owner's, the
+    refusal names whose keys are full, and neither kind makes room for more
+    of the other."""
+    d = daemon(config={"user_max_keys": 2})
+    root = d.client()
+    inviter = key_with(root, "inviter", permissions=["create", "read", "invite"])
+    full = {"reason": f"{BOB} has as many keys created through invite as users may have "
+                      f"(user_max_keys = 2); {BOB} or an admin may revoke or delete one"}
+    for i in range(2):
+        ok(act(root, "Create", inviter, name=f"invited-{i}", owner=BOB))
+    r = act(root, "Create", inviter, name="invited-2", owner=BOB)
+    assert (r["error"], r["parameters"]) == (POLICY, full)
+
+    bob = as_user(BOB, socket=d.socket)
+    for i in range(2):
+        bob.create(f"own-{i}")
+    assert bob.err(f"{IFACE}.Create", {"name": "own-2"}) == (POLICY, {
+        "reason": "you have as many keys as users may have (user_max_keys); revoke or delete "
+                  "one first"})
+    r = act(root, "Create", inviter, name="invited-2", owner=BOB)
+    assert (r["error"], r["parameters"]) == (POLICY, full)
+
+    # apikeyctl, acting with the inviting key, says the same.
+    auth_file = tmp_path / "inviter"
+    auth_file.write_text(inviter["token"] + "\n")
+    auth_file.chmod(0o600)
+    c = run_ctl("--auth-file", auth_file, "create", "invited-3", "--owner", BOB,
+                socket=d.socket, rc=EXIT_REFUSED)
+    assert c.err == (f"apikeyctl: refused by this installation's policy: {full['reason']} "
+                     f"[{POLICY}]\n")
+    assert len(root.list(owner=BOB)["keys"]) == 4
+
+
 def test_admin_creates_login_keys_for_others(root):
     k = root.create("login", owner=VICTIM, scope=["sshd"])
     assert "no_login" not in k["key"]
@@ -165,6 +201,46 @@ def test_key_cannot_widen_a_sibling_beyond_itself(root):
     denied(act(root, "Update", me, id=sibling["id"], scope=[]), "must have one within it")
     denied(act(root, "Update", me, id=sibling["id"], expires="never"), "expire later")
     assert root.get(sibling["id"]) == sibling
+
+
+OUTLIVES = ("this key expires later than the API key given in auth, so that key cannot give "
+            "it a permission or a service it does not have; give it, in the same update, an "
+            "expiry no later than that key's")
+
+
+def test_key_gives_a_longer_lived_key_nothing_it_would_keep_after(root, tmp_path):
+    """A script key that expires in an hour, updating a key of its owner that
+    never expires: what it adds would outlive it, so it adds nothing, and the
+    refusal says why.  What asks no expiry and adds nothing is no grant: not
+    refused for the expiry."""
+    me = key_with(root, "me", permissions=["read", "write"], scope=["apikeyd", "sshd"],
+                  expires="1h")
+    sibling = key_with(root, "sibling", permissions=["read"], scope=["apikeyd"])["key"]
+    wide = {"error": DENIED, "parameters": {"reason": OUTLIVES}}
+    for params in ({"permissions": ["read", "write"]},
+                   {"scope": ["apikeyd", "sshd"]},
+                   {"scope": ["sshd"]},
+                   {"name": "renamed", "permissions": ["read", "write"]}):
+        assert act(root, "Update", me, id=sibling["id"], **params) == wide, params
+    assert root.get(sibling["id"]) == sibling
+    # apikeyctl, acting with the key, prints the reason.
+    auth_file = tmp_path / "me"
+    auth_file.write_text(me["token"] + "\n")
+    auth_file.chmod(0o600)
+    r = run_ctl("--auth-file", auth_file, "update", sibling["id"], "--permissions",
+                "read,write", socket=root.path, rc=EXIT_REFUSED)
+    assert r.err == f"apikeyctl: permission denied: {OUTLIVES} [{DENIED}]\n"
+
+    # Narrowing it, renaming it, or the same values again: no grant.
+    k = ok(act(root, "Update", me, id=sibling["id"], name="renamed", description="d",
+               permissions=["read"], scope=["apikeyd"]))["key"]
+    assert (k["name"], k["permissions"], k["scope"]) == ("renamed", ["read"], ["apikeyd"])
+    assert "expires_at" not in k
+    # Given an expiry within the acting key's, it may be given more.
+    k = ok(act(root, "Update", me, id=sibling["id"], permissions=["read", "write"],
+               scope=["apikeyd", "sshd"], expires="30m"))["key"]
+    assert (k["permissions"], k["scope"]) == (["read", "write"], ["apikeyd", "sshd"])
+    assert parse_iso(k["expires_at"]) <= parse_iso(me["key"]["expires_at"])
 
 
 def test_admin_key_is_bounded_by_its_own_scope_and_expiry(root):

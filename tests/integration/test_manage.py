@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import (IFACE, INTERFACE, ME, ME_ACTOR, check_key, check_reply, decode_b64,
-                      list_all_ids, parse_iso)
+                      field_refusal, list_all_ids, parse_iso)
 
 INVALID = "org.varlink.service.InvalidParameter"
 
@@ -293,9 +293,9 @@ def test_update_permissions_and_role(root):
     u = update(root, k["id"], role="readonly")
     assert (u["role"], u["permissions"]) == ("readonly", ["read"])
     assert root.verify(r["token"], permissions=["write"])["code"] == "INSUFFICIENT_PERMISSIONS"
-    assert root.err(f"{IFACE}.Update", {"id": k["id"], "role": "custom"}) == (
+    assert field_refusal(root.err(f"{IFACE}.Update", {"id": k["id"], "role": "custom"})) == (
         INVALID, {"parameter": "permissions"})
-    assert root.err(f"{IFACE}.Update", {"id": k["id"], "permissions": ["fly"]}) == (
+    assert field_refusal(root.err(f"{IFACE}.Update", {"id": k["id"], "permissions": ["fly"]})) == (
         INVALID, {"parameter": "permissions"})
     assert root.get(k["id"])["role"] == "readonly"
 
@@ -309,7 +309,7 @@ def test_update_expiry(root):
     u = update(root, k["id"], expires="never")
     assert "expires_at" not in u
     for bad in ("30x", "-1d", "2001-01-01", ""):
-        assert root.err(f"{IFACE}.Update", {"id": k["id"], "expires": bad}) == (
+        assert field_refusal(root.err(f"{IFACE}.Update", {"id": k["id"], "expires": bad})) == (
             INVALID, {"parameter": "expires"}), bad
     assert root.get(k["id"]) == u
     update(root, k["id"], expires="1s")
@@ -336,14 +336,15 @@ def test_update_leaves_absent_fields_alone(root):
 ])
 def test_update_bad_values(root, params, parameter):
     k = root.create("k", description="d")["key"]
-    assert root.err(f"{IFACE}.Update", {"id": k["id"], **params}) == (
+    assert field_refusal(root.err(f"{IFACE}.Update", {"id": k["id"], **params})) == (
         INVALID, {"parameter": parameter})
     assert root.get(k["id"]) == k
 
 
 def test_update_too_long_description_is_invalid_parameter_description(root):
     k = root.create("k")["key"]
-    assert root.err(f"{IFACE}.Update", {"id": k["id"], "description": "d" * 1025}) == (
+    assert field_refusal(root.err(f"{IFACE}.Update",
+                                  {"id": k["id"], "description": "d" * 1025})) == (
         INVALID, {"parameter": "description"})
 
 

@@ -7,12 +7,15 @@ syntax, so that no key's owner or scope looks like another's; and a use
 noted with a bad source can never cost other keys their last-used time."""
 
 import json
+import pwd
+import subprocess
+import sys
 import time
 
 import pytest
 
-from conftest import ALICE, IFACE
-from test_apikeyctl import EXIT_USAGE, run_ctl
+from conftest import ALICE, IFACE, field_refusal
+from test_apikeyctl import EXIT_REFUSED, EXIT_USAGE, run_ctl
 
 INVALID = "org.varlink.service.InvalidParameter"
 TEXT_PARAMS = ("service", "user", "rhost", "tty", "ruser")
@@ -83,14 +86,14 @@ def test_verify_takes_printable_non_ascii(alice_key, as_user):
 def test_create_refuses_control_characters(test_users, apikeyd, as_user, param, value):
     alice = as_user(ALICE, socket=apikeyd.socket)
     params = {"name": "k", param: value}
-    assert alice.err(f"{IFACE}.Create", params) == (INVALID, {"parameter": param})
-    assert alice.err(f"{IFACE}.Create", {"name": "k", "scope": ["sshd", value]}) == (
+    assert field_refusal(alice.err(f"{IFACE}.Create", params)) == (INVALID, {"parameter": param})
+    assert field_refusal(alice.err(f"{IFACE}.Create", {"name": "k", "scope": ["sshd", value]})) == (
         INVALID, {"parameter": "scope"})
     key = alice.create("mine")["key"]
     if param != "owner":
-        assert alice.err(f"{IFACE}.Update", {"id": key["id"], param: value}) == (
+        assert field_refusal(alice.err(f"{IFACE}.Update", {"id": key["id"], param: value})) == (
             INVALID, {"parameter": param})
-    assert alice.err(f"{IFACE}.Update", {"id": key["id"], "scope": [value]}) == (
+    assert field_refusal(alice.err(f"{IFACE}.Update", {"id": key["id"], "scope": [value]})) == (
         INVALID, {"parameter": "scope"})
     assert apikeyd.client().get(key["id"]) == key
 
@@ -132,10 +135,10 @@ def test_list_filters_refuse_control_characters(test_users, apikeyd, as_user, pa
 def test_lookalike_owners_refused(test_users, apikeyd, as_user, owner):
     # The attacker, and an admin who was handed the name: both refused.
     alice = as_user(ALICE, socket=apikeyd.socket)
-    assert alice.err(f"{IFACE}.Create", {"name": "k", "owner": owner}) == (
+    assert field_refusal(alice.err(f"{IFACE}.Create", {"name": "k", "owner": owner})) == (
         INVALID, {"parameter": "owner"})
     root = apikeyd.client()
-    assert root.err(f"{IFACE}.Create", {"name": "k", "owner": owner}) == (
+    assert field_refusal(root.err(f"{IFACE}.Create", {"name": "k", "owner": owner})) == (
         INVALID, {"parameter": "owner"})
     assert root.list() == {"keys": []}
 
@@ -162,10 +165,10 @@ def test_login_and_application_owners_accepted(apikeyd, owner):
 ])
 def test_bad_scope_entries_refused(test_users, apikeyd, as_user, scope):
     alice = as_user(ALICE, socket=apikeyd.socket)
-    assert alice.err(f"{IFACE}.Create", {"name": "k", "scope": scope}) == (
+    assert field_refusal(alice.err(f"{IFACE}.Create", {"name": "k", "scope": scope})) == (
         INVALID, {"parameter": "scope"})
     key = alice.create("mine", scope=["sshd"])["key"]
-    assert alice.err(f"{IFACE}.Update", {"id": key["id"], "scope": scope}) == (
+    assert field_refusal(alice.err(f"{IFACE}.Update", {"id": key["id"], "scope": scope})) == (
         INVALID, {"parameter": "scope"})
     assert apikeyd.client().get(key["id"])["scope"] == ["sshd"]
 
@@ -210,3 +213,170 @@ def test_c1_rhost_does_not_cost_other_keys_their_last_use(test_users, daemon, as
     assert (stored["last_used_service"], stored["last_used_from"]) == ("sshd", "192.0.2.1")
     assert "last_used_at" not in d.client().get(bad["key"]["id"])
     assert "writing last-used times failed" not in d.log()
+
+
+# ---------------------------------------------------------------- refusals that say the rule
+#
+# A value of a key's field that Create or Update refuses is answered with
+# InvalidParameter naming the parameter and, beside it, a `reason`: what is
+# wrong with the value, then the field's rule.  Every client gets the words;
+# apikeyctl prints them.
+
+NAME_RULE = ("a key's name is 1 to 128 bytes of UTF-8 text without control characters "
+             "(such as a newline or a tab)")
+DESCRIPTION_RULE = ("a description is at most 1024 bytes of UTF-8 text without control "
+                    "characters (such as a newline or a tab)")
+OWNER_RULE = ("an owner is 1 to 256 ASCII letters, digits, '.', '_', '-' and '@', the first a "
+              "letter, a digit or '_', optionally ending in '$', not digits alone")
+SCOPE_RULE = ("a scope is at most 32 services, each 1 to 64 ASCII letters, digits, '.', '_' "
+              "and '-', the first a letter, a digit or '_', none twice")
+ROLE_RULE = ("a role is admin (every permission), readonly (read) or custom (the permissions "
+             "given)")
+PERMISSIONS_RULE = ("permissions are one or more of create, read, write, delete, invite, for "
+                    "the role custom (admin has them all, readonly has read)")
+EXPIRES_RULE = ("expires is a duration (45s, 90m, 12h, 30d, 2w), an ISO 8601 date or time in "
+                "the future (2027-01-31, 2027-01-31T12:00:00Z) or \"never\"")
+NOT_TEXT = ("it holds a control character (such as a newline or a tab) or bytes that are not "
+            "UTF-8; ")
+
+# (parameters, the parameter refused, its reason); owner is Create's alone.
+FIELD_REFUSALS = [
+    pytest.param({"name": "n" * 129}, "name", "it is 129 bytes long, more than 128; " + NAME_RULE,
+                 id="name-129"),
+    pytest.param({"name": "\u00fc" * 65}, "name",
+                 "it is 130 bytes long, more than 128; " + NAME_RULE, id="name-65-umlauts"),
+    pytest.param({"name": ""}, "name", "it is empty; " + NAME_RULE, id="name-empty"),
+    pytest.param({"name": "a\tb"}, "name", NOT_TEXT + NAME_RULE, id="name-tab"),
+    pytest.param({"description": "two\nlines"}, "description", NOT_TEXT + DESCRIPTION_RULE,
+                 id="description-newline"),
+    pytest.param({"description": "d" * 1025}, "description",
+                 "it is 1025 bytes long, more than 1024; " + DESCRIPTION_RULE,
+                 id="description-1025"),
+    pytest.param({"role": "custom"}, "permissions",
+                 "none were given, and the role custom needs them; " + PERMISSIONS_RULE,
+                 id="custom-without-permissions"),
+    pytest.param({"role": "admin", "permissions": ["read"]}, "permissions",
+                 "the role admin has every permission, not these; " + PERMISSIONS_RULE,
+                 id="admin-with-read"),
+    pytest.param({"role": "readonly", "permissions": ["read", "write"]}, "permissions",
+                 "the role readonly has read alone, not these; " + PERMISSIONS_RULE,
+                 id="readonly-with-write"),
+    pytest.param({"permissions": []}, "permissions", "none were given; " + PERMISSIONS_RULE,
+                 id="permissions-empty"),
+    pytest.param({"permissions": ["read", "fly"]}, "permissions",
+                 "one of them is not a permission; " + PERMISSIONS_RULE, id="permission-unknown"),
+    pytest.param({"role": "superuser"}, "role", "it is not a role; " + ROLE_RULE, id="role"),
+    pytest.param({"scope": ["sshd", "sshd"]}, "scope", "entry 2: it is given twice; " + SCOPE_RULE,
+                 id="scope-twice"),
+    pytest.param({"scope": ["x" * 65]}, "scope",
+                 "entry 1: it is 65 bytes long, more than 64; " + SCOPE_RULE, id="scope-65"),
+    pytest.param({"scope": ["sshd", ""]}, "scope", "entry 2: it is empty; " + SCOPE_RULE,
+                 id="scope-empty-entry"),
+    pytest.param({"scope": ["sshd", "a b"]}, "scope",
+                 "entry 2: its character 2 (' ') is not allowed there; " + SCOPE_RULE,
+                 id="scope-space"),
+    pytest.param({"scope": ["-sshd"]}, "scope",
+                 "entry 1: its character 1 ('-') cannot begin it; " + SCOPE_RULE,
+                 id="scope-dash-first"),
+    pytest.param({"scope": [f"s{i}" for i in range(33)]}, "scope",
+                 "it has 33 entries; " + SCOPE_RULE, id="scope-33"),
+    pytest.param({"scope": ["a\u009bb"]}, "scope", NOT_TEXT + SCOPE_RULE, id="scope-C1"),
+    pytest.param({"expires": "30x"}, "expires",
+                 "it is not a duration, a date, a time or \"never\"; " + EXPIRES_RULE,
+                 id="expires-garbage"),
+    pytest.param({"expires": "2001-01-01"}, "expires",
+                 "it is not in the future, or too far ahead to be a time; " + EXPIRES_RULE,
+                 id="expires-past"),
+]
+
+OWNER_REFUSALS = [
+    pytest.param("", "it is empty; ", id="empty"),
+    pytest.param("o" * 257, "it is 257 bytes long, more than 256; ", id="257"),
+    pytest.param("1000", "it is digits alone, which reads as a uid; ", id="digits"),
+    pytest.param("bad owner", "its character 4 (' ') is not allowed there; ", id="space"),
+    pytest.param(".alice", "its character 1 ('.') cannot begin it; ", id="dot-first"),
+    pytest.param("a$b", "its character 2 ('$') is not allowed there; ", id="dollar-inside"),
+    pytest.param("j\u00f6rg", "its character 2 is not ASCII; ", id="non-ascii"),
+    pytest.param("esc\x1b", NOT_TEXT, id="escape"),
+]
+
+
+@pytest.mark.parametrize("params,parameter,reason", FIELD_REFUSALS)
+def test_create_and_update_refusals_say_what_is_wrong_and_the_rule(test_users, apikeyd, as_user,
+                                                                    params, parameter, reason):
+    alice = as_user(ALICE, socket=apikeyd.socket)
+    want = (INVALID, {"parameter": parameter, "reason": reason})
+    assert alice.err(f"{IFACE}.Create", {"name": "k", **params}) == want
+    key = alice.create("mine")["key"]
+    assert alice.err(f"{IFACE}.Update", {"id": key["id"], **params}) == want
+    assert apikeyd.client().list()["keys"] == [key]
+
+
+@pytest.mark.parametrize("owner,problem", OWNER_REFUSALS)
+def test_owner_refusals_say_what_is_wrong_and_the_rule(test_users, apikeyd, as_user, owner,
+                                                       problem):
+    want = (INVALID, {"parameter": "owner", "reason": problem + OWNER_RULE})
+    assert as_user(ALICE, socket=apikeyd.socket).err(
+        f"{IFACE}.Create", {"name": "k", "owner": owner}) == want
+    assert apikeyd.client().err(f"{IFACE}.Create", {"name": "k", "owner": owner}) == want
+
+
+def test_no_owner_for_a_uid_without_a_name(apikeyd):
+    """A caller whose uid has no user name, naming no owner: the reason says
+    that, not that an owner it never sent is empty."""
+    uid = 64999
+    try:
+        pwd.getpwuid(uid)
+        pytest.skip(f"uid {uid} has a name here")
+    except KeyError:
+        pass
+    call = ("import json, socket, sys\n"
+            "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
+            "s.sendall(json.dumps({'method': sys.argv[2], 'parameters': {'name': 'k'}})"
+            ".encode() + b'\\0')\n"
+            "buf = b''\n"
+            "while not buf.endswith(b'\\0'): buf += s.recv(65536)\n"
+            "print(buf[:-1].decode())\n")
+    r = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                        sys.executable, "-c", call, str(apikeyd.socket), f"{IFACE}.Create"],
+                       capture_output=True, text=True, timeout=20, check=True)
+    assert json.loads(r.stdout) == {"error": INVALID, "parameters": {
+        "parameter": "owner",
+        "reason": "none was given, and the calling uid has no user name; " + OWNER_RULE}}
+
+
+def test_other_refusals_keep_the_bare_invalid_parameter(test_users, apikeyd, as_user):
+    """The reason is for a key's fields; a filter or a Verify text is refused
+    as before, with the parameter alone."""
+    alice = as_user(ALICE, socket=apikeyd.socket)
+    assert alice.err(f"{IFACE}.List", {"owner": "a\nb"}) == (INVALID, {"parameter": "owner"})
+    assert alice.err(f"{IFACE}.Create", {"name": 5}) == (INVALID, {"parameter": "name"})
+
+
+@pytest.mark.parametrize("args,message", [
+    pytest.param(["create", "n" * 129],
+                 "the daemon refused the name: it is 129 bytes long, more than 128; " + NAME_RULE,
+                 id="name-129"),
+    pytest.param(["create", ""], "the daemon refused the name: it is empty; " + NAME_RULE,
+                 id="name-empty"),
+    pytest.param(["create", "k", "--description", "two\nlines"],
+                 "the daemon refused --description: " + NOT_TEXT + DESCRIPTION_RULE,
+                 id="description-newline"),
+    pytest.param(["create", "k", "--role", "custom"],
+                 "the daemon refused --permissions: none were given, and the role custom needs "
+                 "them; " + PERMISSIONS_RULE, id="custom-without-permissions"),
+    pytest.param(["create", "k", "--owner", "1000"],
+                 "the daemon refused --owner: it is digits alone, which reads as a uid; "
+                 + OWNER_RULE, id="owner-digits"),
+    pytest.param(["update", None, "--name", ""],
+                 "the daemon refused the name: it is empty; " + NAME_RULE, id="update-name-empty"),
+    pytest.param(["update", None, "--role", "custom"],
+                 "the daemon refused --permissions: none were given, and the role custom needs "
+                 "them; " + PERMISSIONS_RULE, id="update-custom-without-permissions"),
+])
+def test_apikeyctl_prints_the_reason(test_users, apikeyd, args, message):
+    key = apikeyd.client().create("mine", owner=ALICE)["key"]
+    args = [key["id"] if a is None else a for a in args]
+    r = run_ctl(*args, socket=apikeyd.socket, user=ALICE, rc=EXIT_REFUSED)
+    assert r.err == f"apikeyctl: {message} [{INVALID}]\n", r
+    assert apikeyd.client().list()["keys"] == [key]

@@ -276,6 +276,37 @@ static void test_update_cannot_widen(void **state)
         /* A name or description change (no grant field) is no grant. */
         g = (struct authz_grant){.owner = ME};
         assert_int_equal(authz_check_grant(&p, &policy, &g, NOW, NULL, &reason), 0);
+        /* A key that never expires (`before`: read, scope sshd) is given
+         * nothing it would keep after the acting key is gone; what the update
+         * keeps or takes away is no grant; an expiry within the acting key's
+         * makes room. */
+        struct key_record before = {.permissions = KEY_PERM_READ, .n_scope = 1};
+        static const char *const only_sshd[] = {"sshd"}, *const both[] = {"apikeyd", "sshd"};
+        before.scope[0] = "sshd";
+        g = (struct authz_grant){.owner = ME,
+                                 .fields = AUTHZ_GRANT_ROLE,
+                                 .role = KEY_ROLE_CUSTOM,
+                                 .permissions = KEY_PERM_READ | KEY_PERM_CREATE,
+                                 .scope = only_sshd,
+                                 .n_scope = 1,
+                                 .before = &before};
+        assert_int_equal(authz_check_grant(&p, &policy, &g, NOW, NULL, &reason), -EPERM);
+        assert_non_null(strstr(reason, "expires later than the API key given in auth"));
+        g.fields = AUTHZ_GRANT_SCOPE;
+        g.scope = both;
+        g.n_scope = 2;
+        assert_int_equal(authz_check_grant(&p, &policy, &g, NOW, NULL, &reason), -EPERM);
+        g.fields = AUTHZ_GRANT_ROLE | AUTHZ_GRANT_SCOPE;
+        g.permissions = KEY_PERM_READ;
+        g.scope = only_sshd;
+        g.n_scope = 1;
+        assert_int_equal(authz_check_grant(&p, &policy, &g, NOW, NULL, &reason), 0);
+        g.fields = AUTHZ_GRANT_ALL;
+        g.permissions = KEY_PERM_READ | KEY_PERM_CREATE;
+        g.scope = both;
+        g.n_scope = 2;
+        g.expires_at = NOW + HOUR;
+        assert_int_equal(authz_check_grant(&p, &policy, &g, NOW, NULL, &reason), 0);
         /* An admin by uid is not bounded. */
         principal_of(ROOT, &p);
         g = (struct authz_grant){.owner = ME,
@@ -305,6 +336,22 @@ static void test_create_policy(void **state)
         assert_int_equal(authz_check_create(&p, &policy, &g, NOW, 2, &flags, &reason), 0);
         assert_int_equal(authz_check_create(&p, &policy, &g, NOW, 3, &flags, &reason), -EDQUOT);
         assert_string_equal(reason, AUTHZ_REASON_USER_MAX_KEYS);
+        /* An invited key is counted with the keys invited for its owner, and
+         * the refusal says so: not "you have as many keys". */
+        principal_of(INVITE_KEY, &p);
+        g.owner = OTHER;
+        g.scope = apikeyd;
+        g.n_scope = 1;
+        g.expires_at = NOW + 1;
+        assert_int_equal(authz_check_create(&p, &policy, &g, NOW, 2, &flags, &reason), 0);
+        assert_int_equal(flags, KEY_FLAG_NO_LOGIN);
+        assert_int_equal(authz_check_create(&p, &policy, &g, NOW, 3, &flags, &reason), -EDQUOT);
+        assert_string_equal(reason, AUTHZ_REASON_INVITED_MAX_KEYS);
+        assert_int_equal(flags, KEY_FLAG_NO_LOGIN);
+        g.owner = ME;
+        g.scope = NULL;
+        g.n_scope = 0;
+        g.expires_at = 0;
         /* Admins are not held to the users' policy. */
         principal_of(GROUP_ADMIN, &p);
         assert_int_equal(authz_check_create(&p, &policy, &g, NOW, 99, &flags, &reason), 0);

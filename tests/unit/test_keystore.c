@@ -2026,6 +2026,31 @@ static int group_put_fn(struct keystore_tx *tx, void *userdata)
                      : keystore_put_key_limited(keystore_tx_keystore(tx), &p->rec, p->max_owned);
 }
 
+/* Keys invited for an owner and the owner's own keys: each kind its own allowance. */
+static void test_put_limited_counts_invited_keys_apart(void **state)
+{
+        struct fixture *f = *state;
+        struct key_record rec[6];
+
+        for (int i = 0; i < 6; i++) {
+                char name[16];
+                snprintf(name, sizeof(name), "k%d", i);
+                make_rec(&rec[i], 100 + i, "alice", name);
+                rec[i].name = strdup(name);
+                if (i >= 3)
+                        rec[i].flags = KEY_FLAG_NO_LOGIN;
+        }
+        assert_int_equal(keystore_put_key_limited(f->ks, &rec[0], 2), 0);
+        assert_int_equal(keystore_put_key_limited(f->ks, &rec[1], 2), 0);
+        assert_int_equal(keystore_put_key_limited(f->ks, &rec[2], 2), -EDQUOT);
+        assert_int_equal(keystore_put_key_limited(f->ks, &rec[3], 2), 0);
+        assert_int_equal(keystore_put_key_limited(f->ks, &rec[4], 2), 0);
+        assert_int_equal(keystore_put_key_limited(f->ks, &rec[5], 2), -EDQUOT);
+        assert_int_equal(keystore_put_key_limited(f->ks, &rec[2], 2), -EDQUOT);
+        for (int i = 0; i < 6; i++)
+                free((char *)rec[i].name);
+}
+
 static void test_write_group(void **state)
 {
         struct fixture *f = *state;
@@ -2454,6 +2479,7 @@ int main(void)
             T(test_last_used),
             T(test_audit),
             T(test_audit_with_change),
+            T(test_put_limited_counts_invited_keys_apart),
             T(test_write_group),
             T(test_audit_batch),
             T(test_audit_prune),
