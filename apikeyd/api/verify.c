@@ -115,6 +115,26 @@ static int sign_verify_reply(struct api *a, struct request *q, const struct veri
         return 0;
 }
 
+/*
+ * What a login needs of the key, for a call with `brief`: its id (for the
+ * log) and its expiry (to warn of it), not the whole Key.
+ */
+static void write_brief_key(struct json_out *o, const struct key_record *rec)
+{
+        char at[TIMESTAMP_MAX + 1]; /* in quotes, in place of its NUL */
+
+        /* Base62, digits and "-:TZ": nothing to escape. */
+        json_out_lit(o, ",\"key_id\":\"");
+        json_out_raw(o, rec->id, strlen(rec->id));
+        json_out_raw(o, "\"", 1);
+        if (rec->expires_at && timestamp_format(rec->expires_at, at + 1) >= 0) {
+                at[0] = '"';
+                at[TIMESTAMP_MAX] = '"';
+                json_out_lit(o, ",\"expires_at\":");
+                json_out_raw(o, at, TIMESTAMP_MAX + 1);
+        }
+}
+
 /* Room for the largest Verify answer: every field of a key at its longest, escaped. */
 #define VERIFY_REPLY_MAX                                                                           \
         (6 * (KEY_NAME_MAX + KEY_DESCRIPTION_MAX + KEY_OWNER_MAX +                                 \
@@ -192,8 +212,12 @@ static int verify_run(struct request *q, const struct verify_args *v)
                 if (r < 0)
                         log_warning("noting the last use of key %s failed: %s", rec->id,
                                     strerror(-r));
-                json_out_name(&o, "key", false);
-                api_key_write(&o, a, rec, q->now);
+                if (v->brief)
+                        write_brief_key(&o, rec);
+                else {
+                        json_out_name(&o, "key", false);
+                        api_key_write(&o, a, rec, q->now);
+                }
         }
         r = sign_verify_reply(a, q, v, &o, valid, code, valid ? rec : NULL);
         json_out_lit(&o, "}}");
@@ -222,6 +246,7 @@ static int method_verify(struct request *q)
             PARAM(ruser, JSON_STRING, false),
             PARAM(permissions, JSON_ARRAY, false),
             PARAM(auth, JSON_STRING, false),
+            PARAM(brief, JSON_TRUE, false), /* a boolean */
             {NULL, 0, false, 0},
         };
         /* The token's JSON string, to erase whatever the answer. */
@@ -245,6 +270,7 @@ static int method_verify(struct request *q)
         v.text[VERIFY_RUSER] = p.ruser;
         v.token = p.token;
         v.token_len = json_string_length(tok);
+        v.brief = p.brief;
         r = verify_run(q, &v);
         api_erase_json_string(tok);
         return r;
@@ -261,8 +287,10 @@ int verify_fast_path(struct request *q, const char *msg, size_t len)
         int r = 0;
 
         if (verify_call_parse(msg, len, &call) > 0) {
-                struct verify_args v = {
-                    .token = call.token, .token_len = call.token_len, .need = call.permissions};
+                struct verify_args v = {.token = call.token,
+                                        .token_len = call.token_len,
+                                        .need = call.permissions,
+                                        .brief = call.brief};
                 for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++)
                         v.text[i] = call.has_text[i] ? call.text[i] : NULL;
                 r = verify_run(q, &v);

@@ -40,7 +40,7 @@ static int parse_permissions(struct json_scan *s, uint8_t *ret)
 static int parse_parameters(struct json_scan *s, struct verify_call *v)
 {
         char name[NAME_MAX_LEN];
-        bool seen_token = false, seen_perms = false;
+        bool seen_token = false, seen_perms = false, seen_brief = false;
         int r;
 
         if (json_scan_object_begin(s) < 0)
@@ -57,6 +57,12 @@ static int parse_parameters(struct json_scan *s, struct verify_call *v)
                         if (seen_perms || parse_permissions(s, &v->permissions) <= 0)
                                 return 0;
                         seen_perms = true;
+                        continue;
+                }
+                if (STREQ(name, "brief")) {
+                        if (seen_brief || json_scan_bool(s, &v->brief) < 0)
+                                return 0;
+                        seen_brief = true;
                         continue;
                 }
                 size_t i;
@@ -83,6 +89,7 @@ int verify_call_parse(const char *msg, size_t len, struct verify_call *ret)
         /* Not the whole struct: the text buffers are written before they are read. */
         ret->token_len = 0;
         ret->permissions = 0;
+        ret->brief = false;
         memset(ret->has_text, 0, sizeof(ret->has_text));
         json_scan_init(&s, msg, len);
         if (json_scan_object_begin(&s) < 0)

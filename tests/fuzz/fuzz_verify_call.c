@@ -64,6 +64,11 @@ static bool plain_shape(const struct varlink_call *call)
                                                             0) return false;
                         continue;
                 }
+                if (STREQ(k, "brief")) {
+                        if (!json_is_boolean(v))
+                                return false;
+                        continue;
+                }
                 for (i = 0; i < _VERIFY_TEXT_MAX; i++)
                         if (STREQ(k, verify_text_names[i]))
                                 break;
@@ -120,6 +125,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         n++;
                 }
                 CHECK(bits == fast.permissions);
+                e = json_object_get(call.parameters, "brief");
+                CHECK(fast.brief == json_is_true(e));
+                n += e != NULL;
                 /* Nothing else, auth least of all. */
                 CHECK(json_object_size(call.parameters) == n);
         }
