@@ -163,7 +163,8 @@ static int verify_run(struct request *q, const struct verify_args *v)
         for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++)
                 /* A control character could forge log lines or the canonical
                  * form of a signature, and could not be stored as last use. */
-                if (v->text[i] && !text_valid(v->text[i], KEY_FIELD_MAX))
+                if (v->text[i] && !(v->text_plain & (1u << i)) &&
+                    !text_valid(v->text[i], KEY_FIELD_MAX))
                         return api_reply_invalid(q, verify_text_names[i]);
         code = api_verify_token(a, v->token, v->token_len, &view, &matched, tok_id);
         if (matched) {
@@ -290,6 +291,7 @@ int verify_fast_path(struct request *q, const char *msg, size_t len)
                 struct verify_args v = {.token = call.token,
                                         .token_len = call.token_len,
                                         .need = call.permissions,
+                                        .text_plain = call.text_plain,
                                         .brief = call.brief};
                 for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++)
                         v.text[i] = call.has_text[i] ? call.text[i] : NULL;

@@ -39,6 +39,7 @@ struct verify_call {
         size_t token_len;
         char text[_VERIFY_TEXT_MAX][KEY_FIELD_MAX + 1];
         bool has_text[_VERIFY_TEXT_MAX];
+        uint8_t text_plain;  /* bit i: text[i] came as printable ASCII, already valid text */
         uint8_t permissions; /* bits of enum key_perm required */
         bool brief;
 };

@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+#include "text_check.h"
 #include "varlink.h"
 #include "verify_call.h"
 #include "fuzz.h"
@@ -115,6 +116,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         CHECK(fast.has_text[i] == (v != NULL));
                         if (v) {
                                 CHECK(same_string(v, fast.text[i], strlen(fast.text[i])));
+                                /* Taken as checked text: it must pass the check. */
+                                if (fast.text_plain & (1u << i))
+                                        CHECK(text_valid(fast.text[i], KEY_FIELD_MAX));
                                 n++;
                         }
                 }
