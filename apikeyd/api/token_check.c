@@ -145,16 +145,19 @@ enum verify_code api_lockout_apply(struct request *q, const char *user, const ch
         struct api *a = q->api;
         char names[2][LOCKOUT_NAME_MAX + 1];
         size_t n = lockout_names(q, user, rhost, ruser, tok_id, names);
-        uint64_t evicted;
+        uint64_t evicted, hash[2];
 
-        for (size_t i = 0; i < n; i++)
-                if (lockout_locked(&a->lockout, names[i], q->now)) {
-                        lockout_touch(&a->lockout, names[i], q->now);
+        /* Each name hashed once, for every question asked about it below. */
+        for (size_t i = 0; i < n; i++) {
+                hash[i] = lockout_hash(&a->lockout, names[i]);
+                if (lockout_locked_hashed(&a->lockout, names[i], hash[i], q->now)) {
+                        lockout_touch_hashed(&a->lockout, names[i], hash[i], q->now);
                         return VERIFY_CODE_RATE_LIMITED;
                 }
+        }
         if (!matched && (code == VERIFY_CODE_NOT_FOUND || code == VERIFY_CODE_BAD_FORMAT)) {
                 for (size_t i = 0; i < n; i++)
-                        if (lockout_fail(&a->lockout, names[i], q->now)) {
+                        if (lockout_fail_hashed(&a->lockout, names[i], hash[i], q->now)) {
                                 char window[64] = "";
                                 (void)duration_format(a->config->lockout_window_usec, window,
                                                       sizeof(window));
@@ -167,7 +170,7 @@ enum verify_code api_lockout_apply(struct request *q, const char *user, const ch
                                     "far (logged once)",
                                     a->lockout.max, evicted);
         } else if (matched && code == VERIFY_CODE_VALID && tok_id[0])
-                (void)lockout_reset(&a->lockout, names[n - 1]);
+                (void)lockout_reset_hashed(&a->lockout, names[n - 1], hash[n - 1]);
         return code;
 }
 
