@@ -390,11 +390,27 @@ static int string_in_place(struct json_scan *s, char *buf, size_t size, const ch
         return r;
 }
 
-int json_scan_member(struct json_scan *s, const char *const *names, size_t n, size_t *ret_index)
+/* The name at the reader, written with escapes or other than `names`: unescaped, then looked up. */
+static __attribute__((noinline)) int member_unescaped(struct json_scan *s, const char *const *names,
+                                                      size_t n, size_t *ret_index)
 {
         char buf[MEMBER_NAME_MAX + 1];
         const char *name;
         size_t len, i;
+        int r = string_in_place(s, buf, sizeof(buf), &name, &len);
+
+        if (r < 0)
+                return r;
+        for (i = 0; name && i < n; i++)
+                if (strncmp(names[i], name, len) == 0 && names[i][len] == '\0')
+                        break;
+        *ret_index = name ? i : n;
+        return 0;
+}
+
+int json_scan_member(struct json_scan *s, const char *const *names, size_t n, size_t *ret_index)
+{
+        size_t i;
         int r = container_next(s, '}');
 
         if (r <= 0)
@@ -417,14 +433,9 @@ int json_scan_member(struct json_scan *s, const char *const *names, size_t n, si
                 }
         }
         if (i == n) {
-                r = string_in_place(s, buf, sizeof(buf), &name, &len);
+                r = member_unescaped(s, names, n, &i);
                 if (r < 0)
                         return r;
-                for (i = 0; name && i < n; i++)
-                        if (strncmp(names[i], name, len) == 0 && names[i][len] == '\0')
-                                break;
-                if (!name)
-                        i = n;
         }
         skip_ws(s);
         if (s->p >= s->end || *s->p != ':')
@@ -437,12 +448,19 @@ int json_scan_member(struct json_scan *s, const char *const *names, size_t n, si
 int json_scan_string_is(struct json_scan *s, const char *want)
 {
         char buf[MEMBER_NAME_MAX + 1];
+        size_t len = strlen(want);
         const char *text;
-        size_t len;
         int r;
 
         if (json_scan_peek(s) != JSON_SCAN_STRING)
                 return -EBADMSG;
+        /* Written as it is, quotes around `want`'s bytes: equal, and a string
+         * (`want` holds no quote, backslash or control character). */
+        if ((size_t)(s->end - s->p) > len + 1 && s->p[len + 1] == '"' &&
+            memcmp(s->p + 1, want, len) == 0) {
+                s->p += len + 2;
+                return 1;
+        }
         r = string_in_place(s, buf, sizeof(buf), &text, &len);
         if (r < 0)
                 return r;

@@ -88,9 +88,9 @@ int json_scan_string(struct json_scan *s, char *buf, size_t size, size_t *ret_le
  */
 int json_scan_text(struct json_scan *s, char *buf, size_t size, size_t *ret_len,
                    bool *ret_printable) _warn_unused_;
-/* 1 if the next value is a string equal to `want` (at most 32 bytes) once
- * unescaped, 0 if it is another string (the reader is after it either way),
- * or -EBADMSG. */
+/* 1 if the next value is a string equal to `want` (at most 32 bytes of
+ * printable ASCII but '"' and '\\') once unescaped, 0 if it is another
+ * string (the reader is after it either way), or -EBADMSG. */
 int json_scan_string_is(struct json_scan *s, const char *want) _warn_unused_;
 int json_scan_bool(struct json_scan *s, bool *ret) _warn_unused_;
 int json_scan_null(struct json_scan *s) _warn_unused_;

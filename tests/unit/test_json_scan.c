@@ -97,6 +97,11 @@ static void test_members_by_name(void **state)
         assert_int_equal(json_scan_member(&s, names, 3, &i), -EBADMSG);
         scan(&s, "\"\\u0061\\x\"");
         assert_int_equal(json_scan_string_is(&s, "a"), -EBADMSG);
+        /* Equal once unescaped; a longer string that starts alike is not. */
+        scan(&s, "\"\\u0061b\" \"ab\\\"\" \"abc\"");
+        assert_int_equal(json_scan_string_is(&s, "ab"), 1);
+        assert_int_equal(json_scan_string_is(&s, "ab"), 0);
+        assert_int_equal(json_scan_string_is(&s, "ab"), 0);
         /* DEL is JSON as it is, but not printable text. */
         scan(&s, "\"a\x7f\"");
         assert_int_equal(json_scan_text(&s, v, sizeof(v), &len, &printable), 0);
