@@ -159,7 +159,8 @@ static int verify_run(struct request *q, const struct verify_args *v)
         struct api *a = q->api;
         const char *service = V_SERVICE(v), *user = V_USER(v), *code_text;
         enum verify_code code;
-        _cleanup_key_view_ struct key_view view = {0};
+        /* Its record is not zeroed: api_verify_token() fills what is read. */
+        _cleanup_key_view_ struct key_view view;
         const struct key_record *rec = &view.rec;
         char tok_id[TOKEN_ID_LEN + 1], blocked[TOKEN_ID_LEN + 1];
         char reply[VERIFY_REPLY_MAX];
@@ -168,6 +169,7 @@ static int verify_run(struct request *q, const struct verify_args *v)
         bool matched, valid;
         int r;
 
+        view.ks = NULL;
         for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++)
                 /* A control character could forge log lines or the canonical
                  * form of a signature, and could not be stored as last use. */
