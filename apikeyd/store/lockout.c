@@ -47,10 +47,9 @@ void lockout_done(struct lockout *l)
  * per word, as in the finalisers of MurmurHash3 and wyhash): a name is
  * hashed once per call and kept with its entry.
  */
-uint64_t lockout_hash(const struct lockout *l, const char *name)
+uint64_t lockout_hash(const struct lockout *l, const char *name, size_t n)
 {
         static const uint64_t K = 0x9e3779b97f4a7c15ull;
-        size_t n = strlen(name);
         uint64_t h = l->seed ^ (n * K), w;
 
         for (; n >= 8; n -= 8, name += 8) {
@@ -214,7 +213,7 @@ bool lockout_locked_hashed(const struct lockout *l, const char *name, uint64_t h
 
 bool lockout_locked(const struct lockout *l, const char *name, uint64_t now)
 {
-        return lockout_locked_hashed(l, name, lockout_hash(l, name), now);
+        return lockout_locked_hashed(l, name, lockout_hash(l, name, strlen(name)), now);
 }
 
 bool lockout_fail_hashed(struct lockout *l, const char *name, uint64_t hash, uint64_t now)
@@ -244,7 +243,7 @@ bool lockout_fail_hashed(struct lockout *l, const char *name, uint64_t hash, uin
 
 bool lockout_fail(struct lockout *l, const char *name, uint64_t now)
 {
-        return lockout_fail_hashed(l, name, lockout_hash(l, name), now);
+        return lockout_fail_hashed(l, name, lockout_hash(l, name, strlen(name)), now);
 }
 
 void lockout_touch_hashed(struct lockout *l, const char *name, uint64_t hash, uint64_t now)
@@ -260,7 +259,7 @@ void lockout_touch_hashed(struct lockout *l, const char *name, uint64_t hash, ui
 
 void lockout_touch(struct lockout *l, const char *name, uint64_t now)
 {
-        lockout_touch_hashed(l, name, lockout_hash(l, name), now);
+        lockout_touch_hashed(l, name, lockout_hash(l, name, strlen(name)), now);
 }
 
 bool lockout_reset_hashed(struct lockout *l, const char *name, uint64_t hash)
@@ -278,7 +277,7 @@ bool lockout_reset_hashed(struct lockout *l, const char *name, uint64_t hash)
 
 bool lockout_reset(struct lockout *l, const char *name)
 {
-        return lockout_reset_hashed(l, name, lockout_hash(l, name));
+        return lockout_reset_hashed(l, name, lockout_hash(l, name, strlen(name)));
 }
 
 size_t lockout_reset_if(struct lockout *l, lockout_match_fn match, void *userdata)
@@ -380,7 +379,7 @@ static void load_entry(struct lockout *l, const char *name, unsigned failures, u
 
         if (!l->threshold || failures == 0 || now - since >= l->window)
                 return;
-        hash = lockout_hash(l, name);
+        hash = lockout_hash(l, name, strlen(name));
         i = find(l, name, hash);
         if (i == NIL)
                 i = insert(l, name, hash, now);

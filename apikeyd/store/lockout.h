@@ -73,10 +73,11 @@ typedef bool (*lockout_match_fn)(const char *name, void *userdata);
 size_t lockout_reset_if(struct lockout *l, lockout_match_fn match, void *userdata);
 
 /*
- * The seeded hash of `name`, and the calls above with it: for a caller
- * that asks about one name several times, so it is hashed once.
+ * The seeded hash of `name` (`len` bytes, strlen(name)), and the calls
+ * above with it: for a caller that asks about one name several times, so
+ * it is hashed once.
  */
-uint64_t lockout_hash(const struct lockout *l, const char *name);
+uint64_t lockout_hash(const struct lockout *l, const char *name, size_t len);
 bool lockout_locked_hashed(const struct lockout *l, const char *name, uint64_t hash, uint64_t now);
 bool lockout_fail_hashed(struct lockout *l, const char *name, uint64_t hash, uint64_t now);
 void lockout_touch_hashed(struct lockout *l, const char *name, uint64_t hash, uint64_t now);
