@@ -214,11 +214,13 @@ static int unescape(const char **pp, const char *end, char out[4], size_t *ret_n
         return 0;
 }
 
-/* Bytes that stand for themselves inside a JSON string: printable ASCII but '"' and '\\'. */
+/* Bytes that stand for themselves inside a JSON string: printable ASCII but
+ * '"' and '\\' (DEL does too, but takes the slower way, so that a plain run
+ * is text as text_check.h takes it). */
 static const bool plain_ascii_byte[256] = {
     [0x20 ... '"' - 1] = true,
     ['"' + 1 ... '\\' - 1] = true,
-    ['\\' + 1 ... 0x7f] = true,
+    ['\\' + 1 ... 0x7e] = true,
 };
 
 static bool plain_ascii(unsigned char c)
@@ -228,18 +230,18 @@ static bool plain_ascii(unsigned char c)
 
 /*
  * Eight bytes at a time: a word with a high bit set in the lowest byte that
- * is below 0x20, '"' or '\\' (and, if `ascii`, at or above 0x80), zero if
- * none is.  Borrows may also mark bytes above the first one marked, so only
+ * is below 0x20, '"' or '\\' (and, if `ascii`, DEL or at or above 0x80),
+ * zero if none is.  Borrows may also mark bytes above the first one marked, so only
  * "none" and "not none" are meaningful.
  */
 #define ONES  UINT64_C(0x0101010101010101)
 #define HIGHS UINT64_C(0x8080808080808080)
 static uint64_t word_special(uint64_t w, bool ascii)
 {
-        uint64_t quote = w ^ (ONES * '"'), bslash = w ^ (ONES * '\\');
+        uint64_t quote = w ^ (ONES * '"'), bslash = w ^ (ONES * '\\'), del = w ^ (ONES * 0x7f);
 
         return (((w - ONES * 0x20) & ~w) | ((quote - ONES) & ~quote) | ((bslash - ONES) & ~bslash) |
-                (ascii ? w : 0)) &
+                (ascii ? w | ((del - ONES) & ~del) : 0)) &
                HIGHS;
 }
 
@@ -329,6 +331,140 @@ int json_scan_string(struct json_scan *s, char *buf, size_t size, size_t *ret_le
         if (json_scan_peek(s) != JSON_SCAN_STRING)
                 return -EBADMSG;
         return scan_string(s, buf, size, ret_len);
+}
+
+int json_scan_text(struct json_scan *s, char *buf, size_t size, size_t *ret_len,
+                   bool *ret_printable)
+{
+        const char *q;
+        size_t len;
+
+        *ret_printable = false;
+        if (!buf || size == 0)
+                return -ENOBUFS;
+        if (json_scan_peek(s) != JSON_SCAN_STRING)
+                return -EBADMSG;
+        /* The common case, a run of printable ASCII up to the closing quote:
+         * one copy, and nothing for the caller to check again. */
+        q = plain_run(s->p + 1, s->end);
+        len = (size_t)(q - s->p - 1);
+        if (q < s->end && *q == '"' && len < size) {
+                memcpy(buf, s->p + 1, len);
+                buf[len] = '\0';
+                if (ret_len)
+                        *ret_len = len;
+                *ret_printable = true;
+                s->p = q + 1;
+                return 0;
+        }
+        return scan_string(s, buf, size, ret_len);
+}
+
+/* Longest name json_scan_member() unescapes to compare; longer ones are none of its names. */
+#define MEMBER_NAME_MAX 32
+
+/*
+ * The string at the reader (at its opening quote): where its text is, in
+ * place when it holds no escape and no byte outside printable ASCII, else
+ * unescaped into `buf` (NULL for a string longer than `size` - 1 bytes,
+ * which is still checked and stepped over).
+ */
+static int string_in_place(struct json_scan *s, char *buf, size_t size, const char **ret,
+                           size_t *ret_len)
+{
+        const char *q = plain_run(s->p + 1, s->end);
+        int r;
+
+        if (q < s->end && *q == '"') {
+                *ret = s->p + 1;
+                *ret_len = (size_t)(q - s->p - 1);
+                s->p = q + 1;
+                return 0;
+        }
+        r = scan_string(s, buf, size, ret_len);
+        if (r == -ENOBUFS) {
+                *ret = NULL;
+                return scan_string(s, NULL, 0, NULL);
+        }
+        *ret = buf;
+        return r;
+}
+
+/* The name at the reader, written with escapes or other than `names`: unescaped, then looked up. */
+static __attribute__((noinline)) int member_unescaped(struct json_scan *s, const char *const *names,
+                                                      size_t n, size_t *ret_index)
+{
+        char buf[MEMBER_NAME_MAX + 1];
+        const char *name;
+        size_t len, i;
+        int r = string_in_place(s, buf, sizeof(buf), &name, &len);
+
+        if (r < 0)
+                return r;
+        for (i = 0; name && i < n; i++)
+                if (strncmp(names[i], name, len) == 0 && names[i][len] == '\0')
+                        break;
+        *ret_index = name ? i : n;
+        return 0;
+}
+
+int json_scan_member(struct json_scan *s, const char *const *names, size_t n, size_t *ret_index)
+{
+        size_t i;
+        int r = container_next(s, '}');
+
+        if (r <= 0)
+                return r;
+        if (s->p >= s->end || *s->p != '"')
+                return -EBADMSG;
+        /* Most often the name is written as it is: compared in place, it is
+         * one of `names` if its bytes and then a quote follow. */
+        for (i = 0; i < n; i++) {
+                const char *p = s->p + 1;
+                size_t want;
+
+                if (p >= s->end || *p != names[i][0])
+                        continue;
+                want = strlen(names[i]);
+                if ((size_t)(s->end - p) > want && p[want] == '"' &&
+                    memcmp(p, names[i], want) == 0) {
+                        s->p = p + want + 1;
+                        break;
+                }
+        }
+        if (i == n) {
+                r = member_unescaped(s, names, n, &i);
+                if (r < 0)
+                        return r;
+        }
+        skip_ws(s);
+        if (s->p >= s->end || *s->p != ':')
+                return -EBADMSG;
+        s->p++;
+        *ret_index = i;
+        return 1;
+}
+
+int json_scan_string_is(struct json_scan *s, const char *want)
+{
+        char buf[MEMBER_NAME_MAX + 1];
+        size_t len = strlen(want);
+        const char *text;
+        int r;
+
+        if (json_scan_peek(s) != JSON_SCAN_STRING)
+                return -EBADMSG;
+        /* Written as it is, quotes around `want`'s bytes: equal, and a string
+         * (`want` holds no quote, backslash or control character). */
+        if ((size_t)(s->end - s->p) > len + 1 && s->p[len + 1] == '"' &&
+            memcmp(s->p + 1, want, len) == 0) {
+                s->p += len + 2;
+                return 1;
+        }
+        r = string_in_place(s, buf, sizeof(buf), &text, &len);
+        if (r < 0)
+                return r;
+        return text && strlen(want) == len && memcmp(text, want, len) == 0;
 }
 
 int json_scan_object_next(struct json_scan *s, char *name, size_t size)

@@ -60,6 +60,15 @@ int json_scan_array_begin(struct json_scan *s) _warn_unused_;
  * not fit in `size` bytes.
  */
 int json_scan_object_next(struct json_scan *s, char *name, size_t size) _warn_unused_;
+/*
+ * The next member of the current object, its name looked up among the `n`
+ * `names` without copying it: 1 with `*ret_index` the index of the name
+ * (compared once unescaped, as json_scan_object_next() would give it), or
+ * `n` for any other name, and the reader at its value; 0 when the object
+ * ends; -EBADMSG.  For decoders that know the names they take.
+ */
+int json_scan_member(struct json_scan *s, const char *const *names, size_t n,
+                     size_t *ret_index) _warn_unused_;
 /* The next element of the current array: 1 (the reader is at it), 0 at its end. */
 int json_scan_array_next(struct json_scan *s) _warn_unused_;
 
@@ -72,6 +81,17 @@ int json_scan_array_next(struct json_scan *s) _warn_unused_;
  * a secret.
  */
 int json_scan_string(struct json_scan *s, char *buf, size_t size, size_t *ret_len) _warn_unused_;
+/*
+ * As json_scan_string(), and `*ret_printable` tells whether the string was
+ * written as printable ASCII only (0x20 to 0x7e, no escape): text that
+ * needs no further check for control characters or UTF-8.
+ */
+int json_scan_text(struct json_scan *s, char *buf, size_t size, size_t *ret_len,
+                   bool *ret_printable) _warn_unused_;
+/* 1 if the next value is a string equal to `want` (at most 32 bytes of
+ * printable ASCII but '"' and '\\') once unescaped, 0 if it is another
+ * string (the reader is after it either way), or -EBADMSG. */
+int json_scan_string_is(struct json_scan *s, const char *want) _warn_unused_;
 int json_scan_bool(struct json_scan *s, bool *ret) _warn_unused_;
 int json_scan_null(struct json_scan *s) _warn_unused_;
 /* Step over one value of any type, checking it. */

@@ -47,7 +47,7 @@ bool token_id_valid(const char *id)
                base62_valid(id, TOKEN_ID_LEN);
 }
 
-/* zlib's CRC-32 (reflected polynomial 0xedb88320), a byte at a time. */
+/* zlib's CRC-32 (reflected polynomial 0xedb88320): the table for one byte. */
 static const uint32_t crc32_table[256] = {
     0x00000000, 0x77073096, 0xee0e612c, 0x990951ba, 0x076dc419, 0x706af48f, 0xe963a535, 0x9e6495a3,
     0x0edb8832, 0x79dcb8a4, 0xe0d5e91e, 0x97d2d988, 0x09b64c2b, 0x7eb17cbd, 0xe7b82d07, 0x90bf1d91,
@@ -83,13 +83,41 @@ static const uint32_t crc32_table[256] = {
     0xb3667a2e, 0xc4614ab8, 0x5d681b02, 0x2a6f2b94, 0xb40bbe37, 0xc30c8ea1, 0x5a05df1b, 0x2d02ef8d,
 };
 
+/*
+ * Slicing by eight, as zlib does: crc32_slices[k] is the table for a byte
+ * k + 1 places before the end of a word of eight, derived from the one
+ * above when the program or module is loaded.
+ */
+static uint32_t crc32_slices[7][256];
+
+__attribute__((constructor)) static void crc32_slices_init(void)
+{
+        for (size_t i = 0; i < 256; i++) {
+                uint32_t c = crc32_table[i];
+
+                for (size_t k = 0; k < 7; k++) {
+                        c = (c >> 8) ^ crc32_table[c & 0xff];
+                        crc32_slices[k][i] = c;
+                }
+        }
+}
+
 uint32_t token_crc32(const void *data, size_t len)
 {
         const unsigned char *p = data;
         uint32_t crc = 0xFFFFFFFFu;
 
-        for (size_t i = 0; i < len; i++)
-                crc = (crc >> 8) ^ crc32_table[(crc ^ p[i]) & 0xff];
+        for (; len >= 8; len -= 8, p += 8) {
+                uint32_t w = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                                    (uint32_t)p[3] << 24);
+
+                crc = crc32_slices[6][w & 0xff] ^ crc32_slices[5][(w >> 8) & 0xff] ^
+                      crc32_slices[4][(w >> 16) & 0xff] ^ crc32_slices[3][w >> 24] ^
+                      crc32_slices[2][p[4]] ^ crc32_slices[1][p[5]] ^ crc32_slices[0][p[6]] ^
+                      crc32_table[p[7]];
+        }
+        for (; len > 0; len--, p++)
+                crc = (crc >> 8) ^ crc32_table[(crc ^ *p) & 0xff];
         return crc ^ 0xFFFFFFFFu;
 }
 

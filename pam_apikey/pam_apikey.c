@@ -395,8 +395,9 @@ static int build_request(const char *token, size_t token_len, const char *user, 
         if (!buf)
                 return -ENOMEM;
         json_out_init(&o, buf, alloc);
-        json_out_lit(&o, "{\"method\":\"" KEYS_METHOD_VERIFY "\",\"parameters\":{");
-        r = append_member(&o, "user", user, true);
+        /* brief: the key's id and expiry are all a login reads of it. */
+        json_out_lit(&o, "{\"method\":\"" KEYS_METHOD_VERIFY "\",\"parameters\":{\"brief\":true");
+        r = append_member(&o, "user", user, false);
         if (r >= 0)
                 r = append_member(&o, "service", service, false);
         if (r >= 0 && rhost[0])

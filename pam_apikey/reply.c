@@ -14,6 +14,9 @@ struct decoder {
         char name[VERIFY_REPLY_MAX_NAME + 1];
         char other[VERIFY_REPLY_MAX_NAME + 1];
         struct verify_reply reply;
+        /* "key_id" and "expires_at" of a brief answer, beside the key's. */
+        char brief_id[TOKEN_ID_LEN + 1];
+        char brief_expires_at[TIMESTAMP_MAX];
         bool have_valid, have_code;
 };
 
@@ -247,6 +250,11 @@ static int parameters_member(struct decoder *d, unsigned depth)
         }
         if (STREQ(d->name, "key") && next_is(d, JSON_SCAN_OBJECT))
                 return object_walk(d, depth, key_member);
+        /* A brief answer's; the key's own, when not empty, win (see verify_reply_decode). */
+        if (STREQ(d->name, "key_id") && next_is(d, JSON_SCAN_STRING))
+                return string_read(d, d->brief_id, sizeof(d->brief_id));
+        if (STREQ(d->name, "expires_at") && next_is(d, JSON_SCAN_STRING))
+                return string_read(d, d->brief_expires_at, sizeof(d->brief_expires_at));
         return value_skip(d, depth);
 }
 
@@ -290,6 +298,10 @@ int verify_reply_decode(const char *msg, size_t len, struct verify_reply *ret)
         }
         if (!d.have_valid || !d.have_code)
                 return -EBADMSG;
+        if (!d.reply.key_id[0])
+                memcpy(d.reply.key_id, d.brief_id, sizeof(d.brief_id));
+        if (!d.reply.expires_at[0])
+                memcpy(d.reply.expires_at, d.brief_expires_at, sizeof(d.brief_expires_at));
         *ret = d.reply;
         return 0;
 }

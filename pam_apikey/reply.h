@@ -12,7 +12,9 @@
  * which are skipped.  Members come in any order, and no object at any depth
  * may name a member twice.  Without "error", the parameters must hold
  * "valid" (a boolean) and "code" (a string); "key", when it is an object,
- * gives "id" and "expires_at" when they are strings.  Other members of the
+ * gives "id" and "expires_at" when they are strings, and where it gives
+ * none or an empty one, the parameters' own "key_id" and "expires_at" (the
+ * brief answer) do, when they are strings.  Other members of the
  * parameters and the key, and these ones with other types, are skipped.
  */
 #pragma once

@@ -36,7 +36,8 @@ int api_check_params(struct request *q, const struct param *spec)
                                 break;
                 if (!p->name || json_is_null(v))
                         goto check;
-                if (json_typeof(v) != p->type)
+                if (json_typeof(v) != p->type &&
+                    !(p->type == JSON_TRUE && json_is_boolean(v))) /* JSON_TRUE: a boolean */
                         goto bad;
                 /* Every text a caller sends, by the one check; the token's own
                  * shape check answers for it (BAD_FORMAT), in both decoders. */
@@ -104,6 +105,8 @@ int api_decode_params(struct request *q, const struct param *spec, struct method
                         *(const char **)(void *)field = json_string_value(v);
                 else if (p->type == JSON_ARRAY)
                         *(json_t **)(void *)field = v;
+                else if (p->type == JSON_TRUE)
+                        *(bool *)(void *)field = json_is_true(v);
                 else
                         *(struct param_int *)(void *)field =
                             (struct param_int){.set = true, .value = json_integer_value(v)};

@@ -48,6 +48,7 @@ struct method_params {
         struct param_int limit, after;
         const char *key_id, *since, *kind, *source, *interface;
         const char *token, *service, *user, *rhost, *tty, *ruser;
+        bool brief;
 };
 
 enum param_flags {
@@ -58,7 +59,7 @@ enum param_flags {
 /* One parameter a method accepts: its name, JSON type and field. */
 struct param {
         const char *name;
-        json_type type; /* JSON_STRING, JSON_ARRAY (of strings), JSON_INTEGER */
+        json_type type; /* JSON_STRING, JSON_ARRAY (of strings), JSON_INTEGER, JSON_TRUE (a boolean) */
         unsigned flags; /* enum param_flags */
         size_t offset;  /* of its field in struct method_params (api_decode_params) */
 };

@@ -69,7 +69,7 @@ enum verify_code api_verify_token(struct api *a, const char *token, size_t len,
  * client of a local service that names no host could lock out the others.
  */
 static bool lockout_source(uid_t uid, const char *user, const char *rhost, const char *ruser,
-                           char ret[LOCKOUT_SOURCE_MAX + 1])
+                           char ret[LOCKOUT_SOURCE_MAX + 1], size_t *ret_len)
 {
         char full[2 * KEY_FIELD_MAX + 32];
         uint8_t h[8];
@@ -97,12 +97,14 @@ static bool lockout_source(uid_t uid, const char *user, const char *rhost, const
         }
         if (t.len <= LOCKOUT_SOURCE_MAX) {
                 memcpy(ret, full, t.len + 1);
+                *ret_len = t.len;
                 return alone;
         }
         crypto_generichash(h, sizeof(h), (const unsigned char *)full, t.len, NULL, 0);
         memcpy(ret, full, LOCKOUT_SOURCE_MAX - 17);
         ret[LOCKOUT_SOURCE_MAX - 17] = '~';
         sodium_bin2hex(ret + LOCKOUT_SOURCE_MAX - 16, 17, h, sizeof(h));
+        *ret_len = LOCKOUT_SOURCE_MAX;
         return alone;
 }
 
@@ -114,20 +116,25 @@ static bool lockout_source(uid_t uid, const char *user, const char *rhost, const
  */
 static size_t lockout_names(struct request *q, const char *user, const char *rhost,
                             const char *ruser, const char *tok_id,
-                            char names[2][LOCKOUT_NAME_MAX + 1])
+                            char names[2][LOCKOUT_NAME_MAX + 1], size_t lens[2])
 {
         char source[LOCKOUT_SOURCE_MAX + 1];
-        struct text t;
-        size_t n = 0;
+        size_t n = 0, len;
 
-        if (lockout_source(connection_caller(q->conn)->uid, user, rhost, ruser, source))
-                str_copy(names[n++], LOCKOUT_NAME_MAX + 1, source);
+        _Static_assert(4 + TOKEN_ID_LEN + 1 + LOCKOUT_SOURCE_MAX <= LOCKOUT_NAME_MAX,
+                       "a key's name from its source fits");
+        if (lockout_source(connection_caller(q->conn)->uid, user, rhost, ruser, source, &len)) {
+                memcpy(names[n], source, len + 1);
+                lens[n++] = len;
+        }
         if (tok_id[0]) {
-                text_init(&t, names[n++], LOCKOUT_NAME_MAX + 1);
-                text_add(&t, "key:");
-                text_add(&t, tok_id);
-                text_add(&t, "@");
-                text_add(&t, source);
+                /* "key:<id>@<source>", its parts' lengths known. */
+                char *p = names[n];
+                memcpy(p, "key:", 4);
+                memcpy(p + 4, tok_id, TOKEN_ID_LEN);
+                p[4 + TOKEN_ID_LEN] = '@';
+                memcpy(p + 4 + TOKEN_ID_LEN + 1, source, len + 1);
+                lens[n++] = 4 + TOKEN_ID_LEN + 1 + len;
         }
         return n;
 }
@@ -145,17 +152,21 @@ enum verify_code api_lockout_apply(struct request *q, const char *user, const ch
 {
         struct api *a = q->api;
         char names[2][LOCKOUT_NAME_MAX + 1];
-        size_t n = lockout_names(q, user, rhost, ruser, tok_id, names);
-        uint64_t evicted;
+        size_t lens[2];
+        size_t n = lockout_names(q, user, rhost, ruser, tok_id, names, lens);
+        uint64_t evicted, hash[2];
 
-        for (size_t i = 0; i < n; i++)
-                if (lockout_locked(&a->lockout, names[i], q->now)) {
-                        lockout_touch(&a->lockout, names[i], q->now);
+        /* Each name hashed once, for every question asked about it below. */
+        for (size_t i = 0; i < n; i++) {
+                hash[i] = lockout_hash(&a->lockout, names[i], lens[i]);
+                if (lockout_locked_hashed(&a->lockout, names[i], hash[i], q->now)) {
+                        lockout_touch_hashed(&a->lockout, names[i], hash[i], q->now);
                         return VERIFY_CODE_RATE_LIMITED;
                 }
+        }
         if (!matched && (code == VERIFY_CODE_NOT_FOUND || code == VERIFY_CODE_BAD_FORMAT)) {
                 for (size_t i = 0; i < n; i++)
-                        if (lockout_fail(&a->lockout, names[i], q->now)) {
+                        if (lockout_fail_hashed(&a->lockout, names[i], hash[i], q->now)) {
                                 char window[64] = "";
                                 (void)duration_format(a->config->lockout_window_usec, window,
                                                       sizeof(window));
@@ -169,7 +180,7 @@ enum verify_code api_lockout_apply(struct request *q, const char *user, const ch
                                     "far (logged once)",
                                     a->lockout.max, evicted);
         } else if (matched && code == VERIFY_CODE_VALID && tok_id[0])
-                (void)lockout_reset(&a->lockout, names[n - 1]);
+                (void)lockout_reset_hashed(&a->lockout, names[n - 1], hash[n - 1]);
         return code;
 }
 

@@ -14,6 +14,8 @@ struct verify_args {
         size_t token_len;
         const char *text[_VERIFY_TEXT_MAX]; /* NULL when absent */
         uint8_t need;
+        uint8_t text_plain; /* bit i: text[i] is known to be valid text (the fast decoder's) */
+        bool brief;         /* a valid answer names the key (key_id, expires_at), without the Key */
 };
 
 #define V_SERVICE(v) ((v)->text[VERIFY_SERVICE])

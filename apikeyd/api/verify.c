@@ -20,12 +20,11 @@
 #include "verify.h"
 #include "verify_call.h"
 
-/* Text appended to a fixed buffer; json_out does the bookkeeping. */
-static void out_cat(struct json_out *o, const char *a, const char *b)
+/* A text, or nothing for NULL, appended; json_out does the bookkeeping. */
+static void out_text(struct json_out *o, const char *s)
 {
-        json_out_lit(o, a);
-        if (b)
-                json_out_lit(o, b);
+        if (s)
+                json_out_raw(o, s, strlen(s));
 }
 
 int api_verify_canonical(char *buf, size_t size, const char *signed_at, bool valid,
@@ -35,16 +34,23 @@ int api_verify_canonical(char *buf, size_t size, const char *signed_at, bool val
         struct json_out o;
         int n;
 
-        /* By hand rather than snprintf(): this runs on every verify. */
+        /* By hand rather than snprintf(): this runs on every verify.  Each
+         * literal's length is known when compiling. */
         json_out_init(&o, buf, size);
-        out_cat(&o, "apikeyd-verify-v1\nsigned_at=", signed_at);
-        out_cat(&o, "\nvalid=", valid ? "true" : "false");
-        out_cat(&o, "\ncode=", code);
-        out_cat(&o, "\nid=", id);
-        out_cat(&o, "\nowner=", owner);
-        out_cat(&o, "\nservice=", service);
-        out_cat(&o, "\nuser=", user);
-        out_cat(&o, "\nrhost=", rhost);
+        json_out_lit(&o, "apikeyd-verify-v1\nsigned_at=");
+        out_text(&o, signed_at);
+        json_out_lit(&o, valid ? "\nvalid=true\ncode=" : "\nvalid=false\ncode=");
+        out_text(&o, code);
+        json_out_lit(&o, "\nid=");
+        out_text(&o, id);
+        json_out_lit(&o, "\nowner=");
+        out_text(&o, owner);
+        json_out_lit(&o, "\nservice=");
+        out_text(&o, service);
+        json_out_lit(&o, "\nuser=");
+        out_text(&o, user);
+        json_out_lit(&o, "\nrhost=");
+        out_text(&o, rhost);
         json_out_raw(&o, "\n", 2); /* with the NUL, as snprintf() would */
         n = json_out_done(&o);
         return n < 0 ? -ENOBUFS : n - 1;
@@ -108,11 +114,33 @@ static int sign_verify_reply(struct api *a, struct request *q, const struct veri
         if (n < 0)
                 return n;
         base64_public(mac, sizeof(mac), b64);
-        json_out_name(o, "signed_at", false);
-        json_out_string(o, at);
-        json_out_name(o, "signature", false);
-        json_out_string(o, b64);
+        /* A timestamp and base64: nothing to escape. */
+        json_out_lit(o, ",\"signed_at\":\"");
+        json_out_raw(o, at, TIMESTAMP_MAX - 1);
+        json_out_lit(o, "\",\"signature\":\"");
+        json_out_raw(o, b64, sizeof(b64) - 1);
+        json_out_raw(o, "\"", 1);
         return 0;
+}
+
+/*
+ * What a login needs of the key, for a call with `brief`: its id (for the
+ * log) and its expiry (to warn of it), not the whole Key.
+ */
+static void write_brief_key(struct json_out *o, const struct key_record *rec)
+{
+        char at[TIMESTAMP_MAX + 1]; /* in quotes, in place of its NUL */
+
+        /* Base62, digits and "-:TZ": nothing to escape. */
+        json_out_lit(o, ",\"key_id\":\"");
+        json_out_raw(o, rec->id, strlen(rec->id));
+        json_out_raw(o, "\"", 1);
+        if (rec->expires_at && timestamp_format(rec->expires_at, at + 1) >= 0) {
+                at[0] = '"';
+                at[TIMESTAMP_MAX] = '"';
+                json_out_lit(o, ",\"expires_at\":");
+                json_out_raw(o, at, TIMESTAMP_MAX + 1);
+        }
 }
 
 /* Room for the largest Verify answer: every field of a key at its longest, escaped. */
@@ -131,7 +159,8 @@ static int verify_run(struct request *q, const struct verify_args *v)
         struct api *a = q->api;
         const char *service = V_SERVICE(v), *user = V_USER(v), *code_text;
         enum verify_code code;
-        _cleanup_key_view_ struct key_view view = {0};
+        /* Its record is not zeroed: api_verify_token() fills what is read. */
+        _cleanup_key_view_ struct key_view view;
         const struct key_record *rec = &view.rec;
         char tok_id[TOKEN_ID_LEN + 1], blocked[TOKEN_ID_LEN + 1];
         char reply[VERIFY_REPLY_MAX];
@@ -140,10 +169,12 @@ static int verify_run(struct request *q, const struct verify_args *v)
         bool matched, valid;
         int r;
 
+        view.ks = NULL;
         for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++)
                 /* A control character could forge log lines or the canonical
                  * form of a signature, and could not be stored as last use. */
-                if (v->text[i] && !text_valid(v->text[i], KEY_FIELD_MAX))
+                if (v->text[i] && !(v->text_plain & (1u << i)) &&
+                    !text_valid(v->text[i], KEY_FIELD_MAX))
                         return api_reply_invalid(q, verify_text_names[i]);
         code = api_verify_token(a, v->token, v->token_len, &view, &matched, tok_id);
         if (matched) {
@@ -192,8 +223,12 @@ static int verify_run(struct request *q, const struct verify_args *v)
                 if (r < 0)
                         log_warning("noting the last use of key %s failed: %s", rec->id,
                                     strerror(-r));
-                json_out_name(&o, "key", false);
-                api_key_write(&o, a, rec, q->now);
+                if (v->brief)
+                        write_brief_key(&o, rec);
+                else {
+                        json_out_name(&o, "key", false);
+                        api_key_write(&o, a, rec, q->now);
+                }
         }
         r = sign_verify_reply(a, q, v, &o, valid, code, valid ? rec : NULL);
         json_out_lit(&o, "}}");
@@ -222,6 +257,7 @@ static int method_verify(struct request *q)
             PARAM(ruser, JSON_STRING, false),
             PARAM(permissions, JSON_ARRAY, false),
             PARAM(auth, JSON_STRING, false),
+            PARAM(brief, JSON_TRUE, false), /* a boolean */
             {NULL, 0, false, 0},
         };
         /* The token's JSON string, to erase whatever the answer. */
@@ -245,6 +281,7 @@ static int method_verify(struct request *q)
         v.text[VERIFY_RUSER] = p.ruser;
         v.token = p.token;
         v.token_len = json_string_length(tok);
+        v.brief = p.brief;
         r = verify_run(q, &v);
         api_erase_json_string(tok);
         return r;
@@ -261,8 +298,11 @@ int verify_fast_path(struct request *q, const char *msg, size_t len)
         int r = 0;
 
         if (verify_call_parse(msg, len, &call) > 0) {
-                struct verify_args v = {
-                    .token = call.token, .token_len = call.token_len, .need = call.permissions};
+                struct verify_args v = {.token = call.token,
+                                        .token_len = call.token_len,
+                                        .need = call.permissions,
+                                        .text_plain = call.text_plain,
+                                        .brief = call.brief};
                 for (size_t i = 0; i < _VERIFY_TEXT_MAX; i++)
                         v.text[i] = call.has_text[i] ? call.text[i] : NULL;
                 r = verify_run(q, &v);

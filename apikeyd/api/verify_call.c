@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The Verify fast path's decoder; see verify_call.h. */
+#include <errno.h>
 #include <string.h>
 
 #include "json_scan.h"
@@ -9,6 +10,32 @@
 const char *const verify_text_names[_VERIFY_TEXT_MAX] = {
     [VERIFY_SERVICE] = "service", [VERIFY_USER] = "user",   [VERIFY_RHOST] = "rhost",
     [VERIFY_TTY] = "tty",         [VERIFY_RUSER] = "ruser",
+};
+
+/* The names a call's parameters may have here: the texts', then these. */
+enum {
+        PARAM_TOKEN = _VERIFY_TEXT_MAX,
+        PARAM_PERMISSIONS,
+        PARAM_BRIEF,
+        _PARAM_MAX,
+};
+
+static const char *const param_names[_PARAM_MAX] = {
+    [VERIFY_SERVICE] = "service",
+    [VERIFY_USER] = "user",
+    [VERIFY_RHOST] = "rhost",
+    [VERIFY_TTY] = "tty",
+    [VERIFY_RUSER] = "ruser",
+    [PARAM_TOKEN] = "token",
+    [PARAM_PERMISSIONS] = "permissions",
+    [PARAM_BRIEF] = "brief",
+};
+
+enum { CALL_METHOD, CALL_PARAMETERS, CALL_ONEWAY, CALL_MORE, CALL_UPGRADE, _CALL_MAX };
+
+static const char *const call_names[_CALL_MAX] = {
+    [CALL_METHOD] = "method", [CALL_PARAMETERS] = "parameters", [CALL_ONEWAY] = "oneway",
+    [CALL_MORE] = "more",     [CALL_UPGRADE] = "upgrade",
 };
 
 /* Longer than any name the decoder accepts, so a longer one is refused as too long. */
@@ -39,65 +66,63 @@ static int parse_permissions(struct json_scan *s, uint8_t *ret)
 
 static int parse_parameters(struct json_scan *s, struct verify_call *v)
 {
-        char name[NAME_MAX_LEN];
-        bool seen_token = false, seen_perms = false;
+        unsigned seen = 0;
+        size_t i;
         int r;
 
         if (json_scan_object_begin(s) < 0)
                 return 0;
-        while ((r = json_scan_object_next(s, name, sizeof(name))) > 0) {
-                if (STREQ(name, "token")) {
-                        if (seen_token ||
-                            json_scan_string(s, v->token, sizeof(v->token), &v->token_len) < 0)
-                                return 0;
-                        seen_token = true;
-                        continue;
-                }
-                if (STREQ(name, "permissions")) {
-                        if (seen_perms || parse_permissions(s, &v->permissions) <= 0)
-                                return 0;
-                        seen_perms = true;
-                        continue;
-                }
-                size_t i;
-                for (i = 0; i < _VERIFY_TEXT_MAX; i++)
-                        if (STREQ(name, verify_text_names[i]))
-                                break;
-                /* "auth", unknown names: the general path answers those. */
-                if (i == _VERIFY_TEXT_MAX || v->has_text[i] ||
-                    json_scan_string(s, v->text[i], sizeof(v->text[i]), NULL) < 0)
+        while ((r = json_scan_member(s, param_names, _PARAM_MAX, &i)) > 0) {
+                bool printable;
+
+                /* "auth", unknown names, a name twice: the general path answers those. */
+                if (i == _PARAM_MAX || (seen & (1u << i)))
                         return 0;
-                v->has_text[i] = true;
+                seen |= 1u << i;
+                if (i == PARAM_TOKEN)
+                        r = json_scan_string(s, v->token, sizeof(v->token), &v->token_len);
+                else if (i == PARAM_PERMISSIONS)
+                        r = parse_permissions(s, &v->permissions) > 0 ? 0 : -EBADMSG;
+                else if (i == PARAM_BRIEF)
+                        r = json_scan_bool(s, &v->brief);
+                else {
+                        r = json_scan_text(s, v->text[i], sizeof(v->text[i]), NULL, &printable);
+                        v->has_text[i] = true;
+                        if (r == 0 && printable)
+                                v->text_plain |= (uint8_t)(1u << i);
+                }
+                if (r < 0)
+                        return 0;
         }
-        return r == 0 && seen_token;
+        return r == 0 && (seen & (1u << PARAM_TOKEN));
 }
 
 int verify_call_parse(const char *msg, size_t len, struct verify_call *ret)
 {
-        static const char method[] = KEYS_METHOD_VERIFY;
-        char name[NAME_MAX_LEN], value[sizeof(method)];
         bool seen_method = false, seen_params = false;
         struct json_scan s;
+        size_t i;
         int r;
 
         /* Not the whole struct: the text buffers are written before they are read. */
         ret->token_len = 0;
         ret->permissions = 0;
+        ret->brief = false;
+        ret->text_plain = 0;
         memset(ret->has_text, 0, sizeof(ret->has_text));
         json_scan_init(&s, msg, len);
         if (json_scan_object_begin(&s) < 0)
                 return 0;
-        while ((r = json_scan_object_next(&s, name, sizeof(name))) > 0) {
-                if (STREQ(name, "method")) {
-                        if (seen_method || json_scan_string(&s, value, sizeof(value), NULL) < 0 ||
-                            !STREQ(value, method))
+        while ((r = json_scan_member(&s, call_names, _CALL_MAX, &i)) > 0) {
+                if (i == CALL_METHOD) {
+                        if (seen_method || json_scan_string_is(&s, KEYS_METHOD_VERIFY) <= 0)
                                 return 0;
                         seen_method = true;
-                } else if (STREQ(name, "parameters")) {
+                } else if (i == CALL_PARAMETERS) {
                         if (seen_params || parse_parameters(&s, ret) <= 0)
                                 return 0;
                         seen_params = true;
-                } else if (STREQ(name, "oneway") || STREQ(name, "more") || STREQ(name, "upgrade")) {
+                } else if (i < _CALL_MAX) {
                         bool b;
                         /* Set flags change how the call is answered: the general path. */
                         if (json_scan_bool(&s, &b) < 0 || b)

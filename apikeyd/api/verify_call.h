@@ -6,7 +6,8 @@
  * modules and scripts send all day.
  *
  * It accepts only the plain shape of such a call: string parameters of
- * bounded length, "permissions" as an array of known names, no "auth", no
+ * bounded length, "permissions" as an array of known names, "brief" as a
+ * boolean, no "auth", no
  * null, no member twice, no flags set.  Anything else is declined and goes
  * the general way (jansson, then the method table), which gives the same
  * answer or the right error; a fuzz target checks that what this decoder
@@ -38,7 +39,9 @@ struct verify_call {
         size_t token_len;
         char text[_VERIFY_TEXT_MAX][KEY_FIELD_MAX + 1];
         bool has_text[_VERIFY_TEXT_MAX];
+        uint8_t text_plain;  /* bit i: text[i] came as printable ASCII, already valid text */
         uint8_t permissions; /* bits of enum key_perm required */
+        bool brief;
 };
 
 /*

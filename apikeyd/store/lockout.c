@@ -7,6 +7,7 @@
  */
 #include <endian.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/random.h>
 
 #include "lockout.h"
@@ -41,22 +42,40 @@ void lockout_done(struct lockout *l)
         l->oldest = l->newest = NIL;
 }
 
-static size_t bucket_of(const struct lockout *l, const char *s)
+/*
+ * The seeded hash of a name, eight bytes at a time (a multiply and a shift
+ * per word, as in the finalisers of MurmurHash3 and wyhash): a name is
+ * hashed once per call and kept with its entry.
+ */
+uint64_t lockout_hash(const struct lockout *l, const char *name, size_t n)
 {
-        uint64_t h = 1469598103934665603ull ^ l->seed;
+        static const uint64_t K = 0x9e3779b97f4a7c15ull;
+        uint64_t h = l->seed ^ (n * K), w;
 
-        for (; *s; s++)
-                h = (h ^ (unsigned char)*s) * 1099511628211ull;
+        for (; n >= 8; n -= 8, name += 8) {
+                memcpy(&w, name, 8);
+                h = (h ^ w) * K;
+                h ^= h >> 32;
+        }
+        w = 0;
+        memcpy(&w, name, n);
+        h = (h ^ w) * K;
         h ^= h >> 29;
-        return (size_t)(h & (l->n_buckets - 1));
+        h *= 0xbf58476d1ce4e5b9ull;
+        return h ^ (h >> 32);
 }
 
-static uint32_t find(const struct lockout *l, const char *name)
+static size_t bucket_of(const struct lockout *l, uint64_t hash)
+{
+        return (size_t)(hash & (l->n_buckets - 1));
+}
+
+static uint32_t find(const struct lockout *l, const char *name, uint64_t hash)
 {
         if (l->n_used == 0)
                 return NIL;
-        for (uint32_t i = l->buckets[bucket_of(l, name)]; i != NIL; i = l->entries[i].next)
-                if (STREQ(l->entries[i].name, name))
+        for (uint32_t i = l->buckets[bucket_of(l, hash)]; i != NIL; i = l->entries[i].next)
+                if (l->entries[i].hash == hash && STREQ(l->entries[i].name, name))
                         return i;
         return NIL;
 }
@@ -97,7 +116,7 @@ static void link_newest(struct lockout *l, uint32_t i)
 /* The link that points at `i` in its bucket's chain. */
 static uint32_t *chain_link(struct lockout *l, uint32_t i)
 {
-        uint32_t *p = &l->buckets[bucket_of(l, l->entries[i].name)];
+        uint32_t *p = &l->buckets[bucket_of(l, l->entries[i].hash)];
 
         while (*p != i)
                 p = &l->entries[*p].next;
@@ -143,7 +162,7 @@ static void make_room(struct lockout *l, uint64_t now)
         }
 }
 
-static uint32_t insert(struct lockout *l, const char *name, uint64_t now)
+static uint32_t insert(struct lockout *l, const char *name, uint64_t hash, uint64_t now)
 {
         struct lockout_entry *e;
         uint32_t i;
@@ -175,33 +194,38 @@ static uint32_t insert(struct lockout *l, const char *name, uint64_t now)
         }
         i = (uint32_t)l->n_used++;
         e = &l->entries[i];
-        *e = (struct lockout_entry){.since = now, .last = now};
+        *e = (struct lockout_entry){.since = now, .last = now, .hash = hash};
         str_copy(e->name, sizeof(e->name), name);
-        b = bucket_of(l, name);
+        b = bucket_of(l, hash);
         e->next = l->buckets[b];
         l->buckets[b] = i;
         link_newest(l, i);
         return i;
 }
 
-bool lockout_locked(const struct lockout *l, const char *name, uint64_t now)
+bool lockout_locked_hashed(const struct lockout *l, const char *name, uint64_t hash, uint64_t now)
 {
-        uint32_t i = find(l, name);
+        uint32_t i = find(l, name, hash);
 
         return l->threshold && i != NIL && l->entries[i].failures >= l->threshold &&
                now - l->entries[i].since < l->window;
 }
 
-bool lockout_fail(struct lockout *l, const char *name, uint64_t now)
+bool lockout_locked(const struct lockout *l, const char *name, uint64_t now)
+{
+        return lockout_locked_hashed(l, name, lockout_hash(l, name, strlen(name)), now);
+}
+
+bool lockout_fail_hashed(struct lockout *l, const char *name, uint64_t hash, uint64_t now)
 {
         struct lockout_entry *e;
         uint32_t i;
 
         if (!l->threshold || !name[0] || strlen(name) > LOCKOUT_NAME_MAX)
                 return false;
-        i = find(l, name);
+        i = find(l, name, hash);
         if (i == NIL)
-                i = insert(l, name, now);
+                i = insert(l, name, hash, now);
         if (i == NIL)
                 return false; /* out of memory */
         e = &l->entries[i];
@@ -217,9 +241,14 @@ bool lockout_fail(struct lockout *l, const char *name, uint64_t now)
         return e->failures == l->threshold;
 }
 
-void lockout_touch(struct lockout *l, const char *name, uint64_t now)
+bool lockout_fail(struct lockout *l, const char *name, uint64_t now)
 {
-        uint32_t i = find(l, name);
+        return lockout_fail_hashed(l, name, lockout_hash(l, name, strlen(name)), now);
+}
+
+void lockout_touch_hashed(struct lockout *l, const char *name, uint64_t hash, uint64_t now)
+{
+        uint32_t i = find(l, name, hash);
 
         if (i == NIL)
                 return;
@@ -228,9 +257,14 @@ void lockout_touch(struct lockout *l, const char *name, uint64_t now)
         link_newest(l, i);
 }
 
-bool lockout_reset(struct lockout *l, const char *name)
+void lockout_touch(struct lockout *l, const char *name, uint64_t now)
 {
-        uint32_t i = find(l, name);
+        lockout_touch_hashed(l, name, lockout_hash(l, name, strlen(name)), now);
+}
+
+bool lockout_reset_hashed(struct lockout *l, const char *name, uint64_t hash)
+{
+        uint32_t i = find(l, name, hash);
         bool had;
 
         if (i == NIL)
@@ -239,6 +273,11 @@ bool lockout_reset(struct lockout *l, const char *name)
         remove_entry(l, i);
         l->dirty = true;
         return had;
+}
+
+bool lockout_reset(struct lockout *l, const char *name)
+{
+        return lockout_reset_hashed(l, name, lockout_hash(l, name, strlen(name)));
 }
 
 size_t lockout_reset_if(struct lockout *l, lockout_match_fn match, void *userdata)
@@ -335,13 +374,15 @@ static void load_entry(struct lockout *l, const char *name, unsigned failures, u
                        uint64_t last, uint64_t now)
 {
         struct lockout_entry *e;
+        uint64_t hash;
         uint32_t i;
 
         if (!l->threshold || failures == 0 || now - since >= l->window)
                 return;
-        i = find(l, name);
+        hash = lockout_hash(l, name, strlen(name));
+        i = find(l, name, hash);
         if (i == NIL)
-                i = insert(l, name, now);
+                i = insert(l, name, hash, now);
         if (i == NIL)
                 return;
         e = &l->entries[i];

@@ -31,6 +31,7 @@ struct lockout_entry {
         unsigned failures;
         uint64_t since;        /* µs, the window's first failure */
         uint64_t last;         /* µs, the latest failure or refused attempt */
+        uint64_t hash;         /* lockout_hash() of the name */
         uint32_t next;         /* the bucket's chain */
         uint32_t older, newer; /* the order of `last` */
 };
@@ -71,6 +72,16 @@ bool lockout_reset(struct lockout *l, const char *name);
 typedef bool (*lockout_match_fn)(const char *name, void *userdata);
 size_t lockout_reset_if(struct lockout *l, lockout_match_fn match, void *userdata);
 
+/*
+ * The seeded hash of `name` (`len` bytes, strlen(name)), and the calls
+ * above with it: for a caller that asks about one name several times, so
+ * it is hashed once.
+ */
+uint64_t lockout_hash(const struct lockout *l, const char *name, size_t len);
+bool lockout_locked_hashed(const struct lockout *l, const char *name, uint64_t hash, uint64_t now);
+bool lockout_fail_hashed(struct lockout *l, const char *name, uint64_t hash, uint64_t now);
+void lockout_touch_hashed(struct lockout *l, const char *name, uint64_t hash, uint64_t now);
+bool lockout_reset_hashed(struct lockout *l, const char *name, uint64_t hash);
 /* Forget every count. */
 void lockout_reset_all(struct lockout *l);
 

@@ -244,7 +244,8 @@ int record_decode(const void *buf, size_t len, struct key_record *ret)
 {
         const uint8_t *b = buf;
         const char **strings[RECORD_N_STRINGS];
-        struct key_record rec = {};
+        /* Straight into `*ret` (which holds nothing to use on failure). */
+        struct key_record tmp, *rec = ret ? ret : &tmp;
         size_t pos;
         int r;
 
@@ -260,46 +261,47 @@ int record_decode(const void *buf, size_t len, struct key_record *ret)
         else
                 return -EBADMSG;
 
-        rec.status = b[1];
-        rec.role = b[2];
-        rec.permissions = b[3];
-        memcpy(rec.id, b + 4, TOKEN_ID_LEN);
-        rec.id[TOKEN_ID_LEN] = '\0';
-        memcpy(rec.hash, b + 16, KEY_HASH_SIZE);
-        rec.created_at = get_u64(b + 48);
-        rec.expires_at = get_u64(b + 56);
-        rec.last_used_at = get_u64(b + 64);
-        rec.n_scope = b[72];
-        if (rec.n_scope > KEY_SCOPE_MAX)
+        *rec = (struct key_record){0};
+        rec->status = b[1];
+        rec->role = b[2];
+        rec->permissions = b[3];
+        memcpy(rec->id, b + 4, TOKEN_ID_LEN);
+        rec->id[TOKEN_ID_LEN] = '\0';
+        memcpy(rec->hash, b + 16, KEY_HASH_SIZE);
+        rec->created_at = get_u64(b + 48);
+        rec->expires_at = get_u64(b + 56);
+        rec->last_used_at = get_u64(b + 64);
+        rec->n_scope = b[72];
+        if (rec->n_scope > KEY_SCOPE_MAX)
                 return -EBADMSG;
         if (pos == RECORD_FIXED_SIZE) {
                 static const uint8_t none[TOKEN_ID_LEN];
 
-                rec.flags = b[73];
+                rec->flags = b[73];
                 /* All zero is "no parent"; anything else must be an id
                  * (record_validate below checks its characters). */
                 if (memcmp(b + 74, none, TOKEN_ID_LEN) != 0) {
-                        memcpy(rec.parent, b + 74, TOKEN_ID_LEN);
-                        rec.parent[TOKEN_ID_LEN] = '\0';
-                        if (strlen(rec.parent) != TOKEN_ID_LEN)
+                        memcpy(rec->parent, b + 74, TOKEN_ID_LEN);
+                        rec->parent[TOKEN_ID_LEN] = '\0';
+                        if (strlen(rec->parent) != TOKEN_ID_LEN)
                                 return -EBADMSG;
                 }
         }
 
-        strings[0] = &rec.name;
-        strings[1] = &rec.description;
-        strings[2] = &rec.owner;
-        strings[3] = &rec.created_by;
-        strings[4] = &rec.last_used_service;
-        strings[5] = &rec.last_used_from;
+        strings[0] = &rec->name;
+        strings[1] = &rec->description;
+        strings[2] = &rec->owner;
+        strings[3] = &rec->created_by;
+        strings[4] = &rec->last_used_service;
+        strings[5] = &rec->last_used_from;
 
         for (size_t i = 0; i < RECORD_N_STRINGS; i++) {
                 r = get_string(b, len, &pos, strings[i]);
                 if (r < 0)
                         return r;
         }
-        for (size_t i = 0; i < rec.n_scope; i++) {
-                r = get_string(b, len, &pos, &rec.scope[i]);
+        for (size_t i = 0; i < rec->n_scope; i++) {
+                r = get_string(b, len, &pos, &rec->scope[i]);
                 if (r < 0)
                         return r;
         }
@@ -308,11 +310,8 @@ int record_decode(const void *buf, size_t len, struct key_record *ret)
 
         /* Field rules too: an id with a NUL, an empty name or a role that does
          * not match its permissions is as corrupt as a short buffer. */
-        if (record_validate(&rec) < 0)
+        if (record_validate(rec) < 0)
                 return -EBADMSG;
-
-        if (ret)
-                *ret = rec;
         return 0;
 }
 

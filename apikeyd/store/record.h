@@ -128,7 +128,8 @@ int record_encode(const struct key_record *rec, void **ret_buf, size_t *ret_len)
 
 /*
  * Decode `len` bytes at `buf` into a view.  0, -EBADMSG for a corrupt or
- * truncated record, -EPROTONOSUPPORT for a format version newer than ours.
+ * truncated record, -EPROTONOSUPPORT for a format version newer than ours
+ * (`*ret` then holds nothing to use).
  */
 int record_decode(const void *buf, size_t len, struct key_record *ret) _warn_unused_;
 

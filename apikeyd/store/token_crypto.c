@@ -82,7 +82,20 @@ void token_hash(const uint8_t pepper[PEPPER_SIZE], const struct token *t,
 
 bool token_hash_equal(const uint8_t a[KEY_HASH_SIZE], const uint8_t b[KEY_HASH_SIZE])
 {
-        return sodium_memcmp(a, b, KEY_HASH_SIZE) == 0;
+        uint64_t d = 0;
+
+        /* In constant time, as sodium_memcmp() does, but a word at a time:
+         * every word is read and folded in whatever the others hold, with
+         * no branch on the bytes. */
+        _Static_assert(KEY_HASH_SIZE % 8 == 0, "whole words");
+        for (size_t i = 0; i < KEY_HASH_SIZE; i += 8) {
+                uint64_t x, y;
+
+                memcpy(&x, a + i, 8);
+                memcpy(&y, b + i, 8);
+                d |= x ^ y;
+        }
+        return d == 0;
 }
 
 _printf_(3, 4) static int pepper_fail(int r, char **ret_error, const char *fmt, ...)

@@ -9,8 +9,8 @@
  *                    [--pool P] [--list-limit M] [--server-pid PID] [--reconnect]
  *   bench_client create-one --socket PATH --owner USER
  *
- * `run`: N connections send Verify calls (the PAM module's shape: user,
- * service, rhost, token) from a pool of P requests drawn from the keys of
+ * `run`: N connections send Verify calls (the PAM module's shape: brief,
+ * user, service, rhost, token) from a pool of P requests drawn from the keys of
  * the state directory's seed file, in the mix given in percent (default
  * 80,10,10: valid, wrong secret, unknown id); K connections send Create
  * calls, L connections List calls of M keys from random cursors.  After W
@@ -218,10 +218,11 @@ static size_t put_request(char *blob, size_t off, enum proto proto, const char *
                 memcpy(blob + off + 2, token, tlen);
                 return 2 + tlen;
         }
-        n = sprintf(blob + off,
-                    "{\"method\":\"" IFACE ".Verify\",\"parameters\":{\"user\":\"%s\","
-                    "\"service\":\"sshd\",\"rhost\":\"127.0.0.1\",\"token\":\"%.*s\"}}",
-                    user, (int)tlen, token);
+        n = sprintf(
+            blob + off,
+            "{\"method\":\"" IFACE ".Verify\",\"parameters\":{\"brief\":true,"
+            "\"user\":\"%s\",\"service\":\"sshd\",\"rhost\":\"127.0.0.1\",\"token\":\"%.*s\"}}",
+            user, (int)tlen, token);
         return (size_t)n + 1; /* with the NUL that ends a Varlink message */
 }
 

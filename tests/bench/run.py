@@ -691,8 +691,9 @@ class Bench:
                  "and apikeyd serve both keystores at once and take turns (ABAB…) within each "
                  "repetition, so every ratio compares runs made side by side; ratios are "
                  "apikeyd / reference. Requests: 80% valid tokens, 10% wrong secrets, 10% "
-                 "unknown ids, each a Verify with user, service and rhost as pam_apikey sends "
-                 "it. The load generator is one thread sharing the machine with the server.")
+                 "unknown ids, each a Verify with user, service and rhost, asking for the "
+                 "brief answer, as pam_apikey sends it. The load generator is one thread "
+                 "sharing the machine with the server.")
         L.append("")
 
         L.append("## Verify: apikeyd against the reference")

@@ -109,6 +109,13 @@ static bool jansson_decode(json_t *root, struct verify_reply *ret)
                 if (json_is_string(v))
                         cut(ret->expires_at, sizeof(ret->expires_at), json_string_value(v));
         }
+        /* A brief answer's, where the key gave none. */
+        v = json_object_get(params, "key_id");
+        if (!ret->key_id[0] && json_is_string(v))
+                cut(ret->key_id, sizeof(ret->key_id), json_string_value(v));
+        v = json_object_get(params, "expires_at");
+        if (!ret->expires_at[0] && json_is_string(v))
+                cut(ret->expires_at, sizeof(ret->expires_at), json_string_value(v));
         return true;
 }
 

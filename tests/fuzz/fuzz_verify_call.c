@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+#include "text_check.h"
 #include "varlink.h"
 #include "verify_call.h"
 #include "fuzz.h"
@@ -64,6 +65,11 @@ static bool plain_shape(const struct varlink_call *call)
                                                             0) return false;
                         continue;
                 }
+                if (STREQ(k, "brief")) {
+                        if (!json_is_boolean(v))
+                                return false;
+                        continue;
+                }
                 for (i = 0; i < _VERIFY_TEXT_MAX; i++)
                         if (STREQ(k, verify_text_names[i]))
                                 break;
@@ -110,6 +116,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         CHECK(fast.has_text[i] == (v != NULL));
                         if (v) {
                                 CHECK(same_string(v, fast.text[i], strlen(fast.text[i])));
+                                /* Taken as checked text: it must pass the check. */
+                                if (fast.text_plain & (1u << i))
+                                        CHECK(text_valid(fast.text[i], KEY_FIELD_MAX));
                                 n++;
                         }
                 }
@@ -120,6 +129,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         n++;
                 }
                 CHECK(bits == fast.permissions);
+                e = json_object_get(call.parameters, "brief");
+                CHECK(fast.brief == json_is_true(e));
+                n += e != NULL;
                 /* Nothing else, auth least of all. */
                 CHECK(json_object_size(call.parameters) == n);
         }

@@ -54,6 +54,36 @@ def test_valid_without_any_condition(root):
     assert "last_used_from" not in v["key"]
 
 
+def test_brief_answer_names_the_key_without_the_key_object(root):
+    """brief, as pam_apikey asks: the key's id and expiry, no Key; signed
+    as the full answer is; the same from either decoder of the call."""
+    secret = decode_b64(root.ok(f"{IFACE}.GetSharedSecret")["secret"])
+    r = root.create("ci", owner="akt-alice", scope=["sshd"], expires="30d")
+    login = {"service": "sshd", "user": "akt-alice", "rhost": "192.0.2.7"}
+    # "tty": null is not the plain shape: the general decoder answers that call.
+    for extra in ({}, {"tty": None}):
+        v = root.verify(r["token"], brief=True, **login, **extra)
+        check_reply("Verify", v)
+        assert (v["valid"], v["code"]) == (True, "VALID")
+        assert "key" not in v
+        assert v["key_id"] == r["key"]["id"]
+        assert v["expires_at"] == r["key"]["expires_at"]
+        want = keyed_blake2b(secret, canonical(dict(v, key={"id": r["key"]["id"],
+                                                             "owner": "akt-alice"}), **login))
+        assert decode_b64(v["signature"]) == want
+    assert root.get(r["key"]["id"])["last_used_from"] == "192.0.2.7"
+    never = root.create("forever")
+    v = root.verify(never["token"], brief=True)
+    assert (v["key_id"], "expires_at" in v) == (never["key"]["id"], False)
+    # brief false, or absent, answers the Key; a refusal carries neither.
+    assert check_key(root.verify(never["token"], brief=False)["key"])["name"] == "forever"
+    v = refused(root.verify(r["token"], brief=True, service="sudo"), "OUT_OF_SCOPE")
+    assert "key_id" not in v and "expires_at" not in v
+    for bad in ("yes", 1, []):
+        assert root.err(f"{IFACE}.Verify", {"token": r["token"], "brief": bad}) == (
+            INVALID, {"parameter": "brief"})
+
+
 def bad_format_tokens(token):
     prefix, key_id, secret, check = split_token(token)
     typo = BASE62[(BASE62.index(check[-1]) + 1) % 62]

@@ -55,6 +55,62 @@ static void test_object_members_in_order(void **state)
         assert_int_equal(json_scan_finish(&s), 0);
 }
 
+/* Names looked up in place, escaped or not; texts read with their printable mark. */
+static void test_members_by_name(void **state)
+{
+        static const char *const names[] = {"tok", "token", "user"};
+        struct json_scan s;
+        char v[8];
+        size_t i, len;
+        bool printable;
+
+        scan(&s, "{\"token\":\"ab\",\"t\\u006fk\":\"a\\u00e9\",\"us\" :\"\\u0001\","
+                 "\"toke\":\"x\",\"a-name-longer-than-any-buffer-here-by-far\":\"\u00e9\"}");
+        assert_int_equal(json_scan_object_begin(&s), 0);
+        assert_int_equal(json_scan_member(&s, names, 3, &i), 1);
+        assert_int_equal(i, 1);
+        assert_int_equal(json_scan_text(&s, v, sizeof(v), &len, &printable), 0);
+        assert_string_equal(v, "ab");
+        assert_int_equal(len, 2);
+        assert_true(printable);
+        assert_int_equal(json_scan_member(&s, names, 3, &i), 1);
+        assert_int_equal(i, 0);
+        assert_int_equal(json_scan_text(&s, v, sizeof(v), &len, &printable), 0);
+        assert_string_equal(v, "a\xc3\xa9");
+        assert_false(printable);
+        assert_int_equal(json_scan_member(&s, names, 3, &i), 1);
+        assert_int_equal(i, 3);
+        assert_int_equal(json_scan_text(&s, v, sizeof(v), &len, &printable), 0);
+        assert_string_equal(v, "\x01");
+        assert_false(printable);
+        assert_int_equal(json_scan_member(&s, names, 3, &i), 1);
+        assert_int_equal(i, 3);
+        assert_int_equal(json_scan_string_is(&s, "x"), 1);
+        assert_int_equal(json_scan_member(&s, names, 3, &i), 1);
+        assert_int_equal(i, 3);
+        assert_int_equal(json_scan_string_is(&s, "x"), 0);
+        assert_int_equal(json_scan_member(&s, names, 3, &i), 0);
+        assert_int_equal(json_scan_finish(&s), 0);
+        /* A bad name, a bad escape in a value: refused as the other calls refuse them. */
+        scan(&s, "{\"to\x01ken\":1}");
+        assert_int_equal(json_scan_object_begin(&s), 0);
+        assert_int_equal(json_scan_member(&s, names, 3, &i), -EBADMSG);
+        scan(&s, "\"\\u0061\\x\"");
+        assert_int_equal(json_scan_string_is(&s, "a"), -EBADMSG);
+        /* Equal once unescaped; a longer string that starts alike is not. */
+        scan(&s, "\"\\u0061b\" \"ab\\\"\" \"abc\"");
+        assert_int_equal(json_scan_string_is(&s, "ab"), 1);
+        assert_int_equal(json_scan_string_is(&s, "ab"), 0);
+        assert_int_equal(json_scan_string_is(&s, "ab"), 0);
+        /* DEL is JSON as it is, but not printable text. */
+        scan(&s, "\"a\x7f\"");
+        assert_int_equal(json_scan_text(&s, v, sizeof(v), &len, &printable), 0);
+        assert_string_equal(v, "a\x7f");
+        assert_false(printable);
+        scan(&s, "\"0123456789\"");
+        assert_int_equal(json_scan_text(&s, v, sizeof(v), &len, &printable), -ENOBUFS);
+}
+
 static void test_arrays(void **state)
 {
         struct json_scan s;
@@ -277,6 +333,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_object_members_in_order),
+            cmocka_unit_test(test_members_by_name),
             cmocka_unit_test(test_arrays),
             cmocka_unit_test(test_escapes_and_utf8),
             cmocka_unit_test(test_strings_jansson_refuses_are_refused),

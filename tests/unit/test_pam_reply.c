@@ -50,6 +50,29 @@ static void test_valid_reply(void **state)
         assert_string_equal(r.expires_at, "2026-12-26T04:58:12Z");
 }
 
+/* The answer to a call with "brief": the key's id and expiry beside the code. */
+static void test_brief_reply(void **state)
+{
+        struct verify_reply r;
+
+        assert_int_equal(
+            decode("{\"parameters\":{\"valid\":true,\"code\":\"VALID\","
+                   "\"key_id\":\"cE2SttEhy4jD\",\"expires_at\":\"2026-12-26T04:58:12Z\","
+                   "\"signed_at\":\"2026-12-06T03:00:00Z\",\"signature\":\"x\"}}",
+                   &r),
+            0);
+        assert_true(r.valid);
+        assert_string_equal(r.code, "VALID");
+        assert_string_equal(r.key_id, "cE2SttEhy4jD");
+        assert_string_equal(r.expires_at, "2026-12-26T04:58:12Z");
+        /* The key's own, when it comes too. */
+        assert_int_equal(decode("{\"parameters\":{\"key_id\":\"aaaaaaaaaaaa\",\"valid\":true,"
+                                "\"code\":\"VALID\",\"key\":{\"id\":\"cE2SttEhy4jD\"}}}",
+                                &r),
+                         0);
+        assert_string_equal(r.key_id, "cE2SttEhy4jD");
+}
+
 static void test_each_code(void **state)
 {
         static const char *const codes[] = {
@@ -338,6 +361,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_valid_reply),
+            cmocka_unit_test(test_brief_reply),
             cmocka_unit_test(test_each_code),
             cmocka_unit_test(test_error_reply),
             cmocka_unit_test(test_members_in_any_order),

@@ -75,13 +75,17 @@ static void test_known_vector(void **state)
 
 static void test_crc32_matches_zlib(void **state)
 {
-        unsigned char buf[300];
+        unsigned char buf[300] = {0};
         unsigned seed = 12345;
 
         for (size_t len = 0; len < sizeof(buf); len++) {
                 for (size_t i = 0; i < len; i++)
                         buf[i] = (unsigned char)(rand_r(&seed) & 0xff);
                 assert_int_equal(token_crc32(buf, len), (uint32_t)crc32(0, buf, (uInt)len));
+                /* From every offset within a word of eight, too. */
+                for (size_t off = 1; off < 8 && off <= len; off++)
+                        assert_int_equal(token_crc32(buf + off, len - off),
+                                         (uint32_t)crc32(0, buf + off, (uInt)(len - off)));
         }
 }
 

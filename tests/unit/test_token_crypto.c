@@ -112,6 +112,13 @@ static void test_hash_depends_on_pepper_and_token(void **state)
         assert_false(token_hash_equal(h1, h3));
         token_hash(p1, &tb, h3);
         assert_false(token_hash_equal(h1, h3));
+        /* A single bit apart, in any byte of any word, is not equal. */
+        for (size_t i = 0; i < KEY_HASH_SIZE * 8; i++) {
+                memcpy(h3, h1, KEY_HASH_SIZE);
+                h3[i / 8] ^= (uint8_t)(1u << (i % 8));
+                assert_false(token_hash_equal(h1, h3));
+                assert_false(token_hash_equal(h3, h1));
+        }
 }
 
 static void test_hash_known_answer(void **state)
