@@ -380,9 +380,9 @@ static int append_member(struct json_out *o, const char *name, const char *value
  * Build the Verify call by hand into one buffer we erase, NUL included: the
  * token is never copied anywhere else.
  */
-static int build_request(const char *token, size_t token_len, const char *user, const char *service,
-                         const char *rhost, const char *tty, const char *ruser, char **ret,
-                         size_t *ret_len)
+static int build_request(const char *token, size_t token_len, bool brief, const char *user,
+                         const char *service, const char *rhost, const char *tty, const char *ruser,
+                         char **ret, size_t *ret_len)
 {
         /* Room for every byte escaped as \u00XX. */
         size_t alloc =
@@ -396,8 +396,10 @@ static int build_request(const char *token, size_t token_len, const char *user, 
                 return -ENOMEM;
         json_out_init(&o, buf, alloc);
         /* brief: the key's id and expiry are all a login reads of it. */
-        json_out_lit(&o, "{\"method\":\"" KEYS_METHOD_VERIFY "\",\"parameters\":{\"brief\":true");
-        r = append_member(&o, "user", user, false);
+        json_out_lit(&o, "{\"method\":\"" KEYS_METHOD_VERIFY "\",\"parameters\":{");
+        if (brief)
+                json_out_lit(&o, "\"brief\":true,");
+        r = append_member(&o, "user", user, true);
         if (r >= 0)
                 r = append_member(&o, "service", service, false);
         if (r >= 0 && rhost[0])
@@ -428,14 +430,14 @@ static int build_request(const char *token, size_t token_len, const char *user, 
 }
 
 /*
- * Ask the daemon.  0 with the answer, or a negative errno: the transport's,
- * or -EBADMSG for an answer that cannot be read.
+ * One call on a connection of its own, by `deadline`.  0 with the answer, or
+ * a negative errno: the transport's, or -EBADMSG for an answer that cannot
+ * be read.
  */
-static int ask_daemon(pam_handle_t *pamh, const struct options *o, const char *token,
-                      size_t token_len, const char *user, const char *service, const char *rhost,
-                      struct verify_reply *ret)
+static int ask_once(pam_handle_t *pamh, const struct options *o, uint64_t deadline,
+                    const char *token, size_t token_len, bool brief, const char *user,
+                    const char *service, const char *rhost, struct verify_reply *ret)
 {
-        uint64_t deadline = varlink_now_usec() + (uint64_t)o->timeout_ms * 1000u;
         struct varlink_buffer b;
         _cleanup_close_ int fd = -1;
         char *req = NULL;
@@ -457,7 +459,7 @@ static int ask_daemon(pam_handle_t *pamh, const struct options *o, const char *t
                            o->socket, (unsigned)peer, o->daemon_uid_set ? " or daemon_user" : "");
                 return -EPERM;
         }
-        r = build_request(token, token_len, user, service, rhost, item_string(pamh, PAM_TTY),
+        r = build_request(token, token_len, brief, user, service, rhost, item_string(pamh, PAM_TTY),
                           item_string(pamh, PAM_RUSER), &req, &req_len);
         if (r < 0)
                 return r;
@@ -487,6 +489,25 @@ static int ask_daemon(pam_handle_t *pamh, const struct options *o, const char *t
                 return -EBADMSG;
         }
         return 0;
+}
+
+/*
+ * Ask the daemon, within the module's timeout in all.  A daemon older than
+ * the brief answer refuses the parameter: it is asked again for the whole
+ * one, so upgrading the module before the daemon is restarted locks no one
+ * out.
+ */
+static int ask_daemon(pam_handle_t *pamh, const struct options *o, const char *token,
+                      size_t token_len, const char *user, const char *service, const char *rhost,
+                      struct verify_reply *ret)
+{
+        uint64_t deadline = varlink_now_usec() + (uint64_t)o->timeout_ms * 1000u;
+        int r = ask_once(pamh, o, deadline, token, token_len, true, user, service, rhost, ret);
+
+        if (r < 0 || !ret->error || !STREQ(ret->error_name, VARLINK_ERROR_INVALID_PARAMETER))
+                return r;
+        memset(ret, 0, sizeof(*ret));
+        return ask_once(pamh, o, deadline, token, token_len, false, user, service, rhost, ret);
 }
 
 /*

@@ -59,7 +59,8 @@ enum param_flags {
 /* One parameter a method accepts: its name, JSON type and field. */
 struct param {
         const char *name;
-        json_type type; /* JSON_STRING, JSON_ARRAY (of strings), JSON_INTEGER, JSON_TRUE (a boolean) */
+        json_type
+            type; /* JSON_STRING, JSON_ARRAY (of strings), JSON_INTEGER, JSON_TRUE (a boolean) */
         unsigned flags; /* enum param_flags */
         size_t offset;  /* of its field in struct method_params (api_decode_params) */
 };

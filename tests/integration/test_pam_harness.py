@@ -9,10 +9,13 @@ build (build-asan/, brought up to date first), whose runs must not report
 anything -- except the few that drive the system's libpam through ctypes or
 measure delays, which use the default build."""
 
+import json
 import os
 import re
 import secrets
 import signal
+import socket
+import threading
 import time
 
 import pytest
@@ -121,6 +124,79 @@ def test_refused_key_is_auth_err(pam, d, admin, case):
     assert r.code == PAM_AUTH_ERR, r
     # The user is told nothing about which it was.
     assert r.infos == [] and r.errors == [], r
+
+
+class OlderDaemon:
+    """A daemon from before the brief answer, as the module meets it after an
+    upgrade that has not restarted the daemon yet: a Verify with `brief` is
+    refused with InvalidParameter naming it, as that daemon's strict
+    parameter check did; any other call goes to the real daemon behind."""
+
+    def __init__(self, path, daemon_socket):
+        self.path = str(path)
+        self.daemon_socket = str(daemon_socket)
+        self.calls = []
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(self.path)
+        self.srv.listen(8)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _recv(conn):
+        buf = b""
+        while not buf.endswith(b"\0"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None
+            buf += chunk
+        return buf[:-1]
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                return
+            with conn:
+                while (msg := self._recv(conn)) is not None:
+                    call = json.loads(msg)
+                    self.calls.append(call)
+                    if "brief" in call.get("parameters", {}):
+                        reply = json.dumps({"error": "org.varlink.service.InvalidParameter",
+                                            "parameters": {"parameter": "brief"}}).encode()
+                    else:
+                        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as up:
+                            up.connect(self.daemon_socket)
+                            up.sendall(msg + b"\0")
+                            reply = self._recv(up)
+                    conn.sendall(reply + b"\0")
+
+    def stop(self):
+        self.srv.close()
+        self.thread.join(10)
+
+
+def test_a_daemon_older_than_the_brief_answer_still_logs_keys_in(pam, d, admin, sockdir):
+    """The module asks for the brief answer; a daemon that predates it
+    refuses the parameter, and the module asks again for the whole one
+    within the same deadline, so a key still logs in -- and a refused key is
+    still refused."""
+    good = admin.create("laptop", owner=USER)["token"]
+    old = OlderDaemon(sockdir() / "s", d.socket)
+    try:
+        svc = pam.probe("older", f"socket={old.path} nodelay timeout=3000 {trust_me()}".rstrip())
+        r = pam.run(svc, USER, [good], rhost="192.0.2.10")
+        assert r.code == PAM_SUCCESS, r
+        assert [("brief" in c["parameters"]) for c in old.calls] == [True, False], old.calls
+        assert old.calls[1]["method"] == IFACE + ".Verify"
+        assert old.calls[1]["parameters"]["token"] == good
+        unknown = make_token("apk", random_base62(12), random_base62(43))
+        r = pam.run(svc, USER, [unknown], rhost="192.0.2.10")
+        assert r.code == PAM_AUTH_ERR, r
+        assert len(old.calls) == 4, old.calls
+    finally:
+        old.stop()
 
 
 def test_scope_is_checked_against_the_service_argument(pam, d, admin):
