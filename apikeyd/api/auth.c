@@ -42,7 +42,7 @@ int request_init(struct request *q, struct api *a, struct connection *c, json_t 
         _cleanup_key_view_ struct key_view view = {0};
         const char *reason;
         enum verify_code code =
-            api_verify_auth(q, json_string_value(auth), json_string_length(auth), &view);
+            api_check_auth_token(q, json_string_value(auth), json_string_length(auth), &view);
 
         api_erase_json_string(auth);
         if (code == VERIFY_CODE_UNAVAILABLE) {
@@ -52,7 +52,7 @@ int request_init(struct request *q, struct api *a, struct connection *c, json_t 
                 return -EIO;
         }
         /* A key that did not verify is counted, logged and audited as a failed
-         * verify already (api_verify_auth): no second record of it. */
+         * verify already (api_check_auth_token): no second record of it. */
         if (code != VERIFY_CODE_VALID) {
                 (void)api_reply_reason(
                     q, ERR_DENIED,

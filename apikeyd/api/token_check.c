@@ -19,7 +19,7 @@
  * Verify a token's secret: the code, and when the secret matched, the
  * record as a view (`*view`, which the caller ends; see keystore_view()).
  */
-enum verify_code api_verify_token(struct api *a, const char *token, size_t len,
+enum verify_code api_check_token(struct api *a, const char *token, size_t len,
                                   struct key_view *view, bool *ret_matched,
                                   char ret_id[TOKEN_ID_LEN + 1])
 {
@@ -188,7 +188,7 @@ enum verify_code api_lockout_apply(struct request *q, const char *user, const ch
  * A refused verify, or a refused `auth` key (`action` "auth", `v` NULL):
  * one journal entry now, one audit record with the next flush.
  */
-void api_audit_verify_failure(struct request *q, const char *action, const struct verify_args *v,
+void api_audit_token_refusal(struct request *q, const char *action, const struct verify_args *v,
                               enum verify_code code, const char *id, const char *owner)
 {
         struct api *a = q->api;
@@ -278,12 +278,12 @@ void api_audit_verify_failure(struct request *q, const char *action, const struc
  * record in `*view` when the secret matched; else RATE_LIMITED, NOT_FOUND,
  * BAD_FORMAT or UNAVAILABLE, and no view.
  */
-enum verify_code api_verify_auth(struct request *q, const char *token, size_t len,
+enum verify_code api_check_auth_token(struct request *q, const char *token, size_t len,
                                  struct key_view *view)
 {
         char tok_id[TOKEN_ID_LEN + 1], owner[KEY_OWNER_MAX + 1] = "";
         bool matched;
-        enum verify_code code = api_verify_token(q->api, token, len, view, &matched, tok_id);
+        enum verify_code code = api_check_token(q->api, token, len, view, &matched, tok_id);
 
         code = api_lockout_apply(q, NULL, NULL, NULL, code, matched, tok_id);
         if (code == VERIFY_CODE_VALID)
@@ -292,7 +292,7 @@ enum verify_code api_verify_auth(struct request *q, const char *token, size_t le
                 str_copy(owner, sizeof(owner), view->rec.owner);
                 key_view_end(view);
         }
-        api_audit_verify_failure(q, "auth", NULL, code, tok_id[0] ? tok_id : NULL,
+        api_audit_token_refusal(q, "auth", NULL, code, tok_id[0] ? tok_id : NULL,
                                  owner[0] ? owner : NULL);
         return code;
 }

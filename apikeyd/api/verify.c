@@ -159,7 +159,7 @@ static int verify_run(struct request *q, const struct verify_args *v)
         struct api *a = q->api;
         const char *service = V_SERVICE(v), *user = V_USER(v), *code_text;
         enum verify_code code;
-        /* Its record is not zeroed: api_verify_token() fills what is read. */
+        /* Its record is not zeroed: api_check_token() fills what is read. */
         _cleanup_key_view_ struct key_view view;
         const struct key_record *rec = &view.rec;
         char tok_id[TOKEN_ID_LEN + 1], blocked[TOKEN_ID_LEN + 1];
@@ -176,7 +176,7 @@ static int verify_run(struct request *q, const struct verify_args *v)
                 if (v->text[i] && !(v->text_plain & (1u << i)) &&
                     !text_valid(v->text[i], KEY_FIELD_MAX))
                         return api_reply_invalid(q, verify_text_names[i]);
-        code = api_verify_token(a, v->token, v->token_len, &view, &matched, tok_id);
+        code = api_check_token(a, v->token, v->token_len, &view, &matched, tok_id);
         if (matched) {
                 enum key_status st = record_effective_status(rec, q->now);
                 bool in_scope = rec->n_scope == 0 || !service;
@@ -239,7 +239,7 @@ static int verify_run(struct request *q, const struct verify_args *v)
                 str_copy(owner, sizeof(owner), rec->owner);
         key_view_end(&view);
         if (!valid)
-                api_audit_verify_failure(q, "verify", v, code, tok_id[0] ? tok_id : NULL,
+                api_audit_token_refusal(q, "verify", v, code, tok_id[0] ? tok_id : NULL,
                                          owner[0] ? owner : NULL);
         if (r < 0 || (r = json_out_done(&o)) < 0)
                 return r;

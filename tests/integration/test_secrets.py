@@ -443,7 +443,7 @@ class CallgrindDaemon(Daemon):
     out_file = None
 
     def argv(self):
-        return ["valgrind", "--tool=callgrind", "--toggle-collect=api_verify_token",
+        return ["valgrind", "--tool=callgrind", "--toggle-collect=api_check_token",
                 f"--callgrind-out-file={self.out_file}"] + super().argv()
 
 
@@ -495,11 +495,11 @@ def test_unknown_id_and_wrong_secret_cost_the_same_hash_and_compare(daemon, tmp_
             assert problem is None, problem
         costs = _inclusive(g.out_file)
         per_verify[kind] = {f: costs.get(f, 0) / n for f in
-                            ("api_verify_token", "token_hash", "token_hash_equal", "keystore_view",
+                            ("api_check_token", "token_hash", "token_hash_equal", "keystore_view",
                              "key_view_end")}
     u, w = per_verify["unknown id"], per_verify["wrong secret"]
     print(f"\nsecrets: instructions per verify: unknown id {u}, wrong secret {w}; "
-          f"whole verify_token ratio {w['api_verify_token'] / u['api_verify_token']:.3f}")
+          f"whole check_token ratio {w['api_check_token'] / u['api_check_token']:.3f}")
     for f in ("token_hash", "token_hash_equal"):
         assert u[f] > 0 and w[f] > 0, f"{f} is skipped: {per_verify}"
         assert abs(u[f] - w[f]) <= 0.01 * max(u[f], w[f]), (f, per_verify)
@@ -507,6 +507,6 @@ def test_unknown_id_and_wrong_secret_cost_the_same_hash_and_compare(daemon, tmp_
     # Apart from the lookup (which decodes the record when the id exists,
     # and ids are public) and ending it, the same work.
     assert u["keystore_view"] > 0 and w["keystore_view"] > 0, per_verify
-    rest_u = u["api_verify_token"] - u["keystore_view"] - u["key_view_end"]
-    rest_w = w["api_verify_token"] - w["keystore_view"] - w["key_view_end"]
+    rest_u = u["api_check_token"] - u["keystore_view"] - u["key_view_end"]
+    rest_w = w["api_check_token"] - w["keystore_view"] - w["key_view_end"]
     assert abs(rest_u - rest_w) <= 0.03 * max(rest_u, rest_w), per_verify
