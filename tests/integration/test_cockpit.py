@@ -494,3 +494,15 @@ def test_daemon_not_running(daemon, browse):
     b.wait_for("document.querySelectorAll('#keys-body tr').length === 1",
                what="the key once the daemon runs")
     assert b.evaluate("document.getElementById('daemon-error').hidden")
+
+
+def test_a_list_larger_than_one_piece(apikeyd, browse):
+    """A List reply of about 170 KB reaches the page in several pieces of
+    the bridge's (64 KiB at most) and is put together again."""
+    root = apikeyd.client()
+    ids = [root.create(f"bulk-{i:03}", owner=ALICE, description=f"{i:03} " + "d" * 1000)["key"]["id"]
+           for i in range(150)]
+    b = browse(ADMIN, apikeyd.socket)
+    wait_loaded(b)
+    wait_rows(b, ids, "all 150 keys")
+    assert row_cell(b, ids[149], "name") == "bulk-149\n149 " + "d" * 1000
