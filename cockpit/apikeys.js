@@ -50,12 +50,25 @@
         return DEFAULT_SOCKET;
     }
 
+    /* Calls that change nothing, safe to send again on a new connection. */
+    const READ_ONLY = new Set(["GetStatus", "List", "Get", "GetSharedSecret"]);
     let connection = null;
 
-    function call(method, parameters) {
-        if (!connection || connection.closed)
+    /* One connection, made again when the daemon has closed it (it closes
+     * idle clients after client_timeout, apikeyd.conf).  A read-only call
+     * that meets a connection closed under it is sent once more. */
+    async function call(method, parameters) {
+        const reused = connection && !connection.closed;
+        if (!reused)
             connection = window.Varlink.connect(socketPath());
-        return connection.call(IFACE + "." + method, parameters || {});
+        try {
+            return await connection.call(IFACE + "." + method, parameters || {});
+        } catch (err) {
+            if (!(reused && err.problem === "disconnected" && READ_ONLY.has(method)))
+                throw err;
+            connection = window.Varlink.connect(socketPath());
+            return connection.call(IFACE + "." + method, parameters || {});
+        }
     }
 
     async function listAllKeys() {

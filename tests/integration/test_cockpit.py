@@ -506,3 +506,25 @@ def test_a_list_larger_than_one_piece(apikeyd, browse):
     wait_loaded(b)
     wait_rows(b, ids, "all 150 keys")
     assert row_cell(b, ids[149], "name") == "bulk-149\n149 " + "d" * 1000
+
+
+def test_the_page_connects_again_after_the_daemon_closes_an_idle_connection(daemon, browse):
+    """The daemon closes a client idle for client_timeout; the page's next
+    action opens a new connection and works."""
+    d = daemon(config={"client_timeout": "1s"})
+    key = create_key(d.socket, "idle", "--owner", ALICE)
+    key_id = key["key"]["id"]
+    b = browse(ADMIN, d.socket)
+    wait_loaded(b)
+    wait_rows(b, [key_id], "the key")
+    # The daemon counts its connections: wait until the page's is gone.
+    root = d.client()
+    deadline = time.monotonic() + WAIT
+    while root.ok(f"{IFACE}.GetStatus")["connections"] > 1:
+        assert time.monotonic() < deadline, "the daemon kept the page's idle connection"
+        time.sleep(0.1)
+    row_action(b, key_id, "disable")
+    b.wait_for(f"document.querySelector(\"[data-key-id='{key_id}']\").dataset.status === "
+               "'disabled'", what="the key shown disabled")
+    assert b.evaluate("document.getElementById('page-alert').hidden")
+    assert verify(d.socket, key["token"]) == (5, "DISABLED")
