@@ -366,8 +366,14 @@
         const description = el("textarea", { class: "form-control", rows: "2" });
         const owner = el("input", { type: "text", class: "form-control", autocomplete: "off",
                                     spellcheck: "false" });
+        let owners = null;
         if (state.admin) {
+            /* Any member: offer the owners of the keys listed, and oneself. */
             owner.placeholder = state.user || "";
+            owner.setAttribute("list", "create-owner-list");
+            owners = el("datalist", { id: "create-owner-list" },
+                        Array.from(new Set([state.user].concat(state.keys.map((k) => k.owner))))
+                            .filter((o) => o).sort().map((o) => el("option", { value: o })));
         } else {
             owner.value = state.user || "";
             owner.readOnly = true;
@@ -426,6 +432,7 @@
             formGroup("create-owner", "Owner", owner,
                       state.admin ? "A user name, or an application name; empty: yourself."
                           : "Your own keys only."),
+            owners,
             roleGroup,
             formGroup("create-scope", "Scope", scope,
                       "Services the key may be used for, separated by commas; empty: any service."),

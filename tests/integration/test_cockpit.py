@@ -7,8 +7,9 @@ groups), with the page from the tree in the user's XDG data folder and the
 daemon's socket named in the user's own override of the page's manifest
 (XDG config folder).  Headless Chromium loads the page and is driven over
 the DevTools protocol (cdp.py).  apikeyctl, run as root, creates keys and
-checks at its next verify what the page did.  Screenshots of the table,
-the create dialog and the shown-once dialog go to build/cockpit/.
+checks at its next verify what the page did.  Screenshots of the table
+(light and dark), the create dialog and the shown-once dialog go to
+build/cockpit/.
 """
 
 import json
@@ -320,6 +321,8 @@ def test_admin_manages_keys_through_the_page(apikeyd, browse):
     b.wait_for("document.activeElement && document.activeElement.id === 'create-name'",
                what="the create dialog, its name field focused")
     b.fill("#create-description", "deploys the web site")
+    assert b.evaluate("Array.from(document.querySelectorAll('#create-owner-list option'))"
+                      ".map(o => o.value)") == [ADMIN, ALICE]
     b.fill("#create-owner", BOB)
     b.fill("#create-scope", "sshd, sudo")
     b.click("#create-role-custom")
@@ -364,6 +367,14 @@ def test_admin_manages_keys_through_the_page(apikeyd, browse):
     row_action(b, new_id, "disable")
     wait_rows(b, [made_id], "the disabled key to leave the Enabled view")
     assert verify(sock, token) == (5, "DISABLED")
+    set_status_filter(b, "all")
+    wait_rows(b, [made_id, new_id], "every key")
+    b.call("Emulation.setEmulatedMedia",
+           {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    b.wait_for("document.documentElement.classList.contains('pf-theme-dark')", what="dark")
+    b.screenshot(SHOTS / "table-dark.png")
+    b.call("Emulation.setEmulatedMedia",
+           {"features": [{"name": "prefers-color-scheme", "value": "light"}]})
 
     # Enable from the Disabled view: it leaves that one, and verifies again.
     set_status_filter(b, "disabled")
