@@ -20,13 +20,14 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from cdp import CHROMIUM, Chromium, session_pids, stop_session
-from conftest import ADMIN, ALICE, BOB, IFACE, REPO
+from conftest import ADMIN, ALICE, BOB, IFACE, REPO, _short_socket_dir
 from pam_fixtures import BUILD
 
 COCKPIT_WS = "/usr/lib/cockpit/cockpit-ws"
@@ -539,3 +540,107 @@ def test_the_page_connects_again_after_the_daemon_closes_an_idle_connection(daem
                "'disabled'", what="the key shown disabled")
     assert b.evaluate("document.getElementById('page-alert').hidden")
     assert verify(d.socket, key["token"]) == (5, "DISABLED")
+
+
+# ---------------------------------------------------------------- a peer that is not apikeyd
+
+
+class OddPeer:
+    """A Varlink server on a socket of its own that answers GetStatus and
+    List the way `answer(method)` says, writing each answer in pieces of
+    `piece` bytes `gap` seconds apart (so that the bridge reads and passes
+    them on one by one); a thread serves one connection after another."""
+
+    def __init__(self, answer, piece, gap):
+        self.dir = _short_socket_dir()
+        self.path = str(self.dir / "io.apikeyd.Keys")
+        self.answer, self.piece, self.gap = answer, piece, gap
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self.sock.bind(self.path)
+        os.chmod(self.path, 0o666)
+        self.sock.listen(4)
+        self.sock.settimeout(0.2)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                buf = b""
+                try:
+                    while not self.stopping:
+                        while b"\0" not in buf:
+                            chunk = conn.recv(65536)
+                            if not chunk:
+                                raise EOFError
+                            buf += chunk
+                        msg, buf = buf.split(b"\0", 1)
+                        data = self.answer(json.loads(msg)["method"])
+                        for i in range(0, len(data), self.piece):
+                            conn.sendall(data[i:i + self.piece])
+                            if self.gap:
+                                time.sleep(self.gap)
+                except (EOFError, OSError):
+                    pass
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(5)
+        self.sock.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def odd_peer():
+    peers = []
+
+    def start(answer, piece=1, gap=0):
+        peers.append(OddPeer(answer, piece, gap))
+        return peers[-1]
+
+    yield start
+    for p in peers:
+        p.close()
+
+
+def _reply(params):
+    return json.dumps({"parameters": params}, ensure_ascii=False).encode() + b"\0"
+
+
+ODD_KEY = {"id": "AbCdEfGhIjKl", "name": "clé ключ 🔑", "description": "日本語の説明",
+           "owner": ALICE, "role": "readonly", "permissions": ["read"], "scope": [],
+           "status": "enabled", "created_at": "2026-01-01T00:00:00Z"}
+ODD_STATUS = {"version": "0", "started_at": "2026-01-01T00:00:00Z", "state_dir": "/x",
+              "admin": False, "connections": 1,
+              "keys": {"enabled": 1, "disabled": 0, "revoked": 0, "expired": 0}}
+
+
+def test_answers_in_one_byte_pieces_split_inside_characters(odd_peer, browse):
+    """Every answer arrives one byte at a time, UTF-8 characters cut in the
+    middle: the page joins the bytes before it decodes them."""
+    peer = odd_peer(lambda m: _reply(ODD_STATUS if m.endswith("GetStatus")
+                                     else {"keys": [ODD_KEY]}), piece=1, gap=0.001)
+    b = browse(ALICE, peer.path)
+    wait_loaded(b)
+    wait_rows(b, [ODD_KEY["id"]], "the key")
+    assert row_cell(b, ODD_KEY["id"], "name") == "clé ключ 🔑\n日本語の説明"
+
+
+def test_an_answer_that_is_not_json_is_reported(odd_peer, browse):
+    """A peer that answers List with bytes that are not JSON (invalid UTF-8
+    included) gets a clear message, not a page waiting for ever."""
+    peer = odd_peer(lambda m: _reply(ODD_STATUS) if m.endswith("GetStatus")
+                    else b"\xff\xfe{not json\0", piece=4096)
+    b = browse(ALICE, peer.path)
+    wait_loaded(b)
+    text = b.wait_for("!document.getElementById('daemon-error').hidden && "
+                      "document.getElementById('daemon-error').innerText",
+                      what="the error message")
+    assert f"The connection to the API key service at {peer.path} failed (protocol-error: " \
+           "the daemon sent a message that is not JSON)." in text
