@@ -448,6 +448,7 @@ def test_field_error_from_the_daemon_is_shown_beside_the_field(apikeyd, browse):
     assert b.evaluate("document.getElementById('create-scope').getAttribute('aria-invalid')") \
         == "true"
     assert b.evaluate("document.activeElement.id") == "create-scope"
+    b.screenshot(SHOTS / "create-error.png")
     assert root.list()["keys"] == []
 
 
