@@ -252,11 +252,12 @@ def wait_loaded(b):
                what="the page to load")
 
 
-def wait_rows(b, ids, what):
-    """Wait until the table shows exactly the keys `ids`."""
-    want = json.dumps(sorted(ids), separators=(",", ":"))
+def wait_rows(b, ids, what, ordered=False):
+    """Wait until the table shows exactly the keys `ids` (in that order)."""
+    want = json.dumps(list(ids) if ordered else sorted(ids), separators=(",", ":"))
     b.wait_for(f"JSON.stringify(Array.from(document.querySelectorAll('#keys-body tr'))"
-               f".map(r => r.dataset.keyId).sort()) === {json.dumps(want)}", what=what)
+               f".map(r => r.dataset.keyId){'' if ordered else '.sort()'}) === "
+               f"{json.dumps(want)}", what=what)
 
 
 def set_status_filter(b, status):
@@ -352,6 +353,19 @@ def test_admin_manages_keys_through_the_page(apikeyd, browse):
     b.wait_for("!document.getElementById('token-dialog')", what="the dialog to close")
     assert token_traces(b, token) == []
     wait_rows(b, [made_id, new_id], "the new key in the table")
+
+    # Newest first; a column header sorts, and again the other way.
+    wait_rows(b, [new_id, made_id], "newest first", ordered=True)
+    b.click("[data-sort='name']")
+    wait_rows(b, [made_id, new_id], "sorted by name", ordered=True)
+    b.click("[data-sort='name']")
+    wait_rows(b, [new_id, made_id], "sorted by name, descending", ordered=True)
+    # The text filter matches names, descriptions, owners and ids.
+    for text, want in (("WEB", [new_id]), ("apikeyctl", [made_id]), (made_id, [made_id]),
+                       ("akt-", [made_id, new_id]), ("nothing like it", [])):
+        b.fill("#text-filter", text)
+        wait_rows(b, want, f"the keys matching {text!r}")
+    b.fill("#text-filter", "")
 
     # The status filter shows exactly the keys of that status.
     for status in ("enabled", "disabled", "revoked", "expired", "all"):
@@ -513,8 +527,8 @@ def test_a_list_larger_than_one_piece(apikeyd, browse):
     """A List reply of about 170 KB reaches the page in several pieces of
     the bridge's (64 KiB at most) and is put together again."""
     root = apikeyd.client()
-    ids = [root.create(f"bulk-{i:03}", owner=ALICE, description=f"{i:03} " + "d" * 1000)["key"]["id"]
-           for i in range(150)]
+    ids = [root.create(f"bulk-{i:03}", owner=ALICE,
+                       description=f"{i:03} " + "d" * 1000)["key"]["id"] for i in range(150)]
     b = browse(ADMIN, apikeyd.socket)
     wait_loaded(b)
     wait_rows(b, ids, "all 150 keys")
