@@ -7,7 +7,7 @@ PACKAGES="build-essential pkg-config zlib1g-dev libpam0g-dev liblmdb-dev libsodi
 libsystemd-dev libjansson-dev libcmocka-dev lmdb-utils python3 python3-pytest
 pamtester libpam-wrapper libpamtest0-dev openssh-server openssh-client sshpass sudo
 systemd clang libclang-rt-14-dev clang-format valgrind strace
-dpkg-dev debhelper lintian fail2ban sshguard"
+dpkg-dev debhelper lintian fail2ban sshguard cockpit-ws cockpit-bridge chromium"
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
         echo "deps: not a Debian system; install the equivalents of: $(echo $PACKAGES)" >&2
