@@ -659,3 +659,42 @@ def test_an_answer_that_is_not_json_is_reported(odd_peer, browse):
                       what="the error message")
     assert f"The connection to the API key service at {peer.path} failed (protocol-error: " \
            "the daemon sent a message that is not JSON)." in text
+
+
+def test_a_socket_nobody_listens_on(browse):
+    """A socket file left behind by a daemon that is gone: the same plain
+    message as a missing socket."""
+    d = _short_socket_dir()
+    try:
+        path = str(d / "io.apikeyd.Keys")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.bind(path)
+        os.chmod(path, 0o666)
+        b = browse(ALICE, path)
+        wait_loaded(b)
+        text = b.wait_for("!document.getElementById('daemon-error').hidden && "
+                          "document.getElementById('daemon-error').innerText",
+                          what="the unreachable message")
+        assert (f"The API key service (apikeyd) is not running: its socket {path} does not "
+                "exist or does not answer.") in text
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_a_socket_the_user_may_not_open(browse):
+    """A socket the user has no write permission on: the page says so."""
+    d = _short_socket_dir()
+    try:
+        path = str(d / "io.apikeyd.Keys")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.bind(path)
+            s.listen(1)
+            os.chmod(path, 0o600)
+            b = browse(ALICE, path)
+            wait_loaded(b)
+            text = b.wait_for("!document.getElementById('daemon-error').hidden && "
+                              "document.getElementById('daemon-error').innerText",
+                              what="the refusal")
+        assert f"You may not connect to the API key service's socket {path}." in text
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
