@@ -94,7 +94,7 @@
             switch (err.problem) {
             case "not-found":
                 return "The API key service (apikeyd) is not running: its socket " + path +
-                    " does not exist or does not answer. Start it with " +
+                    " does not exist or does not answer. An administrator starts it with " +
                     "\u201Csystemctl start apikeyd.socket\u201D.";
             case "access-denied":
                 return "You may not connect to the API key service's socket " + path + ".";

@@ -265,11 +265,13 @@ def set_status_filter(b, status):
         s.value = {json.dumps(status)}; s.dispatchEvent(new Event('change')); }})()""")
 
 
-def row_action(b, key_id, action):
+def row_action(b, key_id, action, screenshot=None):
     b.click(f"[data-key-id='{key_id}'] .kebab")
     b.wait_for(f"document.activeElement && document.activeElement.dataset.action === '{action}'"
                f" || document.querySelector(\"[data-key-id='{key_id}'] [data-action='{action}']\")",
                what=f"the {action} menu item")
+    if screenshot:
+        b.screenshot(SHOTS / screenshot)
     b.click(f"[data-key-id='{key_id}'] [data-action='{action}']")
 
 
@@ -299,8 +301,9 @@ def daemon_keys(root, status=None):
 
 def test_admin_manages_keys_through_the_page(apikeyd, browse):
     """An admin sees every key, creates one through the dialog (its token
-    verifies; closing the dialog forgets it), filters by status and uses the
-    row actions, each seen at the next verify."""
+    verifies; closing the dialog forgets it), sorts and filters, uses the
+    row actions, each seen at the next verify, and shows and rotates the
+    shared secret."""
     root = apikeyd.client()
     sock = apikeyd.socket
     made = create_key(sock, "ci-deploy", "--owner", ALICE, "--description", "made by apikeyctl",
@@ -410,12 +413,13 @@ def test_admin_manages_keys_through_the_page(apikeyd, browse):
     assert verify(sock, token) == (5, "REVOKED")
 
     # Delete, confirmed by typing the name.
-    row_action(b, new_id, "delete")
+    row_action(b, new_id, "delete", screenshot="row-menu.png")
     b.wait_for("document.getElementById('delete-dialog')", what="the delete confirmation")
     assert b.evaluate("document.getElementById('delete-confirm').disabled")
     b.fill("#delete-confirm-name", "web-deplo")
     assert b.evaluate("document.getElementById('delete-confirm').disabled")
     b.fill("#delete-confirm-name", "web-deploy")
+    b.screenshot(SHOTS / "delete-dialog.png")
     b.press("Enter")
     wait_rows(b, [made_id], "the deleted key to go")
     assert verify(sock, token) == (5, "NOT_FOUND")
@@ -428,6 +432,16 @@ def test_admin_manages_keys_through_the_page(apikeyd, browse):
     secret = root.ok(f"{IFACE}.GetSharedSecret")["secret"]
     b.wait_for(f"document.getElementById('shared-secret-value').value === {json.dumps(secret)}",
                what="the shared secret shown")
+    b.screenshot(SHOTS / "shared-secret.png")
+    # Rotate, confirmed: the page shows the new secret, which the daemon signs with.
+    b.click("#shared-secret-rotate")
+    b.wait_for("document.getElementById('rotate-dialog')", what="the rotate confirmation")
+    b.click("#rotate-confirm")
+    b.wait_for(f"!document.getElementById('rotate-dialog') && document.getElementById("
+               f"'shared-secret-value').value !== {json.dumps(secret)}", what="a new secret")
+    secret = root.ok(f"{IFACE}.GetSharedSecret")["secret"]
+    assert b.evaluate("document.getElementById('shared-secret-value').value") == secret
+    assert b.evaluate("document.activeElement.closest('#shared-secret-dialog') !== null")
     b.press("Escape")
     b.wait_for("!document.getElementById('shared-secret-dialog')", what="the dialog to close")
     assert token_traces(b, secret) == []
@@ -480,6 +494,7 @@ def test_non_admin_sees_only_their_keys_and_no_shared_secret(apikeyd, browse, as
     b = browse(ALICE, sock)
     wait_loaded(b)
     wait_rows(b, [mine], "alice's own key only")
+    b.screenshot(SHOTS / "table-not-admin.png")
     assert b.evaluate("document.getElementById('shared-secret-button').hidden")
 
     b.click("#create-button")
@@ -514,6 +529,7 @@ def test_daemon_not_running(daemon, browse):
             "exist or does not answer.") in text
     assert b.evaluate("document.getElementById('create-button').disabled")
     assert b.evaluate("document.getElementById('table-wrap').hidden")
+    b.screenshot(SHOTS / "daemon-not-running.png")
 
     d.start()
     create_key(d.socket, "back", "--owner", ALICE)
