@@ -78,7 +78,7 @@ def stop_session(sid, timeout=10.0):
 
 def _high_fd(fd):
     """A close-on-exec copy of `fd` numbered 10 or above (so that the child
-    can dup2 onto 3 and 4 without clobbering it); closes `fd`."""
+    can move it onto 3 or 4 without clobbering another); closes `fd`."""
     new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
     os.close(fd)
     return new
@@ -92,10 +92,6 @@ class Chromium:
         to_browser_r, to_browser_w = (_high_fd(fd) for fd in os.pipe())
         from_browser_r, from_browser_w = (_high_fd(fd) for fd in os.pipe())
 
-        def child_fds():
-            os.dup2(to_browser_r, 3)
-            os.dup2(from_browser_w, 4)
-
         argv = [CHROMIUM, "--headless=new", "--remote-debugging-pipe", "--disable-gpu",
                 "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
                 "--disable-extensions", "--disable-background-networking",
@@ -104,10 +100,13 @@ class Chromium:
                 "about:blank"]
         if os.geteuid() == 0:
             argv.insert(1, "--no-sandbox")
+        # bash (dash takes fds 0-9 only) puts the pipes on fds 3 and 4 and
+        # becomes Chromium; no preexec_fn, as the test process may run threads.
+        r, w = to_browser_r, from_browser_w
+        argv = ["/bin/bash", "-c", f'exec "$@" 3<&{r} 4>&{w} {r}<&- {w}>&-', "chromium"] + argv
         self.log = open(log_path or os.devnull, "ab")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=self.log, pass_fds=(3, 4), preexec_fn=child_fds,
-                                     start_new_session=True)
+                                     stderr=self.log, pass_fds=(r, w), start_new_session=True)
         os.close(to_browser_r)
         os.close(from_browser_w)
         self.wfd, self.rfd = to_browser_w, from_browser_r
