@@ -57,7 +57,12 @@
             try {
                 reply = JSON.parse(decoder.decode(bytes));
             } catch (e) {
-                fail("protocol-error", "the daemon sent a message that is not JSON");
+                reply = null;
+            }
+            const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+            if (!isObject(reply) || ("parameters" in reply && !isObject(reply.parameters)) ||
+                ("error" in reply && typeof reply.error !== "string")) {
+                fail("protocol-error", "the daemon sent a message that is not a Varlink reply");
                 channel.close("protocol-error");
                 return;
             }

@@ -664,8 +664,8 @@ def test_answers_in_one_byte_pieces_split_inside_characters(odd_peer, browse):
 
 
 def test_an_answer_that_is_not_json_is_reported(odd_peer, browse):
-    """A peer that answers List with bytes that are not JSON (invalid UTF-8
-    included) gets a clear message, not a page waiting for ever."""
+    """A peer that answers List with bytes that are not a Varlink reply (not
+    JSON, invalid UTF-8) gets a clear message, not a page waiting for ever."""
     peer = odd_peer(lambda m: _reply(ODD_STATUS) if m.endswith("GetStatus")
                     else b"\xff\xfe{not json\0", piece=4096)
     b = browse(ALICE, peer.path)
@@ -674,7 +674,7 @@ def test_an_answer_that_is_not_json_is_reported(odd_peer, browse):
                       "document.getElementById('daemon-error').innerText",
                       what="the error message")
     assert f"The connection to the API key service at {peer.path} failed (protocol-error: " \
-           "the daemon sent a message that is not JSON)." in text
+           "the daemon sent a message that is not a Varlink reply)." in text
 
 
 def test_a_socket_nobody_listens_on(browse):
@@ -714,3 +714,28 @@ def test_a_socket_the_user_may_not_open(browse):
         assert f"You may not connect to the API key service's socket {path}." in text
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- fuzzing the page's decoder
+
+
+FUZZ_JS = REPO / "tests" / "fuzz" / "fuzz_varlink_js.js"
+
+
+def test_fuzz_the_pages_varlink_client():
+    """tests/fuzz/fuzz_varlink_js.js on cockpit/varlink.js in Chromium for
+    APIKEYD_JS_FUZZ_SECONDS (5); APIKEYD_JS_FUZZ_SEED replays a failure."""
+    seconds = float(os.environ.get("APIKEYD_JS_FUZZ_SECONDS", "5"))
+    seed = int(os.environ.get("APIKEYD_JS_FUZZ_SEED", "0")) or \
+        (int.from_bytes(os.urandom(4), "little") or 1)
+    b = Chromium()
+    try:
+        b.evaluate((PAGE / "varlink.js").read_text())
+        b.evaluate(FUZZ_JS.read_text())
+        r = b.evaluate(f"fuzzVarlink({seconds}, {seed})", timeout=seconds + 10)
+    finally:
+        b.close()
+    assert r["failure"] is None, \
+        f"{r['failure']}\n(replay with APIKEYD_JS_FUZZ_SEED={r['seed']})"
+    print(f"fuzz_varlink_js: {r['runs']} rounds in {seconds} s from seed {seed}")
+    assert r["runs"] > 100, r
