@@ -423,7 +423,8 @@
             date.hidden = expiresKind.value !== "date";
         });
         const expiresGroup = formGroup("create-expires", "Expires", expiresKind,
-                                       "A duration is 45m, 12h, 30d or 2w; a date ends at midnight UTC.");
+                                       "A duration such as 45m, 12h, 30d or 2w; on a date, the key " +
+                                           "works through that day, UTC.");
         expiresGroup.querySelector(".form-help").before(el("div", { class: "inline-controls" }, [duration, date]));
 
         const body = [

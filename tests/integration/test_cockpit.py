@@ -15,6 +15,7 @@ build/cockpit/.
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -333,6 +334,9 @@ def test_admin_manages_keys_through_the_page(apikeyd, browse):
     b.click("#create-role-custom")
     b.click("#create-permission-read")
     b.click("#create-permission-write")
+    b.evaluate("""(() => { const k = document.getElementById('create-expires');
+        k.value = 'date'; k.dispatchEvent(new Event('change'));
+        document.getElementById('create-expires-date').value = '2030-01-31'; })()""")
     b.fill("#create-name", "web-deploy")
     b.screenshot(SHOTS / "create-dialog.png")
     b.press("Enter")
@@ -347,8 +351,9 @@ def test_admin_manages_keys_through_the_page(apikeyd, browse):
     assert len(new) == 1, new
     new = new[0]
     assert (new["owner"], new["role"], new["permissions"], new["scope"],
-            new.get("description")) == (BOB, "custom", ["read", "write"], ["sshd", "sudo"],
-                                        "deploys the web site")
+            new.get("description"), new["expires_at"]) == \
+        (BOB, "custom", ["read", "write"], ["sshd", "sudo"], "deploys the web site",
+         "2030-01-31T23:59:59Z")
     new_id = new["id"]
 
     # Escape closes it; nothing of the token stays in the page.
@@ -356,6 +361,11 @@ def test_admin_manages_keys_through_the_page(apikeyd, browse):
     b.wait_for("!document.getElementById('token-dialog')", what="the dialog to close")
     assert token_traces(b, token) == []
     wait_rows(b, [made_id, new_id], "the new key in the table")
+    expires = b.evaluate(f"document.querySelector(\"[data-key-id='{new_id}'] .col-expires time\")"
+                         ".title")
+    assert expires.endswith("(2030-01-31T23:59:59Z)"), expires
+    assert re.fullmatch(r"in \d+ years", row_cell(b, new_id, "expires")), \
+        row_cell(b, new_id, "expires")
 
     # Newest first; a column header sorts, and again the other way.
     wait_rows(b, [new_id, made_id], "newest first", ordered=True)
