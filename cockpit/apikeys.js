@@ -413,7 +413,8 @@
             el("option", { value: "duration", text: "After a duration" }),
             el("option", { value: "date", text: "On a date" }),
         ]);
-        const duration = el("input", { type: "text", class: "form-control form-control-short", id: "create-expires-duration",
+        const duration = el("input", { type: "text", class: "form-control form-control-short",
+                                       id: "create-expires-duration",
                                        placeholder: "30d", "aria-label": "Duration, such as 45m, 12h, 30d or 2w",
                                        hidden: true });
         const date = el("input", { type: "date", class: "form-control form-control-short", id: "create-expires-date",
@@ -561,7 +562,8 @@
                                     readonly: true, "aria-label": "The shared secret" });
         value.value = hidden;
         let revealed = false;
-        const show = el("button", { type: "button", class: "btn btn-secondary", id: "shared-secret-show", text: "Show" });
+        const show = el("button", { type: "button", class: "btn btn-secondary", id: "shared-secret-show",
+                                    text: "Show" });
         const rotate = el("button", { type: "button", class: "btn btn-danger", id: "shared-secret-rotate",
                                       text: "Rotate\u2026" });
         let dialog = null;
@@ -781,7 +783,8 @@
         {
             id: "permissions", label: "Permissions",
             sort: (k) => k.permissions.length,
-            render: (k) => k.permissions.length ? k.permissions.join(", ") : el("span", { class: "muted", text: "None" }),
+            render: (k) => k.permissions.length ? k.permissions.join(", ")
+                : el("span", { class: "muted", text: "None" }),
         },
         {
             id: "expires", label: "Expires",
@@ -859,7 +862,8 @@
                         document.querySelector("[data-sort='" + column.id + "']").focus();
                     },
                 }, [column.label, el("span", { class: "sort-indicator", "aria-hidden": "true",
-                                                  text: active ? (state.sort.descending ? " \u25BC" : " \u25B2") : " \u21C5" })]));
+                                                  text: active ? (state.sort.descending ? " \u25BC" : " \u25B2")
+                                                      : " \u21C5" })]));
             } else {
                 th.textContent = column.label;
             }
