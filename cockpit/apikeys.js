@@ -987,6 +987,11 @@
                 openCreateDialog();
             }
         });
+        /* Back on the page: what others changed meanwhile. */
+        document.addEventListener("visibilitychange", function () {
+            if (!document.hidden && state.loaded)
+                refresh();
+        });
         document.addEventListener("click", function (event) {
             if (openMenu && !openMenu.menu.contains(event.target))
                 closeMenu(false);

@@ -256,8 +256,9 @@ class Chromium:
             self.call("Input.insertText", {"text": text})
 
     def press(self, key):
-        """Press and release a key ("Enter", "Escape", "Tab") where the focus is."""
-        codes = {"Enter": 13, "Escape": 27, "Tab": 9}
+        """Press and release a key ("Enter", "Escape", "Tab", "ArrowDown"...)
+        where the focus is."""
+        codes = {"Enter": 13, "Escape": 27, "Tab": 9, "ArrowUp": 38, "ArrowDown": 40}
         params = {"key": key, "code": key, "windowsVirtualKeyCode": codes.get(key, 0)}
         if key == "Enter":
             params["text"] = "\r"

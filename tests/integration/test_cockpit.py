@@ -524,6 +524,33 @@ def test_non_admin_sees_only_their_keys_and_no_shared_secret(apikeyd, browse, as
     assert [k["owner"] for k in new] == [ALICE]
     wait_rows(b, [mine, new[0]["id"]], "alice's two keys")
 
+    # The row menu by keyboard: Enter opens it on its first item, the arrows
+    # move, Escape closes it back onto its button.
+    b.evaluate(f"document.querySelector(\"[data-key-id='{mine}'] .kebab\").focus()")
+    b.press("Enter")
+    b.wait_for("document.activeElement.dataset.action === 'disable'", what="the menu open")
+    b.press("ArrowDown")
+    b.wait_for("document.activeElement.dataset.action === 'revoke'", what="the next item")
+    b.press("Escape")
+    b.wait_for("document.activeElement.classList.contains('kebab') && "
+               "document.activeElement.getAttribute('aria-expanded') === 'false'",
+               what="the menu closed, its button focused")
+
+    # A key an admin disabled: alice's Enable is refused, and the page says why.
+    rc, out = ctl(sock, "disable", mine)
+    assert rc == 0, out
+    b.evaluate("window.apikeysPage.refresh()")
+    b.wait_for(f"document.querySelector(\"[data-key-id='{mine}']\").dataset.status === "
+               "'disabled'", what="the key disabled by the admin")
+    assert row_cell(b, mine, "status") == "Disabled by an admin"
+    row_action(b, mine, "enable")
+    alert = b.wait_for("!document.getElementById('page-alert').hidden && "
+                       "document.getElementById('page-alert-text').innerText",
+                       what="the refusal")
+    err, params = as_user(ALICE, socket=sock).err(f"{IFACE}.Enable", {"id": mine})
+    assert err == f"{IFACE}.PermissionDenied"
+    assert alert == f"\u201Calice-laptop\u201D: Not permitted: {params['reason']}"
+
 
 def test_daemon_not_running(daemon, browse):
     """With no daemon behind the socket the page says so plainly, and lists
