@@ -7,9 +7,15 @@ groups), with the page from the tree in the user's XDG data folder and the
 daemon's socket named in the user's own override of the page's manifest
 (XDG config folder).  Headless Chromium loads the page and is driven over
 the DevTools protocol (cdp.py).  apikeyctl, run as root, creates keys and
-checks at its next verify what the page did.  Screenshots of the table
-(light and dark), the create dialog and the shown-once dialog go to
-build/cockpit/.
+checks at its next verify what the page did.  Screenshots go to
+build/cockpit/: the table (light and dark, an admin's and a user's), the
+create dialog, a field error, the shown-once dialog, the row menu, the
+delete and shared secret dialogs, and the daemon not running.
+
+A Varlink peer of the test's own stands in for the daemon where the daemon
+cannot be made to misbehave (answers a byte at a time, answers that are
+not Varlink), and tests/fuzz/fuzz_varlink_js.js fuzzes the page's Varlink
+client in Chromium.
 """
 
 import json
@@ -700,7 +706,7 @@ def test_answers_in_one_byte_pieces_split_inside_characters(odd_peer, browse):
     assert row_cell(b, ODD_KEY["id"], "name") == "clé ключ 🔑\n日本語の説明"
 
 
-def test_an_answer_that_is_not_json_is_reported(odd_peer, browse):
+def test_an_answer_that_is_not_a_reply_is_reported(odd_peer, browse):
     """A peer that answers List with bytes that are not a Varlink reply (not
     JSON, invalid UTF-8) gets a clear message, not a page waiting for ever."""
     peer = odd_peer(lambda m: _reply(ODD_STATUS) if m.endswith("GetStatus")
