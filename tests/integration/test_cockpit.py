@@ -71,9 +71,9 @@ def create_key(socket_path, name, *args):
     return json.loads(out[:out.rindex("}") + 1])
 
 
-def verify(socket_path, token):
+def verify(socket_path, token, *args):
     """The code `apikeyctl verify` reports, with its exit code."""
-    rc, out = ctl(socket_path, "--json=short", "verify", input=token + "\n")
+    rc, out = ctl(socket_path, "--json=short", "verify", *args, input=token + "\n")
     return rc, json.loads(out.splitlines()[0])["code"]
 
 
@@ -351,7 +351,7 @@ def test_admin_manages_keys_through_the_page(apikeyd, browse):
     assert b.wait_for("document.getElementById('token-warning').innerText").startswith(
         "Copy the token now. It will not be shown again")
     b.screenshot(SHOTS / "token-dialog.png")
-    rc, code = verify(sock, token)
+    rc, code = verify(sock, token, "--service", "sshd", "--rhost", "192.0.2.7")
     assert (rc, code) == (0, "VALID")
     new = [k for k in daemon_keys(root).values() if k["name"] == "web-deploy"]
     assert len(new) == 1, new
@@ -403,6 +403,9 @@ def test_admin_manages_keys_through_the_page(apikeyd, browse):
     assert verify(sock, token) == (5, "DISABLED")
     set_status_filter(b, "all")
     wait_rows(b, [made_id, new_id], "every key")
+    # Its last use, listed again after the action: when, for what, from where.
+    last_used = row_cell(b, new_id, "last_used")
+    assert re.fullmatch(r"(just now|1 minute ago)\nsshd from 192\.0\.2\.7", last_used), last_used
     b.call("Emulation.setEmulatedMedia",
            {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
     b.wait_for("document.documentElement.classList.contains('pf-theme-dark')", what="dark")
