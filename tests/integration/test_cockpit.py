@@ -217,7 +217,7 @@ def browse(test_users):
         cockpit = Cockpit(user, socket_path)
         runs.append((cockpit, None))
         SHOTS.mkdir(parents=True, exist_ok=True)
-        browser = Chromium(log_path=str(cockpit.dir.parent / f"{cockpit.dir.name}-chromium.log"))
+        browser = Chromium(log_path=str(cockpit.dir / "chromium.log"))
         runs[-1] = (cockpit, browser)
         browser.navigate(cockpit.url)
         return browser
@@ -230,9 +230,6 @@ def browse(test_users):
             browser.close()
             if session_pids(chromium_pid):
                 problems.append(f"chromium left {session_pids(chromium_pid)}")
-            log = Path(browser.log.name)
-            if log.name.endswith("-chromium.log"):
-                log.unlink(missing_ok=True)
         ws_pid = cockpit.proc.pid
         left = cockpit.stop()
         if left or session_pids(ws_pid):
