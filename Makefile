@@ -292,6 +292,10 @@ UNITDIR    ?= $(or $(call systemd_dir,systemdsystemunitdir),$(PREFIX)/lib/system
 SYSUSERSDIR ?= $(or $(call systemd_dir,sysusersdir),$(PREFIX)/lib/sysusers.d)
 COMPLETIONDIR ?= $(DATADIR)/bash-completion/completions
 CATALOGDIR ?= $(or $(call systemd_dir,catalogdir),$(PREFIX)/lib/systemd/catalog)
+# The Cockpit page: plain files, nothing to build.
+COCKPITDIR ?= $(DATADIR)/cockpit/apikeys
+COCKPIT_FILES = cockpit/manifest.json cockpit/index.html cockpit/apikeys.js cockpit/apikeys.css \
+                cockpit/varlink.js
 
 $(BUILD)/systemd/apikeyd.service: systemd/apikeyd.service.in
 	@mkdir -p $(@D)
@@ -325,6 +329,8 @@ install: all
 		install -d $(DESTDIR)$(DATADIR)/apikeyd/fail2ban/$$d && \
 		install -m 0644 contrib/fail2ban/$$d/*.conf $(DESTDIR)$(DATADIR)/apikeyd/fail2ban/$$d/ \
 		|| exit 1; done
+	install -d $(DESTDIR)$(COCKPITDIR)
+	install -m 0644 $(COCKPIT_FILES) $(DESTDIR)$(COCKPITDIR)/
 	@# A local edit of the PAM snippet survives a reinstall.
 	if [ ! -e $(DESTDIR)$(SYSCONFDIR)/pam.d/apikey ]; then \
 		install -m 0644 systemd/pam.d/apikey $(DESTDIR)$(SYSCONFDIR)/pam.d/apikey; fi
@@ -343,6 +349,8 @@ uninstall:
 	rm -rf $(DESTDIR)$(DATADIR)/apikeyd/fail2ban
 	rm -f $(DESTDIR)$(CATALOGDIR)/apikeyd.catalog
 	-rmdir $(DESTDIR)$(DATADIR)/apikeyd 2>/dev/null
+	rm -rf $(DESTDIR)$(COCKPITDIR)
+	-rmdir $(DESTDIR)$(DATADIR)/cockpit 2>/dev/null
 	@echo "kept $(SYSCONFDIR)/pam.d/apikey, the state in /var/lib/apikeyd, the apikeyd user and"
 	@echo "the apikey-admin group: remove them by hand once no PAM service includes the snippet"
 

@@ -5,6 +5,7 @@ set -eu
 
 PACKAGES="build-essential pkg-config zlib1g-dev libpam0g-dev liblmdb-dev libsodium-dev
 libsystemd-dev libjansson-dev libcmocka-dev lmdb-utils python3 python3-pytest
+cockpit-ws cockpit-bridge chromium
 pamtester libpam-wrapper libpamtest0-dev openssh-server openssh-client sshpass sudo
 systemd clang libclang-rt-14-dev clang-format valgrind strace
 dpkg-dev debhelper lintian fail2ban sshguard bash-completion"

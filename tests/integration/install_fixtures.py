@@ -19,6 +19,7 @@ APIKEYD_BUILT = BUILD / "apikeyd"
 PAM_SOURCE = REPO / "pam_apikey" / "pam_apikey.c"
 CONF_EXAMPLE = REPO / "apikeyd" / "apikeyd.conf.example"
 FAIL2BAN = REPO / "contrib" / "fail2ban"
+COCKPIT_PAGE = REPO / "cockpit"
 README = REPO / "README.md"
 MAN_PAGES = {
     "apikeyd.8": REPO / "apikeyd" / "apikeyd.8",
@@ -32,7 +33,7 @@ DEFAULT_PREFIX = "/usr/local"
 MAKE_VARIABLES = ("PREFIX", "DESTDIR", "BINDIR", "SBINDIR", "BUILD", "PAMDIR", "SYSCONFDIR",
                   "DATADIR", "MANDIR", "UNITDIR", "SYSUSERSDIR", "COMPLETIONDIR", "MAKEFLAGS",
                   "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "CFLAGS", "LDFLAGS", "CPPFLAGS",
-                  "WERROR", "CC", "CATALOGDIR")
+                  "WERROR", "CC", "CATALOGDIR", "COCKPITDIR")
 
 
 def clean_env(extra=None, drop=()):
@@ -107,6 +108,7 @@ def expected_files(prefix=DEFAULT_PREFIX):
         f"{share}/apikeyd/apikeyd.conf.example": (0o644, CONF_EXAMPLE),
         **{f"{share}/apikeyd/fail2ban/{f.relative_to(FAIL2BAN)}": (0o644, f)
            for f in FAIL2BAN.glob("*/*.conf")},
+        **{f"{share}/cockpit/apikeys/{f.name}": (0o644, f) for f in COCKPIT_PAGE.iterdir()},
         "/etc/pam.d/apikey": (0o644, REPO / "systemd" / "pam.d" / "apikey"),
     }
 

@@ -5,8 +5,8 @@
   `make check-version` says so, or says what differs), no C file or man page
   spells it, and the programs and the man pages as installed say it.
 - `dpkg-buildpackage -us -uc -b` in a copy of the tree, as an unprivileged
-  user (`nobody` when the tests run as root), builds `apikeyd` and
-  `libpam-apikey` and runs the unit tests, and only those, on the way.
+  user (`nobody` when the tests run as root), builds `apikeyd`,
+  `libpam-apikey` and `cockpit-apikeys` and runs the unit tests, and only those, on the way.
   lintian reports no error, and no warning that debian/*.lintian-overrides
   does not explain.
 - As root, on a machine where systemd is not PID 1: `apt-get install` of the
@@ -42,7 +42,8 @@ from pam_fixtures import (BUILD, DEFAULT_BUILD, PAM_SUCCESS, SNIPPET, PamDir, is
 
 VERSION_FILE = REPO / "VERSION"
 VERSION = VERSION_FILE.read_text().strip() if VERSION_FILE.is_file() else None
-PACKAGES = ("apikeyd", "libpam-apikey")
+PACKAGES = ("apikeyd", "libpam-apikey", "cockpit-apikeys")
+ARCH_ALL = {"cockpit-apikeys"}  # plain HTML, CSS and JavaScript
 DAEMON_USER = "apikeyd"
 ADMIN_GROUP = "apikey-admin"
 STATE_DIR = Path("/var/lib/apikeyd")
@@ -195,7 +196,8 @@ def test_build_makes_both_packages_and_runs_the_unit_tests_unprivileged(built):
     _, debian_version = _changelog_version()
     names = {d.name for d in built.debs}
     for pkg in PACKAGES:
-        assert f"{pkg}_{debian_version}_{arch}.deb" in names, names
+        pkg_arch = "all" if pkg in ARCH_ALL else arch
+        assert f"{pkg}_{debian_version}_{pkg_arch}.deb" in names, names
     assert all(os.stat(d).st_uid == built.owner[0] for d in built.debs), \
         "the packages were not written by the unprivileged builder"
 
@@ -279,6 +281,13 @@ def _expected_files():
             "/usr/share/doc/libpam-apikey/changelog.Debian.gz",
             "/usr/share/lintian/overrides/libpam-apikey",
         },
+        "cockpit-apikeys": {
+            *(f"/usr/share/cockpit/apikeys/{f}" for f in (
+                "manifest.json", "index.html", "apikeys.js", "apikeys.css", "varlink.js")),
+            "/usr/share/doc/cockpit-apikeys/copyright",
+            "/usr/share/doc/cockpit-apikeys/changelog.Debian.gz",
+            "/usr/share/lintian/overrides/cockpit-apikeys",
+        },
     }
 
 
@@ -287,6 +296,7 @@ def _expected_files():
 WATCHED = ["/etc", "/usr/sbin", "/usr/bin", "/usr/lib/sysusers.d", "/usr/share/apikeyd",
            "/usr/share/doc", "/usr/share/man/man1", "/usr/share/man/man8",
            "/usr/share/bash-completion/completions", "/usr/share/lintian/overrides",
+           "/usr/share/cockpit",
            "/var/lib/systemd", "/var/lib/dpkg/info",
            "/var/lib/apikeyd", "/run/apikeyd"]
 # Written when the system user is created, and kept with it.
