@@ -20,8 +20,8 @@
  * record as a view (`*view`, which the caller ends; see keystore_view()).
  */
 enum verify_code api_check_token(struct api *a, const char *token, size_t len,
-                                  struct key_view *view, bool *ret_matched,
-                                  char ret_id[TOKEN_ID_LEN + 1])
+                                 struct key_view *view, bool *ret_matched,
+                                 char ret_id[TOKEN_ID_LEN + 1])
 {
         static const uint8_t nothing[KEY_HASH_SIZE];
         uint8_t hash[KEY_HASH_SIZE];
@@ -189,7 +189,7 @@ enum verify_code api_lockout_apply(struct request *q, const char *user, const ch
  * one journal entry now, one audit record with the next flush.
  */
 void api_audit_token_refusal(struct request *q, const char *action, const struct verify_args *v,
-                              enum verify_code code, const char *id, const char *owner)
+                             enum verify_code code, const char *id, const char *owner)
 {
         struct api *a = q->api;
         const struct caller *who = connection_caller(q->conn);
@@ -279,7 +279,7 @@ void api_audit_token_refusal(struct request *q, const char *action, const struct
  * BAD_FORMAT or UNAVAILABLE, and no view.
  */
 enum verify_code api_check_auth_token(struct request *q, const char *token, size_t len,
-                                 struct key_view *view)
+                                      struct key_view *view)
 {
         char tok_id[TOKEN_ID_LEN + 1], owner[KEY_OWNER_MAX + 1] = "";
         bool matched;
@@ -293,6 +293,6 @@ enum verify_code api_check_auth_token(struct request *q, const char *token, size
                 key_view_end(view);
         }
         api_audit_token_refusal(q, "auth", NULL, code, tok_id[0] ? tok_id : NULL,
-                                 owner[0] ? owner : NULL);
+                                owner[0] ? owner : NULL);
         return code;
 }

@@ -27,18 +27,18 @@ struct verify_args {
  * record as a view (`*view`, which the caller ends; see keystore_view()).
  */
 enum verify_code api_check_token(struct api *a, const char *token, size_t len,
-                                  struct key_view *view, bool *ret_matched,
-                                  char ret_id[TOKEN_ID_LEN + 1]);
+                                 struct key_view *view, bool *ret_matched,
+                                 char ret_id[TOKEN_ID_LEN + 1]);
 /* The lockout around a check, for Verify and for `auth` (token_check.c says how). */
 enum verify_code api_lockout_apply(struct request *q, const char *user, const char *rhost,
                                    const char *ruser, enum verify_code code, bool matched,
                                    const char *tok_id);
 /* The audit of a refused Verify, or of a refused `auth` key (`action` "auth", `v` NULL). */
 void api_audit_token_refusal(struct request *q, const char *action, const struct verify_args *v,
-                              enum verify_code code, const char *id, const char *owner);
+                             enum verify_code code, const char *id, const char *owner);
 /* The `auth` key of a management call, checked as Verify checks a token. */
 enum verify_code api_check_auth_token(struct request *q, const char *token, size_t len,
-                                 struct key_view *view);
+                                      struct key_view *view);
 
 /* Lockout names: a source ("uid:<n>", "from:<user>@<rhost>",
  * "from:<ruser>@(local)") of at most this many characters, or

@@ -240,7 +240,7 @@ static int verify_run(struct request *q, const struct verify_args *v)
         key_view_end(&view);
         if (!valid)
                 api_audit_token_refusal(q, "verify", v, code, tok_id[0] ? tok_id : NULL,
-                                         owner[0] ? owner : NULL);
+                                        owner[0] ? owner : NULL);
         if (r < 0 || (r = json_out_done(&o)) < 0)
                 return r;
         return api_reply_raw(q, reply, (size_t)r);
