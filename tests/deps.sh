@@ -6,7 +6,8 @@ set -eu
 PACKAGES="build-essential pkg-config zlib1g-dev libpam0g-dev liblmdb-dev libsodium-dev
 libsystemd-dev libjansson-dev libcmocka-dev lmdb-utils python3 python3-pytest
 pamtester libpam-wrapper libpamtest0-dev openssh-server openssh-client sshpass sudo
-systemd clang libclang-rt-14-dev clang-format valgrind strace"
+systemd clang libclang-rt-14-dev clang-format valgrind strace
+libcurl4-openssl-dev etcd-server etcd-client"
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
         echo "deps: not a Debian system; install the equivalents of: $(echo $PACKAGES)" >&2
