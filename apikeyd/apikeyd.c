@@ -22,6 +22,7 @@
 
 #include "api.h"
 #include "dispatch.h"
+#include "fleet.h"
 #include "config.h"
 #include "keystore.h"
 #include "log.h"
@@ -486,6 +487,15 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
                 log_error("cannot set up the event loop: %s", strerror(-r));
                 goto out;
         }
+        if (cfg->fleet_endpoints) {
+                struct fleet_setup fs = {
+                    .config = cfg, .event = d.event, .ks = d.api.ks, .writer = d.api.writer};
+
+                pepper_fingerprint(pepper, fs.pepper_fingerprint);
+                r = fleet_new(&fs, &d.api.fleet);
+                if (r < 0)
+                        goto out;
+        }
 
         log_info("apikeyd %s ready on %s (state in %s)", APIKEYD_VERSION,
                  bound ? o->socket : "the socket passed by systemd", o->state_dir);
@@ -498,6 +508,7 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
 out:
         /* The writer first: what it finishes answers connections the server still has. */
         writer_free(d.api.writer);
+        fleet_free(d.api.fleet);
         server_free(d.server);
         sd_event_source_disable_unref(d.flush_timer);
         sd_event_unref(d.event);

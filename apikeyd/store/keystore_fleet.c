@@ -196,7 +196,7 @@ static int apply_in(struct keystore *ks, MDB_txn *txn, void *userdata)
 {
         struct apply_ctx *x = userdata;
         struct fleet_apply *a = x->a;
-        uint8_t meta[16];
+        uint8_t meta[24];
         uint64_t rev = (uint64_t)a->revision;
         int rc, r;
 
@@ -223,6 +223,7 @@ static int apply_in(struct keystore *ks, MDB_txn *txn, void *userdata)
         for (int i = 0; i < 8; i++) {
                 meta[i] = (uint8_t)(rev >> (8 * i));
                 meta[8 + i] = (uint8_t)(a->cluster_id >> (8 * i));
+                meta[16 + i] = (uint8_t)(a->contact_at >> (8 * i));
         }
         rc = mdb_put(txn, ks->meta, &(MDB_val){STRLEN(KEYSTORE_META_FLEET), KEYSTORE_META_FLEET},
                      &(MDB_val){sizeof(meta), meta}, 0);
@@ -250,10 +251,11 @@ int keystore_fleet_apply(struct keystore *ks, struct fleet_apply *a)
         return write_txn(ks, apply_in, &x);
 }
 
-int keystore_fleet_state(struct keystore *ks, int64_t *ret_revision, uint64_t *ret_cluster_id)
+int keystore_fleet_state(struct keystore *ks, int64_t *ret_revision, uint64_t *ret_cluster_id,
+                         uint64_t *ret_contact_at)
 {
-        uint8_t meta[16];
-        uint64_t rev = 0, cluster = 0;
+        uint8_t meta[24];
+        uint64_t rev = 0, cluster = 0, contact = 0;
         size_t len = 0;
         int r;
 
@@ -267,6 +269,7 @@ int keystore_fleet_state(struct keystore *ks, int64_t *ret_revision, uint64_t *r
         for (int i = 0; i < 8 && len; i++) {
                 rev |= (uint64_t)meta[i] << (8 * i);
                 cluster |= (uint64_t)meta[8 + i] << (8 * i);
+                contact |= (uint64_t)meta[16 + i] << (8 * i);
         }
         if (rev > INT64_MAX)
                 return -EBADMSG;
@@ -274,5 +277,7 @@ int keystore_fleet_state(struct keystore *ks, int64_t *ret_revision, uint64_t *r
                 *ret_revision = (int64_t)rev;
         if (ret_cluster_id)
                 *ret_cluster_id = cluster;
+        if (ret_contact_at)
+                *ret_contact_at = contact;
         return 0;
 }

@@ -22,7 +22,7 @@
 #include "keystore.h"
 #include "macro.h"
 
-/* The meta entry: applied revision and cluster id, two u64 little-endian. */
+/* The meta entry: applied revision, cluster id and last contact, three u64 little-endian. */
 #define KEYSTORE_META_FLEET "fleet_revision"
 
 struct fleet_change {
@@ -36,6 +36,7 @@ struct fleet_apply {
         size_t n;
         int64_t revision;    /* stored as the applied revision */
         uint64_t cluster_id; /* stored with it */
+        uint64_t contact_at; /* realtime µs of the last confirmed contact with etcd */
         bool replace_all;    /* a full resync: every key not among `changes` is removed */
         size_t ret_refused;  /* out: records that did not decode (or not under their id),
                                 removed here rather than kept stale */
@@ -49,6 +50,6 @@ struct fleet_apply {
  */
 int keystore_fleet_apply(struct keystore *ks, struct fleet_apply *a) _warn_unused_;
 
-/* The applied revision and cluster id: 0 and 0 when the store was never a replica. */
-int keystore_fleet_state(struct keystore *ks, int64_t *ret_revision,
-                         uint64_t *ret_cluster_id) _warn_unused_;
+/* What the last apply stored; all 0 when the store was never a replica.  Any may be NULL. */
+int keystore_fleet_state(struct keystore *ks, int64_t *ret_revision, uint64_t *ret_cluster_id,
+                         uint64_t *ret_contact_at) _warn_unused_;

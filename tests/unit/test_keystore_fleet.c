@@ -84,8 +84,13 @@ static void encode(const char *id, const char *name, uint8_t status, uint64_t la
 static void apply(struct fixture *f, struct fleet_change *c, size_t n, int64_t rev, bool all,
                   size_t want_refused, size_t want_removed)
 {
-        struct fleet_apply a = {
-            .changes = c, .n = n, .revision = rev, .cluster_id = 42, .replace_all = all};
+        struct fleet_apply a = {.changes = c,
+                                .n = n,
+                                .revision = rev,
+                                .cluster_id = 42,
+                                .contact_at = NOW + (uint64_t)rev,
+                                .replace_all = all};
+        uint64_t contact;
         char *err = NULL;
         int64_t got;
         uint64_t cluster;
@@ -93,8 +98,8 @@ static void apply(struct fixture *f, struct fleet_change *c, size_t n, int64_t r
         assert_int_equal(keystore_fleet_apply(f->ks, &a), 0);
         assert_int_equal(a.ret_refused, want_refused);
         assert_int_equal(a.ret_removed, want_removed);
-        assert_int_equal(keystore_fleet_state(f->ks, &got, &cluster), 0);
-        assert_true(got == rev && cluster == 42);
+        assert_int_equal(keystore_fleet_state(f->ks, &got, &cluster, &contact), 0);
+        assert_true(got == rev && cluster == 42 && contact == NOW + (uint64_t)rev);
         if (keystore_check_indexes(f->ks, &err) < 0)
                 fail_msg("indexes: %s", err);
 }
@@ -128,7 +133,7 @@ static void test_revisions(void **state)
         uint64_t cluster;
 
         /* Never a replica: revision 0. */
-        assert_int_equal(keystore_fleet_state(f->ks, &rev, &cluster), 0);
+        assert_int_equal(keystore_fleet_state(f->ks, &rev, &cluster, NULL), 0);
         assert_true(rev == 0 && cluster == 0);
 
         encode("AAAAAAAAAAAA", "one", KEY_STATUS_ENABLED, 0, &c[0]);
