@@ -40,7 +40,17 @@ static void change_finish(struct change *ch, int r)
 
 static void change_published(int r, void *userdata)
 {
-        change_finish(userdata, r);
+        struct change *ch = userdata;
+
+        if (r >= 0) {
+                change_finish(ch, 0);
+                return;
+        }
+        log_warning("%s: not written to etcd: %s", ch->q.method, strerror(-r));
+        (void)connection_reply_error(ch->q.conn, KEYS_ERROR_INTERNAL_ERROR,
+                                     json_pack("{s:s}", "reason", fleet_write_error(r)));
+        connection_resume(ch->q.conn);
+        change_free(ch);
 }
 
 static void change_done(struct write_op *op, int r)
@@ -54,10 +64,13 @@ static void change_done(struct write_op *op, int r)
         for (size_t i = 0; r >= 0 && ch->q.api->fleet && i < ELEMENTSOF(key_changes); i++)
                 publish |= STREQ(ch->action, key_changes[i]);
         descendants = STREQ(ch->action, "revoke") || STREQ(ch->action, "delete");
-        if (publish &&
-            fleet_publish(ch->q.api->fleet, ch->rec.id, descendants, change_published, ch) >= 0)
+        if (publish) {
+                r = fleet_publish(ch->q.api->fleet, ch->rec.id, descendants, change_published, ch);
+                if (r < 0)
+                        change_published(r, ch);
                 return;
-        change_finish(ch, publish ? -EHOSTUNREACH : r);
+        }
+        change_finish(ch, r);
 }
 
 struct change *change_new(struct request *q, const char *action,

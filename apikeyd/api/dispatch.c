@@ -75,6 +75,15 @@ void api_dispatch(struct connection *c, struct varlink_call *call, void *userdat
                                                        a->config->fleet_endpoints));
                 return;
         }
+        if (a->fleet && !fleet_refuses_changes(a->fleet) && method_changes_keys(m->name) &&
+            !fleet_can_write(a->fleet)) {
+                (void)connection_reply_error(
+                    c, KEYS_ERROR_INTERNAL_ERROR,
+                    json_pack("{s:s}", "reason",
+                              "no etcd member with a leader can be reached (apikeyctl status "
+                              "says why); nothing was changed"));
+                return;
+        }
         q.method = m->name;
         if (m->needs_principal || json_object_get(call->parameters, "auth")) {
                 if (request_init(&q, a, c, call->parameters) < 0)

@@ -1077,7 +1077,27 @@ void fleet_free(struct fleet *f)
 
 /* ---- a manager's writes ---- */
 
-#define PUBLISH_TIMEOUT (10 * SEC)
+/* Within the clients' own timeouts (apikeyctl waits 10 s). */
+#define PUBLISH_TIMEOUT (4 * SEC)
+
+const char *fleet_write_error(int r)
+{
+        switch (r) {
+        case -ESTALE:
+                return "the key changed in etcd meanwhile (another manager); nothing was changed: "
+                       "try again";
+        case -ETIMEDOUT:
+                return "etcd did not confirm the change in time; it takes effect on every host "
+                       "if etcd has it (apikeyctl get shows which)";
+        default:
+                return "etcd could not be reached; nothing was changed";
+        }
+}
+
+bool fleet_can_write(const struct fleet *f)
+{
+        return f && f->cfg->fleet_manage && online(f) && f->pepper == PEPPER_OK;
+}
 
 struct collect {
         char (*ids)[TOKEN_ID_LEN + 1];

@@ -70,6 +70,12 @@ bool fleet_refuses_changes(const struct fleet *f);
  * (etcd not reached; the next resync settles it).
  */
 typedef void (*fleet_published_fn)(int r, void *userdata);
+
+/* What a caller is told when a manager's write failed with `r` (fleet_publish()'s errors). */
+const char *fleet_write_error(int r);
+
+/* Whether a manager can write now: online, with the fleet's pepper.  Else no change is tried. */
+bool fleet_can_write(const struct fleet *f);
 int fleet_publish(struct fleet *f, const char *id, bool with_descendants, fleet_published_fn done,
                   void *userdata) _warn_unused_;
 

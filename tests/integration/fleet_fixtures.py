@@ -1,0 +1,215 @@
+# SPDX-License-Identifier: MIT
+"""Fixtures for fleet mode: a real etcd cluster and apikeyd hosts that follow it.
+
+- ``etcd_cluster`` (one per test module): three etcd members from Debian's
+  etcd-server on loopback, on free ports, their data in a temporary
+  directory; every member stopped by its PID at the end (SIGCONT first,
+  in case a test left it stopped).  Skipped, saying why, only where
+  /usr/bin/etcd is missing.
+- ``fleet``: fleet(n_hosts, ...) -> (manager, [hosts]): apikeyd daemons
+  with their own socket, state directory and fleet_host, under a fleet
+  prefix of the test's own; the manager (fleet_manage = yes) starts first
+  and writes the pepper's fingerprint, the hosts get a copy of its pepper.
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import IFACE
+
+ETCD = Path("/usr/bin/etcd")
+ETCDCTL = Path("/usr/bin/etcdctl")
+START_TIMEOUT = 20.0
+
+
+def _free_ports(n):
+    """`n` distinct ports nobody listens on now (bound, then released)."""
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+class EtcdCluster:
+    """Three etcd members on loopback."""
+
+    def __init__(self, base, size=3):
+        self.base = Path(base)
+        ports = _free_ports(2 * size)
+        self.names = [f"m{i}" for i in range(size)]
+        self.client_urls = [f"http://127.0.0.1:{ports[2 * i]}" for i in range(size)]
+        self.peer_urls = [f"http://127.0.0.1:{ports[2 * i + 1]}" for i in range(size)]
+        self.procs = {}
+        self.stopped = set()
+        initial = ",".join(f"{n}={u}" for n, u in zip(self.names, self.peer_urls))
+        token = f"akt-{uuid.uuid4().hex[:12]}"
+        self.argv = {}
+        for i, name in enumerate(self.names):
+            self.argv[name] = [
+                str(ETCD), "--name", name, "--data-dir", str(self.base / name),
+                "--listen-client-urls", self.client_urls[i],
+                "--advertise-client-urls", self.client_urls[i],
+                "--listen-peer-urls", self.peer_urls[i],
+                "--initial-advertise-peer-urls", self.peer_urls[i],
+                "--initial-cluster", initial, "--initial-cluster-token", token,
+                "--initial-cluster-state", "new", "--log-level", "warn",
+            ]
+
+    def start(self):
+        for name in self.names:
+            log = open(self.base / f"{name}.log", "ab")
+            self.procs[name] = subprocess.Popen(self.argv[name], stdin=subprocess.DEVNULL,
+                                                stdout=log, stderr=log, close_fds=True)
+            log.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if all(self.healthy(u) for u in self.client_urls):
+                return self
+            for name, p in self.procs.items():
+                if p.poll() is not None:
+                    raise AssertionError(f"etcd member {name} exited with {p.returncode}:\n"
+                                         f"{self.log(name)}")
+            time.sleep(0.1)
+        raise AssertionError("the etcd cluster did not become healthy within "
+                             f"{START_TIMEOUT}s:\n" + "\n".join(self.log(n) for n in self.names))
+
+    def log(self, name):
+        try:
+            return (self.base / f"{name}.log").read_text(errors="replace")[-4000:]
+        except FileNotFoundError:
+            return ""
+
+    @staticmethod
+    def healthy(url):
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as r:
+                return b'"true"' in r.read()
+        except OSError:
+            return False
+
+    @property
+    def endpoints(self):
+        return ",".join(self.client_urls)
+
+    def etcdctl(self, *args):
+        env = dict(os.environ, ETCDCTL_API="3")
+        r = subprocess.run([str(ETCDCTL), "--endpoints", self.endpoints, *args], env=env,
+                           capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0, f"etcdctl {' '.join(args)}: {r.stderr}"
+        return r.stdout
+
+    def revision(self):
+        import json
+        out = self.etcdctl("endpoint", "status", "-w", "json")
+        return max(int(m["Status"]["header"]["revision"]) for m in json.loads(out))
+
+    def compact(self):
+        rev = self.revision()
+        self.etcdctl("compact", str(rev), "--physical")
+        return rev
+
+    def stop_all(self):
+        """SIGSTOP every member (they hang, as a partitioned or frozen cluster does)."""
+        for name, p in self.procs.items():
+            os.kill(p.pid, signal.SIGSTOP)
+            self.stopped.add(name)
+
+    def continue_all(self):
+        for name in list(self.stopped):
+            os.kill(self.procs[name].pid, signal.SIGCONT)
+            self.stopped.discard(name)
+
+    def cleanup(self):
+        self.continue_all()
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait(5)
+
+
+@pytest.fixture(scope="module")
+def etcd_cluster():
+    if not ETCD.exists() or not ETCDCTL.exists():
+        pytest.skip(f"{ETCD} or {ETCDCTL} is missing: install Debian's etcd-server and "
+                    "etcd-client (make deps) to run the fleet tests")
+    base = tempfile.mkdtemp(prefix="akt-etcd-")
+    cluster = EtcdCluster(base)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def fleet_status(d):
+    with d.client() as c:
+        r = c.call(f"{IFACE}.GetStatus")
+    assert "error" not in r, r
+    return r["parameters"]["fleet"]
+
+
+def wait_for(what, fn, timeout):
+    """Poll `fn` until it returns a true value; that value, and the seconds it took."""
+    t0 = time.monotonic()
+    while True:
+        v = fn()
+        if v:
+            return v, time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"{what}: not within {timeout}s (last: {v!r})")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def fleet(etcd_cluster, daemon, tmp_path):
+    """fleet(n_hosts=3, host_config=None, per_host=None) -> (manager, [hosts])."""
+
+    prefix = f"/akt-{uuid.uuid4().hex[:10]}"
+
+    def config(name, manage, extra=None):
+        c = {"fleet_endpoints": etcd_cluster.endpoints, "fleet_prefix": prefix,
+             "fleet_host": name, "fleet_manage": "yes" if manage else "no"}
+        c.update(extra or {})
+        return c
+
+    def start_host(name, manager, extra=None, pepper=True):
+        state = tmp_path / f"state-{name}"
+        state.mkdir(mode=0o700)
+        if pepper:
+            shutil.copyfile(manager.state_dir / "pepper", state / "pepper")
+            os.chmod(state / "pepper", 0o600)
+        return daemon(config=config(name, False, extra), state_dir=state)
+
+    def factory(n_hosts=3, host_config=None, per_host=None):
+        manager = daemon(config=config("manager", True))
+        wait_for("the manager's first sync", lambda: fleet_status(manager)["pepper"] == "ok", 10)
+        hosts = []
+        for i in range(n_hosts):
+            extra = dict(host_config or {})
+            extra.update((per_host or {}).get(i, {}))
+            hosts.append(start_host(f"host{i}", manager, extra))
+        return manager, hosts
+
+    factory.prefix = prefix
+    factory.start_host = start_host
+    yield factory

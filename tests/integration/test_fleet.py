@@ -1,0 +1,162 @@
+# SPDX-License-Identifier: MIT
+"""Fleet mode against a real 3-member etcd cluster on loopback (fleet_fixtures):
+a manager's changes reach every host within 2 s, hosts without fleet_manage
+refuse changes, Verify keeps answering from the replica while every member
+is frozen (SIGSTOP), a host that missed compacted revisions resyncs, and a
+host with another pepper refuses to serve the fleet's keys."""
+import os
+import statistics
+import time
+
+from conftest import BASE62, IFACE, make_token
+from fleet_fixtures import etcd_cluster, fleet, fleet_status, wait_for  # noqa: F401 - fixtures
+
+# Polling a key that has not arrived yet answers NOT_FOUND: no lockout for that.
+HOSTS = {"lockout_threshold": "0"}
+
+
+def code(d, token):
+    with d.client() as c:
+        return c.verify(token)["code"]
+
+
+def create(d, name, **params):
+    with d.client() as c:
+        r = c.create(name, owner="root", **params)
+    return r["key"]["id"], r["token"]
+
+
+def unknown_token():
+    return make_token("apk", "".join(BASE62[(i * 7) % 62] for i in range(12)),
+                      "".join(BASE62[(i * 13 + 5) % 62] for i in range(43)))
+
+
+def everywhere(hosts, token, want):
+    return lambda: all(code(h, token) == want for h in hosts)
+
+
+def test_changes_reach_every_host(fleet):
+    manager, hosts = fleet(3, host_config=HOSTS)
+
+    # A key created on the manager verifies on every host within 2 s.
+    key_id, token = create(manager, "deploy")
+    _, took = wait_for("the new key VALID on every host", everywhere(hosts, token, "VALID"), 2.0)
+    print(f"\ncreate -> VALID on 3 hosts: {took * 1000:.0f} ms")
+
+    # Hosts follow; they do not manage.
+    with hosts[0].client() as c:
+        error, params = c.err(f"{IFACE}.Revoke", {"id": key_id})
+    assert error == f"{IFACE}.ManagedCentrally"
+    assert params["prefix"] == fleet.prefix and params["endpoints"].startswith("http://127.0.0.1:")
+    assert code(hosts[0], token) == "VALID"
+
+    # 20 revokes, each timed until every host refuses the key.
+    keys = [create(manager, f"k{i}") for i in range(20)]
+    for _, t in keys:
+        wait_for("a key VALID on every host", everywhere(hosts, t, "VALID"), 2.0)
+    times = []
+    for kid, t in keys:
+        t0 = time.monotonic()
+        with manager.client() as c:
+            assert c.ok(f"{IFACE}.Revoke", {"id": kid})["key"]["status"] == "revoked"
+        # Read your writes: the manager's own replica has it when Revoke answers.
+        assert code(manager, t) == "REVOKED"
+        wait_for("the revoke on every host", everywhere(hosts, t, "REVOKED"), 2.0)
+        times.append(time.monotonic() - t0)
+    times.sort()
+    p99 = times[min(len(times) - 1, int(round(0.99 * len(times))) - 1)]
+    print(f"revoke -> REVOKED on 3 hosts, 20 revokes: p50 {statistics.median(times) * 1000:.0f} "
+          f"ms, p99 {p99 * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms")
+    assert p99 <= 2.0
+
+    # A delete goes too, and every host's status names its revision.
+    with manager.client() as c:
+        c.ok(f"{IFACE}.Delete", {"id": key_id})
+    wait_for("the deleted key NOT_FOUND everywhere", everywhere(hosts, token, "NOT_FOUND"), 2.0)
+    applied = fleet_status(manager)["applied_revision"]
+    for h in hosts:
+        st = fleet_status(h)
+        assert st["online"] and st["pepper"] == "ok" and not st["manage"]
+        assert st["applied_revision"] == applied
+
+
+def test_offline_keeps_answering(fleet, etcd_cluster):
+    # host 2 allows only 2 s without contact.
+    manager, hosts = fleet(3, host_config=HOSTS, per_host={2: {"fleet_offline_max_age": "2s"}})
+    _, good = create(manager, "cached")
+    bad_id, bad = create(manager, "revoked")
+    with manager.client() as c:
+        c.ok(f"{IFACE}.Revoke", {"id": bad_id})
+    wait_for("both keys everywhere",
+             lambda: all(code(h, good) == "VALID" and code(h, bad) == "REVOKED" for h in hosts),
+             2.0)
+    assert code(hosts[0], unknown_token()) == "NOT_FOUND"
+
+    etcd_cluster.stop_all()
+    try:
+        _, took = wait_for("every host offline",
+                           lambda: not any(fleet_status(h)["online"] for h in hosts), 6.0)
+        print(f"\nevery member stopped -> hosts offline after {took:.1f} s")
+        for h in hosts[:2]:
+            assert code(h, good) == "VALID"
+            assert code(h, bad) == "REVOKED"
+            assert code(h, unknown_token()) == "UNAVAILABLE"
+        s1 = fleet_status(hosts[0])["stale_ms"]
+        time.sleep(0.5)
+        s2 = fleet_status(hosts[0])["stale_ms"]
+        assert s2 >= s1 + 400, (s1, s2)
+        assert fleet_status(hosts[0])["last_error"]
+        # Past fleet_offline_max_age: the cached key is UNAVAILABLE there, the revoked one refused.
+        wait_for("host 2 past its 2 s bound", lambda: code(hosts[2], good) == "UNAVAILABLE", 5.0)
+        assert code(hosts[2], bad) == "REVOKED"
+        assert code(hosts[0], good) == "VALID"
+        # The manager cannot write meanwhile, and says so at once.
+        with manager.client() as c:
+            error, params = c.err(f"{IFACE}.Create", {"name": "while-down", "owner": "root"})
+        assert error == f"{IFACE}.InternalError"
+        assert params["reason"] == ("no etcd member with a leader can be reached (apikeyctl "
+                                    "status says why); nothing was changed")
+    finally:
+        etcd_cluster.continue_all()
+
+    # Back: every host online and following again.
+    wait_for("every host online", lambda: all(fleet_status(h)["online"] for h in hosts), 10.0)
+    _, fresh = create(manager, "after")
+    wait_for("a key made after the outage", everywhere(hosts, fresh, "VALID"), 2.0)
+    assert code(hosts[2], good) == "VALID"
+    assert code(hosts[0], unknown_token()) == "NOT_FOUND"
+
+
+def test_compaction_resync(fleet, etcd_cluster):
+    manager, hosts = fleet(1, host_config=HOSTS)
+    host = hosts[0]
+    old_id, old = create(manager, "old")
+    wait_for("the key on the host", lambda: code(host, old) == "VALID", 2.0)
+
+    host.stop()
+    with manager.client() as c:
+        c.ok(f"{IFACE}.Revoke", {"id": old_id})
+    made = [create(manager, f"new{i}") for i in range(30)]
+    gone_id, gone = made.pop()
+    with manager.client() as c:
+        c.ok(f"{IFACE}.Delete", {"id": gone_id})
+    rev = etcd_cluster.compact()
+
+    host.start()
+    _, took = wait_for("the host resynced", lambda: fleet_status(host)["applied_revision"] >= rev,
+                       5.0)
+    print(f"\nresync after compaction to revision {rev}: {took * 1000:.0f} ms")
+    assert "compacted" in host.log() and "resynced" in host.log()
+    assert code(host, old) == "REVOKED"
+    assert code(host, gone) == "NOT_FOUND"
+    assert all(code(host, t) == "VALID" for _, t in made)
+
+
+def test_other_pepper_refused(fleet):
+    manager, _ = fleet(0)
+    _, token = create(manager, "k")
+    # A host whose pepper is not the fleet's (it made its own).
+    stranger = fleet.start_host("stranger", manager, HOSTS, pepper=False)
+    wait_for("the pepper checked", lambda: fleet_status(stranger)["pepper"] == "differs", 5.0)
+    assert code(stranger, token) == "UNAVAILABLE"
+    assert "this host's pepper is not the fleet's" in stranger.log()
