@@ -205,7 +205,9 @@ int etcd_client_new(sd_event *event, const struct etcd_tls *tls, struct etcd_cli
                 etcd_client_free(c);
                 return -ENOMEM;
         }
-        r = sd_event_add_time(event, &c->timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_timer, c);
+        /* Accuracy 1 µs: 0 would mean sd-event's default, 250 ms, and curl asks for
+         * "at once" (0 ms) to move a transfer on. */
+        r = sd_event_add_time(event, &c->timer, CLOCK_MONOTONIC, UINT64_MAX, 1, on_timer, c);
         if (r >= 0)
                 r = sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
         if (r < 0) {

@@ -70,9 +70,22 @@ struct waiter {
         int64_t revision; /* 0 while the Txn is in flight */
         uint64_t deadline;
         struct etcd_request *req;
+        char *body;       /* the Txn, for another member */
+        char *check_body; /* a Txn that succeeds if etcd holds what `body` writes */
+        bool checking;    /* check_body is in flight */
+        size_t endpoint;  /* the member it went to */
+        unsigned tries;
         fleet_published_fn done;
         void *userdata;
 };
+
+static void waiter_free(struct waiter *w)
+{
+        etcd_request_cancel(w->req);
+        free(w->body);
+        free(w->check_body);
+        free(w);
+}
 
 struct fleet {
         const struct apikeyd_config *cfg;
@@ -229,9 +242,8 @@ static void waiters_wake(struct fleet *f, int r)
                         continue;
                 }
                 *w = x->next;
-                etcd_request_cancel(x->req);
                 x->done(result, x->userdata);
-                free(x);
+                waiter_free(x);
         }
 }
 
@@ -1077,8 +1089,11 @@ void fleet_free(struct fleet *f)
 
 /* ---- a manager's writes ---- */
 
-/* Within the clients' own timeouts (apikeyctl waits 10 s). */
-#define PUBLISH_TIMEOUT (4 * SEC)
+/* Within the clients' own timeouts (apikeyctl waits 10 s); a member that
+ * has not answered a try in 1.5 s (its leader died under the request,
+ * which etcd answers only after its own 7 s) is left for the next. */
+#define PUBLISH_TIMEOUT (4500 * MSEC)
+#define PUBLISH_TRY     (1500 * MSEC)
 
 const char *fleet_write_error(int r)
 {
@@ -1139,6 +1154,35 @@ static int collect_child(const struct key_record *rec, void *userdata)
 }
 
 static void on_published(struct etcd_request *req, int r, long status, const char *body, size_t len,
+                         const char *error, void *userdata);
+
+static int post_txn(struct fleet *f, struct waiter *w)
+{
+        return etcd_post(f->client,
+                         &(struct etcd_post){.endpoint = f->endpoints[w->endpoint],
+                                             .path = "/v3/kv/txn",
+                                             .body = w->checking ? w->check_body : w->body,
+                                             .timeout_usec = PUBLISH_TRY,
+                                             .done = on_published,
+                                             .userdata = w},
+                         &w->req);
+}
+
+static void waiter_end(struct fleet *f, struct waiter *w, int r)
+{
+        for (struct waiter **p = &f->waiters; *p; p = &(*p)->next)
+                if (*p == w) {
+                        *p = w->next;
+                        break;
+                }
+        w->done(r, w->userdata);
+        waiter_free(w);
+        /* Not written: the replica goes back to what etcd has. */
+        if (!f->stopping)
+                restart(f, true);
+}
+
+static void on_published(struct etcd_request *req, int r, long status, const char *body, size_t len,
                          const char *error, void *userdata)
 {
         struct waiter *w = userdata;
@@ -1152,35 +1196,42 @@ static void on_published(struct etcd_request *req, int r, long status, const cha
         r = r < 0 ? r : etcd_decode_txn(body, len, &h, &ok, &code, &msg);
         if (r < 0 || status != 200) {
                 answer_failed(f, "writing keys", r, status, error, code, msg);
-                r = r == -ETIMEDOUT ? r : -EHOSTUNREACH;
-        } else if (!ok) {
-                log_warning("fleet: a key changed in etcd since this replica saw it; the local "
-                            "change is undone by a resync");
-                r = -ESTALE;
-        } else {
-                w->revision = h.revision;
-                w->deadline = now_mono() + PUBLISH_TIMEOUT;
-                waiters_wake(f, 0);
+                /* Another member, while there is time: a try that timed out may
+                 * have been written, which the compares then tell (below). */
+                if (now_mono() + PUBLISH_TRY / 2 < w->deadline && ++w->tries < 8) {
+                        w->endpoint = (w->endpoint + 1) % f->n_endpoints;
+                        if (post_txn(f, w) >= 0)
+                                return;
+                }
+                waiter_end(f, w, r == -ETIMEDOUT || w->tries > 0 ? -ETIMEDOUT : -EHOSTUNREACH);
                 return;
         }
-        /* Not written: the replica goes back to what etcd has. */
-        for (struct waiter **p = &f->waiters; *p; p = &(*p)->next)
-                if (*p == w) {
-                        *p = w->next;
-                        break;
-                }
-        w->done(r, w->userdata);
-        free(w);
-        if (!f->stopping)
-                restart(f, true);
+        if (!ok && w->tries > 0 && !w->checking) {
+                /* A compare failed after a try that may have been written: is
+                 * what etcd holds exactly what this write put there? */
+                w->checking = true;
+                if (post_txn(f, w) >= 0)
+                        return;
+        }
+        if (!ok) {
+                log_warning("fleet: a key changed in etcd since this replica saw it; the local "
+                            "change is undone by a resync");
+                waiter_end(f, w, -ESTALE);
+                return;
+        }
+        w->revision = h.revision;
+        w->deadline = now_mono() + PUBLISH_TIMEOUT;
+        waiters_wake(f, 0);
 }
 
-/* The Txn's compare and its request for one key, appended to the two JSON arrays. */
-static int publish_one(struct fleet *f, const char *id, json_t *compare, json_t *success)
+/* The Txn's compare and its request for one key, and the check's compare. */
+static int publish_one(struct fleet *f, const char *id, json_t *compare, json_t *success,
+                       json_t *check)
 {
         _cleanup_free_ char *key = NULL, *key_b64 = NULL, *value_b64 = NULL;
         _cleanup_free_ void *storage = NULL, *buf = NULL;
         struct key_record rec;
+        char rev[24];
         size_t len;
         int r;
 
@@ -1191,24 +1242,23 @@ static int publish_one(struct fleet *f, const char *id, json_t *compare, json_t 
         key_b64 = etcd_base64(key, strlen(key));
         if (!key_b64)
                 return -ENOMEM;
+        /* The gateway takes int64 as a string; an absent key's mod revision is 0. */
+        snprintf(rev, sizeof(rev), "%lld", (long long)modrev_get(f, id));
         if (json_array_append_new(compare,
                                   json_pack("{s:s, s:s, s:s, s:s}", "key", key_b64, "target", "MOD",
-                                            "result", "EQUAL", "mod_revision", "0")) < 0)
+                                            "result", "EQUAL", "mod_revision", rev)) < 0)
                 return -ENOMEM;
-        /* The gateway takes int64 as a string. */
-        {
-                char rev[24];
-
-                snprintf(rev, sizeof(rev), "%lld", (long long)modrev_get(f, id));
-                json_object_set_new(json_array_get(compare, json_array_size(compare) - 1),
-                                    "mod_revision", json_string(rev));
-        }
         r = keystore_get(f->ks, id, &rec, &storage);
-        if (r == -ENOENT)
+        if (r == -ENOENT) {
+                if (json_array_append_new(check, json_pack("{s:s, s:s, s:s, s:s}", "key", key_b64,
+                                                           "target", "VERSION", "result", "EQUAL",
+                                                           "version", "0")) < 0)
+                        return -ENOMEM;
                 return json_array_append_new(success, json_pack("{s:{s:s}}", "request_delete_range",
                                                                 "key", key_b64)) < 0
                            ? -ENOMEM
                            : 0;
+        }
         if (r < 0)
                 return r;
         r = record_encode(&rec, &buf, &len);
@@ -1216,6 +1266,10 @@ static int publish_one(struct fleet *f, const char *id, json_t *compare, json_t 
                 return r;
         value_b64 = etcd_base64(buf, len);
         if (!value_b64)
+                return -ENOMEM;
+        if (json_array_append_new(check,
+                                  json_pack("{s:s, s:s, s:s, s:s}", "key", key_b64, "target",
+                                            "VALUE", "result", "EQUAL", "value", value_b64)) < 0)
                 return -ENOMEM;
         return json_array_append_new(success, json_pack("{s:{s:s, s:s}}", "request_put", "key",
                                                         key_b64, "value", value_b64)) < 0
@@ -1227,8 +1281,8 @@ int fleet_publish(struct fleet *f, const char *id, bool with_descendants, fleet_
                   void *userdata)
 {
         struct collect c = {};
-        json_t *txn = NULL, *compare, *success;
-        _cleanup_free_ char *body = NULL;
+        json_t *txn = NULL, *check = NULL;
+        _cleanup_free_ char *body = NULL, *check_body = NULL;
         struct waiter *w = NULL;
         int r;
 
@@ -1243,37 +1297,36 @@ int fleet_publish(struct fleet *f, const char *id, bool with_descendants, fleet_
                 r = keystore_list(f->ks, &all, NULL, 0, collect_child, &c, NULL);
         }
         txn = json_pack("{s:[], s:[]}", "compare", "success");
-        if (r >= 0 && !txn)
+        check = json_pack("{s:[]}", "compare");
+        if (r >= 0 && (!txn || !check))
                 r = -ENOMEM;
-        compare = json_object_get(txn, "compare");
-        success = json_object_get(txn, "success");
         for (size_t i = 0; r >= 0 && i < c.n; i++)
-                r = publish_one(f, c.ids[i], compare, success);
-        if (r >= 0 && !(body = json_dumps(txn, JSON_COMPACT)))
+                r = publish_one(f, c.ids[i], json_object_get(txn, "compare"),
+                                json_object_get(txn, "success"), json_object_get(check, "compare"));
+        if (r >= 0 && (!(body = json_dumps(txn, JSON_COMPACT)) ||
+                       !(check_body = json_dumps(check, JSON_COMPACT))))
                 r = -ENOMEM;
         if (r >= 0 && !(w = calloc(1, sizeof(*w))))
                 r = -ENOMEM;
         if (r >= 0) {
                 *w = (struct waiter){.f = f,
                                      .deadline = now_mono() + PUBLISH_TIMEOUT,
+                                     .body = TAKE_PTR(body),
+                                     .check_body = TAKE_PTR(check_body),
+                                     .endpoint = f->current,
                                      .done = done,
                                      .userdata = userdata};
-                r = etcd_post(f->client,
-                              &(struct etcd_post){.endpoint = endpoint(f),
-                                                  .path = "/v3/kv/txn",
-                                                  .body = body,
-                                                  .timeout_usec = PUBLISH_TIMEOUT,
-                                                  .done = on_published,
-                                                  .userdata = w},
-                              &w->req);
+                r = post_txn(f, w);
         }
         if (r >= 0) {
                 w->next = f->waiters;
                 f->waiters = w;
                 w = NULL;
         }
-        free(w);
+        if (w)
+                waiter_free(w);
         json_decref(txn);
+        json_decref(check);
         free(c.ids);
         return r;
 }

@@ -107,7 +107,9 @@ class EtcdCluster:
 
     def etcdctl(self, *args):
         env = dict(os.environ, ETCDCTL_API="3")
-        r = subprocess.run([str(ETCDCTL), "--endpoints", self.endpoints, *args], env=env,
+        live = ",".join(u for n, u in zip(self.names, self.client_urls)
+                        if self.procs.get(n) is None or self.procs[n].poll() is None)
+        r = subprocess.run([str(ETCDCTL), "--endpoints", live, *args], env=env,
                            capture_output=True, text=True, timeout=20)
         assert r.returncode == 0, f"etcdctl {' '.join(args)}: {r.stderr}"
         return r.stdout
@@ -121,6 +123,33 @@ class EtcdCluster:
         rev = self.revision()
         self.etcdctl("compact", str(rev), "--physical")
         return rev
+
+    def leader(self):
+        """The name of the member that leads now."""
+        import json
+        out = self.etcdctl("endpoint", "status", "-w", "json")
+        for m in json.loads(out):
+            st = m["Status"]
+            if st["header"]["member_id"] == st["leader"]:
+                return self.names[self.client_urls.index(m["Endpoint"])]
+        raise AssertionError(f"no leader in {out}")
+
+    def kill(self, name):
+        """SIGKILL one member, as a crash does; revive() starts it again on its data."""
+        p = self.procs[name]
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(10)
+
+    def revive(self, name):
+        log = open(self.base / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen(self.argv[name], stdin=subprocess.DEVNULL,
+                                            stdout=log, stderr=log, close_fds=True)
+        log.close()
+        url = self.client_urls[self.names.index(name)]
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self.healthy(url):
+            assert time.monotonic() < deadline, f"{name} did not come back:\n{self.log(name)}"
+            time.sleep(0.1)
 
     def stop_all(self):
         """SIGSTOP every member (they hang, as a partitioned or frozen cluster does)."""

@@ -6,10 +6,13 @@ is frozen (SIGSTOP), a host that missed compacted revisions resyncs, and a
 host with another pepper refuses to serve the fleet's keys."""
 import os
 import statistics
+import subprocess
 import time
 
-from conftest import BASE62, IFACE, make_token
+from conftest import APIKEYD, BASE62, IFACE, make_token
 from fleet_fixtures import etcd_cluster, fleet, fleet_status, wait_for  # noqa: F401 - fixtures
+
+APIKEYCTL = APIKEYD.parent / "apikeyctl"
 
 # Polling a key that has not arrived yet answers NOT_FOUND: no lockout for that.
 HOSTS = {"lockout_threshold": "0"}
@@ -35,6 +38,12 @@ def everywhere(hosts, token, want):
     return lambda: all(code(h, token) == want for h in hosts)
 
 
+def ctl(d, *args):
+    r = subprocess.run([str(APIKEYCTL), "--socket", d.socket, *args], capture_output=True,
+                       text=True, timeout=20)
+    return r.returncode, r.stdout, r.stderr
+
+
 def test_changes_reach_every_host(fleet):
     manager, hosts = fleet(3, host_config=HOSTS)
 
@@ -48,6 +57,12 @@ def test_changes_reach_every_host(fleet):
         error, params = c.err(f"{IFACE}.Revoke", {"id": key_id})
     assert error == f"{IFACE}.ManagedCentrally"
     assert params["prefix"] == fleet.prefix and params["endpoints"].startswith("http://127.0.0.1:")
+    rc, _, err = ctl(hosts[1], "revoke", key_id)
+    assert rc != 0
+    assert err.startswith("apikeyctl: keys are managed centrally: this host follows the fleet's "
+                          "keys in etcd (http://127.0.0.1:")
+    assert f"under {fleet.prefix}); change them on a host with fleet_manage = yes " \
+           f"[{IFACE}.ManagedCentrally]" in err
     assert code(hosts[0], token) == "VALID"
 
     # 20 revokes, each timed until every host refuses the key.
@@ -78,6 +93,11 @@ def test_changes_reach_every_host(fleet):
         st = fleet_status(h)
         assert st["online"] and st["pepper"] == "ok" and not st["manage"]
         assert st["applied_revision"] == applied
+    rc, out, _ = ctl(hosts[2], "status")
+    assert rc == 0
+    assert "      Fleet: host host2, keys managed centrally, etcd at http://127.0.0.1:" in out
+    assert f"Fleet state: online, revision {applied} applied, last contact " in out
+    assert "     Pepper: ok" in out
 
 
 def test_offline_keeps_answering(fleet, etcd_cluster):
@@ -160,3 +180,28 @@ def test_other_pepper_refused(fleet):
     wait_for("the pepper checked", lambda: fleet_status(stranger)["pepper"] == "differs", 5.0)
     assert code(stranger, token) == "UNAVAILABLE"
     assert "this host's pepper is not the fleet's" in stranger.log()
+
+
+def test_leader_killed(fleet, etcd_cluster):
+    manager, hosts = fleet(3, host_config=HOSTS)
+    kid, token = create(manager, "k")
+    wait_for("the key on every host", everywhere(hosts, token, "VALID"), 2.0)
+    leader = etcd_cluster.leader()
+    t0 = time.monotonic()
+    etcd_cluster.kill(leader)
+    try:
+        # A revoke while the cluster elects another leader: tried until etcd takes it.
+        while True:
+            with manager.client(timeout=10) as c:
+                r = c.call(f"{IFACE}.Revoke", {"id": kid})
+            if "error" not in r:
+                break
+            assert r["error"] == f"{IFACE}.InternalError", r
+            assert time.monotonic() - t0 < 5.0, f"no revoke within 5 s of the kill: {r}"
+            time.sleep(0.1)
+        wait_for("the revoke on every host", everywhere(hosts, token, "REVOKED"),
+                 max(0.1, 5.0 - (time.monotonic() - t0)))
+        print(f"\nleader {leader} killed -> revoked on 3 hosts after "
+              f"{(time.monotonic() - t0) * 1000:.0f} ms")
+    finally:
+        etcd_cluster.revive(leader)
