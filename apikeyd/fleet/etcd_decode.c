@@ -397,6 +397,38 @@ int etcd_decode_txn(const char *body, size_t len, struct etcd_header *ret_header
         return 0;
 }
 
+int etcd_decode_auth(const char *body, size_t len, char **ret_token, int *ret_code,
+                     char **ret_message)
+{
+        json_t *root, *token;
+        int r = 0;
+
+        *ret_token = NULL;
+        if (ret_message)
+                *ret_message = NULL;
+        if (ret_code)
+                *ret_code = 0;
+        root = load(body, len);
+        if (!root)
+                return -EBADMSG;
+        if (json_object_get(root, "error"))
+                r = decode_error(root, ret_code, ret_message);
+        else {
+                token = json_object_get(root, "token");
+                /* A token goes into a header line: printable ASCII only. */
+                if (!json_is_string(token) || json_string_length(token) == 0 ||
+                    json_string_length(token) > 4096)
+                        r = -EBADMSG;
+                for (const char *p = r == 0 ? json_string_value(token) : ""; *p; p++)
+                        if (*p < 0x21 || *p > 0x7e)
+                                r = -EBADMSG;
+                if (r == 0 && !(*ret_token = strdup(json_string_value(token))))
+                        r = -ENOMEM;
+        }
+        json_decref(root);
+        return r == -ENOMEM || r == -EIO ? r : r < 0 ? -EBADMSG : 0;
+}
+
 void etcd_lines_init(struct etcd_lines *l, size_t max)
 {
         *l = (struct etcd_lines){.max = max ? max : ETCD_LINE_MAX};

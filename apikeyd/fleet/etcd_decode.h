@@ -14,6 +14,7 @@
  *                 {"result":{"header":{...},"canceled":true,"compact_revision":"3"}}
  *   range         {"header":{...},"kvs":[{"key":"...","value":"...",...}],"more":true,"count":"7"}
  *   txn           {"header":{...},"succeeded":true,"responses":[...]}
+ *   authenticate  {"header":{...},"token":"..."}
  *   header        {"cluster_id":"...","member_id":"...","revision":"5","raft_term":"2"}
  *
  * The watch stream is one JSON object a line; etcd_lines splits it.
@@ -103,6 +104,13 @@ void etcd_range_done(struct etcd_range *r);
 
 int etcd_decode_txn(const char *body, size_t len, struct etcd_header *ret_header,
                     bool *ret_succeeded, int *ret_code, char **ret_message) _warn_unused_;
+
+/*
+ * An answer of /v3/auth/authenticate: the token (malloc'd) in `*ret_token`,
+ * or an error as above (-EIO, with code and message), or -EBADMSG.
+ */
+int etcd_decode_auth(const char *body, size_t len, char **ret_token, int *ret_code,
+                     char **ret_message) _warn_unused_;
 
 /*
  * Splitting a stream into lines: feed it what arrives, in any pieces; it

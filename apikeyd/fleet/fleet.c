@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The fleet replica: see fleet.h for what it does, etcd_decode.h for what etcd sends. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -97,6 +98,8 @@ struct fleet {
         size_t n_endpoints, current;
         char host[CONFIG_FLEET_HOST_MAX + 1];
         char *keys_prefix, *keys_prefix_b64, *keys_end_b64, *fp_key_b64;
+        char *password; /* fleet_password_file's, erased when freed */
+        char *token;    /* etcd's auth token for fleet_user, NULL until authenticated */
         uint8_t fp[PEPPER_FINGERPRINT_SIZE];
 
         enum phase phase;
@@ -396,6 +399,11 @@ static bool answer_failed(struct fleet *f, const char *what, int r, long status,
         else
                 set_error(f, "%s: %s: an answer that is not etcd's", endpoint(f), what);
         log_warning("fleet: %s", f->last_error);
+        /* Unauthenticated: the token expired (or the member restarted); a new one next time. */
+        if (code == 16) {
+                free(f->token);
+                f->token = NULL;
+        }
         return true;
 }
 
@@ -464,6 +472,7 @@ static void write_fingerprint(struct fleet *f)
                       &(struct etcd_post){.endpoint = endpoint(f),
                                           .path = "/v3/kv/txn",
                                           .body = body,
+                                          .token = f->token,
                                           .timeout_usec = UNARY_TIMEOUT,
                                           .done = on_fp_written,
                                           .userdata = f},
@@ -523,10 +532,50 @@ static int post_range(struct fleet *f, const char *body, uint64_t timeout, etcd_
                          &(struct etcd_post){.endpoint = endpoint(f),
                                              .path = "/v3/kv/range",
                                              .body = body,
+                                             .token = f->token,
                                              .timeout_usec = timeout,
                                              .done = done,
                                              .userdata = f},
                          ret);
+}
+
+static void on_authenticated(struct etcd_request *req, int r, long status, const char *body,
+                             size_t len, const char *error, void *userdata)
+{
+        struct fleet *f = userdata;
+        _cleanup_free_ char *msg = NULL;
+        int code = 0;
+
+        f->req = NULL;
+        free(f->token);
+        f->token = NULL;
+        if (r < 0 || etcd_decode_auth(body, len, &f->token, &code, &msg) < 0) {
+                answer_failed(f, "authenticating as fleet_user", r, status, error, code, msg);
+                fail(f);
+                return;
+        }
+        start(f);
+}
+
+/* etcd's authenticate, as fleet_user with its password. */
+static void authenticate(struct fleet *f)
+{
+        json_t *o = json_pack("{s:s, s:s}", "name", f->cfg->fleet_user, "password", f->password);
+        char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+        json_decref(o);
+        f->phase = PHASE_CHECK;
+        if (!body || etcd_post(f->client,
+                               &(struct etcd_post){.endpoint = endpoint(f),
+                                                   .path = "/v3/auth/authenticate",
+                                                   .body = body,
+                                                   .timeout_usec = UNARY_TIMEOUT,
+                                                   .done = on_authenticated,
+                                                   .userdata = f},
+                               &f->req) < 0)
+                fail(f);
+        if (body)
+                erase_and_free(body);
 }
 
 static void start(struct fleet *f)
@@ -535,6 +584,10 @@ static void start(struct fleet *f)
 
         if (f->stopping)
                 return;
+        if (f->password && !f->token) {
+                authenticate(f);
+                return;
+        }
         f->phase = PHASE_CHECK;
         if (asprintf(&body, "{\"key\":\"%s\"}", f->fp_key_b64) < 0 ||
             post_range(f, body, UNARY_TIMEOUT, on_check, &f->req) < 0)
@@ -781,6 +834,7 @@ static void start_watch(struct fleet *f, int64_t from)
                       &(struct etcd_post){.endpoint = endpoint(f),
                                           .path = "/v3/watch",
                                           .body = body,
+                                          .token = f->token,
                                           .low_speed_usec = WATCH_LOW_SPEED,
                                           .has_leader = true,
                                           .data = on_watch_data,
@@ -967,6 +1021,32 @@ static int split_endpoints(struct fleet *f, const char *list)
         return 0;
 }
 
+/* The password in `path`: its first line, at most 1 KiB. */
+static int read_password(const char *path, char **ret)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        char buf[1026];
+        size_t len;
+        ssize_t n;
+
+        if (fd < 0)
+                return -errno;
+        n = read(fd, buf, sizeof(buf) - 1);
+        if (n < 0)
+                return -errno;
+        for (len = 0; len < (size_t)n && buf[len] != '\r' && buf[len] != '\n'; len++)
+                if (buf[len] == '\0')
+                        len = sizeof(buf); /* a NUL in the password */
+        if (len == 0 || len > 1024) {
+                explicit_bzero(buf, sizeof(buf));
+                return -EBADMSG;
+        }
+        buf[len] = '\0';
+        *ret = strdup(buf);
+        explicit_bzero(buf, sizeof(buf));
+        return *ret ? 0 : -ENOMEM;
+}
+
 int fleet_new(const struct fleet_setup *s, struct fleet **ret)
 {
         const struct apikeyd_config *cfg = s->config;
@@ -976,15 +1056,20 @@ int fleet_new(const struct fleet_setup *s, struct fleet **ret)
         struct fleet *f;
         int r;
 
-        if (cfg->fleet_user) {
-                /* Configured, but not spoken yet: better refused than silently unauthenticated. */
-                log_error("fleet: fleet_user (etcd user and password) is not supported by this "
-                          "version yet; use client certificates (fleet_cert, fleet_key)");
-                return -EOPNOTSUPP;
-        }
         f = calloc(1, sizeof(*f));
         if (!f)
                 return -ENOMEM;
+        if (cfg->fleet_user) {
+                r = read_password(cfg->fleet_password_file, &f->password);
+                if (r < 0) {
+                        log_error("fleet: cannot read fleet_password_file %s: %s",
+                                  cfg->fleet_password_file,
+                                  r == -EBADMSG ? "empty, longer than 1 KiB, or holding a NUL"
+                                                : strerror(-r));
+                        free(f);
+                        return r;
+                }
+        }
         f->cfg = cfg;
         f->event = sd_event_ref(s->event);
         f->ks = s->ks;
@@ -1084,6 +1169,9 @@ void fleet_free(struct fleet *f)
         free(f->keys_end_b64);
         free(f->fp_key_b64);
         free(f->modrevs);
+        if (f->password)
+                erase_and_free(f->password);
+        free(f->token);
         free(f);
 }
 
@@ -1162,6 +1250,7 @@ static int post_txn(struct fleet *f, struct waiter *w)
                          &(struct etcd_post){.endpoint = f->endpoints[w->endpoint],
                                              .path = "/v3/kv/txn",
                                              .body = w->checking ? w->check_body : w->body,
+                                             .token = f->token,
                                              .timeout_usec = PUBLISH_TRY,
                                              .done = on_published,
                                              .userdata = w},

@@ -3,7 +3,7 @@
  * Fuzzes the decoders of what etcd's JSON gateway sends (apikeyd/fleet/
  * etcd_decode.c): the input as a watch stream cut at a point the first
  * byte picks (etcd_lines), each line as a watch message, and the whole as
- * a range and a txn answer.  Checks: the same lines come out however the
+ * a range, a txn and an authenticate answer.  Checks: the same lines come out however the
  * stream is cut; an accepted message holds what the contract says (events
  * in revision order, keys without NUL, revisions not negative).
  */
@@ -109,5 +109,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (r == 0)
                 CHECK(h.revision > 0);
         free(msg);
+        msg = NULL;
+
+        {
+                char *token = NULL;
+
+                r = etcd_decode_auth((const char *)data, size, &token, &code, &msg);
+                CHECK(r == 0 || r == -EBADMSG || r == -EIO || r == -ENOMEM);
+                CHECK((r == 0) == (token != NULL));
+                for (const char *p = token; p && *p; p++)
+                        CHECK(*p > 0x20 && *p < 0x7f);
+                free(token);
+                free(msg);
+        }
         return 0;
 }

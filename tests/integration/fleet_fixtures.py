@@ -105,12 +105,14 @@ class EtcdCluster:
     def endpoints(self):
         return ",".join(self.client_urls)
 
-    def etcdctl(self, *args):
+    def etcdctl(self, *args, user=None, check=True):
         env = dict(os.environ, ETCDCTL_API="3")
         live = ",".join(u for n, u in zip(self.names, self.client_urls)
                         if self.procs.get(n) is None or self.procs[n].poll() is None)
-        r = subprocess.run([str(ETCDCTL), "--endpoints", live, *args], env=env,
-                           capture_output=True, text=True, timeout=20)
+        argv = [str(ETCDCTL), "--endpoints", live] + (["--user", user] if user else [])
+        r = subprocess.run(argv + list(args), env=env, capture_output=True, text=True, timeout=20)
+        if not check:
+            return r
         assert r.returncode == 0, f"etcdctl {' '.join(args)}: {r.stderr}"
         return r.stdout
 
@@ -175,13 +177,32 @@ class EtcdCluster:
                 p.wait(5)
 
 
-@pytest.fixture(scope="module")
-def etcd_cluster():
+def _require_etcd():
     if not ETCD.exists() or not ETCDCTL.exists():
         pytest.skip(f"{ETCD} or {ETCDCTL} is missing: install Debian's etcd-server and "
                     "etcd-client (make deps) to run the fleet tests")
+
+
+@pytest.fixture(scope="module")
+def etcd_cluster():
+    _require_etcd()
     base = tempfile.mkdtemp(prefix="akt-etcd-")
     cluster = EtcdCluster(base)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def etcd_single():
+    """One more etcd, of one member, for a test that changes the whole
+    cluster (turns authentication on)."""
+    _require_etcd()
+    base = tempfile.mkdtemp(prefix="akt-etcd-")
+    cluster = EtcdCluster(base, size=1)
     try:
         cluster.start()
         yield cluster

@@ -10,7 +10,13 @@ import subprocess
 import time
 
 from conftest import APIKEYD, BASE62, IFACE, make_token
-from fleet_fixtures import etcd_cluster, fleet, fleet_status, wait_for  # noqa: F401 - fixtures
+from fleet_fixtures import (  # noqa: F401 - fixtures
+    etcd_cluster,
+    etcd_single,
+    fleet,
+    fleet_status,
+    wait_for,
+)
 
 APIKEYCTL = APIKEYD.parent / "apikeyctl"
 
@@ -205,3 +211,55 @@ def test_leader_killed(fleet, etcd_cluster):
               f"{(time.monotonic() - t0) * 1000:.0f} ms")
     finally:
         etcd_cluster.revive(leader)
+
+
+def test_auth(etcd_single, daemon, tmp_path):
+    """etcd with users and roles (RBAC): the manager may write the fleet's
+    prefix, a host only read its keys; the host still follows."""
+    etcd, prefix = etcd_single, "/akt-auth"
+    root = "root:akt-root-pw"
+    etcd.etcdctl("user", "add", root)
+    for role, perms in (("manager", [("readwrite", prefix + "/")]),
+                        ("host", [("read", prefix + "/keys/"),
+                                  ("read", prefix + "/pepper-fingerprint"),
+                                  ("readwrite", prefix + "/hosts/host0/")])):
+        etcd.etcdctl("role", "add", role)
+        for perm, key in perms:
+            etcd.etcdctl("role", "grant-permission", role, "--prefix=true", perm, key)
+    for user, pw, role in (("mgr", "mgr-pw", "manager"), ("h0", "h0-pw", "host")):
+        etcd.etcdctl("user", "add", f"{user}:{pw}")
+        etcd.etcdctl("user", "grant-role", user, role)
+        (tmp_path / f"{user}.pw").write_text(pw + "\n")
+        os.chmod(tmp_path / f"{user}.pw", 0o600)
+    etcd.etcdctl("auth", "enable", user=root)
+
+    def conf(name, user, manage):
+        return {"fleet_endpoints": etcd.endpoints, "fleet_prefix": prefix, "fleet_host": name,
+                "fleet_manage": manage, "fleet_user": user,
+                "fleet_password_file": str(tmp_path / f"{user}.pw"), "lockout_threshold": "0"}
+
+    manager = daemon(config=conf("manager", "mgr", "yes"))
+    wait_for("the manager's first sync", lambda: fleet_status(manager)["pepper"] == "ok", 10)
+    state = tmp_path / "state-host0"
+    state.mkdir(mode=0o700)
+    (state / "pepper").write_bytes((manager.state_dir / "pepper").read_bytes())
+    os.chmod(state / "pepper", 0o600)
+    host = daemon(config=conf("host0", "h0", "no"), state_dir=state)
+
+    kid, token = create(manager, "k")
+    wait_for("the key on the host", lambda: code(host, token) == "VALID", 2.0)
+    # The host's credentials cannot write the keys, nor the fingerprint.
+    for key in (f"{prefix}/keys/{kid}", f"{prefix}/pepper-fingerprint"):
+        r = etcd.etcdctl("put", key, "forged", user="h0:h0-pw", check=False)
+        assert r.returncode != 0 and "permission denied" in r.stderr, r
+    # ... and still follows.
+    with manager.client() as c:
+        c.ok(f"{IFACE}.Revoke", {"id": kid})
+    wait_for("the revoke on the host", lambda: code(host, token) == "REVOKED", 2.0)
+
+    # A wrong password: refused by etcd, and said so.
+    (tmp_path / "h0.pw").write_text("wrong\n")
+    host.restart()
+    wait_for("the refusal in the status", lambda: "authentication failed" in
+             (fleet_status(host).get("last_error") or ""), 5.0)
+    assert not fleet_status(host)["online"]

@@ -156,6 +156,29 @@ static void test_range_and_txn(void **state)
         assert_int_equal(etcd_decode_txn("{}", 2, &h, &ok, NULL, NULL), -EBADMSG);
 }
 
+static void test_auth(void **state)
+{
+        static const char ok[] = "{" HEADER ",\"token\":\"LSQvnSjUOKELmFrA.15\"}";
+        static const char refused[] =
+            "{\"error\":\"etcdserver: authentication failed, invalid user ID or password\","
+            "\"message\":\"etcdserver: authentication failed, invalid user ID or password\","
+            "\"code\":3}";
+        static const char newline[] = "{" HEADER ",\"token\":\"a\\r\\nX-Evil: 1\"}";
+        char *token, *msg;
+        int code;
+
+        assert_int_equal(etcd_decode_auth(ok, strlen(ok), &token, &code, &msg), 0);
+        assert_string_equal(token, "LSQvnSjUOKELmFrA.15");
+        free(token);
+        assert_int_equal(etcd_decode_auth(refused, strlen(refused), &token, &code, &msg), -EIO);
+        assert_int_equal(code, 3);
+        assert_string_equal(msg, "etcdserver: authentication failed, invalid user ID or password");
+        assert_null(token);
+        free(msg);
+        /* A token that would add a header line of its own is refused. */
+        assert_int_equal(etcd_decode_auth(newline, strlen(newline), &token, NULL, NULL), -EBADMSG);
+}
+
 struct collected {
         char lines[8][64];
         size_t n;
@@ -214,9 +237,8 @@ static void test_lines(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_watch_messages),
-            cmocka_unit_test(test_watch_refused),
-            cmocka_unit_test(test_range_and_txn),
+            cmocka_unit_test(test_watch_messages), cmocka_unit_test(test_watch_refused),
+            cmocka_unit_test(test_range_and_txn),  cmocka_unit_test(test_auth),
             cmocka_unit_test(test_lines),
         };
         return cmocka_run_group_tests_name("etcd_decode", tests, NULL, NULL);
