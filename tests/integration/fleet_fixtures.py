@@ -155,9 +155,15 @@ class EtcdCluster:
 
     def stop_all(self):
         """SIGSTOP every member (they hang, as a partitioned or frozen cluster does)."""
-        for name, p in self.procs.items():
-            os.kill(p.pid, signal.SIGSTOP)
-            self.stopped.add(name)
+        for name in self.names:
+            self.stop(name)
+
+    def stop(self, name):
+        os.kill(self.procs[name].pid, signal.SIGSTOP)
+        self.stopped.add(name)
+
+    def name_of(self, url):
+        return self.names[self.client_urls.index(url)]
 
     def continue_all(self):
         for name in list(self.stopped):

@@ -263,3 +263,27 @@ def test_auth(etcd_single, daemon, tmp_path):
     wait_for("the refusal in the status", lambda: "authentication failed" in
              (fleet_status(host).get("last_error") or ""), 5.0)
     assert not fleet_status(host)["online"]
+
+
+def test_member_stopped(fleet, etcd_cluster):
+    """The member a host follows hangs: the host moves to another and catches up on every
+    change made meanwhile."""
+    manager, hosts = fleet(1, host_config=HOSTS)
+    host = hosts[0]
+    kid, token = create(manager, "before")
+    wait_for("the key on the host", lambda: code(host, token) == "VALID", 2.0)
+    followed = etcd_cluster.name_of(fleet_status(host)["endpoint"])
+    etcd_cluster.stop(followed)
+    try:
+        t0 = time.monotonic()
+        with manager.client(timeout=10) as c:
+            c.ok(f"{IFACE}.Revoke", {"id": kid})
+        made = [create(manager, f"meanwhile{i}") for i in range(5)]
+        wait_for("the revoke on the host", lambda: code(host, token) == "REVOKED", 8.0)
+        assert all(code(host, t) == "VALID" for _, t in made)
+        print(f"\nmember {followed} stopped -> the host caught up after "
+              f"{(time.monotonic() - t0) * 1000:.0f} ms")
+        st = fleet_status(host)
+        assert st["online"] and etcd_cluster.name_of(st["endpoint"]) != followed
+    finally:
+        etcd_cluster.continue_all()
