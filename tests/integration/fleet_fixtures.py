@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -47,11 +48,15 @@ def _free_ports(n):
 class EtcdCluster:
     """Three etcd members on loopback."""
 
-    def __init__(self, base, size=3):
+    def __init__(self, base, size=3, tls=None):
+        """`tls`: a dict of PEM files (ca, cert, key for the members; client_cert and
+        client_key for the tests' own etcdctl): clients then need a certificate."""
         self.base = Path(base)
+        self.tls = tls
         ports = _free_ports(2 * size)
         self.names = [f"m{i}" for i in range(size)]
-        self.client_urls = [f"http://127.0.0.1:{ports[2 * i]}" for i in range(size)]
+        scheme = "https" if tls else "http"
+        self.client_urls = [f"{scheme}://127.0.0.1:{ports[2 * i]}" for i in range(size)]
         self.peer_urls = [f"http://127.0.0.1:{ports[2 * i + 1]}" for i in range(size)]
         self.procs = {}
         self.stopped = set()
@@ -68,6 +73,9 @@ class EtcdCluster:
                 "--initial-cluster", initial, "--initial-cluster-token", token,
                 "--initial-cluster-state", "new", "--log-level", "warn",
             ]
+            if tls:
+                self.argv[name] += ["--cert-file", tls["cert"], "--key-file", tls["key"],
+                                    "--client-cert-auth", "--trusted-ca-file", tls["ca"]]
 
     def start(self):
         for name in self.names:
@@ -77,7 +85,7 @@ class EtcdCluster:
             log.close()
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            if all(self.healthy(u) for u in self.client_urls):
+            if all(self.healthy(u, self.tls) for u in self.client_urls):
                 return self
             for name, p in self.procs.items():
                 if p.poll() is not None:
@@ -94,9 +102,13 @@ class EtcdCluster:
             return ""
 
     @staticmethod
-    def healthy(url):
+    def healthy(url, tls=None):
+        ctx = None
+        if tls:
+            ctx = ssl.create_default_context(cafile=tls["ca"])
+            ctx.load_cert_chain(tls["client_cert"], tls["client_key"])
         try:
-            with urllib.request.urlopen(url + "/health", timeout=1) as r:
+            with urllib.request.urlopen(url + "/health", timeout=1, context=ctx) as r:
                 return b'"true"' in r.read()
         except OSError:
             return False
@@ -110,6 +122,9 @@ class EtcdCluster:
         live = ",".join(u for n, u in zip(self.names, self.client_urls)
                         if self.procs.get(n) is None or self.procs[n].poll() is None)
         argv = [str(ETCDCTL), "--endpoints", live] + (["--user", user] if user else [])
+        if self.tls:
+            argv += ["--cacert", self.tls["ca"], "--cert", self.tls["client_cert"],
+                     "--key", self.tls["client_key"]]
         r = subprocess.run(argv + list(args), env=env, capture_output=True, text=True, timeout=20)
         if not check:
             return r
@@ -149,7 +164,7 @@ class EtcdCluster:
         log.close()
         url = self.client_urls[self.names.index(name)]
         deadline = time.monotonic() + START_TIMEOUT
-        while not self.healthy(url):
+        while not self.healthy(url, self.tls):
             assert time.monotonic() < deadline, f"{name} did not come back:\n{self.log(name)}"
             time.sleep(0.1)
 
@@ -194,6 +209,50 @@ def etcd_cluster():
     _require_etcd()
     base = tempfile.mkdtemp(prefix="akt-etcd-")
     cluster = EtcdCluster(base)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def make_certificates(d):
+    """A CA, a certificate for the members (127.0.0.1) and client certificates with an
+    empty subject CN and the identity in the SAN (etcd's gateway refuses a client
+    certificate with a CN): PEM file names in a dict."""
+    d = Path(d)
+
+    def ossl(*args):
+        r = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=30,
+                           cwd=d)
+        assert r.returncode == 0, f"openssl {' '.join(args)}: {r.stderr}"
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ossl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+         "-subj", "/CN=akt fleet test CA")
+    for name, subj, san, usage in (
+            ("server", "/CN=127.0.0.1", "IP:127.0.0.1", "serverAuth,clientAuth"),
+            ("host0", "/O=akt fleet", "DNS:host0", "clientAuth"),
+            ("manager", "/O=akt fleet", "DNS:manager", "clientAuth")):
+        ossl("req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+             "-subj", subj)
+        (d / f"{name}.ext").write_text(f"subjectAltName={san}\nextendedKeyUsage={usage}\n")
+        ossl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
+    for f in d.iterdir():
+        os.chmod(f, 0o600)
+    return {"ca": str(d / "ca.pem"), "cert": str(d / "server.pem"), "key": str(d / "server.key"),
+            "client_cert": str(d / "manager.pem"), "client_key": str(d / "manager.key"),
+            "dir": d}
+
+
+@pytest.fixture
+def etcd_tls():
+    """One etcd member that speaks only TLS to clients and asks for their certificate."""
+    _require_etcd()
+    base = tempfile.mkdtemp(prefix="akt-etcd-")
+    cluster = EtcdCluster(base, size=1, tls=make_certificates(base))
     try:
         cluster.start()
         yield cluster

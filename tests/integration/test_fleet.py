@@ -2,8 +2,10 @@
 """Fleet mode against a real 3-member etcd cluster on loopback (fleet_fixtures):
 a manager's changes reach every host within 2 s, hosts without fleet_manage
 refuse changes, Verify keeps answering from the replica while every member
-is frozen (SIGSTOP), a host that missed compacted revisions resyncs, and a
-host with another pepper refuses to serve the fleet's keys."""
+is frozen (SIGSTOP), a host that missed compacted revisions resyncs, a host
+with another pepper refuses to serve the fleet's keys, a killed leader or a
+hung member is survived; and on etcds of their own, authentication with
+roles, and TLS with client certificates."""
 import os
 import statistics
 import subprocess
@@ -13,6 +15,7 @@ from conftest import APIKEYD, BASE62, IFACE, make_token
 from fleet_fixtures import (  # noqa: F401 - fixtures
     etcd_cluster,
     etcd_single,
+    etcd_tls,
     fleet,
     fleet_status,
     wait_for,
@@ -287,3 +290,41 @@ def test_member_stopped(fleet, etcd_cluster):
         assert st["online"] and etcd_cluster.name_of(st["endpoint"]) != followed
     finally:
         etcd_cluster.continue_all()
+
+
+def test_tls(etcd_tls, daemon, tmp_path):
+    """Members that speak only TLS and ask for a client certificate (its identity in the
+    SAN, its CN empty, as etcd's gateway needs)."""
+    etcd, tls = etcd_tls, etcd_tls.tls
+
+    def conf(name, manage, cert=True):
+        c = {"fleet_endpoints": etcd.endpoints, "fleet_prefix": "/akt-tls", "fleet_host": name,
+             "fleet_manage": manage, "fleet_cacert": tls["ca"], "lockout_threshold": "0"}
+        if cert:
+            c.update(fleet_cert=str(tls["dir"] / f"{name}.pem"),
+                     fleet_key=str(tls["dir"] / f"{name}.key"))
+        return c
+
+    manager = daemon(config=conf("manager", "yes"))
+    wait_for("the manager's first sync", lambda: fleet_status(manager)["pepper"] == "ok", 10)
+    states = []
+    for name in ("host0", "nocert"):
+        state = tmp_path / f"state-{name}"
+        state.mkdir(mode=0o700)
+        (state / "pepper").write_bytes((manager.state_dir / "pepper").read_bytes())
+        os.chmod(state / "pepper", 0o600)
+        states.append(state)
+    host = daemon(config=conf("host0", "no"), state_dir=states[0])
+    _, token = create(manager, "k")
+    wait_for("the key on the host", lambda: code(host, token) == "VALID", 2.0)
+    assert fleet_status(host)["endpoint"].startswith("https://127.0.0.1:")
+
+    # Without a client certificate the member refuses the host, and the status says so.
+    stranger = daemon(config=conf("nocert", "no", cert=False), state_dir=states[1])
+    wait_for("the refusal in the status",
+             lambda: fleet_status(stranger).get("last_error"), 5.0)
+    error = fleet_status(stranger)["last_error"]
+    # (The TLS layer's words vary: "alert bad certificate", or the connection closed.)
+    assert error.startswith(f"{etcd.endpoints}: reading the pepper's fingerprint: "), error
+    assert not fleet_status(stranger)["online"]
+    assert code(stranger, token) == "UNAVAILABLE"
