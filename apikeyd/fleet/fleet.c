@@ -108,6 +108,7 @@ struct fleet {
         sd_event_source *retry_timer, *probe_timer, *resync_timer;
         uint64_t backoff;
         bool force_resync, stopping;
+        bool following; /* a watch is in place (from its creation to the next failure) */
         struct resync rs;
 
         int64_t applied, queued; /* written to LMDB; handed to the writer */
@@ -150,9 +151,12 @@ static void contact(struct fleet *f, const struct etcd_header *h)
         f->contact_real = now_usec();
 }
 
+/* Confirmed contact, recent, while following: a member that answers but where
+ * the watch cannot be set up (say, a role without read access) leaves the
+ * replica behind, which is not online. */
 static bool online(const struct fleet *f)
 {
-        return f->contact_mono && now_mono() - f->contact_mono <= ONLINE_WINDOW;
+        return f->following && f->contact_mono && now_mono() - f->contact_mono <= ONLINE_WINDOW;
 }
 
 /* ---- what this replica saw of each key ---- */
@@ -359,6 +363,10 @@ static void fail(struct fleet *f)
         uint64_t delay;
 
         stop_requests(f);
+        /* A probe still on its way to the member left behind would fail the next one. */
+        etcd_request_cancel(f->probe);
+        f->probe = NULL;
+        f->following = false;
         resync_reset(&f->rs);
         f->current = (f->current + 1) % f->n_endpoints;
         f->backoff = f->backoff ? f->backoff * 2 : BACKOFF_MIN;
@@ -389,11 +397,12 @@ static int on_retry(sd_event_source *s, uint64_t usec, void *userdata)
 static bool answer_failed(struct fleet *f, const char *what, int r, long status, const char *error,
                           int code, const char *message)
 {
-        if (r < 0)
+        /* etcd's own words first: a decoded error answer is -EIO with its message. */
+        if (message)
+                set_error(f, "%s: %s: %s (gRPC code %d)", endpoint(f), what, message, code);
+        else if (r < 0)
                 set_error(f, "%s: %s: %s", endpoint(f), what,
                           error && *error ? error : strerror(-r));
-        else if (message)
-                set_error(f, "%s: %s: %s (gRPC code %d)", endpoint(f), what, message, code);
         else if (status != 200)
                 set_error(f, "%s: %s: HTTP status %ld", endpoint(f), what, status);
         else
@@ -713,6 +722,7 @@ static int on_watch_message(struct fleet *f, struct etcd_watch_message *m)
         switch (m->kind) {
         case ETCD_WATCH_CREATED:
                 contact(f, &m->header);
+                f->following = true;
                 f->backoff = 0;
                 f->last_error[0] = '\0';
                 log_debug("fleet: watching %s from revision %lld", endpoint(f),

@@ -52,7 +52,7 @@ def run(n_hosts, revokes, build):
             return d.start()
 
         manager = start("manager", True)
-        wait_for("the manager's first sync", lambda: fleet_status(manager)["pepper"] == "ok", 10)
+        wait_for("the manager's first sync", lambda: fleet_status(manager)["online"], 10)
         hosts = []
         for i in range(n_hosts):
             state = tmp / f"state-host{i}"

@@ -317,7 +317,7 @@ def fleet(etcd_cluster, daemon, tmp_path):
 
     def factory(n_hosts=3, host_config=None, per_host=None):
         manager = daemon(config=config("manager", True))
-        wait_for("the manager's first sync", lambda: fleet_status(manager)["pepper"] == "ok", 10)
+        wait_for("the manager's first sync", lambda: fleet_status(manager)["online"], 10)
         hosts = []
         for i in range(n_hosts):
             extra = dict(host_config or {})

@@ -225,11 +225,13 @@ def test_auth(etcd_single, daemon, tmp_path):
     for role, perms in (("manager", [("readwrite", prefix + "/")]),
                         ("host", [("read", prefix + "/keys/"),
                                   ("read", prefix + "/pepper-fingerprint"),
-                                  ("readwrite", prefix + "/hosts/host0/")])):
+                                  ("readwrite", prefix + "/hosts/host0/")]),
+                        ("blind", [("read", prefix + "/pepper-fingerprint")])):
         etcd.etcdctl("role", "add", role)
         for perm, key in perms:
             etcd.etcdctl("role", "grant-permission", role, "--prefix=true", perm, key)
-    for user, pw, role in (("mgr", "mgr-pw", "manager"), ("h0", "h0-pw", "host")):
+    for user, pw, role in (("mgr", "mgr-pw", "manager"), ("h0", "h0-pw", "host"),
+                           ("h1", "h1-pw", "blind")):
         etcd.etcdctl("user", "add", f"{user}:{pw}")
         etcd.etcdctl("user", "grant-role", user, role)
         (tmp_path / f"{user}.pw").write_text(pw + "\n")
@@ -242,7 +244,7 @@ def test_auth(etcd_single, daemon, tmp_path):
                 "fleet_password_file": str(tmp_path / f"{user}.pw"), "lockout_threshold": "0"}
 
     manager = daemon(config=conf("manager", "mgr", "yes"))
-    wait_for("the manager's first sync", lambda: fleet_status(manager)["pepper"] == "ok", 10)
+    wait_for("the manager's first sync", lambda: fleet_status(manager)["online"], 10)
     state = tmp_path / "state-host0"
     state.mkdir(mode=0o700)
     (state / "pepper").write_bytes((manager.state_dir / "pepper").read_bytes())
@@ -259,6 +261,23 @@ def test_auth(etcd_single, daemon, tmp_path):
     with manager.client() as c:
         c.ok(f"{IFACE}.Revoke", {"id": kid})
     wait_for("the revoke on the host", lambda: code(host, token) == "REVOKED", 2.0)
+
+    # A role that reaches etcd but may not read the keys: never online, whatever the
+    # member answers, so a key the host cannot know is UNAVAILABLE, not NOT_FOUND.
+    state = tmp_path / "state-host1"
+    state.mkdir(mode=0o700)
+    (state / "pepper").write_bytes((manager.state_dir / "pepper").read_bytes())
+    os.chmod(state / "pepper", 0o600)
+    blind = daemon(config=conf("host1", "h1", "no"), state_dir=state)
+    try:
+        wait_for("the refusal in the status", lambda: "permission denied" in
+                 (fleet_status(blind).get("last_error") or ""), 5.0)
+    except AssertionError:
+        print(fleet_status(blind), blind.log())
+        raise
+    time.sleep(1.5)
+    assert not fleet_status(blind)["online"]
+    assert code(blind, token) == "UNAVAILABLE"
 
     # A wrong password: refused by etcd, and said so.
     (tmp_path / "h0.pw").write_text("wrong\n")
@@ -307,7 +326,7 @@ def test_tls(etcd_tls, daemon, tmp_path):
         return c
 
     manager = daemon(config=conf("manager", "yes"))
-    wait_for("the manager's first sync", lambda: fleet_status(manager)["pepper"] == "ok", 10)
+    wait_for("the manager's first sync", lambda: fleet_status(manager)["online"], 10)
     states = []
     for name in ("host0", "nocert"):
         state = tmp_path / f"state-{name}"
