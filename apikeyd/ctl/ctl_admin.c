@@ -277,6 +277,31 @@ static int print_fleet(json_t *fleet)
                 r = print_field("Pepper", pepper);
         if (r >= 0 && error)
                 r = print_field("Fleet error", error);
+        if (r >= 0 && json_is_array(json_object_get(fleet, "hosts"))) {
+                json_t *hosts = json_object_get(fleet, "hosts"), *h;
+                json_int_t mine = json_integer_value(json_object_get(fleet, "applied_revision"));
+                char line[512];
+                size_t i, behind = 0, used;
+
+                used =
+                    (size_t)snprintf(line, sizeof(line), "%zu reporting", json_array_size(hosts));
+                json_array_foreach(hosts, i, h)
+                {
+                        json_int_t rev = json_integer_value(json_object_get(h, "applied_revision"));
+
+                        if (rev >= mine)
+                                continue;
+                        if (behind++ < 5 && used < sizeof(line))
+                                used += (size_t)snprintf(
+                                    line + used, sizeof(line) - used, "%s%s at revision %lld",
+                                    behind == 1 ? "; behind: " : ", ",
+                                    param_str(h, "host") ? param_str(h, "host") : "?",
+                                    (long long)rev);
+                }
+                if (behind > 5 && used < sizeof(line))
+                        snprintf(line + used, sizeof(line) - used, " and %zu more", behind - 5);
+                r = print_field("Hosts", line);
+        }
         return r;
 }
 

@@ -429,6 +429,21 @@ int etcd_decode_auth(const char *body, size_t len, char **ret_token, int *ret_co
         return r == -ENOMEM || r == -EIO ? r : r < 0 ? -EBADMSG : 0;
 }
 
+int etcd_decode_host_report(const void *value, size_t len, struct etcd_host_report *ret)
+{
+        json_t *root = value ? load(value, len) : NULL;
+        int r;
+
+        *ret = (struct etcd_host_report){};
+        if (!root)
+                return -EBADMSG;
+        r = get_i64(root, "applied_revision", &ret->applied_revision);
+        if (r >= 0)
+                r = get_u64(root, "reported_at", &ret->reported_at);
+        json_decref(root);
+        return r < 0 ? -EBADMSG : 0;
+}
+
 void etcd_lines_init(struct etcd_lines *l, size_t max)
 {
         *l = (struct etcd_lines){.max = max ? max : ETCD_LINE_MAX};

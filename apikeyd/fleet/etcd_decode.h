@@ -113,6 +113,20 @@ int etcd_decode_auth(const char *body, size_t len, char **ret_token, int *ret_co
                      char **ret_message) _warn_unused_;
 
 /*
+ * A host's report, which each host writes under <prefix>/hosts/<host>/status
+ * and a manager reads (hosts may write there, so it is untrusted too):
+ * {"applied_revision":"123","reported_at":1700000000000000} (µs, realtime).
+ * 0 or -EBADMSG (unknown fields are ignored, for later versions).
+ */
+struct etcd_host_report {
+        int64_t applied_revision;
+        uint64_t reported_at;
+};
+
+int etcd_decode_host_report(const void *value, size_t len,
+                            struct etcd_host_report *ret) _warn_unused_;
+
+/*
  * Splitting a stream into lines: feed it what arrives, in any pieces; it
  * calls `fn` once per complete line (without the newline; a '\r' before it
  * is dropped; empty lines are skipped).  A line longer than `max` is

@@ -33,6 +33,14 @@
  * every 10 minutes by default.  A hung member is found by the probe; this
  * is the stream's own limit beyond that. */
 #define WATCH_LOW_SPEED (11 * 60 * SEC)
+/* Each host reports its applied revision when it has changed, at most every
+ * REPORT_MIN (a fleet of 10,000 hosts then writes at most 1,000 reports a
+ * second after a change), and every REPORT_EVERY regardless; a manager reads
+ * them all every HOSTS_REFRESH. */
+#define REPORT_MIN    (10 * SEC)
+#define REPORT_EVERY  (60 * SEC)
+#define HOSTS_REFRESH (5 * SEC)
+#define HOSTS_MAX     10000
 /* The safety-net resync: every 30 to 60 minutes. */
 #define RESYNC_EVERY (30 * 60 * SEC)
 
@@ -88,6 +96,13 @@ static void waiter_free(struct waiter *w)
         free(w);
 }
 
+/* A host's report, as a manager last read it. */
+struct host_seen {
+        char host[CONFIG_FLEET_HOST_MAX + 1];
+        int64_t applied_revision;
+        uint64_t reported_at;
+};
+
 struct fleet {
         const struct apikeyd_config *cfg;
         sd_event *event;
@@ -121,6 +136,12 @@ struct fleet {
         struct modrev *modrevs; /* open addressing, a power of two */
         size_t n_modrevs, modrevs_size;
         struct waiter *waiters;
+
+        struct etcd_request *report, *hosts_req;
+        uint64_t reported_mono, hosts_mono;
+        int64_t reported_revision;
+        struct host_seen *hosts;
+        size_t n_hosts;
 };
 
 static uint64_t now_mono(void)
@@ -723,6 +744,7 @@ static int on_watch_message(struct fleet *f, struct etcd_watch_message *m)
         case ETCD_WATCH_CREATED:
                 contact(f, &m->header);
                 f->following = true;
+                f->reported_mono = 0; /* a report soon: the probe sends it */
                 f->backoff = 0;
                 f->last_error[0] = '\0';
                 log_debug("fleet: watching %s from revision %lld", endpoint(f),
@@ -854,6 +876,117 @@ static void start_watch(struct fleet *f, int64_t from)
                 fail(f);
 }
 
+static char *prefix_end_b64(const char *prefix);
+
+/* ---- this host's report, and a manager's view of every host's ---- */
+
+static void on_reported(struct etcd_request *req, int r, long status, const char *body, size_t len,
+                        const char *error, void *userdata)
+{
+        struct fleet *f = userdata;
+        _cleanup_free_ char *msg = NULL;
+        int code = 0;
+
+        f->report = NULL;
+        if (r < 0 || status != 200 || etcd_decode_txn(body, len, NULL, NULL, &code, &msg) < 0)
+                /* Not the replica's failure: said, and tried again at the next report. */
+                answer_failed(f, "reporting this host's state", r, status, error, code, msg);
+}
+
+/* <prefix>/hosts/<host>/status: the revision this host has applied, and when it said so. */
+static void report(struct fleet *f)
+{
+        _cleanup_free_ char *key = NULL, *key_b64 = NULL, *value = NULL, *value_b64 = NULL,
+                            *body = NULL;
+
+        if (f->report)
+                return;
+        f->reported_mono = now_mono();
+        f->reported_revision = f->applied;
+        if (asprintf(&key, "%s/hosts/%s/status", f->cfg->fleet_prefix, f->host) < 0 ||
+            asprintf(&value, "{\"applied_revision\":\"%lld\",\"reported_at\":%llu}",
+                     (long long)f->applied, (unsigned long long)now_usec()) < 0)
+                return;
+        key_b64 = etcd_base64(key, strlen(key));
+        value_b64 = etcd_base64(value, strlen(value));
+        if (!key_b64 || !value_b64 ||
+            asprintf(&body, "{\"key\":\"%s\",\"value\":\"%s\"}", key_b64, value_b64) < 0)
+                return;
+        if (etcd_post(f->client,
+                      &(struct etcd_post){.endpoint = endpoint(f),
+                                          .path = "/v3/kv/put",
+                                          .body = body,
+                                          .token = f->token,
+                                          .timeout_usec = UNARY_TIMEOUT,
+                                          .done = on_reported,
+                                          .userdata = f},
+                      &f->report) < 0)
+                f->report = NULL;
+}
+
+static void on_hosts(struct etcd_request *req, int r, long status, const char *body, size_t len,
+                     const char *error, void *userdata)
+{
+        struct fleet *f = userdata;
+        _cleanup_free_ char *msg = NULL, *prefix = NULL;
+        struct etcd_range rg = {};
+        struct host_seen *seen;
+        size_t n = 0, plen;
+        int code = 0;
+
+        f->hosts_req = NULL;
+        if (r < 0 || status != 200 || etcd_decode_range(body, len, &rg, &code, &msg) < 0) {
+                answer_failed(f, "reading the hosts' reports", r, status, error, code, msg);
+                return;
+        }
+        if (asprintf(&prefix, "%s/hosts/", f->cfg->fleet_prefix) < 0) {
+                prefix = NULL;
+                etcd_range_done(&rg);
+                return;
+        }
+        plen = strlen(prefix);
+        seen = calloc(rg.n_kvs ? rg.n_kvs : 1, sizeof(*seen));
+        for (size_t i = 0; seen && i < rg.n_kvs; i++) {
+                const char *name = rg.kvs[i].key + plen, *slash;
+                struct etcd_host_report rep;
+
+                /* <prefix>/hosts/<host>/status, and a report that decodes: else skipped. */
+                if (strncmp(rg.kvs[i].key, prefix, plen) != 0 || !(slash = strchr(name, '/')) ||
+                    !STREQ(slash, "/status") || slash == name ||
+                    (size_t)(slash - name) > CONFIG_FLEET_HOST_MAX ||
+                    etcd_decode_host_report(rg.kvs[i].value, rg.kvs[i].value_len, &rep) < 0)
+                        continue;
+                memcpy(seen[n].host, name, (size_t)(slash - name));
+                seen[n].applied_revision = rep.applied_revision;
+                seen[n].reported_at = rep.reported_at;
+                n++;
+        }
+        etcd_range_done(&rg);
+        if (!seen)
+                return;
+        free(f->hosts);
+        f->hosts = seen;
+        f->n_hosts = n;
+}
+
+static void read_hosts(struct fleet *f)
+{
+        _cleanup_free_ char *start = NULL, *start_b64 = NULL, *end_b64 = NULL, *body = NULL;
+
+        if (f->hosts_req)
+                return;
+        f->hosts_mono = now_mono();
+        if (asprintf(&start, "%s/hosts/", f->cfg->fleet_prefix) < 0)
+                return;
+        start_b64 = etcd_base64(start, strlen(start));
+        end_b64 = prefix_end_b64(start);
+        if (!start_b64 || !end_b64 ||
+            asprintf(&body, "{\"key\":\"%s\",\"range_end\":\"%s\",\"limit\":\"%d\"}", start_b64,
+                     end_b64, HOSTS_MAX) < 0)
+                return;
+        (void)post_range(f, body, UNARY_TIMEOUT, on_hosts, &f->hosts_req);
+}
+
 /* ---- the probe: confirmed contact, once a second ---- */
 
 static void on_probe(struct etcd_request *req, int r, long status, const char *body, size_t len,
@@ -886,6 +1019,13 @@ static void on_probe(struct etcd_request *req, int r, long status, const char *b
                 restart(f, true);
         }
         etcd_range_done(&rg);
+        /* The first report once the watch's first changes are in, then as above. */
+        if (f->following && f->applied == f->queued &&
+            (!f->reported_mono || now_mono() - f->reported_mono >= REPORT_EVERY ||
+             (f->applied != f->reported_revision && now_mono() - f->reported_mono >= REPORT_MIN)))
+                report(f);
+        if (f->following && f->cfg->fleet_manage && now_mono() - f->hosts_mono >= HOSTS_REFRESH)
+                read_hosts(f);
         /* The last contact kept in the keystore, for an offline start. */
         if (f->phase == PHASE_WATCH && f->queued > 0 && f->queued == f->applied &&
             f->contact_real > f->contact_saved + CONTACT_PERSIST && f->ops_pending == 0)
@@ -984,6 +1124,22 @@ json_t *fleet_status(struct fleet *f)
         }
         if (f->last_error[0])
                 json_object_set_new(o, "last_error", json_string(f->last_error));
+        if (f->cfg->fleet_manage) {
+                json_t *hosts = json_array();
+
+                for (size_t i = 0; hosts && i < f->n_hosts; i++) {
+                        char at[TIMESTAMP_MAX] = "";
+
+                        (void)timestamp_format(f->hosts[i].reported_at, at);
+                        json_array_append_new(hosts,
+                                              json_pack("{s:s, s:I, s:s}", "host", f->hosts[i].host,
+                                                        "applied_revision",
+                                                        (json_int_t)f->hosts[i].applied_revision,
+                                                        "reported_at", at));
+                }
+                if (hosts)
+                        json_object_set_new(o, "hosts", hosts);
+        }
         return o;
 }
 
@@ -1163,6 +1319,8 @@ void fleet_free(struct fleet *f)
         f->stopping = true;
         waiters_wake(f, -ESHUTDOWN);
         stop_requests(f);
+        etcd_request_cancel(f->report);
+        etcd_request_cancel(f->hosts_req);
         etcd_request_cancel(f->probe);
         resync_reset(&f->rs);
         free(f->lines.buf);
@@ -1179,6 +1337,7 @@ void fleet_free(struct fleet *f)
         free(f->keys_end_b64);
         free(f->fp_key_b64);
         free(f->modrevs);
+        free(f->hosts);
         if (f->password)
                 erase_and_free(f->password);
         free(f->token);

@@ -3,9 +3,9 @@
  * Fuzzes the decoders of what etcd's JSON gateway sends (apikeyd/fleet/
  * etcd_decode.c): the input as a watch stream cut at a point the first
  * byte picks (etcd_lines), each line as a watch message, and the whole as
- * a range, a txn and an authenticate answer.  Checks: the same lines come out however the
- * stream is cut; an accepted message holds what the contract says (events
- * in revision order, keys without NUL, revisions not negative).
+ * a range, a txn and an authenticate answer, and as a host's report.  Checks: the same lines come
+ * out however the stream is cut; an accepted message holds what the contract says (events in
+ * revision order, keys without NUL, revisions not negative).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -121,6 +121,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         CHECK(*p > 0x20 && *p < 0x7f);
                 free(token);
                 free(msg);
+        }
+        {
+                struct etcd_host_report rep;
+
+                r = etcd_decode_host_report(data, size, &rep);
+                CHECK(r == 0 || r == -EBADMSG);
+                if (r == 0)
+                        CHECK(rep.applied_revision >= 0);
         }
         return 0;
 }

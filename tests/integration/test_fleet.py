@@ -102,6 +102,14 @@ def test_changes_reach_every_host(fleet):
         st = fleet_status(h)
         assert st["online"] and st["pepper"] == "ok" and not st["manage"]
         assert st["applied_revision"] == applied
+    # The manager sees every host, and the revision each has reported applying.
+    seen, _ = wait_for("every host's report", lambda: fleet_status(manager).get("hosts")
+                       if len(fleet_status(manager).get("hosts", [])) == 4 else None, 8.0)
+    assert [h["host"] for h in seen] == ["host0", "host1", "host2", "manager"]
+    assert all(0 < h["applied_revision"] <= applied for h in seen)
+    rc, out, _ = ctl(manager, "status")
+    assert rc == 0 and "      Hosts: 4 reporting" in out, out
+    assert "hosts" not in fleet_status(hosts[0])
     rc, out, _ = ctl(hosts[2], "status")
     assert rc == 0
     assert "      Fleet: host host2, keys managed centrally, etcd at http://127.0.0.1:" in out

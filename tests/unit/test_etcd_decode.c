@@ -179,6 +179,20 @@ static void test_auth(void **state)
         assert_int_equal(etcd_decode_auth(newline, strlen(newline), &token, NULL, NULL), -EBADMSG);
 }
 
+static void test_host_report(void **state)
+{
+        static const char ok[] = "{\"applied_revision\":\"123\",\"reported_at\":1700000000000000,"
+                                 "\"later\":[1]}";
+        struct etcd_host_report rep;
+
+        assert_int_equal(etcd_decode_host_report(ok, strlen(ok), &rep), 0);
+        assert_true(rep.applied_revision == 123 && rep.reported_at == 1700000000000000u);
+        assert_int_equal(etcd_decode_host_report("{\"applied_revision\":\"-3\"}", 22, &rep),
+                         -EBADMSG);
+        assert_int_equal(etcd_decode_host_report("forged", 6, &rep), -EBADMSG);
+        assert_int_equal(etcd_decode_host_report(NULL, 0, &rep), -EBADMSG);
+}
+
 struct collected {
         char lines[8][64];
         size_t n;
@@ -239,7 +253,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_watch_messages), cmocka_unit_test(test_watch_refused),
             cmocka_unit_test(test_range_and_txn),  cmocka_unit_test(test_auth),
-            cmocka_unit_test(test_lines),
+            cmocka_unit_test(test_host_report),    cmocka_unit_test(test_lines),
         };
         return cmocka_run_group_tests_name("etcd_decode", tests, NULL, NULL);
 }
