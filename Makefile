@@ -231,7 +231,8 @@ SANITIZE_BUILD = build-sanitize
 SANITIZE_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                  -fno-sanitize-recover=all
 SANITIZE_TESTS = $(filter-out tests/integration/test_pam_% tests/integration/test_install.py \
-                 tests/integration/test_crash.py tests/integration/test_hostile.py, \
+                 tests/integration/test_crash.py tests/integration/test_hostile.py \
+                 tests/integration/test_fleet_sshd.py, \
                  $(wildcard tests/integration/test_*.py))
 
 check-sanitize:
