@@ -41,7 +41,7 @@
 
 struct options {
         const char *config;
-        bool config_given, no_config, check, debug;
+        bool config_given, no_config, check, debug, fleet_push;
         const char *state_dir;
         const char *socket;
 };
@@ -60,6 +60,8 @@ static void help(void)
                "  -S, --socket PATH     socket to bind when not socket-activated\n"
                "                        (default " DEFAULT_SOCKET ")\n"
                "      --check           check the keystore's consistency and exit\n"
+               "      --fleet-push      move the keys of this host into etcd (fleet mode's\n"
+               "                        fleet_endpoints) and exit\n"
                "  -d, --debug           log debug messages\n"
                "  -h, --help            show this help\n"
                "  -V, --version         show the version\n");
@@ -67,13 +69,14 @@ static void help(void)
 
 static int parse_args(int argc, char **argv, struct options *o)
 {
-        enum { OPT_NO_CONFIG = 0x100, OPT_CHECK };
+        enum { OPT_NO_CONFIG = 0x100, OPT_CHECK, OPT_FLEET_PUSH };
         static const struct option longopts[] = {
             {"config", required_argument, NULL, 'c'},
             {"no-config", no_argument, NULL, OPT_NO_CONFIG},
             {"state-dir", required_argument, NULL, 's'},
             {"socket", required_argument, NULL, 'S'},
             {"check", no_argument, NULL, OPT_CHECK},
+            {"fleet-push", no_argument, NULL, OPT_FLEET_PUSH},
             {"debug", no_argument, NULL, 'd'},
             {"help", no_argument, NULL, 'h'},
             {"version", no_argument, NULL, 'V'},
@@ -103,6 +106,9 @@ static int parse_args(int argc, char **argv, struct options *o)
                         break;
                 case OPT_CHECK:
                         o->check = true;
+                        break;
+                case OPT_FLEET_PUSH:
+                        o->fleet_push = true;
                         break;
                 case 'd':
                         o->debug = true;
@@ -437,6 +443,19 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
                                 o->state_dir, err ? err : strerror(-r));
                 else
                         printf("keystore in %s is consistent\n", o->state_dir);
+                goto out;
+        }
+        if (o->fleet_push) {
+                uint8_t fp[PEPPER_FINGERPRINT_SIZE];
+
+                if (!cfg->fleet_endpoints) {
+                        fprintf(stderr, "apikeyd: --fleet-push needs fleet_endpoints in the "
+                                        "config\n");
+                        r = -EINVAL;
+                        goto out;
+                }
+                pepper_fingerprint(pepper, fp);
+                r = fleet_push(cfg, d.api.ks, fp);
                 goto out;
         }
         lastused_init(&d.api.lastused);

@@ -1273,7 +1273,8 @@ int fleet_new(const struct fleet_setup *s, struct fleet **ret)
                 if (r >= 0 && n > 0) {
                         log_error("fleet: the keystore holds %llu keys of this host alone; in "
                                   "fleet mode it holds the fleet's keys from etcd, which would "
-                                  "replace them: start fleet mode with an empty state directory",
+                                  "replace them: move them into etcd first (apikeyd "
+                                  "--fleet-push), or start with an empty state directory",
                                   (unsigned long long)n);
                         r = -EEXIST;
                 }

@@ -81,3 +81,17 @@ int fleet_publish(struct fleet *f, const char *id, bool with_descendants, fleet_
 
 /* GetStatus's `fleet` object (a new reference), or NULL when out of memory. */
 json_t *fleet_status(struct fleet *f);
+
+/*
+ * `apikeyd --fleet-push` (fleet_push.c): move this host's keystore into
+ * etcd, for a host that starts fleet mode with keys of its own.  Writes the
+ * pepper's fingerprint if etcd has none (and stops if etcd has another),
+ * then each key that etcd does not hold yet (one Txn each, created only if
+ * absent; a key etcd holds already is left as etcd has it), and marks the
+ * keystore as a replica at the last revision written, so the daemon starts
+ * in fleet mode on it (and resyncs, as a manager does).  Runs its own event
+ * loop; blocks until done.  Prints what it did; 0 or a negative errno (the
+ * reason printed).
+ */
+int fleet_push(const struct apikeyd_config *cfg, struct keystore *ks,
+               const uint8_t pepper_fingerprint[PEPPER_FINGERPRINT_SIZE]) _warn_unused_;

@@ -356,3 +356,41 @@ def test_tls(etcd_tls, daemon, tmp_path):
     assert error.startswith(f"{etcd.endpoints}: reading the pepper's fingerprint: "), error
     assert not fleet_status(stranger)["online"]
     assert code(stranger, token) == "UNAVAILABLE"
+
+
+def test_push_a_single_host_into_the_fleet(fleet, etcd_cluster, daemon, tmp_path):
+    """A host with keys of its own joins: refused until its keys are pushed to etcd with
+    apikeyd --fleet-push; then it manages them for the fleet."""
+    alone = daemon(config={"lockout_threshold": "0"})
+    kept = [create(alone, f"old{i}") for i in range(3)]
+    alone.stop()
+    fleet_conf = (f"lockout_threshold = 0\nfleet_endpoints = {etcd_cluster.endpoints}\n"
+                  f"fleet_prefix = {fleet.prefix}\nfleet_host = joined\nfleet_manage = yes\n")
+    alone.config_file.write_text(fleet_conf)
+    alone.start(wait=False)
+    assert alone.proc.wait(10) != 0
+    assert ("the keystore holds 3 keys of this host alone; in fleet mode it holds the fleet's "
+            "keys from etcd, which would replace them: move them into etcd first (apikeyd "
+            "--fleet-push), or start with an empty state directory") in alone.log()
+
+    r = subprocess.run([str(APIKEYD), "--config", str(alone.config_file), "--state-dir",
+                        str(alone.state_dir), "--fleet-push"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r
+    assert r.stdout.startswith("pushed 3 keys to http://127.0.0.1:") and \
+        f"under {fleet.prefix}/keys/; 0 were there already" in r.stdout, r.stdout
+    # Twice is harmless: nothing new.
+    r = subprocess.run([str(APIKEYD), "--config", str(alone.config_file), "--state-dir",
+                        str(alone.state_dir), "--fleet-push"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0 and "pushed 0 keys" in r.stdout and "3 were there already" in \
+        r.stdout, r
+
+    alone.start()
+    wait_for("the joined manager online", lambda: fleet_status(alone)["online"], 10)
+    host = fleet.start_host("newhost", alone, HOSTS)
+    for kid, token in kept:
+        wait_for("a pushed key on the new host", lambda: code(host, token) == "VALID", 2.0)
+    with alone.client() as c:
+        c.ok(f"{IFACE}.Revoke", {"id": kept[0][0]})
+    wait_for("the revoke on the new host", lambda: code(host, kept[0][1]) == "REVOKED", 2.0)
