@@ -58,6 +58,6 @@ bench-quick: bench-build
 # Fleet mode: propagation of a manager's revoke to 5 and 50 hosts on a local
 # 3-member etcd cluster (tests/bench/fleet_bench.py; a minute or two).
 .PHONY: bench-fleet
-bench-fleet: all
+bench-fleet: bench-build
 	$(BENCH_PY) tests/bench/fleet_bench.py --build $(BUILD) --out $(BENCH_DIR)/FLEET.md \
 		$(BENCH_ARGS)
