@@ -9,6 +9,7 @@ roles, and TLS with client certificates."""
 import os
 import statistics
 import subprocess
+import threading
 import time
 
 from conftest import APIKEYD, BASE62, IFACE, make_token
@@ -173,20 +174,46 @@ def test_compaction_resync(fleet, etcd_cluster):
     host.stop()
     with manager.client() as c:
         c.ok(f"{IFACE}.Revoke", {"id": old_id})
-    made = [create(manager, f"new{i}") for i in range(30)]
-    gone_id, gone = made.pop()
+    # 2,000 changes meanwhile (1,000 keys created, 999 of them revoked, one deleted),
+    # four callers at a time.
+    made = [None] * 1000
+
+    def worker(k):
+        with manager.client(timeout=10) as c:
+            for i in range(k, 1000, 4):
+                r = c.create(f"new{i}", owner="root")
+                made[i] = (r["key"]["id"], r["token"])
+                if i > 0:
+                    c.ok(f"{IFACE}.Revoke", {"id": made[i][0]})
+
+    t0 = time.monotonic()
+    workers = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert all(made), "not every key was created"
+    kept_id, kept = made[0]
+    gone_id, gone = made[1]
     with manager.client() as c:
         c.ok(f"{IFACE}.Delete", {"id": gone_id})
+    print(f"\n2,000 changes on the manager: {time.monotonic() - t0:.1f} s")
     rev = etcd_cluster.compact()
 
     host.start()
     _, took = wait_for("the host resynced", lambda: fleet_status(host)["applied_revision"] >= rev,
                        5.0)
-    print(f"\nresync after compaction to revision {rev}: {took * 1000:.0f} ms")
+    print(f"resync after compaction to revision {rev}: {took * 1000:.0f} ms")
     assert "compacted" in host.log() and "resynced" in host.log()
     assert code(host, old) == "REVOKED"
     assert code(host, gone) == "NOT_FOUND"
-    assert all(code(host, t) == "VALID" for _, t in made)
+    assert code(host, kept) == "VALID"
+    assert all(code(host, t) == "REVOKED" for _, t in made[2:])
+    # Converged: the same keys, counted by status, on both.
+    with manager.client() as c:
+        want = c.ok(f"{IFACE}.GetStatus")["keys"]
+    with host.client() as c:
+        assert c.ok(f"{IFACE}.GetStatus")["keys"] == want
 
 
 def test_other_pepper_refused(fleet):
