@@ -123,7 +123,8 @@ struct fleet {
         sd_event_source *retry_timer, *probe_timer, *resync_timer;
         uint64_t backoff;
         bool force_resync, stopping;
-        bool following; /* a watch is in place (from its creation to the next failure) */
+        bool following;      /* a watch is in place (from its creation to the next failure) */
+        unsigned generation; /* counts restarts: an op's failure after one is already handled */
         struct resync rs;
 
         int64_t applied, queued; /* written to LMDB; handed to the writer */
@@ -236,6 +237,7 @@ struct fleet_op {
         struct write_op op; /* first: the writer hands it back */
         struct fleet *f;
         struct fleet_apply a;
+        unsigned generation; /* f->generation when submitted */
         struct fleet_change *changes;
         void **bufs;
         size_t n_bufs;
@@ -281,7 +283,9 @@ static void op_done(struct write_op *op, int r)
         struct fleet *f = o->f;
 
         f->ops_pending--;
-        if (r < 0) {
+        if (r < 0 && o->generation != f->generation) {
+                /* Submitted before a restart that replaces what it would have written. */
+        } else if (r < 0) {
                 log_error("fleet: applying etcd revision %lld to the keystore failed: %s; "
                           "resyncing",
                           (long long)o->a.revision, strerror(-r));
@@ -330,6 +334,7 @@ static int submit(struct fleet *f, struct fleet_change *changes, size_t n, void 
         o->changes = changes;
         o->bufs = bufs;
         o->n_bufs = n_bufs;
+        o->generation = f->generation;
         o->a = (struct fleet_apply){
             .changes = changes,
             .n = n,
@@ -337,6 +342,7 @@ static int submit(struct fleet *f, struct fleet_change *changes, size_t n, void 
             .cluster_id = f->cluster_id,
             .contact_at = f->contact_real,
             .replace_all = replace_all,
+            .after = f->queued,
         };
         if (revision > f->queued || replace_all)
                 f->queued = revision;
@@ -402,6 +408,7 @@ static void fail(struct fleet *f)
 /* Start over now on the same endpoint, with a full resync if asked. */
 static void restart(struct fleet *f, bool resync)
 {
+        f->generation++;
         stop_requests(f);
         resync_reset(&f->rs);
         f->force_resync |= resync;

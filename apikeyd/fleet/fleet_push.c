@@ -262,7 +262,9 @@ int fleet_push(const struct apikeyd_config *cfg, struct keystore *ks,
                 struct fleet_apply a = {
                     .revision = w.revision, .cluster_id = w.cluster_id, .contact_at = now_usec()};
 
-                r = keystore_fleet_apply(ks, &a);
+                r = keystore_fleet_state(ks, &a.after, NULL, NULL);
+                if (r >= 0)
+                        r = keystore_fleet_apply(ks, &a);
                 if (r < 0) {
                         fprintf(stderr, "apikeyd: cannot mark the keystore as a replica: %s\n",
                                 strerror(-r));

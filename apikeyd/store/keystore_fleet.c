@@ -201,6 +201,19 @@ static int apply_in(struct keystore *ks, MDB_txn *txn, void *userdata)
         int rc, r;
 
         a->ret_refused = a->ret_removed = 0;
+        if (!a->replace_all) {
+                MDB_val v;
+                uint64_t at = 0;
+
+                rc = mdb_get(txn, ks->meta,
+                             &(MDB_val){STRLEN(KEYSTORE_META_FLEET), KEYSTORE_META_FLEET}, &v);
+                if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+                        return ks_err(ks, rc);
+                for (int i = 0; rc == MDB_SUCCESS && v.mv_size >= 8 && i < 8; i++)
+                        at |= (uint64_t)((const uint8_t *)v.mv_data)[i] << (8 * i);
+                if (at != (uint64_t)a->after)
+                        return -ESTALE;
+        }
         if (a->replace_all) {
                 r = remove_others(ks, txn, x->sorted, a->n, &a->ret_removed);
                 if (r < 0)

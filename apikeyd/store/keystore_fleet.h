@@ -38,6 +38,9 @@ struct fleet_apply {
         uint64_t cluster_id; /* stored with it */
         uint64_t contact_at; /* realtime µs of the last confirmed contact with etcd */
         bool replace_all;    /* a full resync: every key not among `changes` is removed */
+        int64_t after;       /* unless replace_all: the revision the store must be at (the
+                                one applied before), else -ESTALE and nothing is applied, so
+                                a revision that failed is never stepped over */
         size_t ret_refused;  /* out: records that did not decode (or not under their id),
                                 removed here rather than kept stale */
         size_t ret_removed;  /* out: keys removed */

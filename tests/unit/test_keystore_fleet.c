@@ -81,10 +81,19 @@ static void encode(const char *id, const char *name, uint8_t status, uint64_t la
         ret->len = len;
 }
 
+static int64_t applied_now(struct fixture *f)
+{
+        int64_t rev;
+
+        assert_int_equal(keystore_fleet_state(f->ks, &rev, NULL, NULL), 0);
+        return rev;
+}
+
 static void apply(struct fixture *f, struct fleet_change *c, size_t n, int64_t rev, bool all,
                   size_t want_refused, size_t want_removed)
 {
-        struct fleet_apply a = {.changes = c,
+        struct fleet_apply a = {.after = applied_now(f),
+                                .changes = c,
                                 .n = n,
                                 .revision = rev,
                                 .cluster_id = 42,
@@ -164,6 +173,26 @@ static void test_revisions(void **state)
         expect(f, "DDDDDDDDDDDD", -1);
 }
 
+/* A revision is applied only on top of the one before: one that failed is never stepped over. */
+static void test_no_gap(void **state)
+{
+        struct fixture *f = *state;
+        struct fleet_change c[1];
+        struct fleet_apply a = {.revision = 7, .after = 5};
+
+        encode("AAAAAAAAAAAA", "one", KEY_STATUS_ENABLED, 0, &c[0]);
+        apply(f, c, 1, 5, false, 0, 0);
+        release(c, 1);
+        encode("BBBBBBBBBBBB", "two", KEY_STATUS_ENABLED, 0, &c[0]);
+        a.changes = c;
+        a.n = 1;
+        a.after = 6; /* revision 6 was never applied */
+        assert_int_equal(keystore_fleet_apply(f->ks, &a), -ESTALE);
+        release(c, 1);
+        expect(f, "BBBBBBBBBBBB", -1);
+        assert_true(applied_now(f) == 5);
+}
+
 static void test_resync(void **state)
 {
         struct fixture *f = *state;
@@ -205,6 +234,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test_setup_teardown(test_revisions, setup, teardown),
             cmocka_unit_test_setup_teardown(test_resync, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_no_gap, setup, teardown),
         };
         return cmocka_run_group_tests_name("keystore_fleet", tests, NULL, NULL);
 }
