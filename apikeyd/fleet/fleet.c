@@ -9,143 +9,11 @@
 
 #include <sodium.h>
 
-#include "etcd_client.h"
-#include "etcd_decode.h"
-#include "fleet.h"
-#include "keystore_fleet.h"
+#include "fleet_internal.h"
 #include "log.h"
 #include "timeutil.h"
 
-#define MSEC UINT64_C(1000)
-#define SEC  UINT64_C(1000000)
-
-/* A probe a second; contact older than the window is offline. */
-#define PROBE_INTERVAL  (1 * SEC)
-#define PROBE_TIMEOUT   (1500 * MSEC)
-#define ONLINE_WINDOW   (3 * SEC)
-#define UNARY_TIMEOUT   (5 * SEC)
-#define RESYNC_TIMEOUT  (30 * SEC)
-#define BACKOFF_MIN     (200 * MSEC)
-#define BACKOFF_MAX     (5 * SEC)
-#define RANGE_PAGE      500
-#define CONTACT_PERSIST (60 * SEC)
-/* A watch is silent between changes: etcd's progress notifications come
- * every 10 minutes by default.  A hung member is found by the probe; this
- * is the stream's own limit beyond that. */
-#define WATCH_LOW_SPEED (11 * 60 * SEC)
-/* Each host reports its applied revision when it has changed, at most every
- * REPORT_MIN (a fleet of 10,000 hosts then writes at most 1,000 reports a
- * second after a change), and every REPORT_EVERY regardless; a manager reads
- * them all every HOSTS_REFRESH. */
-#define REPORT_MIN    (10 * SEC)
-#define REPORT_EVERY  (60 * SEC)
-#define HOSTS_REFRESH (5 * SEC)
-#define HOSTS_MAX     10000
-/* The safety-net resync: every 30 to 60 minutes. */
-#define RESYNC_EVERY (30 * 60 * SEC)
-
-enum phase {
-        PHASE_WAIT,   /* backing off before the next try */
-        PHASE_CHECK,  /* reading the pepper's fingerprint and the header */
-        PHASE_RESYNC, /* paging through the keys */
-        PHASE_WATCH,  /* following the watch */
-};
-
-enum pepper_state {
-        PEPPER_UNKNOWN,
-        PEPPER_OK,
-        PEPPER_MISSING, /* etcd has none yet */
-        PEPPER_DIFFERS,
-};
-
-struct resync {
-        struct fleet_change *changes;
-        void **bufs;
-        size_t n, allocated;
-        int64_t revision;
-        char *next_key; /* base64 of the key the next page starts at */
-};
-
-/* The mod revision this replica last saw for each key id (0: absent). */
-struct modrev {
-        char id[TOKEN_ID_LEN];
-        int64_t rev;
-};
-
-/* A manager's write waiting for etcd's answer, then for the replica to apply it. */
-struct waiter {
-        struct waiter *next;
-        struct fleet *f;
-        int64_t revision; /* 0 while the Txn is in flight */
-        uint64_t deadline;
-        struct etcd_request *req;
-        char *body;       /* the Txn, for another member */
-        char *check_body; /* a Txn that succeeds if etcd holds what `body` writes */
-        bool checking;    /* check_body is in flight */
-        size_t endpoint;  /* the member it went to */
-        unsigned tries;
-        fleet_published_fn done;
-        void *userdata;
-};
-
-static void waiter_free(struct waiter *w)
-{
-        etcd_request_cancel(w->req);
-        free(w->body);
-        free(w->check_body);
-        free(w);
-}
-
-/* A host's report, as a manager last read it. */
-struct host_seen {
-        char host[CONFIG_FLEET_HOST_MAX + 1];
-        int64_t applied_revision;
-        uint64_t reported_at;
-};
-
-struct fleet {
-        const struct apikeyd_config *cfg;
-        sd_event *event;
-        struct keystore *ks;
-        struct writer *writer;
-        struct etcd_client *client;
-        char **endpoints;
-        size_t n_endpoints, current;
-        char host[CONFIG_FLEET_HOST_MAX + 1];
-        char *keys_prefix, *keys_prefix_b64, *keys_end_b64, *fp_key_b64;
-        char *password; /* fleet_password_file's, erased when freed */
-        char *token;    /* etcd's auth token for fleet_user, NULL until authenticated */
-        uint8_t fp[PEPPER_FINGERPRINT_SIZE];
-
-        enum phase phase;
-        struct etcd_request *req, *watch, *probe;
-        struct etcd_lines lines;
-        sd_event_source *retry_timer, *probe_timer, *resync_timer;
-        uint64_t backoff;
-        bool force_resync, stopping;
-        bool following;      /* a watch is in place (from its creation to the next failure) */
-        unsigned generation; /* counts restarts: an op's failure after one is already handled */
-        struct resync rs;
-
-        int64_t applied, queued; /* written to LMDB; handed to the writer */
-        uint64_t cluster_id;
-        uint64_t contact_mono, contact_real, contact_saved;
-        enum pepper_state pepper;
-        char last_error[256];
-        unsigned ops_pending;
-
-        struct modrev *modrevs; /* open addressing, a power of two */
-        size_t n_modrevs, modrevs_size;
-        struct waiter *waiters;
-
-        struct etcd_request *report, *hosts_req;
-        uint64_t reported_mono, hosts_mono;
-        int64_t reported_revision;
-        struct host_seen *hosts;
-        size_t n_hosts;
-};
-
-static uint64_t now_mono(void)
+uint64_t fleet_now_mono(void)
 {
         struct timespec ts;
 
@@ -153,7 +21,7 @@ static uint64_t now_mono(void)
         return (uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec / 1000;
 }
 
-static const char *endpoint(const struct fleet *f)
+const char *fleet_endpoint(const struct fleet *f)
 {
         return f->endpoints[f->current];
 }
@@ -169,16 +37,17 @@ _printf_(2, 3) static void set_error(struct fleet *f, const char *fmt, ...)
 
 static void contact(struct fleet *f, const struct etcd_header *h)
 {
-        f->contact_mono = now_mono();
+        f->contact_mono = fleet_now_mono();
         f->contact_real = now_usec();
 }
 
 /* Confirmed contact, recent, while following: a member that answers but where
  * the watch cannot be set up (say, a role without read access) leaves the
  * replica behind, which is not online. */
-static bool online(const struct fleet *f)
+bool fleet_online(const struct fleet *f)
 {
-        return f->following && f->contact_mono && now_mono() - f->contact_mono <= ONLINE_WINDOW;
+        return f->following && f->contact_mono &&
+               fleet_now_mono() - f->contact_mono <= ONLINE_WINDOW;
 }
 
 /* ---- what this replica saw of each key ---- */
@@ -221,7 +90,7 @@ static void modrev_set(struct fleet *f, const char *id, int64_t rev)
         f->modrevs[i].rev = rev;
 }
 
-static int64_t modrev_get(const struct fleet *f, const char *id)
+int64_t fleet_modrev_get(const struct fleet *f, const char *id)
 {
         size_t i;
 
@@ -250,12 +119,10 @@ static int op_apply(struct keystore_tx *tx, struct write_op *op)
         return keystore_fleet_apply(keystore_tx_keystore(tx), &o->a);
 }
 
-static void restart(struct fleet *f, bool resync);
-
 /* Waiters whose revision is applied are answered; with `r` < 0, every one is, with `r`. */
-static void waiters_wake(struct fleet *f, int r)
+void fleet_waiters_wake(struct fleet *f, int r)
 {
-        uint64_t now = now_mono();
+        uint64_t now = fleet_now_mono();
 
         for (struct waiter **w = &f->waiters; *w;) {
                 struct waiter *x = *w;
@@ -273,7 +140,7 @@ static void waiters_wake(struct fleet *f, int r)
                 }
                 *w = x->next;
                 x->done(result, x->userdata);
-                waiter_free(x);
+                fleet_waiter_free(x);
         }
 }
 
@@ -292,12 +159,13 @@ static void op_done(struct write_op *op, int r)
                 set_error(f, "applying revision %lld failed: %s", (long long)o->a.revision,
                           strerror(-r));
                 if (!f->stopping)
-                        restart(f, true);
+                        fleet_restart(f, true);
         } else {
                 if (o->a.replace_all)
                         log_info("fleet: resynced %zu keys at etcd revision %lld from %s "
                                  "(%zu removed)",
-                                 o->a.n, (long long)o->a.revision, endpoint(f), o->a.ret_removed);
+                                 o->a.n, (long long)o->a.revision, fleet_endpoint(f),
+                                 o->a.ret_removed);
                 if (o->a.ret_refused)
                         log_warning("fleet: %zu records at etcd revision %lld do not decode; "
                                     "those keys are not served",
@@ -306,7 +174,7 @@ static void op_done(struct write_op *op, int r)
                         f->applied = o->a.revision;
                 if (o->a.contact_at > f->contact_saved)
                         f->contact_saved = o->a.contact_at;
-                waiters_wake(f, 0);
+                fleet_waiters_wake(f, 0);
         }
         for (size_t i = 0; i < o->n_bufs; i++)
                 free(o->bufs[i]);
@@ -406,7 +274,7 @@ static void fail(struct fleet *f)
 }
 
 /* Start over now on the same endpoint, with a full resync if asked. */
-static void restart(struct fleet *f, bool resync)
+void fleet_restart(struct fleet *f, bool resync)
 {
         f->generation++;
         stop_requests(f);
@@ -422,19 +290,19 @@ static int on_retry(sd_event_source *s, uint64_t usec, void *userdata)
 }
 
 /* An answer that is not one: note why, and whether to give up on the endpoint. */
-static bool answer_failed(struct fleet *f, const char *what, int r, long status, const char *error,
-                          int code, const char *message)
+bool fleet_answer_failed(struct fleet *f, const char *what, int r, long status, const char *error,
+                         int code, const char *message)
 {
         /* etcd's own words first: a decoded error answer is -EIO with its message. */
         if (message)
-                set_error(f, "%s: %s: %s (gRPC code %d)", endpoint(f), what, message, code);
+                set_error(f, "%s: %s: %s (gRPC code %d)", fleet_endpoint(f), what, message, code);
         else if (r < 0)
-                set_error(f, "%s: %s: %s", endpoint(f), what,
+                set_error(f, "%s: %s: %s", fleet_endpoint(f), what,
                           error && *error ? error : strerror(-r));
         else if (status != 200)
-                set_error(f, "%s: %s: HTTP status %ld", endpoint(f), what, status);
+                set_error(f, "%s: %s: HTTP status %ld", fleet_endpoint(f), what, status);
         else
-                set_error(f, "%s: %s: an answer that is not etcd's", endpoint(f), what);
+                set_error(f, "%s: %s: an answer that is not etcd's", fleet_endpoint(f), what);
         log_warning("fleet: %s", f->last_error);
         /* Unauthenticated: the token expired (or the member restarted); a new one next time. */
         if (code == 16) {
@@ -483,7 +351,8 @@ static void on_fp_written(struct etcd_request *req, int r, long status, const ch
 
         f->req = NULL;
         if (r < 0 || etcd_decode_txn(body, len, NULL, &ok, &code, &msg) < 0) {
-                answer_failed(f, "writing the pepper's fingerprint", r, status, error, code, msg);
+                fleet_answer_failed(f, "writing the pepper's fingerprint", r, status, error, code,
+                                    msg);
                 fail(f);
                 return;
         }
@@ -506,7 +375,7 @@ static void write_fingerprint(struct fleet *f)
         log_info("fleet: writing this host's pepper fingerprint to %s/pepper-fingerprint",
                  f->cfg->fleet_prefix);
         if (etcd_post(f->client,
-                      &(struct etcd_post){.endpoint = endpoint(f),
+                      &(struct etcd_post){.endpoint = fleet_endpoint(f),
                                           .path = "/v3/kv/txn",
                                           .body = body,
                                           .token = f->token,
@@ -528,7 +397,8 @@ static void on_check(struct etcd_request *req, int r, long status, const char *b
 
         f->req = NULL;
         if (r < 0 || status != 200 || etcd_decode_range(body, len, &rg, &code, &msg) < 0) {
-                answer_failed(f, "reading the pepper's fingerprint", r, status, error, code, msg);
+                fleet_answer_failed(f, "reading the pepper's fingerprint", r, status, error, code,
+                                    msg);
                 fail(f);
                 return;
         }
@@ -543,13 +413,13 @@ static void on_check(struct etcd_request *req, int r, long status, const char *b
         if (f->cluster_id && rg.header.cluster_id != f->cluster_id) {
                 log_warning("fleet: %s belongs to another etcd cluster (id %llx, not %llx): "
                             "resyncing",
-                            endpoint(f), (unsigned long long)rg.header.cluster_id,
+                            fleet_endpoint(f), (unsigned long long)rg.header.cluster_id,
                             (unsigned long long)f->cluster_id);
                 resync = true;
         } else if (rg.header.revision < f->queued) {
                 log_warning("fleet: etcd at %s is at revision %lld, behind this replica's %lld: "
                             "resyncing",
-                            endpoint(f), (long long)rg.header.revision, (long long)f->queued);
+                            fleet_endpoint(f), (long long)rg.header.revision, (long long)f->queued);
                 resync = true;
         }
         f->cluster_id = rg.header.cluster_id;
@@ -562,11 +432,11 @@ static void on_check(struct etcd_request *req, int r, long status, const char *b
                 start_watch(f, f->queued + 1);
 }
 
-static int post_range(struct fleet *f, const char *body, uint64_t timeout, etcd_done_fn done,
-                      struct etcd_request **ret)
+int fleet_post_range(struct fleet *f, const char *body, uint64_t timeout, etcd_done_fn done,
+                     struct etcd_request **ret)
 {
         return etcd_post(f->client,
-                         &(struct etcd_post){.endpoint = endpoint(f),
+                         &(struct etcd_post){.endpoint = fleet_endpoint(f),
                                              .path = "/v3/kv/range",
                                              .body = body,
                                              .token = f->token,
@@ -587,7 +457,7 @@ static void on_authenticated(struct etcd_request *req, int r, long status, const
         free(f->token);
         f->token = NULL;
         if (r < 0 || etcd_decode_auth(body, len, &f->token, &code, &msg) < 0) {
-                answer_failed(f, "authenticating as fleet_user", r, status, error, code, msg);
+                fleet_answer_failed(f, "authenticating as fleet_user", r, status, error, code, msg);
                 fail(f);
                 return;
         }
@@ -603,7 +473,7 @@ static void authenticate(struct fleet *f)
         json_decref(o);
         f->phase = PHASE_CHECK;
         if (!body || etcd_post(f->client,
-                               &(struct etcd_post){.endpoint = endpoint(f),
+                               &(struct etcd_post){.endpoint = fleet_endpoint(f),
                                                    .path = "/v3/auth/authenticate",
                                                    .body = body,
                                                    .timeout_usec = UNARY_TIMEOUT,
@@ -627,7 +497,7 @@ static void start(struct fleet *f)
         }
         f->phase = PHASE_CHECK;
         if (asprintf(&body, "{\"key\":\"%s\"}", f->fp_key_b64) < 0 ||
-            post_range(f, body, UNARY_TIMEOUT, on_check, &f->req) < 0)
+            fleet_post_range(f, body, UNARY_TIMEOUT, on_check, &f->req) < 0)
                 fail(f);
 }
 
@@ -669,11 +539,11 @@ static void on_page(struct etcd_request *req, int r, long status, const char *bo
                 /* The revision the pages are pinned to was compacted meanwhile. */
                 log_info("fleet: the resync's revision %lld was compacted; starting over",
                          (long long)rs->revision);
-                restart(f, true);
+                fleet_restart(f, true);
                 return;
         }
         if (r < 0 || status != 200) {
-                answer_failed(f, "reading the keys", r, status, error, code, msg);
+                fleet_answer_failed(f, "reading the keys", r, status, error, code, msg);
                 fail(f);
                 return;
         }
@@ -738,7 +608,7 @@ static void resync_page(struct fleet *f)
                      "{\"key\":\"%s\",\"range_end\":\"%s\",\"limit\":\"%d\",\"revision\":\"%lld\"}",
                      rs->next_key ? rs->next_key : f->keys_prefix_b64, f->keys_end_b64, RANGE_PAGE,
                      (long long)rs->revision);
-        if (r < 0 || post_range(f, body, RESYNC_TIMEOUT, on_page, &f->req) < 0)
+        if (r < 0 || fleet_post_range(f, body, RESYNC_TIMEOUT, on_page, &f->req) < 0)
                 fail(f);
 }
 
@@ -754,7 +624,7 @@ static int on_watch_message(struct fleet *f, struct etcd_watch_message *m)
                 f->reported_mono = 0; /* a report soon: the probe sends it */
                 f->backoff = 0;
                 f->last_error[0] = '\0';
-                log_debug("fleet: watching %s from revision %lld", endpoint(f),
+                log_debug("fleet: watching %s from revision %lld", fleet_endpoint(f),
                           (long long)f->queued + 1);
                 return 0;
         case ETCD_WATCH_PROGRESS:
@@ -766,11 +636,11 @@ static int on_watch_message(struct fleet *f, struct etcd_watch_message *m)
                                  (long long)f->queued + 1, (long long)m->compact_revision);
                         f->force_resync = true;
                 } else
-                        set_error(f, "%s: the watch was canceled: %s", endpoint(f),
+                        set_error(f, "%s: the watch was canceled: %s", fleet_endpoint(f),
                                   m->message ? m->message : "no reason given");
                 return -ECANCELED;
         case ETCD_WATCH_ERROR:
-                set_error(f, "%s: watch: %s (gRPC code %d)", endpoint(f),
+                set_error(f, "%s: watch: %s (gRPC code %d)", fleet_endpoint(f),
                           m->message ? m->message : "", m->grpc_code);
                 return -EIO;
         case ETCD_WATCH_EVENTS:
@@ -826,7 +696,7 @@ static int on_watch_line(const char *line, size_t len, void *userdata)
 
         r = etcd_decode_watch_line(line, len, &m);
         if (r < 0) {
-                set_error(f, "%s: watch: a message that is not etcd's", endpoint(f));
+                set_error(f, "%s: watch: a message that is not etcd's", fleet_endpoint(f));
                 etcd_watch_message_done(&m);
                 return r;
         }
@@ -850,11 +720,11 @@ static void on_watch_done(struct etcd_request *req, int r, long status, const ch
         f->watch = NULL;
         etcd_lines_reset(&f->lines);
         if (f->force_resync) {
-                restart(f, true);
+                fleet_restart(f, true);
                 return;
         }
         if (!f->last_error[0] || r != -ECANCELED)
-                answer_failed(f, "watch ended", r, status, error, 0, NULL);
+                fleet_answer_failed(f, "watch ended", r, status, error, 0, NULL);
         else
                 log_warning("fleet: %s", f->last_error);
         fail(f);
@@ -870,7 +740,7 @@ static void start_watch(struct fleet *f, int64_t from)
                      "\"start_revision\":\"%lld\",\"progress_notify\":true}}",
                      f->keys_prefix_b64, f->keys_end_b64, (long long)from) < 0 ||
             etcd_post(f->client,
-                      &(struct etcd_post){.endpoint = endpoint(f),
+                      &(struct etcd_post){.endpoint = fleet_endpoint(f),
                                           .path = "/v3/watch",
                                           .body = body,
                                           .token = f->token,
@@ -881,117 +751,6 @@ static void start_watch(struct fleet *f, int64_t from)
                                           .userdata = f},
                       &f->watch) < 0)
                 fail(f);
-}
-
-static char *prefix_end_b64(const char *prefix);
-
-/* ---- this host's report, and a manager's view of every host's ---- */
-
-static void on_reported(struct etcd_request *req, int r, long status, const char *body, size_t len,
-                        const char *error, void *userdata)
-{
-        struct fleet *f = userdata;
-        _cleanup_free_ char *msg = NULL;
-        int code = 0;
-
-        f->report = NULL;
-        if (r < 0 || status != 200 || etcd_decode_txn(body, len, NULL, NULL, &code, &msg) < 0)
-                /* Not the replica's failure: said, and tried again at the next report. */
-                answer_failed(f, "reporting this host's state", r, status, error, code, msg);
-}
-
-/* <prefix>/hosts/<host>/status: the revision this host has applied, and when it said so. */
-static void report(struct fleet *f)
-{
-        _cleanup_free_ char *key = NULL, *key_b64 = NULL, *value = NULL, *value_b64 = NULL,
-                            *body = NULL;
-
-        if (f->report)
-                return;
-        f->reported_mono = now_mono();
-        f->reported_revision = f->applied;
-        if (asprintf(&key, "%s/hosts/%s/status", f->cfg->fleet_prefix, f->host) < 0 ||
-            asprintf(&value, "{\"applied_revision\":\"%lld\",\"reported_at\":%llu}",
-                     (long long)f->applied, (unsigned long long)now_usec()) < 0)
-                return;
-        key_b64 = etcd_base64(key, strlen(key));
-        value_b64 = etcd_base64(value, strlen(value));
-        if (!key_b64 || !value_b64 ||
-            asprintf(&body, "{\"key\":\"%s\",\"value\":\"%s\"}", key_b64, value_b64) < 0)
-                return;
-        if (etcd_post(f->client,
-                      &(struct etcd_post){.endpoint = endpoint(f),
-                                          .path = "/v3/kv/put",
-                                          .body = body,
-                                          .token = f->token,
-                                          .timeout_usec = UNARY_TIMEOUT,
-                                          .done = on_reported,
-                                          .userdata = f},
-                      &f->report) < 0)
-                f->report = NULL;
-}
-
-static void on_hosts(struct etcd_request *req, int r, long status, const char *body, size_t len,
-                     const char *error, void *userdata)
-{
-        struct fleet *f = userdata;
-        _cleanup_free_ char *msg = NULL, *prefix = NULL;
-        struct etcd_range rg = {};
-        struct host_seen *seen;
-        size_t n = 0, plen;
-        int code = 0;
-
-        f->hosts_req = NULL;
-        if (r < 0 || status != 200 || etcd_decode_range(body, len, &rg, &code, &msg) < 0) {
-                answer_failed(f, "reading the hosts' reports", r, status, error, code, msg);
-                return;
-        }
-        if (asprintf(&prefix, "%s/hosts/", f->cfg->fleet_prefix) < 0) {
-                prefix = NULL;
-                etcd_range_done(&rg);
-                return;
-        }
-        plen = strlen(prefix);
-        seen = calloc(rg.n_kvs ? rg.n_kvs : 1, sizeof(*seen));
-        for (size_t i = 0; seen && i < rg.n_kvs; i++) {
-                const char *name = rg.kvs[i].key + plen, *slash;
-                struct etcd_host_report rep;
-
-                /* <prefix>/hosts/<host>/status, and a report that decodes: else skipped. */
-                if (strncmp(rg.kvs[i].key, prefix, plen) != 0 || !(slash = strchr(name, '/')) ||
-                    !STREQ(slash, "/status") || slash == name ||
-                    (size_t)(slash - name) > CONFIG_FLEET_HOST_MAX ||
-                    etcd_decode_host_report(rg.kvs[i].value, rg.kvs[i].value_len, &rep) < 0)
-                        continue;
-                memcpy(seen[n].host, name, (size_t)(slash - name));
-                seen[n].applied_revision = rep.applied_revision;
-                seen[n].reported_at = rep.reported_at;
-                n++;
-        }
-        etcd_range_done(&rg);
-        if (!seen)
-                return;
-        free(f->hosts);
-        f->hosts = seen;
-        f->n_hosts = n;
-}
-
-static void read_hosts(struct fleet *f)
-{
-        _cleanup_free_ char *start = NULL, *start_b64 = NULL, *end_b64 = NULL, *body = NULL;
-
-        if (f->hosts_req)
-                return;
-        f->hosts_mono = now_mono();
-        if (asprintf(&start, "%s/hosts/", f->cfg->fleet_prefix) < 0)
-                return;
-        start_b64 = etcd_base64(start, strlen(start));
-        end_b64 = prefix_end_b64(start);
-        if (!start_b64 || !end_b64 ||
-            asprintf(&body, "{\"key\":\"%s\",\"range_end\":\"%s\",\"limit\":\"%d\"}", start_b64,
-                     end_b64, HOSTS_MAX) < 0)
-                return;
-        (void)post_range(f, body, UNARY_TIMEOUT, on_hosts, &f->hosts_req);
 }
 
 /* ---- the probe: confirmed contact, once a second ---- */
@@ -1008,7 +767,7 @@ static void on_probe(struct etcd_request *req, int r, long status, const char *b
         if (r < 0 || status != 200 || etcd_decode_range(body, len, &rg, &code, &msg) < 0) {
                 /* A member that does not answer, or has no leader: the watch on it
                  * would stay silent, so the next member. */
-                answer_failed(f, "probe", r, status, error, code, msg);
+                fleet_answer_failed(f, "probe", r, status, error, code, msg);
                 if (f->phase != PHASE_WAIT)
                         fail(f);
                 return;
@@ -1017,22 +776,24 @@ static void on_probe(struct etcd_request *req, int r, long status, const char *b
         pepper_check(f, &rg);
         if (f->phase == PHASE_WATCH && rg.header.cluster_id != f->cluster_id) {
                 log_warning("fleet: %s answers for another etcd cluster now: resyncing",
-                            endpoint(f));
-                restart(f, true);
+                            fleet_endpoint(f));
+                fleet_restart(f, true);
         } else if (f->phase == PHASE_WATCH && rg.header.revision < f->queued) {
                 log_warning("fleet: etcd at %s is at revision %lld, behind this replica's %lld: "
                             "resyncing",
-                            endpoint(f), (long long)rg.header.revision, (long long)f->queued);
-                restart(f, true);
+                            fleet_endpoint(f), (long long)rg.header.revision, (long long)f->queued);
+                fleet_restart(f, true);
         }
         etcd_range_done(&rg);
         /* The first report once the watch's first changes are in, then as above. */
         if (f->following && f->applied == f->queued &&
-            (!f->reported_mono || now_mono() - f->reported_mono >= REPORT_EVERY ||
-             (f->applied != f->reported_revision && now_mono() - f->reported_mono >= REPORT_MIN)))
-                report(f);
-        if (f->following && f->cfg->fleet_manage && now_mono() - f->hosts_mono >= HOSTS_REFRESH)
-                read_hosts(f);
+            (!f->reported_mono || fleet_now_mono() - f->reported_mono >= REPORT_EVERY ||
+             (f->applied != f->reported_revision &&
+              fleet_now_mono() - f->reported_mono >= REPORT_MIN)))
+                fleet_report(f);
+        if (f->following && f->cfg->fleet_manage &&
+            fleet_now_mono() - f->hosts_mono >= HOSTS_REFRESH)
+                fleet_read_hosts(f);
         /* The last contact kept in the keystore, for an offline start. */
         if (f->phase == PHASE_WATCH && f->queued > 0 && f->queued == f->applied &&
             f->contact_real > f->contact_saved + CONTACT_PERSIST && f->ops_pending == 0)
@@ -1046,12 +807,12 @@ static int on_probe_timer(sd_event_source *s, uint64_t usec, void *userdata)
 
         (void)sd_event_source_set_time(s, usec + PROBE_INTERVAL);
         (void)sd_event_source_set_enabled(s, SD_EVENT_ON);
-        waiters_wake(f, 0);
+        fleet_waiters_wake(f, 0);
         if (f->probe || f->phase == PHASE_WAIT)
                 return 0;
         /* Linearizable (not serializable): only a member with a leader answers. */
         if (asprintf(&body, "{\"key\":\"%s\"}", f->fp_key_b64) >= 0)
-                (void)post_range(f, body, PROBE_TIMEOUT, on_probe, &f->probe);
+                (void)fleet_post_range(f, body, PROBE_TIMEOUT, on_probe, &f->probe);
         return 0;
 }
 
@@ -1068,7 +829,7 @@ static int on_resync_timer(sd_event_source *s, uint64_t usec, void *userdata)
         (void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         if (f->phase == PHASE_WATCH) {
                 log_debug("fleet: the periodic resync");
-                restart(f, true);
+                fleet_restart(f, true);
         } else
                 f->force_resync = true;
         return 0;
@@ -1085,7 +846,7 @@ enum verify_code fleet_verify_code(struct fleet *f, enum verify_code code, const
         if (f->pepper == PEPPER_DIFFERS ||
             (f->pepper == PEPPER_MISSING && code == VERIFY_CODE_VALID))
                 return VERIFY_CODE_UNAVAILABLE;
-        if (online(f))
+        if (fleet_online(f))
                 return code;
         now = now_usec();
         if (f->contact_real == 0 || now - f->contact_real > f->cfg->fleet_offline_max_age_usec)
@@ -1116,9 +877,9 @@ json_t *fleet_status(struct fleet *f)
         uint64_t now = now_usec();
         json_t *o;
 
-        o = json_pack("{s:s, s:s, s:b, s:b, s:I, s:s}", "host", f->host, "endpoint", endpoint(f),
-                      "manage", f->cfg->fleet_manage, "online", online(f), "applied_revision",
-                      (json_int_t)f->applied, "pepper", peppers[f->pepper]);
+        o = json_pack("{s:s, s:s, s:b, s:b, s:I, s:s}", "host", f->host, "endpoint",
+                      fleet_endpoint(f), "manage", f->cfg->fleet_manage, "online", fleet_online(f),
+                      "applied_revision", (json_int_t)f->applied, "pepper", peppers[f->pepper]);
         if (!o)
                 return NULL;
         if (f->contact_real) {
@@ -1131,28 +892,14 @@ json_t *fleet_status(struct fleet *f)
         }
         if (f->last_error[0])
                 json_object_set_new(o, "last_error", json_string(f->last_error));
-        if (f->cfg->fleet_manage) {
-                json_t *hosts = json_array();
-
-                for (size_t i = 0; hosts && i < f->n_hosts; i++) {
-                        char at[TIMESTAMP_MAX] = "";
-
-                        (void)timestamp_format(f->hosts[i].reported_at, at);
-                        json_array_append_new(hosts,
-                                              json_pack("{s:s, s:I, s:s}", "host", f->hosts[i].host,
-                                                        "applied_revision",
-                                                        (json_int_t)f->hosts[i].applied_revision,
-                                                        "reported_at", at));
-                }
-                if (hosts)
-                        json_object_set_new(o, "hosts", hosts);
-        }
+        if (f->cfg->fleet_manage)
+                json_object_set_new(o, "hosts", fleet_hosts_json(f));
         return o;
 }
 
 /* ---- setup ---- */
 
-static char *prefix_end_b64(const char *prefix)
+char *fleet_prefix_end_b64(const char *prefix)
 {
         _cleanup_free_ char *end = strdup(prefix);
         size_t n;
@@ -1263,7 +1010,7 @@ int fleet_new(const struct fleet_setup *s, struct fleet **ret)
                 goto fail;
         }
         f->keys_prefix_b64 = etcd_base64(f->keys_prefix, strlen(f->keys_prefix));
-        f->keys_end_b64 = prefix_end_b64(f->keys_prefix);
+        f->keys_end_b64 = fleet_prefix_end_b64(f->keys_prefix);
         f->fp_key_b64 = etcd_base64(fp_key, strlen(fp_key));
         if (!f->keys_prefix_b64 || !f->keys_end_b64 || !f->fp_key_b64)
                 goto fail;
@@ -1325,7 +1072,7 @@ void fleet_free(struct fleet *f)
         if (!f)
                 return;
         f->stopping = true;
-        waiters_wake(f, -ESHUTDOWN);
+        fleet_waiters_wake(f, -ESHUTDOWN);
         stop_requests(f);
         etcd_request_cancel(f->report);
         etcd_request_cancel(f->hosts_req);
@@ -1350,249 +1097,4 @@ void fleet_free(struct fleet *f)
                 erase_and_free(f->password);
         free(f->token);
         free(f);
-}
-
-/* ---- a manager's writes ---- */
-
-/* Within the clients' own timeouts (apikeyctl waits 10 s); a member that
- * has not answered a try in 1.5 s (its leader died under the request,
- * which etcd answers only after its own 7 s) is left for the next. */
-#define PUBLISH_TIMEOUT (4500 * MSEC)
-#define PUBLISH_TRY     (1500 * MSEC)
-
-const char *fleet_write_error(int r)
-{
-        switch (r) {
-        case -ESTALE:
-                return "the key changed in etcd meanwhile (another manager); nothing was changed: "
-                       "try again";
-        case -ETIMEDOUT:
-                return "etcd did not confirm the change in time; it takes effect on every host "
-                       "if etcd has it (apikeyctl get shows which)";
-        default:
-                return "etcd could not be reached; nothing was changed";
-        }
-}
-
-bool fleet_can_write(const struct fleet *f)
-{
-        return f && f->cfg->fleet_manage && online(f) && f->pepper == PEPPER_OK;
-}
-
-struct collect {
-        char (*ids)[TOKEN_ID_LEN + 1];
-        size_t n, allocated;
-};
-
-static int collect_add(struct collect *c, const char *id)
-{
-        for (size_t i = 0; i < c->n; i++)
-                if (STREQ(c->ids[i], id))
-                        return 0;
-        if (c->n == c->allocated) {
-                size_t want = c->allocated ? c->allocated * 2 : 16;
-                char(*ids)[TOKEN_ID_LEN + 1] = realloc(c->ids, want * sizeof(*ids));
-
-                if (!ids)
-                        return -ENOMEM;
-                c->ids = ids;
-                c->allocated = want;
-        }
-        memcpy(c->ids[c->n++], id, TOKEN_ID_LEN + 1);
-        return 1;
-}
-
-/* Keys whose parent is among the collected ones (a deleted key's children still name it). */
-static int collect_child(const struct key_record *rec, void *userdata)
-{
-        struct collect *c = userdata;
-
-        if (!rec->parent[0])
-                return 0;
-        for (size_t i = 0; i < c->n; i++)
-                if (STREQ(c->ids[i], rec->parent)) {
-                        int r = collect_add(c, rec->id);
-
-                        return r < 0 ? r : 0;
-                }
-        return 0;
-}
-
-static void on_published(struct etcd_request *req, int r, long status, const char *body, size_t len,
-                         const char *error, void *userdata);
-
-static int post_txn(struct fleet *f, struct waiter *w)
-{
-        return etcd_post(f->client,
-                         &(struct etcd_post){.endpoint = f->endpoints[w->endpoint],
-                                             .path = "/v3/kv/txn",
-                                             .body = w->checking ? w->check_body : w->body,
-                                             .token = f->token,
-                                             .timeout_usec = PUBLISH_TRY,
-                                             .done = on_published,
-                                             .userdata = w},
-                         &w->req);
-}
-
-static void waiter_end(struct fleet *f, struct waiter *w, int r)
-{
-        for (struct waiter **p = &f->waiters; *p; p = &(*p)->next)
-                if (*p == w) {
-                        *p = w->next;
-                        break;
-                }
-        w->done(r, w->userdata);
-        waiter_free(w);
-        /* Not written: the replica goes back to what etcd has. */
-        if (!f->stopping)
-                restart(f, true);
-}
-
-static void on_published(struct etcd_request *req, int r, long status, const char *body, size_t len,
-                         const char *error, void *userdata)
-{
-        struct waiter *w = userdata;
-        struct fleet *f = w->f;
-        _cleanup_free_ char *msg = NULL;
-        struct etcd_header h;
-        bool ok = false;
-        int code = 0;
-
-        w->req = NULL;
-        r = r < 0 ? r : etcd_decode_txn(body, len, &h, &ok, &code, &msg);
-        if (r < 0 || status != 200) {
-                answer_failed(f, "writing keys", r, status, error, code, msg);
-                /* Another member, while there is time: a try that timed out may
-                 * have been written, which the compares then tell (below). */
-                if (now_mono() + PUBLISH_TRY / 2 < w->deadline && ++w->tries < 8) {
-                        w->endpoint = (w->endpoint + 1) % f->n_endpoints;
-                        if (post_txn(f, w) >= 0)
-                                return;
-                }
-                waiter_end(f, w, r == -ETIMEDOUT || w->tries > 0 ? -ETIMEDOUT : -EHOSTUNREACH);
-                return;
-        }
-        if (!ok && w->tries > 0 && !w->checking) {
-                /* A compare failed after a try that may have been written: is
-                 * what etcd holds exactly what this write put there? */
-                w->checking = true;
-                if (post_txn(f, w) >= 0)
-                        return;
-        }
-        if (!ok) {
-                log_warning("fleet: a key changed in etcd since this replica saw it; the local "
-                            "change is undone by a resync");
-                waiter_end(f, w, -ESTALE);
-                return;
-        }
-        w->revision = h.revision;
-        w->deadline = now_mono() + PUBLISH_TIMEOUT;
-        waiters_wake(f, 0);
-}
-
-/* The Txn's compare and its request for one key, and the check's compare. */
-static int publish_one(struct fleet *f, const char *id, json_t *compare, json_t *success,
-                       json_t *check)
-{
-        _cleanup_free_ char *key = NULL, *key_b64 = NULL, *value_b64 = NULL;
-        _cleanup_free_ void *storage = NULL, *buf = NULL;
-        struct key_record rec;
-        char rev[24];
-        size_t len;
-        int r;
-
-        if (asprintf(&key, "%s%s", f->keys_prefix, id) < 0) {
-                key = NULL;
-                return -ENOMEM;
-        }
-        key_b64 = etcd_base64(key, strlen(key));
-        if (!key_b64)
-                return -ENOMEM;
-        /* The gateway takes int64 as a string; an absent key's mod revision is 0. */
-        snprintf(rev, sizeof(rev), "%lld", (long long)modrev_get(f, id));
-        if (json_array_append_new(compare,
-                                  json_pack("{s:s, s:s, s:s, s:s}", "key", key_b64, "target", "MOD",
-                                            "result", "EQUAL", "mod_revision", rev)) < 0)
-                return -ENOMEM;
-        r = keystore_get(f->ks, id, &rec, &storage);
-        if (r == -ENOENT) {
-                if (json_array_append_new(check, json_pack("{s:s, s:s, s:s, s:s}", "key", key_b64,
-                                                           "target", "VERSION", "result", "EQUAL",
-                                                           "version", "0")) < 0)
-                        return -ENOMEM;
-                return json_array_append_new(success, json_pack("{s:{s:s}}", "request_delete_range",
-                                                                "key", key_b64)) < 0
-                           ? -ENOMEM
-                           : 0;
-        }
-        if (r < 0)
-                return r;
-        r = record_encode(&rec, &buf, &len);
-        if (r < 0)
-                return r;
-        value_b64 = etcd_base64(buf, len);
-        if (!value_b64)
-                return -ENOMEM;
-        if (json_array_append_new(check,
-                                  json_pack("{s:s, s:s, s:s, s:s}", "key", key_b64, "target",
-                                            "VALUE", "result", "EQUAL", "value", value_b64)) < 0)
-                return -ENOMEM;
-        return json_array_append_new(success, json_pack("{s:{s:s, s:s}}", "request_put", "key",
-                                                        key_b64, "value", value_b64)) < 0
-                   ? -ENOMEM
-                   : 0;
-}
-
-int fleet_publish(struct fleet *f, const char *id, bool with_descendants, fleet_published_fn done,
-                  void *userdata)
-{
-        struct collect c = {};
-        json_t *txn = NULL, *check = NULL;
-        _cleanup_free_ char *body = NULL, *check_body = NULL;
-        struct waiter *w = NULL;
-        int r;
-
-        if (!f || !f->cfg->fleet_manage)
-                return -EOPNOTSUPP;
-        r = collect_add(&c, id);
-        /* A revoke or delete revokes the keys created through the key: theirs too. */
-        for (size_t before = 0; r >= 0 && with_descendants && before != c.n;) {
-                struct key_filter all = {.now = now_usec()};
-
-                before = c.n;
-                r = keystore_list(f->ks, &all, NULL, 0, collect_child, &c, NULL);
-        }
-        txn = json_pack("{s:[], s:[]}", "compare", "success");
-        check = json_pack("{s:[]}", "compare");
-        if (r >= 0 && (!txn || !check))
-                r = -ENOMEM;
-        for (size_t i = 0; r >= 0 && i < c.n; i++)
-                r = publish_one(f, c.ids[i], json_object_get(txn, "compare"),
-                                json_object_get(txn, "success"), json_object_get(check, "compare"));
-        if (r >= 0 && (!(body = json_dumps(txn, JSON_COMPACT)) ||
-                       !(check_body = json_dumps(check, JSON_COMPACT))))
-                r = -ENOMEM;
-        if (r >= 0 && !(w = calloc(1, sizeof(*w))))
-                r = -ENOMEM;
-        if (r >= 0) {
-                *w = (struct waiter){.f = f,
-                                     .deadline = now_mono() + PUBLISH_TIMEOUT,
-                                     .body = TAKE_PTR(body),
-                                     .check_body = TAKE_PTR(check_body),
-                                     .endpoint = f->current,
-                                     .done = done,
-                                     .userdata = userdata};
-                r = post_txn(f, w);
-        }
-        if (r >= 0) {
-                w->next = f->waiters;
-                f->waiters = w;
-                w = NULL;
-        }
-        if (w)
-                waiter_free(w);
-        json_decref(txn);
-        json_decref(check);
-        free(c.ids);
-        return r;
 }
