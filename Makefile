@@ -38,22 +38,25 @@ BASEFLAGS  = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -fstack-protecto
 # the daemon together; api/ answers the methods, standing on base/ (the
 # Varlink server, the log, the settings) and store/ (the keystore); base/,
 # store/, ctl/ and the PAM module see common/ only.  The server calls the
-# methods through the function main gives it, never by name.
+# methods through the function main gives it, never by name.  fleet/ (the
+# etcd replica) stands on base/ and store/; api/ calls it through fleet.h.
 INC_COMMON = -Icommon
 INC_PAM    = -Icommon
 INC_BASE   = -Icommon
 INC_STORE  = -Icommon
-INC_API    = -Icommon -Iapikeyd/base -Iapikeyd/store
-INC_DAEMON = -Icommon -Iapikeyd/base -Iapikeyd/api -Iapikeyd/store
+INC_FLEET  = -Icommon -Iapikeyd/base -Iapikeyd/store
+INC_API    = -Icommon -Iapikeyd/base -Iapikeyd/store -Iapikeyd/fleet
+INC_DAEMON = -Icommon -Iapikeyd/base -Iapikeyd/api -Iapikeyd/store -Iapikeyd/fleet
 INC_CTL    = -Icommon
-INC_TESTS  = -Icommon -Iapikeyd/base -Iapikeyd/api -Iapikeyd/store -Iapikeyd/ctl -Ipam_apikey
+INC_TESTS  = -Icommon -Iapikeyd/base -Iapikeyd/api -Iapikeyd/store -Iapikeyd/fleet -Iapikeyd/ctl \
+             -Ipam_apikey
 DEPFLAGS   = -MMD -MP
 
 pkg_cflags = $(shell $(PKG_CONFIG) --cflags $(1) 2>/dev/null)
 pkg_libs   = $(shell $(PKG_CONFIG) --libs $(1) 2>/dev/null)
 
 COMMON_PKGS = jansson
-DAEMON_PKGS = lmdb libsodium libsystemd jansson
+DAEMON_PKGS = lmdb libsodium libsystemd jansson libcurl
 PAM_PKGS    = pam
 
 # common/: one static archive, position-independent so the PAM module can link it.
@@ -66,7 +69,7 @@ COMMON_LIB  = $(BUILD)/libapikey-common.a
 DAEMON_MAINS = apikeyd/apikeyd.c
 DAEMON_SRC  = $(filter-out $(DAEMON_MAINS),$(wildcard apikeyd/*.c)) \
               $(wildcard apikeyd/base/*.c) $(wildcard apikeyd/api/*.c) \
-              $(wildcard apikeyd/store/*.c)
+              $(wildcard apikeyd/store/*.c) $(wildcard apikeyd/fleet/*.c)
 CTL_MAIN    = apikeyd/ctl/apikeyctl.c
 CTL_SRC     = $(filter-out $(CTL_MAIN),$(wildcard apikeyd/ctl/*.c))
 CTL_OBJ     = $(CTL_SRC:%.c=$(BUILD)/obj/%.o)
@@ -130,6 +133,10 @@ $(BUILD)/obj/apikeyd/api/%.o: apikeyd/api/%.c
 $(BUILD)/obj/apikeyd/store/%.o: apikeyd/store/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(INC_STORE) $(call pkg_cflags,$(DAEMON_PKGS)) $(DEPFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/apikeyd/fleet/%.o: apikeyd/fleet/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(INC_FLEET) $(call pkg_cflags,$(DAEMON_PKGS)) $(DEPFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/apikeyd/ctl/%.o: apikeyd/ctl/%.c
 	@mkdir -p $(@D)
@@ -258,7 +265,8 @@ SANITIZE_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                  -fno-sanitize-recover=all
 SANITIZE_TESTS = $(filter-out tests/integration/test_pam_% tests/integration/test_install.py \
                  tests/integration/test_crash.py tests/integration/test_hostile.py \
-                 tests/integration/test_packages.py, \
+                 tests/integration/test_packages.py \
+                 tests/integration/test_fleet_sshd.py, \
                  $(wildcard tests/integration/test_*.py))
 
 check-sanitize:

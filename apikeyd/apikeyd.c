@@ -22,6 +22,7 @@
 
 #include "api.h"
 #include "dispatch.h"
+#include "fleet.h"
 #include "config.h"
 #include "keystore.h"
 #include "log.h"
@@ -40,7 +41,7 @@
 
 struct options {
         const char *config;
-        bool config_given, no_config, check, debug;
+        bool config_given, no_config, check, debug, fleet_push;
         const char *state_dir;
         const char *socket;
 };
@@ -59,6 +60,8 @@ static void help(void)
                "  -S, --socket PATH     socket to bind when not socket-activated\n"
                "                        (default " DEFAULT_SOCKET ")\n"
                "      --check           check the keystore's consistency and exit\n"
+               "      --fleet-push      move the keys of this host into etcd (fleet mode's\n"
+               "                        fleet_endpoints) and exit\n"
                "  -d, --debug           log debug messages\n"
                "  -h, --help            show this help\n"
                "  -V, --version         show the version\n");
@@ -66,13 +69,14 @@ static void help(void)
 
 static int parse_args(int argc, char **argv, struct options *o)
 {
-        enum { OPT_NO_CONFIG = 0x100, OPT_CHECK };
+        enum { OPT_NO_CONFIG = 0x100, OPT_CHECK, OPT_FLEET_PUSH };
         static const struct option longopts[] = {
             {"config", required_argument, NULL, 'c'},
             {"no-config", no_argument, NULL, OPT_NO_CONFIG},
             {"state-dir", required_argument, NULL, 's'},
             {"socket", required_argument, NULL, 'S'},
             {"check", no_argument, NULL, OPT_CHECK},
+            {"fleet-push", no_argument, NULL, OPT_FLEET_PUSH},
             {"debug", no_argument, NULL, 'd'},
             {"help", no_argument, NULL, 'h'},
             {"version", no_argument, NULL, 'V'},
@@ -102,6 +106,9 @@ static int parse_args(int argc, char **argv, struct options *o)
                         break;
                 case OPT_CHECK:
                         o->check = true;
+                        break;
+                case OPT_FLEET_PUSH:
+                        o->fleet_push = true;
                         break;
                 case 'd':
                         o->debug = true;
@@ -439,6 +446,19 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
                         printf("keystore in %s is consistent\n", o->state_dir);
                 goto out;
         }
+        if (o->fleet_push) {
+                uint8_t fp[PEPPER_FINGERPRINT_SIZE];
+
+                if (!cfg->fleet_endpoints) {
+                        fprintf(stderr, "apikeyd: --fleet-push needs fleet_endpoints in the "
+                                        "config\n");
+                        r = -EINVAL;
+                        goto out;
+                }
+                pepper_fingerprint(pepper, fp);
+                r = fleet_push(cfg, d.api.ks, fp);
+                goto out;
+        }
         lastused_init(&d.api.lastused);
         r = api_init(&d.api);
         if (r < 0) {
@@ -493,6 +513,15 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
                 log_error("cannot set up the event loop: %s", strerror(-r));
                 goto out;
         }
+        if (cfg->fleet_endpoints) {
+                struct fleet_setup fs = {
+                    .config = cfg, .event = d.event, .ks = d.api.ks, .writer = d.api.writer};
+
+                pepper_fingerprint(pepper, fs.pepper_fingerprint);
+                r = fleet_new(&fs, &d.api.fleet);
+                if (r < 0)
+                        goto out;
+        }
 
         log_event(LOG_INFO, MESSAGE_ID_STARTED, "apikeyd %s ready on %s (state in %s)",
                   APIKEYD_VERSION, bound ? o->socket : "the socket passed by systemd",
@@ -506,6 +535,7 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
 out:
         /* The writer first: what it finishes answers connections the server still has. */
         writer_free(d.api.writer);
+        fleet_free(d.api.fleet);
         server_free(d.server);
         sd_event_source_disable_unref(d.flush_timer);
         sd_event_unref(d.event);

@@ -45,6 +45,7 @@
 #define KEYS_ERROR_MESSAGE_TOO_LARGE    "io.apikeyd.Keys.MessageTooLarge"
 #define KEYS_ERROR_TOO_MANY_CONNECTIONS "io.apikeyd.Keys.TooManyConnections"
 #define KEYS_ERROR_INTERNAL_ERROR       "io.apikeyd.Keys.InternalError"
+#define KEYS_ERROR_MANAGED_CENTRALLY    "io.apikeyd.Keys.ManagedCentrally"
 
 /* Errors of org.varlink.service that the daemon sends. */
 #define VARLINK_ERROR_INTERFACE_NOT_FOUND "org.varlink.service.InterfaceNotFound"

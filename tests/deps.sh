@@ -8,7 +8,8 @@ libsystemd-dev libjansson-dev libcmocka-dev lmdb-utils python3 python3-pytest
 cockpit-ws cockpit-bridge chromium
 pamtester libpam-wrapper libpamtest0-dev openssh-server openssh-client sshpass sudo
 systemd clang libclang-rt-14-dev clang-format valgrind strace
-dpkg-dev debhelper lintian fail2ban sshguard bash-completion"
+dpkg-dev debhelper lintian fail2ban sshguard bash-completion
+libcurl4-openssl-dev etcd-server etcd-client"
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
         echo "deps: not a Debian system; install the equivalents of: $(echo $PACKAGES)" >&2

@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "change.h"
+#include "fleet.h"
 #include "log.h"
 #include "methods.h"
 #include "state.h"
@@ -216,6 +217,8 @@ static int method_get_status(struct request *q)
                           (json_int_t)counts[KEY_STATUS_EXPIRED]);
         if (reply && a->socket_path)
                 json_object_set_new(reply, "socket", json_string(a->socket_path));
+        if (reply && a->fleet)
+                json_object_set_new(reply, "fleet", fleet_status(a->fleet));
         return api_reply(q, reply);
 }
 

@@ -74,6 +74,7 @@ struct api {
         const char *socket_path; /* NULL when systemd passed the socket */
         uint64_t started_at;     /* µs, realtime */
         struct server *server;
+        struct fleet *fleet; /* fleet mode (fleet.h), or NULL */
 };
 
 #define API_SIGNATURE_SIZE 32

@@ -6,6 +6,7 @@
 #include <sodium.h>
 
 #include "change.h"
+#include "fleet.h"
 #include "log.h"
 #include "state.h"
 
@@ -28,15 +29,48 @@ static int change_apply(struct keystore_tx *tx, struct write_op *op)
         return ch->write ? ch->write(ch, tx) : 0;
 }
 
-static void change_done(struct write_op *op, int r)
+static void change_finish(struct change *ch, int r)
 {
-        struct change *ch = (struct change *)op;
-
         r = ch->answer(ch, r);
         if (r < 0)
                 api_reply_failed(&ch->q, r);
         connection_resume(ch->q.conn);
         change_free(ch);
+}
+
+static void change_published(int r, void *userdata)
+{
+        struct change *ch = userdata;
+
+        if (r >= 0) {
+                change_finish(ch, 0);
+                return;
+        }
+        log_warning("%s: not written to etcd: %s", ch->q.method, strerror(-r));
+        (void)connection_reply_error(ch->q.conn, KEYS_ERROR_INTERNAL_ERROR,
+                                     json_pack("{s:s}", "reason", fleet_write_error(r)));
+        connection_resume(ch->q.conn);
+        change_free(ch);
+}
+
+static void change_done(struct write_op *op, int r)
+{
+        struct change *ch = (struct change *)op;
+        static const char *const key_changes[] = {"create", "update", "disable",
+                                                  "enable", "revoke", "delete"};
+        bool publish = false, descendants;
+
+        /* A fleet's manager: the change goes to etcd, and is answered once back. */
+        for (size_t i = 0; r >= 0 && ch->q.api->fleet && i < ELEMENTSOF(key_changes); i++)
+                publish |= STREQ(ch->action, key_changes[i]);
+        descendants = STREQ(ch->action, "revoke") || STREQ(ch->action, "delete");
+        if (publish) {
+                r = fleet_publish(ch->q.api->fleet, ch->rec.id, descendants, change_published, ch);
+                if (r < 0)
+                        change_published(r, ch);
+                return;
+        }
+        change_finish(ch, r);
 }
 
 struct change *change_new(struct request *q, const char *action,

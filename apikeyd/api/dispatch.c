@@ -6,6 +6,7 @@
  */
 #include "authz.h"
 #include "dispatch.h"
+#include "fleet.h"
 #include "methods.h"
 #include "timeutil.h"
 #include "verify.h"
@@ -54,6 +55,20 @@ const char *api_method_name(size_t i)
         return NULL;
 }
 
+/* The calls that change keys, which a fleet host without fleet_manage refuses. */
+static bool method_changes_keys(const char *name)
+{
+        static const char *const changes[] = {
+            KEYS_METHOD_CREATE, KEYS_METHOD_UPDATE, KEYS_METHOD_DISABLE,
+            KEYS_METHOD_ENABLE, KEYS_METHOD_REVOKE, KEYS_METHOD_DELETE,
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(changes); i++)
+                if (STREQ(name, changes[i]))
+                        return true;
+        return false;
+}
+
 void api_dispatch(struct connection *c, struct varlink_call *call, void *userdata)
 {
         struct api *a = userdata;
@@ -84,6 +99,22 @@ void api_dispatch(struct connection *c, struct varlink_call *call, void *userdat
         if (call->more && !m->more) {
                 (void)connection_reply_error(c, VARLINK_ERROR_INVALID_PARAMETER,
                                              json_pack("{s:s}", "parameter", "more"));
+                return;
+        }
+        if (fleet_refuses_changes(a->fleet) && method_changes_keys(m->name)) {
+                (void)connection_reply_error(c, KEYS_ERROR_MANAGED_CENTRALLY,
+                                             json_pack("{s:s, s:s}", "prefix",
+                                                       a->config->fleet_prefix, "endpoints",
+                                                       a->config->fleet_endpoints));
+                return;
+        }
+        if (a->fleet && !fleet_refuses_changes(a->fleet) && method_changes_keys(m->name) &&
+            !fleet_can_write(a->fleet)) {
+                (void)connection_reply_error(
+                    c, KEYS_ERROR_INTERNAL_ERROR,
+                    json_pack("{s:s}", "reason",
+                              "no etcd member with a leader can be reached (apikeyctl status "
+                              "says why); nothing was changed"));
                 return;
         }
         q.method = m->name;

@@ -11,6 +11,7 @@
 
 #include <sodium.h>
 
+#include "fleet.h"
 #include "log.h"
 #include "methods.h"
 #include "text_check.h"
@@ -207,6 +208,8 @@ static int verify_run(struct request *q, const struct verify_args *v)
                 else
                         code = VERIFY_CODE_VALID;
         }
+        if (a->fleet)
+                code = fleet_verify_code(a->fleet, code, tok_id);
         code = api_lockout_apply(q, V_USER(v), V_RHOST(v), v->text[VERIFY_RUSER], code, matched,
                                  tok_id);
         valid = code == VERIFY_CODE_VALID;

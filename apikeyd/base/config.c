@@ -16,6 +16,7 @@
 #define TIB (GIB * 1024)
 
 #define DEFAULT_ADMIN_GROUP      "apikey-admin"
+#define DEFAULT_FLEET_PREFIX     "/apikeyd/v1"
 #define DEFAULT_AUDIT_MAX_EVENTS 100000
 /* An eighth of the default max_connections (256); see config_reserved_connections(). */
 #define DEFAULT_RESERVED_CONNECTIONS 32
@@ -35,6 +36,11 @@ enum option_kind {
         OPT_SIZE,     /* a size_t or uint64_t field in bytes, between min and max */
         OPT_MAX_LIFETIME,
         OPT_DEFAULT_LIFETIME,
+        OPT_FLEET_ENDPOINTS, /* a char * field: URLs, or "none" */
+        OPT_FLEET_PREFIX,
+        OPT_FLEET_HOST, /* a char * field: a name, or "%H" (NULL: the host name) */
+        OPT_NAME,       /* a char * field: a name without blanks or controls, or "none" */
+        OPT_PATH,       /* a char * field: an absolute path, or "none" */
 };
 
 struct option {
@@ -81,7 +87,42 @@ static const struct option options[] = {
     /* 64T: x86-64 gives a process 128T of address space, and the map
      * must fit in it with everything else. */
     {"map_size", OPT_SIZE, FIELD(map_size), MIB, 64 * TIB, 0, "expected a size from 1M to 64T"},
+    {"fleet_endpoints", OPT_FLEET_ENDPOINTS, FIELD(fleet_endpoints), 0, 0, 0,
+     "expected 'none' or up to 16 comma-separated URLs http://host:port or https://host:port"},
+    {"fleet_prefix", OPT_FLEET_PREFIX, FIELD(fleet_prefix), 0, 0, 0,
+     "expected a path such as /apikeyd/v1: '/' and segments of A-Z a-z 0-9 . _ -, "
+     "at most 128 characters"},
+    {"fleet_host", OPT_FLEET_HOST, FIELD(fleet_host), 0, 0, 0,
+     "expected '%H' (the host name) or 1 to 64 characters A-Z a-z 0-9 . _ -"},
+    {"fleet_manage", OPT_BOOL, FIELD(fleet_manage), 0, 0, 0, "expected yes or no"},
+    {"fleet_offline_max_age", OPT_DURATION, FIELD(fleet_offline_max_age_usec), USEC_PER_SEC,
+     365 * USEC_PER_DAY, 0, "expected a duration from 1s to 365d"},
+    {"fleet_user", OPT_NAME, FIELD(fleet_user), 0, 0, 0,
+     "expected 'none' or a user name without blanks or control characters"},
+    {"fleet_password_file", OPT_PATH, FIELD(fleet_password_file), 0, 0, 0,
+     "expected 'none' or an absolute path"},
+    {"fleet_cacert", OPT_PATH, FIELD(fleet_cacert), 0, 0, 0, "expected 'none' or an absolute path"},
+    {"fleet_cert", OPT_PATH, FIELD(fleet_cert), 0, 0, 0, "expected 'none' or an absolute path"},
+    {"fleet_key", OPT_PATH, FIELD(fleet_key), 0, 0, 0, "expected 'none' or an absolute path"},
 };
+
+/* The fields that own a string: copied with the config, freed with it. */
+static const size_t string_fields[] = {
+    offsetof(struct apikeyd_config, admin_group),
+    offsetof(struct apikeyd_config, fleet_endpoints),
+    offsetof(struct apikeyd_config, fleet_prefix),
+    offsetof(struct apikeyd_config, fleet_host),
+    offsetof(struct apikeyd_config, fleet_user),
+    offsetof(struct apikeyd_config, fleet_password_file),
+    offsetof(struct apikeyd_config, fleet_cacert),
+    offsetof(struct apikeyd_config, fleet_cert),
+    offsetof(struct apikeyd_config, fleet_key),
+};
+
+static char **string_field(struct apikeyd_config *c, size_t offset)
+{
+        return (char **)(void *)((char *)c + offset);
+}
 
 const char *config_option_name(size_t i)
 {
@@ -105,17 +146,38 @@ int config_init_defaults(struct apikeyd_config *c)
             .lockout_threshold = 10,
             .lockout_window_usec = 15 * USEC_PER_MIN,
             .map_size = 4 * GIB,
+            .fleet_offline_max_age_usec = 72 * USEC_PER_HOUR,
         };
         c->admin_group = strdup(DEFAULT_ADMIN_GROUP);
-        return c->admin_group ? 0 : -ENOMEM;
+        c->fleet_prefix = strdup(DEFAULT_FLEET_PREFIX);
+        return c->admin_group && c->fleet_prefix ? 0 : -ENOMEM;
 }
 
 void config_done(struct apikeyd_config *c)
 {
         if (!c)
                 return;
-        free(c->admin_group);
-        c->admin_group = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(string_fields); i++) {
+                char **f = string_field(c, string_fields[i]);
+
+                free(*f);
+                *f = NULL;
+        }
+}
+
+/* `to` as a copy of `from`, with copies of the strings it owns. */
+static int config_copy(struct apikeyd_config *to, const struct apikeyd_config *from)
+{
+        *to = *from;
+        for (size_t i = 0; i < ELEMENTSOF(string_fields); i++)
+                *string_field(to, string_fields[i]) = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(string_fields); i++) {
+                const char *s = *string_field((struct apikeyd_config *)from, string_fields[i]);
+
+                if (s && !(*string_field(to, string_fields[i]) = strdup(s)))
+                        return -ENOMEM;
+        }
+        return 0;
 }
 
 static bool is_blank(char c)
@@ -238,6 +300,138 @@ static bool group_name_valid(const char *s)
         return digits < len;
 }
 
+static bool is_name_char(char ch)
+{
+        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+               ch == '.' || ch == '_' || ch == '-';
+}
+
+/* A path segment in etcd or a host's name there: not "." or "..", which read as paths. */
+static bool segment_valid(const char *s, size_t len)
+{
+        if (len == 0 || (len <= 2 && strspn(s, ".") >= len))
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (!is_name_char(s[i]))
+                        return false;
+        return true;
+}
+
+static bool fleet_prefix_valid(const char *s)
+{
+        size_t len = strlen(s);
+
+        if (len < 2 || len > CONFIG_FLEET_PREFIX_MAX || s[0] != '/')
+                return false;
+        for (const char *p = s + 1; *p;) {
+                size_t n = strcspn(p, "/");
+
+                if (!segment_valid(p, n))
+                        return false;
+                p += n;
+                if (*p == '/')
+                        p++;
+                if (p[-1] == '/' && !*p)
+                        return false; /* a trailing '/' */
+        }
+        return true;
+}
+
+/* One URL: http:// or https://, a host (a name, an IPv4 address or [IPv6]), an optional :port. */
+static bool fleet_url_valid(const char *s, size_t len)
+{
+        size_t skip, host = 0;
+
+        if (len > CONFIG_FLEET_URL_MAX)
+                return false;
+        if (len > 7 && strncmp(s, "http://", 7) == 0)
+                skip = 7;
+        else if (len > 8 && strncmp(s, "https://", 8) == 0)
+                skip = 8;
+        else
+                return false;
+        s += skip;
+        len -= skip;
+        if (len > 0 && s[0] == '[') {
+                for (host = 1; host < len && s[host] != ']'; host++)
+                        if (!((s[host] >= '0' && s[host] <= '9') ||
+                              (s[host] >= 'a' && s[host] <= 'f') ||
+                              (s[host] >= 'A' && s[host] <= 'F') || s[host] == ':' ||
+                              s[host] == '.'))
+                                return false;
+                if (host == len || host == 1)
+                        return false;
+                host++;
+        } else {
+                while (host < len && (is_name_char(s[host]) && s[host] != '_'))
+                        host++;
+                if (host == 0)
+                        return false;
+        }
+        if (host == len)
+                return true;
+        if (s[host] != ':' || host + 1 == len || len - host - 1 > 5)
+                return false;
+        uint64_t port = 0;
+        for (size_t i = host + 1; i < len; i++) {
+                if (s[i] < '0' || s[i] > '9')
+                        return false;
+                port = port * 10 + (uint64_t)(s[i] - '0');
+        }
+        return port >= 1 && port <= 65535;
+}
+
+static bool fleet_endpoints_valid(const char *s)
+{
+        unsigned n = 0;
+
+        for (const char *p = s;; p++) {
+                size_t len = strcspn(p, ",");
+
+                if (++n > CONFIG_FLEET_ENDPOINTS_MAX || !fleet_url_valid(p, len))
+                        return false;
+                p += len;
+                if (!*p)
+                        return true;
+        }
+}
+
+static bool fleet_user_valid(const char *s)
+{
+        size_t len = strlen(s);
+
+        if (len == 0 || len > 256)
+                return false;
+        for (const char *p = s; *p; p++)
+                if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == '#')
+                        return false;
+        return true;
+}
+
+static bool path_valid(const char *s)
+{
+        size_t len = strlen(s);
+
+        if (len < 2 || len > 4096 || s[0] != '/')
+                return false;
+        for (const char *p = s; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '#')
+                        return false;
+        return true;
+}
+
+/* Set a string field to a copy of `value`, or to NULL. */
+static int store_string(struct apikeyd_config *c, const struct option *o, const char *value)
+{
+        char **f = string_field(c, o->offset), *copy = NULL;
+
+        if (value && !(copy = strdup(value)))
+                return -ENOMEM;
+        free(*f);
+        *f = copy;
+        return 0;
+}
+
 static void store_uint(struct apikeyd_config *c, const struct option *o, uint64_t v)
 {
         void *field = (char *)c + o->offset;
@@ -259,18 +453,33 @@ static int option_apply(struct apikeyd_config *c, const struct option *o, const 
         int r;
 
         switch (o->kind) {
-        case OPT_GROUP: {
-                char *copy;
-
+        case OPT_GROUP:
                 if (!group_name_valid(value))
                         return -EINVAL;
-                copy = strdup(value);
-                if (!copy)
-                        return -ENOMEM;
-                free(c->admin_group);
-                c->admin_group = copy;
-                return 0;
-        }
+                return store_string(c, o, value);
+        case OPT_FLEET_ENDPOINTS:
+                if (keyword_is(value, "none"))
+                        return store_string(c, o, NULL);
+                if (!fleet_endpoints_valid(value))
+                        return -EINVAL;
+                return store_string(c, o, value);
+        case OPT_FLEET_PREFIX:
+                if (!fleet_prefix_valid(value))
+                        return -EINVAL;
+                return store_string(c, o, value);
+        case OPT_FLEET_HOST:
+                if (STREQ(value, "%H"))
+                        return store_string(c, o, NULL);
+                if (strlen(value) > CONFIG_FLEET_HOST_MAX || !segment_valid(value, strlen(value)))
+                        return -EINVAL;
+                return store_string(c, o, value);
+        case OPT_NAME:
+        case OPT_PATH:
+                if (keyword_is(value, "none"))
+                        return store_string(c, o, NULL);
+                if (o->kind == OPT_NAME ? !fleet_user_valid(value) : !path_valid(value))
+                        return -EINVAL;
+                return store_string(c, o, value);
         case OPT_PREFIX:
                 if (!token_prefix_valid(value))
                         return -EINVAL;
@@ -485,6 +694,30 @@ static int check_connections(const struct apikeyd_config *c, const unsigned seen
                        c->reserved_connections, c->max_connections);
 }
 
+/* Options that only work together: a user needs a password, a certificate its key. */
+static int check_fleet_pairs(const struct apikeyd_config *c, const unsigned seen[],
+                             const char *name, char **ret_error)
+{
+        static const char *const pairs[][2] = {
+            {"fleet_user", "fleet_password_file"},
+            {"fleet_password_file", "fleet_user"},
+            {"fleet_cert", "fleet_key"},
+            {"fleet_key", "fleet_cert"},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(pairs); i++) {
+                const struct option *a = option_find(pairs[i][0]), *b = option_find(pairs[i][1]);
+                unsigned line = seen[a - options];
+
+                if (*string_field((struct apikeyd_config *)c, a->offset) &&
+                    !*string_field((struct apikeyd_config *)c, b->offset))
+                        return fail_at(ret_error, name, line ? line : seen[b - options],
+                                       "%s is set but %s is not: set both, or neither", a->name,
+                                       b->name);
+        }
+        return 0;
+}
+
 int config_parse_string(struct apikeyd_config *c, const char *text, const char *name_for_errors,
                         char **ret_error)
 {
@@ -501,13 +734,9 @@ int config_parse_string(struct apikeyd_config *c, const char *text, const char *
                 return -EINVAL;
 
         /* Work on a copy, so that a file with an error is not half applied. */
-        next = *c;
-        next.admin_group = NULL;
-        if (c->admin_group) {
-                next.admin_group = strdup(c->admin_group);
-                if (!next.admin_group)
-                        return -ENOMEM;
-        }
+        r = config_copy(&next, c);
+        if (r < 0)
+                return r;
 
         /* Editors on other systems start files with a UTF-8 byte order mark. */
         if (strncmp(p, "\xEF\xBB\xBF", 3) == 0)
@@ -529,10 +758,13 @@ int config_parse_string(struct apikeyd_config *c, const char *text, const char *
         r = check_connections(&next, seen, name, ret_error);
         if (r < 0)
                 return r;
+        r = check_fleet_pairs(&next, seen, name, ret_error);
+        if (r < 0)
+                return r;
 
         config_done(c);
         *c = next;
-        next.admin_group = NULL;
+        next = (struct apikeyd_config){};
         return 0;
 }
 

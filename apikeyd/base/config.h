@@ -55,6 +55,23 @@
  *   lockout_window            15m           see lockout_threshold, 1s-7d
  *   map_size                  4G            LMDB map size (the largest the keystore
  *                                           may grow to before it is resized), >= 1M
+ *   fleet_endpoints           none          etcd members' client URLs (http:// or
+ *                                           https://), comma-separated, at most 16;
+ *                                           fleet mode is on when set
+ *   fleet_prefix              /apikeyd/v1   where in etcd the fleet's keys live: '/'
+ *                                           and path segments of A-Z a-z 0-9 . _ -
+ *   fleet_host                %H            this host's name in the fleet; %H = the
+ *                                           host name; 1-64 of A-Z a-z 0-9 . _ -
+ *   fleet_manage              no            whether management calls here write to
+ *                                           etcd (yes) or are refused (no)
+ *   fleet_offline_max_age     72h           how long known keys stay valid without
+ *                                           contact with etcd, 1s-365d
+ *   fleet_user                none          etcd user name (with fleet_password_file)
+ *   fleet_password_file       none          file holding that user's password
+ *   fleet_cacert              none          CA bundle that signs the members' certificates
+ *                                           (none: the system's)
+ *   fleet_cert                none          client certificate for etcd (with fleet_key)
+ *   fleet_key                 none          its private key
  *
  * apikeyd.conf.example lists the same options with their defaults; a unit
  * test keeps the three (this table, the example, the code) in step.
@@ -90,7 +107,23 @@ struct apikeyd_config {
         unsigned lockout_threshold; /* 0 = off */
         uint64_t lockout_window_usec;
         uint64_t map_size; /* bytes */
+        /* Fleet mode (on when fleet_endpoints is set); strings owned, NULL = none. */
+        char *fleet_endpoints;
+        char *fleet_prefix; /* never NULL */
+        char *fleet_host;   /* NULL = the host name */
+        bool fleet_manage;
+        uint64_t fleet_offline_max_age_usec;
+        char *fleet_user;
+        char *fleet_password_file;
+        char *fleet_cacert;
+        char *fleet_cert;
+        char *fleet_key;
 };
+
+#define CONFIG_FLEET_ENDPOINTS_MAX 16
+#define CONFIG_FLEET_URL_MAX       256
+#define CONFIG_FLEET_PREFIX_MAX    128
+#define CONFIG_FLEET_HOST_MAX      64
 
 /*
  * Fill `c` with the defaults in the table above.  Returns 0 or -ENOMEM;

@@ -244,6 +244,67 @@ int cmd_lockout(struct ctl *c, struct args *a)
         return 0;
 }
 
+/* Fleet mode's lines of `status`: who this host is, what it follows, how fresh it is. */
+static int print_fleet(json_t *fleet)
+{
+        char host[256], state[256], pepper[128];
+        const char *error = param_str(fleet, "last_error");
+        json_t *stale = json_object_get(fleet, "stale_ms");
+        int r;
+
+        if (!json_is_object(fleet))
+                return 0;
+        snprintf(host, sizeof(host), "host %s, %s, etcd at %s",
+                 param_str(fleet, "host") ? param_str(fleet, "host") : "?",
+                 json_is_true(json_object_get(fleet, "manage")) ? "manages keys"
+                                                                : "keys managed centrally",
+                 param_str(fleet, "endpoint") ? param_str(fleet, "endpoint") : "?");
+        if (json_is_integer(stale))
+                snprintf(state, sizeof(state), "%s, revision %lld applied, last contact %.1fs ago",
+                         json_is_true(json_object_get(fleet, "online")) ? "online" : "OFFLINE",
+                         (long long)json_integer_value(json_object_get(fleet, "applied_revision")),
+                         (double)json_integer_value(stale) / 1000.0);
+        else
+                snprintf(state, sizeof(state), "%s, revision %lld applied, never in contact",
+                         json_is_true(json_object_get(fleet, "online")) ? "online" : "OFFLINE",
+                         (long long)json_integer_value(json_object_get(fleet, "applied_revision")));
+        snprintf(pepper, sizeof(pepper), "%s",
+                 param_str(fleet, "pepper") ? param_str(fleet, "pepper") : "?");
+        r = print_field("Fleet", host);
+        if (r >= 0)
+                r = print_field("Fleet state", state);
+        if (r >= 0)
+                r = print_field("Pepper", pepper);
+        if (r >= 0 && error)
+                r = print_field("Fleet error", error);
+        if (r >= 0 && json_is_array(json_object_get(fleet, "hosts"))) {
+                json_t *hosts = json_object_get(fleet, "hosts"), *h;
+                json_int_t mine = json_integer_value(json_object_get(fleet, "applied_revision"));
+                char line[512];
+                size_t i, behind = 0, used;
+
+                used =
+                    (size_t)snprintf(line, sizeof(line), "%zu reporting", json_array_size(hosts));
+                json_array_foreach(hosts, i, h)
+                {
+                        json_int_t rev = json_integer_value(json_object_get(h, "applied_revision"));
+
+                        if (rev >= mine)
+                                continue;
+                        if (behind++ < 5 && used < sizeof(line))
+                                used += (size_t)snprintf(
+                                    line + used, sizeof(line) - used, "%s%s at revision %lld",
+                                    behind == 1 ? "; behind: " : ", ",
+                                    param_str(h, "host") ? param_str(h, "host") : "?",
+                                    (long long)rev);
+                }
+                if (behind > 5 && used < sizeof(line))
+                        snprintf(line + used, sizeof(line) - used, " and %zu more", behind - 5);
+                r = print_field("Hosts", line);
+        }
+        return r;
+}
+
 int cmd_status(struct ctl *c, struct args *a)
 {
         json_auto_t *reply = NULL;
@@ -289,5 +350,5 @@ int cmd_status(struct ctl *c, struct args *a)
                 if (r < 0)
                         return r;
         }
-        return 0;
+        return print_fleet(json_object_get(reply, "fleet"));
 }

@@ -196,6 +196,11 @@ static int daemon_error(const char *error, const json_t *p)
         else if (IS(KEYS_ERROR_INTERNAL_ERROR))
                 err("the daemon failed: %s; nothing was changed, and its log says more [%s]",
                     (s = param_str(p, "reason")) ? s : "no reason given", error);
+        else if (IS(KEYS_ERROR_MANAGED_CENTRALLY))
+                err("keys are managed centrally: this host follows the fleet's keys in etcd (%s, "
+                    "under %s); change them on a host with fleet_manage = yes [%s]",
+                    (s = param_str(p, "endpoints")) ? s : "", (t = param_str(p, "prefix")) ? t : "",
+                    error);
         else if (IS(KEYS_ERROR_MESSAGE_TOO_LARGE))
                 err("the request is larger than the daemon accepts (%lld bytes) [%s]", (long long)n,
                     error);

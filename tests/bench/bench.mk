@@ -54,3 +54,10 @@ bench: bench-build
 bench-quick: bench-build
 	$(BENCH_PY) tests/bench/run.py --build $(BUILD) --quick --out $(BENCH_DIR)/RESULTS-quick.md \
 		--cflags '$(CFLAGS)' --cc '$(CC)' $(BENCH_ARGS)
+
+# Fleet mode: propagation of a manager's revoke to 5 and 50 hosts on a local
+# 3-member etcd cluster (tests/bench/fleet_bench.py; a minute or two).
+.PHONY: bench-fleet
+bench-fleet: bench-build
+	$(BENCH_PY) tests/bench/fleet_bench.py --build $(BUILD) --out $(BENCH_DIR)/FLEET.md \
+		$(BENCH_ARGS)

@@ -41,10 +41,21 @@ static void check_bounds(const struct apikeyd_config *c)
         CHECK(c->lockout_threshold <= 1000000);
         CHECK(c->lockout_window_usec >= USEC_PER_SEC && c->lockout_window_usec <= 7 * USEC_PER_DAY);
         CHECK(c->map_size >= 1024 * 1024);
+        CHECK(c->fleet_prefix && c->fleet_prefix[0] == '/');
+        CHECK(c->fleet_offline_max_age_usec >= USEC_PER_SEC &&
+              c->fleet_offline_max_age_usec <= 365 * USEC_PER_DAY);
+        /* Options that go in pairs are both set or neither. */
+        CHECK(!c->fleet_user == !c->fleet_password_file);
+        CHECK(!c->fleet_cert == !c->fleet_key);
         /* A lifetime limit implies a default within it. */
         if (c->user_max_lifetime_usec != 0)
                 CHECK(c->user_default_lifetime_usec != 0 &&
                       c->user_default_lifetime_usec <= c->user_max_lifetime_usec);
+}
+
+static bool string_equal(const char *a, const char *b)
+{
+        return a == b || (a && b && strcmp(a, b) == 0);
 }
 
 static bool config_equal(const struct apikeyd_config *a, const struct apikeyd_config *b)
@@ -52,6 +63,16 @@ static bool config_equal(const struct apikeyd_config *a, const struct apikeyd_co
         struct apikeyd_config x = *a, y = *b;
 
         if (strcmp(a->admin_group, b->admin_group) != 0)
+                return false;
+        if (!string_equal(a->fleet_endpoints, b->fleet_endpoints) ||
+            !string_equal(a->fleet_prefix, b->fleet_prefix) ||
+            !string_equal(a->fleet_host, b->fleet_host) ||
+            !string_equal(a->fleet_user, b->fleet_user) ||
+            !string_equal(a->fleet_password_file, b->fleet_password_file) ||
+            !string_equal(a->fleet_cacert, b->fleet_cacert) ||
+            !string_equal(a->fleet_cert, b->fleet_cert) ||
+            !string_equal(a->fleet_key, b->fleet_key) || a->fleet_manage != b->fleet_manage ||
+            a->fleet_offline_max_age_usec != b->fleet_offline_max_age_usec)
                 return false;
         x.admin_group = y.admin_group = NULL;
         /* Compare field by field: the struct has padding. */

@@ -43,6 +43,16 @@ static void assert_defaults(const struct apikeyd_config *c)
         assert_int_equal(c->lockout_threshold, 10);
         assert_true(c->lockout_window_usec == 15 * USEC_PER_MIN);
         assert_true(c->map_size == 4 * GIB);
+        assert_null(c->fleet_endpoints);
+        assert_string_equal(c->fleet_prefix, "/apikeyd/v1");
+        assert_null(c->fleet_host);
+        assert_false(c->fleet_manage);
+        assert_true(c->fleet_offline_max_age_usec == 72 * USEC_PER_HOUR);
+        assert_null(c->fleet_user);
+        assert_null(c->fleet_password_file);
+        assert_null(c->fleet_cacert);
+        assert_null(c->fleet_cert);
+        assert_null(c->fleet_key);
 }
 
 static void init(struct apikeyd_config *c)
@@ -840,7 +850,7 @@ static void test_every_option_documented(void **state)
                 assert_null(strstr(hit + 1, needle));
                 free(needle);
         }
-        assert_int_equal(n_options, 16);
+        assert_int_equal(n_options, 26);
 
         /* config.h's table lists the same options, in the same order. */
         table = strstr(header, "Options (name, default, meaning):");
@@ -900,6 +910,111 @@ static void test_every_option_documented(void **state)
         free(h_path);
 }
 
+static void test_fleet_options(void **state)
+{
+        struct apikeyd_config c;
+
+        parse_ok(&c, "fleet_endpoints = http://127.0.0.1:2379,https://etcd-2.example.com:2379,"
+                     "http://[::1]:23790,http://etcd3");
+        assert_string_equal(c.fleet_endpoints, "http://127.0.0.1:2379,https://etcd-2.example.com:"
+                                               "2379,http://[::1]:23790,http://etcd3");
+        config_done(&c);
+        parse_ok(&c, "fleet_endpoints = http://a:1\nfleet_prefix = /corp/keys-2\n"
+                     "fleet_host = web-01.example.com\nfleet_manage = yes\n"
+                     "fleet_offline_max_age = 30m\nfleet_user = web-01\n"
+                     "fleet_password_file = /etc/apikeyd/etcd-password\n"
+                     "fleet_cacert = /etc/apikeyd/ca.pem\nfleet_cert = /etc/apikeyd/host.pem\n"
+                     "fleet_key = /etc/apikeyd/host.key");
+        assert_string_equal(c.fleet_endpoints, "http://a:1");
+        assert_string_equal(c.fleet_prefix, "/corp/keys-2");
+        assert_string_equal(c.fleet_host, "web-01.example.com");
+        assert_true(c.fleet_manage);
+        assert_true(c.fleet_offline_max_age_usec == 30 * USEC_PER_MIN);
+        assert_string_equal(c.fleet_user, "web-01");
+        assert_string_equal(c.fleet_password_file, "/etc/apikeyd/etcd-password");
+        assert_string_equal(c.fleet_cacert, "/etc/apikeyd/ca.pem");
+        assert_string_equal(c.fleet_cert, "/etc/apikeyd/host.pem");
+        assert_string_equal(c.fleet_key, "/etc/apikeyd/host.key");
+
+        /* A second file takes them back: none and %H are the defaults. */
+        assert_int_equal(config_parse_string(&c,
+                                             "fleet_endpoints = None\nfleet_host = %H\n"
+                                             "fleet_user = none\nfleet_password_file = none\n"
+                                             "fleet_cert = none\nfleet_key = none\n"
+                                             "fleet_cacert = none\nfleet_manage = no\n"
+                                             "fleet_prefix = /apikeyd/v1\n"
+                                             "fleet_offline_max_age = 72h",
+                                             NAME, NULL),
+                         0);
+        assert_defaults(&c);
+        config_done(&c);
+
+        static const struct {
+                const char *text, *error;
+        } cases[] = {
+            {"fleet_endpoints = 127.0.0.1:2379",
+             NAME ":1: invalid value '127.0.0.1:2379' for fleet_endpoints: expected 'none' or up "
+                  "to 16 comma-separated URLs http://host:port or https://host:port"},
+            {"fleet_endpoints = http://a:2379,,http://b:2379",
+             NAME ":1: invalid value 'http://a:2379,,http://b:2379' for fleet_endpoints: expected "
+                  "'none' or up to 16 comma-separated URLs http://host:port or https://host:port"},
+            {"fleet_endpoints = http://a:2379/v3",
+             NAME ":1: invalid value 'http://a:2379/v3' for fleet_endpoints: expected 'none' or up "
+                  "to 16 comma-separated URLs http://host:port or https://host:port"},
+            {"fleet_endpoints = http://a:65536",
+             NAME ":1: invalid value 'http://a:65536' for fleet_endpoints: expected 'none' or up "
+                  "to 16 comma-separated URLs http://host:port or https://host:port"},
+            {"fleet_endpoints = "
+             "http://a,http://a,http://a,http://a,http://a,http://a,http://a,http://a,"
+             "http://a,http://a,http://a,http://a,http://a,http://a,http://a,http://a,http://a",
+             NAME ":1: invalid value 'http://a,http://a,http://a,http://a,http://a,http://a,"
+                  "http://a,h...' for fleet_endpoints: expected 'none' or up to 16 comma-separated "
+                  "URLs http://host:port or https://host:port"},
+            {"fleet_prefix = apikeyd",
+             NAME ":1: invalid value 'apikeyd' for fleet_prefix: expected "
+                  "a path such as /apikeyd/v1: '/' and segments of A-Z "
+                  "a-z 0-9 . _ -, at most 128 characters"},
+            {"fleet_prefix = /apikeyd/", NAME ":1: invalid value '/apikeyd/' for fleet_prefix: "
+                                              "expected a path such as /apikeyd/v1: '/' and "
+                                              "segments of A-Z a-z 0-9 . _ -, at most 128 "
+                                              "characters"},
+            {"fleet_prefix = /a//b", NAME ":1: invalid value '/a//b' for fleet_prefix: expected a "
+                                          "path such as /apikeyd/v1: '/' and segments of A-Z a-z "
+                                          "0-9 . _ -, at most 128 characters"},
+            {"fleet_prefix = /a/../b",
+             NAME ":1: invalid value '/a/../b' for fleet_prefix: expected "
+                  "a path such as /apikeyd/v1: '/' and segments of A-Z "
+                  "a-z 0-9 . _ -, at most 128 characters"},
+            {"fleet_host = web 01", NAME ":1: invalid value 'web 01' for fleet_host: expected '%H' "
+                                         "(the host name) or 1 to 64 characters A-Z a-z 0-9 . _ -"},
+            {"fleet_host = a/b", NAME ":1: invalid value 'a/b' for fleet_host: expected '%H' (the "
+                                      "host name) or 1 to 64 characters A-Z a-z 0-9 . _ -"},
+            {"fleet_manage = sometimes",
+             NAME ":1: invalid value 'sometimes' for fleet_manage: expected yes or no"},
+            {"fleet_offline_max_age = 0s", NAME ":1: invalid value '0s' for fleet_offline_max_age: "
+                                                "expected a duration from 1s to 365d"},
+            {"fleet_offline_max_age = 366d",
+             NAME ":1: invalid value '366d' for fleet_offline_max_age: expected a duration from 1s "
+                  "to 365d"},
+            {"fleet_user = a b",
+             NAME ":1: invalid value 'a b' for fleet_user: expected 'none' or a "
+                  "user name without blanks or control characters"},
+            {"fleet_password_file = etcd-password",
+             NAME ":1: invalid value 'etcd-password' for fleet_password_file: expected 'none' or "
+                  "an absolute path"},
+            {"fleet_user = web-01",
+             NAME ":1: fleet_user is set but fleet_password_file is not: set both, or neither"},
+            {"\nfleet_password_file = /p",
+             NAME ":2: fleet_password_file is set but fleet_user is not: set both, or neither"},
+            {"fleet_cert = /c.pem",
+             NAME ":1: fleet_cert is set but fleet_key is not: set both, or neither"},
+            {"fleet_key = /c.key\nfleet_cert = none",
+             NAME ":1: fleet_key is set but fleet_cert is not: set both, or neither"},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                parse_fails(cases[i].text, cases[i].error);
+}
+
 static void test_garbage_never_crashes(void **state)
 {
         static const char alphabet[] = "=# \t\r\nayk0159_-:msdhKMGTnoe\xff";
@@ -956,6 +1071,7 @@ int main(void)
             cmocka_unit_test(test_unreadable_files),
             cmocka_unit_test(test_example_is_the_defaults),
             cmocka_unit_test(test_every_option_documented),
+            cmocka_unit_test(test_fleet_options),
             cmocka_unit_test(test_garbage_never_crashes),
         };
         return cmocka_run_group_tests_name("config", tests, NULL, NULL);

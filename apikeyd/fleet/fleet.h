@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fleet mode: this host's keystore as a replica of the fleet's keys in
+ * etcd (fleet.c), and what the API asks of it.  The only header of
+ * apikeyd/fleet/ that api/ and main include.
+ *
+ * The replica follows etcd on the event loop (etcd_client.h): a check of
+ * the member and the pepper's fingerprint, a full resync when needed
+ * (paged range pinned to one revision, then what etcd no longer has
+ * removed), then one watch from the applied revision + 1.  Each revision
+ * is written through the writer, one transaction with the applied revision
+ * (keystore_fleet.h).  A probe every second (a linearizable read, which
+ * only a member with a leader answers) is the "confirmed contact" that
+ * decides whether the host is online.  Verify never waits on any of it.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "keys_proto.h"
+#include "keystore.h"
+#include "macro.h"
+#include "token_crypto.h"
+#include "writer.h"
+
+struct fleet;
+
+struct fleet_setup {
+        const struct apikeyd_config *config; /* fleet_endpoints set */
+        sd_event *event;
+        struct keystore *ks;
+        struct writer *writer;
+        uint8_t pepper_fingerprint[PEPPER_FINGERPRINT_SIZE];
+};
+
+/* Start following etcd.  0 or a negative errno (the reason logged). */
+int fleet_new(const struct fleet_setup *s, struct fleet **ret) _warn_unused_;
+/* After the writer is freed (its completions refer to the fleet). */
+void fleet_free(struct fleet *f);
+
+/*
+ * Verify's code as fleet mode decides it, from the code the keystore gave
+ * and the token's key id (NULL or "" if none): unchanged while online; a
+ * key the replica does not know answers UNAVAILABLE while offline, and
+ * past fleet_offline_max_age so does every key that would have been VALID;
+ * refusals (REVOKED, DISABLED ...) stand.  With a pepper that differs from
+ * the fleet's, every key answers UNAVAILABLE.  Never waits.
+ */
+enum verify_code fleet_verify_code(struct fleet *f, enum verify_code code, const char *id);
+
+/* Whether management calls are refused here (fleet_manage = no). */
+bool fleet_refuses_changes(const struct fleet *f);
+
+/*
+ * On a manager (fleet_manage = yes), after a management change to key
+ * `id` was made in the local keystore: write the key's record as it is
+ * now (or its deletion), with every key created through it when
+ * `with_descendants` (a revoke or delete revokes them), to etcd in one
+ * Txn that succeeds only if none of them changed in etcd since this
+ * replica saw them (create only if absent; update only from the
+ * revision read; a revoked key, final here, stays final there).  `done`
+ * runs once this replica has applied the Txn's revision (read your
+ * writes), with 0, or -ESTALE (changed in etcd meanwhile: the replica
+ * resyncs, which undoes the local change), -ETIMEDOUT or another error
+ * (etcd not reached; the next resync settles it).
+ */
+typedef void (*fleet_published_fn)(int r, void *userdata);
+
+/* What a caller is told when a manager's write failed with `r` (fleet_publish()'s errors). */
+const char *fleet_write_error(int r);
+
+/* Whether a manager can write now: online, with the fleet's pepper.  Else no change is tried. */
+bool fleet_can_write(const struct fleet *f);
+int fleet_publish(struct fleet *f, const char *id, bool with_descendants, fleet_published_fn done,
+                  void *userdata) _warn_unused_;
+
+/* GetStatus's `fleet` object (a new reference), or NULL when out of memory. */
+json_t *fleet_status(struct fleet *f);
+
+/*
+ * `apikeyd --fleet-push` (fleet_push.c): move this host's keystore into
+ * etcd, for a host that starts fleet mode with keys of its own.  Writes the
+ * pepper's fingerprint if etcd has none (and stops if etcd has another),
+ * then each key that etcd does not hold yet (one Txn each, created only if
+ * absent; a key etcd holds already is left as etcd has it), and marks the
+ * keystore as a replica at the last revision written, so the daemon starts
+ * in fleet mode on it (and resyncs, as a manager does).  Runs its own event
+ * loop; blocks until done.  Prints what it did; 0 or a negative errno (the
+ * reason printed).
+ */
+int fleet_push(const struct apikeyd_config *cfg, struct keystore *ks,
+               const uint8_t pepper_fingerprint[PEPPER_FINGERPRINT_SIZE]) _warn_unused_;
