@@ -485,6 +485,7 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
                 };
                 r = server_new(d.event, fd, &sopts, api_dispatch, &d.api, &d.server);
                 d.api.server = d.server;
+                d.api.event = d.event;
                 if (r >= 0)
                         server_set_fast_path(d.server, api_fast_path);
                 d.api.socket_path = bound ? o->socket : NULL;

@@ -74,6 +74,8 @@ struct api {
         const char *socket_path; /* NULL when systemd passed the socket */
         uint64_t started_at;     /* µs, realtime */
         struct server *server;
+        sd_event *event;                /* for the sessions' timer */
+        struct session_table *sessions; /* sessions.c */
 };
 
 #define API_SIGNATURE_SIZE 32

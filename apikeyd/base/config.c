@@ -81,6 +81,7 @@ static const struct option options[] = {
     /* 64T: x86-64 gives a process 128T of address space, and the map
      * must fit in it with everything else. */
     {"map_size", OPT_SIZE, FIELD(map_size), MIB, 64 * TIB, 0, "expected a size from 1M to 64T"},
+    {"end_sessions", OPT_BOOL, FIELD(end_sessions), 0, 0, 0, "expected yes or no"},
 };
 
 const char *config_option_name(size_t i)
@@ -105,6 +106,7 @@ int config_init_defaults(struct apikeyd_config *c)
             .lockout_threshold = 10,
             .lockout_window_usec = 15 * USEC_PER_MIN,
             .map_size = 4 * GIB,
+            .end_sessions = true,
         };
         c->admin_group = strdup(DEFAULT_ADMIN_GROUP);
         return c->admin_group ? 0 : -ENOMEM;

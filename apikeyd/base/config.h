@@ -55,6 +55,8 @@
  *   lockout_window            15m           see lockout_threshold, 1s-7d
  *   map_size                  4G            LMDB map size (the largest the keystore
  *                                           may grow to before it is resized), >= 1M
+ *   end_sessions              yes           end the login sessions a key opened when it
+ *                                           is revoked, disabled, deleted or expires
  *
  * apikeyd.conf.example lists the same options with their defaults; a unit
  * test keeps the three (this table, the example, the code) in step.
@@ -90,6 +92,7 @@ struct apikeyd_config {
         unsigned lockout_threshold; /* 0 = off */
         uint64_t lockout_window_usec;
         uint64_t map_size; /* bytes */
+        bool end_sessions; /* end a key's login sessions when it stops being usable */
 };
 
 /*

@@ -43,6 +43,7 @@ static void assert_defaults(const struct apikeyd_config *c)
         assert_int_equal(c->lockout_threshold, 10);
         assert_true(c->lockout_window_usec == 15 * USEC_PER_MIN);
         assert_true(c->map_size == 4 * GIB);
+        assert_true(c->end_sessions);
 }
 
 static void init(struct apikeyd_config *c)
@@ -290,6 +291,10 @@ static void test_each_option(void **state)
         config_done(&c);
         parse_ok(&c, "map_size = 1048576");
         assert_true(c.map_size == MIB);
+        config_done(&c);
+
+        parse_ok(&c, "end_sessions = no");
+        assert_false(c.end_sessions);
         config_done(&c);
 }
 
@@ -840,7 +845,7 @@ static void test_every_option_documented(void **state)
                 assert_null(strstr(hit + 1, needle));
                 free(needle);
         }
-        assert_int_equal(n_options, 16);
+        assert_int_equal(n_options, 17);
 
         /* config.h's table lists the same options, in the same order. */
         table = strstr(header, "Options (name, default, meaning):");

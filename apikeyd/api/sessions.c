@@ -1,0 +1,431 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Login sessions opened with a key: OpenSession, CloseSession and
+ * ListSessions, and the ending of every session whose key stops being
+ * usable.
+ *
+ * pam_apikey's session hook registers a session from inside sshd or sudo
+ * (root).  The daemon holds the registering process by a pidfd taken from
+ * the connection while it is open (SO_PEERPIDFD, or pidfd_open() of the
+ * SO_PEERCRED pid), never from a pid a caller names, so a recycled pid is
+ * never signalled.  After each change to a key, and every half second
+ * while sessions are open (for expiry), each session's key is checked as a
+ * login would be (status, expiry, the keys it was created through); a
+ * session whose key fails gets SIGTERM, then SIGKILL a second later.
+ * Sessions are kept in memory only.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <sodium.h>
+#include <systemd/sd-event.h>
+
+#include "log.h"
+#include "message_ids.h"
+#include "methods.h"
+#include "sessions.h"
+#include "state.h"
+#include "token.h"
+#include "timeutil.h"
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+#define SESSIONS_MAX       4096
+#define SESSION_ID_LEN     32
+#define SESSION_SWEEP_USEC (USEC_PER_SEC / 2)
+#define SESSION_GRACE_USEC USEC_PER_SEC
+
+struct session {
+        char id[SESSION_ID_LEN + 1];
+        char key_id[TOKEN_ID_LEN + 1];
+        char owner[KEY_OWNER_MAX + 1];
+        char user[KEY_FIELD_MAX + 1];
+        char service[KEY_FIELD_MAX + 1];
+        char rhost[KEY_FIELD_MAX + 1];
+        char tty[KEY_FIELD_MAX + 1];
+        pid_t pid;
+        int pidfd;
+        uint64_t since;     /* µs, realtime */
+        uint64_t ending_at; /* mono µs of the SIGTERM; 0 while live */
+};
+
+struct session_table {
+        struct session *s;
+        size_t n;
+        sd_event_source *timer;
+};
+
+static struct session_table *table(struct api *a)
+{
+        if (!a->sessions)
+                a->sessions = calloc(1, sizeof(*a->sessions));
+        return a->sessions;
+}
+
+static bool process_gone(int pidfd)
+{
+        struct pollfd p = {.fd = pidfd, .events = POLLIN};
+
+        return poll(&p, 1, 0) != 0; /* readable once the process has exited */
+}
+
+static void session_drop(struct session_table *t, size_t i)
+{
+        if (t->s[i].pidfd >= 0)
+                close(t->s[i].pidfd);
+        t->s[i] = t->s[--t->n];
+}
+
+static void session_log_end(struct api *a, const struct session *s, const char *why)
+{
+        struct audit_fields f = {0};
+        char detail[sizeof(((struct queued_verify *)0)->detail)];
+        char message[sizeof(detail) + TOKEN_ID_LEN + 64];
+        struct queued_verify *qv;
+
+        snprintf(detail, sizeof(detail), "user=%s service=%s rhost=%s tty=%s pid=%d: %s", s->user,
+                 s->service, s->rhost[0] ? s->rhost : "-", s->tty[0] ? s->tty : "-", (int)s->pid,
+                 why);
+        if (a->n_audit_queue < API_AUDIT_QUEUE_MAX && (qv = api_audit_queue_add(a))) {
+                *qv = (struct queued_verify){.time = now_usec()};
+                str_copy(qv->actor, sizeof(qv->actor), "apikeyd");
+                str_copy(qv->action, sizeof(qv->action), "end-session");
+                str_copy(qv->key_id, sizeof(qv->key_id), s->key_id);
+                str_copy(qv->result, sizeof(qv->result), "ENDED");
+                str_copy(qv->detail, sizeof(qv->detail), detail);
+        }
+        api_field(&f, MESSAGE_ID_SESSION_ENDED, "");
+        api_field(&f, "APIKEY_ID=", s->key_id);
+        api_field(&f, "APIKEY_USER=", s->user);
+        api_field(&f, "APIKEY_SERVICE=", s->service);
+        api_field(&f, "APIKEY_RHOST=", s->rhost);
+        api_field(&f, "APIKEY_TTY=", s->tty);
+        api_field_uint(&f, "APIKEY_SESSION_PID=", (unsigned long)s->pid);
+        snprintf(message, sizeof(message), "ending session of key %s: %s", s->key_id, detail);
+        log_fields(LOG_NOTICE, message, f.v, f.n);
+}
+
+/* Why the key of a session no longer lets it run, or NULL if it does. */
+static const char *session_key_unusable(struct api *a, const struct session *s, uint64_t now)
+{
+        _cleanup_free_ void *storage = NULL;
+        struct key_record rec;
+        char blocked[TOKEN_ID_LEN + 1];
+        int r = keystore_get(a->ks, s->key_id, &rec, &storage);
+
+        if (r == -ENOENT)
+                return "key deleted";
+        if (r < 0)
+                return NULL; /* cannot tell now: the next sweep asks again */
+        switch (record_effective_status(&rec, now)) {
+        case KEY_STATUS_ENABLED:
+                break;
+        case KEY_STATUS_DISABLED:
+                return "key disabled";
+        case KEY_STATUS_REVOKED:
+                return "key revoked";
+        case KEY_STATUS_EXPIRED:
+                return "key expired";
+        }
+        if (keystore_lineage(a->ks, &rec, now, blocked, NULL) > 0)
+                return "a key it was created through is no longer usable";
+        return NULL;
+}
+
+static void sessions_arm(struct api *a);
+
+void sessions_sweep(struct api *a)
+{
+        struct session_table *t = a->sessions;
+        uint64_t now = now_usec(), mono = mono_usec();
+
+        if (!t)
+                return;
+        for (size_t i = 0; i < t->n;) {
+                struct session *s = &t->s[i];
+                const char *why;
+
+                if (process_gone(s->pidfd)) {
+                        session_drop(t, i);
+                        continue;
+                }
+                if (s->ending_at) {
+                        if (mono - s->ending_at >= SESSION_GRACE_USEC) {
+                                (void)syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, NULL, 0);
+                                session_drop(t, i);
+                                continue;
+                        }
+                } else if (a->config->end_sessions && (why = session_key_unusable(a, s, now))) {
+                        session_log_end(a, s, why);
+                        if (syscall(SYS_pidfd_send_signal, s->pidfd, SIGTERM, NULL, 0) < 0)
+                                log_event(LOG_ERR, MESSAGE_ID_SESSION_ENDED,
+                                          "cannot signal pid %d of a session of key %s: %s",
+                                          (int)s->pid, s->key_id, strerror(errno));
+                        s->ending_at = mono;
+                }
+                i++;
+        }
+        sessions_arm(a);
+}
+
+static int on_sweep(sd_event_source *src, uint64_t usec, void *userdata)
+{
+        sessions_sweep(userdata);
+        return 0;
+}
+
+/* The sweep runs every half second while any session is open. */
+static void sessions_arm(struct api *a)
+{
+        struct session_table *t = a->sessions;
+
+        if (!t || !a->event)
+                return;
+        if (t->n == 0) {
+                if (t->timer)
+                        (void)sd_event_source_set_enabled(t->timer, SD_EVENT_OFF);
+                return;
+        }
+        if (!t->timer) {
+                if (sd_event_add_time_relative(a->event, &t->timer, CLOCK_MONOTONIC,
+                                               SESSION_SWEEP_USEC, 0, on_sweep, a) < 0)
+                        return;
+        } else
+                (void)sd_event_source_set_time_relative(t->timer, SESSION_SWEEP_USEC);
+        (void)sd_event_source_set_enabled(t->timer, SD_EVENT_ONESHOT);
+}
+
+void sessions_free(struct api *a)
+{
+        struct session_table *t = a->sessions;
+
+        if (!t)
+                return;
+        while (t->n > 0)
+                session_drop(t, 0);
+        free(t->s);
+        sd_event_source_disable_unref(t->timer);
+        free(t);
+        a->sessions = NULL;
+}
+
+/* A pidfd of the connected peer: the kernel's own, or one opened while it is connected. */
+static int peer_pidfd(struct request *q)
+{
+        const struct caller *c = connection_caller(q->conn);
+        int fd = -1;
+        socklen_t len = sizeof(fd);
+
+        if (getsockopt(connection_fd(q->conn), SOL_SOCKET, SO_PEERPIDFD, &fd, &len) == 0 && fd >= 0)
+                return fd;
+        fd = (int)syscall(SYS_pidfd_open, c->pid, 0);
+        if (fd < 0)
+                return -errno;
+        /* The pid was the peer's when it connected; it is still connected
+         * (this call came over it), so it still runs and is still the peer. */
+        return fd;
+}
+
+static bool session_id_valid(const char *s)
+{
+        if (!s || strlen(s) != SESSION_ID_LEN)
+                return false;
+        for (; *s; s++)
+                if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+                        return false;
+        return true;
+}
+
+static struct session *session_find(struct session_table *t, const char *id)
+{
+        for (size_t i = 0; t && i < t->n; i++)
+                if (STREQ(t->s[i].id, id))
+                        return &t->s[i];
+        return NULL;
+}
+
+static int refuse_not_root(struct request *q)
+{
+        if (connection_caller(q->conn)->uid == 0)
+                return 0;
+        return api_reply_authz(q, -EPERM,
+                               "only root (the PAM module inside sshd or sudo) may register or "
+                               "close a login session"),
+               -EPERM;
+}
+
+static const struct param open_params[] = {
+    PARAM(session, JSON_STRING, true),
+    PARAM(id, JSON_STRING, true),
+    PARAM(user, JSON_STRING, true),
+    PARAM(service, JSON_STRING, true),
+    PARAM(rhost, JSON_STRING, false),
+    PARAM(tty, JSON_STRING, false),
+    {NULL, 0, false, 0},
+};
+
+static int method_open_session(struct request *q)
+{
+        _cleanup_free_ void *storage = NULL;
+        struct session_table *t;
+        struct key_record rec;
+        struct method_params p;
+        struct session *s;
+        int r, fd;
+
+        if (api_decode_params(q, open_params, &p) < 0)
+                return 0;
+        if (p.id && token_id_valid(p.id))
+                str_copy(q->key_id, sizeof(q->key_id), p.id);
+        if (refuse_not_root(q) < 0)
+                return 0;
+        if (!session_id_valid(p.session))
+                return api_reply_invalid_reason(q, "session", "expected 32 hex digits");
+        if (!token_id_valid(p.id))
+                return api_reply_invalid(q, "id");
+        r = keystore_get(q->api->ks, p.id, &rec, &storage);
+        if (r == -ENOENT)
+                return api_reply_no_such_key(q, p.id);
+        if (r < 0)
+                return api_reply_internal(q, "reading a key", r);
+        t = table(q->api);
+        if (!t)
+                return -ENOMEM;
+        if (session_find(t, p.session))
+                return api_reply_invalid_reason(q, "session", "already registered");
+        if (t->n >= SESSIONS_MAX)
+                return api_reply_reason(q, ERR_POLICY, "too many open sessions");
+        fd = peer_pidfd(q);
+        if (fd < 0)
+                return api_reply_internal(q, "taking a handle on the calling process", fd);
+        s = realloc(t->s, (t->n + 1) * sizeof(*t->s));
+        if (!s) {
+                close(fd);
+                return -ENOMEM;
+        }
+        t->s = s;
+        s = &t->s[t->n++];
+        *s = (struct session){.pidfd = fd, .pid = connection_caller(q->conn)->pid, .since = q->now};
+        str_copy(s->id, sizeof(s->id), p.session);
+        str_copy(s->key_id, sizeof(s->key_id), rec.id);
+        str_copy(s->owner, sizeof(s->owner), rec.owner);
+        str_copy(s->user, sizeof(s->user), p.user);
+        str_copy(s->service, sizeof(s->service), p.service);
+        str_copy(s->rhost, sizeof(s->rhost), p.rhost ? p.rhost : "");
+        str_copy(s->tty, sizeof(s->tty), p.tty ? p.tty : "");
+        log_debug("session %s of key %s for %s (%s) registered by pid %d", s->id, s->key_id,
+                  s->user, s->service, (int)s->pid);
+        sessions_arm(q->api);
+        /* A key that stopped being usable since the login ends its session now. */
+        r = api_reply(q, NULL);
+        sessions_sweep(q->api);
+        return r;
+}
+
+static const struct param close_params[] = {
+    PARAM(session, JSON_STRING, true),
+    {NULL, 0, false, 0},
+};
+
+static int method_close_session(struct request *q)
+{
+        struct session_table *t = q->api->sessions;
+        struct method_params p;
+
+        if (api_decode_params(q, close_params, &p) < 0 || refuse_not_root(q) < 0)
+                return 0;
+        if (!session_id_valid(p.session))
+                return api_reply_invalid_reason(q, "session", "expected 32 hex digits");
+        for (size_t i = 0; t && i < t->n; i++)
+                if (STREQ(t->s[i].id, p.session)) {
+                        session_drop(t, i);
+                        break;
+                }
+        sessions_arm(q->api);
+        return api_reply(q, NULL);
+}
+
+static const struct param list_params[] = {
+    PARAM(id, JSON_STRING, false),
+    PARAM(auth, JSON_STRING, false),
+    {NULL, 0, false, 0},
+};
+
+static json_t *session_json(const struct session *s)
+{
+        char since[TIMESTAMP_MAX] = "";
+        json_t *o;
+
+        (void)timestamp_format(s->since, since);
+        o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "session", s->id, "key_id", s->key_id,
+                      "user", s->user, "service", s->service, "pid", (json_int_t)s->pid, "since",
+                      since);
+        if (o && s->rhost[0])
+                json_object_set_new(o, "rhost", json_string(s->rhost));
+        if (o && s->tty[0])
+                json_object_set_new(o, "tty", json_string(s->tty));
+        return o;
+}
+
+static int method_list_sessions(struct request *q)
+{
+        struct session_table *t = q->api->sessions;
+        struct method_params p;
+        const char *reason;
+        json_t *arr;
+        int r;
+
+        if (api_decode_params(q, list_params, &p) < 0)
+                return 0;
+        if (p.id) {
+                _cleanup_free_ void *storage = NULL;
+                struct key_record rec;
+
+                if (!token_id_valid(p.id))
+                        return api_reply_invalid(q, "id");
+                r = keystore_get(q->api->ks, p.id, &rec, &storage);
+                if (r == -ENOENT)
+                        return api_reply_no_such_key(q, p.id);
+                if (r < 0)
+                        return api_reply_internal(q, "reading a key", r);
+                str_copy(q->key_id, sizeof(q->key_id), rec.id);
+                r = authz_check(&q->who, AUTHZ_READ, rec.owner, &reason);
+                if (r < 0)
+                        return api_reply_authz(q, r, reason);
+        }
+        sessions_sweep(q->api); /* drop the sessions whose process has ended */
+        arr = json_array();
+        for (size_t i = 0; arr && t && i < t->n; i++) {
+                const struct session *s = &t->s[i];
+                if (s->ending_at || (p.id && !STREQ(s->key_id, p.id)) ||
+                    authz_check(&q->who, AUTHZ_READ, s->owner, &reason) < 0)
+                        continue;
+                json_array_append_new(arr, session_json(s));
+        }
+        return api_reply(q, arr ? json_pack("{s:o}", "sessions", arr) : NULL);
+}
+
+size_t sessions_count(struct api *a, const char *key_id)
+{
+        struct session_table *t = a->sessions;
+        size_t n = 0;
+
+        for (size_t i = 0; t && i < t->n; i++)
+                n += !t->s[i].ending_at && STREQ(t->s[i].key_id, key_id) &&
+                     !process_gone(t->s[i].pidfd);
+        return n;
+}
+
+const struct method session_methods[] = {
+    {KEYS_METHOD_OPEN_SESSION, method_open_session, true, false},
+    {KEYS_METHOD_CLOSE_SESSION, method_close_session, true, false},
+    {KEYS_METHOD_LIST_SESSIONS, method_list_sessions, true, false},
+    {NULL, NULL, false, false},
+};
