@@ -44,7 +44,10 @@
  * pam_set_data is lost; only the PAM environment is copied back). */
 #define ENV_KEY_ID   "PAM_APIKEY_KEY_ID"
 #define DATA_SESSION "pam_apikey_session"
-#define SESSION_HEX  32
+/* "<key id>:<user>" of the login, for the session stack of the same process
+ * whatever PAM_USER is by then (sudo sets it to the target user). */
+#define DATA_LOGIN  "pam_apikey_login"
+#define SESSION_HEX 32
 
 struct options {
         char socket[108];
@@ -720,6 +723,12 @@ PAM_EXTERN _public_ int pam_sm_authenticate(pam_handle_t *pamh, int flags, int a
         {
                 char env[sizeof(ENV_KEY_ID "=") + TOKEN_ID_LEN + 256 + 2];
                 snprintf(env, sizeof(env), ENV_KEY_ID "=%s:%s", t.id, user);
+                char *login = strdup(env + STRLEN(ENV_KEY_ID "="));
+                if (!login ||
+                    pam_set_data(pamh, DATA_LOGIN, login, cleanup_marker) != PAM_SUCCESS) {
+                        free(login);
+                        return PAM_BUF_ERR;
+                }
                 if (pam_putenv(pamh, env) != PAM_SUCCESS)
                         return PAM_BUF_ERR;
         }
@@ -810,27 +819,27 @@ static void cleanup_session(pam_handle_t *pamh, void *data, int status)
 }
 
 /*
- * The key this handle's login was authenticated with, in `ret_id`: the
- * marker auth left, or (auth ran in another process) the PAM environment
- * it set, for the same user.  false when the login was not the module's.
+ * The key this handle's login was authenticated with and the user it was
+ * for, as "<key id>:<user>" in `ret` (TOKEN_ID_LEN + 258 bytes): what auth
+ * left in this process, or (auth ran in another process, as sshd's
+ * keyboard-interactive auth does) the PAM environment it set, for the user
+ * the session is for.  false when the login was not the module's.
  */
-static bool login_key(pam_handle_t *pamh, const char *user, char ret_id[static TOKEN_ID_LEN + 1])
+static bool login_key(pam_handle_t *pamh, const char *user, char *ret, size_t size)
 {
-        char data_name[sizeof(DATA_PREFIX) + 256];
-        const void *marker = NULL;
-        const char *env, *colon;
+        const void *data = NULL;
+        const char *login, *colon;
 
-        snprintf(data_name, sizeof(data_name), DATA_PREFIX "%s", user);
-        if (pam_get_data(pamh, data_name, &marker) == PAM_SUCCESS && marker) {
-                snprintf(ret_id, TOKEN_ID_LEN + 1, "%s", (const char *)marker);
-                return true;
-        }
-        env = pam_getenv(pamh, ENV_KEY_ID);
-        if (!env || !(colon = strchr(env, ':')) || colon - env != TOKEN_ID_LEN ||
-            !STREQ(colon + 1, user))
+        if (pam_get_data(pamh, DATA_LOGIN, &data) == PAM_SUCCESS && data)
+                login = data;
+        else if (!(login = pam_getenv(pamh, ENV_KEY_ID)) || !(colon = strchr(login, ':')) ||
+                 !STREQ(colon + 1, user))
                 return false;
-        memcpy(ret_id, env, TOKEN_ID_LEN);
-        ret_id[TOKEN_ID_LEN] = '\0';
+        colon = strchr(login, ':');
+        if (!colon || colon - login != TOKEN_ID_LEN || strlen(login) >= size)
+                return false;
+        memcpy(ret, login, strlen(login) + 1);
+        ret[TOKEN_ID_LEN] = '\0'; /* the key id, then the user after it */
         return true;
 }
 
@@ -839,7 +848,8 @@ PAM_EXTERN _public_ int pam_sm_open_session(pam_handle_t *pamh, int flags, int a
 {
         struct options o;
         const char *user = NULL;
-        char key_id[TOKEN_ID_LEN + 1], session[SESSION_HEX + 1], req[4096];
+        char login[TOKEN_ID_LEN + 258], session[SESSION_HEX + 1], req[4096];
+        const char *key_id = login, *login_user = login + TOKEN_ID_LEN + 1;
         unsigned char rnd[SESSION_HEX / 2];
         struct json_out out;
         int r;
@@ -850,7 +860,7 @@ PAM_EXTERN _public_ int pam_sm_open_session(pam_handle_t *pamh, int flags, int a
         if (pam_get_user(pamh, &user, NULL) != PAM_SUCCESS || !user || !user[0])
                 return PAM_IGNORE;
         /* Only a login this module authenticated is a session of a key. */
-        if (!login_key(pamh, user, key_id))
+        if (!login_key(pamh, user, login, sizeof(login)))
                 return PAM_IGNORE;
         /* Not left in the session's environment. */
         (void)pam_putenv(pamh, ENV_KEY_ID);
@@ -865,7 +875,7 @@ PAM_EXTERN _public_ int pam_sm_open_session(pam_handle_t *pamh, int flags, int a
         if (r >= 0)
                 r = append_member(&out, "id", key_id, false);
         if (r >= 0)
-                r = append_member(&out, "user", user, false);
+                r = append_member(&out, "user", login_user, false);
         if (r >= 0)
                 r = append_member(&out, "service",
                                   o.service[0] ? o.service
