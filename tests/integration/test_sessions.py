@@ -10,6 +10,7 @@ and the ASan/UBSan build of the module."""
 
 import os
 import pwd
+import re
 import secrets
 import signal
 import subprocess
@@ -19,7 +20,8 @@ import pytest
 
 from conftest import ALICE, BOB, IFACE
 from pam_fixtures import (  # noqa: F401 - fixtures
-    build, pam, DEFAULT_BUILD, need_root, need_tool, snippet_lines, snippet_stack, trust_me)
+    build, pam, DEFAULT_BUILD, PamDir, need_root, need_tool, snippet_lines, snippet_stack,
+    trust_me)
 
 USER = "alice"
 PASSWORD = "correct horse battery staple"
@@ -214,6 +216,37 @@ def test_users_cannot_register_or_see_others_sessions(pam, d, admin, sessions, a
     alice = as_user(ALICE, socket=d.socket)
     assert [x["key_id"] for x in alice.ok(f"{IFACE}.ListSessions", {})["sessions"]] == [key_id]
     assert len(list_sessions(admin)) == 1
+
+
+def apikeyctl(d, *args):
+    r = subprocess.run([str(DEFAULT_BUILD.path / "apikeyctl"), "--socket", d.socket, *args],
+                       capture_output=True, text=True, timeout=30, env=dict(os.environ, LC_ALL="C"),
+                       stdin=subprocess.DEVNULL)
+    return r
+
+
+def test_apikeyctl_sessions_lists_live_not_ended(pam, d, admin, sessions):
+    created = admin.create("laptop", owner=USER)
+    key_id = created["key"]["id"]
+    s = sessions(pam, stack(pam, d), USER, created["token"])
+    r = apikeyctl(d, "sessions")
+    assert r.returncode == 0, r
+    head, row = r.stdout.splitlines()
+    assert head.split() == ["KEY", "USER", "SERVICE", "FROM", "TTY", "SINCE", "PID"], r.stdout
+    assert row.split()[:5] == [key_id, USER, "login", "192.0.2.7", "pts/9"], r.stdout
+    assert row.split()[-1] == str(s.pid), r.stdout
+    r = apikeyctl(d, "--json", "sessions", "laptop")
+    assert r.returncode == 0, r
+    assert '"pid": %d' % s.pid in r.stdout, r.stdout
+    r = apikeyctl(d, "show", key_id)
+    assert re.search(r"^ *Sessions: 1 live$", r.stdout, re.M), r.stdout
+
+    r = apikeyctl(d, "revoke", "--yes", key_id)
+    assert r.returncode == 0, r
+    assert s.ended_within(END_WITHIN) is not None
+    r = apikeyctl(d, "sessions", key_id)
+    assert r.returncode == 0 and r.stdout.splitlines()[1:] == [], r.stdout
+    assert re.search(r"^ *Sessions: 0 live$", apikeyctl(d, "show", key_id).stdout, re.M)
 
 
 # ---------------------------------------------------------------- real sshd and sudo
@@ -426,3 +459,47 @@ def test_sudo_command_ends_on_revoke(sudo_site):
     finally:
         stop_proc(p)
         kill_sleeps("root", 63)
+
+
+# ---------------------------------------------------------------- valgrind
+
+VALGRIND = ["valgrind", "--error-exitcode=99", "--leak-check=full",
+            "--errors-for-leak-kinds=definite", "--keep-debuginfo=yes", "--track-fds=no",
+            "--num-callers=30"]
+
+
+def test_session_paths_are_valgrind_clean(tmp_path, daemon):
+    """The module's session hook under valgrind (the module preloaded so its
+    frames resolve): a key's session opened and closed, the daemon away when
+    the session opens (ignored, the session still opens), and a password
+    login's session (ignored)."""
+    need_tool("valgrind")
+    build = DEFAULT_BUILD.check()
+    pam = PamDir(tmp_path / "pam.d", build)
+    d = daemon()
+    down = daemon()
+    down.stop()
+    token = d.client().create("k", owner=USER)["token"]
+    up = f"socket={d.socket} nodelay {trust_me()}".rstrip()
+    away = f"socket={down.socket} nodelay {trust_me()}".rstrip()
+    permit = ("auth required pam_permit.so\naccount required pam_permit.so\n"
+              "session required pam_permit.so\n")
+    pam.write("up", snippet_stack(pam.module, up) + permit)
+    pam.write("away", pam.line("auth", "[success=done ignore=ignore default=die]", up) +
+              pam.line("account", "[success=ok ignore=ignore default=bad]", up) +
+              pam.line("session", "optional", away) + permit)
+    cases = [("key session", "up", token, ["session=Success", "close=Success"]),
+             ("daemon away", "away", token, ["session=Success", "close=Success"]),
+             ("password session", "up", PASSWORD, ["session=Success", "close=Success"])]
+    failures = []
+    for i, (name, svc, answer, want) in enumerate(cases):
+        log = tmp_path / f"valgrind.{i}.log"
+        argv = VALGRIND + [f"--log-file={log}", str(build.harness), "--acct", "--session", "0",
+                           str(pam.path), svc, USER]
+        r = subprocess.run(argv, input=answer + "\n", capture_output=True, text=True,
+                           env=build.env({"LD_PRELOAD": str(build.module)}), timeout=120)
+        text = log.read_text(errors="replace")
+        lines = [l for l in r.stdout.splitlines() if l.startswith(("session=", "close="))]
+        if r.returncode != 0 or lines != want or "ERROR SUMMARY: 0 errors" not in text:
+            failures.append(f"{name}: exit {r.returncode}, {lines}\n{r.stderr}\n{text}")
+    assert not failures, "\n\n".join(failures)
