@@ -12,13 +12,21 @@
  * while sessions are open (for expiry), each session's key is checked as a
  * login would be (status, expiry, the keys it was created through); a
  * session whose key fails gets SIGTERM, then SIGKILL a second later.
- * Sessions are kept in memory only.
+ * Sessions are written to the state directory (sessions.json) at every
+ * change and read back at start: a process is taken again only when the
+ * kernel's pidfs proves it is the one that registered (the pidfd's inode
+ * number is unique to a process for as long as the system runs); on a
+ * kernel without pidfs (before 6.9) sessions do not survive a restart.
  */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -41,6 +49,10 @@
 #define SESSION_ID_LEN     32
 #define SESSION_SWEEP_USEC (USEC_PER_SEC / 2)
 #define SESSION_GRACE_USEC USEC_PER_SEC
+#define SESSIONS_FILE      "sessions.json"
+#ifndef PID_FS_MAGIC
+#define PID_FS_MAGIC 0x50494446
+#endif
 
 struct session {
         char id[SESSION_ID_LEN + 1];
@@ -52,6 +64,7 @@ struct session {
         char tty[KEY_FIELD_MAX + 1];
         pid_t pid;
         int pidfd;
+        uint64_t ino;       /* the pidfd's pidfs inode: who the process is; 0 = unknown */
         uint64_t since;     /* µs, realtime */
         uint64_t ending_at; /* mono µs of the SIGTERM; 0 while live */
 };
@@ -60,6 +73,7 @@ struct session_table {
         struct session *s;
         size_t n;
         sd_event_source *timer;
+        bool dirty; /* not yet written to SESSIONS_FILE */
 };
 
 static struct session_table *table(struct api *a)
@@ -78,9 +92,67 @@ static bool process_gone(int pidfd)
 
 static void session_drop(struct session_table *t, size_t i)
 {
+        t->dirty = true;
         if (t->s[i].pidfd >= 0)
                 close(t->s[i].pidfd);
         t->s[i] = t->s[--t->n];
+}
+
+/* The pidfs inode of `pidfd`: the same for every pidfd of one process, never
+ * another's.  0 where pidfds are not on pidfs (kernels before 6.9). */
+static uint64_t pidfd_identity(int pidfd)
+{
+        struct statfs sfs;
+        struct stat st;
+
+        if (fstatfs(pidfd, &sfs) < 0 || sfs.f_type != PID_FS_MAGIC || fstat(pidfd, &st) < 0)
+                return 0;
+        return (uint64_t)st.st_ino;
+}
+
+static json_t *session_json(const struct session *s);
+
+/* Write the sessions to the state directory, if they changed: replaced whole. */
+static void sessions_save(struct api *a)
+{
+        struct session_table *t = a->sessions;
+        char path[4096], tmp[4096 + 8];
+        json_t *arr;
+        int r = -ENOMEM;
+
+        if (!t || !t->dirty || !a->state_dir)
+                return;
+        snprintf(path, sizeof(path), "%s/" SESSIONS_FILE, a->state_dir);
+        snprintf(tmp, sizeof(tmp), "%s.new", path);
+        arr = json_array();
+        for (size_t i = 0; arr && i < t->n; i++) {
+                json_t *o = session_json(&t->s[i]);
+                if (!o || json_object_set_new(o, "owner", json_string(t->s[i].owner)) < 0 ||
+                    json_object_set_new(o, "ino", json_integer((json_int_t)t->s[i].ino)) < 0 ||
+                    json_object_set_new(o, "since_usec", json_integer((json_int_t)t->s[i].since)) <
+                        0 ||
+                    json_array_append_new(arr, o) < 0) {
+                        json_decref(o);
+                        json_decref(arr);
+                        arr = NULL;
+                }
+        }
+        if (arr) {
+                /* Who is logged in from where: the daemon's alone, as the keystore. */
+                int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+                r = fd < 0 ? -errno : json_dumpfd(arr, fd, JSON_COMPACT) < 0 ? -EIO : 0;
+                if (fd >= 0 && close(fd) < 0 && r == 0)
+                        r = -errno;
+                if (r == 0 && rename(tmp, path) < 0)
+                        r = -errno;
+                json_decref(arr);
+        }
+        if (r < 0) {
+                (void)unlink(tmp);
+                log_error("cannot write %s: %s", path, strerror(-r));
+                return;
+        }
+        t->dirty = false;
 }
 
 static void session_log_end(struct api *a, const struct session *s, const char *why)
@@ -172,6 +244,7 @@ void sessions_sweep(struct api *a)
                 }
                 i++;
         }
+        sessions_save(a);
         sessions_arm(a);
 }
 
@@ -214,6 +287,75 @@ void sessions_free(struct api *a)
         sd_event_source_disable_unref(t->timer);
         free(t);
         a->sessions = NULL;
+}
+
+static bool session_id_valid(const char *s);
+
+static void copy_member(char *dst, size_t size, json_t *o, const char *name)
+{
+        const char *v = json_string_value(json_object_get(o, name));
+
+        str_copy(dst, size, v ? v : "");
+}
+
+void sessions_load(struct api *a)
+{
+        struct session_table *t = table(a);
+        size_t kept = 0, dropped = 0, i;
+        char path[4096];
+        json_error_t err;
+        json_t *arr, *o;
+
+        if (!t || !a->state_dir)
+                return;
+        snprintf(path, sizeof(path), "%s/" SESSIONS_FILE, a->state_dir);
+        arr = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+        if (!arr) {
+                if (access(path, F_OK) == 0)
+                        log_warning("cannot read %s: %s; its sessions are forgotten", path,
+                                    err.text);
+                return;
+        }
+        json_array_foreach(arr, i, o)
+        {
+                struct session s = {.pidfd = -1};
+                json_int_t pid = json_integer_value(json_object_get(o, "pid"));
+                json_int_t ino = json_integer_value(json_object_get(o, "ino"));
+                struct session *grown;
+
+                copy_member(s.id, sizeof(s.id), o, "session");
+                copy_member(s.key_id, sizeof(s.key_id), o, "key_id");
+                copy_member(s.owner, sizeof(s.owner), o, "owner");
+                copy_member(s.user, sizeof(s.user), o, "user");
+                copy_member(s.service, sizeof(s.service), o, "service");
+                copy_member(s.rhost, sizeof(s.rhost), o, "rhost");
+                copy_member(s.tty, sizeof(s.tty), o, "tty");
+                s.since = (uint64_t)json_integer_value(json_object_get(o, "since_usec"));
+                s.pid = (pid_t)pid;
+                /* The same process only if pidfs says so: a pid alone may be reused. */
+                if (pid > 0 && pid <= INT32_MAX && ino > 0 && session_id_valid(s.id) &&
+                    token_id_valid(s.key_id) && t->n < SESSIONS_MAX)
+                        s.pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+                if (s.pidfd < 0 || pidfd_identity(s.pidfd) != (uint64_t)ino ||
+                    !(grown = realloc(t->s, (t->n + 1) * sizeof(*t->s)))) {
+                        if (s.pidfd >= 0)
+                                close(s.pidfd);
+                        dropped++;
+                        continue;
+                }
+                s.ino = (uint64_t)ino;
+                t->s = grown;
+                t->s[t->n++] = s;
+                kept++;
+        }
+        json_decref(arr);
+        if (kept || dropped)
+                log_info("%zu login session%s taken over from before the restart, %zu ended "
+                         "meanwhile or unprovable",
+                         kept, kept == 1 ? "" : "s", dropped);
+        t->dirty = dropped > 0;
+        /* Keys revoked while the daemon was away end their sessions now. */
+        sessions_sweep(a);
 }
 
 /* A pidfd of the connected peer: the kernel's own, or one opened while it is connected. */
@@ -320,6 +462,8 @@ static int method_open_session(struct request *q)
         str_copy(s->service, sizeof(s->service), p.service);
         str_copy(s->rhost, sizeof(s->rhost), p.rhost ? p.rhost : "");
         str_copy(s->tty, sizeof(s->tty), p.tty ? p.tty : "");
+        s->ino = pidfd_identity(fd);
+        t->dirty = true;
         log_debug("session %s of key %s for %s (%s) registered by pid %d", s->id, s->key_id,
                   s->user, s->service, (int)s->pid);
         sessions_arm(q->api);
@@ -348,6 +492,7 @@ static int method_close_session(struct request *q)
                         session_drop(t, i);
                         break;
                 }
+        sessions_save(q->api);
         sessions_arm(q->api);
         return api_reply(q, NULL);
 }

@@ -195,6 +195,28 @@ def test_end_sessions_no_keeps_them(pam, daemon, sessions):
     assert s.ended_within(1.5) is None
 
 
+def test_session_survives_a_daemon_restart(pam, d, admin, sessions):
+    """Sessions are saved in the state directory; after a restart the daemon
+    takes back each whose process is provably the same (pidfs), and a revoke
+    then still ends it.  A session whose process ended meanwhile is dropped."""
+    one = admin.create("one", owner=USER)
+    two = admin.create("two", owner=USER)
+    svc = stack(pam, d)
+    s1 = sessions(pam, svc, USER, one["token"])
+    s2 = sessions(pam, svc, USER, two["token"])
+    d.stop()
+    assert os.stat(d.state_dir / "sessions.json").st_mode & 0o777 == 0o600
+    s2.proc.kill()
+    s2.proc.wait()
+    d.start()
+    admin = d.client()
+    assert [x["pid"] for x in list_sessions(admin)] == [s1.pid]
+    assert "1 login session taken over from before the restart, 1 ended meanwhile" in d.log()
+    admin.ok(f"{IFACE}.Revoke", {"id": one["key"]["id"]})
+    assert s1.ended_within(END_WITHIN) is not None, "the session outlived the restart's revoke"
+    assert s1.proc.returncode == -signal.SIGTERM
+
+
 def test_users_cannot_register_or_see_others_sessions(pam, d, admin, sessions, as_user):
     need_root("the test users")
     created = admin.create("laptop", owner=ALICE)
