@@ -510,18 +510,35 @@ def test_session_paths_are_valgrind_clean(tmp_path, daemon):
     pam.write("away", pam.line("auth", "[success=done ignore=ignore default=die]", up) +
               pam.line("account", "[success=ok ignore=ignore default=bad]", up) +
               pam.line("session", "optional", away) + permit)
-    cases = [("key session", "up", token, ["session=Success", "close=Success"]),
-             ("daemon away", "away", token, ["session=Success", "close=Success"]),
-             ("password session", "up", PASSWORD, ["session=Success", "close=Success"])]
+    cases = [("key session", "up", token, ["session=Success", "close=Success"], 1),
+             ("daemon away", "away", token, ["session=Success", "close=Success"], 0),
+             ("password session", "up", PASSWORD, ["session=Success", "close=Success"], 0)]
     failures = []
-    for i, (name, svc, answer, want) in enumerate(cases):
+    for i, (name, svc, answer, want, registered) in enumerate(cases):
         log = tmp_path / f"valgrind.{i}.log"
-        argv = VALGRIND + [f"--log-file={log}", str(build.harness), "--acct", "--session", "0",
+        argv = VALGRIND + [f"--log-file={log}", str(build.harness), "--acct", "--session", "2",
                            str(pam.path), svc, USER]
-        r = subprocess.run(argv, input=answer + "\n", capture_output=True, text=True,
-                           env=build.env({"LD_PRELOAD": str(build.module)}), timeout=120)
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             env=build.env({"LD_PRELOAD": str(build.module)}))
+        p.stdin.write(answer + "\n")
+        p.stdin.close()
+        first = ""
+        while not first.startswith("session="):
+            line = p.stdout.readline()
+            if not line:
+                break
+            first = line.strip()
+        # Held open: registered with the daemon only when it was the key's.
+        live = [x["pid"] for x in list_sessions(d.client())]
+        out, err = p.stdout.read(), p.stderr.read()
+        p.wait(120)
+        p.stdout.close()
+        p.stderr.close()
+        lines = [first] + [l for l in out.splitlines() if l.startswith("close=")]
         text = log.read_text(errors="replace")
-        lines = [l for l in r.stdout.splitlines() if l.startswith(("session=", "close="))]
-        if r.returncode != 0 or lines != want or "ERROR SUMMARY: 0 errors" not in text:
-            failures.append(f"{name}: exit {r.returncode}, {lines}\n{r.stderr}\n{text}")
+        if p.returncode != 0 or lines != want or "ERROR SUMMARY: 0 errors" not in text:
+            failures.append(f"{name}: exit {p.returncode}, {lines}\n{err}\n{text}")
+        if live != [p.pid] * registered:
+            failures.append(f"{name}: sessions while open {live}, harness pid {p.pid}")
     assert not failures, "\n\n".join(failures)
