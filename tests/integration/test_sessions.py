@@ -271,6 +271,39 @@ def test_apikeyctl_sessions_lists_live_not_ended(pam, d, admin, sessions):
     assert re.search(r"^ *Sessions: 0 live$", apikeyctl(d, "show", key_id).stdout, re.M)
 
 
+@pytest.mark.parametrize("cap_kill", [True, False], ids=["CAP_KILL", "no-capability"])
+def test_daemon_as_its_own_user_needs_cap_kill(pam, tmp_path, test_users, sessions, cap_kill):
+    """As the unit runs it: apikeyd as its own user (akt-bob here), with the
+    ambient CAP_KILL alone, ends a root process's session; without it the
+    signal is refused and the journal says so."""
+    from test_connection_reserve import DaemonAsUser
+
+    class Daemon(DaemonAsUser):
+        def argv(self):
+            argv = super().argv()
+            caps = ["--inh-caps=+kill", "--ambient-caps=+kill"] if cap_kill else []
+            return argv[:4] + caps + argv[4:]
+
+    d = Daemon(tmp_path, BOB)
+    try:
+        d.start()
+        created = d.client().create("laptop", owner=USER)
+        text = snippet_stack(pam.module, f"socket={d.socket} nodelay daemon_user={BOB} "
+                                         f"{trust_me()}".rstrip())
+        s = sessions(pam, pam.write("login", text), USER, created["token"])
+        d.client().ok(f"{IFACE}.Revoke", {"id": created["key"]["id"]})
+        if cap_kill:
+            assert s.ended_within(END_WITHIN) is not None
+            assert s.proc.returncode == -signal.SIGTERM
+        else:
+            assert s.ended_within(1.5) is None
+            assert f"cannot signal pid {s.pid} of a session of key {created['key']['id']}: " \
+                   "Operation not permitted" in d.log()
+    finally:
+        problem = d.cleanup()
+        assert problem is None, problem
+
+
 # ---------------------------------------------------------------- real sshd and sudo
 #
 # These write /etc/pam.d (and /etc/sudoers.d) and run as root: they take the
