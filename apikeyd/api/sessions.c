@@ -19,18 +19,17 @@
  * kernel without pidfs (before 6.9) sessions do not survive a restart.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <string.h>
-#include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
-#include <sodium.h>
 #include <systemd/sd-event.h>
 
 #include "log.h"
@@ -367,12 +366,13 @@ static int peer_pidfd(struct request *q)
 
         if (getsockopt(connection_fd(q->conn), SOL_SOCKET, SO_PEERPIDFD, &fd, &len) == 0 && fd >= 0)
                 return fd;
+        /* Before Linux 6.5: the pid the peer had when it connected.  The
+         * call came over the connection just now, so the peer still holds
+         * it; only a peer that handed its socket to another process and
+         * exited could leave a pid to be reused, and the PAM callers (sshd,
+         * sudo) make their calls themselves. */
         fd = (int)syscall(SYS_pidfd_open, c->pid, 0);
-        if (fd < 0)
-                return -errno;
-        /* The pid was the peer's when it connected; it is still connected
-         * (this call came over it), so it still runs and is still the peer. */
-        return fd;
+        return fd < 0 ? -errno : fd;
 }
 
 static bool session_id_valid(const char *s)
