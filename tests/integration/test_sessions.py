@@ -147,6 +147,24 @@ def test_change_ends_the_session(pam, d, admin, sessions, action):
         assert ends and f"pid={s.pid}" in ends[0]["detail"], audit
 
 
+@pytest.mark.parametrize("action", ["Delete", "Disable"])
+def test_change_to_the_parent_key_ends_the_childs_session(pam, d, admin, sessions, action):
+    """A key created through another dies with it: Delete revokes it (the
+    cascade), Disable of the parent stops it through its lineage."""
+    parent = admin.create("parent", owner=USER, permissions=["create", "read"])
+    r = admin.call(f"{IFACE}.Create", {"name": "child", "auth": parent["token"]})
+    assert "error" not in r, r
+    child = r["parameters"]
+    assert child["key"]["parent"] == parent["key"]["id"]
+    s = sessions(pam, stack(pam, d), USER, child["token"])
+    admin.ok(f"{IFACE}.{action}", {"id": parent["key"]["id"]})
+    assert s.ended_within(END_WITHIN) is not None, f"the child's session outlived {action}"
+    why = "key revoked" if action == "Delete" else \
+        "a key it was created through is no longer usable"
+    assert f"ending session of key {child['key']['id']}: user={USER} service=login " \
+           f"rhost=192.0.2.7 tty=pts/9 pid={s.pid}: {why}" in d.log()
+
+
 def test_password_session_and_other_key_untouched(pam, d, admin, sessions):
     one = admin.create("one", owner=USER)
     two = admin.create("two", owner=USER)
