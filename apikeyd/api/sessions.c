@@ -10,7 +10,7 @@
  * SO_PEERCRED pid), never from a pid a caller names, so a recycled pid is
  * never signalled.  After each change to a key, and every half second
  * while sessions are open (for expiry), each session's key is checked as a
- * login would be (status, expiry, the keys it was created through); a
+ * login would be (status, expiry, scope, the keys it was created through); a
  * session whose key fails gets SIGTERM, then SIGKILL a second later.
  * Sessions are written to the state directory (sessions.json) at every
  * change and read back at start: a process is taken again only when the
@@ -205,6 +205,13 @@ static const char *session_key_unusable(struct api *a, const struct session *s, 
         case KEY_STATUS_EXPIRED:
                 return "key expired";
         }
+        /* As Verify checks it: an Update that takes the service out of the
+         * key's scope ends the sessions it opened there. */
+        bool in_scope = rec.n_scope == 0;
+        for (size_t i = 0; !in_scope && i < rec.n_scope; i++)
+                in_scope = STREQ(rec.scope[i], s->service);
+        if (!in_scope)
+                return "key no longer scoped for this service";
         if (keystore_lineage(a->ks, &rec, now, blocked, NULL) > 0)
                 return "a key it was created through is no longer usable";
         return NULL;

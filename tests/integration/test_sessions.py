@@ -165,6 +165,17 @@ def test_change_to_the_parent_key_ends_the_childs_session(pam, d, admin, session
            f"rhost=192.0.2.7 tty=pts/9 pid={s.pid}: {why}" in d.log()
 
 
+def test_update_taking_the_service_out_of_scope_ends_the_session(pam, d, admin, sessions):
+    created = admin.create("laptop", owner=USER, scope=["login", "sudo"])
+    key_id = created["key"]["id"]
+    s = sessions(pam, stack(pam, d), USER, created["token"])
+    admin.ok(f"{IFACE}.Update", {"id": key_id, "scope": ["login", "sshd"]})
+    assert s.ended_within(1.0) is None, "a scope that keeps the service ended the session"
+    admin.ok(f"{IFACE}.Update", {"id": key_id, "scope": ["sudo"]})
+    assert s.ended_within(END_WITHIN) is not None
+    assert "key no longer scoped for this service" in d.log()
+
+
 def test_password_session_and_other_key_untouched(pam, d, admin, sessions):
     one = admin.create("one", owner=USER)
     two = admin.create("two", owner=USER)
