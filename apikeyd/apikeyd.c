@@ -27,6 +27,7 @@
 #include "keystore.h"
 #include "log.h"
 #include "server.h"
+#include "sessions.h"
 #include "timeutil.h"
 #include "token_crypto.h"
 #include "varlink.h"
@@ -505,6 +506,8 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
                 };
                 r = server_new(d.event, fd, &sopts, api_dispatch, &d.api, &d.server);
                 d.api.server = d.server;
+                d.api.event = d.event;
+                sessions_load(&d.api);
                 if (r >= 0)
                         server_set_fast_path(d.server, api_fast_path);
                 d.api.socket_path = bound ? o->socket : NULL;

@@ -31,6 +31,9 @@
 #define KEYS_METHOD_GET_STATUS           "io.apikeyd.Keys.GetStatus"
 #define KEYS_METHOD_LIST_LOCKOUTS        "io.apikeyd.Keys.ListLockouts"
 #define KEYS_METHOD_RESET_LOCKOUT        "io.apikeyd.Keys.ResetLockout"
+#define KEYS_METHOD_OPEN_SESSION         "io.apikeyd.Keys.OpenSession"
+#define KEYS_METHOD_CLOSE_SESSION        "io.apikeyd.Keys.CloseSession"
+#define KEYS_METHOD_LIST_SESSIONS        "io.apikeyd.Keys.ListSessions"
 
 /* Methods of org.varlink.service that the daemon answers. */
 #define VARLINK_METHOD_GET_INFO                  "org.varlink.service.GetInfo"

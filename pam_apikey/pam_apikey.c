@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
@@ -38,6 +39,15 @@
 #define DEFAULT_EXPIRY_WARNING (7 * USEC_PER_DAY)
 #define DATA_PREFIX            "pam_apikey_authenticated:"
 #define OPTIONS_FILE_MAX       (64 * 1024)
+/* The key of this login, for the session stack, where auth ran in another
+ * process (sshd's keyboard-interactive auth runs in a forked child whose
+ * pam_set_data is lost; only the PAM environment is copied back). */
+#define ENV_KEY_ID   "PAM_APIKEY_KEY_ID"
+#define DATA_SESSION "pam_apikey_session"
+/* "<key id>:<user>" of the login, for the session stack of the same process
+ * whatever PAM_USER is by then (sudo sets it to the target user). */
+#define DATA_LOGIN  "pam_apikey_login"
+#define SESSION_HEX 32
 
 struct options {
         char socket[108];
@@ -710,6 +720,18 @@ PAM_EXTERN _public_ int pam_sm_authenticate(pam_handle_t *pamh, int flags, int a
                 free(marker);
                 return PAM_BUF_ERR;
         }
+        {
+                char env[sizeof(ENV_KEY_ID "=") + TOKEN_ID_LEN + 256 + 2];
+                snprintf(env, sizeof(env), ENV_KEY_ID "=%s:%s", t.id, user);
+                char *login = strdup(env + STRLEN(ENV_KEY_ID "="));
+                if (!login ||
+                    pam_set_data(pamh, DATA_LOGIN, login, cleanup_marker) != PAM_SUCCESS) {
+                        free(login);
+                        return PAM_BUF_ERR;
+                }
+                if (pam_putenv(pamh, env) != PAM_SUCCESS)
+                        return PAM_BUF_ERR;
+        }
         if (!(flags & PAM_SILENT))
                 warn_expiry(pamh, &o, ans.expires_at);
         return PAM_SUCCESS;
@@ -741,5 +763,170 @@ PAM_EXTERN _public_ int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc
         if (o.debug)
                 pam_syslog(pamh, LOG_DEBUG, "account of %s authenticated by key %s", user,
                            (const char *)marker);
+        return PAM_SUCCESS;
+}
+
+/*
+ * One OpenSession or CloseSession call, by the module's deadline: 0 once
+ * the daemon agreed, or a negative errno (the reason logged).
+ */
+static int session_call(pam_handle_t *pamh, const struct options *o, const char *req, size_t len)
+{
+        uint64_t deadline = varlink_now_usec() + (uint64_t)o->timeout_ms * 1000u;
+        struct varlink_buffer b;
+        _cleanup_close_ int fd = -1;
+        const char *msg = NULL;
+        size_t msg_len = 0;
+        char error[128];
+        uid_t peer;
+        int r;
+
+        r = varlink_connect(o->socket, deadline, &fd, &peer);
+        if (r < 0) {
+                pam_syslog(pamh, LOG_ERR, "cannot reach apikeyd at %s: %s", o->socket,
+                           strerror(-r));
+                return r;
+        }
+        if (peer != 0 && !(o->daemon_uid_set && peer == o->daemon_uid)) {
+                pam_syslog(pamh, LOG_ERR, "%s is served by uid %u, not by root%s", o->socket,
+                           (unsigned)peer, o->daemon_uid_set ? " or daemon_user" : "");
+                return -EPERM;
+        }
+        r = varlink_send(fd, req, len, deadline);
+        if (r < 0) {
+                pam_syslog(pamh, LOG_ERR, "sending to apikeyd failed: %s", strerror(-r));
+                return r;
+        }
+        varlink_buffer_init(&b, 64u * 1024u, false);
+        r = varlink_recv_message(fd, &b, deadline, &msg, &msg_len);
+        if (r >= 0)
+                r = call_reply_decode(msg, msg_len, error, sizeof(error));
+        varlink_buffer_done(&b);
+        if (r < 0) {
+                pam_syslog(pamh, LOG_ERR, "no answer from apikeyd: %s", strerror(-r));
+                return r;
+        }
+        if (error[0]) {
+                pam_syslog(pamh, LOG_ERR, "apikeyd refused the call: %s", error);
+                return -EPROTO;
+        }
+        return 0;
+}
+
+static void cleanup_session(pam_handle_t *pamh, void *data, int status)
+{
+        free(data);
+}
+
+/*
+ * The key this handle's login was authenticated with and the user it was
+ * for, as "<key id>:<user>" in `ret` (TOKEN_ID_LEN + 258 bytes): what auth
+ * left in this process, or (auth ran in another process, as sshd's
+ * keyboard-interactive auth does) the PAM environment it set, for the user
+ * the session is for.  false when the login was not the module's.
+ */
+static bool login_key(pam_handle_t *pamh, const char *user, char *ret, size_t size)
+{
+        const void *data = NULL;
+        const char *login, *colon;
+
+        if (pam_get_data(pamh, DATA_LOGIN, &data) == PAM_SUCCESS && data)
+                login = data;
+        else if (!(login = pam_getenv(pamh, ENV_KEY_ID)) || !(colon = strchr(login, ':')) ||
+                 !STREQ(colon + 1, user))
+                return false;
+        colon = strchr(login, ':');
+        if (!colon || colon - login != TOKEN_ID_LEN || strlen(login) >= size)
+                return false;
+        memcpy(ret, login, strlen(login) + 1);
+        ret[TOKEN_ID_LEN] = '\0'; /* the key id, then the user after it */
+        return true;
+}
+
+PAM_EXTERN _public_ int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc,
+                                            const char **argv)
+{
+        struct options o;
+        const char *user = NULL;
+        char login[TOKEN_ID_LEN + 258], session[SESSION_HEX + 1], req[4096];
+        const char *key_id = login, *login_user = login + TOKEN_ID_LEN + 1;
+        unsigned char rnd[SESSION_HEX / 2];
+        struct json_out out;
+        int r;
+
+        r = parse_options(pamh, argc, argv, &o);
+        if (r != PAM_SUCCESS)
+                return r;
+        if (pam_get_user(pamh, &user, NULL) != PAM_SUCCESS || !user || !user[0])
+                return PAM_IGNORE;
+        /* Only a login this module authenticated is a session of a key. */
+        if (!login_key(pamh, user, login, sizeof(login)))
+                return PAM_IGNORE;
+        /* Not left in the session's environment. */
+        (void)pam_putenv(pamh, ENV_KEY_ID);
+        if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+                return PAM_IGNORE;
+        for (size_t i = 0; i < sizeof(rnd); i++)
+                snprintf(session + 2 * i, 3, "%02x", rnd[i]);
+
+        json_out_init(&out, req, sizeof(req));
+        json_out_lit(&out, "{\"method\":\"" KEYS_METHOD_OPEN_SESSION "\",\"parameters\":{");
+        r = append_member(&out, "session", session, true);
+        if (r >= 0)
+                r = append_member(&out, "id", key_id, false);
+        if (r >= 0)
+                r = append_member(&out, "user", login_user, false);
+        if (r >= 0)
+                r = append_member(&out, "service",
+                                  o.service[0] ? o.service
+                                               : service_scope(item_string(pamh, PAM_SERVICE)),
+                                  false);
+        if (r >= 0 && item_string(pamh, PAM_RHOST)[0])
+                r = append_member(&out, "rhost", item_string(pamh, PAM_RHOST), false);
+        if (r >= 0 && item_string(pamh, PAM_TTY)[0])
+                r = append_member(&out, "tty", item_string(pamh, PAM_TTY), false);
+        if (r >= 0) {
+                json_out_raw(&out, "}}", sizeof("}}"));
+                r = json_out_done(&out);
+        }
+        if (r < 0 || session_call(pamh, &o, req, (size_t)r) < 0) {
+                /* Never a failed session: the login was allowed already. */
+                pam_syslog(pamh, LOG_ERR,
+                           "session of user=%s key=%s not registered with apikeyd: a revoke "
+                           "will not end it",
+                           user, key_id);
+                return PAM_IGNORE;
+        }
+        char *data = strdup(session);
+        if (!data || pam_set_data(pamh, DATA_SESSION, data, cleanup_session) != PAM_SUCCESS) {
+                free(data);
+                return PAM_IGNORE;
+        }
+        if (o.debug)
+                pam_syslog(pamh, LOG_DEBUG, "session %s of key %s registered for %s", session,
+                           key_id, user);
+        return PAM_SUCCESS;
+}
+
+PAM_EXTERN _public_ int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc,
+                                             const char **argv)
+{
+        struct options o;
+        const void *session = NULL;
+        char req[256];
+        int r;
+
+        r = parse_options(pamh, argc, argv, &o);
+        if (r != PAM_SUCCESS)
+                return r;
+        if (pam_get_data(pamh, DATA_SESSION, &session) != PAM_SUCCESS || !session)
+                return PAM_IGNORE;
+        r = snprintf(req, sizeof(req),
+                     "{\"method\":\"" KEYS_METHOD_CLOSE_SESSION
+                     "\",\"parameters\":{\"session\":\"%s\"}}",
+                     (const char *)session);
+        if (r < 0 || (size_t)r >= sizeof(req) || session_call(pamh, &o, req, (size_t)r + 1) < 0)
+                return PAM_IGNORE;
+        (void)pam_set_data(pamh, DATA_SESSION, NULL, NULL);
         return PAM_SUCCESS;
 }

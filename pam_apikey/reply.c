@@ -305,3 +305,39 @@ int verify_reply_decode(const char *msg, size_t len, struct verify_reply *ret)
         *ret = d.reply;
         return 0;
 }
+
+int call_reply_decode(const char *msg, size_t len, char *error, size_t size)
+{
+        static const char *const names[] = {"error"};
+        struct json_scan s;
+        bool have_error = false;
+        size_t i;
+        int r;
+
+        if (size == 0)
+                return -EINVAL;
+        error[0] = '\0';
+        json_scan_init(&s, msg, len);
+        if (json_scan_object_begin(&s) < 0)
+                return -EBADMSG;
+        while ((r = json_scan_member(&s, names, ELEMENTSOF(names), &i)) > 0) {
+                if (i == 0 && have_error)
+                        r = -EBADMSG; /* named twice */
+                else if (i == 0) {
+                        have_error = true;
+                        r = json_scan_string(&s, error, size, NULL);
+                        if (r == -ENOBUFS)
+                                r = json_scan_skip(&s); /* cut: still an error */
+                        else if (r == 0 && !error[0])
+                                r = -EBADMSG; /* an empty name is no error's */
+                } else
+                        r = json_scan_skip(&s);
+                if (r < 0)
+                        break;
+        }
+        if (r < 0 || json_scan_finish(&s) < 0) {
+                error[0] = '\0';
+                return -EBADMSG;
+        }
+        return 0;
+}

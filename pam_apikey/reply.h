@@ -55,3 +55,12 @@ struct verify_reply {
  * error name cut so still an error.
  */
 int verify_reply_decode(const char *msg, size_t len, struct verify_reply *ret) _warn_unused_;
+
+/*
+ * The answer to a call whose success carries nothing the module reads
+ * (OpenSession, CloseSession): 0 with `error` holding the error's name
+ * ("" for success), cut to `size` bytes at a character boundary; -EBADMSG
+ * for a message that is not one JSON object, or whose "error" member is
+ * not a string.  Other members are skipped.
+ */
+int call_reply_decode(const char *msg, size_t len, char *error, size_t size) _warn_unused_;

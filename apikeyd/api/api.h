@@ -75,6 +75,8 @@ struct api {
         uint64_t started_at;     /* µs, realtime */
         struct server *server;
         struct fleet *fleet; /* fleet mode (fleet.h), or NULL */
+        sd_event *event;                /* for the sessions' timer */
+        struct session_table *sessions; /* sessions.c */
 };
 
 #define API_SIGNATURE_SIZE 32

@@ -12,12 +12,15 @@
 #include "verify.h"
 
 /* In the order api_method_name() counts them. */
+/* clang-format off */
 static const struct method *const families[] = {
     service_methods,
     keys_methods,
     verify_methods,
     admin_methods,
+    session_methods,
 };
+/* clang-format on */
 
 static const struct method *method_find(const char *name)
 {

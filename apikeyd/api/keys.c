@@ -12,6 +12,7 @@
 #include "change.h"
 #include "field_rules.h"
 #include "methods.h"
+#include "sessions.h"
 #include "text.h"
 #include "timeutil.h"
 
@@ -746,6 +747,7 @@ static int changed_answer(struct change *ch, int r)
                 return r;
         const char *detail = revoked_detail(ch, ch->sc.ret_revoked);
         change_journal(q, ch->action, &ch->updated, detail ? detail : ch->detail);
+        sessions_sweep(q->api);
         return api_reply_key(q, &ch->updated);
 }
 
@@ -805,6 +807,7 @@ static int delete_answer(struct change *ch, int r)
         if (r < 0)
                 return r;
         change_journal(q, "delete", &ch->rec, revoked_detail(ch, ch->n_revoked));
+        sessions_sweep(q->api);
         return api_reply(q, NULL);
 }
 

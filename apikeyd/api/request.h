@@ -48,6 +48,7 @@ struct method_params {
         struct param_int limit, after;
         const char *key_id, *since, *kind, *source, *interface;
         const char *token, *service, *user, *rhost, *tty, *ruser;
+        const char *session;
         bool brief;
 };
 

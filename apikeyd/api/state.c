@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "sessions.h"
 #include "state.h"
 
 #define META_SHARED_SECRET "shared_secret"
@@ -388,6 +389,7 @@ void api_finish(struct api *a)
 
 void api_done(struct api *a)
 {
+        sessions_free(a);
         lockout_done(&a->lockout);
         free(a->audit_queue);
         a->audit_queue = NULL;

@@ -104,6 +104,7 @@ static const struct option options[] = {
     {"fleet_cacert", OPT_PATH, FIELD(fleet_cacert), 0, 0, 0, "expected 'none' or an absolute path"},
     {"fleet_cert", OPT_PATH, FIELD(fleet_cert), 0, 0, 0, "expected 'none' or an absolute path"},
     {"fleet_key", OPT_PATH, FIELD(fleet_key), 0, 0, 0, "expected 'none' or an absolute path"},
+    {"end_sessions", OPT_BOOL, FIELD(end_sessions), 0, 0, 0, "expected yes or no"},
 };
 
 /* The fields that own a string: copied with the config, freed with it. */
@@ -147,6 +148,7 @@ int config_init_defaults(struct apikeyd_config *c)
             .lockout_window_usec = 15 * USEC_PER_MIN,
             .map_size = 4 * GIB,
             .fleet_offline_max_age_usec = 72 * USEC_PER_HOUR,
+            .end_sessions = true,
         };
         c->admin_group = strdup(DEFAULT_ADMIN_GROUP);
         c->fleet_prefix = strdup(DEFAULT_FLEET_PREFIX);

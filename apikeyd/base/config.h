@@ -72,6 +72,8 @@
  *                                           (none: the system's)
  *   fleet_cert                none          client certificate for etcd (with fleet_key)
  *   fleet_key                 none          its private key
+ *   end_sessions              yes           end the login sessions a key opened when it
+ *                                           is revoked, disabled, deleted or expires
  *
  * apikeyd.conf.example lists the same options with their defaults; a unit
  * test keeps the three (this table, the example, the code) in step.
@@ -118,6 +120,7 @@ struct apikeyd_config {
         char *fleet_cacert;
         char *fleet_cert;
         char *fleet_key;
+        bool end_sessions; /* end a key's login sessions when it stops being usable */
 };
 
 #define CONFIG_FLEET_ENDPOINTS_MAX 16

@@ -25,6 +25,8 @@
 #define MESSAGE_ID_SHARED_SECRET_ROTATED "MESSAGE_ID=3fa808013e274ac099111c4ee8ea82ed"
 /* An admin cleared lockout counts. */
 #define MESSAGE_ID_LOCKOUT_RESET "MESSAGE_ID=31d9991b04e04abdb1f0b92834202af8"
+/* A login session was ended: its key was revoked, disabled, deleted or expired. */
+#define MESSAGE_ID_SESSION_ENDED "MESSAGE_ID=6e08ddc8c0034488ad044105d5f116ed"
 /* A token was refused: by Verify (a login, sudo, a service), or as `auth`. */
 #define MESSAGE_ID_AUTH_REFUSED "MESSAGE_ID=8eff54ce03c041028ba9dba9ad02070f"
 /* A management call was refused (PermissionDenied, PolicyViolation). */

@@ -373,6 +373,11 @@ const struct caller *connection_caller(const struct connection *c)
         return &c->caller;
 }
 
+int connection_fd(const struct connection *c)
+{
+        return c->fd;
+}
+
 void *connection_get_data(const struct connection *c)
 {
         return c->data;

@@ -84,6 +84,8 @@ void server_free(struct server *s);
 unsigned server_connection_count(const struct server *s);
 
 const struct caller *connection_caller(const struct connection *c);
+/* The connection's socket, for reading more of the peer (SO_PEERPIDFD). */
+int connection_fd(const struct connection *c);
 
 /*
  * What the layer above keeps per connection (the caller's resolved

@@ -179,6 +179,12 @@ static const struct command commands[] = {
     {"delete", "remove a key", "KEY [--yes]",
      "Remove a key (KEY: its id or its name); this cannot be undone.", "yes",
      "  -y, --yes               do not ask for confirmation on a terminal\n", 1, 1, cmd_delete},
+    {"sessions", "list the login sessions opened with keys", "[KEY]",
+     "List the live login sessions (sshd, sudo) opened with keys you may see, or\n"
+     "with one key (KEY: its id or its name): key, user, service, remote host,\n"
+     "terminal, since when and the process the daemon ends when the key is\n"
+     "revoked, disabled, deleted or expires.",
+     "", "", 0, 1, cmd_sessions},
     {"verify", "check a token read from standard input", "[OPTIONS] < TOKEN",
      "Read a token from standard input, print the daemon's code (VALID, NOT_FOUND,\n"
      "DISABLED, ...) and exit 0 only when it is VALID.",

@@ -2,8 +2,9 @@
 /*
  * apikeyctl's key commands: create (the token printed once), list (sorted
  * here, the whole list fetched first), show, update, disable, enable,
- * revoke, delete (each naming its key by id or by name), and verify (the
- * token read from standard input, the daemon's code printed and explained).
+ * revoke, delete (each naming its key by id or by name), sessions (the
+ * login sessions opened with keys), and verify (the token read from
+ * standard input, the daemon's code printed and explained).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -398,7 +399,79 @@ int cmd_show(struct ctl *c, struct args *a)
                         return -ENOMEM;
                 r = print_field("Children", line);
         }
+        if (r >= 0) {
+                /* Where it is in use right now. */
+                json_auto_t *live = NULL;
+                char n[32];
+                r = ctl_call(c, KEYS_METHOD_LIST_SESSIONS, id_params(id), &live);
+                if (r < 0)
+                        return r;
+                snprintf(n, sizeof(n), "%zu live",
+                         json_array_size(json_object_get(live, "sessions")));
+                r = print_field("Sessions", n);
+        }
         return r;
+}
+
+static int sessions_table(const json_t *sessions)
+{
+        static const char *const headers[] = {"KEY", "USER",  "SERVICE", "FROM",
+                                              "TTY", "SINCE", "PID"};
+        _cleanup_table_ struct table *t = NULL;
+        size_t i;
+        json_t *e;
+        int r;
+
+        r = table_new(ELEMENTSOF(headers), headers, &t);
+        if (r < 0)
+                return r;
+        json_array_foreach(sessions, i, e)
+        {
+                char since[128] = "?", pid[32];
+                uint64_t at = key_time(e, "since");
+                const char *rhost = param_str(e, "rhost"), *tty = param_str(e, "tty");
+
+                if (at)
+                        format_local(at, since, sizeof(since));
+                snprintf(pid, sizeof(pid), "%lld",
+                         (long long)json_integer_value(json_object_get(e, "pid")));
+                const char *row[] = {param_str(e, "key_id"),
+                                     param_str(e, "user"),
+                                     param_str(e, "service"),
+                                     rhost ? rhost : "-",
+                                     tty ? tty : "-",
+                                     since,
+                                     pid};
+                r = table_add_row(t, row);
+                if (r < 0)
+                        return r;
+        }
+        table_print(t, stdout, terminal_columns());
+        if (isatty(STDOUT_FILENO))
+                printf("\n%zu live session%s.\n", table_rows(t), table_rows(t) == 1 ? "" : "s");
+        return 0;
+}
+
+int cmd_sessions(struct ctl *c, struct args *a)
+{
+        json_auto_t *reply = NULL, *named = NULL;
+        char id[TOKEN_ID_LEN + 1];
+        json_t *sessions;
+        int r;
+
+        if (a->n_pos == 1) {
+                r = resolve_key(c, a, a->pos[0], id, &named);
+                if (r < 0)
+                        return r;
+        }
+        r = ctl_call(c, KEYS_METHOD_LIST_SESSIONS, a->n_pos == 1 ? id_params(id) : json_object(),
+                     &reply);
+        if (r < 0)
+                return r;
+        sessions = json_object_get(reply, "sessions");
+        if (!json_is_array(sessions))
+                return bad_reply(c, "ListSessions");
+        return c->json ? print_json(sessions) : sessions_table(sessions);
 }
 
 int cmd_update(struct ctl *c, struct args *a)

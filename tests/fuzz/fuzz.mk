@@ -51,6 +51,9 @@ fuzz_etcd_decode_SRC     = apikeyd/fleet/etcd_decode.c
 fuzz_etcd_decode_PKGS    = jansson libsodium
 # Objects the replay binaries need beyond the two archives.
 fuzz_pam_reply_OBJ       = $(BUILD)/obj/pam_apikey/reply.o
+fuzz_pam_call_reply_SRC  = pam_apikey/reply.c common/json_scan.c common/keys_proto.c
+fuzz_pam_call_reply_PKGS = $(COMMON_PKGS)
+fuzz_pam_call_reply_OBJ  = $(BUILD)/obj/pam_apikey/reply.o
 
 FUZZ_BIN   = $(FUZZ_TARGETS_ALL:%=$(FUZZ_DIR)/%)
 REPLAY_BIN = $(FUZZ_TARGETS_ALL:%=$(FUZZ_DIR)/replay/%)

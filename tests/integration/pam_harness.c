@@ -5,7 +5,10 @@
  * pam_acct_mgmt().  Each prompt is answered with one line of stdin;
  * messages the modules show are printed as "info: …" / "error: …".
  *
- *   pam-harness [--acct] [--rhost HOST] [--tty TTY] CONFDIR SERVICE USER
+ *   pam-harness [--acct] [--rhost HOST] [--tty TTY] [--session SECONDS] CONFDIR SERVICE USER
+ *
+ * --session: after a successful auth (and account), pam_open_session(),
+ * held SECONDS, then pam_close_session().
  *
  * Prints "auth=<code name>" (and "acct=<code name>") and exits with the PAM
  * code of the last step run, so a test sees the exact code.
@@ -14,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <security/pam_appl.h>
 
@@ -58,7 +62,7 @@ int main(int argc, char **argv)
         struct pam_conv conv = {converse, NULL};
         const char *rhost = NULL, *tty = NULL;
         pam_handle_t *pamh = NULL;
-        int i = 1, r, acct = 0;
+        int i = 1, r, acct = 0, session = -1;
 
         for (; i < argc && argv[i][0] == '-'; i++) {
                 if (strcmp(argv[i], "--acct") == 0)
@@ -67,11 +71,14 @@ int main(int argc, char **argv)
                         rhost = argv[++i];
                 else if (strcmp(argv[i], "--tty") == 0 && i + 1 < argc)
                         tty = argv[++i];
+                else if (strcmp(argv[i], "--session") == 0 && i + 1 < argc)
+                        session = atoi(argv[++i]);
                 else
                         break;
         }
         if (argc - i != 3) {
-                fprintf(stderr, "usage: pam-harness [--acct] [--rhost HOST] [--tty TTY] CONFDIR "
+                fprintf(stderr, "usage: pam-harness [--acct] [--rhost HOST] [--tty TTY] [--session "
+                                "SECONDS] CONFDIR "
                                 "SERVICE USER\n");
                 return 99;
         }
@@ -90,6 +97,16 @@ int main(int argc, char **argv)
         if (acct && r == PAM_SUCCESS) {
                 r = pam_acct_mgmt(pamh, 0);
                 printf("acct=%s\n", pam_strerror(pamh, r));
+        }
+        if (session >= 0 && r == PAM_SUCCESS) {
+                /* A login's session: opened, held for SECONDS, closed. */
+                r = pam_open_session(pamh, 0);
+                printf("session=%s\n", pam_strerror(pamh, r));
+                if (r == PAM_SUCCESS) {
+                        sleep((unsigned)session);
+                        r = pam_close_session(pamh, 0);
+                        printf("close=%s\n", pam_strerror(pamh, r));
+                }
         }
         pam_end(pamh, r);
         return r;

@@ -53,6 +53,7 @@ static void assert_defaults(const struct apikeyd_config *c)
         assert_null(c->fleet_cacert);
         assert_null(c->fleet_cert);
         assert_null(c->fleet_key);
+        assert_true(c->end_sessions);
 }
 
 static void init(struct apikeyd_config *c)
@@ -300,6 +301,10 @@ static void test_each_option(void **state)
         config_done(&c);
         parse_ok(&c, "map_size = 1048576");
         assert_true(c.map_size == MIB);
+        config_done(&c);
+
+        parse_ok(&c, "end_sessions = no");
+        assert_false(c.end_sessions);
         config_done(&c);
 }
 
@@ -850,7 +855,7 @@ static void test_every_option_documented(void **state)
                 assert_null(strstr(hit + 1, needle));
                 free(needle);
         }
-        assert_int_equal(n_options, 26);
+        assert_int_equal(n_options, 27);
 
         /* config.h's table lists the same options, in the same order. */
         table = strstr(header, "Options (name, default, meaning):");

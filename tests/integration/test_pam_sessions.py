@@ -1,0 +1,294 @@
+# SPDX-License-Identifier: MIT
+"""Revoking a key ends the sessions it opened, in a real sshd and a real
+sudo, and the module's session hook under valgrind.
+
+These load the default build of the module into sshd, sudo and valgrind
+(no sanitizer runtime there), so they are test_pam_* files, which the
+sanitizer run leaves out as it leaves out test_pam_sshd.py; the same
+behaviour through the PAM harness, under ASan too, is in test_sessions.py."""
+
+import os
+import pwd
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import ALICE, IFACE
+from pam_fixtures import (  # noqa: F401 - fixtures
+    DEFAULT_BUILD, PamDir, need_root, need_tool, snippet_lines, snippet_stack, trust_me)
+from test_sessions import END_WITHIN, PASSWORD, USER, list_sessions
+
+
+# ---------------------------------------------------------------- real sshd and sudo
+#
+# These write /etc/pam.d (and /etc/sudoers.d) and run as root: they take the
+# same locks as test_pam_sshd.py and test_pam_sudo.py, and undo everything.
+
+def with_session_line(text, module, args, before):
+    """A test service file with the snippet's session line added above `before`."""
+    line = next(l for l in snippet_lines() if l.split()[0] == "session")
+    words = line.split()
+    words[words.index("pam_apikey.so")] = f"{module} {args}"
+    assert before in text, text
+    return text.replace(before, " ".join(words) + "\n" + before, 1)
+
+
+@pytest.fixture(scope="module")
+def sshd_site(tmp_path_factory, test_users):
+    import test_pam_sshd as t
+    need_root("runs sshd, writes /etc/pam.d and changes the test users' shells")
+    need_tool("sshpass", "ssh", "ssh-keygen", "timeout", "usermod")
+    if not os.path.exists(t.SSHD):
+        pytest.skip(f"{t.SSHD} is not installed (openssh-server)")
+    DEFAULT_BUILD.check()
+    s = t.Site(tmp_path_factory.mktemp("sshd"), test_users)
+    try:
+        s.setup()
+        args = f"socket={s.daemon.socket} service=sshd nodelay"
+        t.PAM_FILE.write_text(with_session_line(t.pam_service_text(DEFAULT_BUILD.module, args),
+                                                DEFAULT_BUILD.module, args,
+                                                "@include common-session\n"))
+        yield s
+    finally:
+        problems = s.teardown()
+        assert not t.PAM_FILE.exists()
+        assert not problems, problems
+
+
+def ssh_holding(sshd, user, token, command="sleep 60"):
+    """ssh user@127.0.0.1 COMMAND, left running; as Sshd.login builds it."""
+    prompt = "API key" if sshd.mode == "keyboard-interactive" else "password"
+    argv = ["sshpass", "-e", "-P", prompt, "ssh", "-F", "/dev/null", "-p", str(sshd.port),
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "-o", "PubkeyAuthentication=no",
+            "-o", "NumberOfPasswordPrompts=1", "-o", f"PreferredAuthentications={sshd.mode}",
+            "-tt", f"{user}@127.0.0.1", command]
+    env = dict(os.environ, SSHPASS=token, LC_ALL="C")
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def wait_sessions(client, key_id, n=1, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        live = list_sessions(client, key_id)
+        if len(live) >= n:
+            return live
+        time.sleep(0.1)
+    return list_sessions(client, key_id)
+
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return None
+
+
+def user_sleeps(user, seconds):
+    """pids of `sleep SECONDS` processes running as `user`."""
+    uid = pwd.getpwnam(user).pw_uid
+    out = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{p}").st_uid != uid:
+                continue
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                if f.read().split(b"\0")[:2] == [b"sleep", str(seconds).encode()]:
+                    out.append(int(p))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return out
+
+
+def kill_sleeps(user, *seconds):
+    """What a test's sessions left running (a test that failed half-way)."""
+    for n in seconds:
+        for pid in user_sleeps(user, n):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def stop_proc(p):
+    if p.poll() is None:
+        p.kill()
+    p.communicate(timeout=10)
+
+
+@pytest.mark.parametrize("mode", ["keyboard-interactive", "password"])
+@pytest.mark.parametrize("action", ["revoke", "disable", "delete"])
+def test_sshd_session_ends(sshd_site, mode, action):
+    site = sshd_site
+    token, key_id = site.key(ALICE, f"ssh-{mode}-{action}")
+    other_token, other_id = site.key(ALICE, f"ssh-{mode}-{action}-other")
+    ssh = ssh_holding(site.sshds[mode], ALICE, token)
+    other = ssh_holding(site.sshds[mode], ALICE, other_token, "sleep 61")
+    pubkey = subprocess.Popen(
+        ["ssh", "-F", "/dev/null", "-p", str(site.sshds[mode].port),
+         "-i", str(site.workdir / "client_key"), "-o", "IdentitiesOnly=yes",
+         "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+         "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+         "-o", "PreferredAuthentications=publickey", "-tt", f"{ALICE}@127.0.0.1", "sleep 62"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        live = wait_sessions(site.admin, key_id)
+        assert len(live) == 1, (live, site.sshds[mode].log()[-2000:])
+        assert len(wait_sessions(site.admin, other_id)) == 1
+        s = live[0]
+        assert (s["user"], s["service"], s["rhost"]) == (ALICE, "sshd", "127.0.0.1"), s
+        # The process that opened the session: sshd's per-connection
+        # privileged process, running as root.
+        with open(f"/proc/{s['pid']}/cmdline", "rb") as f:
+            title = f.read().decode(errors="replace")
+        assert comm(s["pid"]).startswith("sshd") and f": {ALICE} [priv]\0" in title, \
+            (s, title)
+        assert os.stat(f"/proc/{s['pid']}").st_uid == 0
+        # The public-key login runs the same stack and is no key's session.
+        time.sleep(0.5)
+        assert pubkey.poll() is None, pubkey.communicate()
+        assert len(list_sessions(site.admin)) == 2
+
+        t0 = time.monotonic()
+        if action == "delete":
+            site.admin.ok(f"{IFACE}.Delete", {"id": key_id})
+        else:
+            site.ctl(action, key_id)
+        try:
+            ssh.wait(END_WITHIN + 0.5)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"ssh session still open {END_WITHIN}s after {action}")
+        assert time.monotonic() - t0 <= END_WITHIN + 0.5
+        assert ssh.returncode != 0
+        # The session's command ended with it (its terminal hung up).
+        deadline = time.monotonic() + 1
+        while user_sleeps(ALICE, 60) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert user_sleeps(ALICE, 60) == []
+        assert other.poll() is None, "the other key's session was ended"
+        assert pubkey.poll() is None, "the public-key session was ended"
+        assert [x["key_id"] for x in list_sessions(site.admin)] == [other_id]
+        assert f"ending session of key {key_id}: user={ALICE} service=sshd rhost=127.0.0.1" \
+            in site.daemon.log()
+    finally:
+        for p in (ssh, other, pubkey):
+            stop_proc(p)
+        kill_sleeps(ALICE, 60, 61, 62)
+        site.admin.call(f"{IFACE}.Revoke", {"id": other_id})
+
+
+@pytest.fixture(scope="module")
+def sudo_site(tmp_path_factory, test_users):
+    import test_pam_sudo as t
+    need_root("writes /etc/sudoers.d and /etc/pam.d and runs sudo as the test users")
+    need_tool("sudo", "visudo", "runuser", "timeout")
+    DEFAULT_BUILD.check()
+    s = t.SudoSite(tmp_path_factory.mktemp("sudo"))
+    try:
+        s.setup()
+        args = f"socket={s.daemon.socket} service=sudo nodelay"
+        t.PAM_FILE.write_text(with_session_line(t.pam_service_text(DEFAULT_BUILD.module, args),
+                                                DEFAULT_BUILD.module, args,
+                                                "@include common-session-noninteractive\n"))
+        t.SUDOERS_FILE.write_text(t.sudoers_text() + f"{ALICE} ALL=(root) /usr/bin/sleep\n")
+        r = subprocess.run(["visudo", "-c"], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, f"visudo -c: {r.stdout}{r.stderr}"
+        yield s
+    finally:
+        problems = s.teardown()
+        assert not t.PAM_FILE.exists() and not t.SUDOERS_FILE.exists()
+        assert not problems, problems
+
+
+def test_sudo_command_ends_on_revoke(sudo_site):
+    site = sudo_site
+    token, key_id = site.key(ALICE, "sudo-sleep")
+    env = dict(os.environ, TOKEN=token, LC_ALL="C")
+    p = subprocess.Popen(["runuser", "-u", ALICE, "--", "sh", "-c",
+                          'echo "$TOKEN" | exec sudo -S -k -u root /usr/bin/sleep 63'],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        live = wait_sessions(site.admin, key_id)
+        assert len(live) == 1, (live, p.poll())
+        # sudo itself opened the session: ending it ends the command.
+        assert comm(live[0]["pid"]) == "sudo", live
+        site.admin.ok(f"{IFACE}.Revoke", {"id": key_id})
+        try:
+            p.wait(END_WITHIN + 0.5)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"sudo sleep 60 still running {END_WITHIN}s after revoke")
+        assert p.returncode != 0
+        # The command (sleep, as root) ended with sudo.
+        assert user_sleeps("root", 63) == []
+        assert list_sessions(site.admin) == []
+    finally:
+        stop_proc(p)
+        kill_sleeps("root", 63)
+
+
+# ---------------------------------------------------------------- valgrind
+
+VALGRIND = ["valgrind", "--error-exitcode=99", "--leak-check=full",
+            "--errors-for-leak-kinds=definite", "--keep-debuginfo=yes", "--track-fds=no",
+            "--num-callers=30"]
+
+
+def test_session_paths_are_valgrind_clean(tmp_path, daemon):
+    """The module's session hook under valgrind (the module preloaded so its
+    frames resolve): a key's session opened and closed, the daemon away when
+    the session opens (ignored, the session still opens), and a password
+    login's session (ignored)."""
+    need_tool("valgrind")
+    build = DEFAULT_BUILD.check()
+    pam = PamDir(tmp_path / "pam.d", build)
+    d = daemon()
+    down = daemon()
+    down.stop()
+    token = d.client().create("k", owner=USER)["token"]
+    up = f"socket={d.socket} nodelay {trust_me()}".rstrip()
+    away = f"socket={down.socket} nodelay {trust_me()}".rstrip()
+    permit = ("auth required pam_permit.so\naccount required pam_permit.so\n"
+              "session required pam_permit.so\n")
+    pam.write("up", snippet_stack(pam.module, up) + permit)
+    pam.write("away", pam.line("auth", "[success=done ignore=ignore default=die]", up) +
+              pam.line("account", "[success=ok ignore=ignore default=bad]", up) +
+              pam.line("session", "optional", away) + permit)
+    cases = [("key session", "up", token, ["session=Success", "close=Success"], 1),
+             ("daemon away", "away", token, ["session=Success", "close=Success"], 0),
+             ("password session", "up", PASSWORD, ["session=Success", "close=Success"], 0)]
+    failures = []
+    for i, (name, svc, answer, want, registered) in enumerate(cases):
+        log = tmp_path / f"valgrind.{i}.log"
+        argv = VALGRIND + [f"--log-file={log}", str(build.harness), "--acct", "--session", "2",
+                           str(pam.path), svc, USER]
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             env=build.env({"LD_PRELOAD": str(build.module)}))
+        p.stdin.write(answer + "\n")
+        p.stdin.close()
+        first = ""
+        while not first.startswith("session="):
+            line = p.stdout.readline()
+            if not line:
+                break
+            first = line.strip()
+        # Held open: registered with the daemon only when it was the key's.
+        live = [x["pid"] for x in list_sessions(d.client())]
+        out, err = p.stdout.read(), p.stderr.read()
+        p.wait(120)
+        p.stdout.close()
+        p.stderr.close()
+        lines = [first] + [l for l in out.splitlines() if l.startswith("close=")]
+        text = log.read_text(errors="replace")
+        if p.returncode != 0 or lines != want or "ERROR SUMMARY: 0 errors" not in text:
+            failures.append(f"{name}: exit {p.returncode}, {lines}\n{err}\n{text}")
+        if live != [p.pid] * registered:
+            failures.append(f"{name}: sessions while open {live}, harness pid {p.pid}")
+    assert not failures, "\n\n".join(failures)
