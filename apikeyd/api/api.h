@@ -74,7 +74,7 @@ struct api {
         const char *socket_path; /* NULL when systemd passed the socket */
         uint64_t started_at;     /* µs, realtime */
         struct server *server;
-        struct fleet *fleet; /* fleet mode (fleet.h), or NULL */
+        struct fleet *fleet;            /* fleet mode (fleet.h), or NULL */
         sd_event *event;                /* for the sessions' timer */
         struct session_table *sessions; /* sessions.c */
 };
