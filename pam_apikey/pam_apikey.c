@@ -444,15 +444,15 @@ static int build_request(const char *token, size_t token_len, bool brief, const 
  * a negative errno: the transport's, or -EBADMSG for an answer that cannot
  * be read.
  */
-static int ask_once(pam_handle_t *pamh, const struct options *o, uint64_t deadline,
-                    const char *token, size_t token_len, bool brief, const char *user,
-                    const char *service, const char *rhost, struct verify_reply *ret)
+/*
+ * Connect to the daemon by `deadline`, into `*ret_fd`: only to a socket that
+ * root (or daemon_user) serves, since whoever answers there gets what we
+ * send (`what`: "send a key to", ...).  0, or a negative errno, logged.
+ */
+static int connect_daemon(pam_handle_t *pamh, const struct options *o, uint64_t deadline,
+                          const char *what, int *ret_fd)
 {
-        struct varlink_buffer b;
         _cleanup_close_ int fd = -1;
-        char *req = NULL;
-        size_t req_len = 0, msg_len = 0;
-        const char *msg = NULL;
         uid_t peer;
         int r;
 
@@ -463,12 +463,30 @@ static int ask_once(pam_handle_t *pamh, const struct options *o, uint64_t deadli
                 return r;
         }
         if (peer != 0 && !(o->daemon_uid_set && peer == o->daemon_uid)) {
-                /* Whoever answers there gets the secret: it must be the daemon. */
                 pam_syslog(pamh, LOG_ERR,
-                           "refusing to send a key to %s: it is served by uid %u, not by root%s",
+                           "refusing to %s %s: it is served by uid %u, not by root%s", what,
                            o->socket, (unsigned)peer, o->daemon_uid_set ? " or daemon_user" : "");
                 return -EPERM;
         }
+        *ret_fd = fd;
+        fd = -1;
+        return 0;
+}
+
+static int ask_once(pam_handle_t *pamh, const struct options *o, uint64_t deadline,
+                    const char *token, size_t token_len, bool brief, const char *user,
+                    const char *service, const char *rhost, struct verify_reply *ret)
+{
+        struct varlink_buffer b;
+        _cleanup_close_ int fd = -1;
+        char *req = NULL;
+        size_t req_len = 0, msg_len = 0;
+        const char *msg = NULL;
+        int r;
+
+        r = connect_daemon(pamh, o, deadline, "send a key to", &fd);
+        if (r < 0)
+                return r;
         r = build_request(token, token_len, brief, user, service, rhost, item_string(pamh, PAM_TTY),
                           item_string(pamh, PAM_RUSER), &req, &req_len);
         if (r < 0)
@@ -778,20 +796,11 @@ static int session_call(pam_handle_t *pamh, const struct options *o, const char 
         const char *msg = NULL;
         size_t msg_len = 0;
         char error[128];
-        uid_t peer;
         int r;
 
-        r = varlink_connect(o->socket, deadline, &fd, &peer);
-        if (r < 0) {
-                pam_syslog(pamh, LOG_ERR, "cannot reach apikeyd at %s: %s", o->socket,
-                           strerror(-r));
+        r = connect_daemon(pamh, o, deadline, "register a session with", &fd);
+        if (r < 0)
                 return r;
-        }
-        if (peer != 0 && !(o->daemon_uid_set && peer == o->daemon_uid)) {
-                pam_syslog(pamh, LOG_ERR, "%s is served by uid %u, not by root%s", o->socket,
-                           (unsigned)peer, o->daemon_uid_set ? " or daemon_user" : "");
-                return -EPERM;
-        }
         r = varlink_send(fd, req, len, deadline);
         if (r < 0) {
                 pam_syslog(pamh, LOG_ERR, "sending to apikeyd failed: %s", strerror(-r));

@@ -204,17 +204,20 @@ void read_end(struct keystore *ks)
 }
 
 /*
- * A write nested in the running group write's transaction: undone alone
- * if it fails, so the write may see it refused and go on.
+ * `fn` in a transaction nested in `parent`: undone alone if it fails.  A
+ * nested transaction that cannot begin or commit may leave the group
+ * unusable, so the group is then written one by one.
  */
-static int write_nested(struct keystore *ks, write_fn fn, void *userdata)
+static int write_nested(struct keystore *ks, MDB_txn *parent, write_fn fn, void *userdata)
 {
         MDB_txn *txn;
         int rc, r;
 
-        rc = mdb_txn_begin(ks->env, ks->current, 0, &txn);
-        if (rc != MDB_SUCCESS)
+        rc = mdb_txn_begin(ks->env, parent, 0, &txn);
+        if (rc != MDB_SUCCESS) {
+                ks->group_broken = true;
                 return ks_err(ks, rc);
+        }
         r = fn(ks, txn, userdata);
         if (r < 0) {
                 mdb_txn_abort(txn);
@@ -284,8 +287,9 @@ int write_txn(struct keystore *ks, write_fn fn, void *userdata)
 {
         if (ks->flags & KEYSTORE_READONLY)
                 return -EROFS;
+        /* Inside a group write: undone alone, so the write may see it refused and go on. */
         if (ks->current)
-                return write_nested(ks, fn, userdata);
+                return write_nested(ks, ks->current, fn, userdata);
         /* A list callback writing would pull the snapshot from under its own
          * walk.  (A group's writes run on their own thread, beside reads.) */
         if (!ks->grouping && ks->read_depth > 0)
@@ -303,30 +307,6 @@ static int run_write(struct keystore *ks, MDB_txn *txn, void *userdata)
         ks->current = txn;
         r = w->fn(&tx, w->userdata);
         ks->current = NULL;
-        return r;
-}
-
-/* A write in a transaction nested in the group's `group`: undone alone if it fails. */
-static int run_nested_write(struct keystore *ks, MDB_txn *group, struct keystore_write *w)
-{
-        MDB_txn *txn;
-        int rc, r;
-
-        rc = mdb_txn_begin(ks->env, group, 0, &txn);
-        if (rc != MDB_SUCCESS) {
-                ks->group_broken = true;
-                return ks_err(ks, rc);
-        }
-        r = run_write(ks, txn, w);
-        if (r < 0) {
-                mdb_txn_abort(txn);
-                return r;
-        }
-        rc = mdb_txn_commit(txn);
-        if (rc != MDB_SUCCESS) {
-                ks->group_broken = true;
-                return ks_err(ks, rc);
-        }
         return r;
 }
 
@@ -355,7 +335,7 @@ static int write_group(struct keystore *ks, struct keystore_write *writes, size_
                         return r;
                 ks->map_full = ks->group_broken = false;
                 for (size_t i = 0; i < n; i++)
-                        writes[i].result = run_nested_write(ks, txn, &writes[i]);
+                        writes[i].result = write_nested(ks, txn, run_write, &writes[i]);
 
                 if (ks->map_full || ks->group_broken) {
                         bool full = ks->map_full;
