@@ -231,9 +231,7 @@ static const char *key_id_of(const struct fleet *f, const char *key)
 
 /* ---- the sync: check, resync, watch ---- */
 
-static void start(struct fleet *f);
-
-static void stop_requests(struct fleet *f)
+void fleet_stop_requests(struct fleet *f)
 {
         etcd_request_cancel(f->req);
         f->req = NULL;
@@ -242,7 +240,7 @@ static void stop_requests(struct fleet *f)
         etcd_lines_reset(&f->lines);
 }
 
-static void resync_reset(struct resync *rs)
+void fleet_resync_reset(struct resync *rs)
 {
         for (size_t i = 0; i < rs->n; i++)
                 free(rs->bufs[i]);
@@ -257,12 +255,12 @@ static void fail(struct fleet *f)
 {
         uint64_t delay;
 
-        stop_requests(f);
+        fleet_stop_requests(f);
         /* A probe still on its way to the member left behind would fail the next one. */
         etcd_request_cancel(f->probe);
         f->probe = NULL;
         f->following = false;
-        resync_reset(&f->rs);
+        fleet_resync_reset(&f->rs);
         f->current = (f->current + 1) % f->n_endpoints;
         f->backoff = f->backoff ? f->backoff * 2 : BACKOFF_MIN;
         if (f->backoff > BACKOFF_MAX)
@@ -277,15 +275,15 @@ static void fail(struct fleet *f)
 void fleet_restart(struct fleet *f, bool resync)
 {
         f->generation++;
-        stop_requests(f);
-        resync_reset(&f->rs);
+        fleet_stop_requests(f);
+        fleet_resync_reset(&f->rs);
         f->force_resync |= resync;
-        start(f);
+        fleet_start(f);
 }
 
-static int on_retry(sd_event_source *s, uint64_t usec, void *userdata)
+int fleet_on_retry(sd_event_source *s, uint64_t usec, void *userdata)
 {
-        start(userdata);
+        fleet_start(userdata);
         return 0;
 }
 
@@ -357,7 +355,7 @@ static void on_fp_written(struct etcd_request *req, int r, long status, const ch
                 return;
         }
         /* Written, or another manager was first: check again either way. */
-        start(f);
+        fleet_start(f);
 }
 
 static void write_fingerprint(struct fleet *f)
@@ -461,7 +459,7 @@ static void on_authenticated(struct etcd_request *req, int r, long status, const
                 fail(f);
                 return;
         }
-        start(f);
+        fleet_start(f);
 }
 
 /* etcd's authenticate, as fleet_user with its password. */
@@ -485,7 +483,7 @@ static void authenticate(struct fleet *f)
                 erase_and_free(body);
 }
 
-static void start(struct fleet *f)
+void fleet_start(struct fleet *f)
 {
         _cleanup_free_ char *body = NULL;
 
@@ -800,7 +798,7 @@ static void on_probe(struct etcd_request *req, int r, long status, const char *b
                 (void)submit(f, NULL, 0, NULL, 0, f->queued, false);
 }
 
-static int on_probe_timer(sd_event_source *s, uint64_t usec, void *userdata)
+int fleet_on_probe_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct fleet *f = userdata;
         _cleanup_free_ char *body = NULL;
@@ -816,16 +814,16 @@ static int on_probe_timer(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
-static uint64_t resync_delay(void)
+uint64_t fleet_resync_delay(void)
 {
         return RESYNC_EVERY + randombytes_uniform((uint32_t)(RESYNC_EVERY / MSEC)) * MSEC;
 }
 
-static int on_resync_timer(sd_event_source *s, uint64_t usec, void *userdata)
+int fleet_on_resync_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct fleet *f = userdata;
 
-        (void)sd_event_source_set_time_relative(s, resync_delay());
+        (void)sd_event_source_set_time_relative(s, fleet_resync_delay());
         (void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         if (f->phase == PHASE_WATCH) {
                 log_debug("fleet: the periodic resync");
@@ -895,206 +893,4 @@ json_t *fleet_status(struct fleet *f)
         if (f->cfg->fleet_manage)
                 json_object_set_new(o, "hosts", fleet_hosts_json(f));
         return o;
-}
-
-/* ---- setup ---- */
-
-char *fleet_prefix_end_b64(const char *prefix)
-{
-        _cleanup_free_ char *end = strdup(prefix);
-        size_t n;
-
-        if (!end)
-                return NULL;
-        /* The range end of a prefix: its last byte plus one ('/' -> '0'). */
-        n = strlen(end);
-        end[n - 1]++;
-        return etcd_base64(end, n);
-}
-
-static int split_endpoints(struct fleet *f, const char *list)
-{
-        size_t n = 1;
-
-        for (const char *p = list; *p; p++)
-                n += *p == ',';
-        f->endpoints = calloc(n, sizeof(char *));
-        if (!f->endpoints)
-                return -ENOMEM;
-        for (const char *p = list; f->n_endpoints < n;) {
-                size_t len = strcspn(p, ",");
-
-                f->endpoints[f->n_endpoints] = strndup(p, len);
-                if (!f->endpoints[f->n_endpoints])
-                        return -ENOMEM;
-                f->n_endpoints++;
-                p += len + (p[len] == ',');
-        }
-        /* Shuffled, so that a fleet's hosts do not all start on the first. */
-        for (size_t i = n; i > 1; i--) {
-                size_t j = randombytes_uniform((uint32_t)i);
-                char *t = f->endpoints[i - 1];
-
-                f->endpoints[i - 1] = f->endpoints[j];
-                f->endpoints[j] = t;
-        }
-        return 0;
-}
-
-/* The password in `path`: its first line, at most 1 KiB. */
-static int read_password(const char *path, char **ret)
-{
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        char buf[1026];
-        size_t len;
-        ssize_t n;
-
-        if (fd < 0)
-                return -errno;
-        n = read(fd, buf, sizeof(buf) - 1);
-        if (n < 0)
-                return -errno;
-        for (len = 0; len < (size_t)n && buf[len] != '\r' && buf[len] != '\n'; len++)
-                if (buf[len] == '\0')
-                        len = sizeof(buf); /* a NUL in the password */
-        if (len == 0 || len > 1024) {
-                explicit_bzero(buf, sizeof(buf));
-                return -EBADMSG;
-        }
-        buf[len] = '\0';
-        *ret = strdup(buf);
-        explicit_bzero(buf, sizeof(buf));
-        return *ret ? 0 : -ENOMEM;
-}
-
-int fleet_new(const struct fleet_setup *s, struct fleet **ret)
-{
-        const struct apikeyd_config *cfg = s->config;
-        _cleanup_free_ char *fp_key = NULL;
-        struct etcd_tls tls = {
-            .cacert = cfg->fleet_cacert, .cert = cfg->fleet_cert, .key = cfg->fleet_key};
-        struct fleet *f;
-        int r;
-
-        f = calloc(1, sizeof(*f));
-        if (!f)
-                return -ENOMEM;
-        if (cfg->fleet_user) {
-                r = read_password(cfg->fleet_password_file, &f->password);
-                if (r < 0) {
-                        log_error("fleet: cannot read fleet_password_file %s: %s",
-                                  cfg->fleet_password_file,
-                                  r == -EBADMSG ? "empty, longer than 1 KiB, or holding a NUL"
-                                                : strerror(-r));
-                        free(f);
-                        return r;
-                }
-        }
-        f->cfg = cfg;
-        f->event = sd_event_ref(s->event);
-        f->ks = s->ks;
-        f->writer = s->writer;
-        memcpy(f->fp, s->pepper_fingerprint, sizeof(f->fp));
-        etcd_lines_init(&f->lines, 0);
-        if (cfg->fleet_host)
-                str_copy(f->host, sizeof(f->host), cfg->fleet_host);
-        else if (gethostname(f->host, sizeof(f->host) - 1) < 0)
-                str_copy(f->host, sizeof(f->host), "localhost");
-
-        r = -ENOMEM;
-        if (split_endpoints(f, cfg->fleet_endpoints) < 0)
-                goto fail;
-        if (asprintf(&f->keys_prefix, "%s/keys/", cfg->fleet_prefix) < 0 ||
-            asprintf(&fp_key, "%s/pepper-fingerprint", cfg->fleet_prefix) < 0) {
-                f->keys_prefix = NULL;
-                goto fail;
-        }
-        f->keys_prefix_b64 = etcd_base64(f->keys_prefix, strlen(f->keys_prefix));
-        f->keys_end_b64 = fleet_prefix_end_b64(f->keys_prefix);
-        f->fp_key_b64 = etcd_base64(fp_key, strlen(fp_key));
-        if (!f->keys_prefix_b64 || !f->keys_end_b64 || !f->fp_key_b64)
-                goto fail;
-
-        r = keystore_fleet_state(s->ks, &f->applied, &f->cluster_id, &f->contact_real);
-        if (r < 0) {
-                log_error("fleet: cannot read the replica's revision: %s", strerror(-r));
-                goto fail;
-        }
-        if (f->applied == 0) {
-                uint64_t n = 0;
-
-                r = keystore_n_keys(s->ks, &n);
-                if (r >= 0 && n > 0) {
-                        log_error("fleet: the keystore holds %llu keys of this host alone; in "
-                                  "fleet mode it holds the fleet's keys from etcd, which would "
-                                  "replace them: move them into etcd first (apikeyd "
-                                  "--fleet-push), or start with an empty state directory",
-                                  (unsigned long long)n);
-                        r = -EEXIST;
-                }
-                if (r < 0)
-                        goto fail;
-        }
-        f->queued = f->applied;
-        f->contact_saved = f->contact_real;
-        /* A manager starts from etcd's truth. */
-        f->force_resync = cfg->fleet_manage;
-
-        r = etcd_client_new(s->event, &tls, &f->client);
-        if (r >= 0)
-                r = sd_event_add_time_relative(s->event, &f->retry_timer, CLOCK_MONOTONIC,
-                                               UINT64_MAX / 2, 0, on_retry, f);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(f->retry_timer, SD_EVENT_OFF);
-        if (r >= 0)
-                r = sd_event_add_time_relative(s->event, &f->probe_timer, CLOCK_MONOTONIC,
-                                               PROBE_INTERVAL, 0, on_probe_timer, f);
-        if (r >= 0)
-                r = sd_event_add_time_relative(s->event, &f->resync_timer, CLOCK_MONOTONIC,
-                                               resync_delay(), 0, on_resync_timer, f);
-        if (r < 0) {
-                log_error("fleet: cannot set up the etcd client: %s", strerror(-r));
-                goto fail;
-        }
-        log_info("fleet: host %s following %s under %s from revision %lld (%s)", f->host,
-                 cfg->fleet_endpoints, cfg->fleet_prefix, (long long)f->applied,
-                 cfg->fleet_manage ? "manages keys" : "keys managed elsewhere");
-        start(f);
-        *ret = f;
-        return 0;
-fail:
-        fleet_free(f);
-        return r;
-}
-
-void fleet_free(struct fleet *f)
-{
-        if (!f)
-                return;
-        f->stopping = true;
-        fleet_waiters_wake(f, -ESHUTDOWN);
-        stop_requests(f);
-        etcd_request_cancel(f->report);
-        etcd_request_cancel(f->hosts_req);
-        etcd_request_cancel(f->probe);
-        resync_reset(&f->rs);
-        free(f->lines.buf);
-        etcd_client_free(f->client);
-        sd_event_source_disable_unref(f->retry_timer);
-        sd_event_source_disable_unref(f->probe_timer);
-        sd_event_source_disable_unref(f->resync_timer);
-        sd_event_unref(f->event);
-        for (size_t i = 0; i < f->n_endpoints; i++)
-                free(f->endpoints[i]);
-        free(f->endpoints);
-        free(f->keys_prefix);
-        free(f->keys_prefix_b64);
-        free(f->keys_end_b64);
-        free(f->fp_key_b64);
-        free(f->modrevs);
-        free(f->hosts);
-        if (f->password)
-                erase_and_free(f->password);
-        free(f->token);
-        free(f);
 }

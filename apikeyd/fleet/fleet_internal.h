@@ -170,4 +170,13 @@ json_t *fleet_hosts_json(const struct fleet *f);
 
 /* ---- fleet_publish.c ---- */
 
+/* fleet.c's sync, for fleet_setup.c: start following etcd, stop every request, the timers. */
+void fleet_start(struct fleet *f);
+void fleet_stop_requests(struct fleet *f);
+void fleet_resync_reset(struct resync *rs);
+uint64_t fleet_resync_delay(void);
+int fleet_on_retry(sd_event_source *s, uint64_t usec, void *userdata);
+int fleet_on_probe_timer(sd_event_source *s, uint64_t usec, void *userdata);
+int fleet_on_resync_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
 void fleet_waiter_free(struct waiter *w);
