@@ -16,7 +16,7 @@ from pam_fixtures import BUILD
 
 APIKEYCTL_BUILT = BUILD / "apikeyctl"
 APIKEYD_BUILT = BUILD / "apikeyd"
-PAM_SOURCE = REPO / "pam_apikey" / "pam_apikey.c"
+PAM_OPTIONS_SOURCE = REPO / "pam_apikey" / "options.c"
 CONF_EXAMPLE = REPO / "apikeyd" / "apikeyd.conf.example"
 FAIL2BAN = REPO / "contrib" / "fail2ban"
 COCKPIT_PAGE = REPO / "cockpit"
@@ -245,13 +245,13 @@ def program_help(*argv):
 def pam_module_options():
     """The options pam_apikey accepts: the names apply_option() compares
     with IS("..."), and conf=, which parse_options() handles itself."""
-    src = PAM_SOURCE.read_text()
+    src = PAM_OPTIONS_SOURCE.read_text()
     m = re.search(r"\bapply_option\s*\([^)]*\)\s*\{(.*?)\n\}", src, re.S)
-    assert m, "apply_option() not found in pam_apikey.c"
+    assert m, "apply_option() not found in pam_apikey/options.c"
     names = set(re.findall(r'\bIS\("([^"]+)"\)', m.group(1)))
     assert names, "no IS(\"...\") in apply_option()"
     m = re.search(r"\bparse_options\s*\([^)]*\)\s*\{(.*?)\n\}", src, re.S)
-    assert m, "parse_options() not found in pam_apikey.c"
+    assert m, "parse_options() not found in pam_apikey/options.c"
     names |= {s.rstrip("=") for s in re.findall(r'strncmp\([^,]+,\s*"(\w+=)"', m.group(1))}
     return names
 
