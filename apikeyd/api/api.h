@@ -18,6 +18,7 @@
 #include "server.h"
 #include "timeutil.h"
 #include "token_crypto.h"
+#include "usage.h"
 #include "writer.h"
 
 /* The release, from the file VERSION at the top: the Makefile passes it. */
@@ -61,7 +62,8 @@ struct api {
         uint64_t signed_sec;
         char signed_at[TIMESTAMP_MAX];
         struct lastused lastused;
-        struct lockout lockout; /* failed verifies per key id */
+        struct usage_queue usage; /* uses waiting for the usage history (usage.h) */
+        struct lockout lockout;   /* failed verifies per key id */
         struct queued_verify *audit_queue;
         size_t n_audit_queue;
         uint64_t audit_dropped;

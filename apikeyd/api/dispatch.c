@@ -19,6 +19,7 @@ static const struct method *const families[] = {
     verify_methods,
     admin_methods,
     session_methods,
+    usage_methods,
 };
 /* clang-format on */
 

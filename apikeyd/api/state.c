@@ -376,6 +376,7 @@ static void flush_last_used(struct api *a)
 void api_flush(struct api *a)
 {
         flush_last_used(a);
+        usage_flush(a);
         api_flush_audit_queue(a);
         api_save_lockout(a);
 }
@@ -390,6 +391,7 @@ void api_finish(struct api *a)
 void api_done(struct api *a)
 {
         sessions_free(a);
+        usage_queue_done(&a->usage);
         lockout_done(&a->lockout);
         free(a->audit_queue);
         a->audit_queue = NULL;

@@ -214,6 +214,9 @@ static int verify_run(struct request *q, const struct verify_args *v)
                                  tok_id);
         valid = code == VERIFY_CODE_VALID;
         code_text = verify_code_to_string_len(code, &code_len);
+        if (matched)
+                usage_note(&a->usage, rec->id, q->now, code, service, V_RHOST(v),
+                           v->text[VERIFY_TTY]);
 
         json_out_init(&o, reply, sizeof(reply));
         /* The code's text needs no escaping: copied as it is, between quotes. */

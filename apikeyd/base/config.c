@@ -41,6 +41,7 @@ enum option_kind {
         OPT_FLEET_HOST, /* a char * field: a name, or "%H" (NULL: the host name) */
         OPT_NAME,       /* a char * field: a name without blanks or controls, or "none" */
         OPT_PATH,       /* a char * field: an absolute path, or "none" */
+        OPT_WARNINGS,   /* expiry_warnings: durations, or "none" */
 };
 
 struct option {
@@ -105,6 +106,14 @@ static const struct option options[] = {
     {"fleet_cert", OPT_PATH, FIELD(fleet_cert), 0, 0, 0, "expected 'none' or an absolute path"},
     {"fleet_key", OPT_PATH, FIELD(fleet_key), 0, 0, 0, "expected 'none' or an absolute path"},
     {"end_sessions", OPT_BOOL, FIELD(end_sessions), 0, 0, 0, "expected yes or no"},
+    {"usage_history", OPT_NUMBER, FIELD(usage_history), 0, 1000, 0,
+     "expected a number from 0 (none) to 1000"},
+    {"expiry_warnings", OPT_WARNINGS, FIELD(expiry_warnings_usec), USEC_PER_MIN, 365 * USEC_PER_DAY,
+     0,
+     "expected 'none' or up to 8 different durations from 1m to 365d, comma-separated, such as "
+     "7d,1d"},
+    {"expiry_cliff", OPT_NUMBER, FIELD(expiry_cliff), 0, 1000000, 0,
+     "expected a number from 0 (no warning) to 1000000"},
 };
 
 /* The fields that own a string: copied with the config, freed with it. */
@@ -149,6 +158,10 @@ int config_init_defaults(struct apikeyd_config *c)
             .map_size = 4 * GIB,
             .fleet_offline_max_age_usec = 72 * USEC_PER_HOUR,
             .end_sessions = true,
+            .usage_history = 20,
+            .expiry_warnings_usec = {7 * USEC_PER_DAY, USEC_PER_DAY},
+            .n_expiry_warnings = 2,
+            .expiry_cliff = 10,
         };
         c->admin_group = strdup(DEFAULT_ADMIN_GROUP);
         c->fleet_prefix = strdup(DEFAULT_FLEET_PREFIX);
@@ -447,6 +460,43 @@ static void store_uint(struct apikeyd_config *c, const struct option *o, uint64_
         }
 }
 
+/* expiry_warnings: "none", or durations between the option's bounds, kept longest first. */
+static int parse_warnings(struct apikeyd_config *c, const struct option *o, const char *value)
+{
+        uint64_t w[CONFIG_EXPIRY_WARNINGS_MAX];
+        char part[64];
+        size_t n = 0;
+
+        if (keyword_is(value, "none")) {
+                c->n_expiry_warnings = 0;
+                return 0;
+        }
+        for (const char *p = value;;) {
+                size_t len = strcspn(p, ",");
+                uint64_t v;
+
+                if (n == CONFIG_EXPIRY_WARNINGS_MAX || len == 0 || len >= sizeof(part))
+                        return -EINVAL;
+                memcpy(part, p, len);
+                part[len] = '\0';
+                if (duration_parse(part, &v) < 0 || v < o->min || v > o->max)
+                        return -EINVAL;
+                /* In order, longest first; the same twice is a mistake. */
+                size_t i = n++;
+                for (; i > 0 && w[i - 1] < v; i--)
+                        w[i] = w[i - 1];
+                if (i > 0 && w[i - 1] == v)
+                        return -EINVAL;
+                w[i] = v;
+                if (!p[len])
+                        break;
+                p += len + 1;
+        }
+        memcpy(c->expiry_warnings_usec, w, n * sizeof(w[0]));
+        c->n_expiry_warnings = (unsigned)n;
+        return 0;
+}
+
 /* Apply one value; -EINVAL if it is refused, -ENOMEM. */
 static int option_apply(struct apikeyd_config *c, const struct option *o, const char *value)
 {
@@ -505,6 +555,8 @@ static int option_apply(struct apikeyd_config *c, const struct option *o, const 
                         return -EINVAL;
                 store_uint(c, o, v);
                 return 0;
+        case OPT_WARNINGS:
+                return parse_warnings(c, o, value);
         case OPT_DURATION:
                 r = duration_parse(value, &v);
                 if (r < 0 || v < o->min || v > o->max)

@@ -74,6 +74,13 @@
  *   fleet_key                 none          its private key
  *   end_sessions              yes           end the login sessions a key opened when it
  *                                           is revoked, disabled, deleted or expires
+ *   usage_history             20            uses each key keeps in its usage history,
+ *                                           0-1000; 0 = none
+ *   expiry_warnings           7d,1d         how long before a key expires a journal
+ *                                           event warns of it: up to 8 durations,
+ *                                           comma-separated, 1m-365d; or "none"
+ *   expiry_cliff              10            apikeyctl status warns when more keys than
+ *                                           this expire on the same day; 0 = never
  *
  * apikeyd.conf.example lists the same options with their defaults; a unit
  * test keeps the three (this table, the example, the code) in step.
@@ -91,6 +98,8 @@
 
 /* Config files larger than this are refused rather than read. */
 #define CONFIG_FILE_MAX (1024 * 1024)
+
+#define CONFIG_EXPIRY_WARNINGS_MAX 8
 
 struct apikeyd_config {
         char *admin_group; /* owned */
@@ -121,6 +130,11 @@ struct apikeyd_config {
         char *fleet_cert;
         char *fleet_key;
         bool end_sessions; /* end a key's login sessions when it stops being usable */
+        unsigned usage_history;
+        /* Longest first, no two alike; n_expiry_warnings 0 = none. */
+        uint64_t expiry_warnings_usec[CONFIG_EXPIRY_WARNINGS_MAX];
+        unsigned n_expiry_warnings;
+        unsigned expiry_cliff; /* 0 = no warning */
 };
 
 #define CONFIG_FLEET_ENDPOINTS_MAX 16

@@ -36,3 +36,7 @@
 /* The keystore failed to read or write: a call answered InternalError or
  * a verify answered UNAVAILABLE. */
 #define MESSAGE_ID_STORAGE_ERROR "MESSAGE_ID=b0ef63328c7d4318bbaf6cd9a107c741"
+/* A key was used (VALID) from a source it had not been used from. */
+#define MESSAGE_ID_KEY_NEW_SOURCE "MESSAGE_ID=97f319e3dc4547ddbac157883f3853c7"
+/* A key comes within one of the expiry_warnings of its expiry. */
+#define MESSAGE_ID_KEY_EXPIRING "MESSAGE_ID=368b457e51ba491d9b0da9729c039cf7"

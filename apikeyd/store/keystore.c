@@ -35,7 +35,7 @@
 
 #include "keystore_internal.h"
 
-#define KEYSTORE_MAXDBS 7
+#define KEYSTORE_MAXDBS 8
 /* Doublings a single write may ask for: a bulk load into a small map needs several. */
 #define KEYSTORE_MAX_GROWTH 16
 #define SCHEMA_KEY          "schema"
@@ -435,6 +435,13 @@ static int open_dbs(struct keystore *ks, MDB_txn *txn, bool create)
         if (rc != MDB_SUCCESS)
                 return ks_err(ks, rc);
         ks->has_audit_admin = true;
+        /* Usage history came later still: the same. */
+        rc = mdb_dbi_open(txn, "usage", c, &ks->usage);
+        if (rc == MDB_NOTFOUND && !create)
+                return 0;
+        if (rc != MDB_SUCCESS)
+                return ks_err(ks, rc);
+        ks->has_usage = true;
         return 0;
 }
 

@@ -25,6 +25,8 @@ struct keystore {
         bool no_children;     /* a read-only handle on a store from before the children index */
         MDB_dbi audit_admin;  /* admins' management events (keystore.h: retention) */
         bool has_audit_admin; /* a read-only handle of an older store may have none */
+        MDB_dbi usage;        /* keys' usage history (keystore_usage.h) */
+        bool has_usage;       /* the same */
         pthread_rwlock_t map_lock;
         bool map_lock_ready;
         /* The reading thread's: */
@@ -89,6 +91,11 @@ struct audit_ctx {
 
 /* Append the encoded event `userdata` (struct audit_ctx) in `txn`. */
 int append_audit_in(struct keystore *ks, MDB_txn *txn, void *userdata);
+
+/* ---- usage history ---- */
+
+/* Remove the usage history of key `id` in `txn` (keystore_usage.c). */
+int usage_delete_in(struct keystore *ks, MDB_txn *txn, const char *id);
 
 /* ---- key records ---- */
 

@@ -673,6 +673,9 @@ static int delete_in(struct keystore *ks, MDB_txn *txn, void *userdata)
                 if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
                         return ks_err(ks, rc);
         }
+        r = usage_delete_in(ks, txn, id);
+        if (r < 0)
+                return r;
         return ks_err(ks, mdb_del(txn, ks->keys, &(MDB_val){TOKEN_ID_LEN, (void *)id}, NULL));
 }
 

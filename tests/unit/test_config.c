@@ -855,7 +855,7 @@ static void test_every_option_documented(void **state)
                 assert_null(strstr(hit + 1, needle));
                 free(needle);
         }
-        assert_int_equal(n_options, 27);
+        assert_int_equal(n_options, 30);
 
         /* config.h's table lists the same options, in the same order. */
         table = strstr(header, "Options (name, default, meaning):");
@@ -1059,6 +1059,40 @@ static void test_garbage_never_crashes(void **state)
         }
 }
 
+static void test_usage_and_expiry_options(void **state)
+{
+        static const char *const bad_warnings[] = {
+            "0s", "30s", "366d", "7d,7d", "7d,", ",1d", "1d,2d,3d,4d,5d,6d,7d,8d,9d", "soon"};
+#define WANT_WARNINGS                                                                              \
+        NAME ":1: invalid value '%s' for expiry_warnings: expected 'none' or up to 8 different "   \
+             "durations from 1m to 365d, comma-separated, such as 7d,1d"
+        struct apikeyd_config c;
+
+        parse_ok(&c, "usage_history = 0\nexpiry_warnings = 1h,30d,1d\nexpiry_cliff = 0");
+        assert_int_equal(c.usage_history, 0);
+        assert_int_equal(c.n_expiry_warnings, 3);
+        /* Longest first, whatever the order written. */
+        assert_true(c.expiry_warnings_usec[0] == 30 * USEC_PER_DAY);
+        assert_true(c.expiry_warnings_usec[1] == USEC_PER_DAY);
+        assert_true(c.expiry_warnings_usec[2] == USEC_PER_HOUR);
+        assert_int_equal(c.expiry_cliff, 0);
+        config_done(&c);
+        parse_ok(&c, "expiry_warnings = None");
+        assert_int_equal(c.n_expiry_warnings, 0);
+        config_done(&c);
+        for (size_t i = 0; i < ELEMENTSOF(bad_warnings); i++) {
+                char *text, *error;
+
+                assert_true(asprintf(&text, "expiry_warnings = %s", bad_warnings[i]) > 0);
+                assert_true(asprintf(&error, WANT_WARNINGS, bad_warnings[i]) > 0);
+                parse_fails(text, error);
+                free(text);
+                free(error);
+        }
+        parse_fails("usage_history = 1001", NAME ":1: invalid value '1001' for usage_history: "
+                                                 "expected a number from 0 (none) to 1000");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -1077,6 +1111,7 @@ int main(void)
             cmocka_unit_test(test_example_is_the_defaults),
             cmocka_unit_test(test_every_option_documented),
             cmocka_unit_test(test_fleet_options),
+            cmocka_unit_test(test_usage_and_expiry_options),
             cmocka_unit_test(test_garbage_never_crashes),
         };
         return cmocka_run_group_tests_name("config", tests, NULL, NULL);
