@@ -144,6 +144,20 @@ static void write_brief_key(struct json_out *o, const struct key_record *rec)
         }
 }
 
+/* `,"expires_in":N`: the whole seconds the key has left (a valid key's expiry is after `now`). */
+static void write_expires_in(struct json_out *o, uint64_t expires_at, uint64_t now)
+{
+        uint64_t left = expires_at > now ? (expires_at - now) / USEC_PER_SEC : 0;
+        char digits[20];
+        size_t n = sizeof(digits);
+
+        do
+                digits[--n] = (char)('0' + left % 10);
+        while ((left /= 10) > 0);
+        json_out_lit(o, ",\"expires_in\":");
+        json_out_raw(o, digits + n, sizeof(digits) - n);
+}
+
 /* Room for the largest Verify answer: every field of a key at its longest, escaped. */
 #define VERIFY_REPLY_MAX                                                                           \
         (6 * (KEY_NAME_MAX + KEY_DESCRIPTION_MAX + KEY_OWNER_MAX +                                 \
@@ -229,6 +243,8 @@ static int verify_run(struct request *q, const struct verify_args *v)
                 if (r < 0)
                         log_warning("noting the last use of key %s failed: %s", rec->id,
                                     strerror(-r));
+                if (rec->expires_at)
+                        write_expires_in(&o, rec->expires_at, q->now);
                 if (v->brief)
                         write_brief_key(&o, rec);
                 else {

@@ -71,6 +71,15 @@ static void test_brief_reply(void **state)
                                 &r),
                          0);
         assert_string_equal(r.key_id, "cE2SttEhy4jD");
+        /* The seconds left (expires_in) are the daemon's word for scripts: passed over. */
+        assert_int_equal(
+            decode("{\"parameters\":{\"valid\":true,\"code\":\"VALID\",\"expires_in\":1728000,"
+                   "\"key_id\":\"cE2SttEhy4jD\",\"expires_at\":\"2026-12-26T04:58:12Z\"}}",
+                   &r),
+            0);
+        assert_true(r.valid);
+        assert_string_equal(r.key_id, "cE2SttEhy4jD");
+        assert_string_equal(r.expires_at, "2026-12-26T04:58:12Z");
 }
 
 static void test_each_code(void **state)
