@@ -219,6 +219,10 @@ static int method_get_status(struct request *q)
                 json_object_set_new(reply, "socket", json_string(a->socket_path));
         if (reply && a->fleet)
                 json_object_set_new(reply, "fleet", fleet_status(a->fleet));
+        if (reply && (r = expiry_status(q, reply)) < 0) {
+                json_decref(reply);
+                return r;
+        }
         return api_reply(q, reply);
 }
 

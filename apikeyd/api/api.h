@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "config.h"
+#include "expiry.h"
 #include "keystore.h"
 #include "lastused.h"
 #include "lockout.h"
@@ -62,8 +63,9 @@ struct api {
         uint64_t signed_sec;
         char signed_at[TIMESTAMP_MAX];
         struct lastused lastused;
-        struct usage_queue usage; /* uses waiting for the usage history (usage.h) */
-        struct lockout lockout;   /* failed verifies per key id */
+        struct usage_queue usage;   /* uses waiting for the usage history (usage.h) */
+        struct expiry_state expiry; /* expiry warnings given (expiry.h) */
+        struct lockout lockout;     /* failed verifies per key id */
         struct queued_verify *audit_queue;
         size_t n_audit_queue;
         uint64_t audit_dropped;

@@ -60,6 +60,8 @@ static void change_done(struct write_op *op, int r)
                                                   "enable", "revoke", "delete"};
         bool publish = false, descendants;
 
+        if (r >= 0)
+                expiry_key_changed(ch->q.api);
         /* A fleet's manager: the change goes to etcd, and is answered once back. */
         for (size_t i = 0; r >= 0 && ch->q.api->fleet && i < ELEMENTSOF(key_changes); i++)
                 publish |= STREQ(ch->action, key_changes[i]);

@@ -377,6 +377,7 @@ void api_flush(struct api *a)
 {
         flush_last_used(a);
         usage_flush(a);
+        expiry_check(a);
         api_flush_audit_queue(a);
         api_save_lockout(a);
 }
@@ -392,6 +393,7 @@ void api_done(struct api *a)
 {
         sessions_free(a);
         usage_queue_done(&a->usage);
+        expiry_done(&a->expiry);
         lockout_done(&a->lockout);
         free(a->audit_queue);
         a->audit_queue = NULL;

@@ -41,6 +41,7 @@ fuzz_record_SRC          = apikeyd/store/record.c common/token.c common/text_che
 fuzz_text_check_SRC      = common/text_check.c
 fuzz_audit_record_SRC    = apikeyd/store/audit_record.c
 fuzz_usage_record_SRC    = apikeyd/store/usage_record.c
+fuzz_expiry_marks_SRC    = apikeyd/store/expiry_marks.c common/token.c
 fuzz_lockout_SRC         = apikeyd/store/lockout.c
 fuzz_time_SRC            = common/timeutil.c
 fuzz_config_SRC          = apikeyd/base/config.c common/timeutil.c common/token.c
