@@ -185,6 +185,12 @@ static const struct command commands[] = {
      "terminal, since when and the process the daemon ends when the key is\n"
      "revoked, disabled, deleted or expires.",
      "", "", 0, 1, cmd_sessions},
+    {"usage", "show where and when a key was used", "KEY",
+     "Show a key's latest uses (KEY: its id or its name), newest first: when, the\n"
+     "code the daemon answered (VALID or why it refused), the service, the remote\n"
+     "host (local: none given) and the terminal. The daemon keeps usage_history\n"
+     "uses per key (20 by default).",
+     "", "", 1, 1, cmd_usage},
     {"verify", "check a token read from standard input", "[OPTIONS] < TOKEN",
      "Read a token from standard input, print the daemon's code (VALID, NOT_FOUND,\n"
      "DISABLED, ...) and exit 0 only when it is VALID.",
@@ -212,8 +218,10 @@ static const struct command commands[] = {
      "yes", "  -y, --yes               reset all without asking on a terminal\n", 1, 4,
      cmd_lockout},
     {"status", "show the daemon's state", "",
-     "Show the daemon's version, socket, state directory and key counts.", "", "", 0, 0,
-     cmd_status},
+     "Show the daemon's version, socket, state directory and key counts, the keys\n"
+     "expiring within 7 days, and a warning when more than expiry_cliff keys expire\n"
+     "on the same day.",
+     "", "", 0, 0, cmd_status},
     /* run() answers it before any command runs */
     {"help", "show this help, or a command's", "[COMMAND]",
      "Show the commands and the global options, or with COMMAND, its help (the\n"

@@ -305,6 +305,29 @@ static int print_fleet(json_t *fleet)
         return r;
 }
 
+/* The keys expiring within 7 days, and the day too many of them expire on (expiry_cliff). */
+static int print_expiring(const json_t *reply)
+{
+        const json_t *n = json_object_get(reply, "expiring");
+        const json_t *cliff = json_object_get(reply, "expiry_cliff");
+        char line[256];
+        int r;
+
+        if (!json_is_integer(n))
+                return 0; /* an older daemon */
+        snprintf(line, sizeof(line), "%lld within 7 days", (long long)json_integer_value(n));
+        r = print_field("Expiring", line);
+        if (r < 0 || !json_is_object(cliff) || !param_str(cliff, "day"))
+                return r;
+        snprintf(line, sizeof(line),
+                 "%lld keys expire on %s, more than %lld (expiry_cliff): renew them on different "
+                 "days",
+                 (long long)json_integer_value(json_object_get(cliff, "keys")),
+                 param_str(cliff, "day"),
+                 (long long)json_integer_value(json_object_get(cliff, "threshold")));
+        return print_field("Warning", line);
+}
+
 int cmd_status(struct ctl *c, struct args *a)
 {
         json_auto_t *reply = NULL;
@@ -350,5 +373,8 @@ int cmd_status(struct ctl *c, struct args *a)
                 if (r < 0)
                         return r;
         }
+        r = print_expiring(reply);
+        if (r < 0)
+                return r;
         return print_fleet(json_object_get(reply, "fleet"));
 }

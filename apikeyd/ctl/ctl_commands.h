@@ -19,6 +19,7 @@ int cmd_revoke(struct ctl *c, struct args *a);
 int cmd_delete(struct ctl *c, struct args *a);
 int cmd_verify(struct ctl *c, struct args *a);
 int cmd_sessions(struct ctl *c, struct args *a);
+int cmd_usage(struct ctl *c, struct args *a);
 
 int cmd_shared_secret(struct ctl *c, struct args *a);
 int cmd_audit(struct ctl *c, struct args *a);

@@ -474,6 +474,58 @@ int cmd_sessions(struct ctl *c, struct args *a)
         return c->json ? print_json(sessions) : sessions_table(sessions);
 }
 
+static int usage_table(const json_t *uses)
+{
+        static const char *const headers[] = {"TIME", "CODE", "SERVICE", "FROM", "TTY"};
+        _cleanup_table_ struct table *t = NULL;
+        size_t i;
+        json_t *e;
+        int r;
+
+        r = table_new(ELEMENTSOF(headers), headers, &t);
+        if (r < 0)
+                return r;
+        json_array_foreach(uses, i, e)
+        {
+                char at[128] = "?";
+                uint64_t when = key_time(e, "time");
+                const char *service = param_str(e, "service"), *rhost = param_str(e, "rhost");
+                const char *tty = param_str(e, "tty"), *code = param_str(e, "code");
+                const char *row[] = {at, code ? code : "?", service ? service : "-",
+                                     rhost ? rhost : "local", tty ? tty : "-"};
+
+                if (when)
+                        format_local(when, at, sizeof(at));
+                r = table_add_row(t, row);
+                if (r < 0)
+                        return r;
+        }
+        table_print(t, stdout, terminal_columns());
+        if (isatty(STDOUT_FILENO))
+                printf("\n%zu use%s, newest first.\n", table_rows(t),
+                       table_rows(t) == 1 ? "" : "s");
+        return 0;
+}
+
+int cmd_usage(struct ctl *c, struct args *a)
+{
+        json_auto_t *reply = NULL, *named = NULL;
+        char id[TOKEN_ID_LEN + 1];
+        json_t *uses;
+        int r;
+
+        r = resolve_key(c, a, a->pos[0], id, &named);
+        if (r < 0)
+                return r;
+        r = ctl_call(c, KEYS_METHOD_GET_USAGE, id_params(id), &reply);
+        if (r < 0)
+                return r;
+        uses = json_object_get(reply, "uses");
+        if (!json_is_array(uses))
+                return bad_reply(c, "GetUsage");
+        return c->json ? print_json(uses) : usage_table(uses);
+}
+
 int cmd_update(struct ctl *c, struct args *a)
 {
         json_auto_t *p = json_object(), *reply = NULL, *named = NULL;

@@ -5,6 +5,7 @@ daemon."""
 import time
 
 from conftest import IFACE, parse_iso
+from test_apikeyctl import Ctl
 from test_journal import journal, message_ids  # noqa: F401 - the fixture, by name
 
 
@@ -83,3 +84,60 @@ def test_no_warnings_when_none_are_configured(journal, daemon):  # noqa: F811
     time.sleep(2.5)
     entries, _ = journal()
     assert warnings_of(entries) == []
+
+
+def test_list_expiring_and_status_counts(daemon, test_users):
+    d = daemon()
+    ctl = Ctl(d.socket)
+    c = d.client()
+    soon = [c.create(f"soon{i}", owner="akt-alice", expires=e)["key"]
+            for i, e in enumerate(("3d", "12h"))]
+    bobs = c.create("bobs", owner="akt-bob", expires="6d")["key"]
+    off = c.create("off", owner="akt-alice", expires="2d")["key"]
+    c.ok(f"{IFACE}.Disable", {"id": off["id"]})
+    c.create("far", owner="akt-alice", expires="30d")
+    c.create("never", owner="akt-alice")
+
+    listed = ctl.json("list", "--expiring", "7d")
+    # The disabled key expires within a week too; list shows it, status does not count it.
+    assert sorted(k["name"] for k in listed) == ["bobs", "off", "soon0", "soon1"], listed
+    assert ctl.ok("list", "-q", "--expiring", "13h").out.split() == [soon[1]["id"]]
+
+    status = c.ok(f"{IFACE}.GetStatus")
+    assert status["expiring"] == 3 and "expiry_cliff" not in status, status
+    out = ctl.ok("status").out
+    assert "   Expiring: 3 within 7 days\n" in out and "Warning" not in out, out
+    # A user counts their own.
+    alice = ctl.as_user("akt-alice")
+    assert alice.json("status")["expiring"] == 2
+    assert "   Expiring: 2 within 7 days\n" in alice.ok("status").out
+    assert bobs["owner"] == "akt-bob"
+
+
+def test_status_warns_of_an_expiry_cliff(daemon, test_users):
+    d = daemon(config={"expiry_cliff": 3})
+    ctl = Ctl(d.socket)
+    c = d.client()
+    for i in range(4):
+        c.create(f"ci{i}", owner="akt-alice", expires="2027-06-30T08:00:00Z")
+    for i in range(3):
+        c.create(f"cd{i}", owner="akt-bob", expires="2027-05-02T10:00:00Z")
+    status = c.ok(f"{IFACE}.GetStatus")
+    assert status["expiry_cliff"] == {"day": "2027-06-30", "keys": 4, "threshold": 3}, status
+    out = ctl.ok("status").out
+    assert ("    Warning: 4 keys expire on 2027-06-30, more than 3 (expiry_cliff): renew them "
+            "on different days\n") in out, out
+    # Three on a day is not more than three: bob's own keys give no warning.
+    assert "expiry_cliff" not in ctl.as_user("akt-bob").json("status")
+    # An early cliff is named first.
+    for i in range(4):
+        c.create(f"early{i}", owner="akt-bob", expires="2027-05-01T23:59:59Z")
+    assert c.ok(f"{IFACE}.GetStatus")["expiry_cliff"]["day"] == "2027-05-01"
+
+
+def test_no_cliff_warning_when_it_is_off(daemon):
+    d = daemon(config={"expiry_cliff": 0})
+    c = d.client()
+    for i in range(12):
+        c.create(f"ci{i}", owner="alice", expires="2027-06-30T08:00:00Z")
+    assert "expiry_cliff" not in c.ok(f"{IFACE}.GetStatus")

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from conftest import IFACE, make_token, other_secret, split_token
+from test_apikeyctl import EXIT_REFUSED, Ctl
 from test_journal import journal, message_ids  # noqa: F401 - the fixture, by name
 
 DENIED = f"{IFACE}.PermissionDenied"
@@ -178,3 +179,30 @@ def test_first_use_from_a_new_source_is_a_journal_event(journal, daemon):  # noq
     again = [e for e in entries if e.get("APIKEY_EVENT") == "new_source"
              and e.get("APIKEY_ID") == key_id]
     assert len(again) == 3, [e.get("MESSAGE") for e in again]
+
+
+def test_apikeyctl_usage_table_and_json(daemon, test_users):
+    d = daemon(config=FLUSH)
+    ctl = Ctl(d.socket)
+    c = d.client()
+    r = c.create("laptop", owner="akt-alice", scope=["sshd"])
+    token, key_id = r["token"], r["key"]["id"]
+    assert c.verify(token, service="sshd", rhost="192.0.2.1", tty="ssh")["code"] == "VALID"
+    assert c.verify(token, service="sudo", tty="pts/1")["code"] == "OUT_OF_SCOPE"
+
+    out = ctl.ok("usage", "laptop").out.splitlines()
+    assert out[0].split() == ["TIME", "CODE", "SERVICE", "FROM", "TTY"], out
+    assert [line.split()[4:] for line in out[1:]] == [
+        ["OUT_OF_SCOPE", "sudo", "local", "pts/1"],
+        ["VALID", "sshd", "192.0.2.1", "ssh"]], out
+    uses = ctl.json("usage", key_id)
+    assert [(u["code"], u.get("rhost")) for u in uses] == [("OUT_OF_SCOPE", None),
+                                                          ("VALID", "192.0.2.1")]
+    assert set(uses[1]) == {"time", "code", "service", "rhost", "tty"}
+    # The owner reads it, another user is refused with the daemon's reason.
+    assert len(ctl.as_user("akt-alice").json("usage", key_id)) == 2
+    r = ctl.as_user("akt-bob")("usage", key_id, rc=EXIT_REFUSED)
+    assert r.err == ("apikeyctl: permission denied: only an admin or the key's owner may do "
+                     "this [io.apikeyd.Keys.PermissionDenied]\n"), r
+    r = ctl("usage", "AAAAAAAAAAAA", rc=EXIT_REFUSED)
+    assert r.err.startswith("apikeyctl: no such key AAAAAAAAAAAA ")
