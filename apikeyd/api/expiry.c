@@ -294,7 +294,8 @@ int expiry_status(struct request *q, json_t *reply)
         }
         json_object_set_new(reply, "expiring", json_integer((json_int_t)c.expiring));
         /* The first day on which more than expiry_cliff keys expire. */
-        qsort(c.days, c.n_days, sizeof(*c.days), cmp_u64);
+        if (c.n_days > 1)
+                qsort(c.days, c.n_days, sizeof(*c.days), cmp_u64);
         for (size_t i = 0, j; a->config->expiry_cliff && i < c.n_days; i = j) {
                 for (j = i; j < c.n_days && c.days[j] == c.days[i]; j++)
                         ;
