@@ -9,6 +9,8 @@
 
 #define USE_KEY_LEN    (TOKEN_ID_LEN + 1 + 8)
 #define SOURCE_KEY_LEN (TOKEN_ID_LEN + 1)
+/* How far a known source's last use moves before it is written again. */
+#define SOURCE_SEEN_STEP (60 * 60 * UINT64_C(1000000))
 
 static void use_key(uint8_t buf[static USE_KEY_LEN], const char *id, uint64_t at)
 {
@@ -110,8 +112,9 @@ static int note_source(struct keystore *ks, MDB_txn *txn, const struct key_use *
                         found = i;
         *ret_n_known = n;
         if (found != SIZE_MAX) {
-                /* Known: only its time moves, and only forward; nothing to write otherwise. */
-                if (s[found].seen_at >= u->e.at)
+                /* Known: its time moves forward, by the hour at least, so a
+                 * busy source does not rewrite the set at every use. */
+                if (u->e.at < s[found].seen_at + SOURCE_SEEN_STEP)
                         return 0;
                 s[found].seen_at = u->e.at;
         } else {

@@ -7,9 +7,11 @@
  *           id 's'                            -> the sources it was used from
  *
  * A key keeps its newest uses (as many as the caller says) and the
- * USAGE_SOURCES_MAX sources of its latest VALID uses; deleting the key
- * (keystore_delete_tree()) deletes both.  Written in batches by the
- * daemon; read newest first.
+ * USAGE_SOURCES_MAX sources of its latest VALID uses (a source's last
+ * use is kept to the hour: a busy source does not rewrite the set at each
+ * use; when the set is full the source used longest ago is forgotten);
+ * deleting the key (keystore_delete_tree()) deletes both.  Written in
+ * batches by the daemon; read newest first.
  */
 #pragma once
 
