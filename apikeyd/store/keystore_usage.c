@@ -158,7 +158,14 @@ struct record_ctx {
         size_t n, keep;
         struct key_new_source *ret_new;
         size_t n_new;
+        const char **put; /* the ids of the uses written, to trim each key once */
+        size_t n_put;
 };
+
+static int cmp_id(const void *x, const void *y)
+{
+        return memcmp(*(const char *const *)x, *(const char *const *)y, TOKEN_ID_LEN);
+}
 
 static int record_one(struct keystore *ks, MDB_txn *txn, struct record_ctx *c, size_t i)
 {
@@ -177,10 +184,9 @@ static int record_one(struct keystore *ks, MDB_txn *txn, struct record_ctx *c, s
                 return ks_err(ks, rc);
         if (c->keep > 0) {
                 r = put_use(ks, txn, u);
-                if (r >= 0)
-                        r = trim_uses(ks, txn, u->id, c->keep);
                 if (r < 0)
                         return r;
+                c->put[c->n_put++] = u->id;
         }
         if (!STREQ(u->e.code, "VALID"))
                 return 0;
@@ -202,9 +208,21 @@ static int record_in(struct keystore *ks, MDB_txn *txn, void *userdata)
 {
         struct record_ctx *c = userdata;
 
-        c->n_new = 0; /* a run after the map grew starts again */
+        c->n_new = c->n_put = 0; /* a run after the map grew starts again */
         for (size_t i = 0; i < c->n; i++) {
                 int r = record_one(ks, txn, c, i);
+                if (r < 0)
+                        return r;
+        }
+        /* Each key's oldest uses beyond `keep` go, once per key. */
+        if (c->n_put > 1)
+                qsort(c->put, c->n_put, sizeof(*c->put), cmp_id);
+        for (size_t i = 0; i < c->n_put; i++) {
+                int r;
+
+                if (i > 0 && memcmp(c->put[i - 1], c->put[i], TOKEN_ID_LEN) == 0)
+                        continue;
+                r = trim_uses(ks, txn, c->put[i], c->keep);
                 if (r < 0)
                         return r;
         }
@@ -222,7 +240,11 @@ int keystore_record_uses(struct keystore *ks, const struct key_use *uses, size_t
                 return -EINVAL;
         if (n == 0)
                 return 0;
+        c.put = calloc(n, sizeof(*c.put));
+        if (!c.put)
+                return -ENOMEM;
         r = write_txn(ks, record_in, &c);
+        free(c.put);
         if (r >= 0)
                 *ret_n_new = c.n_new;
         return r;
