@@ -252,6 +252,11 @@ static int code_to_pam(enum verify_code code)
         case VERIFY_CODE_INSUFFICIENT_PERMISSIONS:
         /* A key invited for another owner: for scripts and services, never a login. */
         case VERIFY_CODE_NOT_FOR_LOGIN:
+        /* A key's own conditions: its uses spent, its start not reached,
+         * or a host it may not be used from. */
+        case VERIFY_CODE_USAGE_EXCEEDED:
+        case VERIFY_CODE_NOT_YET_VALID:
+        case VERIFY_CODE_SOURCE_DENIED:
                 return PAM_AUTH_ERR;
         case _VERIFY_CODE_MAX:
         case _VERIFY_CODE_INVALID:

@@ -615,6 +615,12 @@ static const char *verify_explanation(enum verify_code code)
         case VERIFY_CODE_NOT_FOR_LOGIN:
                 return "the key was created by an invite, for scripts and services: it cannot "
                        "log in";
+        case VERIFY_CODE_USAGE_EXCEEDED:
+                return "the key has no uses left (max_uses)";
+        case VERIFY_CODE_NOT_YET_VALID:
+                return "the key is not valid yet (not_before)";
+        case VERIFY_CODE_SOURCE_DENIED:
+                return "the key may not be used from this host (sources)";
         case VERIFY_CODE_UNAVAILABLE:
                 return "the daemon could not decide (see its log); try again later";
         case VERIFY_CODE_VALID:      /* with valid false: a reply that contradicts itself */
