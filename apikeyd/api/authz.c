@@ -379,6 +379,21 @@ int authz_check_grant(const struct principal *p, const struct authz_policy *poli
                 *ret_reason = "the expiry is later than users' keys may live (user_max_lifetime)";
                 return -EDQUOT;
         }
+        /* A key an admin let live longer than users' keys may, given more
+         * by a user, would be a key that user could not have created: more
+         * than they hold.  What an update keeps or takes away is no grant. */
+        if (g->before && policy->user_max_lifetime && grant_adds(g)) {
+                uint64_t expires =
+                    (g->fields & AUTHZ_GRANT_EXPIRES) ? g->expires_at : g->before->expires_at;
+
+                if (expires == 0 || expires > now + policy->user_max_lifetime) {
+                        *ret_reason = "this key lives longer than users' keys may "
+                                      "(user_max_lifetime), so only an admin may give it a "
+                                      "permission or a service it does not have; give it, in the "
+                                      "same update, an expiry within user_max_lifetime";
+                        return -EDQUOT;
+                }
+        }
         return 0;
 }
 
