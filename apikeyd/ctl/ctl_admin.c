@@ -73,8 +73,12 @@ static int audit_table(const json_t *events)
         r = table_new(ELEMENTSOF(headers), headers, &t);
         if (r < 0)
                 return r;
+        /* The actor and the detail are cut first, then the result and the
+         * key left out: time and action always stay. */
         table_set_flexible(t, 1, true);
         table_set_flexible(t, 5, true);
+        table_set_drop_rank(t, 4, 2);
+        table_set_drop_rank(t, 3, 1);
         json_array_foreach(events, i, e)
         {
                 char when[128];
@@ -96,7 +100,7 @@ static int audit_table(const json_t *events)
                 if (r < 0)
                         return r;
         }
-        table_print(t, stdout, 0);
+        table_print(t, stdout, terminal_columns());
         if (isatty(STDOUT_FILENO))
                 printf("\n%zu event%s.\n", table_rows(t), table_rows(t) == 1 ? "" : "s");
         return 0;
@@ -161,7 +165,12 @@ static int lockout_table(const json_t *lockouts)
         r = table_new(ELEMENTSOF(headers), headers, &t);
         if (r < 0)
                 return r;
+        /* The name and the source are cut first, then the source and the
+         * time it began left out. */
         table_set_flexible(t, 1, true);
+        table_set_flexible(t, 5, true);
+        table_set_drop_rank(t, 5, 2);
+        table_set_drop_rank(t, 3, 1);
         json_array_foreach(lockouts, i, e)
         {
                 char since[128] = "?", until[128] = "-", failures[32];
@@ -181,7 +190,7 @@ static int lockout_table(const json_t *lockouts)
                 if (r < 0)
                         return r;
         }
-        table_print(t, stdout, 0);
+        table_print(t, stdout, terminal_columns());
         if (isatty(STDOUT_FILENO))
                 printf("\n%zu name%s with failed verifies.\n", table_rows(t),
                        table_rows(t) == 1 ? "" : "s");

@@ -1045,6 +1045,23 @@ def test_audit(ctl):
     assert token not in out
 
 
+def test_audit_fits_the_terminal(ctl):
+    name = "a-rather-long-key-name-for-the-nightly-database-backup-of-billing"
+    key, _ = ctl.create(name)
+    ctl.ok("update", key["id"], "--description", "d")
+    wide = ctl.ok("audit", env={"COLUMNS": "400"}).out
+    assert "\u2026" not in wide and key["id"] in wide and name in wide
+    for cols in (60, 100):
+        out = ctl.ok("audit", env={"COLUMNS": str(cols)}).out
+        lines = out.splitlines()
+        assert all(display_width(line) <= cols for line in lines), (cols, out)
+        assert lines[0].startswith("TIME") and "ACTION" in lines[0]
+        assert any("update" in line for line in lines[1:]), out
+        assert name not in out
+    # A pipe with no COLUMNS gets every cell whole.
+    assert name in ctl.ok("audit").out
+
+
 def test_audit_pages(ctl, apikeyd):
     c = apikeyd.client()
     for i in range(1005):
