@@ -226,6 +226,17 @@ int authz_check_enable(const struct principal *p, const struct key_record *rec,
         return 0;
 }
 
+int authz_check_status_change(const struct principal *p, enum authz_action action,
+                              enum key_status status, const struct key_record *rec,
+                              const char **ret_reason)
+{
+        int r = authz_check(p, action, rec->owner, ret_reason);
+
+        if (r < 0 || status != KEY_STATUS_ENABLED)
+                return r;
+        return authz_check_enable(p, rec, ret_reason);
+}
+
 bool authz_status_by_admin(const struct principal *p, enum key_status status, const char *owner)
 {
         if (!p->admin)

@@ -54,6 +54,7 @@ struct change {
         char key_id[TOKEN_ID_LEN + 1];
         uint64_t since, after;
         size_t limit;
+        void *userdata; /* a method's own state (bulk.c): its answer frees it */
 };
 
 /*

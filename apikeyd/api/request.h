@@ -50,6 +50,8 @@ struct method_params {
         const char *token, *service, *user, *rhost, *tty, *ruser;
         const char *session;
         bool brief;
+        const char *action; /* ChangeMatching */
+        bool dry_run;
 };
 
 enum param_flags {

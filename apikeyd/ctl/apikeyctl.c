@@ -85,6 +85,7 @@ enum {
         OPT_SINCE,
         OPT_KEY,
         OPT_SORT,
+        OPT_DRY_RUN,
 };
 
 #define N_GLOBAL_OPTIONS 5
@@ -110,6 +111,7 @@ static const struct option all_options[] = {
     {"since", required_argument, NULL, OPT_SINCE},
     {"key", required_argument, NULL, OPT_KEY},
     {"sort", required_argument, NULL, OPT_SORT},
+    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
     {"yes", no_argument, NULL, 'y'},
     {"quiet", no_argument, NULL, 'q'},
 };
@@ -166,19 +168,54 @@ static const struct command commands[] = {
      "  --permissions LIST      comma-separated: create,read,write,delete,invite\n"
      "  --expires WHEN          a duration, a date, a time with a zone, or never\n",
      1, 1, cmd_update},
-    {"disable", "stop a key until it is enabled again", "KEY",
-     "Stop a key (KEY: its id or its name) from working until it is enabled again.", "", "", 1, 1,
-     cmd_disable},
-    {"enable", "let a disabled key work again", "KEY",
+    {"disable", "stop a key until it is enabled again", "KEY | --owner USER [OPTIONS]",
+     "Stop a key (KEY: its id or its name) from working until it is enabled again;\n"
+     "or every matching key of an owner.",
+     "yes owner name status dry-run",
+     "  -y, --yes               do not ask for confirmation on a terminal\n"
+     "  --owner USER            instead of KEY: every key of USER (in one\n"
+     "                          transaction, asking first on a terminal)\n"
+     "  --name PREFIX           with --owner: only keys whose name begins so\n"
+     "  --status STATUS         with --owner: only keys that are enabled,\n"
+     "                          disabled, revoked or expired\n"
+     "  --dry-run               with --owner: list the keys, change nothing\n",
+     0, 1, cmd_disable},
+    {"enable", "let a disabled key work again", "KEY | --owner USER [OPTIONS]",
      "Let a disabled key work again (a revoked key stays revoked); KEY is its id\n"
-     "or its name.",
-     "", "", 1, 1, cmd_enable},
-    {"revoke", "stop a key for good", "KEY [--yes]",
-     "Stop a key for good (KEY: its id or its name); it stays listed as revoked.", "yes",
-     "  -y, --yes               do not ask for confirmation on a terminal\n", 1, 1, cmd_revoke},
-    {"delete", "remove a key", "KEY [--yes]",
-     "Remove a key (KEY: its id or its name); this cannot be undone.", "yes",
-     "  -y, --yes               do not ask for confirmation on a terminal\n", 1, 1, cmd_delete},
+     "or its name; or every matching key of an owner.",
+     "yes owner name status dry-run",
+     "  -y, --yes               do not ask for confirmation on a terminal\n"
+     "  --owner USER            instead of KEY: every key of USER (in one\n"
+     "                          transaction, asking first on a terminal)\n"
+     "  --name PREFIX           with --owner: only keys whose name begins so\n"
+     "  --status STATUS         with --owner: only keys that are enabled,\n"
+     "                          disabled, revoked or expired\n"
+     "  --dry-run               with --owner: list the keys, change nothing\n",
+     0, 1, cmd_enable},
+    {"revoke", "stop a key for good", "KEY [--yes] | --owner USER [OPTIONS]",
+     "Stop a key for good (KEY: its id or its name); it stays listed as revoked.\n"
+     "With --owner, every matching key of that owner.",
+     "yes owner name status dry-run",
+     "  -y, --yes               do not ask for confirmation on a terminal\n"
+     "  --owner USER            instead of KEY: every key of USER (in one\n"
+     "                          transaction, asking first on a terminal)\n"
+     "  --name PREFIX           with --owner: only keys whose name begins so\n"
+     "  --status STATUS         with --owner: only keys that are enabled,\n"
+     "                          disabled, revoked or expired\n"
+     "  --dry-run               with --owner: list the keys, change nothing\n",
+     0, 1, cmd_revoke},
+    {"delete", "remove a key", "KEY [--yes] | --owner USER [OPTIONS]",
+     "Remove a key (KEY: its id or its name); this cannot be undone. With\n"
+     "--owner, every matching key of that owner.",
+     "yes owner name status dry-run",
+     "  -y, --yes               do not ask for confirmation on a terminal\n"
+     "  --owner USER            instead of KEY: every key of USER (in one\n"
+     "                          transaction, asking first on a terminal)\n"
+     "  --name PREFIX           with --owner: only keys whose name begins so\n"
+     "  --status STATUS         with --owner: only keys that are enabled,\n"
+     "                          disabled, revoked or expired\n"
+     "  --dry-run               with --owner: list the keys, change nothing\n",
+     0, 1, cmd_delete},
     {"sessions", "list the login sessions opened with keys", "[KEY]",
      "List the live login sessions (sshd, sudo) opened with keys you may see, or\n"
      "with one key (KEY: its id or its name): key, user, service, remote host,\n"
@@ -436,6 +473,9 @@ static int parse_options(int argc, char **argv, const struct command *cmd, struc
                         break;
                 case OPT_SORT:
                         a->sort = optarg;
+                        break;
+                case OPT_DRY_RUN:
+                        a->dry_run = true;
                         break;
                 case 'y':
                         a->yes = true;

@@ -41,6 +41,7 @@ struct args {
         const char *owner, *description, *role, *permissions, *scope, *expires;
         const char *status, *expiring, *name, *service, *user, *rhost, *since, *key, *sort;
         bool yes, quiet;
+        bool dry_run;
         char **pos;
         int n_pos;
 };

@@ -542,18 +542,30 @@ static int set_status(struct ctl *c, struct args *a, const char *method, const c
         return 0;
 }
 
+/* Every matching key of an owner rather than one KEY (ctl_bulk.c). */
+static bool wants_bulk(const struct args *a)
+{
+        return a->n_pos == 0 || a->owner || a->name || a->status || a->dry_run;
+}
+
 int cmd_disable(struct ctl *c, struct args *a)
 {
+        if (wants_bulk(a))
+                return cmd_bulk(c, a, "disable");
         return set_status(c, a, KEYS_METHOD_DISABLE, "Disabled");
 }
 
 int cmd_enable(struct ctl *c, struct args *a)
 {
+        if (wants_bulk(a))
+                return cmd_bulk(c, a, "enable");
         return set_status(c, a, KEYS_METHOD_ENABLE, "Enabled");
 }
 
 int cmd_revoke(struct ctl *c, struct args *a)
 {
+        if (wants_bulk(a))
+                return cmd_bulk(c, a, "revoke");
         return set_status(c, a, KEYS_METHOD_REVOKE, "Revoked");
 }
 
@@ -563,6 +575,8 @@ int cmd_delete(struct ctl *c, struct args *a)
         char id[TOKEN_ID_LEN + 1];
         int r;
 
+        if (wants_bulk(a))
+                return cmd_bulk(c, a, "delete");
         r = resolve_key(c, a, a->pos[0], id, &named);
         if (r < 0)
                 return r;

@@ -303,6 +303,15 @@ struct keystore *keystore_tx_keystore(struct keystore_tx *tx);
 /* Append `ev` to the audit log in the write's transaction. */
 int keystore_tx_audit(struct keystore_tx *tx, const struct audit_event *ev) _warn_unused_;
 
+/*
+ * keystore_list() in the write's transaction, every matching key (no
+ * cursor, no limit): what the write sees, its own changes included.  The
+ * records are views that the write's next change may invalidate: `fn`
+ * copies what it keeps, and writes nothing.
+ */
+int keystore_tx_list(struct keystore_tx *tx, const struct key_filter *filter, keystore_list_fn fn,
+                     void *userdata) _warn_unused_;
+
 /* One write of a group: `fn` returns >= 0 to keep what it wrote, < 0 to undo it. */
 struct keystore_write {
         int (*fn)(struct keystore_tx *tx, void *userdata);
