@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * The bulk methods.
+ *
  * ChangeMatching: disable, enable, revoke or delete every key of an owner
  * that matches a filter, in one write transaction.  Each key is authorized
  * as the call on that one key would be (authz_check_status_change()) and
@@ -7,6 +9,9 @@
  * it is and named in the answer.  The keys are matched in the write's own
  * transaction, so a key created just before the change is in it; a dry
  * run matches them on the loop, as they are, and writes nothing.
+ *
+ * CreateMany: many keys, each checked and authorized by Create's own
+ * handler, created in one write (below).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +21,7 @@
 #include "fleet.h"
 #include "methods.h"
 #include "sessions.h"
+#include "state.h"
 
 struct bulk_verb {
         const char *name; /* as called, audited and journaled */
@@ -279,7 +285,176 @@ static int method_change_matching(struct request *q)
         return change_submit(ch);
 }
 
+/*
+ * CreateMany: every key checked and authorized by Create's own handler,
+ * each as if it were the call (its refusals name the key's "index"), its
+ * change collected here instead of written; then one write makes them all,
+ * or none.
+ */
+struct create_batch {
+        struct write_op op; /* first: the writer hands it back */
+        struct request q;   /* the CreateMany call; q.params is referenced */
+        struct change **changes;
+        size_t n_changes, n_alloc;
+        size_t failed; /* 1 + the index of the key whose write failed */
+};
+
+int create_batch_add(struct create_batch *b, struct change *ch)
+{
+        if (b->n_changes == b->n_alloc) {
+                size_t n = b->n_alloc ? b->n_alloc * 2 : 16;
+                struct change **changes = reallocarray(b->changes, n, sizeof(*changes));
+                if (!changes) {
+                        change_free(ch);
+                        return -ENOMEM;
+                }
+                b->changes = changes;
+                b->n_alloc = n;
+        }
+        b->changes[b->n_changes++] = ch;
+        return 0;
+}
+
+static void create_batch_free(struct create_batch *b)
+{
+        if (!b)
+                return;
+        for (size_t i = 0; i < b->n_changes; i++)
+                change_free(b->changes[i]);
+        free(b->changes);
+        json_decref(b->q.params);
+        free(b);
+}
+
+static int create_batch_apply(struct keystore_tx *tx, struct write_op *op)
+{
+        struct create_batch *b = (struct create_batch *)op;
+
+        b->failed = 0;
+        for (size_t i = 0; i < b->n_changes; i++) {
+                struct change *ch = b->changes[i];
+                int r = ch->write(ch, tx);
+                if (r < 0) {
+                        b->failed = i + 1;
+                        return r;
+                }
+        }
+        return 0;
+}
+
+static void create_batch_done(struct write_op *op, int r)
+{
+        struct create_batch *b = (struct create_batch *)op;
+        struct request *q = &b->q;
+        json_t *created = NULL;
+
+        if (r >= 0) {
+                created = json_array();
+                for (size_t i = 0; created && i < b->n_changes; i++) {
+                        struct change *ch = b->changes[i];
+                        change_journal(q, "create", &ch->rec, ch->rec.name);
+                        if (json_array_append_new(created,
+                                                  json_pack("{s:o, s:s}", "key",
+                                                            api_key_json(q->api, &ch->rec, q->now),
+                                                            "token", ch->token)) < 0) {
+                                json_decref(created);
+                                created = NULL;
+                        }
+                }
+                if (created)
+                        (void)api_reply(q, json_pack("{s:o}", "created", created));
+                else
+                        api_reply_failed(q, -ENOMEM);
+        } else if (b->failed) {
+                /* Create's answer to it, which names its index (NameTaken,
+                 * a full allowance). */
+                struct change *ch = b->changes[b->failed - 1];
+                r = ch->answer(ch, r);
+                if (r < 0)
+                        api_reply_failed(&ch->q, r);
+        } else
+                api_reply_failed(q, r);
+        connection_resume(q->conn);
+        create_batch_free(b);
+}
+
+/* CreateMany's parameters: `keys`, an array of objects, and `auth`. */
+static int create_many_check(struct request *q, json_t **ret_keys)
+{
+        const char *name;
+        json_t *v;
+
+        json_object_foreach(q->params, name, v)
+        {
+                if (STREQ(name, "keys") && json_is_array(v))
+                        continue;
+                if (STREQ(name, "auth") && (json_is_string(v) || json_is_null(v)))
+                        continue;
+                return api_reply_invalid(q, name), -EINVAL;
+        }
+        *ret_keys = json_object_get(q->params, "keys");
+        if (!*ret_keys)
+                return api_reply_invalid(q, "keys"), -EINVAL;
+        return 0;
+}
+
+static int method_create_many(struct request *q)
+{
+        const struct method *create = NULL;
+        struct create_batch *b;
+        json_t *keys, *params;
+        size_t i;
+        int r;
+
+        if (create_many_check(q, &keys) < 0)
+                return 0;
+        if (q->api->fleet)
+                return api_reply_reason(q, ERR_INTERNAL,
+                                        "bulk changes are not made in fleet mode; create the keys "
+                                        "one by one");
+        for (const struct method *m = keys_methods; m->name; m++)
+                if (STREQ(m->name, KEYS_METHOD_CREATE))
+                        create = m;
+        if (!create)
+                return -ENOENT;
+        b = calloc(1, sizeof(*b));
+        if (!b)
+                return -ENOMEM;
+        b->q = *q;
+        json_incref(b->q.params);
+
+        json_array_foreach(keys, i, params)
+        {
+                struct request item = *q;
+                size_t before = b->n_changes;
+
+                item.params = params;
+                item.item = i + 1;
+                item.batch = b;
+                /* The principal is the call's: a key's own `auth` would
+                 * read as if it were used. */
+                if (!json_is_object(params) || json_object_get(params, "auth")) {
+                        (void)api_reply_invalid(&item, json_is_object(params) ? "auth" : "keys");
+                        create_batch_free(b);
+                        return 0;
+                }
+                r = create->fn(&item);
+                if (r < 0 || b->n_changes == before) {
+                        /* Refused (answered), or failed (answered here). */
+                        create_batch_free(b);
+                        return r;
+                }
+        }
+        api_flush_audit_queue(q->api);
+        connection_defer(q->conn);
+        b->op.apply = create_batch_apply;
+        b->op.done = create_batch_done;
+        writer_submit(q->api->writer, &b->op);
+        return 0;
+}
+
 const struct method bulk_methods[] = {
     {KEYS_METHOD_CHANGE_MATCHING, method_change_matching, true, false},
+    {KEYS_METHOD_CREATE_MANY, method_create_many, true, false},
     {NULL, NULL, false, false},
 };

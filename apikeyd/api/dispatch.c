@@ -63,9 +63,13 @@ const char *api_method_name(size_t i)
 static bool method_changes_keys(const char *name)
 {
         static const char *const changes[] = {
-            KEYS_METHOD_CREATE, KEYS_METHOD_UPDATE, KEYS_METHOD_DISABLE,         KEYS_METHOD_ENABLE,
-            KEYS_METHOD_REVOKE, KEYS_METHOD_DELETE, KEYS_METHOD_CHANGE_MATCHING,
+            KEYS_METHOD_CREATE, KEYS_METHOD_UPDATE, KEYS_METHOD_DISABLE,
+            KEYS_METHOD_ENABLE, KEYS_METHOD_REVOKE, KEYS_METHOD_DELETE,
         };
+
+        /* The bulk ones (bulk.c). */
+        if (STREQ(name, KEYS_METHOD_CHANGE_MATCHING) || STREQ(name, KEYS_METHOD_CREATE_MANY))
+                return true;
 
         for (size_t i = 0; i < ELEMENTSOF(changes); i++)
                 if (STREQ(name, changes[i]))
@@ -150,6 +154,8 @@ bool api_fast_path(struct connection *c, const char *msg, size_t len, void *user
         q.now = now_usec();
         q.method = KEYS_METHOD_VERIFY;
         q.key_id[0] = '\0';
+        q.item = 0;
+        q.batch = NULL;
         authz_principal_none(&q.who);
         r = verify_fast_path(&q, msg, len);
 

@@ -86,6 +86,7 @@ enum {
         OPT_KEY,
         OPT_SORT,
         OPT_DRY_RUN,
+        OPT_FROM,
 };
 
 #define N_GLOBAL_OPTIONS 5
@@ -112,6 +113,7 @@ static const struct option all_options[] = {
     {"key", required_argument, NULL, OPT_KEY},
     {"sort", required_argument, NULL, OPT_SORT},
     {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+    {"from", required_argument, NULL, OPT_FROM},
     {"yes", no_argument, NULL, 'y'},
     {"quiet", no_argument, NULL, 'q'},
 };
@@ -128,9 +130,10 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"create", "create a key, print its token once", "NAME [OPTIONS]",
-     "Create a key and print its token. The token is shown only this once.",
-     "owner description role permissions scope expires",
+    {"create", "create a key, print its token once", "NAME [OPTIONS] | --from FILE",
+     "Create a key and print its token. The token is shown only this once.\n"
+     "With --from, create every key FILE describes, in one transaction.",
+     "owner description role permissions scope expires from",
      "  --owner USER            owner of the key (default: you; only admins may name\n"
      "                          another user)\n"
      "  --description TEXT      what the key is for\n"
@@ -141,8 +144,12 @@ static const struct command commands[] = {
      "                          (sshd,sudo,...); default: any\n"
      "  --expires WHEN          a duration (30d, 12h, 2w), a date (2027-01-31, valid\n"
      "                          through that day, UTC), a time with a zone, or never;\n"
-     "                          default: the policy's (never for admins)\n",
-     1, 1, cmd_create},
+     "                          default: the policy's (never for admins)\n"
+     "  --from FILE             instead of NAME and the options: JSON lines, one\n"
+     "                          object of Create's parameters per key (- for\n"
+     "                          standard input); all are created or none, and the\n"
+     "                          tokens are printed as JSON lines\n",
+     0, 1, cmd_create},
     {"list", "list keys", "[OPTIONS]",
      "List keys, newest first: all of them for admins, your own otherwise.",
      "status owner expiring name sort quiet",
@@ -477,6 +484,9 @@ static int parse_options(int argc, char **argv, const struct command *cmd, struc
                 case OPT_DRY_RUN:
                         a->dry_run = true;
                         break;
+                case OPT_FROM:
+                        a->from = optarg;
+                        break;
                 case 'y':
                         a->yes = true;
                         break;
@@ -595,6 +605,8 @@ static void ctl_done(struct ctl *c)
 {
         erase_and_free(c->auth);
         c->auth = NULL;
+        json_decref(c->last_error);
+        c->last_error = NULL;
         closep(&c->fd);
 }
 

@@ -5,16 +5,23 @@
  * ChangeMatching.  The keys are counted first (a dry run), the person at a
  * terminal is asked, then the daemon changes them in one transaction;
  * --dry-run lists them and stops there.
+ *
+ * And create --from FILE: the keys of a file of JSON lines, through
+ * CreateMany, all or none, their tokens printed as JSON lines.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "ctl_args.h"
 #include "ctl_call.h"
 #include "ctl_commands.h"
+#include "ctl_jsonl.h"
 #include "ctl_show.h"
 #include "keys_proto.h"
 #include "macro.h"
@@ -148,5 +155,127 @@ int cmd_bulk(struct ctl *c, struct args *a, const char *action)
         }
         n = json_array_size(keys);
         printf("%s %zu key%s of %s.\n", w->done, n, n == 1 ? "" : "s", a->owner);
+        return 0;
+}
+
+/* The keys a --from file may hold: the daemon's own limit on a call is lower. */
+#define FROM_FILE_MAX (16u * 1024u * 1024u)
+
+/* All of `path` ("-": standard input) into `*ret` (NUL-terminated), `*ret_len`. */
+static int read_all(const char *path, char **ret, size_t *ret_len)
+{
+        _cleanup_close_ int owned = -1;
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0, alloc = 0;
+        int fd = STDIN_FILENO;
+
+        if (!STREQ(path, "-")) {
+                fd = owned = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0)
+                        return -errno;
+        }
+        for (;;) {
+                ssize_t n;
+
+                if (len == alloc) {
+                        char *p;
+                        if (alloc >= FROM_FILE_MAX)
+                                return -EFBIG;
+                        alloc = alloc ? alloc * 2 : 65536;
+                        p = realloc(buf, alloc + 1);
+                        if (!p)
+                                return -ENOMEM;
+                        buf = p;
+                }
+                n = read(fd, buf + len, alloc - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+        }
+        buf[len] = '\0';
+        *ret = TAKE_PTR(buf);
+        *ret_len = len;
+        return 0;
+}
+
+int cmd_create_from(struct ctl *c, struct args *a)
+{
+        const char *what = STREQ(a->from, "-") ? "standard input" : a->from;
+        _cleanup_(jsonl_done) struct jsonl j = {.objects = NULL};
+        _cleanup_free_ char *buf = NULL;
+        json_auto_t *reply = NULL;
+        char why[JSONL_ERROR_MAX];
+        json_t *created, *item;
+        size_t len = 0, line, i;
+        int r;
+
+        if (a->n_pos > 0 || a->owner || a->description || a->role || a->permissions || a->scope ||
+            a->expires)
+                return usage_error(a, "--from FILE gives every key's parameters; give no NAME or "
+                                      "other option with it");
+        r = read_all(a->from, &buf, &len);
+        if (r == -EFBIG) {
+                err("%s is larger than %u bytes; nothing was created", what, FROM_FILE_MAX);
+                return r;
+        }
+        if (r < 0) {
+                err("cannot read %s: %s", what, strerror(-r));
+                return r;
+        }
+        r = jsonl_parse(buf, len, &j, &line, why);
+        if (r == -EBADMSG) {
+                err("%s, line %zu: %s; each line must be one JSON object of Create's parameters "
+                    "(name, description, owner, role, permissions, scope, expires); nothing was "
+                    "created",
+                    what, line, why);
+                return r;
+        }
+        if (r < 0)
+                return r;
+        if (j.n == 0) {
+                err("%s describes no keys; nothing was created", what);
+                return -ENODATA;
+        }
+
+        r = ctl_call(c, KEYS_METHOD_CREATE_MANY, json_pack("{s:O}", "keys", j.objects), &reply);
+        if (r == ERR_REFUSED) {
+                json_t *index = json_object_get(c->last_error, "index");
+                json_int_t at = json_integer_value(index);
+                if (json_is_integer(index) && at >= 0 && (size_t)at < j.n)
+                        err("that is %s, line %zu; nothing was created", what, j.lines[at]);
+                return r;
+        }
+        if (r < 0)
+                return r;
+        created = json_object_get(reply, "created");
+        if (!json_is_array(created) || json_array_size(created) != j.n)
+                return bad_reply(c, "CreateMany");
+        /* The tokens, the only time they exist: one JSON line per key, as
+         * create --json=short prints one. */
+        json_array_foreach(created, i, item)
+        {
+                char *s = json_dumps(item, JSON_COMPACT);
+                if (!s)
+                        return -ENOMEM;
+                r = write_stdout(s, strlen(s));
+                if (r >= 0)
+                        r = write_stdout("\n", 1);
+                erase(s, strlen(s));
+                free(s);
+                if (r < 0) {
+                        err("cannot write the tokens to standard output: %s; revoke the %zu keys "
+                            "just created and create them again",
+                            strerror(-r), j.n);
+                        return r;
+                }
+        }
+        fprintf(stderr,
+                "Created %zu key%s. Store these tokens now: they are shown only this once, and "
+                "they cannot be shown again.\n",
+                j.n, j.n == 1 ? "" : "s");
         return 0;
 }

@@ -277,8 +277,11 @@ int ctl_call(struct ctl *c, const char *method, json_t *params, json_t **ret_par
         varlink_buffer_done(&b);
         if (r < 0)
                 return transport_error(c, r);
-        if (error)
+        if (error) {
+                json_decref(c->last_error);
+                c->last_error = json_incref(p);
                 return daemon_error(error, p);
+        }
         *ret_params = json_incref(p);
         return 0;
 }

@@ -34,6 +34,7 @@ struct ctl {
         char *auth; /* the token read from auth_file */
         bool json;
         int fd;
+        json_t *last_error; /* the parameters of the last error the daemon answered */
 };
 
 struct args {
@@ -42,6 +43,7 @@ struct args {
         const char *status, *expiring, *name, *service, *user, *rhost, *since, *key, *sort;
         bool yes, quiet;
         bool dry_run;
+        const char *from;
         char **pos;
         int n_pos;
 };

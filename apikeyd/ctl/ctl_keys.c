@@ -28,7 +28,7 @@
 
 int cmd_create(struct ctl *c, struct args *a)
 {
-        json_auto_t *p = json_pack("{s:s}", "name", a->pos[0]);
+        json_auto_t *p = NULL;
         json_auto_t *reply = NULL;
         const char *token, *id, *owner, *role;
         json_t *k;
@@ -36,6 +36,12 @@ int cmd_create(struct ctl *c, struct args *a)
         uint64_t exp;
         int r;
 
+        if (a->from)
+                return cmd_create_from(c, a);
+        if (a->n_pos == 0)
+                return usage_error(a, "missing argument: create NAME [OPTIONS], or create --from "
+                                      "FILE");
+        p = json_pack("{s:s}", "name", a->pos[0]);
         if (!p)
                 return -ENOMEM;
         if (a->owner && json_object_set_new(p, "owner", json_string(a->owner)))

@@ -5,6 +5,8 @@ daemon: every matching key the caller may change, in one transaction, one
 audit event per key; the dry run, the question on a terminal; an ordinary
 user touching only their own keys."""
 
+import json
+
 import pytest
 
 from conftest import ALICE, BOB, IFACE, check_key, check_reply, list_all_audit
@@ -156,3 +158,98 @@ def test_revoke_ends_the_sessions(pam, d, admin, sessions):
     assert s.ended_within(END_WITHIN) is not None, \
         f"session still running {END_WITHIN}s after the bulk revoke"
     assert list_sessions(admin) == []
+
+
+# ---------------------------------------------------------------- create --from
+
+
+def all_names(apikeyd):
+    return sorted(k["name"] for k in apikeyd.client().list()["keys"])
+
+
+def test_create_from_file(apikeyd, test_users, tmp_path):
+    f = tmp_path / "keys.jsonl"
+    f.write_text(json.dumps({"name": "ci-build", "owner": ALICE, "scope": ["sshd"]}) + "\n\n" +
+                 json.dumps({"name": "ci-deploy", "owner": ALICE, "expires": "30d"}) + "\r\n" +
+                 json.dumps({"name": "nightly", "owner": BOB, "role": "custom",
+                             "permissions": ["read", "write"]}))
+    r = Ctl(apikeyd.socket).ok("create", "--from", f)
+    lines = r.out.splitlines()
+    assert len(lines) == 3, r
+    assert r.err == ("Created 3 keys. Store these tokens now: they are shown only this once, "
+                     "and they cannot be shown again.\n"), r
+    root = apikeyd.client()
+    for line, (name, owner) in zip(lines, [("ci-build", ALICE), ("ci-deploy", ALICE),
+                                           ("nightly", BOB)]):
+        made = json.loads(line)
+        check_reply("Create", made)
+        assert (made["key"]["name"], made["key"]["owner"]) == (name, owner)
+        v = root.verify(made["token"], service="sshd")
+        assert v["code"] == "VALID" and v["key"]["id"] == made["key"]["id"], v
+    assert json.loads(lines[2])["key"]["permissions"] == ["read", "write"]
+
+
+@pytest.mark.parametrize("bad,message,rc", [
+    ('{"name": "third",', "{f}, line 4: not JSON: ", EXIT_LOCAL),
+    ('["third"]', "{f}, line 4: not a JSON object; each line must be one JSON object of "
+                  "Create's parameters", EXIT_LOCAL),
+    ('{"name": "third", "expires": "soon"}',
+     'the daemon refused --expires: it is not a duration, a date, a time or "never"',
+     EXIT_REFUSED),
+    ('{"name": "first", "owner": "akt-alice"}',
+     "akt-alice already has a key named 'first'; choose another name", EXIT_REFUSED),
+    ('{"name": "third", "colour": "red"}', "the daemon refused the value of colour",
+     EXIT_REFUSED),
+])
+def test_create_from_bad_line_creates_nothing(apikeyd, test_users, tmp_path, bad, message, rc):
+    f = tmp_path / "keys.jsonl"
+    f.write_text('{"name": "first", "owner": "akt-alice"}\n'
+                 '{"name": "second", "owner": "akt-alice"}\n'
+                 '\n' + bad + '\n{"name": "fifth"}\n')
+    r = Ctl(apikeyd.socket)("create", "--from", f, rc=rc)
+    assert message.format(f=f) in r.err, r
+    if rc == EXIT_REFUSED:
+        assert f"that is {f}, line 4; nothing was created" in r.err, r
+    assert "nothing was created" in r.err and r.out == "", r
+    assert all_names(apikeyd) == []
+
+
+def test_create_many_names_the_index(apikeyd):
+    root = apikeyd.client()
+    error, params = root.err(f"{IFACE}.CreateMany", {"keys": [
+        {"name": "a"}, {"name": "b", "role": "wizard"}]})
+    assert error == "org.varlink.service.InvalidParameter", params
+    assert params["parameter"] == "role" and params["index"] == 1, params
+    error, params = root.err(f"{IFACE}.CreateMany", {"keys": [{"name": "a"}, {"name": "a"}]})
+    assert (error, params) == (f"{IFACE}.NameTaken", {"owner": "root", "name": "a", "index": 1})
+    error, params = root.err(f"{IFACE}.CreateMany", {"keys": [{"name": "a", "auth": "x"}]})
+    assert params == {"parameter": "auth", "index": 0}, params
+    assert all_names(apikeyd) == []
+    reply = root.ok(f"{IFACE}.CreateMany", {"keys": []})
+    assert reply == {"created": []}
+
+
+def test_create_from_as_a_user(apikeyd, test_users, tmp_path):
+    """Each line is authorized as Create is: a user creates for themself only."""
+    alice = Ctl(apikeyd.socket, ALICE)
+    lines = '{"name": "mine"}\n{"name": "for-bob", "owner": "akt-bob"}\n'
+    r = alice("create", "--from", "-", input=lines, rc=EXIT_REFUSED)
+    assert "permission denied: " in r.err, r
+    assert "that is standard input, line 2; nothing was created" in r.err, r
+    assert all_names(apikeyd) == []
+
+    r = alice.ok("create", "--from", "-", input='{"name": "mine"}\n{"name": "also-mine"}\n')
+    made = [json.loads(line)["key"] for line in r.out.splitlines()]
+    assert [(k["name"], k["owner"]) for k in made] == [("mine", ALICE), ("also-mine", ALICE)]
+
+
+def test_create_from_usage(apikeyd, tmp_path):
+    ctl = Ctl(apikeyd.socket)
+    r = ctl("create", "--from", tmp_path / "missing", rc=EXIT_LOCAL)
+    assert f"cannot read {tmp_path / 'missing'}: No such file or directory" in r.err, r
+    r = ctl("create", "x", "--from", "-", rc=EXIT_USAGE)
+    assert "--from FILE gives every key's parameters; give no NAME or other option" in r.err
+    r = ctl("create", rc=EXIT_USAGE)
+    assert "missing argument: create NAME [OPTIONS], or create --from FILE" in r.err, r
+    r = ctl("create", "--from", "-", input="\n \n", rc=EXIT_LOCAL)
+    assert "standard input describes no keys; nothing was created" in r.err, r
