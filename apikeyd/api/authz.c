@@ -145,6 +145,7 @@ static uint8_t action_permission(enum authz_action a)
         case AUTHZ_SHARED_SECRET:
         case AUTHZ_AUDIT:
         case AUTHZ_LOCKOUT:
+        case AUTHZ_BACKUP:
                 break;
         }
         return KEY_PERM_ALL;
@@ -160,6 +161,8 @@ static const char *admin_only_reason(enum authz_action a)
                 return "only admins may read the audit log";
         case AUTHZ_LOCKOUT:
                 return "only admins may see or reset lockouts";
+        case AUTHZ_BACKUP:
+                return "only admins may take a backup of the keystore";
         default:
                 return NULL;
         }

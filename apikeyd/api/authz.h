@@ -60,6 +60,7 @@ enum authz_action {
         AUTHZ_SHARED_SECRET, /* GetSharedSecret, RotateSharedSecret: admins only */
         AUTHZ_AUDIT,         /* ListAudit: admins only */
         AUTHZ_LOCKOUT,       /* ListLockouts, ResetLockout: admins only */
+        AUTHZ_BACKUP,        /* Backup: admins only */
 };
 
 struct authz_policy {

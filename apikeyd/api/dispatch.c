@@ -20,6 +20,7 @@ static const struct method *const families[] = {
     admin_methods,
     session_methods,
     bulk_methods,
+    backup_methods,
 };
 /* clang-format on */
 

@@ -25,3 +25,4 @@ extern const struct method admin_methods[];   /* shared secret, audit, status, l
 extern const struct method service_methods[]; /* org.varlink.service */
 extern const struct method session_methods[]; /* OpenSession, CloseSession, ListSessions */
 extern const struct method bulk_methods[];    /* ChangeMatching, CreateMany */
+extern const struct method backup_methods[];  /* Backup */

@@ -255,6 +255,12 @@ static const struct command commands[] = {
      "or of all. Admins only.",
      "yes", "  -y, --yes               reset all without asking on a terminal\n", 1, 4,
      cmd_lockout},
+    {"backup", "copy the keystore to a file", "FILE",
+     "Write a consistent, compacted copy of the keystore to FILE (- for standard\n"
+     "output), mode 0600, and print how many keys it holds and the fingerprint of\n"
+     "the pepper they were made with (admins only). Restore it with\n"
+     "'apikeyd --restore FILE'.",
+     "", "", 1, 1, cmd_backup},
     {"status", "show the daemon's state", "",
      "Show the daemon's version, socket, state directory and key counts.", "", "", 0, 0,
      cmd_status},

@@ -28,3 +28,4 @@ int cmd_shared_secret(struct ctl *c, struct args *a);
 int cmd_audit(struct ctl *c, struct args *a);
 int cmd_lockout(struct ctl *c, struct args *a);
 int cmd_status(struct ctl *c, struct args *a);
+int cmd_backup(struct ctl *c, struct args *a); /* ctl_backup.c */

@@ -289,6 +289,15 @@ int keystore_meta_del(struct keystore *ks, const char *name) _warn_unused_;
 int keystore_compact(struct keystore **ksp, char **ret_error) _warn_unused_;
 
 /*
+ * A compacted copy of the keystore as it is now, taken while others read
+ * and write it: the file `path` is created (0600; -EEXIST if it exists),
+ * written from one snapshot and synced.  The copy is a keystore of its
+ * own (KEYSTORE_FILE in a directory of its own opens it).  On failure
+ * nothing is left at `path` and `*ret_error` says why.
+ */
+int keystore_backup(struct keystore *ks, const char *path, char **ret_error) _warn_unused_;
+
+/*
  * Writes in groups.  A write is a caller's function that runs in a
  * transaction of its own, the keystore_tx it is handed.  The store's write
  * functions, called on keystore_tx_keystore(tx) meanwhile, run inside it
