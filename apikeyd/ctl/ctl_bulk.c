@@ -247,6 +247,11 @@ int cmd_create_from(struct ctl *c, struct args *a)
                 json_int_t at = json_integer_value(index);
                 if (json_is_integer(index) && at >= 0 && (size_t)at < j.n)
                         err("that is %s, line %zu; nothing was created", what, j.lines[at]);
+                else if (json_object_get(c->last_error, "limit"))
+                        err("%s is one call: split it into smaller files (each is created "
+                            "whole or not at all), or raise max_message_size in apikeyd.conf; "
+                            "nothing was created",
+                            what);
                 return r;
         }
         if (r < 0)

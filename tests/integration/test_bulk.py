@@ -253,3 +253,13 @@ def test_create_from_usage(apikeyd, tmp_path):
     assert "missing argument: create NAME [OPTIONS], or create --from FILE" in r.err, r
     r = ctl("create", "--from", "-", input="\n \n", rc=EXIT_LOCAL)
     assert "standard input describes no keys; nothing was created" in r.err, r
+
+
+def test_create_from_a_file_larger_than_one_call(apikeyd):
+    lines = "".join(json.dumps({"name": f"k{i}", "description": "x" * 200}) + "\n"
+                    for i in range(400))
+    r = Ctl(apikeyd.socket)("create", "--from", "-", input=lines, rc=EXIT_REFUSED)
+    assert ("apikeyctl: standard input is one call: split it into smaller files (each is "
+            "created whole or not at all), or raise max_message_size in apikeyd.conf; nothing "
+            "was created") in r.err, r
+    assert all_names(apikeyd) == []
