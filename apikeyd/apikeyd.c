@@ -447,6 +447,12 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
         r = check_state_dir(o->state_dir);
         if (r < 0)
                 return r;
+        /* No restore into the state directory while it is in use (restore.h). */
+        if (!o->check) {
+                r = state_dir_lock(o->state_dir, "refusing to start", &lock_fd);
+                if (r < 0)
+                        return r;
+        }
         /* sodium_malloc'd memory is locked (never swapped) and guarded. */
         pepper = sodium_malloc(PEPPER_SIZE);
         if (!pepper)
@@ -479,10 +485,6 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
                 r = fleet_push(cfg, d.api.ks, fp);
                 goto out;
         }
-        /* Serving: no restore into the state directory meanwhile (restore.h). */
-        r = state_dir_lock(o->state_dir, "refusing to start", &lock_fd);
-        if (r < 0)
-                goto out;
         lastused_init(&d.api.lastused);
         r = api_init(&d.api);
         if (r < 0) {

@@ -220,3 +220,14 @@ def test_backup_to_standard_output(apikeyd, tmp_path):
     assert re.search(rb"Backed up 1 key \((\d+) bytes\) to standard output\.", r.stderr), r
     size = int(re.search(rb"\((\d+) bytes\)", r.stderr).group(1))
     assert len(r.stdout) == size
+
+
+def test_second_daemon_on_the_state_dir_refuses_to_start(daemon):
+    """The lock a restore waits on: a serving daemon holds it."""
+    d = daemon()
+    second = daemon(state_dir=d.state_dir, start=False)
+    second.start(wait=False)
+    assert second.proc.wait(timeout=20) == 1
+    assert (f"state directory {d.state_dir} is in use by a running apikeyd or by apikeyd "
+            "--restore; refusing to start") in second.log(), second.log()
+    assert d.client().create("still-serving")["key"]["name"] == "still-serving"
