@@ -187,6 +187,9 @@ def test_create_from_file(apikeyd, test_users, tmp_path):
         v = root.verify(made["token"], service="sshd")
         assert v["code"] == "VALID" and v["key"]["id"] == made["key"]["id"], v
     assert json.loads(lines[2])["key"]["permissions"] == ["read", "write"]
+    # One audit event per key, as Create records it.
+    created = [e["key_id"] for e in list_all_audit(root) if e["action"] == "create"]
+    assert created == [json.loads(line)["key"]["id"] for line in lines]
 
 
 @pytest.mark.parametrize("bad,message,rc", [
