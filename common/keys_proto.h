@@ -34,6 +34,9 @@
 #define KEYS_METHOD_OPEN_SESSION         "io.apikeyd.Keys.OpenSession"
 #define KEYS_METHOD_CLOSE_SESSION        "io.apikeyd.Keys.CloseSession"
 #define KEYS_METHOD_LIST_SESSIONS        "io.apikeyd.Keys.ListSessions"
+#define KEYS_METHOD_CHANGE_MATCHING      "io.apikeyd.Keys.ChangeMatching"
+#define KEYS_METHOD_CREATE_MANY          "io.apikeyd.Keys.CreateMany"
+#define KEYS_METHOD_BACKUP               "io.apikeyd.Keys.Backup"
 
 /* Methods of org.varlink.service that the daemon answers. */
 #define VARLINK_METHOD_GET_INFO                  "org.varlink.service.GetInfo"

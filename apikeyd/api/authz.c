@@ -145,6 +145,7 @@ static uint8_t action_permission(enum authz_action a)
         case AUTHZ_SHARED_SECRET:
         case AUTHZ_AUDIT:
         case AUTHZ_LOCKOUT:
+        case AUTHZ_BACKUP:
                 break;
         }
         return KEY_PERM_ALL;
@@ -160,6 +161,8 @@ static const char *admin_only_reason(enum authz_action a)
                 return "only admins may read the audit log";
         case AUTHZ_LOCKOUT:
                 return "only admins may see or reset lockouts";
+        case AUTHZ_BACKUP:
+                return "only admins may take a backup of the keystore";
         default:
                 return NULL;
         }
@@ -224,6 +227,17 @@ int authz_check_enable(const struct principal *p, const struct key_record *rec,
                 return -EPERM;
         }
         return 0;
+}
+
+int authz_check_status_change(const struct principal *p, enum authz_action action,
+                              enum key_status status, const struct key_record *rec,
+                              const char **ret_reason)
+{
+        int r = authz_check(p, action, rec->owner, ret_reason);
+
+        if (r < 0 || status != KEY_STATUS_ENABLED)
+                return r;
+        return authz_check_enable(p, rec, ret_reason);
 }
 
 bool authz_status_by_admin(const struct principal *p, enum key_status status, const char *owner)

@@ -60,6 +60,7 @@ enum authz_action {
         AUTHZ_SHARED_SECRET, /* GetSharedSecret, RotateSharedSecret: admins only */
         AUTHZ_AUDIT,         /* ListAudit: admins only */
         AUTHZ_LOCKOUT,       /* ListLockouts, ResetLockout: admins only */
+        AUTHZ_BACKUP,        /* Backup: admins only */
 };
 
 struct authz_policy {
@@ -121,6 +122,17 @@ int authz_check(const struct principal *p, enum authz_action action, const char 
 /* May `p` enable `rec` (which it may toggle)?  Not if an admin disabled it and `p` is none. */
 int authz_check_enable(const struct principal *p, const struct key_record *rec,
                        const char **ret_reason) _warn_unused_;
+
+/*
+ * May `p` do `action` (AUTHZ_TOGGLE, AUTHZ_REVOKE, AUTHZ_DELETE) to `rec`,
+ * giving it `status` (0 for a delete)?  The checks of Disable, Enable,
+ * Revoke and Delete on one key, together: authz_check() on its owner,
+ * then, for an enable, authz_check_enable().  The bulk changes ask it of
+ * every key they match.
+ */
+int authz_check_status_change(const struct principal *p, enum authz_action action,
+                              enum key_status status, const struct key_record *rec,
+                              const char **ret_reason) _warn_unused_;
 
 /*
  * Whether a status change counts as an admin's (keystore_change_status()'s

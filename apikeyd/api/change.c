@@ -10,7 +10,7 @@
 #include "log.h"
 #include "state.h"
 
-static void change_free(struct change *ch)
+void change_free(struct change *ch)
 {
         if (!ch)
                 return;
@@ -96,6 +96,9 @@ int change_submit(struct change *ch)
 {
         struct api *a = ch->q.api;
 
+        /* One key of a CreateMany: written with the others (bulk.c). */
+        if (ch->q.batch)
+                return create_batch_add(ch->q.batch, ch);
         /* Earlier failed verifies first, so the audit log stays in time order. */
         api_flush_audit_queue(a);
         connection_defer(ch->q.conn);

@@ -19,6 +19,8 @@ static const struct method *const families[] = {
     verify_methods,
     admin_methods,
     session_methods,
+    bulk_methods,
+    backup_methods,
 };
 /* clang-format on */
 
@@ -65,6 +67,10 @@ static bool method_changes_keys(const char *name)
             KEYS_METHOD_CREATE, KEYS_METHOD_UPDATE, KEYS_METHOD_DISABLE,
             KEYS_METHOD_ENABLE, KEYS_METHOD_REVOKE, KEYS_METHOD_DELETE,
         };
+
+        /* The bulk ones (bulk.c). */
+        if (STREQ(name, KEYS_METHOD_CHANGE_MATCHING) || STREQ(name, KEYS_METHOD_CREATE_MANY))
+                return true;
 
         for (size_t i = 0; i < ELEMENTSOF(changes); i++)
                 if (STREQ(name, changes[i]))
@@ -149,6 +155,8 @@ bool api_fast_path(struct connection *c, const char *msg, size_t len, void *user
         q.now = now_usec();
         q.method = KEYS_METHOD_VERIFY;
         q.key_id[0] = '\0';
+        q.item = 0;
+        q.batch = NULL;
         authz_principal_none(&q.who);
         r = verify_fast_path(&q, msg, len);
 

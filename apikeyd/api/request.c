@@ -67,13 +67,13 @@ int api_check_params(struct request *q, const struct param *spec)
                         return -EINVAL;
                 }
         bad:
-                (void)connection_reply_invalid_parameter(q->conn, key);
+                (void)api_reply_invalid(q, key);
                 return -EINVAL;
         }
         for (const struct param *p = spec; p->name; p++) {
                 v = json_object_get(q->params, p->name);
                 if ((p->flags & PARAM_REQUIRED) && (!v || json_is_null(v))) {
-                        (void)connection_reply_invalid_parameter(q->conn, p->name);
+                        (void)api_reply_invalid(q, p->name);
                         return -EINVAL;
                 }
         }
@@ -148,12 +148,19 @@ int api_reply_raw(struct request *q, const char *msg, size_t len)
 
 int api_reply_error(struct request *q, const char *error, json_t *parameters)
 {
+        /* One key of a CreateMany: which one. */
+        if (q->item && !parameters)
+                parameters = json_object();
+        if (q->item && parameters)
+                json_object_set_new(parameters, "index", json_integer((json_int_t)q->item - 1));
         (void)connection_reply_error(q->conn, error, parameters);
         return 0;
 }
 
 int api_reply_invalid(struct request *q, const char *parameter)
 {
+        if (q->item)
+                return api_reply_error(q, ERR_INVALID, json_pack("{s:s}", "parameter", parameter));
         (void)connection_reply_invalid_parameter(q->conn, parameter);
         return 0;
 }

@@ -50,6 +50,8 @@ struct method_params {
         const char *token, *service, *user, *rhost, *tty, *ruser;
         const char *session;
         bool brief;
+        const char *action; /* ChangeMatching */
+        bool dry_run;
 };
 
 enum param_flags {
@@ -88,6 +90,11 @@ struct request {
         uint64_t now;
         const char *method;            /* its name, for the audit of a refusal */
         char key_id[TOKEN_ID_LEN + 1]; /* the key a refusal concerns, if any */
+        /* CreateMany (bulk.c): 1 + the index of the key being checked, which
+         * every refusal names as "index"; 0 otherwise.  And the batch that
+         * change_submit() hands the key's change to instead of the writer. */
+        size_t item;
+        struct create_batch *batch;
 };
 
 /* Journal fields of an audit event, as "NAME=value" strings in `buf`. */

@@ -85,6 +85,8 @@ enum {
         OPT_SINCE,
         OPT_KEY,
         OPT_SORT,
+        OPT_DRY_RUN,
+        OPT_FROM,
 };
 
 #define N_GLOBAL_OPTIONS 5
@@ -110,6 +112,8 @@ static const struct option all_options[] = {
     {"since", required_argument, NULL, OPT_SINCE},
     {"key", required_argument, NULL, OPT_KEY},
     {"sort", required_argument, NULL, OPT_SORT},
+    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+    {"from", required_argument, NULL, OPT_FROM},
     {"yes", no_argument, NULL, 'y'},
     {"quiet", no_argument, NULL, 'q'},
 };
@@ -126,9 +130,10 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"create", "create a key, print its token once", "NAME [OPTIONS]",
-     "Create a key and print its token. The token is shown only this once.",
-     "owner description role permissions scope expires",
+    {"create", "create a key, print its token once", "NAME [OPTIONS] | --from FILE",
+     "Create a key and print its token. The token is shown only this once.\n"
+     "With --from, create every key FILE describes, in one transaction.",
+     "owner description role permissions scope expires from",
      "  --owner USER            owner of the key (default: you; only admins may name\n"
      "                          another user)\n"
      "  --description TEXT      what the key is for\n"
@@ -139,8 +144,12 @@ static const struct command commands[] = {
      "                          (sshd,sudo,...); default: any\n"
      "  --expires WHEN          a duration (30d, 12h, 2w), a date (2027-01-31, valid\n"
      "                          through that day, UTC), a time with a zone, or never;\n"
-     "                          default: the policy's (never for admins)\n",
-     1, 1, cmd_create},
+     "                          default: the policy's (never for admins)\n"
+     "  --from FILE             instead of NAME and the options: JSON lines, one\n"
+     "                          object of Create's parameters per key (- for\n"
+     "                          standard input); all are created or none, and the\n"
+     "                          tokens are printed as JSON lines\n",
+     0, 1, cmd_create},
     {"list", "list keys", "[OPTIONS]",
      "List keys, newest first: all of them for admins, your own otherwise.",
      "status owner expiring name sort quiet",
@@ -166,19 +175,54 @@ static const struct command commands[] = {
      "  --permissions LIST      comma-separated: create,read,write,delete,invite\n"
      "  --expires WHEN          a duration, a date, a time with a zone, or never\n",
      1, 1, cmd_update},
-    {"disable", "stop a key until it is enabled again", "KEY",
-     "Stop a key (KEY: its id or its name) from working until it is enabled again.", "", "", 1, 1,
-     cmd_disable},
-    {"enable", "let a disabled key work again", "KEY",
+    {"disable", "stop a key until it is enabled again", "KEY | --owner USER [OPTIONS]",
+     "Stop a key (KEY: its id or its name) from working until it is enabled again;\n"
+     "or every matching key of an owner.",
+     "yes owner name status dry-run",
+     "  -y, --yes               do not ask for confirmation on a terminal\n"
+     "  --owner USER            instead of KEY: every key of USER (in one\n"
+     "                          transaction, asking first on a terminal)\n"
+     "  --name PREFIX           with --owner: only keys whose name begins so\n"
+     "  --status STATUS         with --owner: only keys that are enabled,\n"
+     "                          disabled, revoked or expired\n"
+     "  --dry-run               with --owner: list the keys, change nothing\n",
+     0, 1, cmd_disable},
+    {"enable", "let a disabled key work again", "KEY | --owner USER [OPTIONS]",
      "Let a disabled key work again (a revoked key stays revoked); KEY is its id\n"
-     "or its name.",
-     "", "", 1, 1, cmd_enable},
-    {"revoke", "stop a key for good", "KEY [--yes]",
-     "Stop a key for good (KEY: its id or its name); it stays listed as revoked.", "yes",
-     "  -y, --yes               do not ask for confirmation on a terminal\n", 1, 1, cmd_revoke},
-    {"delete", "remove a key", "KEY [--yes]",
-     "Remove a key (KEY: its id or its name); this cannot be undone.", "yes",
-     "  -y, --yes               do not ask for confirmation on a terminal\n", 1, 1, cmd_delete},
+     "or its name; or every matching key of an owner.",
+     "yes owner name status dry-run",
+     "  -y, --yes               do not ask for confirmation on a terminal\n"
+     "  --owner USER            instead of KEY: every key of USER (in one\n"
+     "                          transaction, asking first on a terminal)\n"
+     "  --name PREFIX           with --owner: only keys whose name begins so\n"
+     "  --status STATUS         with --owner: only keys that are enabled,\n"
+     "                          disabled, revoked or expired\n"
+     "  --dry-run               with --owner: list the keys, change nothing\n",
+     0, 1, cmd_enable},
+    {"revoke", "stop a key for good", "KEY [--yes] | --owner USER [OPTIONS]",
+     "Stop a key for good (KEY: its id or its name); it stays listed as revoked.\n"
+     "With --owner, every matching key of that owner.",
+     "yes owner name status dry-run",
+     "  -y, --yes               do not ask for confirmation on a terminal\n"
+     "  --owner USER            instead of KEY: every key of USER (in one\n"
+     "                          transaction, asking first on a terminal)\n"
+     "  --name PREFIX           with --owner: only keys whose name begins so\n"
+     "  --status STATUS         with --owner: only keys that are enabled,\n"
+     "                          disabled, revoked or expired\n"
+     "  --dry-run               with --owner: list the keys, change nothing\n",
+     0, 1, cmd_revoke},
+    {"delete", "remove a key", "KEY [--yes] | --owner USER [OPTIONS]",
+     "Remove a key (KEY: its id or its name); this cannot be undone. With\n"
+     "--owner, every matching key of that owner.",
+     "yes owner name status dry-run",
+     "  -y, --yes               do not ask for confirmation on a terminal\n"
+     "  --owner USER            instead of KEY: every key of USER (in one\n"
+     "                          transaction, asking first on a terminal)\n"
+     "  --name PREFIX           with --owner: only keys whose name begins so\n"
+     "  --status STATUS         with --owner: only keys that are enabled,\n"
+     "                          disabled, revoked or expired\n"
+     "  --dry-run               with --owner: list the keys, change nothing\n",
+     0, 1, cmd_delete},
     {"sessions", "list the login sessions opened with keys", "[KEY]",
      "List the live login sessions (sshd, sudo) opened with keys you may see, or\n"
      "with one key (KEY: its id or its name): key, user, service, remote host,\n"
@@ -211,6 +255,12 @@ static const struct command commands[] = {
      "or of all. Admins only.",
      "yes", "  -y, --yes               reset all without asking on a terminal\n", 1, 4,
      cmd_lockout},
+    {"backup", "copy the keystore to a file", "FILE",
+     "Write a consistent, compacted copy of the keystore to FILE (- for standard\n"
+     "output), mode 0600, and print how many keys it holds and the fingerprint of\n"
+     "the pepper they were made with (admins only). Restore it with\n"
+     "'apikeyd --restore FILE'.",
+     "", "", 1, 1, cmd_backup},
     {"status", "show the daemon's state", "",
      "Show the daemon's version, socket, state directory and key counts.", "", "", 0, 0,
      cmd_status},
@@ -437,6 +487,12 @@ static int parse_options(int argc, char **argv, const struct command *cmd, struc
                 case OPT_SORT:
                         a->sort = optarg;
                         break;
+                case OPT_DRY_RUN:
+                        a->dry_run = true;
+                        break;
+                case OPT_FROM:
+                        a->from = optarg;
+                        break;
                 case 'y':
                         a->yes = true;
                         break;
@@ -555,6 +611,8 @@ static void ctl_done(struct ctl *c)
 {
         erase_and_free(c->auth);
         c->auth = NULL;
+        json_decref(c->last_error);
+        c->last_error = NULL;
         closep(&c->fd);
 }
 

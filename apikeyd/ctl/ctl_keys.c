@@ -28,7 +28,7 @@
 
 int cmd_create(struct ctl *c, struct args *a)
 {
-        json_auto_t *p = json_pack("{s:s}", "name", a->pos[0]);
+        json_auto_t *p = NULL;
         json_auto_t *reply = NULL;
         const char *token, *id, *owner, *role;
         json_t *k;
@@ -36,6 +36,12 @@ int cmd_create(struct ctl *c, struct args *a)
         uint64_t exp;
         int r;
 
+        if (a->from)
+                return cmd_create_from(c, a);
+        if (a->n_pos == 0)
+                return usage_error(a, "missing argument: create NAME [OPTIONS], or create --from "
+                                      "FILE");
+        p = json_pack("{s:s}", "name", a->pos[0]);
         if (!p)
                 return -ENOMEM;
         if (a->owner && json_object_set_new(p, "owner", json_string(a->owner)))
@@ -542,18 +548,30 @@ static int set_status(struct ctl *c, struct args *a, const char *method, const c
         return 0;
 }
 
+/* Every matching key of an owner rather than one KEY (ctl_bulk.c). */
+static bool wants_bulk(const struct args *a)
+{
+        return a->n_pos == 0 || a->owner || a->name || a->status || a->dry_run;
+}
+
 int cmd_disable(struct ctl *c, struct args *a)
 {
+        if (wants_bulk(a))
+                return cmd_bulk(c, a, "disable");
         return set_status(c, a, KEYS_METHOD_DISABLE, "Disabled");
 }
 
 int cmd_enable(struct ctl *c, struct args *a)
 {
+        if (wants_bulk(a))
+                return cmd_bulk(c, a, "enable");
         return set_status(c, a, KEYS_METHOD_ENABLE, "Enabled");
 }
 
 int cmd_revoke(struct ctl *c, struct args *a)
 {
+        if (wants_bulk(a))
+                return cmd_bulk(c, a, "revoke");
         return set_status(c, a, KEYS_METHOD_REVOKE, "Revoked");
 }
 
@@ -563,6 +581,8 @@ int cmd_delete(struct ctl *c, struct args *a)
         char id[TOKEN_ID_LEN + 1];
         int r;
 
+        if (wants_bulk(a))
+                return cmd_bulk(c, a, "delete");
         r = resolve_key(c, a, a->pos[0], id, &named);
         if (r < 0)
                 return r;

@@ -289,6 +289,15 @@ int keystore_meta_del(struct keystore *ks, const char *name) _warn_unused_;
 int keystore_compact(struct keystore **ksp, char **ret_error) _warn_unused_;
 
 /*
+ * A compacted copy of the keystore as it is now, taken while others read
+ * and write it: the file `path` is created (0600; -EEXIST if it exists),
+ * written from one snapshot and synced.  The copy is a keystore of its
+ * own (KEYSTORE_FILE in a directory of its own opens it).  On failure
+ * nothing is left at `path` and `*ret_error` says why.
+ */
+int keystore_backup(struct keystore *ks, const char *path, char **ret_error) _warn_unused_;
+
+/*
  * Writes in groups.  A write is a caller's function that runs in a
  * transaction of its own, the keystore_tx it is handed.  The store's write
  * functions, called on keystore_tx_keystore(tx) meanwhile, run inside it
@@ -302,6 +311,15 @@ struct keystore_tx;
 struct keystore *keystore_tx_keystore(struct keystore_tx *tx);
 /* Append `ev` to the audit log in the write's transaction. */
 int keystore_tx_audit(struct keystore_tx *tx, const struct audit_event *ev) _warn_unused_;
+
+/*
+ * keystore_list() in the write's transaction, every matching key (no
+ * cursor, no limit): what the write sees, its own changes included.  The
+ * records are views that the write's next change may invalidate: `fn`
+ * copies what it keeps, and writes nothing.
+ */
+int keystore_tx_list(struct keystore_tx *tx, const struct key_filter *filter, keystore_list_fn fn,
+                     void *userdata) _warn_unused_;
 
 /* One write of a group: `fn` returns >= 0 to keep what it wrote, < 0 to undo it. */
 struct keystore_write {

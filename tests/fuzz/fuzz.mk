@@ -49,7 +49,10 @@ fuzz_pam_reply_SRC       = pam_apikey/reply.c common/json_scan.c common/keys_pro
 fuzz_pam_reply_PKGS      = $(COMMON_PKGS)
 fuzz_etcd_decode_SRC     = apikeyd/fleet/etcd_decode.c
 fuzz_etcd_decode_PKGS    = jansson libsodium
+fuzz_jsonl_SRC           = apikeyd/ctl/ctl_jsonl.c
+fuzz_jsonl_PKGS          = $(COMMON_PKGS)
 # Objects the replay binaries need beyond the two archives.
+fuzz_jsonl_OBJ           = $(BUILD)/obj/apikeyd/ctl/ctl_jsonl.o
 fuzz_pam_reply_OBJ       = $(BUILD)/obj/pam_apikey/reply.o
 fuzz_pam_call_reply_SRC  = pam_apikey/reply.c common/json_scan.c common/keys_proto.c
 fuzz_pam_call_reply_PKGS = $(COMMON_PKGS)
