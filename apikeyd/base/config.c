@@ -97,6 +97,8 @@ static const struct option options[] = {
     {"fleet_manage", OPT_BOOL, FIELD(fleet_manage), 0, 0, 0, "expected yes or no"},
     {"fleet_offline_max_age", OPT_DURATION, FIELD(fleet_offline_max_age_usec), USEC_PER_SEC,
      365 * USEC_PER_DAY, 0, "expected a duration from 1s to 365d"},
+    {"fleet_last_used_interval", OPT_DURATION, FIELD(fleet_last_used_interval_usec), USEC_PER_SEC,
+     USEC_PER_HOUR, 0, "expected a duration from 1s to 1h"},
     {"fleet_user", OPT_NAME, FIELD(fleet_user), 0, 0, 0,
      "expected 'none' or a user name without blanks or control characters"},
     {"fleet_password_file", OPT_PATH, FIELD(fleet_password_file), 0, 0, 0,
@@ -148,6 +150,7 @@ int config_init_defaults(struct apikeyd_config *c)
             .lockout_window_usec = 15 * USEC_PER_MIN,
             .map_size = 4 * GIB,
             .fleet_offline_max_age_usec = 72 * USEC_PER_HOUR,
+            .fleet_last_used_interval_usec = 60 * USEC_PER_SEC,
             .end_sessions = true,
         };
         c->admin_group = strdup(DEFAULT_ADMIN_GROUP);

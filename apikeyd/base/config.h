@@ -66,6 +66,8 @@
  *                                           etcd (yes) or are refused (no)
  *   fleet_offline_max_age     72h           how long known keys stay valid without
  *                                           contact with etcd, 1s-365d
+ *   fleet_last_used_interval  60s           how often this host's last uses go to etcd,
+ *                                           1s-1h
  *   fleet_user                none          etcd user name (with fleet_password_file)
  *   fleet_password_file       none          file holding that user's password
  *   fleet_cacert              none          CA bundle that signs the members' certificates
@@ -115,6 +117,7 @@ struct apikeyd_config {
         char *fleet_host;   /* NULL = the host name */
         bool fleet_manage;
         uint64_t fleet_offline_max_age_usec;
+        uint64_t fleet_last_used_interval_usec;
         char *fleet_user;
         char *fleet_password_file;
         char *fleet_cacert;

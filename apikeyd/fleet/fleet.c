@@ -790,8 +790,9 @@ static void on_probe(struct etcd_request *req, int r, long status, const char *b
               fleet_now_mono() - f->reported_mono >= REPORT_MIN)))
                 fleet_report(f);
         if (f->following && f->cfg->fleet_manage &&
-            fleet_now_mono() - f->hosts_mono >= HOSTS_REFRESH)
+            fleet_now_mono() - f->hosts_mono >= fleet_hosts_refresh(f))
                 fleet_read_hosts(f);
+        fleet_write_used(f, false);
         /* The last contact kept in the keystore, for an offline start. */
         if (f->phase == PHASE_WATCH && f->queued > 0 && f->queued == f->applied &&
             f->contact_real > f->contact_saved + CONTACT_PERSIST && f->ops_pending == 0)

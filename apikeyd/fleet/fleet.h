@@ -79,6 +79,24 @@ bool fleet_can_write(const struct fleet *f);
 int fleet_publish(struct fleet *f, const char *id, bool with_descendants, fleet_published_fn done,
                   void *userdata) _warn_unused_;
 
+/*
+ * The last uses the daemon has just written to its keystore (its periodic
+ * flush of last-used times, never Verify): kept, and written to etcd under
+ * <prefix>/hosts/<host>/used/<id> every fleet_last_used_interval, in
+ * batches, so that managers show the latest use across the fleet.
+ */
+void fleet_note_used(struct fleet *f, const struct last_used *entries, size_t n);
+
+/*
+ * On a manager: a key's last use as the fleet's hosts reported it, when
+ * later than `*at` (this host's), replaces `*at`, `*service`, `*from` and
+ * sets `*host` to the host that used it; else `*host` is this host's name
+ * (when `*at` is set).  Elsewhere (or with `f` NULL), nothing changes.
+ * The strings stay valid until the event loop runs again.
+ */
+void fleet_merge_last_use(const struct fleet *f, const char *id, uint64_t *at, const char **service,
+                          const char **from, const char **host);
+
 /* GetStatus's `fleet` object (a new reference), or NULL when out of memory. */
 json_t *fleet_status(struct fleet *f);
 

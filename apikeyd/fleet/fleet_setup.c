@@ -192,6 +192,7 @@ void fleet_free(struct fleet *f)
         fleet_stop_requests(f);
         etcd_request_cancel(f->report);
         etcd_request_cancel(f->hosts_req);
+        etcd_request_cancel(f->used_req);
         etcd_request_cancel(f->probe);
         fleet_resync_reset(&f->rs);
         free(f->lines.buf);
@@ -209,6 +210,11 @@ void fleet_free(struct fleet *f)
         free(f->fp_key_b64);
         free(f->modrevs);
         free(f->hosts);
+        free(f->hosts_new);
+        free(f->hosts_next);
+        fleet_uses_free(&f->used);
+        fleet_uses_free(&f->used_sent);
+        fleet_uses_free(&f->seen);
         if (f->password)
                 erase_and_free(f->password);
         free(f->token);

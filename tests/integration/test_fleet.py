@@ -118,6 +118,48 @@ def test_changes_reach_every_host(fleet):
     assert "     Pepper: ok" in out
 
 
+def test_last_use_across_hosts(fleet, etcd_cluster):
+    """A verify on a host reaches the manager's show and list within a few seconds: each
+    host writes its last uses under its own prefix in etcd, the manager shows the latest
+    across the fleet and the host that saw it."""
+    fast = {"last_used_flush_interval": "1s", "fleet_last_used_interval": "1s"}
+    manager, hosts = fleet(2, host_config=dict(HOSTS, **fast), manager_config=fast)
+    kid, token = create(manager, "web")
+    wait_for("the key on every host", everywhere(hosts, token, "VALID"), 2.0)
+    login = {"service": "sshd", "user": "root"}
+    with hosts[1].client() as c:
+        assert c.verify(token, rhost="192.0.2.7", **login)["code"] == "VALID"
+
+    def shown(where):
+        def fn():
+            _, out, _ = ctl(manager, "show", kid)
+            return out if where in out else None
+        return fn
+
+    _, took = wait_for("host1's use in the manager's show",
+                       shown(", sshd from 192.0.2.7 on host1"), 6.0)
+    print(f"\nverify on host1 -> shown on the manager: {took * 1000:.0f} ms")
+    rc, out, _ = ctl(manager, "list")
+    assert rc == 0 and "(sshd from 192.0.2.7 on host1)" in out, out
+    with manager.client() as c:
+        k = c.get(kid)
+    assert (k["last_used_host"], k["last_used_service"], k["last_used_from"]) == \
+        ("host1", "sshd", "192.0.2.7")
+    # Under host1's own prefix, which its etcd role may write.
+    value = etcd_cluster.etcdctl("get", "--print-value-only",
+                                 f"{fleet.prefix}/hosts/host1/used/{kid}")
+    assert '"service":"sshd"' in value and '"from":"192.0.2.7"' in value, value
+    # A host shows its own last use, without a host name.
+    with hosts[1].client() as c:
+        k = c.get(kid)
+    assert k["last_used_from"] == "192.0.2.7" and "last_used_host" not in k
+
+    # A later use elsewhere is the latest.
+    with hosts[0].client() as c:
+        assert c.verify(token, rhost="192.0.2.8", **login)["code"] == "VALID"
+    wait_for("host0's later use on the manager", shown(", sshd from 192.0.2.8 on host0"), 6.0)
+
+
 def test_offline_keeps_answering(fleet, etcd_cluster):
     # host 2 allows only 2 s without contact.
     manager, hosts = fleet(3, host_config=HOSTS, per_host={2: {"fleet_offline_max_age": "2s"}})

@@ -48,6 +48,7 @@ static void assert_defaults(const struct apikeyd_config *c)
         assert_null(c->fleet_host);
         assert_false(c->fleet_manage);
         assert_true(c->fleet_offline_max_age_usec == 72 * USEC_PER_HOUR);
+        assert_true(c->fleet_last_used_interval_usec == 60 * USEC_PER_SEC);
         assert_null(c->fleet_user);
         assert_null(c->fleet_password_file);
         assert_null(c->fleet_cacert);
@@ -855,7 +856,7 @@ static void test_every_option_documented(void **state)
                 assert_null(strstr(hit + 1, needle));
                 free(needle);
         }
-        assert_int_equal(n_options, 27);
+        assert_int_equal(n_options, 28);
 
         /* config.h's table lists the same options, in the same order. */
         table = strstr(header, "Options (name, default, meaning):");
