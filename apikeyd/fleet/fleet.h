@@ -63,11 +63,17 @@ bool fleet_refuses_changes(const struct fleet *f);
  * `with_descendants` (a revoke or delete revokes them), to etcd in one
  * Txn that succeeds only if none of them changed in etcd since this
  * replica saw them (create only if absent; update only from the
- * revision read; a revoked key, final here, stays final there).  `done`
+ * revision read; a revoked key, final here, stays final there).  Names
+ * are unique per owner across the fleet: the name index entry
+ * <prefix>/names/<owner>/<name> -> id is created in the same Txn, only if
+ * absent, when the key takes a name (`was` NULL: created; or renamed
+ * from `was`'s, the record before the change), and removed when it leaves
+ * one.  `done`
  * runs once this replica has applied the Txn's revision (read your
- * writes), with 0, or -ESTALE (changed in etcd meanwhile: the replica
- * resyncs, which undoes the local change), -ETIMEDOUT or another error
- * (etcd not reached; the next resync settles it).
+ * writes), with 0, or -EEXIST (another manager gave the name to a key
+ * first: the replica resyncs, which undoes the local change), or -ESTALE (changed in etcd
+ * meanwhile: the replica resyncs, which undoes the local change), -ETIMEDOUT or another error (etcd
+ * not reached; the next resync settles it).
  */
 typedef void (*fleet_published_fn)(int r, void *userdata);
 
@@ -76,8 +82,8 @@ const char *fleet_write_error(int r);
 
 /* Whether a manager can write now: online, with the fleet's pepper.  Else no change is tried. */
 bool fleet_can_write(const struct fleet *f);
-int fleet_publish(struct fleet *f, const char *id, bool with_descendants, fleet_published_fn done,
-                  void *userdata) _warn_unused_;
+int fleet_publish(struct fleet *f, const char *id, const struct key_record *was,
+                  bool with_descendants, fleet_published_fn done, void *userdata) _warn_unused_;
 
 /*
  * The last uses the daemon has just written to its keystore (its periodic
@@ -104,8 +110,10 @@ json_t *fleet_status(struct fleet *f);
  * `apikeyd --fleet-push` (fleet_push.c): move this host's keystore into
  * etcd, for a host that starts fleet mode with keys of its own.  Writes the
  * pepper's fingerprint if etcd has none (and stops if etcd has another),
- * then each key that etcd does not hold yet (one Txn each, created only if
- * absent; a key etcd holds already is left as etcd has it), and marks the
+ * then each key that etcd does not hold yet (one Txn each, with its name
+ * index entry, both created only if absent; a key etcd holds already is left
+ * as etcd has it; a key whose name the fleet has for another key is not
+ * pushed, and then the keystore is not marked), and marks the
  * keystore as a replica at the last revision written, so the daemon starts
  * in fleet mode on it (and resyncs, as a manager does).  Runs its own event
  * loop; blocks until done.  Prints what it did; 0 or a negative errno (the

@@ -82,6 +82,8 @@ struct waiter {
         char *body;       /* the Txn, for another member */
         char *check_body; /* a Txn that succeeds if etcd holds what `body` writes */
         bool checking;    /* check_body is in flight */
+        char *name_key;   /* base64 of the name index entry the write takes, or NULL */
+        bool naming;      /* the read of that entry is in flight */
         size_t endpoint;  /* the member it went to */
         unsigned tries;
         fleet_published_fn done;

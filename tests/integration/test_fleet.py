@@ -160,6 +160,80 @@ def test_last_use_across_hosts(fleet, etcd_cluster):
     wait_for("host0's later use on the manager", shown(", sshd from 192.0.2.8 on host0"), 6.0)
 
 
+def test_names_unique_across_managers(fleet, etcd_cluster):
+    """Two managers create a key of the same owner and name at the same moment: one gets it,
+    the other the same NameTaken a single host answers (the name index entry in etcd is
+    created in the key's Txn, only if absent), and every replica ends with the one key."""
+    manager, hosts = fleet(1, host_config=HOSTS)
+    other = fleet.start_host("manager2", manager, {"fleet_manage": "yes"})
+    wait_for("the second manager online", lambda: fleet_status(other)["online"], 10)
+    managers = (manager, other)
+
+    def race(name):
+        clients = [m.client() for m in managers]
+        barrier = threading.Barrier(2)
+        out = [None, None]
+
+        def one(i):
+            barrier.wait()
+            out[i] = clients[i].call(f"{IFACE}.Create", {"name": name, "owner": "root"})
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        for c in clients:
+            c.close()
+        return out
+
+    for round_ in range(4):
+        name = f"race{round_}"
+        out = race(name)
+        won = [r for r in out if "error" not in r]
+        lost = [r for r in out if "error" in r]
+        assert len(won) == 1 and len(lost) == 1, out
+        assert lost[0]["error"] == f"{IFACE}.NameTaken", out
+        assert lost[0]["parameters"] == {"owner": "root", "name": name}, out
+        kid = won[0]["parameters"]["key"]["id"]
+        token = won[0]["parameters"]["token"]
+        assert etcd_cluster.etcdctl("get", "--print-value-only",
+                                    f"{fleet.prefix}/names/root/{name}").strip() == kid
+        # The loser's replica puts back what etcd has: the winner's key, and only it.
+        everyone = [manager, other, hosts[0]]
+        wait_for("the winner's key on every replica", everywhere(everyone, token, "VALID"), 5.0)
+
+        def only_one():
+            for d in everyone:
+                with d.client() as c:
+                    keys = c.list()["keys"]
+                if [k["id"] for k in keys if k["name"] == name] != [kid]:
+                    return False
+            return True
+        wait_for("one key of that name everywhere", only_one, 5.0)
+
+    # A deleted key frees its name; a renamed key frees the old one and takes the new.
+    with manager.client() as c:
+        c.ok(f"{IFACE}.Delete", {"id": kid})
+    wait_for("the delete on the other manager",
+             lambda: code(other, token) == "NOT_FOUND", 5.0)
+    kid, _ = create(other, name)
+    with other.client() as c:
+        c.ok(f"{IFACE}.Update", {"id": kid, "name": "renamed"})
+    names = etcd_cluster.etcdctl("get", "--prefix", "--keys-only", f"{fleet.prefix}/names/root/")
+    assert f"{fleet.prefix}/names/root/renamed" in names.split()
+    assert f"{fleet.prefix}/names/root/{name}" not in names.split()
+
+    def renamed():
+        with manager.client() as c:
+            return c.get(kid)["name"] == "renamed"
+    wait_for("the rename on the manager", renamed, 5.0)
+    create(manager, name)
+    with manager.client() as c:
+        error, params = c.err(f"{IFACE}.Create", {"name": "renamed", "owner": "root"})
+    assert (error, params) == (f"{IFACE}.NameTaken", {"owner": "root", "name": "renamed"})
+
+
 def test_offline_keeps_answering(fleet, etcd_cluster):
     # host 2 allows only 2 s without contact.
     manager, hosts = fleet(3, host_config=HOSTS, per_host={2: {"fleet_offline_max_age": "2s"}})
@@ -448,6 +522,10 @@ def test_push_a_single_host_into_the_fleet(fleet, etcd_cluster, daemon, tmp_path
     assert r.returncode == 0, r
     assert r.stdout.startswith("pushed 3 keys to http://127.0.0.1:") and \
         f"under {fleet.prefix}/keys/; 0 were there already" in r.stdout, r.stdout
+    # With their names in the fleet's name index.
+    for i, (kid, _) in enumerate(kept):
+        assert etcd_cluster.etcdctl("get", "--print-value-only",
+                                    f"{fleet.prefix}/names/root/old{i}").strip() == kid
     # Twice is harmless: nothing new.
     r = subprocess.run([str(APIKEYD), "--config", str(alone.config_file), "--state-dir",
                         str(alone.state_dir), "--fleet-push"], capture_output=True, text=True,
@@ -463,3 +541,26 @@ def test_push_a_single_host_into_the_fleet(fleet, etcd_cluster, daemon, tmp_path
     with alone.client() as c:
         c.ok(f"{IFACE}.Revoke", {"id": kept[0][0]})
     wait_for("the revoke on the new host", lambda: code(host, kept[0][1]) == "REVOKED", 2.0)
+
+    # Another host whose key has a name the fleet has: that key is not pushed, and the
+    # keystore is not made a replica (fleet mode would drop it).
+    state = tmp_path / "state-clash"
+    state.mkdir(mode=0o700)
+    (state / "pepper").write_bytes((alone.state_dir / "pepper").read_bytes())
+    os.chmod(state / "pepper", 0o600)
+    clash = daemon(config={"lockout_threshold": "0"}, state_dir=state)
+    create(clash, "old1")
+    create(clash, "fresh")
+    clash.stop()
+    clash.config_file.write_text(fleet_conf.replace("fleet_host = joined", "fleet_host = clash"))
+    r = subprocess.run([str(APIKEYD), "--config", str(clash.config_file), "--state-dir",
+                        str(clash.state_dir), "--fleet-push"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode != 0, r
+    assert "not pushed: the fleet has another key named 'old1' of owner root; rename one of " \
+        "them and push again" in r.stderr, r.stderr
+    assert "pushed 1 keys, 0 were there already; 1 keys not pushed: their names are taken " \
+        "in the fleet" in r.stderr, r.stderr
+    clash.start(wait=False)
+    assert clash.proc.wait(10) != 0
+    assert "the keystore holds 2 keys of this host alone" in clash.log()
