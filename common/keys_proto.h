@@ -34,6 +34,7 @@
 #define KEYS_METHOD_OPEN_SESSION         "io.apikeyd.Keys.OpenSession"
 #define KEYS_METHOD_CLOSE_SESSION        "io.apikeyd.Keys.CloseSession"
 #define KEYS_METHOD_LIST_SESSIONS        "io.apikeyd.Keys.ListSessions"
+#define KEYS_METHOD_FLEET_PUSH           "io.apikeyd.Keys.FleetPush"
 
 /* Methods of org.varlink.service that the daemon answers. */
 #define VARLINK_METHOD_GET_INFO                  "org.varlink.service.GetInfo"
@@ -49,6 +50,7 @@
 #define KEYS_ERROR_TOO_MANY_CONNECTIONS "io.apikeyd.Keys.TooManyConnections"
 #define KEYS_ERROR_INTERNAL_ERROR       "io.apikeyd.Keys.InternalError"
 #define KEYS_ERROR_MANAGED_CENTRALLY    "io.apikeyd.Keys.ManagedCentrally"
+#define KEYS_ERROR_FLEET_PUSH_FAILED    "io.apikeyd.Keys.FleetPushFailed"
 
 /* Errors of org.varlink.service that the daemon sends. */
 #define VARLINK_ERROR_INTERFACE_NOT_FOUND "org.varlink.service.InterfaceNotFound"

@@ -34,6 +34,7 @@ struct ctl {
         char *auth; /* the token read from auth_file */
         bool json;
         int fd;
+        unsigned timeout_sec; /* of a call; 0: CALL_TIMEOUT_SEC */
 };
 
 struct args {

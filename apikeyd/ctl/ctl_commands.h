@@ -24,3 +24,4 @@ int cmd_shared_secret(struct ctl *c, struct args *a);
 int cmd_audit(struct ctl *c, struct args *a);
 int cmd_lockout(struct ctl *c, struct args *a);
 int cmd_status(struct ctl *c, struct args *a);
+int cmd_fleet(struct ctl *c, struct args *a);

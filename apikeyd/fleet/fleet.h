@@ -36,6 +36,8 @@ struct fleet_setup {
         struct keystore *ks;
         struct writer *writer;
         uint8_t pepper_fingerprint[PEPPER_FINGERPRINT_SIZE];
+        /* How the daemon was started, for a FleetPush (fleet_push_start()). */
+        const char *config_path, *state_dir;
 };
 
 /* Start following etcd.  0 or a negative errno (the reason logged). */
@@ -102,6 +104,26 @@ void fleet_note_used(struct fleet *f, const struct last_used *entries, size_t n)
  */
 void fleet_merge_last_use(const struct fleet *f, const char *id, uint64_t *at, const char **service,
                           const char **from, const char **host);
+
+/*
+ * A keystore that holds keys of this host alone when fleet mode starts
+ * (never a replica): the daemon does not follow etcd, whose keys would
+ * replace them, and answers for its own keys as a single host would, until
+ * fleet_push_start() has moved them into etcd.  Meanwhile changes to keys
+ * are refused.
+ */
+bool fleet_joining(const struct fleet *f);
+
+/*
+ * FleetPush: run `apikeyd --fleet-push` (fleet_push()) on this daemon's
+ * config and state directory, as a child, never blocking the loop.  `done`
+ * gets 0 once the keys are in etcd and the daemon follows it, or a negative
+ * errno, with what the push printed (its report, or why it failed).
+ * -EALREADY when the host is not joining (its keys are etcd's), -EBUSY
+ * while a push runs.
+ */
+typedef void (*fleet_pushed_fn)(int r, const char *output, void *userdata);
+int fleet_push_start(struct fleet *f, fleet_pushed_fn done, void *userdata) _warn_unused_;
 
 /* GetStatus's `fleet` object (a new reference), or NULL when out of memory. */
 json_t *fleet_status(struct fleet *f);

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "etcd_client.h"
 #include "etcd_decode.h"
@@ -166,6 +167,16 @@ struct fleet {
         struct etcd_request *used_req;
         uint64_t used_mono;
         struct fleet_uses seen; /* a manager's: the latest use of each key, with its host */
+
+        /* fleet_join.c: a keystore of this host's own keys, not in etcd yet */
+        uint64_t joining; /* how many; 0: none (following etcd) */
+        char *config_path, *state_dir;
+        pid_t push_pid; /* apikeyd --fleet-push, running */
+        sd_event_source *push_source;
+        char *push_out;
+        size_t push_len;
+        fleet_pushed_fn push_done;
+        void *push_userdata;
 };
 
 /* ---- fleet.c ---- */
@@ -211,6 +222,11 @@ void fleet_uses_free(struct fleet_uses *t);
 /* Write this host's uses noted since the last write, once fleet_last_used_interval has
  * passed (or `now`), if none is on its way. */
 void fleet_write_used(struct fleet *f, bool now);
+
+/* ---- fleet_join.c ---- */
+
+/* The push running, stopped (its caller answered -ESHUTDOWN). */
+void fleet_push_stop(struct fleet *f);
 
 /* ---- fleet_publish.c ---- */
 

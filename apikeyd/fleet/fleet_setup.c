@@ -140,17 +140,22 @@ int fleet_new(const struct fleet_setup *s, struct fleet **ret)
                 uint64_t n = 0;
 
                 r = keystore_n_keys(s->ks, &n);
-                if (r >= 0 && n > 0) {
-                        log_error("fleet: the keystore holds %llu keys of this host alone; in "
-                                  "fleet mode it holds the fleet's keys from etcd, which would "
-                                  "replace them: move them into etcd first (apikeyd "
-                                  "--fleet-push), or start with an empty state directory",
-                                  (unsigned long long)n);
-                        r = -EEXIST;
-                }
                 if (r < 0)
                         goto fail;
+                if (n > 0) {
+                        log_error("fleet: the keystore holds %llu keys of this host alone; in "
+                                  "fleet mode it holds the fleet's keys from etcd, which would "
+                                  "replace them: not following etcd until they are moved there "
+                                  "(apikeyctl fleet push), answering for them meanwhile; or "
+                                  "start with an empty state directory",
+                                  (unsigned long long)n);
+                        f->joining = n;
+                }
         }
+        r = -ENOMEM;
+        if ((s->config_path && !(f->config_path = strdup(s->config_path))) ||
+            (s->state_dir && !(f->state_dir = strdup(s->state_dir))))
+                goto fail;
         f->queued = f->applied;
         f->contact_saved = f->contact_real;
         /* A manager starts from etcd's truth. */
@@ -172,10 +177,13 @@ int fleet_new(const struct fleet_setup *s, struct fleet **ret)
                 log_error("fleet: cannot set up the etcd client: %s", strerror(-r));
                 goto fail;
         }
+        if (f->joining)
+                goto done;
         log_info("fleet: host %s following %s under %s from revision %lld (%s)", f->host,
                  cfg->fleet_endpoints, cfg->fleet_prefix, (long long)f->applied,
                  cfg->fleet_manage ? "manages keys" : "keys managed elsewhere");
         fleet_start(f);
+done:
         *ret = f;
         return 0;
 fail:
@@ -188,6 +196,7 @@ void fleet_free(struct fleet *f)
         if (!f)
                 return;
         f->stopping = true;
+        fleet_push_stop(f);
         fleet_waiters_wake(f, -ESHUTDOWN);
         fleet_stop_requests(f);
         etcd_request_cancel(f->report);
@@ -209,6 +218,8 @@ void fleet_free(struct fleet *f)
         free(f->keys_end_b64);
         free(f->fp_key_b64);
         free(f->modrevs);
+        free(f->config_path);
+        free(f->state_dir);
         free(f->hosts);
         free(f->hosts_new);
         free(f->hosts_next);

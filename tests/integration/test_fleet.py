@@ -501,40 +501,54 @@ def test_tls(etcd_tls, daemon, tmp_path):
     assert code(stranger, token) == "UNAVAILABLE"
 
 
-def test_push_a_single_host_into_the_fleet(fleet, etcd_cluster, daemon, tmp_path):
-    """A host with keys of its own joins: refused until its keys are pushed to etcd with
-    apikeyd --fleet-push; then it manages them for the fleet."""
+def test_push_a_single_host_into_the_fleet(fleet, etcd_cluster, daemon, tmp_path, as_user):
+    """A host with keys of its own joins: it does not follow etcd (whose keys would replace
+    its own) and answers for its keys until `apikeyctl fleet push` (admins only) moves them
+    into etcd; then it manages them for the fleet.  `apikeyd --fleet-push` does the same
+    with the daemon stopped; a key whose name the fleet has for another key stays out."""
     alone = daemon(config={"lockout_threshold": "0"})
     kept = [create(alone, f"old{i}") for i in range(3)]
     alone.stop()
     fleet_conf = (f"lockout_threshold = 0\nfleet_endpoints = {etcd_cluster.endpoints}\n"
                   f"fleet_prefix = {fleet.prefix}\nfleet_host = joined\nfleet_manage = yes\n")
     alone.config_file.write_text(fleet_conf)
-    alone.start(wait=False)
-    assert alone.proc.wait(10) != 0
+    alone.start()
     assert ("the keystore holds 3 keys of this host alone; in fleet mode it holds the fleet's "
-            "keys from etcd, which would replace them: move them into etcd first (apikeyd "
-            "--fleet-push), or start with an empty state directory") in alone.log()
+            "keys from etcd, which would replace them: not following etcd until they are moved "
+            "there (apikeyctl fleet push), answering for them meanwhile; or start with an "
+            "empty state directory") in alone.log()
+    st = fleet_status(alone)
+    assert st["joining"] == 3 and not st["online"], st
+    rc, out, _ = ctl(alone, "status")
+    assert rc == 0 and ("    Joining: 3 keys of this host alone, not in etcd yet: not "
+                        "following it (apikeyctl fleet push)") in out, out
+    # Its own keys go on working; changes wait for the push.
+    assert code(alone, kept[0][1]) == "VALID"
+    rc, _, err = ctl(alone, "create", "new", "--owner", "root")
+    assert rc != 0 and ("this host's own keys are not in the fleet's etcd yet (apikeyctl fleet "
+                        "push moves them there)") in err, err
+    # Admins only.
+    error, params = as_user("akt-alice", socket=alone.socket).err(f"{IFACE}.FleetPush", {})
+    assert error == f"{IFACE}.PermissionDenied"
+    assert params["reason"] == "only admins may push this host's keys into the fleet"
 
-    r = subprocess.run([str(APIKEYD), "--config", str(alone.config_file), "--state-dir",
-                        str(alone.state_dir), "--fleet-push"], capture_output=True, text=True,
-                       timeout=30)
-    assert r.returncode == 0, r
-    assert r.stdout.startswith("pushed 3 keys to http://127.0.0.1:") and \
-        f"under {fleet.prefix}/keys/; 0 were there already" in r.stdout, r.stdout
+    rc, out, err = ctl(alone, "fleet", "push")
+    assert rc == 0, err
+    assert out.startswith("pushed 3 keys to http://127.0.0.1:") and \
+        f"under {fleet.prefix}/keys/; 0 were there already" in out, out
+    assert out.endswith("\nThis host follows the fleet's keys in etcd now.\n"), out
     # With their names in the fleet's name index.
     for i, (kid, _) in enumerate(kept):
         assert etcd_cluster.etcdctl("get", "--print-value-only",
                                     f"{fleet.prefix}/names/root/old{i}").strip() == kid
-    # Twice is harmless: nothing new.
-    r = subprocess.run([str(APIKEYD), "--config", str(alone.config_file), "--state-dir",
-                        str(alone.state_dir), "--fleet-push"], capture_output=True, text=True,
-                       timeout=30)
-    assert r.returncode == 0 and "pushed 0 keys" in r.stdout and "3 were there already" in \
-        r.stdout, r
-
-    alone.start()
     wait_for("the joined manager online", lambda: fleet_status(alone)["online"], 10)
+    assert "joining" not in fleet_status(alone)
+    # Nothing left to push.
+    rc, _, err = ctl(alone, "fleet", "push")
+    assert rc != 0 and err == (
+        "apikeyctl: fleet push: this host's keystore is the fleet's replica already: it holds "
+        f"no keys of its own to push [{IFACE}.FleetPushFailed]\n"), err
+
     host = fleet.start_host("newhost", alone, HOSTS)
     for kid, token in kept:
         wait_for("a pushed key on the new host", lambda: code(host, token) == "VALID", 2.0)
@@ -542,25 +556,37 @@ def test_push_a_single_host_into_the_fleet(fleet, etcd_cluster, daemon, tmp_path
         c.ok(f"{IFACE}.Revoke", {"id": kept[0][0]})
     wait_for("the revoke on the new host", lambda: code(host, kept[0][1]) == "REVOKED", 2.0)
 
-    # Another host whose key has a name the fleet has: that key is not pushed, and the
-    # keystore is not made a replica (fleet mode would drop it).
+    # Another host, stopped, whose key has a name the fleet has: apikeyd --fleet-push
+    # leaves that key out and the keystore as it is (fleet mode would drop the key).
     state = tmp_path / "state-clash"
     state.mkdir(mode=0o700)
     (state / "pepper").write_bytes((alone.state_dir / "pepper").read_bytes())
     os.chmod(state / "pepper", 0o600)
     clash = daemon(config={"lockout_threshold": "0"}, state_dir=state)
-    create(clash, "old1")
+    old1, _ = create(clash, "old1")
     create(clash, "fresh")
     clash.stop()
-    clash.config_file.write_text(fleet_conf.replace("fleet_host = joined", "fleet_host = clash"))
-    r = subprocess.run([str(APIKEYD), "--config", str(clash.config_file), "--state-dir",
-                        str(clash.state_dir), "--fleet-push"], capture_output=True, text=True,
-                       timeout=30)
+    clash_conf = fleet_conf.replace("fleet_host = joined", "fleet_host = clash")
+    clash.config_file.write_text(clash_conf)
+    push = [str(APIKEYD), "--config", str(clash.config_file), "--state-dir",
+            str(clash.state_dir), "--fleet-push"]
+    r = subprocess.run(push, capture_output=True, text=True, timeout=30)
     assert r.returncode != 0, r
     assert "not pushed: the fleet has another key named 'old1' of owner root; rename one of " \
         "them and push again" in r.stderr, r.stderr
     assert "pushed 1 keys, 0 were there already; 1 keys not pushed: their names are taken " \
         "in the fleet" in r.stderr, r.stderr
-    clash.start(wait=False)
-    assert clash.proc.wait(10) != 0
-    assert "the keystore holds 2 keys of this host alone" in clash.log()
+    # Renamed on the host alone, pushed again: the rest goes, once.
+    clash.config_file.write_text("lockout_threshold = 0\n")
+    clash.start()
+    with clash.client() as c:
+        c.ok(f"{IFACE}.Update", {"id": old1, "name": "old1-clash"})
+    clash.stop()
+    clash.config_file.write_text(clash_conf)
+    r = subprocess.run(push, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.startswith("pushed 1 keys") and \
+        "1 were there already" in r.stdout, r
+    clash.start()
+    assert "joining" not in fleet_status(clash)
+    wait_for("the clash host online", lambda: fleet_status(clash)["online"], 10)
+    wait_for("its key on the new host", lambda: code(host, kept[1][1]) == "VALID", 2.0)
