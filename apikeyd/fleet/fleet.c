@@ -2,6 +2,7 @@
 /* The fleet replica: see fleet.h for what it does, etcd_decode.h for what etcd sends. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -836,6 +837,27 @@ int fleet_on_resync_timer(sd_event_source *s, uint64_t usec, void *userdata)
 
 /* ---- what the API asks ---- */
 
+/* One of fleet_break_glass_keys. */
+static bool break_glass(const struct fleet *f, const char *id)
+{
+        for (size_t i = 0; i < f->n_break_glass; i++)
+                if (STREQ(f->break_glass[i], id))
+                        return true;
+        return false;
+}
+
+/* "no contact with etcd since <time>" (a static buffer: the event loop's only). */
+static const char *contact_text(const struct fleet *f)
+{
+        static char text[TIMESTAMP_MAX + 64];
+        char at[TIMESTAMP_MAX];
+
+        if (!f->contact_real || timestamp_format(f->contact_real, at) < 0)
+                return "never in contact with etcd";
+        snprintf(text, sizeof(text), "no contact with etcd since %s", at);
+        return text;
+}
+
 enum verify_code fleet_verify_code(struct fleet *f, enum verify_code code, const char *id)
 {
         uint64_t now;
@@ -849,10 +871,17 @@ enum verify_code fleet_verify_code(struct fleet *f, enum verify_code code, const
         if (fleet_online(f))
                 return code;
         now = now_usec();
-        if (f->contact_real == 0 || now - f->contact_real > f->cfg->fleet_offline_max_age_usec)
+        if (f->contact_real == 0 || now - f->contact_real > f->cfg->fleet_offline_max_age_usec) {
+                if (code == VERIFY_CODE_VALID && id && break_glass(f, id)) {
+                        log_warning("fleet: break-glass key %s accepted, %s (past "
+                                    "fleet_offline_max_age)",
+                                    id, contact_text(f));
+                        return code;
+                }
                 return code == VERIFY_CODE_VALID || code == VERIFY_CODE_NOT_FOUND
                            ? VERIFY_CODE_UNAVAILABLE
                            : code;
+        }
         /* A key this replica does not know may be one made while it was cut off. */
         if (code == VERIFY_CODE_NOT_FOUND && id && id[0] &&
             keystore_get(f->ks, id, NULL, NULL) == -ENOENT)

@@ -168,6 +168,10 @@ struct fleet {
         uint64_t used_mono;
         struct fleet_uses seen; /* a manager's: the latest use of each key, with its host */
 
+        /* fleet_break_glass_keys: accepted past fleet_offline_max_age */
+        char break_glass[CONFIG_FLEET_BREAK_GLASS_MAX][TOKEN_ID_LEN + 1];
+        size_t n_break_glass;
+
         /* fleet_join.c: a keystore of this host's own keys, not in etcd yet */
         uint64_t joining; /* how many; 0: none (following etcd) */
         char *config_path, *state_dir;

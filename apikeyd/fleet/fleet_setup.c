@@ -152,6 +152,15 @@ int fleet_new(const struct fleet_setup *s, struct fleet **ret)
                         f->joining = n;
                 }
         }
+        /* Checked by the config: ids, comma-separated, at most CONFIG_FLEET_BREAK_GLASS_MAX. */
+        for (const char *p = cfg->fleet_break_glass_keys;
+             p && *p && f->n_break_glass < CONFIG_FLEET_BREAK_GLASS_MAX;) {
+                size_t len = strcspn(p, ",");
+
+                if (len == TOKEN_ID_LEN)
+                        memcpy(f->break_glass[f->n_break_glass++], p, TOKEN_ID_LEN);
+                p += len + (p[len] == ',');
+        }
         r = -ENOMEM;
         if ((s->config_path && !(f->config_path = strdup(s->config_path))) ||
             (s->state_dir && !(f->state_dir = strdup(s->state_dir))))

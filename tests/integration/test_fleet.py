@@ -241,6 +241,12 @@ def test_offline_keeps_answering(fleet, etcd_cluster):
     bad_id, bad = create(manager, "revoked")
     with manager.client() as c:
         c.ok(f"{IFACE}.Revoke", {"id": bad_id})
+    # ... except for its break-glass keys (a revoked one stays refused).
+    glass_id, glass = create(manager, "break-glass")
+    with open(hosts[2].config_file, "a") as conf:
+        conf.write(f"fleet_break_glass_keys = {glass_id},{bad_id}\n")
+    hosts[2].restart()
+    wait_for("host 2 back", lambda: fleet_status(hosts[2])["online"], 5.0)
     wait_for("both keys everywhere",
              lambda: all(code(h, good) == "VALID" and code(h, bad) == "REVOKED" for h in hosts),
              2.0)
@@ -264,6 +270,9 @@ def test_offline_keeps_answering(fleet, etcd_cluster):
         wait_for("host 2 past its 2 s bound", lambda: code(hosts[2], good) == "UNAVAILABLE", 5.0)
         assert code(hosts[2], bad) == "REVOKED"
         assert code(hosts[0], good) == "VALID"
+        assert code(hosts[2], glass) == "VALID"
+        assert f"fleet: break-glass key {glass_id} accepted, no contact with etcd since " \
+            in hosts[2].log()
         # The manager cannot write meanwhile, and says so at once.
         with manager.client() as c:
             error, params = c.err(f"{IFACE}.Create", {"name": "while-down", "owner": "root"})
