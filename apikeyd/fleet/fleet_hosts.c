@@ -119,6 +119,11 @@ static void host_entry(struct fleet *f, const struct etcd_kv *kv, size_t plen)
 
         if (name_len == 0 || name_len > CONFIG_FLEET_HOST_MAX)
                 return;
+        /* A host's name as fleet_host takes it: shown as it is, so nothing else. */
+        for (size_t i = 0; i < name_len; i++)
+                if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-",
+                            name[i]))
+                        return;
         if (STREQ(slash, "/status")) {
                 struct etcd_host_report rep;
 

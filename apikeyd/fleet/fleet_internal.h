@@ -80,12 +80,13 @@ struct waiter {
         int64_t revision; /* 0 while the Txn is in flight */
         uint64_t deadline;
         struct etcd_request *req;
-        char *body;       /* the Txn, for another member */
-        char *check_body; /* a Txn that succeeds if etcd holds what `body` writes */
-        bool checking;    /* check_body is in flight */
-        char *name_key;   /* base64 of the name index entry the write takes, or NULL */
-        bool naming;      /* the read of that entry is in flight */
-        size_t endpoint;  /* the member it went to */
+        char *body;                /* the Txn, for another member */
+        char *check_body;          /* a Txn that succeeds if etcd holds what `body` writes */
+        bool checking;             /* check_body is in flight */
+        char *name_key;            /* base64 of the name index entry the write takes, or NULL */
+        char id[TOKEN_ID_LEN + 1]; /* the key written (with those created through it) */
+        bool naming;               /* the read of that entry is in flight */
+        size_t endpoint;           /* the member it went to */
         unsigned tries;
         fleet_published_fn done;
         void *userdata;

@@ -125,7 +125,9 @@ static void on_name_checked(struct etcd_request *req, int r, long status, const 
                 waiter_end(f, w, -ESTALE);
                 return;
         }
-        taken = rg.n_kvs > 0;
+        /* Another key's: not this write's own entry (a try that landed, then changed). */
+        taken = rg.n_kvs > 0 && !(rg.kvs[0].value_len == strlen(w->id) &&
+                                  memcmp(rg.kvs[0].value, w->id, rg.kvs[0].value_len) == 0);
         etcd_range_done(&rg);
         if (taken) {
                 log_info("fleet: the name was taken in etcd meanwhile (another manager); the "
@@ -376,6 +378,7 @@ int fleet_publish(struct fleet *f, const char *id, const struct key_record *was,
                                      .endpoint = f->current,
                                      .done = done,
                                      .userdata = userdata};
+                str_copy(w->id, sizeof(w->id), id);
                 r = post_txn(f, w);
         }
         if (r >= 0) {
