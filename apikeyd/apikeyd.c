@@ -542,8 +542,12 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
                 goto out;
         }
         if (cfg->fleet_endpoints) {
-                struct fleet_setup fs = {
-                    .config = cfg, .event = d.event, .ks = d.api.ks, .writer = d.api.writer};
+                struct fleet_setup fs = {.config = cfg,
+                                         .event = d.event,
+                                         .ks = d.api.ks,
+                                         .writer = d.api.writer,
+                                         .config_path = o->config,
+                                         .state_dir = o->state_dir};
 
                 pepper_fingerprint(pepper, fs.pepper_fingerprint);
                 r = fleet_new(&fs, &d.api.fleet);

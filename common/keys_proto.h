@@ -37,6 +37,7 @@
 #define KEYS_METHOD_CHANGE_MATCHING      "io.apikeyd.Keys.ChangeMatching"
 #define KEYS_METHOD_CREATE_MANY          "io.apikeyd.Keys.CreateMany"
 #define KEYS_METHOD_BACKUP               "io.apikeyd.Keys.Backup"
+#define KEYS_METHOD_FLEET_PUSH           "io.apikeyd.Keys.FleetPush"
 
 /* Methods of org.varlink.service that the daemon answers. */
 #define VARLINK_METHOD_GET_INFO                  "org.varlink.service.GetInfo"
@@ -52,6 +53,7 @@
 #define KEYS_ERROR_TOO_MANY_CONNECTIONS "io.apikeyd.Keys.TooManyConnections"
 #define KEYS_ERROR_INTERNAL_ERROR       "io.apikeyd.Keys.InternalError"
 #define KEYS_ERROR_MANAGED_CENTRALLY    "io.apikeyd.Keys.ManagedCentrally"
+#define KEYS_ERROR_FLEET_PUSH_FAILED    "io.apikeyd.Keys.FleetPushFailed"
 
 /* Errors of org.varlink.service that the daemon sends. */
 #define VARLINK_ERROR_INTERFACE_NOT_FOUND "org.varlink.service.InterfaceNotFound"

@@ -42,8 +42,9 @@ static void change_published(int r, void *userdata)
 {
         struct change *ch = userdata;
 
-        if (r >= 0) {
-                change_finish(ch, 0);
+        /* The name taken by another manager first: answered as on one host. */
+        if (r >= 0 || r == -EEXIST) {
+                change_finish(ch, r);
                 return;
         }
         log_warning("%s: not written to etcd: %s", ch->q.method, strerror(-r));
@@ -65,7 +66,9 @@ static void change_done(struct write_op *op, int r)
                 publish |= STREQ(ch->action, key_changes[i]);
         descendants = STREQ(ch->action, "revoke") || STREQ(ch->action, "delete");
         if (publish) {
-                r = fleet_publish(ch->q.api->fleet, ch->rec.id, descendants, change_published, ch);
+                r = fleet_publish(ch->q.api->fleet, ch->rec.id,
+                                  STREQ(ch->action, "create") ? NULL : &ch->rec, descendants,
+                                  change_published, ch);
                 if (r < 0)
                         change_published(r, ch);
                 return;

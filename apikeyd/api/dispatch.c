@@ -21,6 +21,7 @@ static const struct method *const families[] = {
     session_methods,
     bulk_methods,
     backup_methods,
+    fleet_methods,
 };
 /* clang-format on */
 
@@ -108,6 +109,14 @@ void api_dispatch(struct connection *c, struct varlink_call *call, void *userdat
         if (call->more && !m->more) {
                 (void)connection_reply_error(c, VARLINK_ERROR_INVALID_PARAMETER,
                                              json_pack("{s:s}", "parameter", "more"));
+                return;
+        }
+        if (fleet_joining(a->fleet) && method_changes_keys(m->name)) {
+                (void)connection_reply_error(
+                    c, KEYS_ERROR_INTERNAL_ERROR,
+                    json_pack("{s:s}", "reason",
+                              "this host's own keys are not in the fleet's etcd yet "
+                              "(apikeyctl fleet push moves them there)"));
                 return;
         }
         if (fleet_refuses_changes(a->fleet) && method_changes_keys(m->name)) {

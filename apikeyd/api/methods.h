@@ -26,3 +26,4 @@ extern const struct method service_methods[]; /* org.varlink.service */
 extern const struct method session_methods[]; /* OpenSession, CloseSession, ListSessions */
 extern const struct method bulk_methods[];    /* ChangeMatching, CreateMany */
 extern const struct method backup_methods[];  /* Backup */
+extern const struct method fleet_methods[];   /* FleetPush */

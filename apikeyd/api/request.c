@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "field_rules.h"
+#include "fleet.h"
 #include "log.h"
 #include "request.h"
 #include "state.h"
@@ -320,23 +321,28 @@ void api_set_string(json_t *o, const char *name, const char *s)
 struct last_use {
         uint64_t at;
         const char *service, *from;
+        const char *host; /* fleet mode, on a manager: the host that used it last */
 };
 
 static struct last_use key_last_use(const struct api *a, const struct key_record *rec)
 {
         const struct lastused_entry *pending = lastused_find(&a->lastused, rec->id);
+        struct last_use lu;
 
         if (pending && pending->at > rec->last_used_at)
-                return (struct last_use){
+                lu = (struct last_use){
                     .at = pending->at,
                     .service = pending->service[0] ? pending->service : NULL,
                     .from = pending->from[0] ? pending->from : NULL,
                 };
-        return (struct last_use){
-            .at = rec->last_used_at,
-            .service = rec->last_used_service,
-            .from = rec->last_used_from,
-        };
+        else
+                lu = (struct last_use){
+                    .at = rec->last_used_at,
+                    .service = rec->last_used_service,
+                    .from = rec->last_used_from,
+                };
+        fleet_merge_last_use(a->fleet, rec->id, &lu.at, &lu.service, &lu.from, &lu.host);
+        return lu;
 }
 
 /* A record as the API shows it, with any last use not yet flushed. */
@@ -359,6 +365,7 @@ json_t *api_key_json(const struct api *a, const struct key_record *rec, uint64_t
         set_time(o, "last_used_at", lu.at);
         api_set_string(o, "last_used_service", lu.service);
         api_set_string(o, "last_used_from", lu.from);
+        api_set_string(o, "last_used_host", lu.host);
         api_set_string(o, "parent", rec->parent[0] ? rec->parent : NULL);
         if (rec->flags & KEY_FLAG_NO_LOGIN)
                 json_object_set_new(o, "no_login", json_true());

@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "fleet.h"
 #include "log.h"
 #include "sessions.h"
 #include "state.h"
@@ -370,6 +371,8 @@ static void flush_last_used(struct api *a)
                 free(b);
                 return;
         }
+        /* In fleet mode, for etcd too: a manager shows the latest use across hosts. */
+        fleet_note_used(a->fleet, b->used, b->n);
         writer_submit(a->writer, &b->op);
 }
 

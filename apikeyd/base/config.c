@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "timeutil.h"
+#include "token.h"
 
 #define KIB UINT64_C(1024)
 #define MIB (KIB * 1024)
@@ -41,6 +42,7 @@ enum option_kind {
         OPT_FLEET_HOST, /* a char * field: a name, or "%H" (NULL: the host name) */
         OPT_NAME,       /* a char * field: a name without blanks or controls, or "none" */
         OPT_PATH,       /* a char * field: an absolute path, or "none" */
+        OPT_KEY_IDS,    /* a char * field: comma-separated key ids, or "none" */
 };
 
 struct option {
@@ -97,6 +99,10 @@ static const struct option options[] = {
     {"fleet_manage", OPT_BOOL, FIELD(fleet_manage), 0, 0, 0, "expected yes or no"},
     {"fleet_offline_max_age", OPT_DURATION, FIELD(fleet_offline_max_age_usec), USEC_PER_SEC,
      365 * USEC_PER_DAY, 0, "expected a duration from 1s to 365d"},
+    {"fleet_last_used_interval", OPT_DURATION, FIELD(fleet_last_used_interval_usec), USEC_PER_SEC,
+     USEC_PER_HOUR, 0, "expected a duration from 1s to 1h"},
+    {"fleet_break_glass_keys", OPT_KEY_IDS, FIELD(fleet_break_glass_keys), 0, 0, 0,
+     "expected 'none' or up to 16 comma-separated key ids"},
     {"fleet_user", OPT_NAME, FIELD(fleet_user), 0, 0, 0,
      "expected 'none' or a user name without blanks or control characters"},
     {"fleet_password_file", OPT_PATH, FIELD(fleet_password_file), 0, 0, 0,
@@ -118,6 +124,7 @@ static const size_t string_fields[] = {
     offsetof(struct apikeyd_config, fleet_cacert),
     offsetof(struct apikeyd_config, fleet_cert),
     offsetof(struct apikeyd_config, fleet_key),
+    offsetof(struct apikeyd_config, fleet_break_glass_keys),
 };
 
 static char **string_field(struct apikeyd_config *c, size_t offset)
@@ -148,6 +155,7 @@ int config_init_defaults(struct apikeyd_config *c)
             .lockout_window_usec = 15 * USEC_PER_MIN,
             .map_size = 4 * GIB,
             .fleet_offline_max_age_usec = 72 * USEC_PER_HOUR,
+            .fleet_last_used_interval_usec = 60 * USEC_PER_SEC,
             .end_sessions = true,
         };
         c->admin_group = strdup(DEFAULT_ADMIN_GROUP);
@@ -422,6 +430,26 @@ static bool path_valid(const char *s)
         return true;
 }
 
+static bool key_ids_valid(const char *s)
+{
+        size_t n = 0;
+
+        for (const char *p = s;; p++) {
+                char id[TOKEN_ID_LEN + 1];
+                size_t len = strcspn(p, ",");
+
+                if (len != TOKEN_ID_LEN || ++n > CONFIG_FLEET_BREAK_GLASS_MAX)
+                        return false;
+                memcpy(id, p, len);
+                id[len] = '\0';
+                if (!token_id_valid(id))
+                        return false;
+                p += len;
+                if (!*p)
+                        return true;
+        }
+}
+
 /* Set a string field to a copy of `value`, or to NULL. */
 static int store_string(struct apikeyd_config *c, const struct option *o, const char *value)
 {
@@ -480,6 +508,12 @@ static int option_apply(struct apikeyd_config *c, const struct option *o, const 
                 if (keyword_is(value, "none"))
                         return store_string(c, o, NULL);
                 if (o->kind == OPT_NAME ? !fleet_user_valid(value) : !path_valid(value))
+                        return -EINVAL;
+                return store_string(c, o, value);
+        case OPT_KEY_IDS:
+                if (keyword_is(value, "none"))
+                        return store_string(c, o, NULL);
+                if (!key_ids_valid(value))
                         return -EINVAL;
                 return store_string(c, o, value);
         case OPT_PREFIX:

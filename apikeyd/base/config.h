@@ -66,6 +66,10 @@
  *                                           etcd (yes) or are refused (no)
  *   fleet_offline_max_age     72h           how long known keys stay valid without
  *                                           contact with etcd, 1s-365d
+ *   fleet_last_used_interval  60s           how often this host's last uses go to etcd,
+ *                                           1s-1h
+ *   fleet_break_glass_keys    none          key ids (up to 16, comma-separated) that stay
+ *                                           valid past fleet_offline_max_age
  *   fleet_user                none          etcd user name (with fleet_password_file)
  *   fleet_password_file       none          file holding that user's password
  *   fleet_cacert              none          CA bundle that signs the members' certificates
@@ -115,6 +119,8 @@ struct apikeyd_config {
         char *fleet_host;   /* NULL = the host name */
         bool fleet_manage;
         uint64_t fleet_offline_max_age_usec;
+        uint64_t fleet_last_used_interval_usec;
+        char *fleet_break_glass_keys; /* comma-separated key ids; NULL = none */
         char *fleet_user;
         char *fleet_password_file;
         char *fleet_cacert;
@@ -123,10 +129,11 @@ struct apikeyd_config {
         bool end_sessions; /* end a key's login sessions when it stops being usable */
 };
 
-#define CONFIG_FLEET_ENDPOINTS_MAX 16
-#define CONFIG_FLEET_URL_MAX       256
-#define CONFIG_FLEET_PREFIX_MAX    128
-#define CONFIG_FLEET_HOST_MAX      64
+#define CONFIG_FLEET_ENDPOINTS_MAX   16
+#define CONFIG_FLEET_URL_MAX         256
+#define CONFIG_FLEET_PREFIX_MAX      128
+#define CONFIG_FLEET_HOST_MAX        64
+#define CONFIG_FLEET_BREAK_GLASS_MAX 16
 
 /*
  * Fill `c` with the defaults in the table above.  Returns 0 or -ENOMEM;

@@ -264,6 +264,11 @@ static const struct command commands[] = {
     {"status", "show the daemon's state", "",
      "Show the daemon's version, socket, state directory and key counts.", "", "", 0, 0,
      cmd_status},
+    {"fleet", "move this host's own keys into its fleet", "push",
+     "Fleet mode, on a host whose keystore held keys of its own when it joined:\n"
+     "move them into etcd (as 'apikeyd --fleet-push' does with the daemon\n"
+     "stopped), after which the daemon follows the fleet's keys. Admins only.",
+     "", "", 1, 1, cmd_fleet},
     /* run() answers it before any command runs */
     {"help", "show this help, or a command's", "[COMMAND]",
      "Show the commands and the global options, or with COMMAND, its help (the\n"

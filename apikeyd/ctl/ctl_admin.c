@@ -286,6 +286,13 @@ static int print_fleet(json_t *fleet)
                 r = print_field("Pepper", pepper);
         if (r >= 0 && error)
                 r = print_field("Fleet error", error);
+        if (r >= 0 && json_is_integer(json_object_get(fleet, "joining"))) {
+                snprintf(state, sizeof(state),
+                         "%lld keys of this host alone, not in etcd yet: not following it "
+                         "(apikeyctl fleet push)",
+                         (long long)json_integer_value(json_object_get(fleet, "joining")));
+                r = print_field("Joining", state);
+        }
         if (r >= 0 && json_is_array(json_object_get(fleet, "hosts"))) {
                 json_t *hosts = json_object_get(fleet, "hosts"), *h;
                 json_int_t mine = json_integer_value(json_object_get(fleet, "applied_revision"));
@@ -312,6 +319,36 @@ static int print_fleet(json_t *fleet)
                 r = print_field("Hosts", line);
         }
         return r;
+}
+
+/* The push takes a round trip to etcd a key: more than a call's usual 10 seconds. */
+#define FLEET_PUSH_TIMEOUT_SEC 600
+
+int cmd_fleet(struct ctl *c, struct args *a)
+{
+        json_auto_t *reply = NULL;
+        json_t *output, *line;
+        size_t i;
+        int r;
+
+        if (!STREQ(a->pos[0], "push"))
+                return usage_error(a, "expected 'push', not '%s'", a->pos[0]);
+        c->timeout_sec = FLEET_PUSH_TIMEOUT_SEC;
+        r = ctl_call(c, KEYS_METHOD_FLEET_PUSH, json_object(), &reply);
+        if (r < 0)
+                return r;
+        output = json_object_get(reply, "output");
+        if (!json_is_array(output))
+                return bad_reply(c, "FleetPush");
+        if (c->json)
+                return print_json(reply);
+        json_array_foreach(output, i, line)
+        {
+                if (json_is_string(line))
+                        printf("%s\n", json_string_value(line));
+        }
+        printf("This host follows the fleet's keys in etcd now.\n");
+        return 0;
 }
 
 int cmd_status(struct ctl *c, struct args *a)

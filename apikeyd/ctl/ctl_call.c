@@ -207,6 +207,9 @@ static int daemon_error(const char *error, const json_t *p)
         else if (IS(KEYS_ERROR_TOO_MANY_CONNECTIONS))
                 err("the daemon is at its connection limit (%lld); try again later [%s]",
                     (long long)n, error);
+        else if (IS(KEYS_ERROR_FLEET_PUSH_FAILED))
+                err("fleet push: %s [%s]", (s = param_str(p, "reason")) ? s : "no reason given",
+                    error);
         else if (IS(VARLINK_ERROR_INVALID_PARAMETER) && (t = param_str(p, "reason")))
                 /* A key's field: what is wrong with it, and its rule. */
                 err("the daemon refused %s: %s [%s]",
@@ -265,7 +268,8 @@ int ctl_call(struct ctl *c, const char *method, json_t *params, json_t **ret_par
         msg = varlink_message_dump(req, &len);
         if (!msg)
                 return -ENOMEM;
-        deadline = varlink_now_usec() + CALL_TIMEOUT_SEC * USEC_PER_SEC;
+        deadline = varlink_now_usec() +
+                   (c->timeout_sec ? c->timeout_sec : CALL_TIMEOUT_SEC) * USEC_PER_SEC;
         r = varlink_send(c->fd, msg, len, deadline);
         erase(msg, len);
         free(msg);

@@ -34,7 +34,8 @@ struct ctl {
         char *auth; /* the token read from auth_file */
         bool json;
         int fd;
-        json_t *last_error; /* the parameters of the last error the daemon answered */
+        json_t *last_error;   /* the parameters of the last error the daemon answered */
+        unsigned timeout_sec; /* of a call; 0: CALL_TIMEOUT_SEC */
 };
 
 struct args {

@@ -29,3 +29,4 @@ int cmd_audit(struct ctl *c, struct args *a);
 int cmd_lockout(struct ctl *c, struct args *a);
 int cmd_status(struct ctl *c, struct args *a);
 int cmd_backup(struct ctl *c, struct args *a); /* ctl_backup.c */
+int cmd_fleet(struct ctl *c, struct args *a);

@@ -79,13 +79,15 @@ char *join(const json_t *arr, const char *sep, const char *empty)
 /*
  * When a key was last used, and for what: "3 minutes ago (sshd from
  * 192.0.2.1)" in a table, with the local time too in `show`; "Never".
+ * On a fleet's manager, the host too: "(sshd from 192.0.2.1 on web3)".
  */
 static void format_last_used(const json_t *k, uint64_t now, bool local, char *ret, size_t size)
 {
         uint64_t t = key_time(k, "last_used_at");
         const char *service = param_str(k, "last_used_service");
         const char *from = param_str(k, "last_used_from");
-        char when[256], where[2 * 256 + 16] = "";
+        const char *host = param_str(k, "last_used_host"); /* a fleet's manager */
+        char when[256], where[3 * 256 + 16] = "";
 
         if (t == 0) {
                 snprintf(ret, size, "Never");
@@ -100,6 +102,9 @@ static void format_last_used(const json_t *k, uint64_t now, bool local, char *re
                          from ? from : "");
         else if (from)
                 snprintf(where, sizeof(where), "from %s", from);
+        if (host)
+                snprintf(where + strlen(where), sizeof(where) - strlen(where), "%son %s",
+                         where[0] ? " " : "", host);
         if (!where[0])
                 snprintf(ret, size, "%s", when);
         else if (local)

@@ -48,6 +48,8 @@ static void assert_defaults(const struct apikeyd_config *c)
         assert_null(c->fleet_host);
         assert_false(c->fleet_manage);
         assert_true(c->fleet_offline_max_age_usec == 72 * USEC_PER_HOUR);
+        assert_true(c->fleet_last_used_interval_usec == 60 * USEC_PER_SEC);
+        assert_null(c->fleet_break_glass_keys);
         assert_null(c->fleet_user);
         assert_null(c->fleet_password_file);
         assert_null(c->fleet_cacert);
@@ -855,7 +857,7 @@ static void test_every_option_documented(void **state)
                 assert_null(strstr(hit + 1, needle));
                 free(needle);
         }
-        assert_int_equal(n_options, 27);
+        assert_int_equal(n_options, 29);
 
         /* config.h's table lists the same options, in the same order. */
         table = strstr(header, "Options (name, default, meaning):");
@@ -940,6 +942,18 @@ static void test_fleet_options(void **state)
         assert_string_equal(c.fleet_cacert, "/etc/apikeyd/ca.pem");
         assert_string_equal(c.fleet_cert, "/etc/apikeyd/host.pem");
         assert_string_equal(c.fleet_key, "/etc/apikeyd/host.key");
+        config_done(&c);
+        parse_ok(&c, "fleet_break_glass_keys = 7Hq2LmX9aB3z,Abcdefghijk0");
+        assert_string_equal(c.fleet_break_glass_keys, "7Hq2LmX9aB3z,Abcdefghijk0");
+        assert_int_equal(config_parse_string(&c, "fleet_break_glass_keys = none", NAME, NULL), 0);
+        assert_null(c.fleet_break_glass_keys);
+        config_done(&c);
+        parse_ok(&c, "fleet_endpoints = http://a:1\nfleet_prefix = /corp/keys-2\n"
+                     "fleet_host = web-01.example.com\nfleet_manage = yes\n"
+                     "fleet_offline_max_age = 30m\nfleet_user = web-01\n"
+                     "fleet_password_file = /etc/apikeyd/etcd-password\n"
+                     "fleet_cacert = /etc/apikeyd/ca.pem\nfleet_cert = /etc/apikeyd/host.pem\n"
+                     "fleet_key = /etc/apikeyd/host.key");
 
         /* A second file takes them back: none and %H are the defaults. */
         assert_int_equal(config_parse_string(&c,
@@ -994,6 +1008,12 @@ static void test_fleet_options(void **state)
                                          "(the host name) or 1 to 64 characters A-Z a-z 0-9 . _ -"},
             {"fleet_host = a/b", NAME ":1: invalid value 'a/b' for fleet_host: expected '%H' (the "
                                       "host name) or 1 to 64 characters A-Z a-z 0-9 . _ -"},
+            {"fleet_break_glass_keys = 7Hq2LmX9aB3z,abc",
+             NAME ":1: invalid value '7Hq2LmX9aB3z,abc' for fleet_break_glass_keys: expected "
+                  "'none' or up to 16 comma-separated key ids"},
+            {"fleet_break_glass_keys = 7Hq2LmX9aB3z,",
+             NAME ":1: invalid value '7Hq2LmX9aB3z,' for fleet_break_glass_keys: expected "
+                  "'none' or up to 16 comma-separated key ids"},
             {"fleet_manage = sometimes",
              NAME ":1: invalid value 'sometimes' for fleet_manage: expected yes or no"},
             {"fleet_offline_max_age = 0s", NAME ":1: invalid value '0s' for fleet_offline_max_age: "
