@@ -285,6 +285,37 @@ def test_sshd_session_ends_when_the_key_expires(sshd_site, tty):
         kill_sleeps(ALICE, 60)
 
 
+@pytest.mark.parametrize("mode", ["keyboard-interactive", "password"])
+@pytest.mark.parametrize("session_line", [True, False], ids=["session-line", "no-session-line"])
+def test_key_id_stays_out_of_the_session_environment(sshd_site, mode, session_line):
+    """The module hands the login's key to its session hook in the PAM
+    environment (keyboard-interactive auth runs in a process of its own):
+    it never reaches the user's session, also where the service has the
+    auth line and no session line."""
+    import test_pam_sshd as t
+    site = sshd_site
+    token, key_id = site.key(ALICE, f"ssh-env-{mode}-{session_line}")
+    with_session = t.PAM_FILE.read_text()
+    if not session_line:
+        t.PAM_FILE.write_text(t.pam_service_text(
+            DEFAULT_BUILD.module, f"socket={site.daemon.socket} service=sshd nodelay"))
+    try:
+        r = site.sshds[mode].login(ALICE, token, "env")
+        assert r.returncode == 0, (r, site.sshds[mode].log()[-2000:])
+        env = dict(l.split("=", 1) for l in r.stdout.splitlines() if "=" in l)
+        assert env.get("USER") == ALICE, r.stdout
+        assert "PAM_APIKEY_KEY_ID" not in env, r.stdout
+    finally:
+        t.PAM_FILE.write_text(with_session)
+    # The session hook still learns the key of a keyboard-interactive login.
+    ssh = ssh_holding(site.sshds[mode], ALICE, token)
+    try:
+        assert len(wait_sessions(site.admin, key_id)) == 1
+    finally:
+        stop_proc(ssh)
+        kill_sleeps(ALICE, 60)
+
+
 @pytest.fixture(scope="module")
 def sudo_site(tmp_path_factory, test_users):
     import test_pam_sudo as t
@@ -345,8 +376,10 @@ VALGRIND = ["valgrind", "--error-exitcode=99", "--leak-check=full",
 def test_session_paths_are_valgrind_clean(tmp_path, daemon):
     """The module's session hook under valgrind (the module preloaded so its
     frames resolve): a key's session opened and closed, the daemon away when
-    the session opens (ignored, the session still opens), and a password
-    login's session (ignored)."""
+    the session opens (ignored, the session still opens), a password
+    login's session (ignored), and a key's session whose auth ran in a
+    forked child as sshd's keyboard-interactive auth does (the key handed
+    over in the PAM environment, taken out by setcred)."""
     need_tool("valgrind")
     build = DEFAULT_BUILD.check()
     pam = PamDir(tmp_path / "pam.d", build)
@@ -362,14 +395,16 @@ def test_session_paths_are_valgrind_clean(tmp_path, daemon):
     pam.write("away", pam.line("auth", "[success=done ignore=ignore default=die]", up) +
               pam.line("account", "[success=ok ignore=ignore default=bad]", up) +
               pam.line("session", "optional", away) + permit)
-    cases = [("key session", "up", token, ["session=Success", "close=Success"], 1),
-             ("daemon away", "away", token, ["session=Success", "close=Success"], 0),
-             ("password session", "up", PASSWORD, ["session=Success", "close=Success"], 0)]
+    cases = [("key session", "up", token, ["session=Success", "close=Success"], 1, []),
+             ("daemon away", "away", token, ["session=Success", "close=Success"], 0, []),
+             ("password session", "up", PASSWORD, ["session=Success", "close=Success"], 0, []),
+             ("auth in a child", "up", token, ["session=Success", "close=Success"], 1,
+              ["--fork-auth"])]
     failures = []
-    for i, (name, svc, answer, want, registered) in enumerate(cases):
+    for i, (name, svc, answer, want, registered, extra) in enumerate(cases):
         log = tmp_path / f"valgrind.{i}.log"
         argv = VALGRIND + [f"--log-file={log}", str(build.harness), "--acct", "--session", "2",
-                           str(pam.path), svc, USER]
+                           *extra, str(pam.path), svc, USER]
         p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True,
                              env=build.env({"LD_PRELOAD": str(build.module)}))
