@@ -118,10 +118,11 @@ static int read_stat(int proc_fd, pid_t pid, struct proc_stat *ret)
         return 0;
 }
 
+/* Members that ended are passed over: their pids may be another's now. */
 static bool in_set(const struct session_procs *set, pid_t pid)
 {
         for (size_t i = 0; i < set->n; i++)
-                if (set->p[i].pid == pid)
+                if (set->p[i].pid == pid && !gone(set->p[i].pidfd))
                         return true;
         return false;
 }
@@ -132,7 +133,8 @@ static const struct session_proc *hangs_from(const struct session_procs *set,
 {
         for (size_t i = 0; i < set->n; i++) {
                 const struct session_proc *m = &set->p[i];
-                if (st->ppid == m->pid || (m->sid == m->pid && st->sid == m->pid))
+                if ((st->ppid == m->pid || (m->sid == m->pid && st->sid == m->pid)) &&
+                    !gone(m->pidfd))
                         return m;
         }
         return NULL;
