@@ -250,9 +250,12 @@ static void session_signal(struct session *s, int sig)
                 if (added < 0 && round == 0)
                         log_debug("cannot read the processes below pid %d: %s", (int)s->pid,
                                   strerror(-added));
-                int q = session_procs_signal(&s->procs, sig, false, &pid);
-                if (r == 0)
+                pid_t q_pid = s->pid;
+                int q = session_procs_signal(&s->procs, sig, false, &q_pid);
+                if (r == 0 && q < 0) {
                         r = q;
+                        pid = q_pid;
+                }
                 if (added <= 0)
                         break;
         }
