@@ -47,6 +47,7 @@ fuzz_requests_SRC        = $(COMMON_SRC) $(DAEMON_SRC) $(BUILD)/gen/interface.c
 fuzz_requests_PKGS       = $(DAEMON_PKGS)
 fuzz_pam_reply_SRC       = pam_apikey/reply.c common/json_scan.c common/keys_proto.c
 fuzz_pam_reply_PKGS      = $(COMMON_PKGS)
+fuzz_proc_stat_SRC       = apikeyd/api/session_procs.c
 fuzz_etcd_decode_SRC     = apikeyd/fleet/etcd_decode.c
 fuzz_etcd_decode_PKGS    = jansson libsodium
 fuzz_jsonl_SRC           = apikeyd/ctl/ctl_jsonl.c
