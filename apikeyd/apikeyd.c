@@ -547,7 +547,8 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
                                          .ks = d.api.ks,
                                          .writer = d.api.writer,
                                          .config_path = o->config,
-                                         .state_dir = o->state_dir};
+                                         .state_dir = o->state_dir,
+                                         .state_lock_fd = lock_fd};
 
                 pepper_fingerprint(pepper, fs.pepper_fingerprint);
                 r = fleet_new(&fs, &d.api.fleet);

@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "fleet.h"
 #include "keystore.h"
 #include "log.h"
 #include "restore.h"
@@ -20,9 +21,41 @@
 /* The directory of the state directory where a backup is checked first. */
 #define RESTORE_DIR "restore.tmp"
 
+/* The lock handed down by the daemon (STATE_LOCK_FD_ENV), if it is `dir`'s. */
+static int inherited_lock(const char *dir)
+{
+        const char *e = getenv(STATE_LOCK_FD_ENV);
+        struct stat a, b;
+        char *end;
+        long fd;
+
+        if (!e)
+                return -1;
+        errno = 0;
+        fd = strtol(e, &end, 10);
+        (void)unsetenv(STATE_LOCK_FD_ENV);
+        if (errno || end == e || *end || fd < 3 || fd > INT_MAX)
+                return -1;
+        if (fstat((int)fd, &a) < 0 || stat(dir, &b) < 0 || !S_ISDIR(a.st_mode) ||
+            a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+                return -1;
+        /* Held through this very open file description: taking it again
+         * succeeds; anyone else's lock makes it fail. */
+        if (flock((int)fd, LOCK_EX | LOCK_NB) < 0)
+                return -1;
+        (void)fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+        return (int)fd;
+}
+
 int state_dir_lock(const char *dir, const char *who, int *ret_fd)
 {
-        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int fd = inherited_lock(dir);
+
+        if (fd >= 0) {
+                *ret_fd = fd;
+                return 0;
+        }
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
         if (fd < 0) {
                 log_error("cannot open state directory %s: %m", dir);

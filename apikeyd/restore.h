@@ -16,6 +16,12 @@
  */
 int state_dir_lock(const char *dir, const char *who, int *ret_fd);
 
+/* A process the daemon runs on its own state directory (apikeyd
+ * --fleet-push, for FleetPush) is handed the daemon's lock as the fd that
+ * STATE_LOCK_FD_ENV (fleet.h) names: state_dir_lock() takes it when it is
+ * the same directory and holds the lock, instead of refusing as it does a
+ * second daemon. */
+
 /*
  * Install the backup `file` as the keystore of `dir`: checked (a
  * keystore, consistent, its pepper fingerprint that of `dir`'s pepper,

@@ -30,14 +30,20 @@
 
 struct fleet;
 
+/* Where `apikeyd --fleet-push`, run by the daemon, finds the daemon's lock
+ * on the state directory (restore.h). */
+#define STATE_LOCK_FD_ENV "APIKEYD_STATE_LOCK_FD"
+
 struct fleet_setup {
         const struct apikeyd_config *config; /* fleet_endpoints set */
         sd_event *event;
         struct keystore *ks;
         struct writer *writer;
         uint8_t pepper_fingerprint[PEPPER_FINGERPRINT_SIZE];
-        /* How the daemon was started, for a FleetPush (fleet_push_start()). */
+        /* How the daemon was started, for a FleetPush (fleet_push_start()),
+         * and the state directory's lock it holds, handed to the push. */
         const char *config_path, *state_dir;
+        int state_lock_fd;
 };
 
 /* Start following etcd.  0 or a negative errno (the reason logged). */

@@ -176,7 +176,8 @@ struct fleet {
         /* fleet_join.c: a keystore of this host's own keys, not in etcd yet */
         uint64_t joining; /* how many; 0: none (following etcd) */
         char *config_path, *state_dir;
-        pid_t push_pid; /* apikeyd --fleet-push, running */
+        int state_lock_fd; /* the daemon's, not owned; -1: none */
+        pid_t push_pid;    /* apikeyd --fleet-push, running */
         sd_event_source *push_source;
         char *push_out;
         size_t push_len;

@@ -102,6 +102,11 @@ int fleet_push_start(struct fleet *f, fleet_pushed_fn done, void *userdata)
         const char *argv[] = {"apikeyd",     "--config",   f->config_path,
                               "--state-dir", f->state_dir, "--fleet-push",
                               NULL};
+        /* The push runs on the daemon's state directory, whose lock the
+         * daemon holds: handed to it as fd 3, named in its environment. */
+        static char lock_env[] = STATE_LOCK_FD_ENV "=3";
+        _cleanup_free_ char **envp = NULL;
+        size_t n_env = 0;
         int fds[2], null_fd, r;
         sigset_t none;
         pid_t pid;
@@ -112,6 +117,20 @@ int fleet_push_start(struct fleet *f, fleet_pushed_fn done, void *userdata)
                 return -EBUSY;
         if (!f->config_path || !f->state_dir)
                 return -EOPNOTSUPP;
+        while (environ[n_env])
+                n_env++;
+        envp = calloc(n_env + 2, sizeof(*envp));
+        if (!envp)
+                return -ENOMEM;
+        for (size_t i = 0, j = 0; i < n_env; i++)
+                if (strncmp(environ[i], STATE_LOCK_FD_ENV "=", STRLEN(STATE_LOCK_FD_ENV "=")) != 0)
+                        envp[j++] = environ[i];
+        if (f->state_lock_fd >= 0)
+                for (size_t j = 0;; j++)
+                        if (!envp[j]) {
+                                envp[j] = lock_env;
+                                break;
+                        }
         if (pipe2(fds, O_CLOEXEC) < 0)
                 return -errno;
         null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -134,9 +153,13 @@ int fleet_push_start(struct fleet *f, fleet_pushed_fn done, void *userdata)
                 /* Only what is safe after fork() in a threaded process, until exec. */
                 if (dup2(null_fd, 0) < 0 || dup2(fds[1], 1) < 0 || dup2(fds[1], 2) < 0)
                         _exit(127);
-                (void)syscall(SYS_close_range, 3U, ~0U, 0U);
+                /* dup2() onto itself would keep close-on-exec set. */
+                if (f->state_lock_fd >= 0 &&
+                    (f->state_lock_fd == 3 ? fcntl(3, F_SETFD, 0) : dup2(f->state_lock_fd, 3)) < 0)
+                        _exit(127);
+                (void)syscall(SYS_close_range, f->state_lock_fd >= 0 ? 4U : 3U, ~0U, 0U);
                 (void)sigprocmask(SIG_SETMASK, &none, NULL);
-                execv("/proc/self/exe", (char *const *)argv);
+                execve("/proc/self/exe", (char *const *)argv, envp);
                 _exit(127);
         }
         close(fds[1]);

@@ -161,6 +161,7 @@ int fleet_new(const struct fleet_setup *s, struct fleet **ret)
                         memcpy(f->break_glass[f->n_break_glass++], p, TOKEN_ID_LEN);
                 p += len + (p[len] == ',');
         }
+        f->state_lock_fd = s->state_lock_fd;
         r = -ENOMEM;
         if ((s->config_path && !(f->config_path = strdup(s->config_path))) ||
             (s->state_dir && !(f->state_dir = strdup(s->state_dir))))

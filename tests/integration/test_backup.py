@@ -231,3 +231,14 @@ def test_second_daemon_on_the_state_dir_refuses_to_start(daemon):
     assert (f"state directory {d.state_dir} is in use by a running apikeyd or by apikeyd "
             "--restore; refusing to start") in second.log(), second.log()
     assert d.client().create("still-serving")["key"]["name"] == "still-serving"
+    # Naming a lock that is not the serving daemon's (an fd of its own on the
+    # same directory) is no way past it.
+    fd = os.open(d.state_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        p = subprocess.run(second.argv(), stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=20, pass_fds=(fd,),
+                           env={**os.environ, "APIKEYD_STATE_LOCK_FD": str(fd)})
+    finally:
+        os.close(fd)
+    assert p.returncode == 1, p
+    assert "is in use by a running apikeyd" in p.stderr + p.stdout, p
