@@ -85,6 +85,8 @@ enum {
         OPT_SINCE,
         OPT_KEY,
         OPT_SORT,
+        OPT_SOURCES,
+        OPT_NOT_BEFORE,
 };
 
 #define N_GLOBAL_OPTIONS 5
@@ -110,6 +112,8 @@ static const struct option all_options[] = {
     {"since", required_argument, NULL, OPT_SINCE},
     {"key", required_argument, NULL, OPT_KEY},
     {"sort", required_argument, NULL, OPT_SORT},
+    {"sources", required_argument, NULL, OPT_SOURCES},
+    {"not-before", required_argument, NULL, OPT_NOT_BEFORE},
     {"yes", no_argument, NULL, 'y'},
     {"quiet", no_argument, NULL, 'q'},
 };
@@ -128,7 +132,7 @@ struct command {
 static const struct command commands[] = {
     {"create", "create a key, print its token once", "NAME [OPTIONS]",
      "Create a key and print its token. The token is shown only this once.",
-     "owner description role permissions scope expires",
+     "owner description role permissions scope sources not-before expires",
      "  --owner USER            owner of the key (default: you; only admins may name\n"
      "                          another user)\n"
      "  --description TEXT      what the key is for\n"
@@ -137,6 +141,10 @@ static const struct command commands[] = {
      "  --permissions LIST      comma-separated: create,read,write,delete,invite\n"
      "  --scope LIST            services the key may be used for, comma-separated\n"
      "                          (sshd,sudo,...); default: any\n"
+     "  --sources LIST          where the key may be used from, comma-separated:\n"
+     "                          addresses, CIDR blocks, host names; default: anywhere\n"
+     "  --not-before WHEN       valid only from then on: a duration from now, a date\n"
+     "                          (from its first instant, UTC), a time with a zone\n"
      "  --expires WHEN          a duration (30d, 12h, 2w), a date (2027-01-31, valid\n"
      "                          through that day, UTC), a time with a zone, or never;\n"
      "                          default: the policy's (never for admins)\n",
@@ -158,10 +166,12 @@ static const struct command commands[] = {
     {"update", "change fields of a key", "KEY [OPTIONS]",
      "Change fields of a key (KEY: its id or its name); those not given stay as\n"
      "they are.",
-     "name description scope role permissions expires",
+     "name description scope sources not-before role permissions expires",
      "  --name NAME             a new name\n"
      "  --description TEXT      a new description (\"\" removes it)\n"
      "  --scope LIST            services, comma-separated (\"\" means any)\n"
+     "  --sources LIST          addresses, CIDR blocks, host names (\"\" means anywhere)\n"
+     "  --not-before WHEN       a duration, a date, a time with a zone, or now\n"
      "  --role ROLE             admin, readonly or custom\n"
      "  --permissions LIST      comma-separated: create,read,write,delete,invite\n"
      "  --expires WHEN          a duration, a date, a time with a zone, or never\n",
@@ -409,6 +419,12 @@ static int parse_options(int argc, char **argv, const struct command *cmd, struc
                         break;
                 case OPT_EXPIRES:
                         a->expires = optarg;
+                        break;
+                case OPT_SOURCES:
+                        a->sources = optarg;
+                        break;
+                case OPT_NOT_BEFORE:
+                        a->not_before = optarg;
                         break;
                 case OPT_STATUS:
                         a->status = optarg;

@@ -117,6 +117,8 @@ enum key_update_fields {
         KEY_UPDATE_SCOPE = 1u << 2,
         KEY_UPDATE_PERMISSIONS = 1u << 3, /* role and permissions together */
         KEY_UPDATE_EXPIRES = 1u << 4,     /* 0 = never */
+        KEY_UPDATE_NOT_BEFORE = 1u << 5,  /* 0 = none */
+        KEY_UPDATE_SOURCES = 1u << 6,     /* none = from anywhere */
 };
 
 struct key_update {
@@ -128,6 +130,9 @@ struct key_update {
         uint8_t role;
         uint8_t permissions;
         uint64_t expires_at;
+        uint64_t not_before;
+        size_t n_sources;
+        const char *const *sources;
 };
 
 /*

@@ -425,6 +425,13 @@ static int update_in(struct keystore *ks, MDB_txn *txn, void *userdata)
         }
         if (u->fields & KEY_UPDATE_EXPIRES)
                 rec.expires_at = u->expires_at;
+        if (u->fields & KEY_UPDATE_NOT_BEFORE)
+                rec.not_before = u->not_before;
+        if (u->fields & KEY_UPDATE_SOURCES) {
+                rec.n_sources = u->n_sources;
+                for (size_t i = 0; i < u->n_sources; i++)
+                        rec.sources[i] = u->sources[i];
+        }
 
         if (record_validate(&rec) < 0)
                 return -EINVAL;
@@ -451,7 +458,11 @@ int keystore_update_key(struct keystore *ks, const char *id, const struct key_up
         if (!token_id_valid(id))
                 return -EINVAL;
         if (upd->fields & ~(unsigned)(KEY_UPDATE_NAME | KEY_UPDATE_DESCRIPTION | KEY_UPDATE_SCOPE |
-                                      KEY_UPDATE_PERMISSIONS | KEY_UPDATE_EXPIRES))
+                                      KEY_UPDATE_PERMISSIONS | KEY_UPDATE_EXPIRES |
+                                      KEY_UPDATE_NOT_BEFORE | KEY_UPDATE_SOURCES))
+                return -EINVAL;
+        if ((upd->fields & KEY_UPDATE_SOURCES) &&
+            (upd->n_sources > KEY_SOURCES_MAX || (upd->n_sources > 0 && !upd->sources)))
                 return -EINVAL;
         if ((upd->fields & KEY_UPDATE_SCOPE) &&
             (upd->n_scope > KEY_SCOPE_MAX || (upd->n_scope > 0 && !upd->scope)))
