@@ -267,6 +267,9 @@ uint64_t authz_default_expiry(const struct principal *p, const struct authz_poli
 
         if (!p->admin && policy->user_default_lifetime)
                 t = now + policy->user_default_lifetime;
+        /* No key lives longer than max_lifetime: without an expiry, that long. */
+        if (policy->max_lifetime && (t == 0 || t > now + policy->max_lifetime))
+                t = now + policy->max_lifetime;
         /* A key acting with a key gives no more time than it has itself. */
         if (p->by_key && p->expires_at && (t == 0 || t > p->expires_at))
                 t = p->expires_at;
@@ -280,6 +283,24 @@ void authz_default_conditions(const struct principal *p, uint64_t *ret_not_befor
         *ret_n_sources = p->by_key ? p->n_sources : 0;
         for (size_t i = 0; i < *ret_n_sources; i++)
                 ret_sources[i] = p->sources[i];
+}
+
+int authz_check_lifetime(const struct authz_policy *policy, uint64_t expires_at, uint64_t now,
+                         const char **ret_reason)
+{
+        if (!policy->max_lifetime)
+                return 0;
+        if (expires_at == 0) {
+                *ret_reason = "every key must expire on this installation (max_lifetime in "
+                              "apikeyd.conf): give an expiry";
+                return -EDQUOT;
+        }
+        if (expires_at > now + policy->max_lifetime) {
+                *ret_reason = "the expiry is later than any key may live on this installation "
+                              "(max_lifetime in apikeyd.conf)";
+                return -EDQUOT;
+        }
+        return 0;
 }
 
 /* The sources of the acting key, as a list of strings in `ret` (pointing into `p`). */
@@ -409,6 +430,11 @@ int authz_check_grant(const struct principal *p, const struct authz_policy *poli
         r = check_key_ceiling(p, g, ret_reason);
         if (r < 0)
                 return r;
+        if (g->fields & AUTHZ_GRANT_EXPIRES) {
+                r = authz_check_lifetime(policy, g->expires_at, now, ret_reason);
+                if (r < 0)
+                        return r;
+        }
         if (p->admin)
                 return 0;
         if (g->before && (*ret_reason = conditions_loosened(g, g->before)))

@@ -78,6 +78,7 @@ struct authz_policy {
         uint64_t user_max_keys;         /* 0 = unlimited */
         uint64_t user_max_lifetime;     /* µs; 0 = unlimited */
         uint64_t user_default_lifetime; /* µs; 0 = never expires */
+        uint64_t max_lifetime;          /* µs, every key's, admins' too; 0 = unlimited */
 };
 
 /* What a Create or an Update would give a key. */
@@ -164,6 +165,15 @@ uint64_t authz_default_expiry(const struct principal *p, const struct authz_poli
  */
 void authz_default_conditions(const struct principal *p, uint64_t *ret_not_before,
                               const char *ret_sources[KEY_SOURCES_MAX], size_t *ret_n_sources);
+
+/*
+ * May a key get `expires_at` (0 = never) under the installation's
+ * max_lifetime, whoever asks?  Checked by authz_check_grant() on Create
+ * and Update, and for any other call that sets an expiry (Rotate's
+ * successor).  0 or -EDQUOT naming the setting.
+ */
+int authz_check_lifetime(const struct authz_policy *policy, uint64_t expires_at, uint64_t now,
+                         const char **ret_reason) _warn_unused_;
 
 /*
  * May `p` give a key the fields of `g` that it sets?  Checked on Create

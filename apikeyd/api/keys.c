@@ -233,6 +233,7 @@ static int method_create(struct request *q)
             .user_max_keys = a->config->user_max_keys,
             .user_max_lifetime = a->config->user_max_lifetime_usec,
             .user_default_lifetime = a->config->user_default_lifetime_usec,
+            .max_lifetime = a->config->max_lifetime_usec,
         };
 
         if (api_decode_params(q, spec, &p) < 0 || parse_role(q, &p, &role, &perms) < 0)
@@ -776,6 +777,7 @@ static int method_update(struct request *q)
         struct authz_policy policy = {
             .admin_group = a->config->admin_group,
             .user_max_lifetime = a->config->user_max_lifetime_usec,
+            .max_lifetime = a->config->max_lifetime_usec,
         };
         struct authz_grant grant = {
             .fields = ((upd.fields & KEY_UPDATE_PERMISSIONS) ? AUTHZ_GRANT_ROLE : 0) |

@@ -66,6 +66,8 @@ static const struct option options[] = {
      "expected a duration such as 90d, or 'unlimited'"},
     {"user_default_lifetime", OPT_DEFAULT_LIFETIME, FIELD(user_default_lifetime_usec), 0, 0, 0,
      "expected a duration such as 30d, or 'never'"},
+    {"max_lifetime", OPT_MAX_LIFETIME, FIELD(max_lifetime_usec), 0, 0, 0,
+     "expected a duration such as 365d, or 'unlimited'"},
     {"max_message_size", OPT_SIZE, FIELD(max_message_size), KIB, 16 * MIB, 0,
      "expected a size from 1K to 16M"},
     {"max_connections", OPT_NUMBER, FIELD(max_connections), 1, 65536, 0,

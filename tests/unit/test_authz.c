@@ -562,6 +562,38 @@ static void test_conditions_narrow(void **state)
         }
 }
 
+/* ---- max_lifetime: every key's, admins' too ---- */
+
+static void test_max_lifetime(void **state)
+{
+        const struct authz_policy policy = {.admin_group = "akt-authz-no-such-group",
+                                            .max_lifetime = 24 * HOUR};
+        const struct authz_policy none = {.admin_group = "akt-authz-no-such-group"};
+        const char *reason = NULL;
+        struct principal p;
+
+        assert_int_equal(authz_check_lifetime(&policy, NOW + 24 * HOUR, NOW, &reason), 0);
+        assert_int_equal(authz_check_lifetime(&policy, NOW + 24 * HOUR + 1, NOW, &reason), -EDQUOT);
+        assert_string_equal(reason, "the expiry is later than any key may live on this "
+                                    "installation (max_lifetime in apikeyd.conf)");
+        assert_int_equal(authz_check_lifetime(&policy, 0, NOW, &reason), -EDQUOT);
+        assert_string_equal(reason, "every key must expire on this installation (max_lifetime "
+                                    "in apikeyd.conf): give an expiry");
+        assert_int_equal(authz_check_lifetime(&none, 0, NOW, &reason), 0);
+        for (enum caller_kind k = 0; k < _CALLER_MAX; k++) {
+                struct authz_grant g = {.owner = ME, .fields = AUTHZ_GRANT_EXPIRES};
+                principal_of(k, &p);
+                assert_int_equal(authz_check_grant(&p, &policy, &g, NOW, NULL, &reason),
+                                 p.expires_at ? -EPERM : -EDQUOT);
+                g.expires_at = NOW + HOUR / 2;
+                assert_int_equal(authz_check_grant(&p, &policy, &g, NOW, NULL, &reason), 0);
+                /* The default: no later than max_lifetime, nor the acting key. */
+                uint64_t t = authz_default_expiry(&p, &policy, NOW);
+                assert_true(t > NOW && t <= NOW + 24 * HOUR);
+                assert_true(!p.expires_at || t <= p.expires_at);
+        }
+}
+
 /* ---- defaults never widen ---- */
 
 static void test_defaults(void **state)
@@ -595,6 +627,7 @@ int main(void)
             cmocka_unit_test(test_update_cannot_widen), cmocka_unit_test(test_create_policy),
             cmocka_unit_test(test_enable_every_caller), cmocka_unit_test(test_principal_from_key),
             cmocka_unit_test(test_conditions_narrow),   cmocka_unit_test(test_defaults),
+            cmocka_unit_test(test_max_lifetime),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
