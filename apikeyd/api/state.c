@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "hygiene.h"
 #include "sessions.h"
 #include "state.h"
 
@@ -389,6 +390,7 @@ void api_finish(struct api *a)
 
 void api_done(struct api *a)
 {
+        hygiene_free(a);
         sessions_free(a);
         lockout_done(&a->lockout);
         free(a->audit_queue);

@@ -165,6 +165,14 @@ struct key_status_change {
         enum key_status status;
         bool by_admin;
         size_t ret_revoked; /* out */
+        /*
+         * Disable: why, when the daemon does it itself ("unused"; stored as
+         * disabled_reason, which enabling clears), and then only a key that
+         * is enabled and was last used (or created, or valid from, if
+         * later) before `unused_before`; otherwise -EALREADY, nothing changed.
+         */
+        const char *reason;
+        uint64_t unused_before;
 };
 int keystore_change_status(struct keystore *ks, const char *id, struct key_status_change *sc,
                            struct key_record *ret, void **ret_storage) _warn_unused_;

@@ -589,6 +589,15 @@ static int set_status_in(struct keystore *ks, MDB_txn *txn, void *userdata)
         if (c->status == KEY_STATUS_ENABLED && (rec.flags & KEY_FLAG_ADMIN_DISABLED) &&
             !s->sc->by_admin)
                 return -EPERM;
+        if (s->sc->unused_before) {
+                uint64_t since =
+                    rec.last_used_at > rec.created_at ? rec.last_used_at : rec.created_at;
+                if (rec.not_before > since)
+                        since = rec.not_before;
+                if (c->status != KEY_STATUS_DISABLED || rec.status != KEY_STATUS_ENABLED ||
+                    since >= s->sc->unused_before)
+                        return -EALREADY;
+        }
         if (c->status == KEY_STATUS_REVOKED) {
                 r = revoke_descendants(ks, txn, c->id, 1, &s->sc->ret_revoked);
                 if (r < 0)
@@ -600,9 +609,16 @@ static int set_status_in(struct keystore *ks, MDB_txn *txn, void *userdata)
                 flags &= (uint8_t)~KEY_FLAG_ADMIN_DISABLED;
         else if (c->status == KEY_STATUS_DISABLED && s->sc->by_admin)
                 flags |= KEY_FLAG_ADMIN_DISABLED;
-        if (rec.status != c->status || rec.flags != flags) {
+        /* Why the daemon disabled it; an Enable (or a Revoke) ends that. */
+        const char *reason = rec.disabled_reason;
+        if (c->status != KEY_STATUS_DISABLED)
+                reason = NULL;
+        else if (s->sc->reason && rec.status == KEY_STATUS_ENABLED)
+                reason = s->sc->reason;
+        if (rec.status != c->status || rec.flags != flags || reason != rec.disabled_reason) {
                 rec.status = (uint8_t)c->status;
                 rec.flags = flags;
+                rec.disabled_reason = reason;
                 return put_encoded(ks, txn, &rec, 0, &c->buf, &c->len);
         }
         /* Nothing to change; the caller still gets the record. */

@@ -3,6 +3,7 @@
 keys disabled when unused for disable_unused_after, and lockouts that end
 on their own -- through the real daemon."""
 
+import signal
 import time
 
 import pytest
@@ -53,3 +54,104 @@ def test_max_lifetime_holds_for_admins_and_users(daemon, as_user):
 def test_max_lifetime_is_unlimited_by_default(root):
     assert "expires_at" not in root.create("forever", expires="never")["key"]
     assert "expires_at" not in root.create("default")["key"]
+
+
+# ---------------------------------------------------------------- disable_unused_after
+
+UNUSED = 3  # seconds: disable_unused_after in these tests
+
+
+def wait_for(predicate, timeout, step=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
+
+
+def status(client, key_id):
+    return client.get(key_id)["status"]
+
+
+def test_unused_key_is_disabled_with_reason_unused(daemon, as_user):
+    d = daemon(config={"disable_unused_after": f"{UNUSED}s"})
+    root = d.client()
+    idle = root.create("idle", owner="akt-alice")
+    busy = root.create("busy", owner="akt-alice")
+    start = time.monotonic()
+    # One key used every half second, the other never.
+    while time.monotonic() - start < UNUSED + 2.5:
+        assert root.verify(busy["token"])["code"] == "VALID"
+        time.sleep(0.5)
+    key = root.get(idle["key"]["id"])
+    assert (key["status"], key.get("disabled_reason")) == ("disabled", "unused"), key
+    assert "disabled_by_admin" not in key
+    assert root.verify(idle["token"])["code"] == "DISABLED"
+    assert status(root, busy["key"]["id"]) == "enabled"
+    assert "disabled_reason" not in root.get(busy["key"]["id"])
+    # The audit and the journal say who and why.
+    events = [e for e in root.ok(f"{IFACE}.ListAudit", {"key_id": idle["key"]["id"]})["events"]
+              if e["action"] == "disable"]
+    assert [(e["actor"], e["result"], e["detail"]) for e in events] == [
+        ("apikeyd", "ok", "reason=unused")], events
+    line = (f"apikeyd: disable key {idle['key']['id']} of akt-alice: reason=unused, not used "
+            f"since {idle['key']['created_at']} (disable_unused_after = {UNUSED}s)")
+    assert wait_for(lambda: line in d.log(), 5), d.log()
+    # Its owner enables it again, which clears the reason; unused, it goes again.
+    alice = as_user("akt-alice", socket=d.socket)
+    key = alice.ok(f"{IFACE}.Enable", {"id": idle["key"]["id"]})["key"]
+    assert key["status"] == "enabled" and "disabled_reason" not in key
+    assert root.verify(idle["token"])["code"] == "VALID"
+    assert wait_for(lambda: status(root, idle["key"]["id"]) == "disabled", UNUSED + 3)
+    assert time.monotonic() - start > UNUSED
+
+
+def test_unused_is_counted_from_the_last_use_and_shown_by_apikeyctl(daemon):
+    from test_apikeyctl import EXIT_OK, run_ctl
+    d = daemon(config={"disable_unused_after": f"{UNUSED}s"})
+    root = d.client()
+    r = root.create("once")
+    time.sleep(UNUSED - 1.5)
+    assert root.verify(r["token"], service="sshd")["code"] == "VALID"
+    used = time.monotonic()
+    # Still enabled after disable_unused_after from its creation...
+    time.sleep(2.0)
+    assert status(root, r["key"]["id"]) == "enabled"
+    # ... and disabled that long after its use.
+    assert wait_for(lambda: status(root, r["key"]["id"]) == "disabled", UNUSED + 2)
+    assert time.monotonic() - used >= UNUSED - 0.1
+    listed = run_ctl("list", socket=d.socket, rc=EXIT_OK).out
+    assert "disabled (unused)" in listed, listed
+    shown = run_ctl("show", "once", socket=d.socket, rc=EXIT_OK).out
+    assert "     Status: disabled, reason: unused\n" in shown, shown
+
+
+def test_unused_key_disabled_ends_its_sessions(tmp_path, daemon):
+    from pam_fixtures import DEFAULT_BUILD, PamDir
+    from test_sessions import Session, stack
+    d = daemon(config={"disable_unused_after": f"{UNUSED}s"})
+    admin = d.client()
+    created = admin.create("laptop", owner="alice")
+    pam = PamDir(tmp_path / "pam.d", DEFAULT_BUILD.check())
+    s = Session(pam, stack(pam, d), "alice", created["token"])
+    try:
+        # The login was the key's last use: that long after it, the key and
+        # its session end, as on Disable.
+        assert s.ended_within(UNUSED + 4) is not None, "session still running"
+        assert s.proc.returncode == -signal.SIGTERM, s.proc.returncode
+        key = admin.get(created["key"]["id"])
+        assert (key["status"], key["disabled_reason"]) == ("disabled", "unused")
+        line = (f"ending session of key {key['id']}: user=alice service=login "
+                f"rhost=192.0.2.7 tty=pts/9 pid={s.pid}: key disabled")
+        assert wait_for(lambda: line in d.log(), 5), d.log()
+    finally:
+        s.stop()
+
+
+def test_disable_unused_after_is_off_by_default(root):
+    r = root.create("idle")
+    time.sleep(1.2)
+    assert status(root, r["key"]["id"]) == "enabled"
+

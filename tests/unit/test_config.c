@@ -855,7 +855,7 @@ static void test_every_option_documented(void **state)
                 assert_null(strstr(hit + 1, needle));
                 free(needle);
         }
-        assert_int_equal(n_options, 28);
+        assert_int_equal(n_options, 29);
 
         /* config.h's table lists the same options, in the same order. */
         table = strstr(header, "Options (name, default, meaning):");
@@ -920,16 +920,23 @@ static void test_hygiene_options(void **state)
         struct apikeyd_config c;
 
         parse_ok(&c, "");
-        assert_true(c.max_lifetime_usec == 0);
+        assert_true(c.max_lifetime_usec == 0 && c.disable_unused_after_usec == 0);
         config_done(&c);
-        parse_ok(&c, "max_lifetime = 365d");
+        parse_ok(&c, "max_lifetime = 365d\ndisable_unused_after = 5s");
         assert_true(c.max_lifetime_usec == 365 * USEC_PER_DAY);
+        assert_true(c.disable_unused_after_usec == 5 * USEC_PER_SEC);
         config_done(&c);
-        parse_ok(&c, "max_lifetime = Unlimited");
-        assert_true(c.max_lifetime_usec == 0);
+        parse_ok(&c, "max_lifetime = Unlimited\ndisable_unused_after = OFF");
+        assert_true(c.max_lifetime_usec == 0 && c.disable_unused_after_usec == 0);
         config_done(&c);
         parse_fails("max_lifetime = 0s", NAME ":1: invalid value '0s' for max_lifetime: expected "
                                               "a duration such as 365d, or 'unlimited'");
+        parse_fails("disable_unused_after = never",
+                    NAME ":1: invalid value 'never' for disable_unused_after: expected a duration "
+                         "such as 90d, or 'off'");
+        parse_fails("disable_unused_after = 0s",
+                    NAME ":1: invalid value '0s' for disable_unused_after: expected a duration "
+                         "such as 90d, or 'off'");
 }
 
 static void test_fleet_options(void **state)
