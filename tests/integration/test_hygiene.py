@@ -155,3 +155,53 @@ def test_disable_unused_after_is_off_by_default(root):
     time.sleep(1.2)
     assert status(root, r["key"]["id"]) == "enabled"
 
+
+# ---------------------------------------------------------------- lockouts end on their own
+
+WINDOW = 2  # seconds: lockout_window in these tests
+
+
+def locked_out(client):
+    return client.ok(f"{IFACE}.ListLockouts", {})["lockouts"]
+
+
+def wrong(token):
+    from conftest import make_token, other_secret, split_token
+    prefix, key_id, secret, _ = split_token(token)
+    return make_token(prefix, key_id, other_secret(secret))
+
+
+def test_lockouts_end_on_their_own_without_an_admin(daemon):
+    d = daemon(config={"lockout_threshold": "3", "lockout_window": f"{WINDOW}s"})
+    c = d.client()
+    token = c.create("k", owner="alice")["token"]
+    login = {"user": "alice", "rhost": "198.51.100.9"}
+    first = time.monotonic()
+    for _ in range(3):
+        assert c.verify(wrong(token), **login)["code"] == "NOT_FOUND"
+    assert c.verify(token, **login)["code"] == "RATE_LIMITED"
+    names = {e["name"] for e in locked_out(c)}
+    assert "alice@198.51.100.9" in names, names
+    # Attempts refused while locked do not stretch the window.
+    while time.monotonic() - first < WINDOW - 0.5:
+        assert c.verify(wrong(token), **login)["code"] == "RATE_LIMITED"
+        time.sleep(0.2)
+    time.sleep(max(0.0, first + WINDOW + 0.2 - time.monotonic()))
+    assert locked_out(c) == []
+    assert c.verify(token, **login)["code"] == "VALID"
+
+
+def test_lockouts_whose_window_passed_while_stopped_are_gone_at_start(daemon):
+    d = daemon(config={"lockout_threshold": "3", "lockout_window": f"{WINDOW}s"})
+    c = d.client()
+    token = c.create("k", owner="alice")["token"]
+    for _ in range(3):
+        assert c.verify(wrong(token), user="alice", rhost="198.51.100.9")["code"] == "NOT_FOUND"
+    assert locked_out(c)
+    c.close()
+    d.stop()
+    time.sleep(WINDOW + 0.2)
+    d.start()
+    c = d.client()
+    assert locked_out(c) == []
+    assert c.verify(token, user="alice", rhost="198.51.100.9")["code"] == "VALID"
