@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -62,11 +61,14 @@ static bool host_name_valid(const char *s)
         return !digits_only;
 }
 
-/* An address of either family into `e` (prefix: all of it); false if none. */
+/* An address of either family into `e` (prefix: all of it); false if none.
+ * Only IPv6 addresses hold a ':', so one inet_pton() decides. */
 static bool address_parse(const char *s, struct source_entry *e)
 {
         memset(e->addr, 0, sizeof(e->addr));
-        if (inet_pton(AF_INET, s, e->addr) == 1) {
+        if (!strchr(s, ':')) {
+                if (inet_pton(AF_INET, s, e->addr) != 1)
+                        return false;
                 e->family = AF_INET;
                 e->prefix = 32;
                 return true;
@@ -92,10 +94,12 @@ static bool bits_equal(const uint8_t *a, const uint8_t *b, unsigned bits)
 }
 
 /* `addr` with every bit after the first `bits` cleared. */
-static void mask_bits(uint8_t addr[16], unsigned bits, unsigned total)
+static void mask_bits(uint8_t addr[16], unsigned bits)
 {
-        for (unsigned i = bits; i < total; i++)
-                addr[i / 8] &= (uint8_t) ~(0x80 >> (i % 8));
+        if (bits % 8)
+                addr[bits / 8] &= (uint8_t)(0xff << (8 - bits % 8));
+        for (unsigned i = (bits + 7) / 8; i < 16; i++)
+                addr[i] = 0;
 }
 
 int source_parse(const char *s, struct source_entry *ret, char *problem)
@@ -133,8 +137,10 @@ int source_parse(const char *s, struct source_entry *ret, char *problem)
                 unsigned total = ret->prefix, bits = 0;
                 size_t digits = strspn(p, "0123456789");
 
+                for (size_t i = 0; i < digits && i < 3; i++)
+                        bits = bits * 10 + (unsigned)(p[i] - '0');
                 if (digits == 0 || digits > 3 || p[digits] || (p[0] == '0' && digits > 1) ||
-                    (bits = (unsigned)strtoul(p, NULL, 10)) > total) {
+                    bits > total) {
                         char what[SOURCE_PROBLEM_MAX];
                         snprintf(what, sizeof(what),
                                  "its prefix length is not a number from 0 to %u", total);
@@ -142,8 +148,8 @@ int source_parse(const char *s, struct source_entry *ret, char *problem)
                 }
                 uint8_t net[16];
                 memcpy(net, ret->addr, sizeof(net));
-                mask_bits(net, bits, total);
-                if (memcmp(net, ret->addr, total / 8) != 0) {
+                mask_bits(net, bits);
+                if (memcmp(net, ret->addr, sizeof(net)) != 0) {
                         char what[SOURCE_PROBLEM_MAX], text[INET6_ADDRSTRLEN];
                         if (!inet_ntop(ret->family, net, text, sizeof(text)))
                                 text[0] = '\0';
@@ -227,7 +233,18 @@ bool sources_allow(const char *const *sources, size_t n, const char *rhost)
                 return false;
         for (size_t i = 0; i < n; i++) {
                 struct source_entry e;
+                bool v6 = strchr(sources[i], ':');
 
+                /* On the Verify path: entries of the other kind are passed
+                 * over unparsed, and a host name is only compared, as it is
+                 * itself a valid name (an equal entry is one too). */
+                if (host.family == AF_UNSPEC) {
+                        if (strcasecmp(sources[i], host.name) == 0)
+                                return true;
+                        continue;
+                }
+                if (v6 != (host.family == AF_INET6))
+                        continue;
                 /* An entry that does not parse (written before the syntax was
                  * checked, or damaged) lets nobody in. */
                 if (source_parse(sources[i], &e, NULL) == 0 && source_within(&host, &e))
