@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import IFACE, parse_iso
+from conftest import IFACE, check_key, parse_iso
 
 POLICY = f"{IFACE}.PolicyViolation"
 LATER = ("the expiry is later than any key may live on this installation (max_lifetime in "
@@ -85,7 +85,7 @@ def test_unused_key_is_disabled_with_reason_unused(daemon, as_user):
     while time.monotonic() - start < UNUSED + 2.5:
         assert root.verify(busy["token"])["code"] == "VALID"
         time.sleep(0.5)
-    key = root.get(idle["key"]["id"])
+    key = check_key(root.get(idle["key"]["id"]))
     assert (key["status"], key.get("disabled_reason")) == ("disabled", "unused"), key
     assert "disabled_by_admin" not in key
     assert root.verify(idle["token"])["code"] == "DISABLED"
