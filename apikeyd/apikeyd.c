@@ -23,6 +23,7 @@
 #include "api.h"
 #include "dispatch.h"
 #include "fleet.h"
+#include "hygiene.h"
 #include "config.h"
 #include "keystore.h"
 #include "log.h"
@@ -554,6 +555,11 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
                 r = fleet_new(&fs, &d.api.fleet);
                 if (r < 0)
                         goto out;
+        }
+        r = hygiene_start(&d.api);
+        if (r < 0) {
+                log_error("cannot start looking for unused keys: %s", strerror(-r));
+                goto out;
         }
 
         log_event(LOG_INFO, MESSAGE_ID_STARTED, "apikeyd %s ready on %s (state in %s)",

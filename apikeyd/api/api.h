@@ -77,6 +77,7 @@ struct api {
         struct fleet *fleet;            /* fleet mode (fleet.h), or NULL */
         sd_event *event;                /* for the sessions' timer */
         struct session_table *sessions; /* sessions.c */
+        struct hygiene *hygiene;        /* hygiene.c: unused keys disabled */
 };
 
 #define API_SIGNATURE_SIZE 32

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "authz.h"
+#include "sources.h"
 
 static bool in_group(const struct caller *caller, const char *user, gid_t gid)
 {
@@ -37,6 +38,8 @@ void authz_principal_none(struct principal *p)
         p->actor[0] = '\0';
         p->expires_at = 0;
         p->n_scope = 0;
+        p->not_before = 0;
+        p->n_sources = 0;
         p->depth = 0;
 }
 
@@ -114,6 +117,17 @@ int authz_principal_from_key(const struct key_record *rec, bool blocked, unsigne
                 *ret_reason = "the API key given in auth has a scope without \"apikeyd\"";
                 return -EPERM;
         }
+        if (now < rec->not_before) {
+                *ret_reason = "the API key given in auth is not valid yet (not_before)";
+                return -EPERM;
+        }
+        if (rec->n_sources > 0) {
+                /* Its sources are hosts, and a call over the local socket
+                 * comes from none: as Verify without rhost, refused. */
+                *ret_reason = "the API key given in auth may be used only from its sources, "
+                              "and a call over the local socket comes from no host";
+                return -EPERM;
+        }
         *ret = (struct principal){
             .uid = uid,
             .admin = rec->role == KEY_ROLE_ADMIN,
@@ -121,10 +135,14 @@ int authz_principal_from_key(const struct key_record *rec, bool blocked, unsigne
             .permissions = rec->permissions,
             .expires_at = rec->expires_at,
             .n_scope = rec->n_scope,
+            .not_before = rec->not_before,
+            .n_sources = rec->n_sources,
             .depth = depth,
         };
         for (size_t i = 0; i < rec->n_scope; i++)
                 str_copy(ret->scope[i], sizeof(ret->scope[i]), rec->scope[i]);
+        for (size_t i = 0; i < rec->n_sources; i++)
+                str_copy(ret->sources[i], sizeof(ret->sources[i]), rec->sources[i]);
         str_copy(ret->key_id, sizeof(ret->key_id), rec->id);
         str_copy(ret->owner, sizeof(ret->owner), rec->owner);
         key_actor(rec, uid, ret->actor);
@@ -263,10 +281,64 @@ uint64_t authz_default_expiry(const struct principal *p, const struct authz_poli
 
         if (!p->admin && policy->user_default_lifetime)
                 t = now + policy->user_default_lifetime;
+        /* No key lives longer than max_lifetime: without an expiry, that long. */
+        if (policy->max_lifetime && (t == 0 || t > now + policy->max_lifetime))
+                t = now + policy->max_lifetime;
         /* A key acting with a key gives no more time than it has itself. */
         if (p->by_key && p->expires_at && (t == 0 || t > p->expires_at))
                 t = p->expires_at;
         return t;
+}
+
+void authz_default_conditions(const struct principal *p, uint64_t *ret_not_before,
+                              const char *ret_sources[KEY_SOURCES_MAX], size_t *ret_n_sources)
+{
+        *ret_not_before = p->by_key ? p->not_before : 0;
+        *ret_n_sources = p->by_key ? p->n_sources : 0;
+        for (size_t i = 0; i < *ret_n_sources; i++)
+                ret_sources[i] = p->sources[i];
+}
+
+int authz_check_lifetime(const struct authz_policy *policy, uint64_t expires_at, uint64_t now,
+                         const char **ret_reason)
+{
+        if (!policy->max_lifetime)
+                return 0;
+        if (expires_at == 0) {
+                *ret_reason = "every key must expire on this installation (max_lifetime in "
+                              "apikeyd.conf): give an expiry";
+                return -EDQUOT;
+        }
+        if (expires_at > now + policy->max_lifetime) {
+                *ret_reason = "the expiry is later than any key may live on this installation "
+                              "(max_lifetime in apikeyd.conf)";
+                return -EDQUOT;
+        }
+        return 0;
+}
+
+/* The sources of the acting key, as a list of strings in `ret` (pointing into `p`). */
+static size_t principal_sources(const struct principal *p, const char *ret[KEY_SOURCES_MAX])
+{
+        for (size_t i = 0; i < p->n_sources; i++)
+                ret[i] = p->sources[i];
+        return p->n_sources;
+}
+
+/*
+ * Whether the conditions `g` sets loosen those `old` has: a not_before
+ * moved earlier (or dropped), or a host let in that its sources do not.
+ */
+static const char *conditions_loosened(const struct authz_grant *g, const struct key_record *old)
+{
+        if ((g->fields & AUTHZ_GRANT_NOT_BEFORE) && g->not_before < old->not_before)
+                return "only an admin may loosen a key's conditions: its not_before may move "
+                       "later, never earlier";
+        if ((g->fields & AUTHZ_GRANT_SOURCES) &&
+            !sources_within(g->sources, g->n_sources, old->sources, old->n_sources))
+                return "only an admin may loosen a key's conditions: its sources may be "
+                       "narrowed (every entry within one it has), never widened or removed";
+        return NULL;
 }
 
 static bool in_scope(const struct principal *p, const char *service)
@@ -334,6 +406,20 @@ static int check_key_ceiling(const struct principal *p, const struct authz_grant
                 *ret_reason = "a key cannot expire later than the API key given in auth";
                 return -EPERM;
         }
+        if ((g->fields & AUTHZ_GRANT_NOT_BEFORE) && g->not_before < p->not_before) {
+                *ret_reason = "a key cannot be valid earlier than the API key given in auth "
+                              "(not_before)";
+                return -EPERM;
+        }
+        const char *mine[KEY_SOURCES_MAX];
+        size_t n_mine = principal_sources(p, mine);
+        if ((g->fields & AUTHZ_GRANT_SOURCES) &&
+            !sources_within(g->sources, g->n_sources, mine, n_mine)) {
+                *ret_reason = "a key's sources must be within the sources of the API key given "
+                              "in auth (every entry within one of them; none means from "
+                              "anywhere)";
+                return -EPERM;
+        }
         /* A key that outlives the acting one, given more through it, would
          * hold that after the acting key is gone: more than it holds.  What
          * an update keeps or takes away is no grant, whatever the expiry. */
@@ -356,8 +442,17 @@ int authz_check_grant(const struct principal *p, const struct authz_policy *poli
         if (ret_flags)
                 *ret_flags = 0;
         r = check_key_ceiling(p, g, ret_reason);
-        if (r < 0 || p->admin)
+        if (r < 0)
                 return r;
+        if (g->fields & AUTHZ_GRANT_EXPIRES) {
+                r = authz_check_lifetime(policy, g->expires_at, now, ret_reason);
+                if (r < 0)
+                        return r;
+        }
+        if (p->admin)
+                return 0;
+        if (g->before && (*ret_reason = conditions_loosened(g, g->before)))
+                return -EPERM;
         if ((g->fields & AUTHZ_GRANT_ROLE) && g->role == KEY_ROLE_ADMIN) {
                 *ret_reason = "only admins may give a key the admin role";
                 return -EPERM;

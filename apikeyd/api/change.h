@@ -42,6 +42,7 @@ struct change {
         void *updated_storage;
         struct key_update upd;
         const char *scope[KEY_SCOPE_MAX];
+        const char *sources[KEY_SOURCES_MAX];
         enum key_status status;
         struct key_status_change sc;
         size_t n_revoked;     /* Delete: keys created through it, revoked with it */

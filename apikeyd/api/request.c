@@ -358,8 +358,11 @@ json_t *api_key_json(const struct api *a, const struct key_record *rec, uint64_t
                       key_status_to_string(record_effective_status(rec, now)));
         if (!o)
                 return NULL;
+        if (rec->n_sources > 0)
+                json_object_set_new(o, "sources", string_array(rec->sources, rec->n_sources));
         api_set_string(o, "description", rec->description);
         set_time(o, "expires_at", rec->expires_at);
+        set_time(o, "not_before", rec->not_before);
         set_time(o, "created_at", rec->created_at);
         api_set_string(o, "created_by", rec->created_by);
         set_time(o, "last_used_at", lu.at);
@@ -371,6 +374,7 @@ json_t *api_key_json(const struct api *a, const struct key_record *rec, uint64_t
                 json_object_set_new(o, "no_login", json_true());
         if (rec->flags & KEY_FLAG_ADMIN_DISABLED)
                 json_object_set_new(o, "disabled_by_admin", json_true());
+        api_set_string(o, "disabled_reason", rec->disabled_reason);
         return o;
 }
 
@@ -426,8 +430,18 @@ void api_key_write(struct json_out *o, const struct api *a, const struct key_rec
         }
         json_out_raw(o, "]", 1);
         write_string(o, "status", key_status_to_string(record_effective_status(rec, now)));
+        if (rec->n_sources > 0) {
+                json_out_lit(o, ",\"sources\":[");
+                for (size_t i = 0; i < rec->n_sources; i++) {
+                        if (i > 0)
+                                json_out_raw(o, ",", 1);
+                        json_out_string(o, rec->sources[i]);
+                }
+                json_out_raw(o, "]", 1);
+        }
         write_string(o, "description", rec->description);
         write_time(o, "expires_at", rec->expires_at);
+        write_time(o, "not_before", rec->not_before);
         write_time(o, "created_at", rec->created_at);
         write_string(o, "created_by", rec->created_by);
         write_time(o, "last_used_at", lu.at);
@@ -438,6 +452,7 @@ void api_key_write(struct json_out *o, const struct api *a, const struct key_rec
                 json_out_lit(o, ",\"no_login\":true");
         if (rec->flags & KEY_FLAG_ADMIN_DISABLED)
                 json_out_lit(o, ",\"disabled_by_admin\":true");
+        write_string(o, "disabled_reason", rec->disabled_reason);
         json_out_raw(o, "}", 1);
 }
 

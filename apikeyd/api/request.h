@@ -49,6 +49,8 @@ struct method_params {
         const char *key_id, *since, *kind, *source, *interface;
         const char *token, *service, *user, *rhost, *tty, *ruser;
         const char *session;
+        const char *not_before;
+        json_t *sources;
         bool brief;
         const char *action; /* ChangeMatching */
         bool dry_run;

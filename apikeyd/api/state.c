@@ -14,6 +14,7 @@
 
 #include "fleet.h"
 #include "log.h"
+#include "hygiene.h"
 #include "sessions.h"
 #include "state.h"
 
@@ -392,6 +393,7 @@ void api_finish(struct api *a)
 
 void api_done(struct api *a)
 {
+        hygiene_free(a);
         sessions_free(a);
         lockout_done(&a->lockout);
         free(a->audit_queue);

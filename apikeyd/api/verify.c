@@ -14,6 +14,7 @@
 #include "fleet.h"
 #include "log.h"
 #include "methods.h"
+#include "sources.h"
 #include "text_check.h"
 #include "text.h"
 #include "timeutil.h"
@@ -147,7 +148,8 @@ static void write_brief_key(struct json_out *o, const struct key_record *rec)
 /* Room for the largest Verify answer: every field of a key at its longest, escaped. */
 #define VERIFY_REPLY_MAX                                                                           \
         (6 * (KEY_NAME_MAX + KEY_DESCRIPTION_MAX + KEY_OWNER_MAX +                                 \
-              KEY_SCOPE_MAX * (KEY_SCOPE_ENTRY_MAX + 3) + 3 * KEY_FIELD_MAX) +                     \
+              KEY_SCOPE_MAX * (KEY_SCOPE_ENTRY_MAX + 3) + 3 * KEY_FIELD_MAX +                      \
+              KEY_SOURCES_MAX * (KEY_SOURCE_ENTRY_MAX + 3) + KEY_REASON_MAX) +                     \
          2048)
 
 /*
@@ -197,7 +199,14 @@ static int verify_run(struct request *q, const struct verify_args *v)
                                 log_error("reading the keys %s was created through failed: %s",
                                           rec->id, strerror(-r));
                         code = r < 0 ? VERIFY_CODE_UNAVAILABLE : VERIFY_CODE_DISABLED;
-                } else if (user && (rec->flags & KEY_FLAG_NO_LOGIN))
+                } else if (q->now < rec->not_before)
+                        /* The key's own conditions: when, and from where, it may
+                         * be used at all, before what it is used for. */
+                        code = VERIFY_CODE_NOT_YET_VALID;
+                else if (rec->n_sources > 0 &&
+                         !sources_allow(rec->sources, rec->n_sources, V_RHOST(v)))
+                        code = VERIFY_CODE_SOURCE_DENIED;
+                else if (user && (rec->flags & KEY_FLAG_NO_LOGIN))
                         code = VERIFY_CODE_NOT_FOR_LOGIN;
                 else if (user && !STREQ(user, rec->owner))
                         code = VERIFY_CODE_WRONG_USER;

@@ -37,6 +37,7 @@ enum option_kind {
         OPT_SIZE,     /* a size_t or uint64_t field in bytes, between min and max */
         OPT_MAX_LIFETIME,
         OPT_DEFAULT_LIFETIME,
+        OPT_OFF_DURATION,    /* a uint64_t field in microseconds, or "off" (0) */
         OPT_FLEET_ENDPOINTS, /* a char * field: URLs, or "none" */
         OPT_FLEET_PREFIX,
         OPT_FLEET_HOST, /* a char * field: a name, or "%H" (NULL: the host name) */
@@ -68,6 +69,10 @@ static const struct option options[] = {
      "expected a duration such as 90d, or 'unlimited'"},
     {"user_default_lifetime", OPT_DEFAULT_LIFETIME, FIELD(user_default_lifetime_usec), 0, 0, 0,
      "expected a duration such as 30d, or 'never'"},
+    {"max_lifetime", OPT_MAX_LIFETIME, FIELD(max_lifetime_usec), 0, 0, 0,
+     "expected a duration such as 365d, or 'unlimited'"},
+    {"disable_unused_after", OPT_OFF_DURATION, FIELD(disable_unused_after_usec), 0, 0, 0,
+     "expected a duration such as 90d, or 'off'"},
     {"max_message_size", OPT_SIZE, FIELD(max_message_size), KIB, 16 * MIB, 0,
      "expected a size from 1K to 16M"},
     {"max_connections", OPT_NUMBER, FIELD(max_connections), 1, 65536, 0,
@@ -547,9 +552,12 @@ static int option_apply(struct apikeyd_config *c, const struct option *o, const 
                 return 0;
         case OPT_MAX_LIFETIME:
         case OPT_DEFAULT_LIFETIME:
-                /* 0 is the "no limit"/"no expiry" sentinel, so it is only
-                 * reachable through the keyword, never through "0s". */
-                if (keyword_is(value, o->kind == OPT_MAX_LIFETIME ? "unlimited" : "never"))
+        case OPT_OFF_DURATION:
+                /* 0 is the "no limit"/"no expiry"/"off" sentinel, so it is
+                 * only reachable through the keyword, never through "0s". */
+                if (keyword_is(value, o->kind == OPT_MAX_LIFETIME       ? "unlimited"
+                                      : o->kind == OPT_DEFAULT_LIFETIME ? "never"
+                                                                        : "off"))
                         v = 0;
                 else if (duration_parse(value, &v) < 0 || v == 0)
                         return -EINVAL;

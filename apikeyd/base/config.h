@@ -32,6 +32,13 @@
  *                                           user_max_lifetime is unlimited; if only
  *                                           user_max_lifetime is set and is shorter,
  *                                           this follows it down
+ *   max_lifetime              unlimited     longest lifetime of any key, admins' too:
+ *                                           Create and Update refuse a later expiry or
+ *                                           none; a key created without an expiry gets
+ *                                           this one; a duration or "unlimited"
+ *   disable_unused_after      off           a key not used for this long (since it was
+ *                                           created or last used) is disabled by the
+ *                                           daemon, reason "unused"; a duration or "off"
  *   max_message_size          64K           largest Varlink message accepted, 1K-16M
  *   max_connections           256           concurrent client connections, 1-65536
  *   max_connections_per_uid   64            concurrent connections of one user, 1-65536
@@ -103,6 +110,8 @@ struct apikeyd_config {
         unsigned user_max_keys;              /* 0 = unlimited */
         uint64_t user_max_lifetime_usec;     /* 0 = unlimited */
         uint64_t user_default_lifetime_usec; /* 0 = never expires */
+        uint64_t max_lifetime_usec;          /* every key's; 0 = unlimited */
+        uint64_t disable_unused_after_usec;  /* 0 = off */
         size_t max_message_size;             /* bytes */
         unsigned max_connections;
         unsigned max_connections_per_uid;

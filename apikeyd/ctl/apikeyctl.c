@@ -87,6 +87,8 @@ enum {
         OPT_SORT,
         OPT_DRY_RUN,
         OPT_FROM,
+        OPT_SOURCES,
+        OPT_NOT_BEFORE,
 };
 
 #define N_GLOBAL_OPTIONS 5
@@ -114,6 +116,8 @@ static const struct option all_options[] = {
     {"sort", required_argument, NULL, OPT_SORT},
     {"dry-run", no_argument, NULL, OPT_DRY_RUN},
     {"from", required_argument, NULL, OPT_FROM},
+    {"sources", required_argument, NULL, OPT_SOURCES},
+    {"not-before", required_argument, NULL, OPT_NOT_BEFORE},
     {"yes", no_argument, NULL, 'y'},
     {"quiet", no_argument, NULL, 'q'},
 };
@@ -133,7 +137,7 @@ static const struct command commands[] = {
     {"create", "create a key, print its token once", "NAME [OPTIONS] | --from FILE",
      "Create a key and print its token. The token is shown only this once.\n"
      "With --from, create every key FILE describes, in one transaction.",
-     "owner description role permissions scope expires from",
+     "owner description role permissions scope sources not-before expires from",
      "  --owner USER            owner of the key (default: you; only admins may name\n"
      "                          another user)\n"
      "  --description TEXT      what the key is for\n"
@@ -142,6 +146,10 @@ static const struct command commands[] = {
      "  --permissions LIST      comma-separated: create,read,write,delete,invite\n"
      "  --scope LIST            services the key may be used for, comma-separated\n"
      "                          (sshd,sudo,...); default: any\n"
+     "  --sources LIST          where the key may be used from, comma-separated:\n"
+     "                          addresses, CIDR blocks, host names; default: anywhere\n"
+     "  --not-before WHEN       valid only from then on: a duration from now, a date\n"
+     "                          (from its first instant, UTC), a time with a zone\n"
      "  --expires WHEN          a duration (30d, 12h, 2w), a date (2027-01-31, valid\n"
      "                          through that day, UTC), a time with a zone, or never;\n"
      "                          default: the policy's (never for admins)\n"
@@ -167,10 +175,12 @@ static const struct command commands[] = {
     {"update", "change fields of a key", "KEY [OPTIONS]",
      "Change fields of a key (KEY: its id or its name); those not given stay as\n"
      "they are.",
-     "name description scope role permissions expires",
+     "name description scope sources not-before role permissions expires",
      "  --name NAME             a new name\n"
      "  --description TEXT      a new description (\"\" removes it)\n"
      "  --scope LIST            services, comma-separated (\"\" means any)\n"
+     "  --sources LIST          addresses, CIDR blocks, host names (\"\" means anywhere)\n"
+     "  --not-before WHEN       a duration, a date, a time with a zone, or now\n"
      "  --role ROLE             admin, readonly or custom\n"
      "  --permissions LIST      comma-separated: create,read,write,delete,invite\n"
      "  --expires WHEN          a duration, a date, a time with a zone, or never\n",
@@ -464,6 +474,12 @@ static int parse_options(int argc, char **argv, const struct command *cmd, struc
                         break;
                 case OPT_EXPIRES:
                         a->expires = optarg;
+                        break;
+                case OPT_SOURCES:
+                        a->sources = optarg;
+                        break;
+                case OPT_NOT_BEFORE:
+                        a->not_before = optarg;
                         break;
                 case OPT_STATUS:
                         a->status = optarg;

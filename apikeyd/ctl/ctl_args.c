@@ -150,9 +150,26 @@ static int check_expires(const struct args *a, const char *s)
         return 0;
 }
 
+static int check_not_before(const struct args *a, const char *s)
+{
+        uint64_t t;
+        int r = not_before_parse(s, now_usec(), &t);
+
+        if (r == -ERANGE)
+                return usage_error(a, "--not-before '%s' is not in the future", s);
+        if (r < 0)
+                return usage_error(a,
+                                   "--not-before '%s' is not a duration (2h, 30d), a date "
+                                   "(2027-01-31, from its first instant, UTC), a time with a "
+                                   "zone (2027-01-31T09:00:00Z) or 'now'",
+                                   s);
+        return 0;
+}
+
 /*
  * The fields create and update share: description, role, permissions,
- * scope, expires, checked here so a typo is named before anything is sent.
+ * scope, sources, not_before, expires, checked here so a typo is named
+ * before anything is sent (the daemon judges the sources' syntax).
  */
 int add_key_fields(const struct args *a, json_t *p)
 {
@@ -184,6 +201,18 @@ int add_key_fields(const struct args *a, json_t *p)
                 if (r < 0)
                         return r;
                 if (json_object_set_new(p, "scope", scope))
+                        return -ENOMEM;
+        }
+        if (a->sources) {
+                json_t *sources = split_list(a->sources);
+                if (!sources || json_object_set_new(p, "sources", sources))
+                        return -ENOMEM;
+        }
+        if (a->not_before) {
+                r = check_not_before(a, a->not_before);
+                if (r < 0)
+                        return r;
+                if (json_object_set_new(p, "not_before", json_string(a->not_before)))
                         return -ENOMEM;
         }
         if (a->expires) {

@@ -152,6 +152,8 @@ static const char *parameter_source(const char *p)
             {"permissions", "--permissions"},
             {"scope", "--scope"},
             {"expires", "--expires"},
+            {"sources", "--sources"},
+            {"not_before", "--not-before"},
             {"status", "--status"},
             {"name_prefix", "--name"},
             {"expiring_within", "--expiring"},

@@ -41,6 +41,7 @@ struct ctl {
 struct args {
         const char *command;
         const char *owner, *description, *role, *permissions, *scope, *expires;
+        const char *not_before, *sources;
         const char *status, *expiring, *name, *service, *user, *rhost, *since, *key, *sort;
         bool yes, quiet;
         bool dry_run;

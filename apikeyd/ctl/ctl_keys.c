@@ -496,7 +496,8 @@ int cmd_update(struct ctl *c, struct args *a)
                 return r;
         if (json_object_size(p) == 0)
                 return usage_error(a, "nothing to change: give --name, --description, --scope, "
-                                      "--role, --permissions or --expires");
+                                      "--sources, --not-before, --role, --permissions or "
+                                      "--expires");
         /* Checked before the name is looked up: a typo needs no daemon. */
         r = resolve_key(c, a, a->pos[0], id, &named);
         if (r < 0)

@@ -159,11 +159,21 @@ static int show_key(const json_t *k)
         if (asprintf(&created, "%s%s%s", when, by ? " by " : "", by ? by : "") < 0)
                 return -ENOMEM;
         format_last_used(k, now, true, last, sizeof(last));
-        if (asprintf(&status, "%s%s", param_str(k, "status") ?: "?",
+        const char *reason = param_str(k, "disabled_reason");
+        if (asprintf(&status, "%s%s%s%s", param_str(k, "status") ?: "?",
                      json_is_true(json_object_get(k, "disabled_by_admin"))
                          ? " (by an admin: only an admin may enable it)"
-                         : "") < 0)
+                         : "",
+                     reason ? ", reason: " : "", reason ? reason : "") < 0)
                 return -ENOMEM;
+        /* Conditions, shown only when the key has them. */
+        _cleanup_free_ char *sources = NULL;
+        char not_before[256] = "";
+        if (json_object_get(k, "sources") &&
+            !(sources = join(json_object_get(k, "sources"), ", ", "anywhere")))
+                return -ENOMEM;
+        if ((t = key_time(k, "not_before")))
+                format_both(t, now, not_before, sizeof(not_before));
 
         const char *const fields[][2] = {
             {"ID", param_str(k, "id")},
@@ -173,10 +183,12 @@ static int show_key(const json_t *k)
             {"Role", param_str(k, "role")},
             {"Permissions", perms},
             {"Scope", scope},
+            {"Sources", sources},
             {"Status", status},
             {"Login", json_is_true(json_object_get(k, "no_login"))
                           ? "no: created through invite, for scripts and services only"
                           : NULL},
+            {"Not before", not_before[0] ? not_before : NULL},
             {"Expires", expires},
             {"Created", created},
             {"Through", parent},
@@ -185,7 +197,8 @@ static int show_key(const json_t *k)
         for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
                 /* Optional lines are left out when they have nothing to say. */
                 if ((STREQ(fields[i][0], "Description") || STREQ(fields[i][0], "Login") ||
-                     STREQ(fields[i][0], "Through")) &&
+                     STREQ(fields[i][0], "Through") || STREQ(fields[i][0], "Sources") ||
+                     STREQ(fields[i][0], "Not before")) &&
                     !fields[i][1])
                         continue;
                 int r = print_field(fields[i][0], fields[i][1]);
@@ -247,9 +260,21 @@ int list_table(const json_t *keys)
                 else
                         snprintf(expires, sizeof(expires), "never");
                 format_last_used(k, now, false, last, sizeof(last));
+                /* "disabled (unused)": why the daemon disabled it. */
+                _cleanup_free_ char *status = NULL;
+                const char *reason = param_str(k, "disabled_reason");
+                if (asprintf(&status, "%s%s%s%s", param_str(k, "status") ?: "?", reason ? " (" : "",
+                             reason ? reason : "", reason ? ")" : "") < 0)
+                        return -ENOMEM;
                 const char *row[] = {
-                    param_str(k, "id"),     name, param_str(k, "owner"), role, scope, expires,
-                    param_str(k, "status"), last,
+                    param_str(k, "id"),
+                    name,
+                    param_str(k, "owner"),
+                    role,
+                    scope,
+                    expires,
+                    status,
+                    last,
                 };
                 r = table_add_row(t, row);
                 if (r < 0)

@@ -117,6 +117,8 @@ enum key_update_fields {
         KEY_UPDATE_SCOPE = 1u << 2,
         KEY_UPDATE_PERMISSIONS = 1u << 3, /* role and permissions together */
         KEY_UPDATE_EXPIRES = 1u << 4,     /* 0 = never */
+        KEY_UPDATE_NOT_BEFORE = 1u << 5,  /* 0 = none */
+        KEY_UPDATE_SOURCES = 1u << 6,     /* none = from anywhere */
 };
 
 struct key_update {
@@ -128,6 +130,9 @@ struct key_update {
         uint8_t role;
         uint8_t permissions;
         uint64_t expires_at;
+        uint64_t not_before;
+        size_t n_sources;
+        const char *const *sources;
 };
 
 /*
@@ -160,6 +165,14 @@ struct key_status_change {
         enum key_status status;
         bool by_admin;
         size_t ret_revoked; /* out */
+        /*
+         * Disable: why, when the daemon does it itself ("unused"; stored as
+         * disabled_reason, which enabling clears), and then only a key that
+         * is enabled and was last used (or created, or valid from, if
+         * later) before `unused_before`; otherwise -EALREADY, nothing changed.
+         */
+        const char *reason;
+        uint64_t unused_before;
 };
 int keystore_change_status(struct keystore *ks, const char *id, struct key_status_change *sc,
                            struct key_record *ret, void **ret_storage) _warn_unused_;

@@ -425,6 +425,13 @@ static int update_in(struct keystore *ks, MDB_txn *txn, void *userdata)
         }
         if (u->fields & KEY_UPDATE_EXPIRES)
                 rec.expires_at = u->expires_at;
+        if (u->fields & KEY_UPDATE_NOT_BEFORE)
+                rec.not_before = u->not_before;
+        if (u->fields & KEY_UPDATE_SOURCES) {
+                rec.n_sources = u->n_sources;
+                for (size_t i = 0; i < u->n_sources; i++)
+                        rec.sources[i] = u->sources[i];
+        }
 
         if (record_validate(&rec) < 0)
                 return -EINVAL;
@@ -451,7 +458,11 @@ int keystore_update_key(struct keystore *ks, const char *id, const struct key_up
         if (!token_id_valid(id))
                 return -EINVAL;
         if (upd->fields & ~(unsigned)(KEY_UPDATE_NAME | KEY_UPDATE_DESCRIPTION | KEY_UPDATE_SCOPE |
-                                      KEY_UPDATE_PERMISSIONS | KEY_UPDATE_EXPIRES))
+                                      KEY_UPDATE_PERMISSIONS | KEY_UPDATE_EXPIRES |
+                                      KEY_UPDATE_NOT_BEFORE | KEY_UPDATE_SOURCES))
+                return -EINVAL;
+        if ((upd->fields & KEY_UPDATE_SOURCES) &&
+            (upd->n_sources > KEY_SOURCES_MAX || (upd->n_sources > 0 && !upd->sources)))
                 return -EINVAL;
         if ((upd->fields & KEY_UPDATE_SCOPE) &&
             (upd->n_scope > KEY_SCOPE_MAX || (upd->n_scope > 0 && !upd->scope)))
@@ -578,6 +589,15 @@ static int set_status_in(struct keystore *ks, MDB_txn *txn, void *userdata)
         if (c->status == KEY_STATUS_ENABLED && (rec.flags & KEY_FLAG_ADMIN_DISABLED) &&
             !s->sc->by_admin)
                 return -EPERM;
+        if (s->sc->unused_before) {
+                uint64_t since =
+                    rec.last_used_at > rec.created_at ? rec.last_used_at : rec.created_at;
+                if (rec.not_before > since)
+                        since = rec.not_before;
+                if (c->status != KEY_STATUS_DISABLED || rec.status != KEY_STATUS_ENABLED ||
+                    since >= s->sc->unused_before)
+                        return -EALREADY;
+        }
         if (c->status == KEY_STATUS_REVOKED) {
                 r = revoke_descendants(ks, txn, c->id, 1, &s->sc->ret_revoked);
                 if (r < 0)
@@ -589,9 +609,16 @@ static int set_status_in(struct keystore *ks, MDB_txn *txn, void *userdata)
                 flags &= (uint8_t)~KEY_FLAG_ADMIN_DISABLED;
         else if (c->status == KEY_STATUS_DISABLED && s->sc->by_admin)
                 flags |= KEY_FLAG_ADMIN_DISABLED;
-        if (rec.status != c->status || rec.flags != flags) {
+        /* Why the daemon disabled it; an Enable (or a Revoke) ends that. */
+        const char *reason = rec.disabled_reason;
+        if (c->status != KEY_STATUS_DISABLED)
+                reason = NULL;
+        else if (s->sc->reason && rec.status == KEY_STATUS_ENABLED)
+                reason = s->sc->reason;
+        if (rec.status != c->status || rec.flags != flags || reason != rec.disabled_reason) {
                 rec.status = (uint8_t)c->status;
                 rec.flags = flags;
+                rec.disabled_reason = reason;
                 return put_encoded(ks, txn, &rec, 0, &c->buf, &c->len);
         }
         /* Nothing to change; the caller still gets the record. */

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "record.h"
+#include "sources.h"
 #include "text_check.h"
 
 #define RECORD_N_STRINGS 6 /* name, description, owner, created_by, last_used_* */
@@ -149,6 +150,12 @@ int record_check(const struct key_record *rec, const char **ret_field)
         for (size_t i = 0; i < rec->n_scope; i++)
                 if (!text_name_valid(rec->scope[i], KEY_SCOPE_ENTRY_MAX))
                         return bad("scope", ret_field);
+        /* Addresses, blocks and host names, each meaning one thing (sources.h). */
+        if (sources_check(rec->sources, rec->n_sources, NULL, NULL) < 0)
+                return bad("sources", ret_field);
+        /* A key whose start is not before its end would never be valid. */
+        if (rec->not_before && rec->expires_at && rec->not_before >= rec->expires_at)
+                return bad("not_before", ret_field);
         return 0;
 }
 

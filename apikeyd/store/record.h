@@ -156,8 +156,9 @@ bool record_has_extensions(const struct key_record *rec);
  * what every stored record meets (encode and decode check it); 0 or -EINVAL. */
 int record_validate(const struct key_record *rec) _warn_unused_;
 
-/* The same and the syntax of owners (text_owner_valid) and scope entries
- * (text_name_valid), which records written before it may lack: every write
+/* The same and the syntax of owners (text_owner_valid), scope entries
+ * (text_name_valid) and sources (sources.h), and a not_before before the
+ * expiry, which records written before it may lack: every write
  * that sets values a caller sent checks this.  Names in `*ret_field` (if
  * non-NULL) the first field that is wrong, as the API calls it ("name",
  * "scope", "description", ...). */

@@ -32,12 +32,15 @@ fuzz_varlink_call_SRC    = common/varlink.c common/varlink_wire.c
 fuzz_varlink_call_PKGS   = $(COMMON_PKGS)
 fuzz_json_scan_SRC       = common/json_scan.c
 fuzz_json_scan_PKGS      = $(COMMON_PKGS)
-fuzz_verify_call_SRC     = apikeyd/api/verify_call.c apikeyd/store/record.c common/json_scan.c \
+fuzz_verify_call_SRC     = apikeyd/api/verify_call.c apikeyd/store/record.c \
+                           apikeyd/store/sources.c common/json_scan.c \
                            common/varlink.c common/varlink_wire.c common/token.c \
                            common/text_check.c
 fuzz_verify_call_PKGS    = $(COMMON_PKGS)
 fuzz_token_SRC           = common/token.c
-fuzz_record_SRC          = apikeyd/store/record.c common/token.c common/text_check.c
+fuzz_record_SRC          = apikeyd/store/record.c apikeyd/store/sources.c common/token.c \
+                           common/text_check.c
+fuzz_sources_SRC         = apikeyd/store/sources.c
 fuzz_text_check_SRC      = common/text_check.c
 fuzz_audit_record_SRC    = apikeyd/store/audit_record.c
 fuzz_lockout_SRC         = apikeyd/store/lockout.c

@@ -857,7 +857,7 @@ static void test_every_option_documented(void **state)
                 assert_null(strstr(hit + 1, needle));
                 free(needle);
         }
-        assert_int_equal(n_options, 29);
+        assert_int_equal(n_options, 31);
 
         /* config.h's table lists the same options, in the same order. */
         table = strstr(header, "Options (name, default, meaning):");
@@ -915,6 +915,30 @@ static void test_every_option_documented(void **state)
         free(header);
         free(ex_path);
         free(h_path);
+}
+
+static void test_hygiene_options(void **state)
+{
+        struct apikeyd_config c;
+
+        parse_ok(&c, "");
+        assert_true(c.max_lifetime_usec == 0 && c.disable_unused_after_usec == 0);
+        config_done(&c);
+        parse_ok(&c, "max_lifetime = 365d\ndisable_unused_after = 5s");
+        assert_true(c.max_lifetime_usec == 365 * USEC_PER_DAY);
+        assert_true(c.disable_unused_after_usec == 5 * USEC_PER_SEC);
+        config_done(&c);
+        parse_ok(&c, "max_lifetime = Unlimited\ndisable_unused_after = OFF");
+        assert_true(c.max_lifetime_usec == 0 && c.disable_unused_after_usec == 0);
+        config_done(&c);
+        parse_fails("max_lifetime = 0s", NAME ":1: invalid value '0s' for max_lifetime: expected "
+                                              "a duration such as 365d, or 'unlimited'");
+        parse_fails("disable_unused_after = never",
+                    NAME ":1: invalid value 'never' for disable_unused_after: expected a duration "
+                         "such as 90d, or 'off'");
+        parse_fails("disable_unused_after = 0s",
+                    NAME ":1: invalid value '0s' for disable_unused_after: expected a duration "
+                         "such as 90d, or 'off'");
 }
 
 static void test_fleet_options(void **state)
@@ -1096,6 +1120,7 @@ int main(void)
             cmocka_unit_test(test_unreadable_files),
             cmocka_unit_test(test_example_is_the_defaults),
             cmocka_unit_test(test_every_option_documented),
+            cmocka_unit_test(test_hygiene_options),
             cmocka_unit_test(test_fleet_options),
             cmocka_unit_test(test_garbage_never_crashes),
         };

@@ -1018,6 +1018,47 @@ static void test_admin_disable_mark(void **state)
         assert_int_equal(keystore_set_status(f->ks, id, KEY_STATUS_ENABLED, NULL, NULL), 0);
 }
 
+/* The daemon's own Disable of a key unused since a time: the reason, kept until an Enable. */
+static void test_disable_unused(void **state)
+{
+        struct fixture *f = *state;
+        _cleanup_free_ void *storage = NULL;
+        struct key_record rec;
+        char id[TOKEN_ID_LEN + 1];
+        struct key_status_change sc = {
+            .status = KEY_STATUS_DISABLED, .reason = "unused", .unused_before = NOW};
+
+        put(f, 1, "alice", "k");
+        make_id(1, id);
+        /* Created at NOW: not unused before NOW. */
+        assert_int_equal(keystore_change_status(f->ks, id, &sc, NULL, NULL), -EALREADY);
+        assert_int_equal(status_of(f, 1), KEY_STATUS_ENABLED);
+        sc.unused_before = NOW + 1;
+        assert_int_equal(keystore_change_status(f->ks, id, &sc, &rec, &storage), 0);
+        assert_int_equal(rec.status, KEY_STATUS_DISABLED);
+        assert_string_equal(rec.disabled_reason, "unused");
+        assert_int_equal(rec.flags, 0); /* its owner may enable it */
+        free(TAKE_PTR(storage));
+        /* Not enabled any more: nothing to do. */
+        assert_int_equal(keystore_change_status(f->ks, id, &sc, NULL, NULL), -EALREADY);
+        /* Another Disable keeps the reason; an Enable clears it. */
+        assert_int_equal(keystore_set_status(f->ks, id, KEY_STATUS_DISABLED, &rec, &storage), 0);
+        assert_string_equal(rec.disabled_reason, "unused");
+        free(TAKE_PTR(storage));
+        assert_int_equal(keystore_set_status(f->ks, id, KEY_STATUS_ENABLED, &rec, &storage), 0);
+        assert_null(rec.disabled_reason);
+        free(TAKE_PTR(storage));
+        /* Used since: left alone. */
+        struct last_used lu = {.at = NOW + 5};
+        memcpy(lu.id, id, sizeof(lu.id));
+        assert_int_equal(keystore_record_last_used(f->ks, &lu, 1), 0);
+        sc.unused_before = NOW + 5;
+        assert_int_equal(keystore_change_status(f->ks, id, &sc, NULL, NULL), -EALREADY);
+        sc.unused_before = NOW + 6;
+        assert_int_equal(keystore_change_status(f->ks, id, &sc, NULL, NULL), 0);
+        assert_int_equal(status_of(f, 1), KEY_STATUS_DISABLED);
+}
+
 static void test_schema_1_upgraded(void **state)
 {
         struct fixture *f = *state;
@@ -2466,6 +2507,7 @@ int main(void)
             T(test_tree_delete),
             T(test_tree_lineage),
             T(test_admin_disable_mark),
+            T(test_disable_unused),
             T(test_schema_1_upgraded),
             T(test_schema_newer_refused),
             T(test_schema_missing),
