@@ -19,6 +19,7 @@ static const struct method *const families[] = {
     verify_methods,
     admin_methods,
     session_methods,
+    rotate_methods,
 };
 /* clang-format on */
 
@@ -62,8 +63,8 @@ const char *api_method_name(size_t i)
 static bool method_changes_keys(const char *name)
 {
         static const char *const changes[] = {
-            KEYS_METHOD_CREATE, KEYS_METHOD_UPDATE, KEYS_METHOD_DISABLE,
-            KEYS_METHOD_ENABLE, KEYS_METHOD_REVOKE, KEYS_METHOD_DELETE,
+            KEYS_METHOD_CREATE, KEYS_METHOD_UPDATE, KEYS_METHOD_DISABLE, KEYS_METHOD_ENABLE,
+            KEYS_METHOD_REVOKE, KEYS_METHOD_DELETE, KEYS_METHOD_ROTATE,
         };
 
         for (size_t i = 0; i < ELEMENTSOF(changes); i++)

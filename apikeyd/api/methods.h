@@ -24,3 +24,4 @@ extern const struct method verify_methods[];  /* Verify */
 extern const struct method admin_methods[];   /* shared secret, audit, status, lockouts */
 extern const struct method service_methods[]; /* org.varlink.service */
 extern const struct method session_methods[]; /* OpenSession, CloseSession, ListSessions */
+extern const struct method rotate_methods[];  /* Rotate */

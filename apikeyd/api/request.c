@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "field_rules.h"
+#include "key_limits.h"
 #include "log.h"
 #include "request.h"
 #include "state.h"
@@ -357,6 +358,7 @@ json_t *api_key_json(const struct api *a, const struct key_record *rec, uint64_t
                 json_object_set_new(o, "no_login", json_true());
         if (rec->flags & KEY_FLAG_ADMIN_DISABLED)
                 json_object_set_new(o, "disabled_by_admin", json_true());
+        limits_key_json(o, rec);
         return o;
 }
 
@@ -424,6 +426,7 @@ void api_key_write(struct json_out *o, const struct api *a, const struct key_rec
                 json_out_lit(o, ",\"no_login\":true");
         if (rec->flags & KEY_FLAG_ADMIN_DISABLED)
                 json_out_lit(o, ",\"disabled_by_admin\":true");
+        limits_key_write(o, rec);
         json_out_raw(o, "}", 1);
 }
 

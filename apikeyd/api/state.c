@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "key_limits.h"
 #include "log.h"
 #include "sessions.h"
 #include "state.h"
@@ -390,6 +391,7 @@ void api_finish(struct api *a)
 void api_done(struct api *a)
 {
         sessions_free(a);
+        limits_free(a);
         lockout_done(&a->lockout);
         free(a->audit_queue);
         a->audit_queue = NULL;

@@ -41,6 +41,8 @@ struct args {
         const char *owner, *description, *role, *permissions, *scope, *expires;
         const char *status, *expiring, *name, *service, *user, *rhost, *since, *key, *sort;
         bool yes, quiet;
+        const char *max_uses, *rate_limit, *grace; /* create, update; rotate */
+        bool retire_on_first_use;
         char **pos;
         int n_pos;
 };

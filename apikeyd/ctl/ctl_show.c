@@ -134,6 +134,30 @@ int print_field(const char *label, const char *value)
         return 0;
 }
 
+/*
+ * The lines of rotation and limits, each "" when the key has none:
+ * "7Hq2LmX9aB3z (its grace ends at its first use)", "3 of 5", "100/1m".
+ */
+static void show_lifecycle(const json_t *k, char *replaces, char *replaced, char *uses, char *rate,
+                           size_t size)
+{
+        const char *from = param_str(k, "replaces"), *to = param_str(k, "replaced_by");
+        json_t *max = json_object_get(k, "max_uses"), *left = json_object_get(k, "uses_left");
+
+        if (from)
+                snprintf(replaces, size, "%s%s", from,
+                         json_is_true(json_object_get(k, "retire_on_first_use"))
+                             ? " (which stops working at this key's first use)"
+                             : "");
+        if (to)
+                snprintf(replaced, size, "%s (this key works until it expires)", to);
+        if (json_is_integer(max) && json_is_integer(left))
+                snprintf(uses, size, "%lld of %lld", (long long)json_integer_value(left),
+                         (long long)json_integer_value(max));
+        if (param_str(k, "rate_limit"))
+                snprintf(rate, size, "%s (VALID verifies a window)", param_str(k, "rate_limit"));
+}
+
 static int show_key(const json_t *k)
 {
         uint64_t now = now_usec(), t;
@@ -154,6 +178,8 @@ static int show_key(const json_t *k)
         if (asprintf(&created, "%s%s%s", when, by ? " by " : "", by ? by : "") < 0)
                 return -ENOMEM;
         format_last_used(k, now, true, last, sizeof(last));
+        char replaces[128] = "", replaced[128] = "", uses[64] = "", rate[128] = "";
+        show_lifecycle(k, replaces, replaced, uses, rate, sizeof(replaces));
         if (asprintf(&status, "%s%s", param_str(k, "status") ?: "?",
                      json_is_true(json_object_get(k, "disabled_by_admin"))
                          ? " (by an admin: only an admin may enable it)"
@@ -175,12 +201,18 @@ static int show_key(const json_t *k)
             {"Expires", expires},
             {"Created", created},
             {"Through", parent},
+            {"Replaces", replaces[0] ? replaces : NULL},
+            {"Replaced by", replaced[0] ? replaced : NULL},
+            {"Uses left", uses[0] ? uses : NULL},
+            {"Rate limit", rate[0] ? rate : NULL},
             {"Last used", last},
         };
         for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
                 /* Optional lines are left out when they have nothing to say. */
                 if ((STREQ(fields[i][0], "Description") || STREQ(fields[i][0], "Login") ||
-                     STREQ(fields[i][0], "Through")) &&
+                     STREQ(fields[i][0], "Through") || STREQ(fields[i][0], "Replaces") ||
+                     STREQ(fields[i][0], "Replaced by") || STREQ(fields[i][0], "Uses left") ||
+                     STREQ(fields[i][0], "Rate limit")) &&
                     !fields[i][1])
                         continue;
                 int r = print_field(fields[i][0], fields[i][1]);
@@ -242,9 +274,20 @@ int list_table(const json_t *keys)
                 else
                         snprintf(expires, sizeof(expires), "never");
                 format_last_used(k, now, false, last, sizeof(last));
+                /* A rotated key still working: how long its grace has left. */
+                char status[64 + RELATIVE_FORMAT_MAX];
+                snprintf(status, sizeof(status), "%s", param_str(k, "status") ?: "?");
+                if (param_str(k, "replaced_by") && STREQ(status, "enabled") && exp)
+                        snprintf(status, sizeof(status), "rotated, grace ends %s", expires);
                 const char *row[] = {
-                    param_str(k, "id"),     name, param_str(k, "owner"), role, scope, expires,
-                    param_str(k, "status"), last,
+                    param_str(k, "id"),
+                    name,
+                    param_str(k, "owner"),
+                    role,
+                    scope,
+                    expires,
+                    status,
+                    last,
                 };
                 r = table_add_row(t, row);
                 if (r < 0)

@@ -1,0 +1,137 @@
+# SPDX-License-Identifier: MIT
+"""A key's limits, against the real daemon: max_uses (every VALID verify
+spends one use, written before VALID is answered, so that racing clients
+and kill -9 cannot use a key more often than it allows) and rate_limit
+(VALID verifies per window, in memory), at Create and Update, with their
+refusals."""
+
+import threading
+import time
+
+from conftest import IFACE
+
+
+def test_a_one_use_key_is_valid_once_then_usage_exceeded(apikeyd):
+    c = apikeyd.client()
+    r = c.create("once", max_uses=1)
+    assert r["key"]["max_uses"] == 1 and r["key"]["uses_left"] == 1
+    first = c.verify(r["token"], service="deploy")
+    assert (first["valid"], first["code"]) == (True, "VALID")
+    assert first["key"]["uses_left"] == 0
+    again = c.verify(r["token"], service="deploy")
+    assert (again["valid"], again["code"]) == (False, "USAGE_EXCEEDED")
+    assert "key" not in again
+    assert c.get(r["key"]["id"])["uses_left"] == 0
+    # A key without limits shows none.
+    plain = c.create("plain")
+    for k in (plain["key"], c.verify(plain["token"])["key"], c.get(plain["key"]["id"])):
+        assert not {"max_uses", "uses_left", "rate_limit"} & set(k), k
+
+
+def test_eight_concurrent_verifies_of_a_one_use_key_give_one_valid(apikeyd):
+    c = apikeyd.client()
+    token = c.create("race", max_uses=1)["token"]
+    clients = [apikeyd.client() for _ in range(8)]
+    barrier = threading.Barrier(len(clients))
+    codes = [None] * len(clients)
+
+    def verify(i):
+        barrier.wait()
+        codes[i] = clients[i].verify(token, service="deploy")["code"]
+
+    threads = [threading.Thread(target=verify, args=(i,)) for i in range(len(clients))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(codes) == ["USAGE_EXCEEDED"] * 7 + ["VALID"], codes
+
+
+def test_uses_left_survive_kill_9(daemon):
+    d = daemon()
+    c = d.client()
+    r = c.create("thrice", max_uses=3)
+    for _ in range(2):
+        assert c.verify(r["token"])["code"] == "VALID"
+    d.kill()
+    d.start()
+    c = d.client()
+    assert c.get(r["key"]["id"])["uses_left"] == 1
+    assert c.verify(r["token"])["code"] == "VALID"
+    assert c.verify(r["token"])["code"] == "USAGE_EXCEEDED"
+    d.kill()
+    d.start()
+    assert d.client().verify(r["token"])["code"] == "USAGE_EXCEEDED"
+
+
+def test_update_changes_max_uses_and_keeps_the_uses_spent(apikeyd):
+    c = apikeyd.client()
+    r = c.create("metered", max_uses=2)
+    key_id = r["key"]["id"]
+    assert c.verify(r["token"])["code"] == "VALID"
+    k = c.ok(f"{IFACE}.Update", {"id": key_id, "max_uses": 5})["key"]
+    assert (k["max_uses"], k["uses_left"]) == (5, 4)
+    k = c.ok(f"{IFACE}.Update", {"id": key_id, "max_uses": 1})["key"]
+    assert (k["max_uses"], k["uses_left"]) == (1, 0)
+    assert c.verify(r["token"])["code"] == "USAGE_EXCEEDED"
+    # 0 takes the limit away.
+    k = c.ok(f"{IFACE}.Update", {"id": key_id, "max_uses": 0})["key"]
+    assert "max_uses" not in k and "uses_left" not in k
+    assert c.verify(r["token"])["code"] == "VALID"
+    events = [e for e in c.ok(f"{IFACE}.ListAudit", {"key_id": key_id})["events"]
+              if e["action"] == "update"]
+    assert [e["detail"] for e in events] == ["max_uses: 2 -> 5", "max_uses: 5 -> 1",
+                                             "max_uses: 1 -> none"]
+
+
+def test_bad_limits_are_refused_with_their_rule(apikeyd):
+    c = apikeyd.client()
+    err, p = c.err(f"{IFACE}.Create", {"name": "k", "max_uses": -1})
+    assert (err, p["parameter"]) == ("org.varlink.service.InvalidParameter", "max_uses")
+    assert "it is negative" in p["reason"]
+    for bad in ("100", "0/1m", "ten/1m", "5/0s", "5/1y", "/1m", "5/"):
+        err, p = c.err(f"{IFACE}.Create", {"name": "k", "rate_limit": bad})
+        assert (err, p["parameter"]) == ("org.varlink.service.InvalidParameter",
+                                         "rate_limit"), bad
+        assert "rate_limit is the VALID verifies a window may have, as 100/1m" in p["reason"]
+    assert c.list()["keys"] == []
+
+
+def test_rate_limit_refuses_beyond_its_count_until_the_window_frees(daemon):
+    # A low lockout threshold: the refusals must not count as failed guesses.
+    d = daemon(config={"lockout_threshold": 2})
+    c = d.client()
+    r = c.create("burst", rate_limit="3/2s")
+    assert r["key"]["rate_limit"] == "3/2s"
+    other = c.create("other")
+    codes = [c.verify(r["token"])["code"] for _ in range(6)]
+    assert codes == ["VALID"] * 3 + ["RATE_LIMITED"] * 3
+    refused = c.verify(r["token"])
+    assert (refused["valid"], "key" in refused) == (False, False)
+    # Another key is not affected.
+    assert c.verify(other["token"])["code"] == "VALID"
+    time.sleep(2.1)
+    assert [c.verify(r["token"])["code"] for _ in range(4)] == ["VALID"] * 3 + ["RATE_LIMITED"]
+    assert "verify refused: RATE_LIMITED; key=" + r["key"]["id"] in d.log()
+    assert c.ok(f"{IFACE}.ListLockouts", {})["lockouts"] == []
+
+
+def test_rate_limit_is_changed_and_removed_by_update(apikeyd):
+    c = apikeyd.client()
+    r = c.create("burst", rate_limit="1/1h")
+    key_id = r["key"]["id"]
+    assert [c.verify(r["token"])["code"] for _ in range(2)] == ["VALID", "RATE_LIMITED"]
+    k = c.ok(f"{IFACE}.Update", {"id": key_id, "rate_limit": "none"})["key"]
+    assert "rate_limit" not in k
+    assert [c.verify(r["token"])["code"] for _ in range(3)] == ["VALID"] * 3
+    k = c.ok(f"{IFACE}.Update", {"id": key_id, "rate_limit": "100/1m"})["key"]
+    assert k["rate_limit"] == "100/1m"
+
+
+def test_a_restart_resets_the_rate_windows(daemon):
+    d = daemon()
+    c = d.client()
+    r = c.create("burst", rate_limit="1/1h")
+    assert [c.verify(r["token"])["code"] for _ in range(2)] == ["VALID", "RATE_LIMITED"]
+    d.restart()
+    assert d.client().verify(r["token"])["code"] == "VALID"
