@@ -114,6 +114,13 @@ int authz_principal_from_key(const struct key_record *rec, bool blocked, unsigne
                 *ret_reason = "the API key given in auth has a scope without \"apikeyd\"";
                 return -EPERM;
         }
+        /* Its uses are spent by Verify alone: acting with it would use it
+         * without counting. */
+        if (rec->max_uses) {
+                *ret_reason = "the API key given in auth has max_uses; such a key cannot "
+                              "manage keys";
+                return -EPERM;
+        }
         *ret = (struct principal){
             .uid = uid,
             .admin = rec->role == KEY_ROLE_ADMIN,
@@ -122,6 +129,8 @@ int authz_principal_from_key(const struct key_record *rec, bool blocked, unsigne
             .expires_at = rec->expires_at,
             .n_scope = rec->n_scope,
             .depth = depth,
+            .rate_limit_count = rec->rate_limit_count,
+            .rate_limit_window = rec->rate_limit_window,
         };
         for (size_t i = 0; i < rec->n_scope; i++)
                 str_copy(ret->scope[i], sizeof(ret->scope[i]), rec->scope[i]);
@@ -242,6 +251,12 @@ size_t authz_default_scope(const struct principal *p, const char *ret[KEY_SCOPE_
         return p->n_scope;
 }
 
+void authz_default_rate_limit(const struct principal *p, uint32_t *ret_count, uint64_t *ret_window)
+{
+        *ret_count = p->by_key ? p->rate_limit_count : 0;
+        *ret_window = p->by_key ? p->rate_limit_window : 0;
+}
+
 uint64_t authz_default_expiry(const struct principal *p, const struct authz_policy *policy,
                               uint64_t now)
 {
@@ -318,6 +333,14 @@ static int check_key_ceiling(const struct principal *p, const struct authz_grant
         if ((g->fields & AUTHZ_GRANT_EXPIRES) && p->expires_at &&
             (g->expires_at == 0 || g->expires_at > p->expires_at)) {
                 *ret_reason = "a key cannot expire later than the API key given in auth";
+                return -EPERM;
+        }
+        /* No more verifies, in a window no shorter. */
+        if ((g->fields & AUTHZ_GRANT_RATE) && p->rate_limit_count &&
+            (g->rate_limit_count == 0 || g->rate_limit_count > p->rate_limit_count ||
+             g->rate_limit_window < p->rate_limit_window)) {
+                *ret_reason = "a key's rate_limit must be at least as strict as that of the API "
+                              "key given in auth: no more verifies, in a window no shorter";
                 return -EPERM;
         }
         /* A key that outlives the acting one, given more through it, would

@@ -49,6 +49,9 @@ struct principal {
         size_t n_scope;      /* 0 = any service */
         char scope[KEY_SCOPE_MAX][KEY_SCOPE_ENTRY_MAX + 1];
         unsigned depth; /* the keys it was itself created through */
+        /* When by_key: its rate limit, which a key given through it is held to. */
+        uint32_t rate_limit_count; /* 0 = none */
+        uint64_t rate_limit_window;
 };
 
 enum authz_action {
@@ -75,7 +78,8 @@ enum authz_grant_fields {
         AUTHZ_GRANT_ROLE = 1u << 0, /* role and permissions */
         AUTHZ_GRANT_SCOPE = 1u << 1,
         AUTHZ_GRANT_EXPIRES = 1u << 2,
-        AUTHZ_GRANT_ALL = 0x7,
+        AUTHZ_GRANT_RATE = 1u << 3, /* rate_limit */
+        AUTHZ_GRANT_ALL = 0xf,
 };
 
 struct authz_grant {
@@ -84,8 +88,10 @@ struct authz_grant {
         uint8_t role;
         uint8_t permissions;
         const char *const *scope;
-        size_t n_scope;      /* 0 = any service */
-        uint64_t expires_at; /* 0 = never */
+        size_t n_scope;            /* 0 = any service */
+        uint64_t expires_at;       /* 0 = never */
+        uint32_t rate_limit_count; /* 0 = none */
+        uint64_t rate_limit_window;
         /* Update: the key as it is, so that what the call adds to it can be
          * told from what it keeps.  NULL for Create. */
         const struct key_record *before;
@@ -135,6 +141,11 @@ bool authz_status_by_admin(const struct principal *p, enum key_status status, co
  */
 size_t authz_default_scope(const struct principal *p, const char *ret[KEY_SCOPE_MAX]);
 
+/*
+ * The rate limit a new key gets when the call names none: the acting key's
+ * (none without one).
+ */
+void authz_default_rate_limit(const struct principal *p, uint32_t *ret_count, uint64_t *ret_window);
 /*
  * The expiry a new key gets when the call names none: never for admins
  * (their own), the installation's default lifetime for users, and never

@@ -197,6 +197,8 @@ static int method_create(struct request *q)
         rec.max_uses = lim.max_uses;
         rec.rate_limit_count = lim.rate_limit_count;
         rec.rate_limit_window = lim.rate_limit_window;
+        if (!(lim.fields & KEY_LIMIT_RATE))
+                authz_default_rate_limit(&q->who, &rec.rate_limit_count, &rec.rate_limit_window);
         rec.name = p.name;
         rec.description = p.description;
         if (rec.description && !rec.description[0])
@@ -253,6 +255,8 @@ static int method_create(struct request *q)
             .scope = rec.scope,
             .n_scope = rec.n_scope,
             .expires_at = rec.expires_at,
+            .rate_limit_count = rec.rate_limit_count,
+            .rate_limit_window = rec.rate_limit_window,
         };
         r = authz_check_create(&q->who, &policy, &grant, q->now, n_owned, &flags, &reason);
         rec.flags = flags;
@@ -695,13 +699,16 @@ static int method_update(struct request *q)
         struct authz_grant grant = {
             .fields = ((upd.fields & KEY_UPDATE_PERMISSIONS) ? AUTHZ_GRANT_ROLE : 0) |
                       ((upd.fields & KEY_UPDATE_SCOPE) ? AUTHZ_GRANT_SCOPE : 0) |
-                      ((upd.fields & KEY_UPDATE_EXPIRES) ? AUTHZ_GRANT_EXPIRES : 0),
+                      ((upd.fields & KEY_UPDATE_EXPIRES) ? AUTHZ_GRANT_EXPIRES : 0) |
+                      ((lim.fields & KEY_LIMIT_RATE) ? AUTHZ_GRANT_RATE : 0),
             .owner = rec.owner,
             .role = upd.role,
             .permissions = upd.permissions,
             .scope = upd.scope,
             .n_scope = upd.n_scope,
             .expires_at = upd.expires_at,
+            .rate_limit_count = lim.rate_limit_count,
+            .rate_limit_window = lim.rate_limit_window,
             .before = &rec,
         };
         r = authz_check_grant(&q->who, &policy, &grant, q->now, NULL, &reason);

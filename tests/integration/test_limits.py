@@ -135,3 +135,32 @@ def test_a_restart_resets_the_rate_windows(daemon):
     assert [c.verify(r["token"])["code"] for _ in range(2)] == ["VALID", "RATE_LIMITED"]
     d.restart()
     assert d.client().verify(r["token"])["code"] == "VALID"
+
+
+def test_a_key_acting_in_auth_passes_on_its_rate_limit_and_no_wider(apikeyd):
+    c = apikeyd.client()
+    acting = c.create("script", permissions=["create", "read", "write"], rate_limit="10/1m")
+    auth = acting["token"]
+    # Left unsaid, the new key gets the acting key's rate limit.
+    k = c.ok(f"{IFACE}.Create", {"name": "child", "auth": auth})["key"]
+    assert k["rate_limit"] == "10/1m"
+    assert c.ok(f"{IFACE}.Create", {"name": "slower", "rate_limit": "5/1h",
+                                    "auth": auth})["key"]["rate_limit"] == "5/1h"
+    for wider in ("11/1m", "10/30s", "none"):
+        err, p = c.err(f"{IFACE}.Create", {"name": "wider", "rate_limit": wider, "auth": auth})
+        assert err == f"{IFACE}.PermissionDenied", wider
+        assert p["reason"] == ("a key's rate_limit must be at least as strict as that of the "
+                               "API key given in auth: no more verifies, in a window no "
+                               "shorter"), wider
+        err, p = c.err(f"{IFACE}.Update", {"id": k["id"], "rate_limit": wider, "auth": auth})
+        assert err == f"{IFACE}.PermissionDenied", wider
+    assert c.get(k["id"])["rate_limit"] == "10/1m"
+
+
+def test_a_key_with_max_uses_cannot_act_in_auth(apikeyd):
+    c = apikeyd.client()
+    metered = c.create("metered", role="admin", max_uses=5)
+    err, p = c.err(f"{IFACE}.List", {"auth": metered["token"]})
+    assert err == f"{IFACE}.PermissionDenied"
+    assert p["reason"] == "the API key given in auth has max_uses; such a key cannot manage keys"
+    assert c.get(metered["key"]["id"])["uses_left"] == 5
