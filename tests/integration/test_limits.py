@@ -9,6 +9,12 @@ import threading
 import time
 
 from conftest import IFACE
+from fleet_fixtures import etcd_cluster, fleet, wait_for  # noqa: F401 - fixtures
+
+
+def code(d, token):
+    with d.client() as c:
+        return c.verify(token)["code"]
 
 
 def test_a_one_use_key_is_valid_once_then_usage_exceeded(apikeyd):
@@ -164,3 +170,27 @@ def test_a_key_with_max_uses_cannot_act_in_auth(apikeyd):
     assert err == f"{IFACE}.PermissionDenied"
     assert p["reason"] == "the API key given in auth has max_uses; such a key cannot manage keys"
     assert c.get(metered["key"]["id"])["uses_left"] == 5
+
+
+def test_fleet_mode_refuses_max_uses_and_rotate_and_keeps_rate_limits(fleet):
+    manager, hosts = fleet(1, host_config={"lockout_threshold": "0"})
+    with manager.client() as c:
+        err, p = c.err(f"{IFACE}.Create", {"name": "once", "owner": "root", "max_uses": 1})
+        assert err == f"{IFACE}.PolicyViolation"
+        assert p["reason"] == ("max_uses is not available in fleet mode: each host verifies on "
+                               "its own replica, and a use spent on one would not be counted "
+                               "on the others")
+        r = c.create("burst", owner="root", rate_limit="2/1h")
+        err, p = c.err(f"{IFACE}.Update", {"id": r["key"]["id"], "max_uses": 3})
+        assert err == f"{IFACE}.PolicyViolation" and p["reason"].startswith("max_uses is not")
+        err, p = c.err(f"{IFACE}.Rotate", {"id": r["key"]["id"]})
+        assert err == f"{IFACE}.PolicyViolation"
+        assert p["reason"].startswith("Rotate is not available in fleet mode")
+    with hosts[0].client() as c:
+        assert c.err(f"{IFACE}.Rotate", {"id": r["key"]["id"]})[0] == (
+            f"{IFACE}.ManagedCentrally")
+    # The rate limit is counted on each host on its own: the first VALID on
+    # the host is the one that finds the key there.
+    wait_for("the key on the host", lambda: code(hosts[0], r["token"]) == "VALID", 5)
+    assert [code(hosts[0], r["token"]) for _ in range(2)] == ["VALID", "RATE_LIMITED"]
+    assert [code(manager, r["token"]) for _ in range(3)] == ["VALID", "VALID", "RATE_LIMITED"]
