@@ -4,12 +4,23 @@ key, the old key through its grace (or retired by the successor's first
 VALID verify, durably), both keys naming each other, and each refusal."""
 
 import json
+import signal
 import time
 
+import pytest
+
 from conftest import ALICE, BOB, IFACE, parse_iso
+from pam_fixtures import DEFAULT_BUILD, pam  # noqa: F401 - a fixture
 from test_apikeyctl import EXIT_REFUSED, run_ctl
+from test_sessions import END_WITHIN, USER, sessions, stack  # noqa: F401 - a fixture
 
 POLICY = f"{IFACE}.PolicyViolation"
+
+
+@pytest.fixture
+def build():
+    """The module's default build: the sanitizer builds are test_sessions.py's."""
+    return DEFAULT_BUILD.check()
 
 
 def rotate(client, key_id, **params):
@@ -162,3 +173,20 @@ def test_apikeyctl_rotate(apikeyd):
     assert f"key {old_id} was already rotated; rotate its successor instead" in r.err
     r = run_ctl("rotate", "deploy", "--grace", "soon", socket=s)
     assert "--grace 'soon' is not a duration" in r.err
+
+
+def test_the_old_keys_session_ends_when_its_successor_retires_it(pam, apikeyd, sessions):
+    """A login opened with the old key (pam_apikey's session hook, the real
+    PAM stack) lives through the grace and ends once the successor's first
+    VALID verify has ended it."""
+    c = apikeyd.client()
+    old = c.create("laptop", owner=USER)
+    s = sessions(pam, stack(pam, apikeyd), USER, old["token"])
+    r = rotate(c, old["key"]["id"], grace="7d", retire_on_first_use=True)
+    assert s.ended_within(1.5) is None, "the session ended at the rotation, in its grace"
+    assert c.verify(r["token"], user=USER)["code"] == "VALID"
+    took = s.ended_within(END_WITHIN)
+    assert took is not None, f"the session outlived its key's grace by {END_WITHIN}s"
+    assert s.proc.returncode == -signal.SIGTERM
+    assert (f"ending session of key {old['key']['id']}: user={USER} service=login "
+            f"rhost=192.0.2.7 tty=pts/9 pid={s.pid}: key expired") in apikeyd.log()
