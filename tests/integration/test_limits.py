@@ -8,8 +8,16 @@ refusals."""
 import threading
 import time
 
+import pytest
+
 from conftest import IFACE
 from fleet_fixtures import etcd_cluster, fleet, wait_for  # noqa: F401 - fixtures
+from pam_fixtures import DEFAULT_BUILD, PAM_AUTH_ERR, PAM_SUCCESS, PamDir, trust_me
+
+
+@pytest.fixture
+def default_pam(tmp_path):
+    return PamDir(tmp_path / "pam.d", DEFAULT_BUILD.check())
 
 
 def code(d, token):
@@ -194,3 +202,20 @@ def test_fleet_mode_refuses_max_uses_and_rotate_and_keeps_rate_limits(fleet):
     wait_for("the key on the host", lambda: code(hosts[0], r["token"]) == "VALID", 5)
     assert [code(hosts[0], r["token"]) for _ in range(2)] == ["VALID", "RATE_LIMITED"]
     assert [code(manager, r["token"]) for _ in range(3)] == ["VALID", "VALID", "RATE_LIMITED"]
+
+
+def test_a_one_use_key_logs_in_once_through_pam(default_pam, apikeyd):
+    """The real PAM stack: the first login spends the key's one use, the
+    next is refused PAM_AUTH_ERR, the user told nothing more, the daemon's
+    log naming the code."""
+    c = apikeyd.client()
+    created = c.create("once", owner="alice", max_uses=1)
+    svc = default_pam.probe("login", f"socket={apikeyd.socket} nodelay {trust_me()}".rstrip())
+    first = default_pam.run(svc, "alice", [created["token"]], rhost="192.0.2.10")
+    assert first.code == PAM_SUCCESS, first
+    again = default_pam.run(svc, "alice", [created["token"]], rhost="192.0.2.10")
+    assert again.code == PAM_AUTH_ERR, again
+    assert again.infos == [] and again.errors == [], again
+    assert (f"verify refused: USAGE_EXCEEDED; key={created['key']['id']} user=alice "
+            "service=login rhost=192.0.2.10") in apikeyd.log()
+    assert c.get(created["key"]["id"])["uses_left"] == 0
