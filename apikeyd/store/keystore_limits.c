@@ -150,6 +150,9 @@ static int rotate_in(struct keystore *ks, MDB_txn *txn, void *userdata)
         next.last_used_service = next.last_used_from = NULL;
         memcpy(next.replaces, old.id, sizeof(next.replaces));
         next.replaced_by[0] = '\0';
+        /* Its own retirement of the key rotated, if asked: never one the
+         * key rotated was to make of its own predecessor. */
+        next.flags &= (uint8_t)~KEY_FLAG_RETIRE_ON_FIRST_USE;
         if (rot->retire_on_first_use)
                 next.flags |= KEY_FLAG_RETIRE_ON_FIRST_USE;
 

@@ -2510,6 +2510,16 @@ static void test_rotate_and_retire(void **state)
         /* Once rotated, never again. */
         make_id(3, rot.new_id);
         assert_int_equal(keystore_rotate(f->ks, old.id, &rot), -EALREADY);
+        /* The successor rotated before its first use: the next one does not
+         * take over its retirement of the first key unless asked. */
+        make_id(2, rot.new_id);
+        struct key_rotation again = {.now = NOW, .created_by = "uid=0", .grace = DAY};
+        make_id(4, again.new_id);
+        assert_int_equal(keystore_rotate(f->ks, rot.new_id, &again), 0);
+        assert_false(again.ret_new.flags & KEY_FLAG_RETIRE_ON_FIRST_USE);
+        assert_string_equal(again.ret_new.replaces, rot.new_id);
+        free(again.ret_new_storage);
+        free(again.ret_old_storage);
 
         /* The successor's first use ends the grace and clears its flag. */
         make_id(2, rot.new_id);
