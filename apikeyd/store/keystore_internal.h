@@ -117,5 +117,8 @@ int put_encoded(struct keystore *ks, MDB_txn *txn, const struct key_record *rec,
 /* The names entry of `rec` (-EEXIST if taken), and its removal if it is this key's. */
 int names_add(struct keystore *ks, MDB_txn *txn, const struct key_record *rec);
 int names_remove(struct keystore *ks, MDB_txn *txn, const struct key_record *rec);
+/* The ids of the keys created through `id` (the children index), in a new array (free() it). */
+int children_in(struct keystore *ks, MDB_txn *txn, const char *id, char (**ret)[TOKEN_ID_LEN],
+                size_t *ret_n);
 /* A new key with its names, owners and children entries. */
 int put_key_in(struct keystore *ks, MDB_txn *txn, const struct key_record *rec);

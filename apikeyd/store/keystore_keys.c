@@ -471,8 +471,8 @@ int keystore_update_key(struct keystore *ks, const char *id, const struct key_up
 }
 
 /* The ids of the keys created through `id` (the children index), in a new array. */
-static int children_in(struct keystore *ks, MDB_txn *txn, const char *id,
-                       char (**ret)[TOKEN_ID_LEN], size_t *ret_n)
+int children_in(struct keystore *ks, MDB_txn *txn, const char *id, char (**ret)[TOKEN_ID_LEN],
+                size_t *ret_n)
 {
         _cleanup_cursor_ MDB_cursor *c = NULL;
         MDB_val k = {TOKEN_ID_LEN, (void *)id}, v;

@@ -2,8 +2,9 @@
 /*
  * The writes of a key's lifecycle beyond its fields: a use spent by a
  * VALID verify (max_uses, and the retirement of the key a rotation
- * replaced), a rotation (the successor put, the predecessor's grace set
- * and both linked, in one transaction) and the change of a key's limits.
+ * replaced), a rotation (the successor put, the predecessor's grace set,
+ * both linked and the keys created through the predecessor handed to the
+ * successor, in one transaction) and the change of a key's limits.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -98,6 +99,45 @@ static void retired_name(const char *name, const char *id, char buf[static KEY_N
         snprintf(buf, KEY_NAME_MAX + 1, "%.*s (old %s)", (int)n, name, id);
 }
 
+/*
+ * The keys created through `from` count as created through `to` from now
+ * on: they live on with the successor, not die with the key it replaces.
+ */
+static int adopt_children(struct keystore *ks, MDB_txn *txn, const char *from, const char *to)
+{
+        _cleanup_free_ char(*ids)[TOKEN_ID_LEN] = NULL;
+        size_t n;
+        int r, rc;
+
+        r = children_in(ks, txn, from, &ids, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ void *storage = NULL;
+                char id[TOKEN_ID_LEN + 1];
+                struct key_record child;
+
+                memcpy(id, ids[i], TOKEN_ID_LEN);
+                id[TOKEN_ID_LEN] = '\0';
+                r = copy_record(ks, txn, id, &storage, &child);
+                if (r < 0)
+                        return r;
+                memcpy(child.parent, to, sizeof(child.parent));
+                r = put_encoded(ks, txn, &child, 0, NULL, NULL);
+                if (r < 0)
+                        return r;
+                rc = mdb_del(txn, ks->children, &(MDB_val){TOKEN_ID_LEN, (void *)from},
+                             &(MDB_val){TOKEN_ID_LEN, ids[i]});
+                if (rc != MDB_SUCCESS)
+                        return ks_err(ks, rc);
+                rc = mdb_put(txn, ks->children, &(MDB_val){TOKEN_ID_LEN, (void *)to},
+                             &(MDB_val){TOKEN_ID_LEN, ids[i]}, MDB_NODUPDATA);
+                if (rc != MDB_SUCCESS)
+                        return ks_err(ks, rc);
+        }
+        return 0;
+}
+
 struct rotate_ctx {
         const char *id;
         struct key_rotation *rot;
@@ -176,6 +216,9 @@ static int rotate_in(struct keystore *ks, MDB_txn *txn, void *userdata)
         if (r < 0)
                 return r;
         r = put_key_in(ks, txn, &next);
+        if (r < 0)
+                return r;
+        r = adopt_children(ks, txn, old.id, next.id);
         if (r < 0)
                 return r;
         return record_encode(&next, &c->new_buf, &c->new_len);

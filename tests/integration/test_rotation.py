@@ -5,11 +5,12 @@ VALID verify, durably), both keys naming each other, and each refusal."""
 
 import json
 import signal
+import subprocess
 import time
 
 import pytest
 
-from conftest import ALICE, BOB, IFACE, parse_iso
+from conftest import ALICE, APIKEYD, BOB, IFACE, parse_iso
 from pam_fixtures import DEFAULT_BUILD, pam  # noqa: F401 - a fixture
 from test_apikeyctl import EXIT_REFUSED, run_ctl
 from test_sessions import END_WITHIN, USER, sessions, stack  # noqa: F401 - a fixture
@@ -190,3 +191,24 @@ def test_the_old_keys_session_ends_when_its_successor_retires_it(pam, apikeyd, s
     assert s.proc.returncode == -signal.SIGTERM
     assert (f"ending session of key {old['key']['id']}: user={USER} service=login "
             f"rhost=192.0.2.7 tty=pts/9 pid={s.pid}: key expired") in apikeyd.log()
+
+
+def test_the_keys_created_through_the_old_key_live_on_with_the_successor(apikeyd):
+    c = apikeyd.client()
+    parent = c.create("ci", permissions=["create", "read"])
+    child = c.ok(f"{IFACE}.Create", {"name": "job", "auth": parent["token"]})
+    assert child["key"]["parent"] == parent["key"]["id"]
+    r = rotate(c, parent["key"]["id"], grace="0")
+    assert c.verify(parent["token"])["code"] == "EXPIRED"
+    # Not suspended with the old key: the successor is its parent now.
+    assert c.verify(child["token"])["code"] == "VALID"
+    assert c.get(child["key"]["id"])["parent"] == r["key"]["id"]
+    assert c.ok(f"{IFACE}.Get", {"id": r["key"]["id"]})["children"] == [child["key"]["id"]]
+    assert "children" not in c.ok(f"{IFACE}.Get", {"id": parent["key"]["id"]})
+    c.ok(f"{IFACE}.Revoke", {"id": r["key"]["id"]})
+    assert c.verify(child["token"])["code"] == "REVOKED"
+    # The indexes (names, owners, children) agree with the records.
+    apikeyd.stop()
+    r = subprocess.run([str(APIKEYD), "--check", "--no-config", "--state-dir",
+                        str(apikeyd.state_dir)], capture_output=True, text=True, timeout=30)
+    assert (r.returncode, r.stdout) == (0, f"keystore in {apikeyd.state_dir} is consistent\n")

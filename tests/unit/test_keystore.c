@@ -2491,6 +2491,10 @@ static void test_rotate_and_retire(void **state)
         old.max_uses = 10;
         old.uses = 3;
         assert_int_equal(keystore_put_key(f->ks, &old), 0);
+        struct key_record child;
+        make_rec(&child, 5, "alice", "job");
+        memcpy(child.parent, old.id, sizeof(child.parent));
+        assert_int_equal(keystore_put_key(f->ks, &child), 0);
         make_id(2, rot.new_id);
         memset(rot.new_hash, 0xab, sizeof(rot.new_hash));
         rot.retire_on_first_use = true;
@@ -2504,6 +2508,14 @@ static void test_rotate_and_retire(void **state)
         assert_string_equal(rot.ret_old.replaced_by, rot.new_id);
         assert_int_equal(rot.ret_old.expires_at, NOW + DAY);
         assert_true(strncmp(rot.ret_old.name, "deploy (old ", 12) == 0);
+        /* The key created through the old one is the successor's now. */
+        char kids[2][TOKEN_ID_LEN + 1];
+        size_t n_kids;
+        assert_int_equal(keystore_children(f->ks, rot.new_id, kids, 2, &n_kids), 0);
+        assert_int_equal(n_kids, 1);
+        assert_string_equal(kids[0], child.id);
+        assert_int_equal(keystore_children(f->ks, old.id, kids, 2, &n_kids), 0);
+        assert_int_equal(n_kids, 0);
         free(rot.ret_new_storage);
         free(rot.ret_old_storage);
         verify_ok(f);
