@@ -5,6 +5,7 @@ and kill -9 cannot use a key more often than it allows) and rate_limit
 (VALID verifies per window, in memory), at Create and Update, with their
 refusals."""
 
+import json
 import threading
 import time
 
@@ -13,6 +14,7 @@ import pytest
 from conftest import IFACE
 from fleet_fixtures import etcd_cluster, fleet, wait_for  # noqa: F401 - fixtures
 from pam_fixtures import DEFAULT_BUILD, PAM_AUTH_ERR, PAM_SUCCESS, PamDir, trust_me
+from test_apikeyctl import EXIT_REFUSED, run_ctl
 
 
 @pytest.fixture
@@ -219,3 +221,18 @@ def test_a_one_use_key_logs_in_once_through_pam(default_pam, apikeyd):
     assert (f"verify refused: USAGE_EXCEEDED; key={created['key']['id']} user=alice "
             "service=login rhost=192.0.2.10") in apikeyd.log()
     assert c.get(created["key"]["id"])["uses_left"] == 0
+
+
+def test_apikeyctl_sets_and_shows_limits(apikeyd):
+    s = apikeyd.socket
+    run_ctl("create", "once", "--max-uses", "1", "--rate-limit", "10/1m", socket=s, rc=0)
+    shown = run_ctl("show", "once", socket=s, rc=0).out
+    assert "  Uses left: 1 of 1\n" in shown, shown
+    assert " Rate limit: 10/1m (VALID verifies a window)\n" in shown, shown
+    k = json.loads(run_ctl("--json", "update", "once", "--max-uses", "0", "--rate-limit", "none",
+                           socket=s, rc=0).out)
+    assert not {"max_uses", "uses_left", "rate_limit"} & set(k), k
+    r = run_ctl("update", "once", "--max-uses", "many", socket=s)
+    assert r.rc != 0 and "--max-uses must be a whole number (0: no limit), not 'many'" in r.err
+    r = run_ctl("create", "x", "--rate-limit", "fast", socket=s, rc=EXIT_REFUSED)
+    assert "rate_limit is the VALID verifies a window may have, as 100/1m" in r.err, r
