@@ -181,7 +181,7 @@ static const struct command commands[] = {
      "                          limit)\n"
      "  --rate-limit COUNT/TIME VALID verifies a window may have (none: no limit)\n",
      1, 1, cmd_update},
-    {"rotate", "replace a key, keeping the old one for a grace", "KEY [OPTIONS]",
+    {"rotate", "replace a key with a new one", "KEY [OPTIONS]",
      "Make a successor of a key (KEY: its id or its name) with the same name,\n"
      "owner, role, permissions, scope, expiry and limits, and print its token once.\n"
      "The old key keeps working until its grace ends (it is renamed\n"
