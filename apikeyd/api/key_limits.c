@@ -13,7 +13,8 @@
  * rate_limit: a window opens at a key's first VALID verify and lasts the
  * key's window; at most its count of VALID verifies in it, the others
  * RATE_LIMITED (never counted for lockout: the secret was right).  Kept
- * in memory: a restart forgets the windows.
+ * in memory: a restart forgets the windows.  Calls that act with the key
+ * in `auth` are not verifies, and are not counted.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -129,6 +130,7 @@ struct spend {
         char token[TOKEN_MAX_LEN + 1];
         char *text[_VERIFY_TEXT_MAX];
         char id[TOKEN_ID_LEN + 1];
+        char owner[KEY_OWNER_MAX + 1];
         char retired[TOKEN_ID_LEN + 1]; /* the key whose grace the use ended */
 };
 
@@ -170,6 +172,7 @@ static void journal_retired(const struct spend *s)
         api_field(&f, MESSAGE_ID_KEY_CHANGED, "");
         api_field(&f, "APIKEY_ACTION=", "retire");
         api_field(&f, "APIKEY_ID=", s->retired);
+        api_field(&f, "APIKEY_OWNER=", s->owner);
         api_field(&f, "APIKEY_REPLACED_BY=", s->id);
         snprintf(message, sizeof(message),
                  "key %s retired: its successor %s was used for the first time", s->retired, s->id);
@@ -232,6 +235,7 @@ static int spend_submit(struct request *q, const struct verify_args *v,
                 s->v.text[i] = s->text[i];
         }
         memcpy(s->id, rec->id, sizeof(s->id));
+        str_copy(s->owner, sizeof(s->owner), rec->owner);
         s->op.apply = spend_apply;
         s->op.done = spend_done;
         connection_defer(q->conn);
