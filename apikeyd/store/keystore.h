@@ -352,7 +352,8 @@ int keystore_spend_use(struct keystore *ks, const char *id, uint64_t now,
  * gives its name up (it becomes "<name> (old <id>)"), expires at `now` +
  * `grace` unless it expires earlier, and names its successor in
  * `replaced_by`; the keys created through it are the successor's from then
- * on (their parent).  Both records as they are now in `ret_new`, `ret_old`
+ * on (their parent); the key it replaced itself, if any, expires now
+ * unless it has already.  Both records as they are now in `ret_new`, `ret_old`
  * (views into their storage, which the caller frees).  -ENOENT,
  * -ESTALE (revoked), -EKEYEXPIRED (expired), -EKEYREJECTED (disabled),
  * -EALREADY (already rotated), -ENOTUNIQ (the new id exists).

@@ -166,6 +166,11 @@ static int rotate_in(struct keystore *ks, MDB_txn *txn, void *userdata)
         r = copy_record(ks, txn, c->id, &storage, &old);
         if (r < 0)
                 return r;
+        /* Revoked first, then what says what to do instead. */
+        if (old.status == KEY_STATUS_REVOKED)
+                return -ESTALE;
+        if (old.replaced_by[0])
+                return -EALREADY;
         switch (record_effective_status(&old, rot->now)) {
         case KEY_STATUS_REVOKED:
                 return -ESTALE;
@@ -176,8 +181,15 @@ static int rotate_in(struct keystore *ks, MDB_txn *txn, void *userdata)
         case KEY_STATUS_ENABLED:
                 break;
         }
-        if (old.replaced_by[0])
-                return -EALREADY;
+        /* At most two keys of a rotation work at once: the key rotated and
+         * its successor.  Rotated again in its own predecessor's grace, that
+         * grace ends now (else rotating again and again would keep any
+         * number of keys alive). */
+        if (old.replaces[0]) {
+                r = retire_in(ks, txn, old.replaces, rot->now);
+                if (r < 0)
+                        return r;
+        }
 
         /* The successor: every field of the key but what makes it another
          * key (id, secret, creation) and what it has not done yet (used). */

@@ -66,6 +66,12 @@ def test_grace_zero_ends_the_old_key_now_and_never_extends_it(apikeyd):
     r = rotate(c, old["key"]["id"], grace="0")
     assert c.verify(old["token"])["code"] == "EXPIRED"
     assert c.verify(r["token"])["code"] == "VALID"
+    # Rotated again in its predecessor's grace: that grace ends, two keys
+    # of a rotation work at most.
+    again = rotate(c, r["key"]["id"], grace="7d")
+    second = rotate(c, again["key"]["id"], grace="7d")
+    assert [c.verify(t)["code"] for t in (r["token"], again["token"], second["token"])] == [
+        "EXPIRED", "VALID", "VALID"]
     # A grace longer than the key had left: it keeps its expiry.
     soon = c.create("soon", expires="2h")
     r = rotate(c, soon["key"]["id"], grace="7d")

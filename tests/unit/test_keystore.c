@@ -2522,17 +2522,6 @@ static void test_rotate_and_retire(void **state)
         /* Once rotated, never again. */
         make_id(3, rot.new_id);
         assert_int_equal(keystore_rotate(f->ks, old.id, &rot), -EALREADY);
-        /* The successor rotated before its first use: the next one does not
-         * take over its retirement of the first key unless asked. */
-        make_id(2, rot.new_id);
-        struct key_rotation again = {.now = NOW, .created_by = "uid=0", .grace = DAY};
-        make_id(4, again.new_id);
-        assert_int_equal(keystore_rotate(f->ks, rot.new_id, &again), 0);
-        assert_false(again.ret_new.flags & KEY_FLAG_RETIRE_ON_FIRST_USE);
-        assert_string_equal(again.ret_new.replaces, rot.new_id);
-        free(again.ret_new_storage);
-        free(again.ret_old_storage);
-
         /* The successor's first use ends the grace and clears its flag. */
         make_id(2, rot.new_id);
         assert_int_equal(keystore_spend_use(f->ks, rot.new_id, NOW + HOUR, retired), 0);
@@ -2546,6 +2535,37 @@ static void test_rotate_and_retire(void **state)
         free(storage);
         assert_int_equal(keystore_spend_use(f->ks, rot.new_id, NOW + HOUR, retired), 0);
         assert_string_equal(retired, "");
+        verify_ok(f);
+}
+
+static void test_rotate_twice(void **state)
+{
+        struct fixture *f = *state;
+        struct key_rotation rot = {
+            .now = NOW, .created_by = "uid=0", .grace = DAY, .retire_on_first_use = true};
+        struct key_rotation again = {.now = NOW + HOUR, .created_by = "uid=0", .grace = DAY};
+        struct key_record old, got;
+        void *storage = NULL;
+
+        make_rec(&old, 1, "alice", "deploy");
+        assert_int_equal(keystore_put_key(f->ks, &old), 0);
+        make_id(2, rot.new_id);
+        assert_int_equal(keystore_rotate(f->ks, old.id, &rot), 0);
+        free(rot.ret_new_storage);
+        free(rot.ret_old_storage);
+        /* The successor rotated before its first use: the next one does not
+         * take over its retirement of the first key unless asked, and the
+         * first key's grace ends: two keys of a rotation work at most. */
+        make_id(3, again.new_id);
+        assert_int_equal(keystore_rotate(f->ks, rot.new_id, &again), 0);
+        assert_false(again.ret_new.flags & KEY_FLAG_RETIRE_ON_FIRST_USE);
+        assert_string_equal(again.ret_new.replaces, rot.new_id);
+        assert_int_equal(again.ret_old.expires_at, NOW + HOUR + DAY);
+        free(again.ret_new_storage);
+        free(again.ret_old_storage);
+        assert_int_equal(keystore_get(f->ks, old.id, &got, &storage), 0);
+        assert_int_equal(got.expires_at, NOW + HOUR);
+        free(storage);
         verify_ok(f);
 }
 
@@ -2658,6 +2678,7 @@ int main(void)
             T(test_readonly),
             T(test_spend_use),
             T(test_rotate_and_retire),
+            T(test_rotate_twice),
             T(test_rotate_refusals),
             T(test_set_limits),
 #undef T
