@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ALICE, APIKEYD, BOB, IFACE, parse_iso
 from pam_fixtures import DEFAULT_BUILD, pam  # noqa: F401 - a fixture
-from test_apikeyctl import EXIT_REFUSED, run_ctl
+from test_apikeyctl import EXIT_REFUSED, complete, run_ctl
 from test_sessions import END_WITHIN, USER, sessions, stack  # noqa: F401 - a fixture
 
 POLICY = f"{IFACE}.PolicyViolation"
@@ -218,3 +218,16 @@ def test_the_keys_created_through_the_old_key_live_on_with_the_successor(apikeyd
     r = subprocess.run([str(APIKEYD), "--check", "--no-config", "--state-dir",
                         str(apikeyd.state_dir)], capture_output=True, text=True, timeout=30)
     assert (r.returncode, r.stdout) == (0, f"keystore in {apikeyd.state_dir} is consistent\n")
+
+
+def test_completion_of_rotate(apikeyd):
+    s = apikeyd.socket
+    c = apikeyd.client()
+    on = c.create("on")["key"]["id"]
+    off = c.create("off")["key"]["id"]
+    c.ok(f"{IFACE}.Disable", {"id": off})
+    assert complete(["rotate", ""], s) == [on]
+    assert {"--grace", "--retire-on-first-use"} <= set(complete(["rotate", on, "--"], s))
+    assert complete(["rotate", on, "--grace", "7"], s) == ["7d"]
+    assert {"--max-uses", "--rate-limit"} <= set(complete(["create", "x", "--"], s))
+    assert "100/1m" in complete(["update", on, "--rate-limit", ""], s)
