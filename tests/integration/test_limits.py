@@ -13,7 +13,7 @@ import pytest
 
 from conftest import IFACE
 from fleet_fixtures import etcd_cluster, fleet, wait_for  # noqa: F401 - fixtures
-from pam_fixtures import DEFAULT_BUILD, PAM_AUTH_ERR, PAM_SUCCESS, PamDir, trust_me
+from pam_fixtures import DEFAULT_BUILD, PAM_AUTH_ERR, PAM_MAXTRIES, PAM_SUCCESS, PamDir, trust_me
 from test_apikeyctl import EXIT_REFUSED, run_ctl
 
 
@@ -236,3 +236,14 @@ def test_apikeyctl_sets_and_shows_limits(apikeyd):
     assert r.rc != 0 and "--max-uses must be a whole number (0: no limit), not 'many'" in r.err
     r = run_ctl("create", "x", "--rate-limit", "fast", socket=s, rc=EXIT_REFUSED)
     assert "rate_limit is the VALID verifies a window may have, as 100/1m" in r.err, r
+
+
+def test_a_rate_limited_key_through_pam_is_maxtries_beyond_its_count(default_pam, apikeyd):
+    c = apikeyd.client()
+    created = c.create("burst", owner="alice", rate_limit="1/1h")
+    svc = default_pam.probe("login", f"socket={apikeyd.socket} nodelay {trust_me()}".rstrip())
+    assert default_pam.run(svc, "alice", [created["token"]]).code == PAM_SUCCESS
+    again = default_pam.run(svc, "alice", [created["token"]])
+    assert again.code == PAM_MAXTRIES, again
+    assert (f"verify refused: RATE_LIMITED; key={created['key']['id']} user=alice "
+            "service=login") in apikeyd.log()
