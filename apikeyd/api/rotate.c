@@ -34,6 +34,7 @@ static int rotate_write(struct change *ch, struct keystore_tx *tx)
         struct keystore *ks = keystore_tx_keystore(tx);
         struct key_rotation *rot = &ch->rotation;
         struct key_record fresh = {0};
+        char replaces[32];
         struct audit_event ev;
         int r;
 
@@ -64,14 +65,14 @@ static int rotate_write(struct change *ch, struct keystore_tx *tx)
         r = change_audit(ch, tx, &ch->rec);
         if (r < 0)
                 return r;
-        snprintf(ch->revoked_buf, sizeof(ch->revoked_buf), "replaces %s", ch->rec.id);
+        snprintf(replaces, sizeof(replaces), "replaces %s", ch->rec.id);
         ev = (struct audit_event){
             .time = ch->q.now,
             .actor = ch->q.who.actor,
             .action = "rotate",
             .key_id = ch->updated.id,
             .result = "ok",
-            .detail = ch->revoked_buf,
+            .detail = replaces,
             .admin = ch->q.who.admin,
         };
         return keystore_tx_audit(tx, &ev);
@@ -108,14 +109,16 @@ static int refuse_rotation(struct request *q, const char *id, int r)
 static int rotate_answer(struct change *ch, int r)
 {
         struct request *q = &ch->q;
+        char replaces[32];
         json_t *reply;
 
         if (r == -ENOENT)
                 return api_reply_no_such_key(q, ch->key_id);
         if (r < 0)
                 return refuse_rotation(q, ch->key_id, r);
+        snprintf(replaces, sizeof(replaces), "replaces %s", ch->rec.id);
         change_journal(q, "rotate", &ch->rec, ch->detail);
-        change_journal(q, "rotate", &ch->updated, ch->revoked_buf);
+        change_journal(q, "rotate", &ch->updated, replaces);
         sessions_sweep(q->api);
         reply = json_pack("{s:o, s:s, s:o}", "key", api_key_json(q->api, &ch->updated, q->now),
                           "token", ch->token, "previous", api_key_json(q->api, &ch->rec, q->now));
