@@ -25,6 +25,7 @@
 #define KEYS_METHOD_ENABLE               "io.apikeyd.Keys.Enable"
 #define KEYS_METHOD_REVOKE               "io.apikeyd.Keys.Revoke"
 #define KEYS_METHOD_DELETE               "io.apikeyd.Keys.Delete"
+#define KEYS_METHOD_ROTATE               "io.apikeyd.Keys.Rotate"
 #define KEYS_METHOD_GET_SHARED_SECRET    "io.apikeyd.Keys.GetSharedSecret"
 #define KEYS_METHOD_ROTATE_SHARED_SECRET "io.apikeyd.Keys.RotateSharedSecret"
 #define KEYS_METHOD_LIST_AUDIT           "io.apikeyd.Keys.ListAudit"

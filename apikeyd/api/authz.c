@@ -128,6 +128,13 @@ int authz_principal_from_key(const struct key_record *rec, bool blocked, unsigne
                               "and a call over the local socket comes from no host";
                 return -EPERM;
         }
+        /* Its uses are spent by Verify alone: acting with it would use it
+         * without counting. */
+        if (rec->max_uses) {
+                *ret_reason = "the API key given in auth has max_uses; such a key cannot "
+                              "manage keys";
+                return -EPERM;
+        }
         *ret = (struct principal){
             .uid = uid,
             .admin = rec->role == KEY_ROLE_ADMIN,
@@ -138,6 +145,8 @@ int authz_principal_from_key(const struct key_record *rec, bool blocked, unsigne
             .not_before = rec->not_before,
             .n_sources = rec->n_sources,
             .depth = depth,
+            .rate_limit_count = rec->rate_limit_count,
+            .rate_limit_window = rec->rate_limit_window,
         };
         for (size_t i = 0; i < rec->n_scope; i++)
                 str_copy(ret->scope[i], sizeof(ret->scope[i]), rec->scope[i]);
@@ -272,6 +281,12 @@ size_t authz_default_scope(const struct principal *p, const char *ret[KEY_SCOPE_
         for (size_t i = 0; i < p->n_scope; i++)
                 ret[i] = p->scope[i];
         return p->n_scope;
+}
+
+void authz_default_rate_limit(const struct principal *p, uint32_t *ret_count, uint64_t *ret_window)
+{
+        *ret_count = p->by_key ? p->rate_limit_count : 0;
+        *ret_window = p->by_key ? p->rate_limit_window : 0;
 }
 
 uint64_t authz_default_expiry(const struct principal *p, const struct authz_policy *policy,
@@ -418,6 +433,14 @@ static int check_key_ceiling(const struct principal *p, const struct authz_grant
                 *ret_reason = "a key's sources must be within the sources of the API key given "
                               "in auth (every entry within one of them; none means from "
                               "anywhere)";
+                return -EPERM;
+        }
+        /* No more verifies, in a window no shorter. */
+        if ((g->fields & AUTHZ_GRANT_RATE) && p->rate_limit_count &&
+            (g->rate_limit_count == 0 || g->rate_limit_count > p->rate_limit_count ||
+             g->rate_limit_window < p->rate_limit_window)) {
+                *ret_reason = "a key's rate_limit must be at least as strict as that of the API "
+                              "key given in auth: no more verifies, in a window no shorter";
                 return -EPERM;
         }
         /* A key that outlives the acting one, given more through it, would

@@ -59,6 +59,9 @@ struct principal {
         size_t n_sources;    /* 0 = from anywhere */
         char sources[KEY_SOURCES_MAX][KEY_SOURCE_ENTRY_MAX + 1];
         unsigned depth; /* the keys it was itself created through */
+        /* When by_key: its rate limit, which a key given through it is held to. */
+        uint32_t rate_limit_count; /* 0 = none */
+        uint64_t rate_limit_window;
 };
 
 enum authz_action {
@@ -89,7 +92,8 @@ enum authz_grant_fields {
         AUTHZ_GRANT_EXPIRES = 1u << 2,
         AUTHZ_GRANT_NOT_BEFORE = 1u << 3,
         AUTHZ_GRANT_SOURCES = 1u << 4,
-        AUTHZ_GRANT_ALL = 0x1f,
+        AUTHZ_GRANT_RATE = 1u << 5, /* rate_limit */
+        AUTHZ_GRANT_ALL = 0x3f,
 };
 
 struct authz_grant {
@@ -102,7 +106,9 @@ struct authz_grant {
         uint64_t expires_at; /* 0 = never */
         uint64_t not_before; /* 0 = none */
         const char *const *sources;
-        size_t n_sources; /* 0 = from anywhere */
+        size_t n_sources;          /* 0 = from anywhere */
+        uint32_t rate_limit_count; /* 0 = none */
+        uint64_t rate_limit_window;
         /* Update: the key as it is, so that what the call adds to it can be
          * told from what it keeps.  NULL for Create. */
         const struct key_record *before;
@@ -163,6 +169,11 @@ bool authz_status_by_admin(const struct principal *p, enum key_status status, co
  */
 size_t authz_default_scope(const struct principal *p, const char *ret[KEY_SCOPE_MAX]);
 
+/*
+ * The rate limit a new key gets when the call names none: the acting key's
+ * (none without one).
+ */
+void authz_default_rate_limit(const struct principal *p, uint32_t *ret_count, uint64_t *ret_window);
 /*
  * The expiry a new key gets when the call names none: never for admins
  * (their own), the installation's default lifetime for users, and never

@@ -41,6 +41,8 @@ struct change {
         struct key_record updated;
         void *updated_storage;
         struct key_update upd;
+        struct key_limits limits;     /* Update: max_uses, rate_limit */
+        struct key_rotation rotation; /* Rotate */
         const char *scope[KEY_SCOPE_MAX];
         const char *sources[KEY_SOURCES_MAX];
         enum key_status status;

@@ -22,6 +22,7 @@ static const struct method *const families[] = {
     bulk_methods,
     backup_methods,
     fleet_methods,
+    rotate_methods,
 };
 /* clang-format on */
 
@@ -65,8 +66,8 @@ const char *api_method_name(size_t i)
 static bool method_changes_keys(const char *name)
 {
         static const char *const changes[] = {
-            KEYS_METHOD_CREATE, KEYS_METHOD_UPDATE, KEYS_METHOD_DISABLE,
-            KEYS_METHOD_ENABLE, KEYS_METHOD_REVOKE, KEYS_METHOD_DELETE,
+            KEYS_METHOD_CREATE, KEYS_METHOD_UPDATE, KEYS_METHOD_DISABLE, KEYS_METHOD_ENABLE,
+            KEYS_METHOD_REVOKE, KEYS_METHOD_DELETE, KEYS_METHOD_ROTATE,
         };
 
         /* The bulk ones (bulk.c). */

@@ -11,6 +11,7 @@
 
 #include "change.h"
 #include "field_rules.h"
+#include "key_limits.h"
 #include "methods.h"
 #include "sessions.h"
 #include "text.h"
@@ -214,11 +215,14 @@ static int method_create(struct request *q)
             KEY_PARAM(sources, JSON_ARRAY, false),
             KEY_PARAM(not_before, JSON_STRING, false),
             KEY_PARAM(expires, JSON_STRING, false),
+            KEY_PARAM(max_uses, JSON_INTEGER, false),
+            KEY_PARAM(rate_limit, JSON_STRING, false),
             PARAM(auth, JSON_STRING, false),
             {NULL, 0, false, 0},
         };
         struct api *a = q->api;
         struct method_params p;
+        struct key_limits lim;
         struct key_record rec = {0};
         char token[TOKEN_MAX_LEN + 1];
         uint8_t role, perms, flags;
@@ -236,8 +240,14 @@ static int method_create(struct request *q)
             .max_lifetime = a->config->max_lifetime_usec,
         };
 
-        if (api_decode_params(q, spec, &p) < 0 || parse_role(q, &p, &role, &perms) < 0)
+        if (api_decode_params(q, spec, &p) < 0 || parse_role(q, &p, &role, &perms) < 0 ||
+            limits_parse(q, &p, &lim) < 0)
                 return 0;
+        rec.max_uses = lim.max_uses;
+        rec.rate_limit_count = lim.rate_limit_count;
+        rec.rate_limit_window = lim.rate_limit_window;
+        if (!(lim.fields & KEY_LIMIT_RATE))
+                authz_default_rate_limit(&q->who, &rec.rate_limit_count, &rec.rate_limit_window);
         rec.name = p.name;
         rec.description = p.description;
         if (rec.description && !rec.description[0])
@@ -316,6 +326,8 @@ static int method_create(struct request *q)
             .not_before = rec.not_before,
             .sources = rec.sources,
             .n_sources = rec.n_sources,
+            .rate_limit_count = rec.rate_limit_count,
+            .rate_limit_window = rec.rate_limit_window,
         };
         r = authz_check_create(&q->who, &policy, &grant, q->now, n_owned, &flags, &reason);
         rec.flags = flags;
@@ -503,6 +515,17 @@ static int load_key(struct request *q, const char *id, enum authz_action action,
         return 0;
 }
 
+int api_load_key(struct request *q, const char *id, enum authz_action action,
+                 struct key_record *rec, void **storage)
+{
+        return load_key(q, id, action, rec, storage);
+}
+
+int api_new_token(struct api *a, struct key_record *rec, char token[static TOKEN_MAX_LEN + 1])
+{
+        return new_token(a, rec, token);
+}
+
 static const struct param id_only[] = {
     PARAM(id, JSON_STRING, true),
     PARAM(auth, JSON_STRING, false),
@@ -555,7 +578,13 @@ static int update_write(struct change *ch, struct keystore_tx *tx)
 
         if (r < 0)
                 return r;
-        return keystore_update_key(keystore_tx_keystore(tx), ch->rec.id, &ch->upd, &ch->updated,
+        r = keystore_update_key(keystore_tx_keystore(tx), ch->rec.id, &ch->upd, &ch->updated,
+                                &ch->updated_storage);
+        if (r < 0 || !ch->limits.fields)
+                return r;
+        free(ch->updated_storage);
+        ch->updated_storage = NULL;
+        return keystore_set_limits(keystore_tx_keystore(tx), ch->rec.id, &ch->limits, &ch->updated,
                                    &ch->updated_storage);
 }
 
@@ -710,10 +739,13 @@ static int method_update(struct request *q)
             KEY_PARAM(sources, JSON_ARRAY, false),
             KEY_PARAM(not_before, JSON_STRING, false),
             KEY_PARAM(expires, JSON_STRING, false),
+            KEY_PARAM(max_uses, JSON_INTEGER, false),
+            KEY_PARAM(rate_limit, JSON_STRING, false),
             PARAM(auth, JSON_STRING, false),
             {NULL, 0, false, 0},
         };
         struct method_params p;
+        struct key_limits lim;
         struct api *a = q->api;
         _cleanup_free_ void *storage = NULL;
         struct key_record rec;
@@ -724,7 +756,7 @@ static int method_update(struct request *q)
         json_t *scope_j;
         int r;
 
-        if (api_decode_params(q, spec, &p) < 0 ||
+        if (api_decode_params(q, spec, &p) < 0 || limits_parse(q, &p, &lim) < 0 ||
             load_key(q, p.id, AUTHZ_UPDATE, &rec, &storage) < 0)
                 return 0;
 
@@ -784,7 +816,8 @@ static int method_update(struct request *q)
                       ((upd.fields & KEY_UPDATE_SCOPE) ? AUTHZ_GRANT_SCOPE : 0) |
                       ((upd.fields & KEY_UPDATE_EXPIRES) ? AUTHZ_GRANT_EXPIRES : 0) |
                       ((upd.fields & KEY_UPDATE_NOT_BEFORE) ? AUTHZ_GRANT_NOT_BEFORE : 0) |
-                      ((upd.fields & KEY_UPDATE_SOURCES) ? AUTHZ_GRANT_SOURCES : 0),
+                      ((upd.fields & KEY_UPDATE_SOURCES) ? AUTHZ_GRANT_SOURCES : 0) |
+                      ((lim.fields & KEY_LIMIT_RATE) ? AUTHZ_GRANT_RATE : 0),
             .owner = rec.owner,
             .role = upd.role,
             .permissions = upd.permissions,
@@ -794,6 +827,8 @@ static int method_update(struct request *q)
             .not_before = upd.not_before,
             .sources = upd.sources,
             .n_sources = upd.n_sources,
+            .rate_limit_count = lim.rate_limit_count,
+            .rate_limit_window = lim.rate_limit_window,
             .before = &rec,
         };
         r = authz_check_grant(&q->who, &policy, &grant, q->now, NULL, &reason);
@@ -829,6 +864,8 @@ static int method_update(struct request *q)
         if (!ch)
                 return -ENOMEM;
         update_detail(&rec, &upd, ch->detail_buf, sizeof(ch->detail_buf));
+        limits_detail(&rec, &lim, ch->detail_buf, sizeof(ch->detail_buf));
+        ch->limits = lim;
         ch->detail = ch->detail_buf;
         ch->rec = rec;
         ch->storage = TAKE_PTR(storage);

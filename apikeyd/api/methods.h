@@ -27,3 +27,4 @@ extern const struct method session_methods[]; /* OpenSession, CloseSession, List
 extern const struct method bulk_methods[];    /* ChangeMatching, CreateMany */
 extern const struct method backup_methods[];  /* Backup */
 extern const struct method fleet_methods[];   /* FleetPush */
+extern const struct method rotate_methods[];  /* Rotate */

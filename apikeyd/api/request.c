@@ -10,6 +10,7 @@
 
 #include "field_rules.h"
 #include "fleet.h"
+#include "key_limits.h"
 #include "log.h"
 #include "request.h"
 #include "state.h"
@@ -375,6 +376,7 @@ json_t *api_key_json(const struct api *a, const struct key_record *rec, uint64_t
         if (rec->flags & KEY_FLAG_ADMIN_DISABLED)
                 json_object_set_new(o, "disabled_by_admin", json_true());
         api_set_string(o, "disabled_reason", rec->disabled_reason);
+        limits_key_json(o, rec);
         return o;
 }
 
@@ -453,6 +455,7 @@ void api_key_write(struct json_out *o, const struct api *a, const struct key_rec
         if (rec->flags & KEY_FLAG_ADMIN_DISABLED)
                 json_out_lit(o, ",\"disabled_by_admin\":true");
         write_string(o, "disabled_reason", rec->disabled_reason);
+        limits_key_write(o, rec);
         json_out_raw(o, "}", 1);
 }
 

@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "fleet.h"
+#include "key_limits.h"
 #include "log.h"
 #include "hygiene.h"
 #include "sessions.h"
@@ -395,6 +396,7 @@ void api_done(struct api *a)
 {
         hygiene_free(a);
         sessions_free(a);
+        limits_free(a);
         lockout_done(&a->lockout);
         free(a->audit_queue);
         a->audit_queue = NULL;

@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "fleet.h"
+#include "key_limits.h"
 #include "log.h"
 #include "methods.h"
 #include "sources.h"
@@ -221,6 +222,11 @@ static int verify_run(struct request *q, const struct verify_args *v)
                 code = fleet_verify_code(a->fleet, code, tok_id);
         code = api_lockout_apply(q, V_USER(v), V_RHOST(v), v->text[VERIFY_RUSER], code, matched,
                                  tok_id);
+        if (code == VERIFY_CODE_VALID && limits_apply_to(rec)) {
+                r = limits_verify(q, v, rec, &code);
+                if (r != 0)
+                        return r < 0 ? r : 0; /* answered once its use is written */
+        }
         valid = code == VERIFY_CODE_VALID;
         code_text = verify_code_to_string_len(code, &code_len);
 
@@ -256,6 +262,11 @@ static int verify_run(struct request *q, const struct verify_args *v)
         if (r < 0 || (r = json_out_done(&o)) < 0)
                 return r;
         return api_reply_raw(q, reply, (size_t)r);
+}
+
+int verify_settle(struct request *q, const struct verify_args *v)
+{
+        return verify_run(q, v);
 }
 
 static int method_verify(struct request *q)

@@ -116,6 +116,8 @@ static const struct option options[] = {
     {"fleet_cert", OPT_PATH, FIELD(fleet_cert), 0, 0, 0, "expected 'none' or an absolute path"},
     {"fleet_key", OPT_PATH, FIELD(fleet_key), 0, 0, 0, "expected 'none' or an absolute path"},
     {"end_sessions", OPT_BOOL, FIELD(end_sessions), 0, 0, 0, "expected yes or no"},
+    {"rotation_grace", OPT_DURATION, FIELD(rotation_grace_usec), 0, 365 * USEC_PER_DAY, 0,
+     "expected 0 or a duration up to 365d"},
 };
 
 /* The fields that own a string: copied with the config, freed with it. */
@@ -158,6 +160,7 @@ int config_init_defaults(struct apikeyd_config *c)
             .audit_max_events = DEFAULT_AUDIT_MAX_EVENTS,
             .lockout_threshold = 10,
             .lockout_window_usec = 15 * USEC_PER_MIN,
+            .rotation_grace_usec = 24 * USEC_PER_HOUR,
             .map_size = 4 * GIB,
             .fleet_offline_max_age_usec = 72 * USEC_PER_HOUR,
             .fleet_last_used_interval_usec = 60 * USEC_PER_SEC,
@@ -545,7 +548,9 @@ static int option_apply(struct apikeyd_config *c, const struct option *o, const 
                 store_uint(c, o, v);
                 return 0;
         case OPT_DURATION:
-                r = duration_parse(value, &v);
+                /* "0" alone: none (where the minimum lets it be). */
+                v = 0;
+                r = STREQ(value, "0") ? 0 : duration_parse(value, &v);
                 if (r < 0 || v < o->min || v > o->max)
                         return -EINVAL;
                 store_uint(c, o, v);

@@ -85,6 +85,9 @@
  *   fleet_key                 none          its private key
  *   end_sessions              yes           end the login sessions a key opened when it
  *                                           is revoked, disabled, deleted or expires
+ *   rotation_grace            24h           how long a rotated key keeps working beside
+ *                                           its successor when Rotate names no grace;
+ *                                           0 (none) to 365d
  *
  * apikeyd.conf.example lists the same options with their defaults; a unit
  * test keeps the three (this table, the example, the code) in step.
@@ -135,7 +138,8 @@ struct apikeyd_config {
         char *fleet_cacert;
         char *fleet_cert;
         char *fleet_key;
-        bool end_sessions; /* end a key's login sessions when it stops being usable */
+        bool end_sessions;            /* end a key's login sessions when it stops being usable */
+        uint64_t rotation_grace_usec; /* Rotate's default grace; 0 = none */
 };
 
 #define CONFIG_FLEET_ENDPOINTS_MAX   16

@@ -89,6 +89,10 @@ enum {
         OPT_FROM,
         OPT_SOURCES,
         OPT_NOT_BEFORE,
+        OPT_MAX_USES,
+        OPT_RATE_LIMIT,
+        OPT_GRACE,
+        OPT_RETIRE_ON_FIRST_USE,
 };
 
 #define N_GLOBAL_OPTIONS 5
@@ -120,6 +124,10 @@ static const struct option all_options[] = {
     {"not-before", required_argument, NULL, OPT_NOT_BEFORE},
     {"yes", no_argument, NULL, 'y'},
     {"quiet", no_argument, NULL, 'q'},
+    {"max-uses", required_argument, NULL, OPT_MAX_USES},
+    {"rate-limit", required_argument, NULL, OPT_RATE_LIMIT},
+    {"grace", required_argument, NULL, OPT_GRACE},
+    {"retire-on-first-use", no_argument, NULL, OPT_RETIRE_ON_FIRST_USE},
 };
 
 struct command {
@@ -137,7 +145,8 @@ static const struct command commands[] = {
     {"create", "create a key, print its token once", "NAME [OPTIONS] | --from FILE",
      "Create a key and print its token. The token is shown only this once.\n"
      "With --from, create every key FILE describes, in one transaction.",
-     "owner description role permissions scope sources not-before expires from",
+     "owner description role permissions scope sources not-before expires max-uses rate-limit "
+     "from",
      "  --owner USER            owner of the key (default: you; only admins may name\n"
      "                          another user)\n"
      "  --description TEXT      what the key is for\n"
@@ -153,6 +162,10 @@ static const struct command commands[] = {
      "  --expires WHEN          a duration (30d, 12h, 2w), a date (2027-01-31, valid\n"
      "                          through that day, UTC), a time with a zone, or never;\n"
      "                          default: the policy's (never for admins)\n"
+     "  --max-uses N            VALID verifies the key may have in all (default: no\n"
+     "                          limit)\n"
+     "  --rate-limit COUNT/TIME VALID verifies a window may have (100/1m; default:\n"
+     "                          no limit)\n"
      "  --from FILE             instead of NAME and the options: JSON lines, one\n"
      "                          object of Create's parameters per key (- for\n"
      "                          standard input); all are created or none, and the\n"
@@ -175,7 +188,7 @@ static const struct command commands[] = {
     {"update", "change fields of a key", "KEY [OPTIONS]",
      "Change fields of a key (KEY: its id or its name); those not given stay as\n"
      "they are.",
-     "name description scope sources not-before role permissions expires",
+     "name description scope sources not-before role permissions expires max-uses rate-limit",
      "  --name NAME             a new name\n"
      "  --description TEXT      a new description (\"\" removes it)\n"
      "  --scope LIST            services, comma-separated (\"\" means any)\n"
@@ -183,8 +196,22 @@ static const struct command commands[] = {
      "  --not-before WHEN       a duration, a date, a time with a zone, or now\n"
      "  --role ROLE             admin, readonly or custom\n"
      "  --permissions LIST      comma-separated: create,read,write,delete,invite\n"
-     "  --expires WHEN          a duration, a date, a time with a zone, or never\n",
+     "  --expires WHEN          a duration, a date, a time with a zone, or never\n"
+     "  --max-uses N            VALID verifies in all, the uses spent counted (0: no\n"
+     "                          limit)\n"
+     "  --rate-limit COUNT/TIME VALID verifies a window may have (none: no limit)\n",
      1, 1, cmd_update},
+    {"rotate", "replace a key with a new one", "KEY [OPTIONS]",
+     "Make a successor of a key (KEY: its id or its name) with the same name,\n"
+     "owner, role, permissions, scope, expiry and limits, and print its token once.\n"
+     "The old key keeps working until its grace ends (it is renamed\n"
+     "'NAME (old ID)').",
+     "grace retire-on-first-use",
+     "  --grace DURATION        how long the old key keeps working (7d, 12h; 0: not\n"
+     "                          at all; default: the daemon's rotation_grace, 24h)\n"
+     "  --retire-on-first-use   the old key also stops at the new key's first valid\n"
+     "                          verify\n",
+     1, 1, cmd_rotate},
     {"disable", "stop a key until it is enabled again", "KEY | --owner USER [OPTIONS]",
      "Stop a key (KEY: its id or its name) from working until it is enabled again;\n"
      "or every matching key of an owner.",
@@ -513,6 +540,18 @@ static int parse_options(int argc, char **argv, const struct command *cmd, struc
                         break;
                 case OPT_FROM:
                         a->from = optarg;
+                        break;
+                case OPT_MAX_USES:
+                        a->max_uses = optarg;
+                        break;
+                case OPT_RATE_LIMIT:
+                        a->rate_limit = optarg;
+                        break;
+                case OPT_GRACE:
+                        a->grace = optarg;
+                        break;
+                case OPT_RETIRE_ON_FIRST_USE:
+                        a->retire_on_first_use = true;
                         break;
                 case 'y':
                         a->yes = true;

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -171,6 +172,29 @@ static int check_not_before(const struct args *a, const char *s)
  * scope, sources, not_before, expires, checked here so a typo is named
  * before anything is sent (the daemon judges the sources' syntax).
  */
+/* --max-uses (a whole number) and --rate-limit (the daemon checks its form). */
+static int add_limits(const struct args *a, json_t *p)
+{
+        char *end;
+        unsigned long long n;
+
+        if (a->max_uses) {
+                errno = 0;
+                n = strtoull(a->max_uses, &end, 10);
+                if (!(a->max_uses[0] >= '0' && a->max_uses[0] <= '9') || *end || errno ||
+                    n > INT64_MAX)
+                        return usage_error(a,
+                                           "--max-uses must be a whole number (0: no limit), "
+                                           "not '%s'",
+                                           a->max_uses);
+                if (json_object_set_new(p, "max_uses", json_integer((json_int_t)n)))
+                        return -ENOMEM;
+        }
+        if (a->rate_limit && json_object_set_new(p, "rate_limit", json_string(a->rate_limit)))
+                return -ENOMEM;
+        return 0;
+}
+
 int add_key_fields(const struct args *a, json_t *p)
 {
         static const char *const roles[] = {"admin", "readonly", "custom", NULL};
@@ -222,7 +246,7 @@ int add_key_fields(const struct args *a, json_t *p)
                 if (json_object_set_new(p, "expires", json_string(a->expires)))
                         return -ENOMEM;
         }
-        return 0;
+        return add_limits(a, p);
 }
 
 /* Ask before what cannot be undone; only a person at a terminal is asked. */

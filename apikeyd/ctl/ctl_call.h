@@ -46,6 +46,8 @@ struct args {
         bool yes, quiet;
         bool dry_run;
         const char *from;
+        const char *max_uses, *rate_limit, *grace; /* create, update; rotate */
+        bool retire_on_first_use;
         char **pos;
         int n_pos;
 };

@@ -13,6 +13,7 @@ int cmd_create(struct ctl *c, struct args *a);
 int cmd_list(struct ctl *c, struct args *a);
 int cmd_show(struct ctl *c, struct args *a);
 int cmd_update(struct ctl *c, struct args *a);
+int cmd_rotate(struct ctl *c, struct args *a);
 int cmd_disable(struct ctl *c, struct args *a);
 int cmd_enable(struct ctl *c, struct args *a);
 int cmd_revoke(struct ctl *c, struct args *a);

@@ -496,8 +496,8 @@ int cmd_update(struct ctl *c, struct args *a)
                 return r;
         if (json_object_size(p) == 0)
                 return usage_error(a, "nothing to change: give --name, --description, --scope, "
-                                      "--sources, --not-before, --role, --permissions or "
-                                      "--expires");
+                                      "--sources, --not-before, --role, --permissions, "
+                                      "--expires, --max-uses or --rate-limit");
         /* Checked before the name is looked up: a typo needs no daemon. */
         r = resolve_key(c, a, a->pos[0], id, &named);
         if (r < 0)
@@ -511,6 +511,59 @@ int cmd_update(struct ctl *c, struct args *a)
         if (!json_is_object(k))
                 return bad_reply(c, "Update");
         return output_key(c, k);
+}
+
+int cmd_rotate(struct ctl *c, struct args *a)
+{
+        json_auto_t *p = json_object(), *reply = NULL, *named = NULL;
+        char id[TOKEN_ID_LEN + 1], when[RELATIVE_FORMAT_MAX];
+        const char *token, *new_id, *name;
+        json_t *k, *prev;
+        uint64_t d, end;
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        if (a->grace && !STREQ(a->grace, "0") && duration_parse(a->grace, &d) < 0)
+                return usage_error(a, "--grace '%s' is not a duration (7d, 12h, 0)", a->grace);
+        r = resolve_key(c, a, a->pos[0], id, &named);
+        if (r < 0)
+                return r;
+        if (json_object_set_new(p, "id", json_string(id)) ||
+            (a->grace && json_object_set_new(p, "grace", json_string(a->grace))) ||
+            (a->retire_on_first_use && json_object_set_new(p, "retire_on_first_use", json_true())))
+                return -ENOMEM;
+        r = ctl_call(c, KEYS_METHOD_ROTATE, json_incref(p), &reply);
+        if (r < 0)
+                return r;
+        k = json_object_get(reply, "key");
+        prev = json_object_get(reply, "previous");
+        token = param_str(reply, "token");
+        if (!json_is_object(k) || !json_is_object(prev) || !token || !(new_id = param_str(k, "id")))
+                return bad_reply(c, "Rotate");
+        if (c->json)
+                return print_json(reply);
+
+        name = param_str(k, "name");
+        end = key_time(prev, "expires_at");
+        if (end > now_usec())
+                format_relative(end, now_usec(), when, sizeof(when));
+        fprintf(stderr, "Rotated key %s to %s '%s'. The old key works %s%s%s.\n", id, new_id,
+                name ? name : "?", end > now_usec() ? "until its grace ends " : "no more",
+                end > now_usec() ? when : "",
+                end > now_usec() && a->retire_on_first_use ? ", or the new key is first used" : "");
+        r = write_stdout(token, strlen(token));
+        if (r >= 0)
+                r = write_stdout("\n", 1);
+        if (r < 0) {
+                err("cannot write the token to standard output: %s; revoke key %s and rotate "
+                    "key %s again",
+                    strerror(-r), new_id, id);
+                return r;
+        }
+        fprintf(stderr, "Store this token now: it is shown only this once, and it cannot be "
+                        "shown again.\n");
+        return 0;
 }
 
 /* disable, enable, revoke: one method, the key back. */

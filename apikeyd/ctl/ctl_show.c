@@ -139,6 +139,30 @@ int print_field(const char *label, const char *value)
         return 0;
 }
 
+/*
+ * The lines of rotation and limits, each "" when the key has none:
+ * "7Hq2LmX9aB3z (its grace ends at its first use)", "3 of 5", "100/1m".
+ */
+static void show_lifecycle(const json_t *k, char *replaces, char *replaced, char *uses, char *rate,
+                           size_t size)
+{
+        const char *from = param_str(k, "replaces"), *to = param_str(k, "replaced_by");
+        json_t *max = json_object_get(k, "max_uses"), *left = json_object_get(k, "uses_left");
+
+        if (from)
+                snprintf(replaces, size, "%s%s", from,
+                         json_is_true(json_object_get(k, "retire_on_first_use"))
+                             ? " (which stops working at this key's first use)"
+                             : "");
+        if (to)
+                snprintf(replaced, size, "%s (this key works until it expires)", to);
+        if (json_is_integer(max) && json_is_integer(left))
+                snprintf(uses, size, "%lld of %lld", (long long)json_integer_value(left),
+                         (long long)json_integer_value(max));
+        if (param_str(k, "rate_limit"))
+                snprintf(rate, size, "%s (VALID verifies a window)", param_str(k, "rate_limit"));
+}
+
 static int show_key(const json_t *k)
 {
         uint64_t now = now_usec(), t;
@@ -160,6 +184,8 @@ static int show_key(const json_t *k)
                 return -ENOMEM;
         format_last_used(k, now, true, last, sizeof(last));
         const char *reason = param_str(k, "disabled_reason");
+        char replaces[128] = "", replaced[128] = "", uses[64] = "", rate[128] = "";
+        show_lifecycle(k, replaces, replaced, uses, rate, sizeof(replaces));
         if (asprintf(&status, "%s%s%s%s", param_str(k, "status") ?: "?",
                      json_is_true(json_object_get(k, "disabled_by_admin"))
                          ? " (by an admin: only an admin may enable it)"
@@ -192,13 +218,19 @@ static int show_key(const json_t *k)
             {"Expires", expires},
             {"Created", created},
             {"Through", parent},
+            {"Replaces", replaces[0] ? replaces : NULL},
+            {"Replaced by", replaced[0] ? replaced : NULL},
+            {"Uses left", uses[0] ? uses : NULL},
+            {"Rate limit", rate[0] ? rate : NULL},
             {"Last used", last},
         };
         for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
                 /* Optional lines are left out when they have nothing to say. */
                 if ((STREQ(fields[i][0], "Description") || STREQ(fields[i][0], "Login") ||
                      STREQ(fields[i][0], "Through") || STREQ(fields[i][0], "Sources") ||
-                     STREQ(fields[i][0], "Not before")) &&
+                     STREQ(fields[i][0], "Not before") || STREQ(fields[i][0], "Replaces") ||
+                     STREQ(fields[i][0], "Replaced by") || STREQ(fields[i][0], "Uses left") ||
+                     STREQ(fields[i][0], "Rate limit")) &&
                     !fields[i][1])
                         continue;
                 int r = print_field(fields[i][0], fields[i][1]);
@@ -260,12 +292,15 @@ int list_table(const json_t *keys)
                 else
                         snprintf(expires, sizeof(expires), "never");
                 format_last_used(k, now, false, last, sizeof(last));
-                /* "disabled (unused)": why the daemon disabled it. */
-                _cleanup_free_ char *status = NULL;
+                /* "disabled (unused)": why the daemon disabled it; a rotated
+                 * key still working: how long its grace has left. */
+                char status[128 + RELATIVE_FORMAT_MAX];
                 const char *reason = param_str(k, "disabled_reason");
-                if (asprintf(&status, "%s%s%s%s", param_str(k, "status") ?: "?", reason ? " (" : "",
-                             reason ? reason : "", reason ? ")" : "") < 0)
-                        return -ENOMEM;
+                snprintf(status, sizeof(status), "%s%s%s%s", param_str(k, "status") ?: "?",
+                         reason ? " (" : "", reason ? reason : "", reason ? ")" : "");
+                if (param_str(k, "replaced_by") && STREQ(param_str(k, "status") ?: "", "enabled") &&
+                    exp)
+                        snprintf(status, sizeof(status), "rotated, grace ends %s", expires);
                 const char *row[] = {
                     param_str(k, "id"),
                     name,

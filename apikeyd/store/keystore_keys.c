@@ -45,8 +45,8 @@ size_t name_key(char buf[static NAME_KEY_MAX], const char *owner, const char *na
  * The record under `id` in a write transaction, decoded from a private copy:
  * a view into the map would go stale at the transaction's next write.
  */
-static int copy_record(struct keystore *ks, MDB_txn *txn, const char *id, void **ret_storage,
-                       struct key_record *ret)
+int copy_record(struct keystore *ks, MDB_txn *txn, const char *id, void **ret_storage,
+                struct key_record *ret)
 {
         _cleanup_free_ void *copy = NULL;
         MDB_val k = {TOKEN_ID_LEN, (void *)id}, v;
@@ -68,8 +68,8 @@ static int copy_record(struct keystore *ks, MDB_txn *txn, const char *id, void *
         return 0;
 }
 
-static int put_encoded(struct keystore *ks, MDB_txn *txn, const struct key_record *rec,
-                       unsigned flags, void **ret_buf, size_t *ret_len)
+int put_encoded(struct keystore *ks, MDB_txn *txn, const struct key_record *rec, unsigned flags,
+                void **ret_buf, size_t *ret_len)
 {
         _cleanup_free_ void *buf = NULL;
         size_t len;
@@ -93,7 +93,7 @@ static int put_encoded(struct keystore *ks, MDB_txn *txn, const struct key_recor
         return 0;
 }
 
-static int names_add(struct keystore *ks, MDB_txn *txn, const struct key_record *rec)
+int names_add(struct keystore *ks, MDB_txn *txn, const struct key_record *rec)
 {
         char nk[NAME_KEY_MAX];
         MDB_val k = {name_key(nk, rec->owner, rec->name), nk};
@@ -107,7 +107,7 @@ static int names_add(struct keystore *ks, MDB_txn *txn, const struct key_record 
 }
 
 /* Remove the names entry of `rec`, but only if it is this key's. */
-static int names_remove(struct keystore *ks, MDB_txn *txn, const struct key_record *rec)
+int names_remove(struct keystore *ks, MDB_txn *txn, const struct key_record *rec)
 {
         char nk[NAME_KEY_MAX];
         MDB_val k = {name_key(nk, rec->owner, rec->name), nk}, v;
@@ -187,6 +187,11 @@ static int put_in(struct keystore *ks, MDB_txn *txn, const struct key_record *re
                 return r;
         return ks_err(ks, mdb_put(txn, ks->children, &(MDB_val){TOKEN_ID_LEN, (void *)rec->parent},
                                   &(MDB_val){TOKEN_ID_LEN, (void *)rec->id}, MDB_NODUPDATA));
+}
+
+int put_key_in(struct keystore *ks, MDB_txn *txn, const struct key_record *rec)
+{
+        return put_in(ks, txn, rec);
 }
 
 struct put_ctx {
@@ -477,8 +482,8 @@ int keystore_update_key(struct keystore *ks, const char *id, const struct key_up
 }
 
 /* The ids of the keys created through `id` (the children index), in a new array. */
-static int children_in(struct keystore *ks, MDB_txn *txn, const char *id,
-                       char (**ret)[TOKEN_ID_LEN], size_t *ret_n)
+int children_in(struct keystore *ks, MDB_txn *txn, const char *id, char (**ret)[TOKEN_ID_LEN],
+                size_t *ret_n)
 {
         _cleanup_cursor_ MDB_cursor *c = NULL;
         MDB_val k = {TOKEN_ID_LEN, (void *)id}, v;

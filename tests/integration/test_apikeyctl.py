@@ -38,8 +38,8 @@ MANPAGE = REPO / "apikeyd" / "ctl" / "apikeyctl.1"
 # The exit codes apikeyctl(1) documents.
 EXIT_OK, EXIT_LOCAL, EXIT_USAGE, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_NOT_VALID = range(6)
 
-COMMANDS = ["create", "list", "show", "update", "disable", "enable", "revoke", "delete", "sessions",
-            "verify", "shared-secret", "audit", "lockout", "status", "backup", "fleet"]
+COMMANDS = ["create", "list", "show", "update", "rotate", "disable", "enable", "revoke", "delete",
+            "sessions", "verify", "shared-secret", "audit", "lockout", "status", "backup", "fleet"]
 DEFAULT_SOCKET = "/run/apikeyd/io.apikeyd.Keys"
 LIST_HEADERS = ["ID", "NAME / DESCRIPTION", "OWNER", "ROLE", "SCOPE", "EXPIRES", "STATUS",
                 "LAST USED"]

@@ -50,6 +50,7 @@ static void assert_defaults(const struct apikeyd_config *c)
         assert_true(c->fleet_offline_max_age_usec == 72 * USEC_PER_HOUR);
         assert_true(c->fleet_last_used_interval_usec == 60 * USEC_PER_SEC);
         assert_null(c->fleet_break_glass_keys);
+        assert_true(c->rotation_grace_usec == 24 * USEC_PER_HOUR);
         assert_null(c->fleet_user);
         assert_null(c->fleet_password_file);
         assert_null(c->fleet_cacert);
@@ -290,6 +291,12 @@ static void test_each_option(void **state)
         config_done(&c);
         parse_ok(&c, "lockout_window = 7d");
         assert_true(c.lockout_window_usec == 7 * USEC_PER_DAY);
+        config_done(&c);
+        parse_ok(&c, "rotation_grace = 0");
+        assert_true(c.rotation_grace_usec == 0);
+        config_done(&c);
+        parse_ok(&c, "rotation_grace = 7d");
+        assert_true(c.rotation_grace_usec == 7 * USEC_PER_DAY);
         config_done(&c);
 
         parse_ok(&c, "map_size = 1M");
@@ -550,6 +557,10 @@ static void test_error_messages(void **state)
                                              "expected a number from 0 (off) to 1000000"},
             {"lockout_window = 8d", NAME ":1: invalid value '8d' for lockout_window: expected "
                                          "a duration from 1s to 7d"},
+            {"rotation_grace = 366d", NAME ":1: invalid value '366d' for rotation_grace: "
+                                           "expected 0 or a duration up to 365d"},
+            {"lockout_window = 0", NAME ":1: invalid value '0' for lockout_window: expected "
+                                        "a duration from 1s to 7d"},
             {"map_size = 1023K", NAME ":1: invalid value '1023K' for map_size: expected a size "
                                       "from 1M to 64T"},
             {"map_size = 65T", NAME ":1: invalid value '65T' for map_size: expected a size from "
@@ -857,7 +868,7 @@ static void test_every_option_documented(void **state)
                 assert_null(strstr(hit + 1, needle));
                 free(needle);
         }
-        assert_int_equal(n_options, 31);
+        assert_int_equal(n_options, 32);
 
         /* config.h's table lists the same options, in the same order. */
         table = strstr(header, "Options (name, default, meaning):");
