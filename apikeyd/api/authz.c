@@ -353,6 +353,18 @@ static const char *conditions_loosened(const struct authz_grant *g, const struct
             !sources_within(g->sources, g->n_sources, old->sources, old->n_sources))
                 return "only an admin may loosen a key's conditions: its sources may be "
                        "narrowed (every entry within one it has), never widened or removed";
+        /* Limits too: a user who could lift them would hold a key an admin
+         * gave for so many uses, so many a minute, without them. */
+        if ((g->fields & AUTHZ_GRANT_MAX_USES) && old->max_uses &&
+            (g->max_uses == 0 || g->max_uses > old->max_uses))
+                return "only an admin may loosen a key's limits: its max_uses may be lowered, "
+                       "never raised or removed";
+        if ((g->fields & AUTHZ_GRANT_RATE) && old->rate_limit_count &&
+            (g->rate_limit_count == 0 || g->rate_limit_count > old->rate_limit_count ||
+             g->rate_limit_window < old->rate_limit_window))
+                return "only an admin may loosen a key's limits: its rate_limit may be made "
+                       "stricter (no more verifies, in a window no shorter), never looser or "
+                       "removed";
         return NULL;
 }
 

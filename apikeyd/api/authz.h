@@ -92,8 +92,9 @@ enum authz_grant_fields {
         AUTHZ_GRANT_EXPIRES = 1u << 2,
         AUTHZ_GRANT_NOT_BEFORE = 1u << 3,
         AUTHZ_GRANT_SOURCES = 1u << 4,
-        AUTHZ_GRANT_RATE = 1u << 5, /* rate_limit */
-        AUTHZ_GRANT_ALL = 0x3f,
+        AUTHZ_GRANT_RATE = 1u << 5,     /* rate_limit */
+        AUTHZ_GRANT_MAX_USES = 1u << 6, /* max_uses */
+        AUTHZ_GRANT_ALL = 0x7f,
 };
 
 struct authz_grant {
@@ -109,6 +110,7 @@ struct authz_grant {
         size_t n_sources;          /* 0 = from anywhere */
         uint32_t rate_limit_count; /* 0 = none */
         uint64_t rate_limit_window;
+        uint64_t max_uses; /* 0 = no limit */
         /* Update: the key as it is, so that what the call adds to it can be
          * told from what it keeps.  NULL for Create. */
         const struct key_record *before;

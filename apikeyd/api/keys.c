@@ -817,7 +817,8 @@ static int method_update(struct request *q)
                       ((upd.fields & KEY_UPDATE_EXPIRES) ? AUTHZ_GRANT_EXPIRES : 0) |
                       ((upd.fields & KEY_UPDATE_NOT_BEFORE) ? AUTHZ_GRANT_NOT_BEFORE : 0) |
                       ((upd.fields & KEY_UPDATE_SOURCES) ? AUTHZ_GRANT_SOURCES : 0) |
-                      ((lim.fields & KEY_LIMIT_RATE) ? AUTHZ_GRANT_RATE : 0),
+                      ((lim.fields & KEY_LIMIT_RATE) ? AUTHZ_GRANT_RATE : 0) |
+                      ((lim.fields & KEY_LIMIT_MAX_USES) ? AUTHZ_GRANT_MAX_USES : 0),
             .owner = rec.owner,
             .role = upd.role,
             .permissions = upd.permissions,
@@ -829,6 +830,7 @@ static int method_update(struct request *q)
             .n_sources = upd.n_sources,
             .rate_limit_count = lim.rate_limit_count,
             .rate_limit_window = lim.rate_limit_window,
+            .max_uses = lim.max_uses,
             .before = &rec,
         };
         r = authz_check_grant(&q->who, &policy, &grant, q->now, NULL, &reason);

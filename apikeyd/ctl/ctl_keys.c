@@ -685,7 +685,8 @@ static const char *verify_explanation(enum verify_code code)
         case VERIFY_CODE_INSUFFICIENT_PERMISSIONS:
                 return "the key lacks a permission asked for";
         case VERIFY_CODE_RATE_LIMITED:
-                return "too many failed attempts; try again later";
+                return "too many attempts (failed guesses, or more than the key's rate_limit); "
+                       "try again later";
         case VERIFY_CODE_NOT_FOR_LOGIN:
                 return "the key was created by an invite, for scripts and services: it cannot "
                        "log in";

@@ -902,7 +902,14 @@ def test_verify_rate_limited(daemon):
         assert verify_code(ctl, wrong) == ("NOT_FOUND", EXIT_NOT_VALID)
     r = ctl("verify", input=token + "\n", rc=EXIT_NOT_VALID)
     assert r.out == "RATE_LIMITED\n"
-    assert r.err == "apikeyctl: too many failed attempts; try again later\n"
+    assert r.err == ("apikeyctl: too many attempts (failed guesses, or more than the key's "
+                     "rate_limit); try again later\n")
+    # A key's rate_limit answers the same code, and the message covers it.
+    _, limited = ctl.create("limited", "--rate-limit", "1/1h")
+    assert verify_code(ctl, limited) == ("VALID", EXIT_OK)
+    r = ctl("verify", input=limited + "\n", rc=EXIT_NOT_VALID)
+    assert r.out == "RATE_LIMITED\n"
+    assert "more than the key's rate_limit" in r.err, r.err
 
 
 @pytest.mark.parametrize("code, rc, message", [

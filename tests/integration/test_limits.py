@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import IFACE
+from conftest import ALICE, IFACE
 from fleet_fixtures import etcd_cluster, fleet, wait_for  # noqa: F401 - fixtures
 from pam_fixtures import DEFAULT_BUILD, PAM_AUTH_ERR, PAM_MAXTRIES, PAM_SUCCESS, PamDir, trust_me
 from test_apikeyctl import EXIT_REFUSED, run_ctl
@@ -151,6 +151,28 @@ def test_a_restart_resets_the_rate_windows(daemon):
     assert [c.verify(r["token"])["code"] for _ in range(2)] == ["VALID", "RATE_LIMITED"]
     d.restart()
     assert d.client().verify(r["token"])["code"] == "VALID"
+
+
+def test_a_user_cannot_loosen_the_limits_an_admin_set(apikeyd, as_user):
+    # An admin gives alice a key for 5 uses, 10 verifies a minute.
+    root = apikeyd.client()
+    k = root.create("metered", owner=ALICE, max_uses=5, rate_limit="10/1m")["key"]
+    alice = as_user(ALICE, socket=apikeyd.socket)
+    uses = ("only an admin may loosen a key's limits: its max_uses may be lowered, never "
+            "raised or removed")
+    rate = ("only an admin may loosen a key's limits: its rate_limit may be made stricter (no "
+            "more verifies, in a window no shorter), never looser or removed")
+    for change, reason in (({"max_uses": 6}, uses), ({"max_uses": 0}, uses),
+                           ({"rate_limit": "none"}, rate), ({"rate_limit": "11/1m"}, rate),
+                           ({"rate_limit": "10/30s"}, rate)):
+        err, params = alice.err(f"{IFACE}.Update", {"id": k["id"], **change})
+        assert (err, params) == (f"{IFACE}.PermissionDenied", {"reason": reason}), change
+    assert root.get(k["id"]) == k
+    # Tightening them is hers to do; loosening them again is the admin's.
+    k2 = alice.ok(f"{IFACE}.Update", {"id": k["id"], "max_uses": 3, "rate_limit": "5/1m"})["key"]
+    assert (k2["max_uses"], k2["rate_limit"]) == (3, "5/1m")
+    k3 = root.ok(f"{IFACE}.Update", {"id": k["id"], "max_uses": 0, "rate_limit": "none"})["key"]
+    assert not {"max_uses", "rate_limit"} & set(k3), k3
 
 
 def test_a_key_acting_in_auth_passes_on_its_rate_limit_and_no_wider(apikeyd):
