@@ -56,6 +56,7 @@ pkg_cflags = $(shell $(PKG_CONFIG) --cflags $(1) 2>/dev/null)
 pkg_libs   = $(shell $(PKG_CONFIG) --libs $(1) 2>/dev/null)
 
 COMMON_PKGS = jansson
+CTL_PKGS    = jansson libsodium
 DAEMON_PKGS = lmdb libsodium libsystemd jansson libcurl
 PAM_PKGS    = pam
 
@@ -140,7 +141,7 @@ $(BUILD)/obj/apikeyd/fleet/%.o: apikeyd/fleet/%.c
 
 $(BUILD)/obj/apikeyd/ctl/%.o: apikeyd/ctl/%.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(INC_CTL) $(call pkg_cflags,$(COMMON_PKGS)) $(DEPFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(INC_CTL) $(call pkg_cflags,$(CTL_PKGS)) $(DEPFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/pam_apikey/%.o: pam_apikey/%.c
 	@mkdir -p $(@D)
@@ -186,7 +187,7 @@ $(BUILD)/apikeyd: $(BUILD)/obj/apikeyd/apikeyd.o $(DAEMON_LIB) $(COMMON_LIB)
 	$(CC) $(CFLAGS) $(LDFLAGS) $(BIND_NOW) -o $@ $^ $(call pkg_libs,$(DAEMON_PKGS)) -lpthread
 
 $(BUILD)/apikeyctl: $(BUILD)/obj/apikeyd/ctl/apikeyctl.o $(CTL_OBJ) $(COMMON_LIB)
-	$(CC) $(CFLAGS) $(LDFLAGS) $(BIND_NOW) -o $@ $^ $(call pkg_libs,$(COMMON_PKGS))
+	$(CC) $(CFLAGS) $(LDFLAGS) $(BIND_NOW) -o $@ $^ $(call pkg_libs,$(CTL_PKGS))
 
 $(BUILD)/pam_apikey.so: $(PAM_OBJ) $(COMMON_LIB) pam_apikey/module.map
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,--version-script=pam_apikey/module.map \

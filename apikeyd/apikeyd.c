@@ -23,9 +23,11 @@
 #include "api.h"
 #include "dispatch.h"
 #include "fleet.h"
+#include "hygiene.h"
 #include "config.h"
 #include "keystore.h"
 #include "log.h"
+#include "restore.h"
 #include "server.h"
 #include "sessions.h"
 #include "timeutil.h"
@@ -38,12 +40,14 @@
 #define DEFAULT_SOCKET    "/run/apikeyd/io.apikeyd.Keys"
 
 /* The meta entry that keeps the pepper's fingerprint (token_crypto.h). */
-#define META_PEPPER_FINGERPRINT "pepper_fingerprint"
+#define META_PEPPER_FINGERPRINT PEPPER_FINGERPRINT_META
 
 struct options {
         const char *config;
         bool config_given, no_config, check, debug, fleet_push;
         const char *state_dir;
+        const char *restore; /* --restore FILE */
+        bool force;
         const char *socket;
 };
 
@@ -61,6 +65,9 @@ static void help(void)
                "  -S, --socket PATH     socket to bind when not socket-activated\n"
                "                        (default " DEFAULT_SOCKET ")\n"
                "      --check           check the keystore's consistency and exit\n"
+               "      --restore FILE    install the backup FILE as the keystore of the\n"
+               "                        state directory (the daemon stopped) and exit\n"
+               "      --force           with --restore: even if made with another pepper\n"
                "      --fleet-push      move the keys of this host into etcd (fleet mode's\n"
                "                        fleet_endpoints) and exit\n"
                "  -d, --debug           log debug messages\n"
@@ -70,7 +77,7 @@ static void help(void)
 
 static int parse_args(int argc, char **argv, struct options *o)
 {
-        enum { OPT_NO_CONFIG = 0x100, OPT_CHECK, OPT_FLEET_PUSH };
+        enum { OPT_NO_CONFIG = 0x100, OPT_CHECK, OPT_FLEET_PUSH, OPT_RESTORE, OPT_FORCE };
         static const struct option longopts[] = {
             {"config", required_argument, NULL, 'c'},
             {"no-config", no_argument, NULL, OPT_NO_CONFIG},
@@ -78,6 +85,8 @@ static int parse_args(int argc, char **argv, struct options *o)
             {"socket", required_argument, NULL, 'S'},
             {"check", no_argument, NULL, OPT_CHECK},
             {"fleet-push", no_argument, NULL, OPT_FLEET_PUSH},
+            {"restore", required_argument, NULL, OPT_RESTORE},
+            {"force", no_argument, NULL, OPT_FORCE},
             {"debug", no_argument, NULL, 'd'},
             {"help", no_argument, NULL, 'h'},
             {"version", no_argument, NULL, 'V'},
@@ -111,6 +120,12 @@ static int parse_args(int argc, char **argv, struct options *o)
                 case OPT_FLEET_PUSH:
                         o->fleet_push = true;
                         break;
+                case OPT_RESTORE:
+                        o->restore = optarg;
+                        break;
+                case OPT_FORCE:
+                        o->force = true;
+                        break;
                 case 'd':
                         o->debug = true;
                         break;
@@ -134,6 +149,10 @@ static int parse_args(int argc, char **argv, struct options *o)
         }
         if (o->no_config && o->config_given) {
                 fprintf(stderr, "apikeyd: --config and --no-config exclude each other\n");
+                return -EINVAL;
+        }
+        if (o->force && !o->restore) {
+                fprintf(stderr, "apikeyd: --force goes with --restore\n");
                 return -EINVAL;
         }
         return 0;
@@ -416,6 +435,7 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
         _cleanup_free_ char *err = NULL;
         uint8_t *pepper = NULL;
         bool bound = false;
+        _cleanup_close_ int lock_fd = -1;
         int fd = -1, r;
         sigset_t mask;
 
@@ -428,6 +448,12 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
         r = check_state_dir(o->state_dir);
         if (r < 0)
                 return r;
+        /* No restore into the state directory while it is in use (restore.h). */
+        if (!o->check) {
+                r = state_dir_lock(o->state_dir, "refusing to start", &lock_fd);
+                if (r < 0)
+                        return r;
+        }
         /* sodium_malloc'd memory is locked (never swapped) and guarded. */
         pepper = sodium_malloc(PEPPER_SIZE);
         if (!pepper)
@@ -517,13 +543,23 @@ static int run(const struct options *o, struct apikeyd_config *cfg)
                 goto out;
         }
         if (cfg->fleet_endpoints) {
-                struct fleet_setup fs = {
-                    .config = cfg, .event = d.event, .ks = d.api.ks, .writer = d.api.writer};
+                struct fleet_setup fs = {.config = cfg,
+                                         .event = d.event,
+                                         .ks = d.api.ks,
+                                         .writer = d.api.writer,
+                                         .config_path = o->config,
+                                         .state_dir = o->state_dir,
+                                         .state_lock_fd = lock_fd};
 
                 pepper_fingerprint(pepper, fs.pepper_fingerprint);
                 r = fleet_new(&fs, &d.api.fleet);
                 if (r < 0)
                         goto out;
+        }
+        r = hygiene_start(&d.api);
+        if (r < 0) {
+                log_error("cannot start looking for unused keys: %s", strerror(-r));
+                goto out;
         }
 
         log_event(LOG_INFO, MESSAGE_ID_STARTED, "apikeyd %s ready on %s (state in %s)",
@@ -622,6 +658,11 @@ int main(int argc, char **argv)
                 log_error("cannot initialise libsodium");
                 config_done(&cfg);
                 return 1;
+        }
+        if (o.restore) {
+                r = restore_backup(o.restore, o.state_dir, o.force);
+                config_done(&cfg);
+                return r < 0 ? 1 : 0;
         }
         json_set_alloc_funcs(malloc, erasing_free);
         bind_json_now();

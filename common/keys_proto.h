@@ -25,6 +25,7 @@
 #define KEYS_METHOD_ENABLE               "io.apikeyd.Keys.Enable"
 #define KEYS_METHOD_REVOKE               "io.apikeyd.Keys.Revoke"
 #define KEYS_METHOD_DELETE               "io.apikeyd.Keys.Delete"
+#define KEYS_METHOD_ROTATE               "io.apikeyd.Keys.Rotate"
 #define KEYS_METHOD_GET_SHARED_SECRET    "io.apikeyd.Keys.GetSharedSecret"
 #define KEYS_METHOD_ROTATE_SHARED_SECRET "io.apikeyd.Keys.RotateSharedSecret"
 #define KEYS_METHOD_LIST_AUDIT           "io.apikeyd.Keys.ListAudit"
@@ -34,6 +35,10 @@
 #define KEYS_METHOD_OPEN_SESSION         "io.apikeyd.Keys.OpenSession"
 #define KEYS_METHOD_CLOSE_SESSION        "io.apikeyd.Keys.CloseSession"
 #define KEYS_METHOD_LIST_SESSIONS        "io.apikeyd.Keys.ListSessions"
+#define KEYS_METHOD_CHANGE_MATCHING      "io.apikeyd.Keys.ChangeMatching"
+#define KEYS_METHOD_CREATE_MANY          "io.apikeyd.Keys.CreateMany"
+#define KEYS_METHOD_BACKUP               "io.apikeyd.Keys.Backup"
+#define KEYS_METHOD_FLEET_PUSH           "io.apikeyd.Keys.FleetPush"
 #define KEYS_METHOD_GET_USAGE            "io.apikeyd.Keys.GetUsage"
 
 /* Methods of org.varlink.service that the daemon answers. */
@@ -50,6 +55,7 @@
 #define KEYS_ERROR_TOO_MANY_CONNECTIONS "io.apikeyd.Keys.TooManyConnections"
 #define KEYS_ERROR_INTERNAL_ERROR       "io.apikeyd.Keys.InternalError"
 #define KEYS_ERROR_MANAGED_CENTRALLY    "io.apikeyd.Keys.ManagedCentrally"
+#define KEYS_ERROR_FLEET_PUSH_FAILED    "io.apikeyd.Keys.FleetPushFailed"
 
 /* Errors of org.varlink.service that the daemon sends. */
 #define VARLINK_ERROR_INTERFACE_NOT_FOUND "org.varlink.service.InterfaceNotFound"
@@ -74,6 +80,9 @@ enum verify_code {
         VERIFY_CODE_INSUFFICIENT_PERMISSIONS,
         VERIFY_CODE_RATE_LIMITED,
         VERIFY_CODE_NOT_FOR_LOGIN,
+        VERIFY_CODE_USAGE_EXCEEDED,
+        VERIFY_CODE_NOT_YET_VALID,
+        VERIFY_CODE_SOURCE_DENIED,
         VERIFY_CODE_UNAVAILABLE,
         _VERIFY_CODE_MAX,
         _VERIFY_CODE_INVALID = -EINVAL,

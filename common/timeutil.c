@@ -302,6 +302,34 @@ int expiry_parse(const char *s, uint64_t now, uint64_t *ret_usec)
         return 0;
 }
 
+int not_before_parse(const char *s, uint64_t now, uint64_t *ret_usec)
+{
+        uint64_t v;
+        int r;
+
+        if (!s)
+                return -EINVAL;
+        if (ascii_equal_nocase(s, "now")) {
+                *ret_usec = 0;
+                return 0;
+        }
+        if (ascii_equal_nocase(s, "never") || ascii_equal_nocase(s, "none"))
+                return -EINVAL; /* as an expiry these mean "no end"; here nothing */
+        r = expiry_parse(s, now, &v);
+        if (r < 0)
+                return r;
+        /* A bare date is the end of its day as an expiry: here its start. */
+        if (strlen(s) == 10 && duration_parse(s, &(uint64_t){0}) < 0)
+                v -= USEC_PER_DAY - 1;
+        /* Up to the whole second, as times are shown: never earlier than asked. */
+        if (v % USEC_PER_SEC && __builtin_add_overflow(v - v % USEC_PER_SEC, USEC_PER_SEC, &v))
+                return -ERANGE;
+        if (v <= now)
+                return -ERANGE;
+        *ret_usec = v;
+        return 0;
+}
+
 static void put_digits(char *p, unsigned v, int n)
 {
         for (int i = n - 1; i >= 0; i--) {

@@ -84,6 +84,16 @@ int timestamp_parse(const char *s, uint64_t *ret_usec) _warn_unused_;
 int expiry_parse(const char *s, uint64_t now, uint64_t *ret_usec) _warn_unused_;
 
 /*
+ * A key's start (not_before) as a user gives it: "now" (any case) -> 0,
+ * no start; a duration -> now + duration; otherwise a timestamp, a bare
+ * date meaning the START of that day (2027-01-01 is 2027-01-01T00:00:00Z);
+ * rounded up to the whole second, as times are shown.
+ * A start not in the future is -ERANGE; garbage, "never" and "none" are
+ * -EINVAL.
+ */
+int not_before_parse(const char *s, uint64_t now, uint64_t *ret_usec) _warn_unused_;
+
+/*
  * "2027-01-31T12:00:00Z": UTC, seconds resolution (the fraction is
  * dropped), always the 'Z' form.  -EINVAL for 0 (which means "not set" and
  * has no timestamp), -ERANGE past the year 9999.

@@ -252,6 +252,11 @@ static int code_to_pam(enum verify_code code)
         case VERIFY_CODE_INSUFFICIENT_PERMISSIONS:
         /* A key invited for another owner: for scripts and services, never a login. */
         case VERIFY_CODE_NOT_FOR_LOGIN:
+        /* A key's own conditions: its uses spent, its start not reached,
+         * or a host it may not be used from. */
+        case VERIFY_CODE_USAGE_EXCEEDED:
+        case VERIFY_CODE_NOT_YET_VALID:
+        case VERIFY_CODE_SOURCE_DENIED:
                 return PAM_AUTH_ERR;
         case _VERIFY_CODE_MAX:
         case _VERIFY_CODE_INVALID:
@@ -444,8 +449,36 @@ PAM_EXTERN _public_ int pam_sm_authenticate(pam_handle_t *pamh, int flags, int a
         return PAM_SUCCESS;
 }
 
+/*
+ * Take the login's key out of the PAM environment, into this handle's data
+ * where the session hook reads it.  The application builds the session's
+ * environment after setcred and open_session (sshd and sudo both), so
+ * whichever of the two runs first takes it out: a service with the auth
+ * line and no session line no longer passes it to the user's shell.  Not
+ * account: sshd runs it in the process of the keyboard-interactive auth,
+ * before the environment is copied back.  Only for the user it was set for
+ * (auth ran for PAM_USER in another process).
+ */
+static void login_take(pam_handle_t *pamh)
+{
+        const char *env = pam_getenv(pamh, ENV_KEY_ID), *colon;
+        const void *data = NULL;
+
+        if (!env)
+                return;
+        colon = strchr(env, ':');
+        if ((pam_get_data(pamh, DATA_LOGIN, &data) != PAM_SUCCESS || !data) && colon &&
+            STREQ(colon + 1, item_string(pamh, PAM_USER))) {
+                char *login = strdup(env);
+                if (!login || pam_set_data(pamh, DATA_LOGIN, login, cleanup_marker) != PAM_SUCCESS)
+                        free(login);
+        }
+        (void)pam_putenv(pamh, ENV_KEY_ID);
+}
+
 PAM_EXTERN _public_ int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
+        login_take(pamh);
         return PAM_SUCCESS;
 }
 
@@ -520,19 +553,18 @@ static void cleanup_session(pam_handle_t *pamh, void *data, int status)
  * The key this handle's login was authenticated with and the user it was
  * for, as "<key id>:<user>" in `ret` (TOKEN_ID_LEN + 258 bytes): what auth
  * left in this process, or (auth ran in another process, as sshd's
- * keyboard-interactive auth does) the PAM environment it set, for the user
- * the session is for.  false when the login was not the module's.
+ * keyboard-interactive auth does) what login_take() took from the PAM
+ * environment it set.  false when the login was not the module's.
  */
-static bool login_key(pam_handle_t *pamh, const char *user, char *ret, size_t size)
+static bool login_key(pam_handle_t *pamh, char *ret, size_t size)
 {
         const void *data = NULL;
         const char *login, *colon;
 
-        if (pam_get_data(pamh, DATA_LOGIN, &data) == PAM_SUCCESS && data)
-                login = data;
-        else if (!(login = pam_getenv(pamh, ENV_KEY_ID)) || !(colon = strchr(login, ':')) ||
-                 !STREQ(colon + 1, user))
+        login_take(pamh);
+        if (pam_get_data(pamh, DATA_LOGIN, &data) != PAM_SUCCESS || !data)
                 return false;
+        login = data;
         colon = strchr(login, ':');
         if (!colon || colon - login != TOKEN_ID_LEN || strlen(login) >= size)
                 return false;
@@ -558,10 +590,8 @@ PAM_EXTERN _public_ int pam_sm_open_session(pam_handle_t *pamh, int flags, int a
         if (pam_get_user(pamh, &user, NULL) != PAM_SUCCESS || !user || !user[0])
                 return PAM_IGNORE;
         /* Only a login this module authenticated is a session of a key. */
-        if (!login_key(pamh, user, login, sizeof(login)))
+        if (!login_key(pamh, login, sizeof(login)))
                 return PAM_IGNORE;
-        /* Not left in the session's environment. */
-        (void)pam_putenv(pamh, ENV_KEY_ID);
         if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
                 return PAM_IGNORE;
         for (size_t i = 0; i < sizeof(rnd); i++)

@@ -81,6 +81,8 @@ struct api {
         struct fleet *fleet;            /* fleet mode (fleet.h), or NULL */
         sd_event *event;                /* for the sessions' timer */
         struct session_table *sessions; /* sessions.c */
+        struct hygiene *hygiene;        /* hygiene.c: unused keys disabled */
+        struct rate_table *rates;       /* keys' rate-limit windows (key_limits.c), or NULL */
 };
 
 #define API_SIGNATURE_SIZE 32

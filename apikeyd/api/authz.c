@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "authz.h"
+#include "sources.h"
 
 static bool in_group(const struct caller *caller, const char *user, gid_t gid)
 {
@@ -37,6 +38,8 @@ void authz_principal_none(struct principal *p)
         p->actor[0] = '\0';
         p->expires_at = 0;
         p->n_scope = 0;
+        p->not_before = 0;
+        p->n_sources = 0;
         p->depth = 0;
 }
 
@@ -114,6 +117,24 @@ int authz_principal_from_key(const struct key_record *rec, bool blocked, unsigne
                 *ret_reason = "the API key given in auth has a scope without \"apikeyd\"";
                 return -EPERM;
         }
+        if (now < rec->not_before) {
+                *ret_reason = "the API key given in auth is not valid yet (not_before)";
+                return -EPERM;
+        }
+        if (rec->n_sources > 0) {
+                /* Its sources are hosts, and a call over the local socket
+                 * comes from none: as Verify without rhost, refused. */
+                *ret_reason = "the API key given in auth may be used only from its sources, "
+                              "and a call over the local socket comes from no host";
+                return -EPERM;
+        }
+        /* Its uses are spent by Verify alone: acting with it would use it
+         * without counting. */
+        if (rec->max_uses) {
+                *ret_reason = "the API key given in auth has max_uses; such a key cannot "
+                              "manage keys";
+                return -EPERM;
+        }
         *ret = (struct principal){
             .uid = uid,
             .admin = rec->role == KEY_ROLE_ADMIN,
@@ -121,10 +142,16 @@ int authz_principal_from_key(const struct key_record *rec, bool blocked, unsigne
             .permissions = rec->permissions,
             .expires_at = rec->expires_at,
             .n_scope = rec->n_scope,
+            .not_before = rec->not_before,
+            .n_sources = rec->n_sources,
             .depth = depth,
+            .rate_limit_count = rec->rate_limit_count,
+            .rate_limit_window = rec->rate_limit_window,
         };
         for (size_t i = 0; i < rec->n_scope; i++)
                 str_copy(ret->scope[i], sizeof(ret->scope[i]), rec->scope[i]);
+        for (size_t i = 0; i < rec->n_sources; i++)
+                str_copy(ret->sources[i], sizeof(ret->sources[i]), rec->sources[i]);
         str_copy(ret->key_id, sizeof(ret->key_id), rec->id);
         str_copy(ret->owner, sizeof(ret->owner), rec->owner);
         key_actor(rec, uid, ret->actor);
@@ -145,6 +172,7 @@ static uint8_t action_permission(enum authz_action a)
         case AUTHZ_SHARED_SECRET:
         case AUTHZ_AUDIT:
         case AUTHZ_LOCKOUT:
+        case AUTHZ_BACKUP:
                 break;
         }
         return KEY_PERM_ALL;
@@ -160,6 +188,8 @@ static const char *admin_only_reason(enum authz_action a)
                 return "only admins may read the audit log";
         case AUTHZ_LOCKOUT:
                 return "only admins may see or reset lockouts";
+        case AUTHZ_BACKUP:
+                return "only admins may take a backup of the keystore";
         default:
                 return NULL;
         }
@@ -226,6 +256,17 @@ int authz_check_enable(const struct principal *p, const struct key_record *rec,
         return 0;
 }
 
+int authz_check_status_change(const struct principal *p, enum authz_action action,
+                              enum key_status status, const struct key_record *rec,
+                              const char **ret_reason)
+{
+        int r = authz_check(p, action, rec->owner, ret_reason);
+
+        if (r < 0 || status != KEY_STATUS_ENABLED)
+                return r;
+        return authz_check_enable(p, rec, ret_reason);
+}
+
 bool authz_status_by_admin(const struct principal *p, enum key_status status, const char *owner)
 {
         if (!p->admin)
@@ -242,6 +283,12 @@ size_t authz_default_scope(const struct principal *p, const char *ret[KEY_SCOPE_
         return p->n_scope;
 }
 
+void authz_default_rate_limit(const struct principal *p, uint32_t *ret_count, uint64_t *ret_window)
+{
+        *ret_count = p->by_key ? p->rate_limit_count : 0;
+        *ret_window = p->by_key ? p->rate_limit_window : 0;
+}
+
 uint64_t authz_default_expiry(const struct principal *p, const struct authz_policy *policy,
                               uint64_t now)
 {
@@ -249,10 +296,76 @@ uint64_t authz_default_expiry(const struct principal *p, const struct authz_poli
 
         if (!p->admin && policy->user_default_lifetime)
                 t = now + policy->user_default_lifetime;
+        /* No key lives longer than max_lifetime: without an expiry, that long. */
+        if (policy->max_lifetime && (t == 0 || t > now + policy->max_lifetime))
+                t = now + policy->max_lifetime;
         /* A key acting with a key gives no more time than it has itself. */
         if (p->by_key && p->expires_at && (t == 0 || t > p->expires_at))
                 t = p->expires_at;
         return t;
+}
+
+void authz_default_conditions(const struct principal *p, uint64_t *ret_not_before,
+                              const char *ret_sources[KEY_SOURCES_MAX], size_t *ret_n_sources)
+{
+        *ret_not_before = p->by_key ? p->not_before : 0;
+        *ret_n_sources = p->by_key ? p->n_sources : 0;
+        for (size_t i = 0; i < *ret_n_sources; i++)
+                ret_sources[i] = p->sources[i];
+}
+
+int authz_check_lifetime(const struct authz_policy *policy, uint64_t expires_at, uint64_t now,
+                         const char **ret_reason)
+{
+        if (!policy->max_lifetime)
+                return 0;
+        if (expires_at == 0) {
+                *ret_reason = "every key must expire on this installation (max_lifetime in "
+                              "apikeyd.conf): give an expiry";
+                return -EDQUOT;
+        }
+        if (expires_at > now + policy->max_lifetime) {
+                *ret_reason = "the expiry is later than any key may live on this installation "
+                              "(max_lifetime in apikeyd.conf)";
+                return -EDQUOT;
+        }
+        return 0;
+}
+
+/* The sources of the acting key, as a list of strings in `ret` (pointing into `p`). */
+static size_t principal_sources(const struct principal *p, const char *ret[KEY_SOURCES_MAX])
+{
+        for (size_t i = 0; i < p->n_sources; i++)
+                ret[i] = p->sources[i];
+        return p->n_sources;
+}
+
+/*
+ * Whether the conditions `g` sets loosen those `old` has: a not_before
+ * moved earlier (or dropped), or a host let in that its sources do not.
+ */
+static const char *conditions_loosened(const struct authz_grant *g, const struct key_record *old)
+{
+        if ((g->fields & AUTHZ_GRANT_NOT_BEFORE) && g->not_before < old->not_before)
+                return "only an admin may loosen a key's conditions: its not_before may move "
+                       "later, never earlier";
+        if ((g->fields & AUTHZ_GRANT_SOURCES) &&
+            !sources_within(g->sources, g->n_sources, old->sources, old->n_sources))
+                return "only an admin may loosen a key's conditions: its sources may be "
+                       "narrowed (every entry within one it has), never widened or removed";
+        /* Limits too: a user who could lift them would hold a key an admin
+         * gave for so many uses, so many a minute, without them. */
+        if ((g->fields & AUTHZ_GRANT_MAX_USES) && old->max_uses &&
+            (g->max_uses == 0 || g->max_uses > old->max_uses))
+                return "only an admin may loosen a key's limits: its max_uses may be lowered, "
+                       "never raised or removed";
+        if ((g->fields & AUTHZ_GRANT_RATE) && old->rate_limit_count &&
+            (g->rate_limit_count == 0 || g->rate_limit_count > old->rate_limit_count ||
+             g->rate_limit_window < old->rate_limit_window))
+                return "only an admin may loosen a key's limits: its rate_limit may be made "
+                       "stricter (no more verifies, in a window no shorter), never looser or "
+                       "removed";
+        return NULL;
 }
 
 static bool in_scope(const struct principal *p, const char *service)
@@ -320,6 +433,28 @@ static int check_key_ceiling(const struct principal *p, const struct authz_grant
                 *ret_reason = "a key cannot expire later than the API key given in auth";
                 return -EPERM;
         }
+        if ((g->fields & AUTHZ_GRANT_NOT_BEFORE) && g->not_before < p->not_before) {
+                *ret_reason = "a key cannot be valid earlier than the API key given in auth "
+                              "(not_before)";
+                return -EPERM;
+        }
+        const char *mine[KEY_SOURCES_MAX];
+        size_t n_mine = principal_sources(p, mine);
+        if ((g->fields & AUTHZ_GRANT_SOURCES) &&
+            !sources_within(g->sources, g->n_sources, mine, n_mine)) {
+                *ret_reason = "a key's sources must be within the sources of the API key given "
+                              "in auth (every entry within one of them; none means from "
+                              "anywhere)";
+                return -EPERM;
+        }
+        /* No more verifies, in a window no shorter. */
+        if ((g->fields & AUTHZ_GRANT_RATE) && p->rate_limit_count &&
+            (g->rate_limit_count == 0 || g->rate_limit_count > p->rate_limit_count ||
+             g->rate_limit_window < p->rate_limit_window)) {
+                *ret_reason = "a key's rate_limit must be at least as strict as that of the API "
+                              "key given in auth: no more verifies, in a window no shorter";
+                return -EPERM;
+        }
         /* A key that outlives the acting one, given more through it, would
          * hold that after the acting key is gone: more than it holds.  What
          * an update keeps or takes away is no grant, whatever the expiry. */
@@ -342,8 +477,17 @@ int authz_check_grant(const struct principal *p, const struct authz_policy *poli
         if (ret_flags)
                 *ret_flags = 0;
         r = check_key_ceiling(p, g, ret_reason);
-        if (r < 0 || p->admin)
+        if (r < 0)
                 return r;
+        if (g->fields & AUTHZ_GRANT_EXPIRES) {
+                r = authz_check_lifetime(policy, g->expires_at, now, ret_reason);
+                if (r < 0)
+                        return r;
+        }
+        if (p->admin)
+                return 0;
+        if (g->before && (*ret_reason = conditions_loosened(g, g->before)))
+                return -EPERM;
         if ((g->fields & AUTHZ_GRANT_ROLE) && g->role == KEY_ROLE_ADMIN) {
                 *ret_reason = "only admins may give a key the admin role";
                 return -EPERM;
@@ -378,6 +522,21 @@ int authz_check_grant(const struct principal *p, const struct authz_policy *poli
             (g->expires_at == 0 || g->expires_at > now + policy->user_max_lifetime)) {
                 *ret_reason = "the expiry is later than users' keys may live (user_max_lifetime)";
                 return -EDQUOT;
+        }
+        /* A key an admin let live longer than users' keys may, given more
+         * by a user, would be a key that user could not have created: more
+         * than they hold.  What an update keeps or takes away is no grant. */
+        if (g->before && policy->user_max_lifetime && grant_adds(g)) {
+                uint64_t expires =
+                    (g->fields & AUTHZ_GRANT_EXPIRES) ? g->expires_at : g->before->expires_at;
+
+                if (expires == 0 || expires > now + policy->user_max_lifetime) {
+                        *ret_reason = "this key lives longer than users' keys may "
+                                      "(user_max_lifetime), so only an admin may give it a "
+                                      "permission or a service it does not have; give it, in the "
+                                      "same update, an expiry within user_max_lifetime";
+                        return -EDQUOT;
+                }
         }
         return 0;
 }

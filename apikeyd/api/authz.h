@@ -12,7 +12,14 @@
  * not hold.  So:
  *   - a key created or changed by a caller acting with a key gets at most
  *     that key's permissions, a scope within its scope (empty = any, the
- *     widest) and an expiry no later than its expiry; no key widens itself;
+ *     widest), an expiry no later than its expiry, a not_before no earlier
+ *     than its not_before and sources within its sources (none = from
+ *     anywhere, the widest); no key widens itself;
+ *   - a key's conditions (not_before, sources) are loosened only by an
+ *     admin: others may add or narrow them, never move not_before earlier
+ *     or let in a host the key's sources do not;
+ *   - a key with sources cannot act as `auth`: a call over the local
+ *     socket comes from no host; nor a key before its not_before;
  *   - users hold every permission but `invite` on their own keys, and
  *     cannot grant the admin role;
  *   - only an admin or the owner themself creates a key that logs in as the
@@ -48,7 +55,13 @@ struct principal {
         uint64_t expires_at; /* 0 = never */
         size_t n_scope;      /* 0 = any service */
         char scope[KEY_SCOPE_MAX][KEY_SCOPE_ENTRY_MAX + 1];
+        uint64_t not_before; /* 0 = none */
+        size_t n_sources;    /* 0 = from anywhere */
+        char sources[KEY_SOURCES_MAX][KEY_SOURCE_ENTRY_MAX + 1];
         unsigned depth; /* the keys it was itself created through */
+        /* When by_key: its rate limit, which a key given through it is held to. */
+        uint32_t rate_limit_count; /* 0 = none */
+        uint64_t rate_limit_window;
 };
 
 enum authz_action {
@@ -60,6 +73,7 @@ enum authz_action {
         AUTHZ_SHARED_SECRET, /* GetSharedSecret, RotateSharedSecret: admins only */
         AUTHZ_AUDIT,         /* ListAudit: admins only */
         AUTHZ_LOCKOUT,       /* ListLockouts, ResetLockout: admins only */
+        AUTHZ_BACKUP,        /* Backup: admins only */
 };
 
 struct authz_policy {
@@ -68,6 +82,7 @@ struct authz_policy {
         uint64_t user_max_keys;         /* 0 = unlimited */
         uint64_t user_max_lifetime;     /* µs; 0 = unlimited */
         uint64_t user_default_lifetime; /* µs; 0 = never expires */
+        uint64_t max_lifetime;          /* µs, every key's, admins' too; 0 = unlimited */
 };
 
 /* What a Create or an Update would give a key. */
@@ -75,7 +90,11 @@ enum authz_grant_fields {
         AUTHZ_GRANT_ROLE = 1u << 0, /* role and permissions */
         AUTHZ_GRANT_SCOPE = 1u << 1,
         AUTHZ_GRANT_EXPIRES = 1u << 2,
-        AUTHZ_GRANT_ALL = 0x7,
+        AUTHZ_GRANT_NOT_BEFORE = 1u << 3,
+        AUTHZ_GRANT_SOURCES = 1u << 4,
+        AUTHZ_GRANT_RATE = 1u << 5,     /* rate_limit */
+        AUTHZ_GRANT_MAX_USES = 1u << 6, /* max_uses */
+        AUTHZ_GRANT_ALL = 0x7f,
 };
 
 struct authz_grant {
@@ -86,6 +105,12 @@ struct authz_grant {
         const char *const *scope;
         size_t n_scope;      /* 0 = any service */
         uint64_t expires_at; /* 0 = never */
+        uint64_t not_before; /* 0 = none */
+        const char *const *sources;
+        size_t n_sources;          /* 0 = from anywhere */
+        uint32_t rate_limit_count; /* 0 = none */
+        uint64_t rate_limit_window;
+        uint64_t max_uses; /* 0 = no limit */
         /* Update: the key as it is, so that what the call adds to it can be
          * told from what it keeps.  NULL for Create. */
         const struct key_record *before;
@@ -123,6 +148,17 @@ int authz_check_enable(const struct principal *p, const struct key_record *rec,
                        const char **ret_reason) _warn_unused_;
 
 /*
+ * May `p` do `action` (AUTHZ_TOGGLE, AUTHZ_REVOKE, AUTHZ_DELETE) to `rec`,
+ * giving it `status` (0 for a delete)?  The checks of Disable, Enable,
+ * Revoke and Delete on one key, together: authz_check() on its owner,
+ * then, for an enable, authz_check_enable().  The bulk changes ask it of
+ * every key they match.
+ */
+int authz_check_status_change(const struct principal *p, enum authz_action action,
+                              enum key_status status, const struct key_record *rec,
+                              const char **ret_reason) _warn_unused_;
+
+/*
  * Whether a status change counts as an admin's (keystore_change_status()'s
  * `by_admin`): an admin's Disable of a key that is not its own marks the
  * key so that only an admin enables it again; any admin may enable it.
@@ -136,12 +172,33 @@ bool authz_status_by_admin(const struct principal *p, enum key_status status, co
 size_t authz_default_scope(const struct principal *p, const char *ret[KEY_SCOPE_MAX]);
 
 /*
+ * The rate limit a new key gets when the call names none: the acting key's
+ * (none without one).
+ */
+void authz_default_rate_limit(const struct principal *p, uint32_t *ret_count, uint64_t *ret_window);
+/*
  * The expiry a new key gets when the call names none: never for admins
  * (their own), the installation's default lifetime for users, and never
  * later than the acting key's own expiry.
  */
 uint64_t authz_default_expiry(const struct principal *p, const struct authz_policy *policy,
                               uint64_t now);
+
+/*
+ * The conditions a new key gets when the call names none, into `ret_*`
+ * (sources pointing into `p`): those of the acting key, none otherwise.
+ */
+void authz_default_conditions(const struct principal *p, uint64_t *ret_not_before,
+                              const char *ret_sources[KEY_SOURCES_MAX], size_t *ret_n_sources);
+
+/*
+ * May a key get `expires_at` (0 = never) under the installation's
+ * max_lifetime, whoever asks?  Checked by authz_check_grant() on Create
+ * and Update, and for any other call that sets an expiry (Rotate's
+ * successor).  0 or -EDQUOT naming the setting.
+ */
+int authz_check_lifetime(const struct authz_policy *policy, uint64_t expires_at, uint64_t now,
+                         const char **ret_reason) _warn_unused_;
 
 /*
  * May `p` give a key the fields of `g` that it sets?  Checked on Create

@@ -10,7 +10,7 @@
 #include "log.h"
 #include "state.h"
 
-static void change_free(struct change *ch)
+void change_free(struct change *ch)
 {
         if (!ch)
                 return;
@@ -42,8 +42,9 @@ static void change_published(int r, void *userdata)
 {
         struct change *ch = userdata;
 
-        if (r >= 0) {
-                change_finish(ch, 0);
+        /* The name taken by another manager first: answered as on one host. */
+        if (r >= 0 || r == -EEXIST) {
+                change_finish(ch, r);
                 return;
         }
         log_warning("%s: not written to etcd: %s", ch->q.method, strerror(-r));
@@ -67,7 +68,9 @@ static void change_done(struct write_op *op, int r)
                 publish |= STREQ(ch->action, key_changes[i]);
         descendants = STREQ(ch->action, "revoke") || STREQ(ch->action, "delete");
         if (publish) {
-                r = fleet_publish(ch->q.api->fleet, ch->rec.id, descendants, change_published, ch);
+                r = fleet_publish(ch->q.api->fleet, ch->rec.id,
+                                  STREQ(ch->action, "create") ? NULL : &ch->rec, descendants,
+                                  change_published, ch);
                 if (r < 0)
                         change_published(r, ch);
                 return;
@@ -98,6 +101,9 @@ int change_submit(struct change *ch)
 {
         struct api *a = ch->q.api;
 
+        /* One key of a CreateMany: written with the others (bulk.c). */
+        if (ch->q.batch)
+                return create_batch_add(ch->q.batch, ch);
         /* Earlier failed verifies first, so the audit log stays in time order. */
         api_flush_audit_queue(a);
         connection_defer(ch->q.conn);

@@ -41,7 +41,10 @@ struct change {
         struct key_record updated;
         void *updated_storage;
         struct key_update upd;
+        struct key_limits limits;     /* Update: max_uses, rate_limit */
+        struct key_rotation rotation; /* Rotate */
         const char *scope[KEY_SCOPE_MAX];
+        const char *sources[KEY_SOURCES_MAX];
         enum key_status status;
         struct key_status_change sc;
         size_t n_revoked;     /* Delete: keys created through it, revoked with it */
@@ -54,6 +57,7 @@ struct change {
         char key_id[TOKEN_ID_LEN + 1];
         uint64_t since, after;
         size_t limit;
+        void *userdata; /* a method's own state (bulk.c): its answer frees it */
 };
 
 /*
@@ -67,6 +71,10 @@ struct change *change_new(struct request *q, const char *action,
                           int (*answer)(struct change *, int));
 /* Hand the change to the writer: the call is answered when it is done. */
 int change_submit(struct change *ch);
+/* A change that is not submitted (its token and secret erased). */
+void change_free(struct change *ch);
+/* A Create's change in a CreateMany, kept for the batch's one write (bulk.c): 0, -ENOMEM. */
+int create_batch_add(struct create_batch *b, struct change *ch);
 /* On the writer's thread: the change's audit record, in its transaction. */
 int change_audit(struct change *ch, struct keystore_tx *tx, const struct key_record *rec);
 /* The journal entry of a change that is done. */

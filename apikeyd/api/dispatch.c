@@ -19,6 +19,10 @@ static const struct method *const families[] = {
     verify_methods,
     admin_methods,
     session_methods,
+    bulk_methods,
+    backup_methods,
+    fleet_methods,
+    rotate_methods,
     usage_methods,
 };
 /* clang-format on */
@@ -63,9 +67,13 @@ const char *api_method_name(size_t i)
 static bool method_changes_keys(const char *name)
 {
         static const char *const changes[] = {
-            KEYS_METHOD_CREATE, KEYS_METHOD_UPDATE, KEYS_METHOD_DISABLE,
-            KEYS_METHOD_ENABLE, KEYS_METHOD_REVOKE, KEYS_METHOD_DELETE,
+            KEYS_METHOD_CREATE, KEYS_METHOD_UPDATE, KEYS_METHOD_DISABLE, KEYS_METHOD_ENABLE,
+            KEYS_METHOD_REVOKE, KEYS_METHOD_DELETE, KEYS_METHOD_ROTATE,
         };
+
+        /* The bulk ones (bulk.c). */
+        if (STREQ(name, KEYS_METHOD_CHANGE_MATCHING) || STREQ(name, KEYS_METHOD_CREATE_MANY))
+                return true;
 
         for (size_t i = 0; i < ELEMENTSOF(changes); i++)
                 if (STREQ(name, changes[i]))
@@ -103,6 +111,14 @@ void api_dispatch(struct connection *c, struct varlink_call *call, void *userdat
         if (call->more && !m->more) {
                 (void)connection_reply_error(c, VARLINK_ERROR_INVALID_PARAMETER,
                                              json_pack("{s:s}", "parameter", "more"));
+                return;
+        }
+        if (fleet_joining(a->fleet) && method_changes_keys(m->name)) {
+                (void)connection_reply_error(
+                    c, KEYS_ERROR_INTERNAL_ERROR,
+                    json_pack("{s:s}", "reason",
+                              "this host's own keys are not in the fleet's etcd yet "
+                              "(apikeyctl fleet push moves them there)"));
                 return;
         }
         if (fleet_refuses_changes(a->fleet) && method_changes_keys(m->name)) {
@@ -150,6 +166,8 @@ bool api_fast_path(struct connection *c, const char *msg, size_t len, void *user
         q.now = now_usec();
         q.method = KEYS_METHOD_VERIFY;
         q.key_id[0] = '\0';
+        q.item = 0;
+        q.batch = NULL;
         authz_principal_none(&q.who);
         r = verify_fast_path(&q, msg, len);
 

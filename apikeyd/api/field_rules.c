@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "field_rules.h"
+#include "sources.h"
 #include "text.h"
 #include "text_check.h"
 
@@ -51,13 +52,24 @@ static void add_rule(struct text *t, const char *field)
                 text_add(t, "expires is a duration (45s, 90m, 12h, 30d, 2w), an ISO 8601 date "
                             "or time in the future (2027-01-31, 2027-01-31T12:00:00Z) or "
                             "\"never\"");
+        } else if (STREQ(field, "not_before")) {
+                text_add(t, "not_before is a duration from now (45s, 90m, 12h, 30d, 2w), an ISO "
+                            "8601 date or time in the future (2027-01-31T09:00:00Z), or \"now\" "
+                            "for none; before the key's expiry");
+        } else if (STREQ(field, "sources")) {
+                text_add(t, "sources are at most ");
+                text_add_uint(t, KEY_SOURCES_MAX);
+                text_add(t, " entries, each an IPv4 or IPv6 address (192.0.2.7), a CIDR block "
+                            "with its host bits zero (10.0.0.0/8, 2001:db8::/32) or a host name "
+                            "(build.example.com), none twice");
         }
 }
 
 static bool has_rule(const char *field)
 {
-        static const char *const fields[] = {"name", "description", "owner",  "scope",
-                                             "role", "permissions", "expires"};
+        static const char *const fields[] = {"name",    "description", "owner",
+                                             "scope",   "role",        "permissions",
+                                             "expires", "not_before",  "sources"};
 
         for (size_t i = 0; field && i < ELEMENTSOF(fields); i++)
                 if (STREQ(fields[i], field))
@@ -188,6 +200,37 @@ static void add_scope_problem(struct text *t, const struct key_record *rec)
         }
 }
 
+/* What is wrong with the first entry of the sources that record_check() refuses. */
+static void add_sources_problem(struct text *t, const struct key_record *rec)
+{
+        char problem[SOURCE_PROBLEM_MAX];
+        size_t i = 0;
+
+        if (rec->n_sources > KEY_SOURCES_MAX) {
+                text_add(t, "it has ");
+                text_add_uint(t, rec->n_sources);
+                text_add(t, " entries");
+                return;
+        }
+        for (; i < rec->n_sources; i++)
+                if (!rec->sources[i][0] || strlen(rec->sources[i]) > KEY_SOURCE_ENTRY_MAX ||
+                    !text_valid(rec->sources[i], KEY_SOURCE_ENTRY_MAX)) {
+                        text_add(t, "entry ");
+                        text_add_uint(t, i + 1);
+                        text_add(t, ": ");
+                        add_text_problem(t, rec->sources[i], KEY_SOURCE_ENTRY_MAX, true);
+                        return;
+                }
+        if (sources_check(rec->sources, rec->n_sources, &i, problem) < 0) {
+                text_add(t, "entry ");
+                text_add_uint(t, i + 1);
+                text_add(t, " (");
+                text_add(t, rec->sources[i]);
+                text_add(t, "): ");
+                text_add(t, problem);
+        }
+}
+
 const char *field_reason_record(const char *field, const struct key_record *rec,
                                 char buf[static FIELD_REASON_MAX])
 {
@@ -204,6 +247,11 @@ const char *field_reason_record(const char *field, const struct key_record *rec,
                 add_owner_problem(&t, rec->owner);
         else if (STREQ(field, "scope"))
                 add_scope_problem(&t, rec);
+        else if (STREQ(field, "sources"))
+                add_sources_problem(&t, rec);
+        else if (STREQ(field, "not_before") && rec->expires_at &&
+                 rec->not_before >= rec->expires_at)
+                text_add(&t, "it is not before the key's expiry");
         text_add(&t, t.len ? "; " : "");
         add_rule(&t, field);
         return buf;

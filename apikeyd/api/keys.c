@@ -11,6 +11,7 @@
 
 #include "change.h"
 #include "field_rules.h"
+#include "key_limits.h"
 #include "methods.h"
 #include "sessions.h"
 #include "text.h"
@@ -27,6 +28,52 @@ static int parse_scope(json_t *arr, const char **ret, size_t *ret_n)
         json_array_foreach(arr, i, e) ret[i] = json_string_value(e);
         *ret_n = json_array_size(arr);
         return 0;
+}
+
+/* Sources, pointing into the JSON tree; -EINVAL if too many. */
+static int parse_sources(json_t *arr, const char **ret, size_t *ret_n)
+{
+        size_t i;
+        json_t *e;
+
+        if (json_array_size(arr) > KEY_SOURCES_MAX)
+                return -EINVAL;
+        json_array_foreach(arr, i, e) ret[i] = json_string_value(e);
+        *ret_n = json_array_size(arr);
+        return 0;
+}
+
+/* The "sources" parameter, or a reply saying why not (-EINVAL). */
+static int sources_param(struct request *q, json_t *arr, const char **ret, size_t *ret_n)
+{
+        char buf[FIELD_REASON_MAX], problem[64];
+        struct text t;
+
+        if (parse_sources(arr, ret, ret_n) == 0)
+                return 0;
+        text_init(&t, problem, sizeof(problem));
+        text_add(&t, "it has ");
+        text_add_uint(&t, json_array_size(arr));
+        text_add(&t, " entries");
+        (void)api_reply_invalid_reason(q, "sources", field_reason("sources", problem, buf));
+        return -EINVAL;
+}
+
+/* The "not_before" parameter (not_before_parse()), or a reply saying why not (-EINVAL). */
+static int not_before_param(struct request *q, const char *s, uint64_t *ret)
+{
+        char buf[FIELD_REASON_MAX];
+        int r = not_before_parse(s, q->now, ret);
+
+        if (r == 0)
+                return 0;
+        (void)api_reply_invalid_reason(
+            q, "not_before",
+            field_reason("not_before",
+                         r == -ERANGE ? "it is not in the future, or too far ahead to be a time"
+                                      : "it is not a duration, a date, a time or \"now\"",
+                         buf));
+        return -EINVAL;
 }
 
 /*
@@ -165,12 +212,17 @@ static int method_create(struct request *q)
             KEY_PARAM(role, JSON_STRING, false),
             KEY_PARAM(permissions, JSON_ARRAY, false),
             KEY_PARAM(scope, JSON_ARRAY, false),
+            KEY_PARAM(sources, JSON_ARRAY, false),
+            KEY_PARAM(not_before, JSON_STRING, false),
             KEY_PARAM(expires, JSON_STRING, false),
+            KEY_PARAM(max_uses, JSON_INTEGER, false),
+            KEY_PARAM(rate_limit, JSON_STRING, false),
             PARAM(auth, JSON_STRING, false),
             {NULL, 0, false, 0},
         };
         struct api *a = q->api;
         struct method_params p;
+        struct key_limits lim;
         struct key_record rec = {0};
         char token[TOKEN_MAX_LEN + 1];
         uint8_t role, perms, flags;
@@ -185,10 +237,17 @@ static int method_create(struct request *q)
             .user_max_keys = a->config->user_max_keys,
             .user_max_lifetime = a->config->user_max_lifetime_usec,
             .user_default_lifetime = a->config->user_default_lifetime_usec,
+            .max_lifetime = a->config->max_lifetime_usec,
         };
 
-        if (api_decode_params(q, spec, &p) < 0 || parse_role(q, &p, &role, &perms) < 0)
+        if (api_decode_params(q, spec, &p) < 0 || parse_role(q, &p, &role, &perms) < 0 ||
+            limits_parse(q, &p, &lim) < 0)
                 return 0;
+        rec.max_uses = lim.max_uses;
+        rec.rate_limit_count = lim.rate_limit_count;
+        rec.rate_limit_window = lim.rate_limit_window;
+        if (!(lim.fields & KEY_LIMIT_RATE))
+                authz_default_rate_limit(&q->who, &rec.rate_limit_count, &rec.rate_limit_window);
         rec.name = p.name;
         rec.description = p.description;
         if (rec.description && !rec.description[0])
@@ -221,6 +280,25 @@ static int method_create(struct request *q)
         } else
                 rec.expires_at = authz_default_expiry(&q->who, &policy, q->now);
 
+        /* Conditions: those given, else the acting key's (authz.h). */
+        uint64_t inherited_not_before;
+        const char *inherited_sources[KEY_SOURCES_MAX];
+        size_t n_inherited_sources;
+        authz_default_conditions(&q->who, &inherited_not_before, inherited_sources,
+                                 &n_inherited_sources);
+        if (p.not_before && not_before_param(q, p.not_before, &rec.not_before) < 0)
+                return 0;
+        if (!p.not_before)
+                rec.not_before = inherited_not_before;
+        if (p.sources && sources_param(q, p.sources, rec.sources, &rec.n_sources) < 0)
+                return 0;
+        bool default_sources = !p.sources;
+        if (default_sources) {
+                rec.n_sources = n_inherited_sources;
+                for (size_t i = 0; i < n_inherited_sources; i++)
+                        rec.sources[i] = inherited_sources[i];
+        }
+
         /* Every value is checked before who may do what is: a bad value is
          * the caller's mistake to fix whatever their rights. */
         rec.status = KEY_STATUS_ENABLED;
@@ -245,6 +323,11 @@ static int method_create(struct request *q)
             .scope = rec.scope,
             .n_scope = rec.n_scope,
             .expires_at = rec.expires_at,
+            .not_before = rec.not_before,
+            .sources = rec.sources,
+            .n_sources = rec.n_sources,
+            .rate_limit_count = rec.rate_limit_count,
+            .rate_limit_window = rec.rate_limit_window,
         };
         r = authz_check_create(&q->who, &policy, &grant, q->now, n_owned, &flags, &reason);
         rec.flags = flags;
@@ -272,6 +355,9 @@ static int method_create(struct request *q)
         if (default_scope)
                 for (size_t i = 0; i < rec.n_scope; i++)
                         ch->rec.scope[i] = ch->q.who.scope[i];
+        if (default_sources)
+                for (size_t i = 0; i < rec.n_sources; i++)
+                        ch->rec.sources[i] = ch->q.who.sources[i];
         ch->detail = ch->rec.name;
         ch->max_owned = q->who.admin ? 0 : a->config->user_max_keys;
         memcpy(ch->token, token, sizeof(token));
@@ -429,6 +515,17 @@ static int load_key(struct request *q, const char *id, enum authz_action action,
         return 0;
 }
 
+int api_load_key(struct request *q, const char *id, enum authz_action action,
+                 struct key_record *rec, void **storage)
+{
+        return load_key(q, id, action, rec, storage);
+}
+
+int api_new_token(struct api *a, struct key_record *rec, char token[static TOKEN_MAX_LEN + 1])
+{
+        return new_token(a, rec, token);
+}
+
 static const struct param id_only[] = {
     PARAM(id, JSON_STRING, true),
     PARAM(auth, JSON_STRING, false),
@@ -481,7 +578,13 @@ static int update_write(struct change *ch, struct keystore_tx *tx)
 
         if (r < 0)
                 return r;
-        return keystore_update_key(keystore_tx_keystore(tx), ch->rec.id, &ch->upd, &ch->updated,
+        r = keystore_update_key(keystore_tx_keystore(tx), ch->rec.id, &ch->upd, &ch->updated,
+                                &ch->updated_storage);
+        if (r < 0 || !ch->limits.fields)
+                return r;
+        free(ch->updated_storage);
+        ch->updated_storage = NULL;
+        return keystore_set_limits(keystore_tx_keystore(tx), ch->rec.id, &ch->limits, &ch->updated,
                                    &ch->updated_storage);
 }
 
@@ -540,6 +643,22 @@ static void detail_expiry(char buf[static TIMESTAMP_MAX], uint64_t at)
                 str_copy(buf, TIMESTAMP_MAX, at ? "?" : "never");
 }
 
+static void detail_not_before(char buf[static TIMESTAMP_MAX], uint64_t at)
+{
+        if (at == 0 || timestamp_format(at, buf) < 0)
+                str_copy(buf, TIMESTAMP_MAX, at ? "?" : "none");
+}
+
+static bool sources_equal(const struct key_record *old, const struct key_update *upd)
+{
+        if (old->n_sources != upd->n_sources)
+                return false;
+        for (size_t i = 0; i < old->n_sources; i++)
+                if (!STREQ(old->sources[i], upd->sources[i]))
+                        return false;
+        return true;
+}
+
 /*
  * What an update changes, for its audit event and journal entry: the
  * fields whose values differ, old -> new where both are short ("name: ci
@@ -578,6 +697,16 @@ static void update_detail(const struct key_record *old, const struct key_update 
                 detail_expiry(to_t, upd->expires_at);
                 detail_change(&t, "expires", from_t, to_t);
         }
+        if ((upd->fields & KEY_UPDATE_NOT_BEFORE) && old->not_before != upd->not_before) {
+                detail_not_before(from_t, old->not_before);
+                detail_not_before(to_t, upd->not_before);
+                detail_change(&t, "not_before", from_t, to_t);
+        }
+        if ((upd->fields & KEY_UPDATE_SOURCES) && !sources_equal(old, upd)) {
+                detail_scope(from, sizeof(from), old->sources, old->n_sources);
+                detail_scope(to, sizeof(to), upd->sources, upd->n_sources);
+                detail_change(&t, "sources", from, to);
+        }
         if (t.len == 0)
                 text_add(&t, "nothing changed");
 }
@@ -607,22 +736,27 @@ static int method_update(struct request *q)
             KEY_PARAM(scope, JSON_ARRAY, false),
             KEY_PARAM(role, JSON_STRING, false),
             KEY_PARAM(permissions, JSON_ARRAY, false),
+            KEY_PARAM(sources, JSON_ARRAY, false),
+            KEY_PARAM(not_before, JSON_STRING, false),
             KEY_PARAM(expires, JSON_STRING, false),
+            KEY_PARAM(max_uses, JSON_INTEGER, false),
+            KEY_PARAM(rate_limit, JSON_STRING, false),
             PARAM(auth, JSON_STRING, false),
             {NULL, 0, false, 0},
         };
         struct method_params p;
+        struct key_limits lim;
         struct api *a = q->api;
         _cleanup_free_ void *storage = NULL;
         struct key_record rec;
         struct key_update upd = {0};
-        const char *scope[KEY_SCOPE_MAX], *expires, *reason;
+        const char *scope[KEY_SCOPE_MAX], *sources[KEY_SOURCES_MAX], *expires, *reason;
         char reason_buf[FIELD_REASON_MAX];
         struct change *ch;
         json_t *scope_j;
         int r;
 
-        if (api_decode_params(q, spec, &p) < 0 ||
+        if (api_decode_params(q, spec, &p) < 0 || limits_parse(q, &p, &lim) < 0 ||
             load_key(q, p.id, AUTHZ_UPDATE, &rec, &storage) < 0)
                 return 0;
 
@@ -658,22 +792,45 @@ static int method_update(struct request *q)
                                                         field_reason_expires(r, reason_buf));
                 upd.fields |= KEY_UPDATE_EXPIRES;
         }
+        upd.not_before = rec.not_before;
+        if (p.not_before) {
+                if (not_before_param(q, p.not_before, &upd.not_before) < 0)
+                        return 0;
+                upd.fields |= KEY_UPDATE_NOT_BEFORE;
+        }
+        if (json_is_array(p.sources)) {
+                if (sources_param(q, p.sources, sources, &upd.n_sources) < 0)
+                        return 0;
+                upd.sources = sources;
+                upd.fields |= KEY_UPDATE_SOURCES;
+        }
         /* The same rules as for a new key, so an update cannot raise a key
          * beyond what its changer could have created (nor a key itself). */
         struct authz_policy policy = {
             .admin_group = a->config->admin_group,
             .user_max_lifetime = a->config->user_max_lifetime_usec,
+            .max_lifetime = a->config->max_lifetime_usec,
         };
         struct authz_grant grant = {
             .fields = ((upd.fields & KEY_UPDATE_PERMISSIONS) ? AUTHZ_GRANT_ROLE : 0) |
                       ((upd.fields & KEY_UPDATE_SCOPE) ? AUTHZ_GRANT_SCOPE : 0) |
-                      ((upd.fields & KEY_UPDATE_EXPIRES) ? AUTHZ_GRANT_EXPIRES : 0),
+                      ((upd.fields & KEY_UPDATE_EXPIRES) ? AUTHZ_GRANT_EXPIRES : 0) |
+                      ((upd.fields & KEY_UPDATE_NOT_BEFORE) ? AUTHZ_GRANT_NOT_BEFORE : 0) |
+                      ((upd.fields & KEY_UPDATE_SOURCES) ? AUTHZ_GRANT_SOURCES : 0) |
+                      ((lim.fields & KEY_LIMIT_RATE) ? AUTHZ_GRANT_RATE : 0) |
+                      ((lim.fields & KEY_LIMIT_MAX_USES) ? AUTHZ_GRANT_MAX_USES : 0),
             .owner = rec.owner,
             .role = upd.role,
             .permissions = upd.permissions,
             .scope = upd.scope,
             .n_scope = upd.n_scope,
             .expires_at = upd.expires_at,
+            .not_before = upd.not_before,
+            .sources = upd.sources,
+            .n_sources = upd.n_sources,
+            .rate_limit_count = lim.rate_limit_count,
+            .rate_limit_window = lim.rate_limit_window,
+            .max_uses = lim.max_uses,
             .before = &rec,
         };
         r = authz_check_grant(&q->who, &policy, &grant, q->now, NULL, &reason);
@@ -695,6 +852,12 @@ static int method_update(struct request *q)
         next.role = upd.role;
         next.permissions = upd.permissions;
         next.expires_at = upd.expires_at;
+        next.not_before = upd.not_before;
+        if (upd.fields & KEY_UPDATE_SOURCES) {
+                next.n_sources = upd.n_sources;
+                for (size_t i = 0; i < upd.n_sources; i++)
+                        next.sources[i] = upd.sources[i];
+        }
         if (record_check(&next, &field) < 0)
                 return api_reply_invalid_reason(q, field,
                                                 field_reason_record(field, &next, reason_buf));
@@ -703,6 +866,8 @@ static int method_update(struct request *q)
         if (!ch)
                 return -ENOMEM;
         update_detail(&rec, &upd, ch->detail_buf, sizeof(ch->detail_buf));
+        limits_detail(&rec, &lim, ch->detail_buf, sizeof(ch->detail_buf));
+        ch->limits = lim;
         ch->detail = ch->detail_buf;
         ch->rec = rec;
         ch->storage = TAKE_PTR(storage);
@@ -710,6 +875,10 @@ static int method_update(struct request *q)
         if (upd.fields & KEY_UPDATE_SCOPE) {
                 memcpy(ch->scope, scope, upd.n_scope * sizeof(scope[0]));
                 ch->upd.scope = ch->scope;
+        }
+        if (upd.fields & KEY_UPDATE_SOURCES) {
+                memcpy(ch->sources, sources, upd.n_sources * sizeof(sources[0]));
+                ch->upd.sources = ch->sources;
         }
         return change_submit(ch);
 }

@@ -24,4 +24,8 @@ extern const struct method verify_methods[];  /* Verify */
 extern const struct method admin_methods[];   /* shared secret, audit, status, lockouts */
 extern const struct method service_methods[]; /* org.varlink.service */
 extern const struct method session_methods[]; /* OpenSession, CloseSession, ListSessions */
+extern const struct method bulk_methods[];    /* ChangeMatching, CreateMany */
+extern const struct method backup_methods[];  /* Backup */
+extern const struct method fleet_methods[];   /* FleetPush */
+extern const struct method rotate_methods[];  /* Rotate */
 extern const struct method usage_methods[];   /* GetUsage */

@@ -9,6 +9,8 @@
 #include <stdio.h>
 
 #include "field_rules.h"
+#include "fleet.h"
+#include "key_limits.h"
 #include "log.h"
 #include "request.h"
 #include "state.h"
@@ -67,13 +69,13 @@ int api_check_params(struct request *q, const struct param *spec)
                         return -EINVAL;
                 }
         bad:
-                (void)connection_reply_invalid_parameter(q->conn, key);
+                (void)api_reply_invalid(q, key);
                 return -EINVAL;
         }
         for (const struct param *p = spec; p->name; p++) {
                 v = json_object_get(q->params, p->name);
                 if ((p->flags & PARAM_REQUIRED) && (!v || json_is_null(v))) {
-                        (void)connection_reply_invalid_parameter(q->conn, p->name);
+                        (void)api_reply_invalid(q, p->name);
                         return -EINVAL;
                 }
         }
@@ -148,12 +150,19 @@ int api_reply_raw(struct request *q, const char *msg, size_t len)
 
 int api_reply_error(struct request *q, const char *error, json_t *parameters)
 {
+        /* One key of a CreateMany: which one. */
+        if (q->item && !parameters)
+                parameters = json_object();
+        if (q->item && parameters)
+                json_object_set_new(parameters, "index", json_integer((json_int_t)q->item - 1));
         (void)connection_reply_error(q->conn, error, parameters);
         return 0;
 }
 
 int api_reply_invalid(struct request *q, const char *parameter)
 {
+        if (q->item)
+                return api_reply_error(q, ERR_INVALID, json_pack("{s:s}", "parameter", parameter));
         (void)connection_reply_invalid_parameter(q->conn, parameter);
         return 0;
 }
@@ -313,23 +322,28 @@ void api_set_string(json_t *o, const char *name, const char *s)
 struct last_use {
         uint64_t at;
         const char *service, *from;
+        const char *host; /* fleet mode, on a manager: the host that used it last */
 };
 
 static struct last_use key_last_use(const struct api *a, const struct key_record *rec)
 {
         const struct lastused_entry *pending = lastused_find(&a->lastused, rec->id);
+        struct last_use lu;
 
         if (pending && pending->at > rec->last_used_at)
-                return (struct last_use){
+                lu = (struct last_use){
                     .at = pending->at,
                     .service = pending->service[0] ? pending->service : NULL,
                     .from = pending->from[0] ? pending->from : NULL,
                 };
-        return (struct last_use){
-            .at = rec->last_used_at,
-            .service = rec->last_used_service,
-            .from = rec->last_used_from,
-        };
+        else
+                lu = (struct last_use){
+                    .at = rec->last_used_at,
+                    .service = rec->last_used_service,
+                    .from = rec->last_used_from,
+                };
+        fleet_merge_last_use(a->fleet, rec->id, &lu.at, &lu.service, &lu.from, &lu.host);
+        return lu;
 }
 
 /* A record as the API shows it, with any last use not yet flushed. */
@@ -345,18 +359,24 @@ json_t *api_key_json(const struct api *a, const struct key_record *rec, uint64_t
                       key_status_to_string(record_effective_status(rec, now)));
         if (!o)
                 return NULL;
+        if (rec->n_sources > 0)
+                json_object_set_new(o, "sources", string_array(rec->sources, rec->n_sources));
         api_set_string(o, "description", rec->description);
         set_time(o, "expires_at", rec->expires_at);
+        set_time(o, "not_before", rec->not_before);
         set_time(o, "created_at", rec->created_at);
         api_set_string(o, "created_by", rec->created_by);
         set_time(o, "last_used_at", lu.at);
         api_set_string(o, "last_used_service", lu.service);
         api_set_string(o, "last_used_from", lu.from);
+        api_set_string(o, "last_used_host", lu.host);
         api_set_string(o, "parent", rec->parent[0] ? rec->parent : NULL);
         if (rec->flags & KEY_FLAG_NO_LOGIN)
                 json_object_set_new(o, "no_login", json_true());
         if (rec->flags & KEY_FLAG_ADMIN_DISABLED)
                 json_object_set_new(o, "disabled_by_admin", json_true());
+        api_set_string(o, "disabled_reason", rec->disabled_reason);
+        limits_key_json(o, rec);
         return o;
 }
 
@@ -412,8 +432,18 @@ void api_key_write(struct json_out *o, const struct api *a, const struct key_rec
         }
         json_out_raw(o, "]", 1);
         write_string(o, "status", key_status_to_string(record_effective_status(rec, now)));
+        if (rec->n_sources > 0) {
+                json_out_lit(o, ",\"sources\":[");
+                for (size_t i = 0; i < rec->n_sources; i++) {
+                        if (i > 0)
+                                json_out_raw(o, ",", 1);
+                        json_out_string(o, rec->sources[i]);
+                }
+                json_out_raw(o, "]", 1);
+        }
         write_string(o, "description", rec->description);
         write_time(o, "expires_at", rec->expires_at);
+        write_time(o, "not_before", rec->not_before);
         write_time(o, "created_at", rec->created_at);
         write_string(o, "created_by", rec->created_by);
         write_time(o, "last_used_at", lu.at);
@@ -424,6 +454,8 @@ void api_key_write(struct json_out *o, const struct api *a, const struct key_rec
                 json_out_lit(o, ",\"no_login\":true");
         if (rec->flags & KEY_FLAG_ADMIN_DISABLED)
                 json_out_lit(o, ",\"disabled_by_admin\":true");
+        write_string(o, "disabled_reason", rec->disabled_reason);
+        limits_key_write(o, rec);
         json_out_raw(o, "}", 1);
 }
 

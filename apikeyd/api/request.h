@@ -49,7 +49,15 @@ struct method_params {
         const char *key_id, *since, *kind, *source, *interface;
         const char *token, *service, *user, *rhost, *tty, *ruser;
         const char *session;
+        const char *not_before;
+        json_t *sources;
         bool brief;
+        const char *action; /* ChangeMatching */
+        bool dry_run;
+        struct param_int max_uses; /* Create, Update */
+        const char *rate_limit;
+        const char *grace; /* Rotate */
+        bool retire_on_first_use;
 };
 
 enum param_flags {
@@ -88,6 +96,11 @@ struct request {
         uint64_t now;
         const char *method;            /* its name, for the audit of a refusal */
         char key_id[TOKEN_ID_LEN + 1]; /* the key a refusal concerns, if any */
+        /* CreateMany (bulk.c): 1 + the index of the key being checked, which
+         * every refusal names as "index"; 0 otherwise.  And the batch that
+         * change_submit() hands the key's change to instead of the writer. */
+        size_t item;
+        struct create_batch *batch;
 };
 
 /* Journal fields of an audit event, as "NAME=value" strings in `buf`. */
@@ -136,6 +149,16 @@ void api_set_string(json_t *o, const char *name, const char *s);
 
 void api_field(struct audit_fields *f, const char *prefix, const char *value);
 void api_field_uint(struct audit_fields *f, const char *prefix, unsigned long value);
+
+/*
+ * For the methods on one key beside keys.c's (rotate.c), from keys.c: the
+ * key named by `id` loaded and the caller's right to do `action` to it
+ * checked (0, or a negative errno once answered); and a fresh id for
+ * `rec` with its token and the token's hash in `rec`.
+ */
+int api_load_key(struct request *q, const char *id, enum authz_action action,
+                 struct key_record *rec, void **storage);
+int api_new_token(struct api *a, struct key_record *rec, char token[static TOKEN_MAX_LEN + 1]);
 
 /*
  * Who is calling (auth.c): the connecting process, or the key given in

@@ -11,7 +11,8 @@
  * never signalled.  After each change to a key, and every half second
  * while sessions are open (for expiry), each session's key is checked as a
  * login would be (status, expiry, scope, the keys it was created through); a
- * session whose key fails gets SIGTERM, then SIGKILL a second later.
+ * session whose key fails is ended: its process and every process below it
+ * (session_procs.c) get SIGTERM, those left SIGKILL a second later.
  * Sessions are written to the state directory (sessions.json) at every
  * change and read back at start: a process is taken again only when the
  * kernel's pidfs proves it is the one that registered (the pidfd's inode
@@ -35,6 +36,7 @@
 #include "log.h"
 #include "message_ids.h"
 #include "methods.h"
+#include "session_procs.h"
 #include "sessions.h"
 #include "state.h"
 #include "token.h"
@@ -63,9 +65,10 @@ struct session {
         char tty[KEY_FIELD_MAX + 1];
         pid_t pid;
         int pidfd;
-        uint64_t ino;       /* the pidfd's pidfs inode: who the process is; 0 = unknown */
-        uint64_t since;     /* µs, realtime */
-        uint64_t ending_at; /* mono µs of the SIGTERM; 0 while live */
+        uint64_t ino;               /* the pidfd's pidfs inode: who the process is; 0 = unknown */
+        uint64_t since;             /* µs, realtime */
+        uint64_t ending_at;         /* mono µs of the SIGTERM; 0 while live */
+        struct session_procs procs; /* while ending: its processes */
 };
 
 struct session_table {
@@ -94,6 +97,7 @@ static void session_drop(struct session_table *t, size_t i)
         t->dirty = true;
         if (t->s[i].pidfd >= 0)
                 close(t->s[i].pidfd);
+        session_procs_done(&t->s[i].procs);
         t->s[i] = t->s[--t->n];
 }
 
@@ -219,6 +223,51 @@ static const char *session_key_unusable(struct api *a, const struct session *s, 
 
 static void sessions_arm(struct api *a);
 
+/*
+ * Signal the session's processes: the one that registered it and all it
+ * started (session_procs.c), found again while any of them may still fork.
+ * For SIGKILL, every one still running again.
+ */
+static void session_signal(struct session *s, int sig)
+{
+        pid_t pid = s->pid;
+        int r = 0, added;
+
+        if (s->procs.n == 0 && (r = session_procs_init(&s->procs, s->pid, s->pidfd)) < 0) {
+                /* Out of fds or memory: the registering process alone. */
+                log_error("cannot hold the processes of a session of key %s: %s", s->key_id,
+                          strerror(-r));
+                if (syscall(SYS_pidfd_send_signal, s->pidfd, sig, NULL, 0) < 0)
+                        log_event(LOG_ERR, MESSAGE_ID_SESSION_ENDED,
+                                  "cannot signal pid %d of a session of key %s: %s", (int)s->pid,
+                                  s->key_id, strerror(errno));
+                return;
+        }
+        if (sig == SIGKILL)
+                r = session_procs_signal(&s->procs, sig, true, &pid);
+        for (int round = 0; round < 8; round++) {
+                added = session_procs_expand(&s->procs);
+                if (added < 0 && round == 0)
+                        log_debug("cannot read the processes below pid %d: %s", (int)s->pid,
+                                  strerror(-added));
+                pid_t q_pid = s->pid;
+                int q = session_procs_signal(&s->procs, sig, false, &q_pid);
+                if (r == 0 && q < 0) {
+                        r = q;
+                        pid = q_pid;
+                }
+                if (added <= 0)
+                        break;
+        }
+        if (r < 0)
+                log_event(LOG_ERR, MESSAGE_ID_SESSION_ENDED,
+                          "cannot signal pid %d of a session of key %s: %s", (int)pid, s->key_id,
+                          strerror(-r));
+        else
+                log_debug("session %s of key %s: signal %d to %zu processes", s->id, s->key_id, sig,
+                          s->procs.n);
+}
+
 void sessions_sweep(struct api *a)
 {
         struct session_table *t = a->sessions;
@@ -230,22 +279,24 @@ void sessions_sweep(struct api *a)
                 struct session *s = &t->s[i];
                 const char *why;
 
-                if (process_gone(s->pidfd)) {
-                        session_drop(t, i);
-                        continue;
-                }
                 if (s->ending_at) {
-                        if (mono - s->ending_at >= SESSION_GRACE_USEC) {
-                                (void)syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, NULL, 0);
+                        /* Over once all its processes are: the one that
+                         * registered it may go first and leave the rest. */
+                        if (session_procs_alive(&s->procs) == 0) {
                                 session_drop(t, i);
                                 continue;
                         }
+                        if (mono - s->ending_at >= SESSION_GRACE_USEC) {
+                                session_signal(s, SIGKILL);
+                                session_drop(t, i);
+                                continue;
+                        }
+                } else if (process_gone(s->pidfd)) {
+                        session_drop(t, i);
+                        continue;
                 } else if (a->config->end_sessions && (why = session_key_unusable(a, s, now))) {
                         session_log_end(a, s, why);
-                        if (syscall(SYS_pidfd_send_signal, s->pidfd, SIGTERM, NULL, 0) < 0)
-                                log_event(LOG_ERR, MESSAGE_ID_SESSION_ENDED,
-                                          "cannot signal pid %d of a session of key %s: %s",
-                                          (int)s->pid, s->key_id, strerror(errno));
+                        session_signal(s, SIGTERM);
                         s->ending_at = mono;
                 }
                 i++;

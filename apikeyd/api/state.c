@@ -12,7 +12,10 @@
 
 #include <sodium.h>
 
+#include "fleet.h"
+#include "key_limits.h"
 #include "log.h"
+#include "hygiene.h"
 #include "sessions.h"
 #include "state.h"
 
@@ -370,6 +373,8 @@ static void flush_last_used(struct api *a)
                 free(b);
                 return;
         }
+        /* In fleet mode, for etcd too: a manager shows the latest use across hosts. */
+        fleet_note_used(a->fleet, b->used, b->n);
         writer_submit(a->writer, &b->op);
 }
 
@@ -391,7 +396,9 @@ void api_finish(struct api *a)
 
 void api_done(struct api *a)
 {
+        hygiene_free(a);
         sessions_free(a);
+        limits_free(a);
         usage_queue_done(&a->usage);
         expiry_done(&a->expiry);
         lockout_done(&a->lockout);

@@ -16,6 +16,9 @@ struct verify_args {
         uint8_t need;
         uint8_t text_plain; /* bit i: text[i] is known to be valid text (the fast decoder's) */
         bool brief;         /* a valid answer names the key (key_id, expires_at), without the Key */
+        /* Run again once a use is written (key_limits.c): what that settled. */
+        bool settled;
+        enum verify_code settled_code;
 };
 
 #define V_SERVICE(v) ((v)->text[VERIFY_SERVICE])

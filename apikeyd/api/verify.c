@@ -12,8 +12,10 @@
 #include <sodium.h>
 
 #include "fleet.h"
+#include "key_limits.h"
 #include "log.h"
 #include "methods.h"
+#include "sources.h"
 #include "text_check.h"
 #include "text.h"
 #include "timeutil.h"
@@ -161,7 +163,8 @@ static void write_expires_in(struct json_out *o, uint64_t expires_at, uint64_t n
 /* Room for the largest Verify answer: every field of a key at its longest, escaped. */
 #define VERIFY_REPLY_MAX                                                                           \
         (6 * (KEY_NAME_MAX + KEY_DESCRIPTION_MAX + KEY_OWNER_MAX +                                 \
-              KEY_SCOPE_MAX * (KEY_SCOPE_ENTRY_MAX + 3) + 3 * KEY_FIELD_MAX) +                     \
+              KEY_SCOPE_MAX * (KEY_SCOPE_ENTRY_MAX + 3) + 3 * KEY_FIELD_MAX +                      \
+              KEY_SOURCES_MAX * (KEY_SOURCE_ENTRY_MAX + 3) + KEY_REASON_MAX) +                     \
          2048)
 
 /*
@@ -211,7 +214,14 @@ static int verify_run(struct request *q, const struct verify_args *v)
                                 log_error("reading the keys %s was created through failed: %s",
                                           rec->id, strerror(-r));
                         code = r < 0 ? VERIFY_CODE_UNAVAILABLE : VERIFY_CODE_DISABLED;
-                } else if (user && (rec->flags & KEY_FLAG_NO_LOGIN))
+                } else if (q->now < rec->not_before)
+                        /* The key's own conditions: when, and from where, it may
+                         * be used at all, before what it is used for. */
+                        code = VERIFY_CODE_NOT_YET_VALID;
+                else if (rec->n_sources > 0 &&
+                         !sources_allow(rec->sources, rec->n_sources, V_RHOST(v)))
+                        code = VERIFY_CODE_SOURCE_DENIED;
+                else if (user && (rec->flags & KEY_FLAG_NO_LOGIN))
                         code = VERIFY_CODE_NOT_FOR_LOGIN;
                 else if (user && !STREQ(user, rec->owner))
                         code = VERIFY_CODE_WRONG_USER;
@@ -226,6 +236,11 @@ static int verify_run(struct request *q, const struct verify_args *v)
                 code = fleet_verify_code(a->fleet, code, tok_id);
         code = api_lockout_apply(q, V_USER(v), V_RHOST(v), v->text[VERIFY_RUSER], code, matched,
                                  tok_id);
+        if (code == VERIFY_CODE_VALID && limits_apply_to(rec)) {
+                r = limits_verify(q, v, rec, &code);
+                if (r != 0)
+                        return r < 0 ? r : 0; /* answered once its use is written */
+        }
         valid = code == VERIFY_CODE_VALID;
         code_text = verify_code_to_string_len(code, &code_len);
         if (matched)
@@ -266,6 +281,11 @@ static int verify_run(struct request *q, const struct verify_args *v)
         if (r < 0 || (r = json_out_done(&o)) < 0)
                 return r;
         return api_reply_raw(q, reply, (size_t)r);
+}
+
+int verify_settle(struct request *q, const struct verify_args *v)
+{
+        return verify_run(q, v);
 }
 
 static int method_verify(struct request *q)

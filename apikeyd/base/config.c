@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "timeutil.h"
+#include "token.h"
 
 #define KIB UINT64_C(1024)
 #define MIB (KIB * 1024)
@@ -36,11 +37,13 @@ enum option_kind {
         OPT_SIZE,     /* a size_t or uint64_t field in bytes, between min and max */
         OPT_MAX_LIFETIME,
         OPT_DEFAULT_LIFETIME,
+        OPT_OFF_DURATION,    /* a uint64_t field in microseconds, or "off" (0) */
         OPT_FLEET_ENDPOINTS, /* a char * field: URLs, or "none" */
         OPT_FLEET_PREFIX,
         OPT_FLEET_HOST, /* a char * field: a name, or "%H" (NULL: the host name) */
         OPT_NAME,       /* a char * field: a name without blanks or controls, or "none" */
         OPT_PATH,       /* a char * field: an absolute path, or "none" */
+        OPT_KEY_IDS,    /* a char * field: comma-separated key ids, or "none" */
         OPT_WARNINGS,   /* expiry_warnings: durations, or "none" */
 };
 
@@ -67,6 +70,10 @@ static const struct option options[] = {
      "expected a duration such as 90d, or 'unlimited'"},
     {"user_default_lifetime", OPT_DEFAULT_LIFETIME, FIELD(user_default_lifetime_usec), 0, 0, 0,
      "expected a duration such as 30d, or 'never'"},
+    {"max_lifetime", OPT_MAX_LIFETIME, FIELD(max_lifetime_usec), 0, 0, 0,
+     "expected a duration such as 365d, or 'unlimited'"},
+    {"disable_unused_after", OPT_OFF_DURATION, FIELD(disable_unused_after_usec), 0, 0, 0,
+     "expected a duration such as 90d, or 'off'"},
     {"max_message_size", OPT_SIZE, FIELD(max_message_size), KIB, 16 * MIB, 0,
      "expected a size from 1K to 16M"},
     {"max_connections", OPT_NUMBER, FIELD(max_connections), 1, 65536, 0,
@@ -98,6 +105,10 @@ static const struct option options[] = {
     {"fleet_manage", OPT_BOOL, FIELD(fleet_manage), 0, 0, 0, "expected yes or no"},
     {"fleet_offline_max_age", OPT_DURATION, FIELD(fleet_offline_max_age_usec), USEC_PER_SEC,
      365 * USEC_PER_DAY, 0, "expected a duration from 1s to 365d"},
+    {"fleet_last_used_interval", OPT_DURATION, FIELD(fleet_last_used_interval_usec), USEC_PER_SEC,
+     USEC_PER_HOUR, 0, "expected a duration from 1s to 1h"},
+    {"fleet_break_glass_keys", OPT_KEY_IDS, FIELD(fleet_break_glass_keys), 0, 0, 0,
+     "expected 'none' or up to 16 comma-separated key ids"},
     {"fleet_user", OPT_NAME, FIELD(fleet_user), 0, 0, 0,
      "expected 'none' or a user name without blanks or control characters"},
     {"fleet_password_file", OPT_PATH, FIELD(fleet_password_file), 0, 0, 0,
@@ -106,6 +117,8 @@ static const struct option options[] = {
     {"fleet_cert", OPT_PATH, FIELD(fleet_cert), 0, 0, 0, "expected 'none' or an absolute path"},
     {"fleet_key", OPT_PATH, FIELD(fleet_key), 0, 0, 0, "expected 'none' or an absolute path"},
     {"end_sessions", OPT_BOOL, FIELD(end_sessions), 0, 0, 0, "expected yes or no"},
+    {"rotation_grace", OPT_DURATION, FIELD(rotation_grace_usec), 0, 365 * USEC_PER_DAY, 0,
+     "expected 0 or a duration up to 365d"},
     {"usage_history", OPT_NUMBER, FIELD(usage_history), 0, 1000, 0,
      "expected a number from 0 (none) to 1000"},
     {"expiry_warnings", OPT_WARNINGS, FIELD(expiry_warnings_usec), USEC_PER_MIN, 365 * USEC_PER_DAY,
@@ -127,6 +140,7 @@ static const size_t string_fields[] = {
     offsetof(struct apikeyd_config, fleet_cacert),
     offsetof(struct apikeyd_config, fleet_cert),
     offsetof(struct apikeyd_config, fleet_key),
+    offsetof(struct apikeyd_config, fleet_break_glass_keys),
 };
 
 static char **string_field(struct apikeyd_config *c, size_t offset)
@@ -155,8 +169,10 @@ int config_init_defaults(struct apikeyd_config *c)
             .audit_max_events = DEFAULT_AUDIT_MAX_EVENTS,
             .lockout_threshold = 10,
             .lockout_window_usec = 15 * USEC_PER_MIN,
+            .rotation_grace_usec = 24 * USEC_PER_HOUR,
             .map_size = 4 * GIB,
             .fleet_offline_max_age_usec = 72 * USEC_PER_HOUR,
+            .fleet_last_used_interval_usec = 60 * USEC_PER_SEC,
             .end_sessions = true,
             .usage_history = 20,
             .expiry_warnings_usec = {7 * USEC_PER_DAY, USEC_PER_DAY},
@@ -435,6 +451,26 @@ static bool path_valid(const char *s)
         return true;
 }
 
+static bool key_ids_valid(const char *s)
+{
+        size_t n = 0;
+
+        for (const char *p = s;; p++) {
+                char id[TOKEN_ID_LEN + 1];
+                size_t len = strcspn(p, ",");
+
+                if (len != TOKEN_ID_LEN || ++n > CONFIG_FLEET_BREAK_GLASS_MAX)
+                        return false;
+                memcpy(id, p, len);
+                id[len] = '\0';
+                if (!token_id_valid(id))
+                        return false;
+                p += len;
+                if (!*p)
+                        return true;
+        }
+}
+
 /* Set a string field to a copy of `value`, or to NULL. */
 static int store_string(struct apikeyd_config *c, const struct option *o, const char *value)
 {
@@ -532,6 +568,12 @@ static int option_apply(struct apikeyd_config *c, const struct option *o, const 
                 if (o->kind == OPT_NAME ? !fleet_user_valid(value) : !path_valid(value))
                         return -EINVAL;
                 return store_string(c, o, value);
+        case OPT_KEY_IDS:
+                if (keyword_is(value, "none"))
+                        return store_string(c, o, NULL);
+                if (!key_ids_valid(value))
+                        return -EINVAL;
+                return store_string(c, o, value);
         case OPT_PREFIX:
                 if (!token_prefix_valid(value))
                         return -EINVAL;
@@ -558,16 +600,21 @@ static int option_apply(struct apikeyd_config *c, const struct option *o, const 
         case OPT_WARNINGS:
                 return parse_warnings(c, o, value);
         case OPT_DURATION:
-                r = duration_parse(value, &v);
+                /* "0" alone: none (where the minimum lets it be). */
+                v = 0;
+                r = STREQ(value, "0") ? 0 : duration_parse(value, &v);
                 if (r < 0 || v < o->min || v > o->max)
                         return -EINVAL;
                 store_uint(c, o, v);
                 return 0;
         case OPT_MAX_LIFETIME:
         case OPT_DEFAULT_LIFETIME:
-                /* 0 is the "no limit"/"no expiry" sentinel, so it is only
-                 * reachable through the keyword, never through "0s". */
-                if (keyword_is(value, o->kind == OPT_MAX_LIFETIME ? "unlimited" : "never"))
+        case OPT_OFF_DURATION:
+                /* 0 is the "no limit"/"no expiry"/"off" sentinel, so it is
+                 * only reachable through the keyword, never through "0s". */
+                if (keyword_is(value, o->kind == OPT_MAX_LIFETIME       ? "unlimited"
+                                      : o->kind == OPT_DEFAULT_LIFETIME ? "never"
+                                                                        : "off"))
                         v = 0;
                 else if (duration_parse(value, &v) < 0 || v == 0)
                         return -EINVAL;

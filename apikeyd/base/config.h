@@ -32,6 +32,13 @@
  *                                           user_max_lifetime is unlimited; if only
  *                                           user_max_lifetime is set and is shorter,
  *                                           this follows it down
+ *   max_lifetime              unlimited     longest lifetime of any key, admins' too:
+ *                                           Create and Update refuse a later expiry or
+ *                                           none; a key created without an expiry gets
+ *                                           this one; a duration or "unlimited"
+ *   disable_unused_after      off           a key not used for this long (since it was
+ *                                           created or last used) is disabled by the
+ *                                           daemon, reason "unused"; a duration or "off"
  *   max_message_size          64K           largest Varlink message accepted, 1K-16M
  *   max_connections           256           concurrent client connections, 1-65536
  *   max_connections_per_uid   64            concurrent connections of one user, 1-65536
@@ -66,6 +73,10 @@
  *                                           etcd (yes) or are refused (no)
  *   fleet_offline_max_age     72h           how long known keys stay valid without
  *                                           contact with etcd, 1s-365d
+ *   fleet_last_used_interval  60s           how often this host's last uses go to etcd,
+ *                                           1s-1h
+ *   fleet_break_glass_keys    none          key ids (up to 16, comma-separated) that stay
+ *                                           valid past fleet_offline_max_age
  *   fleet_user                none          etcd user name (with fleet_password_file)
  *   fleet_password_file       none          file holding that user's password
  *   fleet_cacert              none          CA bundle that signs the members' certificates
@@ -74,6 +85,9 @@
  *   fleet_key                 none          its private key
  *   end_sessions              yes           end the login sessions a key opened when it
  *                                           is revoked, disabled, deleted or expires
+ *   rotation_grace            24h           how long a rotated key keeps working beside
+ *                                           its successor when Rotate names no grace;
+ *                                           0 (none) to 365d
  *   usage_history             20            uses each key keeps in its usage history,
  *                                           0-1000; 0 = none
  *   expiry_warnings           7d,1d         how long before a key expires a journal
@@ -108,6 +122,8 @@ struct apikeyd_config {
         unsigned user_max_keys;              /* 0 = unlimited */
         uint64_t user_max_lifetime_usec;     /* 0 = unlimited */
         uint64_t user_default_lifetime_usec; /* 0 = never expires */
+        uint64_t max_lifetime_usec;          /* every key's; 0 = unlimited */
+        uint64_t disable_unused_after_usec;  /* 0 = off */
         size_t max_message_size;             /* bytes */
         unsigned max_connections;
         unsigned max_connections_per_uid;
@@ -124,12 +140,15 @@ struct apikeyd_config {
         char *fleet_host;   /* NULL = the host name */
         bool fleet_manage;
         uint64_t fleet_offline_max_age_usec;
+        uint64_t fleet_last_used_interval_usec;
+        char *fleet_break_glass_keys; /* comma-separated key ids; NULL = none */
         char *fleet_user;
         char *fleet_password_file;
         char *fleet_cacert;
         char *fleet_cert;
         char *fleet_key;
-        bool end_sessions; /* end a key's login sessions when it stops being usable */
+        bool end_sessions;            /* end a key's login sessions when it stops being usable */
+        uint64_t rotation_grace_usec; /* Rotate's default grace; 0 = none */
         unsigned usage_history;
         /* Longest first, no two alike; n_expiry_warnings 0 = none. */
         uint64_t expiry_warnings_usec[CONFIG_EXPIRY_WARNINGS_MAX];
@@ -137,10 +156,11 @@ struct apikeyd_config {
         unsigned expiry_cliff; /* 0 = no warning */
 };
 
-#define CONFIG_FLEET_ENDPOINTS_MAX 16
-#define CONFIG_FLEET_URL_MAX       256
-#define CONFIG_FLEET_PREFIX_MAX    128
-#define CONFIG_FLEET_HOST_MAX      64
+#define CONFIG_FLEET_ENDPOINTS_MAX   16
+#define CONFIG_FLEET_URL_MAX         256
+#define CONFIG_FLEET_PREFIX_MAX      128
+#define CONFIG_FLEET_HOST_MAX        64
+#define CONFIG_FLEET_BREAK_GLASS_MAX 16
 
 /*
  * Fill `c` with the defaults in the table above.  Returns 0 or -ENOMEM;

@@ -85,6 +85,14 @@ enum {
         OPT_SINCE,
         OPT_KEY,
         OPT_SORT,
+        OPT_DRY_RUN,
+        OPT_FROM,
+        OPT_SOURCES,
+        OPT_NOT_BEFORE,
+        OPT_MAX_USES,
+        OPT_RATE_LIMIT,
+        OPT_GRACE,
+        OPT_RETIRE_ON_FIRST_USE,
 };
 
 #define N_GLOBAL_OPTIONS 5
@@ -110,8 +118,16 @@ static const struct option all_options[] = {
     {"since", required_argument, NULL, OPT_SINCE},
     {"key", required_argument, NULL, OPT_KEY},
     {"sort", required_argument, NULL, OPT_SORT},
+    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+    {"from", required_argument, NULL, OPT_FROM},
+    {"sources", required_argument, NULL, OPT_SOURCES},
+    {"not-before", required_argument, NULL, OPT_NOT_BEFORE},
     {"yes", no_argument, NULL, 'y'},
     {"quiet", no_argument, NULL, 'q'},
+    {"max-uses", required_argument, NULL, OPT_MAX_USES},
+    {"rate-limit", required_argument, NULL, OPT_RATE_LIMIT},
+    {"grace", required_argument, NULL, OPT_GRACE},
+    {"retire-on-first-use", no_argument, NULL, OPT_RETIRE_ON_FIRST_USE},
 };
 
 struct command {
@@ -126,9 +142,11 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"create", "create a key, print its token once", "NAME [OPTIONS]",
-     "Create a key and print its token. The token is shown only this once.",
-     "owner description role permissions scope expires",
+    {"create", "create a key, print its token once", "NAME [OPTIONS] | --from FILE",
+     "Create a key and print its token. The token is shown only this once.\n"
+     "With --from, create every key FILE describes, in one transaction.",
+     "owner description role permissions scope sources not-before expires max-uses rate-limit "
+     "from",
      "  --owner USER            owner of the key (default: you; only admins may name\n"
      "                          another user)\n"
      "  --description TEXT      what the key is for\n"
@@ -137,10 +155,22 @@ static const struct command commands[] = {
      "  --permissions LIST      comma-separated: create,read,write,delete,invite\n"
      "  --scope LIST            services the key may be used for, comma-separated\n"
      "                          (sshd,sudo,...); default: any\n"
+     "  --sources LIST          where the key may be used from, comma-separated:\n"
+     "                          addresses, CIDR blocks, host names; default: anywhere\n"
+     "  --not-before WHEN       valid only from then on: a duration from now, a date\n"
+     "                          (from its first instant, UTC), a time with a zone\n"
      "  --expires WHEN          a duration (30d, 12h, 2w), a date (2027-01-31, valid\n"
      "                          through that day, UTC), a time with a zone, or never;\n"
-     "                          default: the policy's (never for admins)\n",
-     1, 1, cmd_create},
+     "                          default: the policy's (never for admins)\n"
+     "  --max-uses N            VALID verifies the key may have in all (default: no\n"
+     "                          limit)\n"
+     "  --rate-limit COUNT/TIME VALID verifies a window may have (100/1m; default:\n"
+     "                          no limit)\n"
+     "  --from FILE             instead of NAME and the options: JSON lines, one\n"
+     "                          object of Create's parameters per key (- for\n"
+     "                          standard input); all are created or none, and the\n"
+     "                          tokens are printed as JSON lines\n",
+     0, 1, cmd_create},
     {"list", "list keys", "[OPTIONS]",
      "List keys, newest first: all of them for admins, your own otherwise.",
      "status owner expiring name sort quiet",
@@ -158,27 +188,78 @@ static const struct command commands[] = {
     {"update", "change fields of a key", "KEY [OPTIONS]",
      "Change fields of a key (KEY: its id or its name); those not given stay as\n"
      "they are.",
-     "name description scope role permissions expires",
+     "name description scope sources not-before role permissions expires max-uses rate-limit",
      "  --name NAME             a new name\n"
      "  --description TEXT      a new description (\"\" removes it)\n"
      "  --scope LIST            services, comma-separated (\"\" means any)\n"
+     "  --sources LIST          addresses, CIDR blocks, host names (\"\" means anywhere)\n"
+     "  --not-before WHEN       a duration, a date, a time with a zone, or now\n"
      "  --role ROLE             admin, readonly or custom\n"
      "  --permissions LIST      comma-separated: create,read,write,delete,invite\n"
-     "  --expires WHEN          a duration, a date, a time with a zone, or never\n",
+     "  --expires WHEN          a duration, a date, a time with a zone, or never\n"
+     "  --max-uses N            VALID verifies in all, the uses spent counted (0: no\n"
+     "                          limit)\n"
+     "  --rate-limit COUNT/TIME VALID verifies a window may have (none: no limit)\n",
      1, 1, cmd_update},
-    {"disable", "stop a key until it is enabled again", "KEY",
-     "Stop a key (KEY: its id or its name) from working until it is enabled again.", "", "", 1, 1,
-     cmd_disable},
-    {"enable", "let a disabled key work again", "KEY",
+    {"rotate", "replace a key with a new one", "KEY [OPTIONS]",
+     "Make a successor of a key (KEY: its id or its name) with the same name,\n"
+     "owner, role, permissions, scope, expiry and limits, and print its token once.\n"
+     "The old key keeps working until its grace ends (it is renamed\n"
+     "'NAME (old ID)').",
+     "grace retire-on-first-use",
+     "  --grace DURATION        how long the old key keeps working (7d, 12h; 0: not\n"
+     "                          at all; default: the daemon's rotation_grace, 24h)\n"
+     "  --retire-on-first-use   the old key also stops at the new key's first valid\n"
+     "                          verify\n",
+     1, 1, cmd_rotate},
+    {"disable", "stop a key until it is enabled again", "KEY | --owner USER [OPTIONS]",
+     "Stop a key (KEY: its id or its name) from working until it is enabled again;\n"
+     "or every matching key of an owner.",
+     "yes owner name status dry-run",
+     "  -y, --yes               do not ask for confirmation on a terminal\n"
+     "  --owner USER            instead of KEY: every key of USER (in one\n"
+     "                          transaction, asking first on a terminal)\n"
+     "  --name PREFIX           with --owner: only keys whose name begins so\n"
+     "  --status STATUS         with --owner: only keys that are enabled,\n"
+     "                          disabled, revoked or expired\n"
+     "  --dry-run               with --owner: list the keys, change nothing\n",
+     0, 1, cmd_disable},
+    {"enable", "let a disabled key work again", "KEY | --owner USER [OPTIONS]",
      "Let a disabled key work again (a revoked key stays revoked); KEY is its id\n"
-     "or its name.",
-     "", "", 1, 1, cmd_enable},
-    {"revoke", "stop a key for good", "KEY [--yes]",
-     "Stop a key for good (KEY: its id or its name); it stays listed as revoked.", "yes",
-     "  -y, --yes               do not ask for confirmation on a terminal\n", 1, 1, cmd_revoke},
-    {"delete", "remove a key", "KEY [--yes]",
-     "Remove a key (KEY: its id or its name); this cannot be undone.", "yes",
-     "  -y, --yes               do not ask for confirmation on a terminal\n", 1, 1, cmd_delete},
+     "or its name; or every matching key of an owner.",
+     "yes owner name status dry-run",
+     "  -y, --yes               do not ask for confirmation on a terminal\n"
+     "  --owner USER            instead of KEY: every key of USER (in one\n"
+     "                          transaction, asking first on a terminal)\n"
+     "  --name PREFIX           with --owner: only keys whose name begins so\n"
+     "  --status STATUS         with --owner: only keys that are enabled,\n"
+     "                          disabled, revoked or expired\n"
+     "  --dry-run               with --owner: list the keys, change nothing\n",
+     0, 1, cmd_enable},
+    {"revoke", "stop a key for good", "KEY [--yes] | --owner USER [OPTIONS]",
+     "Stop a key for good (KEY: its id or its name); it stays listed as revoked.\n"
+     "With --owner, every matching key of that owner.",
+     "yes owner name status dry-run",
+     "  -y, --yes               do not ask for confirmation on a terminal\n"
+     "  --owner USER            instead of KEY: every key of USER (in one\n"
+     "                          transaction, asking first on a terminal)\n"
+     "  --name PREFIX           with --owner: only keys whose name begins so\n"
+     "  --status STATUS         with --owner: only keys that are enabled,\n"
+     "                          disabled, revoked or expired\n"
+     "  --dry-run               with --owner: list the keys, change nothing\n",
+     0, 1, cmd_revoke},
+    {"delete", "remove a key", "KEY [--yes] | --owner USER [OPTIONS]",
+     "Remove a key (KEY: its id or its name); this cannot be undone. With\n"
+     "--owner, every matching key of that owner.",
+     "yes owner name status dry-run",
+     "  -y, --yes               do not ask for confirmation on a terminal\n"
+     "  --owner USER            instead of KEY: every key of USER (in one\n"
+     "                          transaction, asking first on a terminal)\n"
+     "  --name PREFIX           with --owner: only keys whose name begins so\n"
+     "  --status STATUS         with --owner: only keys that are enabled,\n"
+     "                          disabled, revoked or expired\n"
+     "  --dry-run               with --owner: list the keys, change nothing\n",
+     0, 1, cmd_delete},
     {"sessions", "list the login sessions opened with keys", "[KEY]",
      "List the live login sessions (sshd, sudo) opened with keys you may see, or\n"
      "with one key (KEY: its id or its name): key, user, service, remote host,\n"
@@ -217,11 +298,22 @@ static const struct command commands[] = {
      "or of all. Admins only.",
      "yes", "  -y, --yes               reset all without asking on a terminal\n", 1, 4,
      cmd_lockout},
+    {"backup", "copy the keystore to a file", "FILE",
+     "Write a consistent, compacted copy of the keystore to FILE (- for standard\n"
+     "output), mode 0600, and print how many keys it holds and the fingerprint of\n"
+     "the pepper they were made with (admins only). Restore it with\n"
+     "'apikeyd --restore FILE'.",
+     "", "", 1, 1, cmd_backup},
     {"status", "show the daemon's state", "",
      "Show the daemon's version, socket, state directory and key counts, the keys\n"
      "expiring within 7 days, and a warning when more than expiry_cliff keys expire\n"
      "on the same day.",
      "", "", 0, 0, cmd_status},
+    {"fleet", "move this host's own keys into its fleet", "push",
+     "Fleet mode, on a host whose keystore held keys of its own when it joined:\n"
+     "move them into etcd (as 'apikeyd --fleet-push' does with the daemon\n"
+     "stopped), after which the daemon follows the fleet's keys. Admins only.",
+     "", "", 1, 1, cmd_fleet},
     /* run() answers it before any command runs */
     {"help", "show this help, or a command's", "[COMMAND]",
      "Show the commands and the global options, or with COMMAND, its help (the\n"
@@ -418,6 +510,12 @@ static int parse_options(int argc, char **argv, const struct command *cmd, struc
                 case OPT_EXPIRES:
                         a->expires = optarg;
                         break;
+                case OPT_SOURCES:
+                        a->sources = optarg;
+                        break;
+                case OPT_NOT_BEFORE:
+                        a->not_before = optarg;
+                        break;
                 case OPT_STATUS:
                         a->status = optarg;
                         break;
@@ -444,6 +542,24 @@ static int parse_options(int argc, char **argv, const struct command *cmd, struc
                         break;
                 case OPT_SORT:
                         a->sort = optarg;
+                        break;
+                case OPT_DRY_RUN:
+                        a->dry_run = true;
+                        break;
+                case OPT_FROM:
+                        a->from = optarg;
+                        break;
+                case OPT_MAX_USES:
+                        a->max_uses = optarg;
+                        break;
+                case OPT_RATE_LIMIT:
+                        a->rate_limit = optarg;
+                        break;
+                case OPT_GRACE:
+                        a->grace = optarg;
+                        break;
+                case OPT_RETIRE_ON_FIRST_USE:
+                        a->retire_on_first_use = true;
                         break;
                 case 'y':
                         a->yes = true;
@@ -563,6 +679,8 @@ static void ctl_done(struct ctl *c)
 {
         erase_and_free(c->auth);
         c->auth = NULL;
+        json_decref(c->last_error);
+        c->last_error = NULL;
         closep(&c->fd);
 }
 

@@ -73,8 +73,12 @@ static int audit_table(const json_t *events)
         r = table_new(ELEMENTSOF(headers), headers, &t);
         if (r < 0)
                 return r;
+        /* The actor and the detail are cut first, then the result and the
+         * key left out: time and action always stay. */
         table_set_flexible(t, 1, true);
         table_set_flexible(t, 5, true);
+        table_set_drop_rank(t, 4, 2);
+        table_set_drop_rank(t, 3, 1);
         json_array_foreach(events, i, e)
         {
                 char when[128];
@@ -96,7 +100,7 @@ static int audit_table(const json_t *events)
                 if (r < 0)
                         return r;
         }
-        table_print(t, stdout, 0);
+        table_print(t, stdout, terminal_columns());
         if (isatty(STDOUT_FILENO))
                 printf("\n%zu event%s.\n", table_rows(t), table_rows(t) == 1 ? "" : "s");
         return 0;
@@ -161,7 +165,12 @@ static int lockout_table(const json_t *lockouts)
         r = table_new(ELEMENTSOF(headers), headers, &t);
         if (r < 0)
                 return r;
+        /* The name and the source are cut first, then the source and the
+         * time it began left out. */
         table_set_flexible(t, 1, true);
+        table_set_flexible(t, 5, true);
+        table_set_drop_rank(t, 5, 2);
+        table_set_drop_rank(t, 3, 1);
         json_array_foreach(lockouts, i, e)
         {
                 char since[128] = "?", until[128] = "-", failures[32];
@@ -181,7 +190,7 @@ static int lockout_table(const json_t *lockouts)
                 if (r < 0)
                         return r;
         }
-        table_print(t, stdout, 0);
+        table_print(t, stdout, terminal_columns());
         if (isatty(STDOUT_FILENO))
                 printf("\n%zu name%s with failed verifies.\n", table_rows(t),
                        table_rows(t) == 1 ? "" : "s");
@@ -277,6 +286,13 @@ static int print_fleet(json_t *fleet)
                 r = print_field("Pepper", pepper);
         if (r >= 0 && error)
                 r = print_field("Fleet error", error);
+        if (r >= 0 && json_is_integer(json_object_get(fleet, "joining"))) {
+                snprintf(state, sizeof(state),
+                         "%lld keys of this host alone, not in etcd yet: not following it "
+                         "(apikeyctl fleet push)",
+                         (long long)json_integer_value(json_object_get(fleet, "joining")));
+                r = print_field("Joining", state);
+        }
         if (r >= 0 && json_is_array(json_object_get(fleet, "hosts"))) {
                 json_t *hosts = json_object_get(fleet, "hosts"), *h;
                 json_int_t mine = json_integer_value(json_object_get(fleet, "applied_revision"));
@@ -326,6 +342,36 @@ static int print_expiring(const json_t *reply)
                  param_str(cliff, "day"),
                  (long long)json_integer_value(json_object_get(cliff, "threshold")));
         return print_field("Warning", line);
+}
+
+/* The push takes a round trip to etcd a key: more than a call's usual 10 seconds. */
+#define FLEET_PUSH_TIMEOUT_SEC 600
+
+int cmd_fleet(struct ctl *c, struct args *a)
+{
+        json_auto_t *reply = NULL;
+        json_t *output, *line;
+        size_t i;
+        int r;
+
+        if (!STREQ(a->pos[0], "push"))
+                return usage_error(a, "expected 'push', not '%s'", a->pos[0]);
+        c->timeout_sec = FLEET_PUSH_TIMEOUT_SEC;
+        r = ctl_call(c, KEYS_METHOD_FLEET_PUSH, json_object(), &reply);
+        if (r < 0)
+                return r;
+        output = json_object_get(reply, "output");
+        if (!json_is_array(output))
+                return bad_reply(c, "FleetPush");
+        if (c->json)
+                return print_json(reply);
+        json_array_foreach(output, i, line)
+        {
+                if (json_is_string(line))
+                        printf("%s\n", json_string_value(line));
+        }
+        printf("This host follows the fleet's keys in etcd now.\n");
+        return 0;
 }
 
 int cmd_status(struct ctl *c, struct args *a)

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -150,10 +151,50 @@ static int check_expires(const struct args *a, const char *s)
         return 0;
 }
 
+static int check_not_before(const struct args *a, const char *s)
+{
+        uint64_t t;
+        int r = not_before_parse(s, now_usec(), &t);
+
+        if (r == -ERANGE)
+                return usage_error(a, "--not-before '%s' is not in the future", s);
+        if (r < 0)
+                return usage_error(a,
+                                   "--not-before '%s' is not a duration (2h, 30d), a date "
+                                   "(2027-01-31, from its first instant, UTC), a time with a "
+                                   "zone (2027-01-31T09:00:00Z) or 'now'",
+                                   s);
+        return 0;
+}
+
 /*
  * The fields create and update share: description, role, permissions,
- * scope, expires, checked here so a typo is named before anything is sent.
+ * scope, sources, not_before, expires, checked here so a typo is named
+ * before anything is sent (the daemon judges the sources' syntax).
  */
+/* --max-uses (a whole number) and --rate-limit (the daemon checks its form). */
+static int add_limits(const struct args *a, json_t *p)
+{
+        char *end;
+        unsigned long long n;
+
+        if (a->max_uses) {
+                errno = 0;
+                n = strtoull(a->max_uses, &end, 10);
+                if (!(a->max_uses[0] >= '0' && a->max_uses[0] <= '9') || *end || errno ||
+                    n > INT64_MAX)
+                        return usage_error(a,
+                                           "--max-uses must be a whole number (0: no limit), "
+                                           "not '%s'",
+                                           a->max_uses);
+                if (json_object_set_new(p, "max_uses", json_integer((json_int_t)n)))
+                        return -ENOMEM;
+        }
+        if (a->rate_limit && json_object_set_new(p, "rate_limit", json_string(a->rate_limit)))
+                return -ENOMEM;
+        return 0;
+}
+
 int add_key_fields(const struct args *a, json_t *p)
 {
         static const char *const roles[] = {"admin", "readonly", "custom", NULL};
@@ -186,6 +227,18 @@ int add_key_fields(const struct args *a, json_t *p)
                 if (json_object_set_new(p, "scope", scope))
                         return -ENOMEM;
         }
+        if (a->sources) {
+                json_t *sources = split_list(a->sources);
+                if (!sources || json_object_set_new(p, "sources", sources))
+                        return -ENOMEM;
+        }
+        if (a->not_before) {
+                r = check_not_before(a, a->not_before);
+                if (r < 0)
+                        return r;
+                if (json_object_set_new(p, "not_before", json_string(a->not_before)))
+                        return -ENOMEM;
+        }
         if (a->expires) {
                 r = check_expires(a, a->expires);
                 if (r < 0)
@@ -193,7 +246,7 @@ int add_key_fields(const struct args *a, json_t *p)
                 if (json_object_set_new(p, "expires", json_string(a->expires)))
                         return -ENOMEM;
         }
-        return 0;
+        return add_limits(a, p);
 }
 
 /* Ask before what cannot be undone; only a person at a terminal is asked. */

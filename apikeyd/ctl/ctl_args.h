@@ -23,7 +23,7 @@ int check_permissions(const struct args *a, const json_t *perms);
 bool one_of(const char *s, const char *const *set);
 /*
  * Add to `p` the fields create and update share (description, role,
- * permissions, scope, expires), each checked.
+ * permissions, scope, sources, not_before, expires), each checked.
  */
 int add_key_fields(const struct args *a, json_t *p);
 

@@ -152,6 +152,8 @@ static const char *parameter_source(const char *p)
             {"permissions", "--permissions"},
             {"scope", "--scope"},
             {"expires", "--expires"},
+            {"sources", "--sources"},
+            {"not_before", "--not-before"},
             {"status", "--status"},
             {"name_prefix", "--name"},
             {"expiring_within", "--expiring"},
@@ -207,6 +209,9 @@ static int daemon_error(const char *error, const json_t *p)
         else if (IS(KEYS_ERROR_TOO_MANY_CONNECTIONS))
                 err("the daemon is at its connection limit (%lld); try again later [%s]",
                     (long long)n, error);
+        else if (IS(KEYS_ERROR_FLEET_PUSH_FAILED))
+                err("fleet push: %s [%s]", (s = param_str(p, "reason")) ? s : "no reason given",
+                    error);
         else if (IS(VARLINK_ERROR_INVALID_PARAMETER) && (t = param_str(p, "reason")))
                 /* A key's field: what is wrong with it, and its rule. */
                 err("the daemon refused %s: %s [%s]",
@@ -265,7 +270,8 @@ int ctl_call(struct ctl *c, const char *method, json_t *params, json_t **ret_par
         msg = varlink_message_dump(req, &len);
         if (!msg)
                 return -ENOMEM;
-        deadline = varlink_now_usec() + CALL_TIMEOUT_SEC * USEC_PER_SEC;
+        deadline = varlink_now_usec() +
+                   (c->timeout_sec ? c->timeout_sec : CALL_TIMEOUT_SEC) * USEC_PER_SEC;
         r = varlink_send(c->fd, msg, len, deadline);
         erase(msg, len);
         free(msg);
@@ -277,10 +283,64 @@ int ctl_call(struct ctl *c, const char *method, json_t *params, json_t **ret_par
         varlink_buffer_done(&b);
         if (r < 0)
                 return transport_error(c, r);
-        if (error)
+        if (error) {
+                json_decref(c->last_error);
+                c->last_error = json_incref(p);
                 return daemon_error(error, p);
+        }
         *ret_params = json_incref(p);
         return 0;
+}
+
+int ctl_call_more(struct ctl *c, const char *method, json_t *params,
+                  int (*fn)(const json_t *params, bool continues, void *userdata), void *userdata)
+{
+        json_auto_t *req = params ? json_pack("{s:s, s:o, s:b}", "method", method, "parameters",
+                                              params, "more", true)
+                                  : NULL;
+        struct varlink_buffer b;
+        char *msg;
+        size_t len;
+        bool continues = true;
+        int r;
+
+        if (!req)
+                return -ENOMEM;
+        if (c->auth &&
+            json_object_set_new(json_object_get(req, "parameters"), "auth", json_string(c->auth)))
+                return -ENOMEM;
+        r = ctl_connect(c);
+        if (r < 0)
+                return r;
+        msg = varlink_message_dump(req, &len);
+        if (!msg)
+                return -ENOMEM;
+        r = varlink_send(c->fd, msg, len, varlink_now_usec() + CALL_TIMEOUT_SEC * USEC_PER_SEC);
+        erase(msg, len);
+        free(msg);
+        if (r < 0)
+                return transport_error(c, r);
+
+        varlink_buffer_init(&b, MAX_REPLY, true);
+        while (r >= 0 && continues) {
+                json_auto_t *reply = NULL;
+                const char *error;
+                json_t *p;
+
+                /* Each reply in its own time: a long answer is not a slow one. */
+                r = varlink_recv(c->fd, &b, varlink_now_usec() + CALL_TIMEOUT_SEC * USEC_PER_SEC,
+                                 &reply, &error, &p, &continues);
+                if (r < 0)
+                        r = transport_error(c, r);
+                else if (error) {
+                        json_decref(c->last_error);
+                        c->last_error = json_incref(p);
+                        r = daemon_error(error, p);
+                } else
+                        r = fn(p, continues, userdata);
+        }
+        varlink_buffer_done(&b);
+        return r;
 }
 
 json_t *id_params(const char *id)

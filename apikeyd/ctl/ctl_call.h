@@ -34,13 +34,20 @@ struct ctl {
         char *auth; /* the token read from auth_file */
         bool json;
         int fd;
+        json_t *last_error;   /* the parameters of the last error the daemon answered */
+        unsigned timeout_sec; /* of a call; 0: CALL_TIMEOUT_SEC */
 };
 
 struct args {
         const char *command;
         const char *owner, *description, *role, *permissions, *scope, *expires;
+        const char *not_before, *sources;
         const char *status, *expiring, *name, *service, *user, *rhost, *since, *key, *sort;
         bool yes, quiet;
+        bool dry_run;
+        const char *from;
+        const char *max_uses, *rate_limit, *grace; /* create, update; rotate */
+        bool retire_on_first_use;
         char **pos;
         int n_pos;
 };
@@ -70,6 +77,12 @@ const char *param_str(const json_t *o, const char *name);
  * ERR_UNREACHABLE or ERR_REFUSED.
  */
 int ctl_call(struct ctl *c, const char *method, json_t *params, json_t **ret_params);
+/*
+ * ctl_call() with `more`: `fn` gets each reply's parameters in turn, and
+ * whether more follow; a negative return stops the call and is returned.
+ */
+int ctl_call_more(struct ctl *c, const char *method, json_t *params,
+                  int (*fn)(const json_t *params, bool continues, void *userdata), void *userdata);
 /* {"id": id}, for the methods that take only a key id. */
 json_t *id_params(const char *id);
 /* A reply that lacks what the interface promises: told, ERR_UNREACHABLE. */

@@ -28,7 +28,7 @@
 
 int cmd_create(struct ctl *c, struct args *a)
 {
-        json_auto_t *p = json_pack("{s:s}", "name", a->pos[0]);
+        json_auto_t *p = NULL;
         json_auto_t *reply = NULL;
         const char *token, *id, *owner, *role;
         json_t *k;
@@ -36,6 +36,12 @@ int cmd_create(struct ctl *c, struct args *a)
         uint64_t exp;
         int r;
 
+        if (a->from)
+                return cmd_create_from(c, a);
+        if (a->n_pos == 0)
+                return usage_error(a, "missing argument: create NAME [OPTIONS], or create --from "
+                                      "FILE");
+        p = json_pack("{s:s}", "name", a->pos[0]);
         if (!p)
                 return -ENOMEM;
         if (a->owner && json_object_set_new(p, "owner", json_string(a->owner)))
@@ -542,7 +548,8 @@ int cmd_update(struct ctl *c, struct args *a)
                 return r;
         if (json_object_size(p) == 0)
                 return usage_error(a, "nothing to change: give --name, --description, --scope, "
-                                      "--role, --permissions or --expires");
+                                      "--sources, --not-before, --role, --permissions, "
+                                      "--expires, --max-uses or --rate-limit");
         /* Checked before the name is looked up: a typo needs no daemon. */
         r = resolve_key(c, a, a->pos[0], id, &named);
         if (r < 0)
@@ -556,6 +563,59 @@ int cmd_update(struct ctl *c, struct args *a)
         if (!json_is_object(k))
                 return bad_reply(c, "Update");
         return output_key(c, k);
+}
+
+int cmd_rotate(struct ctl *c, struct args *a)
+{
+        json_auto_t *p = json_object(), *reply = NULL, *named = NULL;
+        char id[TOKEN_ID_LEN + 1], when[RELATIVE_FORMAT_MAX];
+        const char *token, *new_id, *name;
+        json_t *k, *prev;
+        uint64_t d, end;
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        if (a->grace && !STREQ(a->grace, "0") && duration_parse(a->grace, &d) < 0)
+                return usage_error(a, "--grace '%s' is not a duration (7d, 12h, 0)", a->grace);
+        r = resolve_key(c, a, a->pos[0], id, &named);
+        if (r < 0)
+                return r;
+        if (json_object_set_new(p, "id", json_string(id)) ||
+            (a->grace && json_object_set_new(p, "grace", json_string(a->grace))) ||
+            (a->retire_on_first_use && json_object_set_new(p, "retire_on_first_use", json_true())))
+                return -ENOMEM;
+        r = ctl_call(c, KEYS_METHOD_ROTATE, json_incref(p), &reply);
+        if (r < 0)
+                return r;
+        k = json_object_get(reply, "key");
+        prev = json_object_get(reply, "previous");
+        token = param_str(reply, "token");
+        if (!json_is_object(k) || !json_is_object(prev) || !token || !(new_id = param_str(k, "id")))
+                return bad_reply(c, "Rotate");
+        if (c->json)
+                return print_json(reply);
+
+        name = param_str(k, "name");
+        end = key_time(prev, "expires_at");
+        if (end > now_usec())
+                format_relative(end, now_usec(), when, sizeof(when));
+        fprintf(stderr, "Rotated key %s to %s '%s'. The old key works %s%s%s.\n", id, new_id,
+                name ? name : "?", end > now_usec() ? "until its grace ends " : "no more",
+                end > now_usec() ? when : "",
+                end > now_usec() && a->retire_on_first_use ? ", or the new key is first used" : "");
+        r = write_stdout(token, strlen(token));
+        if (r >= 0)
+                r = write_stdout("\n", 1);
+        if (r < 0) {
+                err("cannot write the token to standard output: %s; revoke key %s and rotate "
+                    "key %s again",
+                    strerror(-r), new_id, id);
+                return r;
+        }
+        fprintf(stderr, "Store this token now: it is shown only this once, and it cannot be "
+                        "shown again.\n");
+        return 0;
 }
 
 /* disable, enable, revoke: one method, the key back. */
@@ -594,18 +654,30 @@ static int set_status(struct ctl *c, struct args *a, const char *method, const c
         return 0;
 }
 
+/* Every matching key of an owner rather than one KEY (ctl_bulk.c). */
+static bool wants_bulk(const struct args *a)
+{
+        return a->n_pos == 0 || a->owner || a->name || a->status || a->dry_run;
+}
+
 int cmd_disable(struct ctl *c, struct args *a)
 {
+        if (wants_bulk(a))
+                return cmd_bulk(c, a, "disable");
         return set_status(c, a, KEYS_METHOD_DISABLE, "Disabled");
 }
 
 int cmd_enable(struct ctl *c, struct args *a)
 {
+        if (wants_bulk(a))
+                return cmd_bulk(c, a, "enable");
         return set_status(c, a, KEYS_METHOD_ENABLE, "Enabled");
 }
 
 int cmd_revoke(struct ctl *c, struct args *a)
 {
+        if (wants_bulk(a))
+                return cmd_bulk(c, a, "revoke");
         return set_status(c, a, KEYS_METHOD_REVOKE, "Revoked");
 }
 
@@ -615,6 +687,8 @@ int cmd_delete(struct ctl *c, struct args *a)
         char id[TOKEN_ID_LEN + 1];
         int r;
 
+        if (wants_bulk(a))
+                return cmd_bulk(c, a, "delete");
         r = resolve_key(c, a, a->pos[0], id, &named);
         if (r < 0)
                 return r;
@@ -663,10 +737,17 @@ static const char *verify_explanation(enum verify_code code)
         case VERIFY_CODE_INSUFFICIENT_PERMISSIONS:
                 return "the key lacks a permission asked for";
         case VERIFY_CODE_RATE_LIMITED:
-                return "too many failed attempts; try again later";
+                return "too many attempts (failed guesses, or more than the key's rate_limit); "
+                       "try again later";
         case VERIFY_CODE_NOT_FOR_LOGIN:
                 return "the key was created by an invite, for scripts and services: it cannot "
                        "log in";
+        case VERIFY_CODE_USAGE_EXCEEDED:
+                return "the key has no uses left (max_uses)";
+        case VERIFY_CODE_NOT_YET_VALID:
+                return "the key is not valid yet (not_before)";
+        case VERIFY_CODE_SOURCE_DENIED:
+                return "the key may not be used from this host (sources)";
         case VERIFY_CODE_UNAVAILABLE:
                 return "the daemon could not decide (see its log); try again later";
         case VERIFY_CODE_VALID:      /* with valid false: a reply that contradicts itself */

@@ -79,13 +79,15 @@ char *join(const json_t *arr, const char *sep, const char *empty)
 /*
  * When a key was last used, and for what: "3 minutes ago (sshd from
  * 192.0.2.1)" in a table, with the local time too in `show`; "Never".
+ * On a fleet's manager, the host too: "(sshd from 192.0.2.1 on web3)".
  */
 static void format_last_used(const json_t *k, uint64_t now, bool local, char *ret, size_t size)
 {
         uint64_t t = key_time(k, "last_used_at");
         const char *service = param_str(k, "last_used_service");
         const char *from = param_str(k, "last_used_from");
-        char when[256], where[2 * 256 + 16] = "";
+        const char *host = param_str(k, "last_used_host"); /* a fleet's manager */
+        char when[256], where[3 * 256 + 16] = "";
 
         if (t == 0) {
                 snprintf(ret, size, "Never");
@@ -100,6 +102,9 @@ static void format_last_used(const json_t *k, uint64_t now, bool local, char *re
                          from ? from : "");
         else if (from)
                 snprintf(where, sizeof(where), "from %s", from);
+        if (host)
+                snprintf(where + strlen(where), sizeof(where) - strlen(where), "%son %s",
+                         where[0] ? " " : "", host);
         if (!where[0])
                 snprintf(ret, size, "%s", when);
         else if (local)
@@ -134,6 +139,30 @@ int print_field(const char *label, const char *value)
         return 0;
 }
 
+/*
+ * The lines of rotation and limits, each "" when the key has none:
+ * "7Hq2LmX9aB3z (its grace ends at its first use)", "3 of 5", "100/1m".
+ */
+static void show_lifecycle(const json_t *k, char *replaces, char *replaced, char *uses, char *rate,
+                           size_t size)
+{
+        const char *from = param_str(k, "replaces"), *to = param_str(k, "replaced_by");
+        json_t *max = json_object_get(k, "max_uses"), *left = json_object_get(k, "uses_left");
+
+        if (from)
+                snprintf(replaces, size, "%s%s", from,
+                         json_is_true(json_object_get(k, "retire_on_first_use"))
+                             ? " (which stops working at this key's first use)"
+                             : "");
+        if (to)
+                snprintf(replaced, size, "%s (this key works until it expires)", to);
+        if (json_is_integer(max) && json_is_integer(left))
+                snprintf(uses, size, "%lld of %lld", (long long)json_integer_value(left),
+                         (long long)json_integer_value(max));
+        if (param_str(k, "rate_limit"))
+                snprintf(rate, size, "%s (VALID verifies a window)", param_str(k, "rate_limit"));
+}
+
 static int show_key(const json_t *k)
 {
         uint64_t now = now_usec(), t;
@@ -154,11 +183,23 @@ static int show_key(const json_t *k)
         if (asprintf(&created, "%s%s%s", when, by ? " by " : "", by ? by : "") < 0)
                 return -ENOMEM;
         format_last_used(k, now, true, last, sizeof(last));
-        if (asprintf(&status, "%s%s", param_str(k, "status") ?: "?",
+        const char *reason = param_str(k, "disabled_reason");
+        char replaces[128] = "", replaced[128] = "", uses[64] = "", rate[128] = "";
+        show_lifecycle(k, replaces, replaced, uses, rate, sizeof(replaces));
+        if (asprintf(&status, "%s%s%s%s", param_str(k, "status") ?: "?",
                      json_is_true(json_object_get(k, "disabled_by_admin"))
                          ? " (by an admin: only an admin may enable it)"
-                         : "") < 0)
+                         : "",
+                     reason ? ", reason: " : "", reason ? reason : "") < 0)
                 return -ENOMEM;
+        /* Conditions, shown only when the key has them. */
+        _cleanup_free_ char *sources = NULL;
+        char not_before[256] = "";
+        if (json_object_get(k, "sources") &&
+            !(sources = join(json_object_get(k, "sources"), ", ", "anywhere")))
+                return -ENOMEM;
+        if ((t = key_time(k, "not_before")))
+                format_both(t, now, not_before, sizeof(not_before));
 
         const char *const fields[][2] = {
             {"ID", param_str(k, "id")},
@@ -168,19 +209,28 @@ static int show_key(const json_t *k)
             {"Role", param_str(k, "role")},
             {"Permissions", perms},
             {"Scope", scope},
+            {"Sources", sources},
             {"Status", status},
             {"Login", json_is_true(json_object_get(k, "no_login"))
                           ? "no: created through invite, for scripts and services only"
                           : NULL},
+            {"Not before", not_before[0] ? not_before : NULL},
             {"Expires", expires},
             {"Created", created},
             {"Through", parent},
+            {"Replaces", replaces[0] ? replaces : NULL},
+            {"Replaced by", replaced[0] ? replaced : NULL},
+            {"Uses left", uses[0] ? uses : NULL},
+            {"Rate limit", rate[0] ? rate : NULL},
             {"Last used", last},
         };
         for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
                 /* Optional lines are left out when they have nothing to say. */
                 if ((STREQ(fields[i][0], "Description") || STREQ(fields[i][0], "Login") ||
-                     STREQ(fields[i][0], "Through")) &&
+                     STREQ(fields[i][0], "Through") || STREQ(fields[i][0], "Sources") ||
+                     STREQ(fields[i][0], "Not before") || STREQ(fields[i][0], "Replaces") ||
+                     STREQ(fields[i][0], "Replaced by") || STREQ(fields[i][0], "Uses left") ||
+                     STREQ(fields[i][0], "Rate limit")) &&
                     !fields[i][1])
                         continue;
                 int r = print_field(fields[i][0], fields[i][1]);
@@ -242,9 +292,24 @@ int list_table(const json_t *keys)
                 else
                         snprintf(expires, sizeof(expires), "never");
                 format_last_used(k, now, false, last, sizeof(last));
+                /* "disabled (unused)": why the daemon disabled it; a rotated
+                 * key still working: how long its grace has left. */
+                char status[128 + RELATIVE_FORMAT_MAX];
+                const char *reason = param_str(k, "disabled_reason");
+                snprintf(status, sizeof(status), "%s%s%s%s", param_str(k, "status") ?: "?",
+                         reason ? " (" : "", reason ? reason : "", reason ? ")" : "");
+                if (param_str(k, "replaced_by") && STREQ(param_str(k, "status") ?: "", "enabled") &&
+                    exp)
+                        snprintf(status, sizeof(status), "rotated, grace ends %s", expires);
                 const char *row[] = {
-                    param_str(k, "id"),     name, param_str(k, "owner"), role, scope, expires,
-                    param_str(k, "status"), last,
+                    param_str(k, "id"),
+                    name,
+                    param_str(k, "owner"),
+                    role,
+                    scope,
+                    expires,
+                    status,
+                    last,
                 };
                 r = table_add_row(t, row);
                 if (r < 0)

@@ -444,6 +444,52 @@ int etcd_decode_host_report(const void *value, size_t len, struct etcd_host_repo
         return r < 0 ? -EBADMSG : 0;
 }
 
+/* An optional text of a host's use: no C0, DEL or C1 control (jansson has checked the UTF-8). */
+static int get_use_text(json_t *o, const char *name, char ret[ETCD_USE_TEXT_MAX + 1])
+{
+        json_t *v = json_object_get(o, name);
+        const unsigned char *s;
+        size_t len;
+
+        ret[0] = '\0';
+        if (!v || json_is_null(v))
+                return 0;
+        if (!json_is_string(v))
+                return -EBADMSG;
+        s = (const unsigned char *)json_string_value(v);
+        len = json_string_length(v);
+        if (len > ETCD_USE_TEXT_MAX || strlen((const char *)s) != len)
+                return -EBADMSG;
+        for (size_t i = 0; i < len; i++)
+                if (s[i] < 0x20 || s[i] == 0x7f || (s[i] == 0xc2 && i + 1 < len && s[i + 1] < 0xa0))
+                        return -EBADMSG;
+        memcpy(ret, s, len + 1);
+        return 0;
+}
+
+int etcd_decode_host_use(const void *value, size_t len, struct etcd_host_use *ret)
+{
+        json_t *root = value ? load(value, len) : NULL;
+        int r;
+
+        *ret = (struct etcd_host_use){};
+        if (!root || !json_is_object(root)) {
+                json_decref(root);
+                return -EBADMSG;
+        }
+        r = get_u64(root, "at", &ret->at);
+        if (r >= 0 && ret->at == 0)
+                r = -EBADMSG;
+        if (r >= 0)
+                r = get_use_text(root, "service", ret->service);
+        if (r >= 0)
+                r = get_use_text(root, "from", ret->from);
+        json_decref(root);
+        if (r < 0)
+                *ret = (struct etcd_host_use){};
+        return r < 0 ? -EBADMSG : 0;
+}
+
 void etcd_lines_init(struct etcd_lines *l, size_t max)
 {
         *l = (struct etcd_lines){.max = max ? max : ETCD_LINE_MAX};

@@ -127,6 +127,24 @@ int etcd_decode_host_report(const void *value, size_t len,
                             struct etcd_host_report *ret) _warn_unused_;
 
 /*
+ * A host's last use of a key, which each host writes under
+ * <prefix>/hosts/<host>/used/<id> and a manager reads (untrusted too):
+ * {"at":1700000000000000,"service":"sshd","from":"192.0.2.1"} (µs,
+ * realtime; service and from optional).  The texts, at most
+ * ETCD_USE_TEXT_MAX bytes without control characters, are copied into
+ * `ret` ("" when absent).  0 or -EBADMSG (unknown fields are ignored).
+ */
+#define ETCD_USE_TEXT_MAX 256
+
+struct etcd_host_use {
+        uint64_t at;
+        char service[ETCD_USE_TEXT_MAX + 1];
+        char from[ETCD_USE_TEXT_MAX + 1];
+};
+
+int etcd_decode_host_use(const void *value, size_t len, struct etcd_host_use *ret) _warn_unused_;
+
+/*
  * Splitting a stream into lines: feed it what arrives, in any pieces; it
  * calls `fn` once per complete line (without the newline; a '\r' before it
  * is dropped; empty lines are skipped).  A line longer than `max` is

@@ -2,6 +2,7 @@
 /* The fleet replica: see fleet.h for what it does, etcd_decode.h for what etcd sends. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -790,8 +791,9 @@ static void on_probe(struct etcd_request *req, int r, long status, const char *b
               fleet_now_mono() - f->reported_mono >= REPORT_MIN)))
                 fleet_report(f);
         if (f->following && f->cfg->fleet_manage &&
-            fleet_now_mono() - f->hosts_mono >= HOSTS_REFRESH)
+            fleet_now_mono() - f->hosts_mono >= fleet_hosts_refresh(f))
                 fleet_read_hosts(f);
+        fleet_write_used(f, false);
         /* The last contact kept in the keystore, for an offline start. */
         if (f->phase == PHASE_WATCH && f->queued > 0 && f->queued == f->applied &&
             f->contact_real > f->contact_saved + CONTACT_PERSIST && f->ops_pending == 0)
@@ -835,11 +837,33 @@ int fleet_on_resync_timer(sd_event_source *s, uint64_t usec, void *userdata)
 
 /* ---- what the API asks ---- */
 
+/* One of fleet_break_glass_keys. */
+static bool break_glass(const struct fleet *f, const char *id)
+{
+        for (size_t i = 0; i < f->n_break_glass; i++)
+                if (STREQ(f->break_glass[i], id))
+                        return true;
+        return false;
+}
+
+/* "no contact with etcd since <time>" (a static buffer: the event loop's only). */
+static const char *contact_text(const struct fleet *f)
+{
+        static char text[TIMESTAMP_MAX + 64];
+        char at[TIMESTAMP_MAX];
+
+        if (!f->contact_real || timestamp_format(f->contact_real, at) < 0)
+                return "never in contact with etcd";
+        snprintf(text, sizeof(text), "no contact with etcd since %s", at);
+        return text;
+}
+
 enum verify_code fleet_verify_code(struct fleet *f, enum verify_code code, const char *id)
 {
         uint64_t now;
 
-        if (!f || code == VERIFY_CODE_BAD_FORMAT)
+        /* Joining: this host's own keys, as a single host answers for them. */
+        if (!f || code == VERIFY_CODE_BAD_FORMAT || f->joining)
                 return code;
         if (f->pepper == PEPPER_DIFFERS ||
             (f->pepper == PEPPER_MISSING && code == VERIFY_CODE_VALID))
@@ -847,10 +871,17 @@ enum verify_code fleet_verify_code(struct fleet *f, enum verify_code code, const
         if (fleet_online(f))
                 return code;
         now = now_usec();
-        if (f->contact_real == 0 || now - f->contact_real > f->cfg->fleet_offline_max_age_usec)
+        if (f->contact_real == 0 || now - f->contact_real > f->cfg->fleet_offline_max_age_usec) {
+                if (code == VERIFY_CODE_VALID && id && break_glass(f, id)) {
+                        log_warning("fleet: break-glass key %s accepted, %s (past "
+                                    "fleet_offline_max_age)",
+                                    id, contact_text(f));
+                        return code;
+                }
                 return code == VERIFY_CODE_VALID || code == VERIFY_CODE_NOT_FOUND
                            ? VERIFY_CODE_UNAVAILABLE
                            : code;
+        }
         /* A key this replica does not know may be one made while it was cut off. */
         if (code == VERIFY_CODE_NOT_FOUND && id && id[0] &&
             keystore_get(f->ks, id, NULL, NULL) == -ENOENT)
@@ -890,6 +921,8 @@ json_t *fleet_status(struct fleet *f)
         }
         if (f->last_error[0])
                 json_object_set_new(o, "last_error", json_string(f->last_error));
+        if (f->joining)
+                json_object_set_new(o, "joining", json_integer((json_int_t)f->joining));
         if (f->cfg->fleet_manage)
                 json_object_set_new(o, "hosts", fleet_hosts_json(f));
         return o;

@@ -30,12 +30,20 @@
 
 struct fleet;
 
+/* Where `apikeyd --fleet-push`, run by the daemon, finds the daemon's lock
+ * on the state directory (restore.h). */
+#define STATE_LOCK_FD_ENV "APIKEYD_STATE_LOCK_FD"
+
 struct fleet_setup {
         const struct apikeyd_config *config; /* fleet_endpoints set */
         sd_event *event;
         struct keystore *ks;
         struct writer *writer;
         uint8_t pepper_fingerprint[PEPPER_FINGERPRINT_SIZE];
+        /* How the daemon was started, for a FleetPush (fleet_push_start()),
+         * and the state directory's lock it holds, handed to the push. */
+        const char *config_path, *state_dir;
+        int state_lock_fd;
 };
 
 /* Start following etcd.  0 or a negative errno (the reason logged). */
@@ -63,11 +71,17 @@ bool fleet_refuses_changes(const struct fleet *f);
  * `with_descendants` (a revoke or delete revokes them), to etcd in one
  * Txn that succeeds only if none of them changed in etcd since this
  * replica saw them (create only if absent; update only from the
- * revision read; a revoked key, final here, stays final there).  `done`
+ * revision read; a revoked key, final here, stays final there).  Names
+ * are unique per owner across the fleet: the name index entry
+ * <prefix>/names/<owner>/<name> -> id is created in the same Txn, only if
+ * absent, when the key takes a name (`was` NULL: created; or renamed
+ * from `was`'s, the record before the change), and removed when it leaves
+ * one.  `done`
  * runs once this replica has applied the Txn's revision (read your
- * writes), with 0, or -ESTALE (changed in etcd meanwhile: the replica
- * resyncs, which undoes the local change), -ETIMEDOUT or another error
- * (etcd not reached; the next resync settles it).
+ * writes), with 0, or -EEXIST (another manager gave the name to a key
+ * first: the replica resyncs, which undoes the local change), or -ESTALE (changed in etcd
+ * meanwhile: the replica resyncs, which undoes the local change), -ETIMEDOUT or another error (etcd
+ * not reached; the next resync settles it).
  */
 typedef void (*fleet_published_fn)(int r, void *userdata);
 
@@ -76,8 +90,46 @@ const char *fleet_write_error(int r);
 
 /* Whether a manager can write now: online, with the fleet's pepper.  Else no change is tried. */
 bool fleet_can_write(const struct fleet *f);
-int fleet_publish(struct fleet *f, const char *id, bool with_descendants, fleet_published_fn done,
-                  void *userdata) _warn_unused_;
+int fleet_publish(struct fleet *f, const char *id, const struct key_record *was,
+                  bool with_descendants, fleet_published_fn done, void *userdata) _warn_unused_;
+
+/*
+ * The last uses the daemon has just written to its keystore (its periodic
+ * flush of last-used times, never Verify): kept, and written to etcd under
+ * <prefix>/hosts/<host>/used/<id> every fleet_last_used_interval, in
+ * batches, so that managers show the latest use across the fleet.
+ */
+void fleet_note_used(struct fleet *f, const struct last_used *entries, size_t n);
+
+/*
+ * On a manager: a key's last use as the fleet's hosts reported it, when
+ * later than `*at` (this host's), replaces `*at`, `*service`, `*from` and
+ * sets `*host` to the host that used it; else `*host` is this host's name
+ * (when `*at` is set).  Elsewhere (or with `f` NULL), nothing changes.
+ * The strings stay valid until the event loop runs again.
+ */
+void fleet_merge_last_use(const struct fleet *f, const char *id, uint64_t *at, const char **service,
+                          const char **from, const char **host);
+
+/*
+ * A keystore that holds keys of this host alone when fleet mode starts
+ * (never a replica): the daemon does not follow etcd, whose keys would
+ * replace them, and answers for its own keys as a single host would, until
+ * fleet_push_start() has moved them into etcd.  Meanwhile changes to keys
+ * are refused.
+ */
+bool fleet_joining(const struct fleet *f);
+
+/*
+ * FleetPush: run `apikeyd --fleet-push` (fleet_push()) on this daemon's
+ * config and state directory, as a child, never blocking the loop.  `done`
+ * gets 0 once the keys are in etcd and the daemon follows it, or a negative
+ * errno, with what the push printed (its report, or why it failed).
+ * -EALREADY when the host is not joining (its keys are etcd's), -EBUSY
+ * while a push runs.
+ */
+typedef void (*fleet_pushed_fn)(int r, const char *output, void *userdata);
+int fleet_push_start(struct fleet *f, fleet_pushed_fn done, void *userdata) _warn_unused_;
 
 /* GetStatus's `fleet` object (a new reference), or NULL when out of memory. */
 json_t *fleet_status(struct fleet *f);
@@ -86,8 +138,10 @@ json_t *fleet_status(struct fleet *f);
  * `apikeyd --fleet-push` (fleet_push.c): move this host's keystore into
  * etcd, for a host that starts fleet mode with keys of its own.  Writes the
  * pepper's fingerprint if etcd has none (and stops if etcd has another),
- * then each key that etcd does not hold yet (one Txn each, created only if
- * absent; a key etcd holds already is left as etcd has it), and marks the
+ * then each key that etcd does not hold yet (one Txn each, with its name
+ * index entry, both created only if absent; a key etcd holds already is left
+ * as etcd has it; a key whose name the fleet has for another key is not
+ * pushed, and then the keystore is not marked), and marks the
  * keystore as a replica at the last revision written, so the daemon starts
  * in fleet mode on it (and resyncs, as a manager does).  Runs its own event
  * loop; blocks until done.  Prints what it did; 0 or a negative errno (the

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "etcd_client.h"
 #include "etcd_decode.h"
@@ -79,13 +80,30 @@ struct waiter {
         int64_t revision; /* 0 while the Txn is in flight */
         uint64_t deadline;
         struct etcd_request *req;
-        char *body;       /* the Txn, for another member */
-        char *check_body; /* a Txn that succeeds if etcd holds what `body` writes */
-        bool checking;    /* check_body is in flight */
-        size_t endpoint;  /* the member it went to */
+        char *body;                /* the Txn, for another member */
+        char *check_body;          /* a Txn that succeeds if etcd holds what `body` writes */
+        bool checking;             /* check_body is in flight */
+        char *name_key;            /* base64 of the name index entry the write takes, or NULL */
+        char id[TOKEN_ID_LEN + 1]; /* the key written (with those created through it) */
+        bool naming;               /* the read of that entry is in flight */
+        size_t endpoint;           /* the member it went to */
         unsigned tries;
         fleet_published_fn done;
         void *userdata;
+};
+
+/* A key's last use: this host's, waiting for etcd, or (with its host) the latest a manager read. */
+struct fleet_use {
+        char id[TOKEN_ID_LEN + 1]; /* "" in a free slot */
+        uint64_t at;
+        char host[CONFIG_FLEET_HOST_MAX + 1]; /* "" for this host's own */
+        char *service, *from;                 /* NULL when not known */
+};
+
+/* Open addressing on the id, a power of two. */
+struct fleet_uses {
+        struct fleet_use *slots;
+        size_t size, n;
 };
 
 /* A host's report, as a manager last read it. */
@@ -135,6 +153,36 @@ struct fleet {
         int64_t reported_revision;
         struct host_seen *hosts;
         size_t n_hosts;
+
+        /* fleet_hosts.c: a manager's read of the hosts' prefix, in pages pinned to one
+         * revision; after a full read, only what changed since (min_mod_revision). */
+        int64_t hosts_rev, hosts_pin; /* the last read's revision; this read's */
+        char *hosts_next;             /* base64 of the key the next page starts at */
+        bool hosts_full;              /* this read is a full one */
+        uint64_t hosts_full_mono;
+        struct host_seen *hosts_new; /* a full read's hosts, until it is done */
+        size_t n_hosts_new, hosts_allocated, hosts_new_allocated;
+
+        /* fleet_used.c */
+        struct fleet_uses used, used_sent; /* this host's, to write; in flight */
+        struct etcd_request *used_req;
+        uint64_t used_mono;
+        struct fleet_uses seen; /* a manager's: the latest use of each key, with its host */
+
+        /* fleet_break_glass_keys: accepted past fleet_offline_max_age */
+        char break_glass[CONFIG_FLEET_BREAK_GLASS_MAX][TOKEN_ID_LEN + 1];
+        size_t n_break_glass;
+
+        /* fleet_join.c: a keystore of this host's own keys, not in etcd yet */
+        uint64_t joining; /* how many; 0: none (following etcd) */
+        char *config_path, *state_dir;
+        int state_lock_fd; /* the daemon's, not owned; -1: none */
+        pid_t push_pid;    /* apikeyd --fleet-push, running */
+        sd_event_source *push_source;
+        char *push_out;
+        size_t push_len;
+        fleet_pushed_fn push_done;
+        void *push_userdata;
 };
 
 /* ---- fleet.c ---- */
@@ -163,10 +211,28 @@ char *fleet_prefix_end_b64(const char *prefix);
 
 /* Write this host's report (if none is on its way). */
 void fleet_report(struct fleet *f);
-/* A manager: read every host's report (if no read is on its way). */
+/* A manager: read every host's report and last uses (if no read is on its way). */
 void fleet_read_hosts(struct fleet *f);
+/* How often a manager reads them: HOSTS_REFRESH, or fleet_last_used_interval when shorter. */
+uint64_t fleet_hosts_refresh(const struct fleet *f);
 /* GetStatus's `hosts` of a manager, a new reference (NULL when out of memory). */
 json_t *fleet_hosts_json(const struct fleet *f);
+
+/* ---- fleet_used.c ---- */
+
+const struct fleet_use *fleet_uses_find(const struct fleet_uses *t, const char *id);
+/* Keep the use if it is the key's latest: 1 if kept, 0 if not later, -ENOMEM. */
+int fleet_uses_put(struct fleet_uses *t, const char *id, uint64_t at, const char *host,
+                   const char *service, const char *from);
+void fleet_uses_free(struct fleet_uses *t);
+/* Write this host's uses noted since the last write, once fleet_last_used_interval has
+ * passed (or `now`), if none is on its way. */
+void fleet_write_used(struct fleet *f, bool now);
+
+/* ---- fleet_join.c ---- */
+
+/* The push running, stopped (its caller answered -ESHUTDOWN). */
+void fleet_push_stop(struct fleet *f);
 
 /* ---- fleet_publish.c ---- */
 

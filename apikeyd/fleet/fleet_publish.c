@@ -19,6 +19,7 @@ void fleet_waiter_free(struct waiter *w)
         etcd_request_cancel(w->req);
         free(w->body);
         free(w->check_body);
+        free(w->name_key);
         free(w);
 }
 
@@ -33,6 +34,8 @@ void fleet_waiter_free(struct waiter *w)
 const char *fleet_write_error(int r)
 {
         switch (r) {
+        case -EEXIST:
+                return "another manager gave the name to a key first; nothing was changed";
         case -ESTALE:
                 return "the key changed in etcd meanwhile (another manager); nothing was changed: "
                        "try again";
@@ -90,6 +93,8 @@ static int collect_child(const struct key_record *rec, void *userdata)
 
 static void on_published(struct etcd_request *req, int r, long status, const char *body, size_t len,
                          const char *error, void *userdata);
+static void waiter_end(struct fleet *f, struct waiter *w, int r);
+static int post_name_check(struct fleet *f, struct waiter *w);
 
 static int post_txn(struct fleet *f, struct waiter *w)
 {
@@ -100,6 +105,54 @@ static int post_txn(struct fleet *f, struct waiter *w)
                                              .token = f->token,
                                              .timeout_usec = PUBLISH_TRY,
                                              .done = on_published,
+                                             .userdata = w},
+                         &w->req);
+}
+
+static void on_name_checked(struct etcd_request *req, int r, long status, const char *body,
+                            size_t len, const char *error, void *userdata)
+{
+        struct waiter *w = userdata;
+        struct fleet *f = w->f;
+        _cleanup_free_ char *msg = NULL;
+        struct etcd_range rg = {};
+        int code = 0;
+        bool taken;
+
+        w->req = NULL;
+        if (r < 0 || status != 200 || etcd_decode_range(body, len, &rg, &code, &msg) < 0) {
+                fleet_answer_failed(f, "reading the name index", r, status, error, code, msg);
+                waiter_end(f, w, -ESTALE);
+                return;
+        }
+        /* Another key's: not this write's own entry (a try that landed, then changed). */
+        taken = rg.n_kvs > 0 && !(rg.kvs[0].value_len == strlen(w->id) &&
+                                  memcmp(rg.kvs[0].value, w->id, rg.kvs[0].value_len) == 0);
+        etcd_range_done(&rg);
+        if (taken) {
+                log_info("fleet: the name was taken in etcd meanwhile (another manager); the "
+                         "local change is undone by a resync");
+                waiter_end(f, w, -EEXIST);
+        } else {
+                log_warning("fleet: a key changed in etcd since this replica saw it; the local "
+                            "change is undone by a resync");
+                waiter_end(f, w, -ESTALE);
+        }
+}
+
+static int post_name_check(struct fleet *f, struct waiter *w)
+{
+        _cleanup_free_ char *body = NULL;
+
+        if (asprintf(&body, "{\"key\":\"%s\"}", w->name_key) < 0)
+                return -ENOMEM;
+        return etcd_post(f->client,
+                         &(struct etcd_post){.endpoint = f->endpoints[w->endpoint],
+                                             .path = "/v3/kv/range",
+                                             .body = body,
+                                             .token = f->token,
+                                             .timeout_usec = PUBLISH_TRY,
+                                             .done = on_name_checked,
                                              .userdata = w},
                          &w->req);
 }
@@ -147,6 +200,12 @@ static void on_published(struct etcd_request *req, int r, long status, const cha
                  * what etcd holds exactly what this write put there? */
                 w->checking = true;
                 if (post_txn(f, w) >= 0)
+                        return;
+        }
+        if (!ok && w->name_key && !w->naming) {
+                /* Whose is the name now: another manager's key's, or still free? */
+                w->naming = true;
+                if (post_name_check(f, w) >= 0)
                         return;
         }
         if (!ok) {
@@ -213,12 +272,74 @@ static int publish_one(struct fleet *f, const char *id, json_t *compare, json_t 
                    : 0;
 }
 
-int fleet_publish(struct fleet *f, const char *id, bool with_descendants, fleet_published_fn done,
-                  void *userdata)
+/* <prefix>/names/<owner>/<name> in base64: the name index, owner/name -> key id. */
+static char *name_key_b64(const struct fleet *f, const char *owner, const char *name)
+{
+        _cleanup_free_ char *key = NULL;
+
+        if (asprintf(&key, "%s/names/%s/%s", f->cfg->fleet_prefix, owner, name) < 0)
+                return NULL;
+        return etcd_base64(key, strlen(key));
+}
+
+/*
+ * Names are unique per owner across the fleet: a key that takes a name
+ * (created, or renamed) writes its entry in the name index only if none is
+ * there (create revision 0), in the same Txn; a name it leaves (renamed,
+ * deleted) has its entry removed.  `*ret_taken` is the entry taken, for
+ * telling a name another manager took first from another change.
+ */
+static int publish_name(struct fleet *f, const char *id, const struct key_record *was,
+                        json_t *compare, json_t *success, json_t *check, char **ret_taken)
+{
+        _cleanup_free_ void *storage = NULL;
+        struct key_record rec;
+        bool have, same;
+        int r;
+
+        r = keystore_get(f->ks, id, &rec, &storage);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        have = r >= 0;
+        same = have && was && STREQ(was->owner, rec.owner) && STREQ(was->name, rec.name);
+        if (have && !same) {
+                _cleanup_free_ char *id_b64 = etcd_base64(id, strlen(id));
+                char *k = name_key_b64(f, rec.owner, rec.name);
+
+                if (!k || !id_b64 ||
+                    json_array_append_new(compare, json_pack("{s:s, s:s, s:s, s:s}", "key", k,
+                                                             "target", "CREATE", "result", "EQUAL",
+                                                             "create_revision", "0")) < 0 ||
+                    json_array_append_new(success, json_pack("{s:{s:s, s:s}}", "request_put", "key",
+                                                             k, "value", id_b64)) < 0 ||
+                    json_array_append_new(check, json_pack("{s:s, s:s, s:s, s:s}", "key", k,
+                                                           "target", "VALUE", "result", "EQUAL",
+                                                           "value", id_b64)) < 0) {
+                        free(k);
+                        return -ENOMEM;
+                }
+                *ret_taken = k;
+        }
+        if (was && !same) {
+                _cleanup_free_ char *k = name_key_b64(f, was->owner, was->name);
+
+                if (!k ||
+                    json_array_append_new(
+                        success, json_pack("{s:{s:s}}", "request_delete_range", "key", k)) < 0 ||
+                    json_array_append_new(check, json_pack("{s:s, s:s, s:s, s:s}", "key", k,
+                                                           "target", "VERSION", "result", "EQUAL",
+                                                           "version", "0")) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+int fleet_publish(struct fleet *f, const char *id, const struct key_record *was,
+                  bool with_descendants, fleet_published_fn done, void *userdata)
 {
         struct collect c = {};
         json_t *txn = NULL, *check = NULL;
-        _cleanup_free_ char *body = NULL, *check_body = NULL;
+        _cleanup_free_ char *body = NULL, *check_body = NULL, *taken = NULL;
         struct waiter *w = NULL;
         int r;
 
@@ -239,6 +360,10 @@ int fleet_publish(struct fleet *f, const char *id, bool with_descendants, fleet_
         for (size_t i = 0; r >= 0 && i < c.n; i++)
                 r = publish_one(f, c.ids[i], json_object_get(txn, "compare"),
                                 json_object_get(txn, "success"), json_object_get(check, "compare"));
+        if (r >= 0)
+                r = publish_name(f, id, was, json_object_get(txn, "compare"),
+                                 json_object_get(txn, "success"), json_object_get(check, "compare"),
+                                 &taken);
         if (r >= 0 && (!(body = json_dumps(txn, JSON_COMPACT)) ||
                        !(check_body = json_dumps(check, JSON_COMPACT))))
                 r = -ENOMEM;
@@ -249,9 +374,11 @@ int fleet_publish(struct fleet *f, const char *id, bool with_descendants, fleet_
                                      .deadline = fleet_now_mono() + PUBLISH_TIMEOUT,
                                      .body = TAKE_PTR(body),
                                      .check_body = TAKE_PTR(check_body),
+                                     .name_key = TAKE_PTR(taken),
                                      .endpoint = f->current,
                                      .done = done,
                                      .userdata = userdata};
+                str_copy(w->id, sizeof(w->id), id);
                 r = post_txn(f, w);
         }
         if (r >= 0) {

@@ -152,15 +152,78 @@ static int put_if_absent(struct push *p, const char *key, const void *value, siz
 struct walk {
         struct push *p;
         const char *prefix;
-        size_t pushed, present;
+        size_t pushed, present, name_taken;
         int64_t revision;
         uint64_t cluster_id;
 };
 
+/*
+ * The key and its name index entry (<prefix>/names/<owner>/<name> -> id),
+ * in one Txn, each only if absent: 1 if put; 0 if the key is there already
+ * (its name entry is then added if missing); -EEXIST if the fleet has
+ * another key of that owner and name.
+ */
+static int put_key(struct push *p, const char *prefix, const struct key_record *rec,
+                   const void *value, size_t len, int64_t *ret_revision)
+{
+        _cleanup_free_ char *key = NULL, *name = NULL, *k = NULL, *n = NULL, *v = NULL, *id = NULL,
+                            *body = NULL, *msg = NULL;
+        struct etcd_header h;
+        struct etcd_range rg = {};
+        bool ok = false, mine;
+        int code = 0, r;
+
+        if (asprintf(&key, "%s/keys/%s", prefix, rec->id) < 0 ||
+            asprintf(&name, "%s/names/%s/%s", prefix, rec->owner, rec->name) < 0)
+                return -ENOMEM;
+        k = etcd_base64(key, strlen(key));
+        n = etcd_base64(name, strlen(name));
+        v = etcd_base64(value, len);
+        id = etcd_base64(rec->id, strlen(rec->id));
+        if (!k || !n || !v || !id ||
+            asprintf(&body,
+                     "{\"compare\":[{\"key\":\"%s\",\"target\":\"CREATE\",\"create_revision\":"
+                     "\"0\"},{\"key\":\"%s\",\"target\":\"CREATE\",\"create_revision\":\"0\"}],"
+                     "\"success\":[{\"request_put\":{\"key\":\"%s\",\"value\":\"%s\"}},"
+                     "{\"request_put\":{\"key\":\"%s\",\"value\":\"%s\"}}]}",
+                     k, n, k, v, n, id) < 0)
+                return -ENOMEM;
+        r = post_wait(p, "/v3/kv/txn", body);
+        if (r < 0)
+                return r;
+        r = etcd_decode_txn(p->body, p->len, &h, &ok, &code, &msg);
+        if (r < 0)
+                return etcd_failed(p, key, r, code, msg);
+        *ret_revision = h.revision;
+        if (ok)
+                return 1;
+        /* Whose is the name? */
+        free(body);
+        if (asprintf(&body, "{\"key\":\"%s\"}", n) < 0) {
+                body = NULL;
+                return -ENOMEM;
+        }
+        r = post_wait(p, "/v3/kv/range", body);
+        if (r < 0)
+                return r;
+        r = etcd_decode_range(p->body, p->len, &rg, &code, &msg);
+        if (r < 0)
+                return etcd_failed(p, name, r, code, msg);
+        mine = rg.n_kvs > 0 && rg.kvs[0].value_len == strlen(rec->id) &&
+               memcmp(rg.kvs[0].value, rec->id, rg.kvs[0].value_len) == 0;
+        r = rg.n_kvs == 0 ? 0 : mine ? 0 : -EEXIST;
+        etcd_range_done(&rg);
+        if (r == 0 && !mine) {
+                /* The key is there (pushed before names were indexed): its entry now. */
+                r = put_if_absent(p, name, rec->id, strlen(rec->id), ret_revision);
+                return r < 0 ? r : 0;
+        }
+        return r;
+}
+
 static int push_one(const struct key_record *rec, void *userdata)
 {
         struct walk *w = userdata;
-        _cleanup_free_ char *key = NULL;
         _cleanup_free_ void *buf = NULL;
         size_t len;
         int r;
@@ -168,9 +231,15 @@ static int push_one(const struct key_record *rec, void *userdata)
         r = record_encode(rec, &buf, &len);
         if (r < 0)
                 return r;
-        if (asprintf(&key, "%s/keys/%s", w->prefix, rec->id) < 0)
-                return -ENOMEM;
-        r = put_if_absent(w->p, key, buf, len, &w->revision);
+        r = put_key(w->p, w->prefix, rec, buf, len, &w->revision);
+        if (r == -EEXIST) {
+                fprintf(stderr,
+                        "apikeyd: key %s not pushed: the fleet has another key named '%s' of "
+                        "owner %s; rename one of them and push again\n",
+                        rec->id, rec->name, rec->owner);
+                w->name_taken++;
+                return 0;
+        }
         if (r < 0)
                 return r;
         if (r > 0)
@@ -254,6 +323,15 @@ int fleet_push(const struct apikeyd_config *cfg, struct keystore *ks,
         r = keystore_list(ks, &all, NULL, 0, push_one, &w, NULL);
         if (r < 0) {
                 fprintf(stderr, "apikeyd: pushing the keys stopped: %s\n", strerror(-r));
+                goto out;
+        }
+        if (w.name_taken) {
+                /* Not a replica yet: fleet mode would drop the keys not pushed. */
+                fprintf(stderr,
+                        "apikeyd: pushed %zu keys, %zu were there already; %zu keys not pushed: "
+                        "their names are taken in the fleet\n",
+                        w.pushed, w.present, w.name_taken);
+                r = -EEXIST;
                 goto out;
         }
         /* This keystore is now a replica as of the last revision written: the

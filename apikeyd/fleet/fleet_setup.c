@@ -140,17 +140,32 @@ int fleet_new(const struct fleet_setup *s, struct fleet **ret)
                 uint64_t n = 0;
 
                 r = keystore_n_keys(s->ks, &n);
-                if (r >= 0 && n > 0) {
-                        log_error("fleet: the keystore holds %llu keys of this host alone; in "
-                                  "fleet mode it holds the fleet's keys from etcd, which would "
-                                  "replace them: move them into etcd first (apikeyd "
-                                  "--fleet-push), or start with an empty state directory",
-                                  (unsigned long long)n);
-                        r = -EEXIST;
-                }
                 if (r < 0)
                         goto fail;
+                if (n > 0) {
+                        log_error("fleet: the keystore holds %llu keys of this host alone; in "
+                                  "fleet mode it holds the fleet's keys from etcd, which would "
+                                  "replace them: not following etcd until they are moved there "
+                                  "(apikeyctl fleet push), answering for them meanwhile; or "
+                                  "start with an empty state directory",
+                                  (unsigned long long)n);
+                        f->joining = n;
+                }
         }
+        /* Checked by the config: ids, comma-separated, at most CONFIG_FLEET_BREAK_GLASS_MAX. */
+        for (const char *p = cfg->fleet_break_glass_keys;
+             p && *p && f->n_break_glass < CONFIG_FLEET_BREAK_GLASS_MAX;) {
+                size_t len = strcspn(p, ",");
+
+                if (len == TOKEN_ID_LEN)
+                        memcpy(f->break_glass[f->n_break_glass++], p, TOKEN_ID_LEN);
+                p += len + (p[len] == ',');
+        }
+        f->state_lock_fd = s->state_lock_fd;
+        r = -ENOMEM;
+        if ((s->config_path && !(f->config_path = strdup(s->config_path))) ||
+            (s->state_dir && !(f->state_dir = strdup(s->state_dir))))
+                goto fail;
         f->queued = f->applied;
         f->contact_saved = f->contact_real;
         /* A manager starts from etcd's truth. */
@@ -172,10 +187,13 @@ int fleet_new(const struct fleet_setup *s, struct fleet **ret)
                 log_error("fleet: cannot set up the etcd client: %s", strerror(-r));
                 goto fail;
         }
+        if (f->joining)
+                goto done;
         log_info("fleet: host %s following %s under %s from revision %lld (%s)", f->host,
                  cfg->fleet_endpoints, cfg->fleet_prefix, (long long)f->applied,
                  cfg->fleet_manage ? "manages keys" : "keys managed elsewhere");
         fleet_start(f);
+done:
         *ret = f;
         return 0;
 fail:
@@ -188,10 +206,12 @@ void fleet_free(struct fleet *f)
         if (!f)
                 return;
         f->stopping = true;
+        fleet_push_stop(f);
         fleet_waiters_wake(f, -ESHUTDOWN);
         fleet_stop_requests(f);
         etcd_request_cancel(f->report);
         etcd_request_cancel(f->hosts_req);
+        etcd_request_cancel(f->used_req);
         etcd_request_cancel(f->probe);
         fleet_resync_reset(&f->rs);
         free(f->lines.buf);
@@ -208,7 +228,14 @@ void fleet_free(struct fleet *f)
         free(f->keys_end_b64);
         free(f->fp_key_b64);
         free(f->modrevs);
+        free(f->config_path);
+        free(f->state_dir);
         free(f->hosts);
+        free(f->hosts_new);
+        free(f->hosts_next);
+        fleet_uses_free(&f->used);
+        fleet_uses_free(&f->used_sent);
+        fleet_uses_free(&f->seen);
         if (f->password)
                 erase_and_free(f->password);
         free(f->token);

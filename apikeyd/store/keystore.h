@@ -117,6 +117,8 @@ enum key_update_fields {
         KEY_UPDATE_SCOPE = 1u << 2,
         KEY_UPDATE_PERMISSIONS = 1u << 3, /* role and permissions together */
         KEY_UPDATE_EXPIRES = 1u << 4,     /* 0 = never */
+        KEY_UPDATE_NOT_BEFORE = 1u << 5,  /* 0 = none */
+        KEY_UPDATE_SOURCES = 1u << 6,     /* none = from anywhere */
 };
 
 struct key_update {
@@ -128,6 +130,9 @@ struct key_update {
         uint8_t role;
         uint8_t permissions;
         uint64_t expires_at;
+        uint64_t not_before;
+        size_t n_sources;
+        const char *const *sources;
 };
 
 /*
@@ -160,6 +165,14 @@ struct key_status_change {
         enum key_status status;
         bool by_admin;
         size_t ret_revoked; /* out */
+        /*
+         * Disable: why, when the daemon does it itself ("unused"; stored as
+         * disabled_reason, which enabling clears), and then only a key that
+         * is enabled and was last used (or created, or valid from, if
+         * later) before `unused_before`; otherwise -EALREADY, nothing changed.
+         */
+        const char *reason;
+        uint64_t unused_before;
 };
 int keystore_change_status(struct keystore *ks, const char *id, struct key_status_change *sc,
                            struct key_record *ret, void **ret_storage) _warn_unused_;
@@ -289,6 +302,15 @@ int keystore_meta_del(struct keystore *ks, const char *name) _warn_unused_;
 int keystore_compact(struct keystore **ksp, char **ret_error) _warn_unused_;
 
 /*
+ * A compacted copy of the keystore as it is now, taken while others read
+ * and write it: the file `path` is created (0600; -EEXIST if it exists),
+ * written from one snapshot and synced.  The copy is a keystore of its
+ * own (KEYSTORE_FILE in a directory of its own opens it).  On failure
+ * nothing is left at `path` and `*ret_error` says why.
+ */
+int keystore_backup(struct keystore *ks, const char *path, char **ret_error) _warn_unused_;
+
+/*
  * Writes in groups.  A write is a caller's function that runs in a
  * transaction of its own, the keystore_tx it is handed.  The store's write
  * functions, called on keystore_tx_keystore(tx) meanwhile, run inside it
@@ -302,6 +324,15 @@ struct keystore_tx;
 struct keystore *keystore_tx_keystore(struct keystore_tx *tx);
 /* Append `ev` to the audit log in the write's transaction. */
 int keystore_tx_audit(struct keystore_tx *tx, const struct audit_event *ev) _warn_unused_;
+
+/*
+ * keystore_list() in the write's transaction, every matching key (no
+ * cursor, no limit): what the write sees, its own changes included.  The
+ * records are views that the write's next change may invalidate: `fn`
+ * copies what it keeps, and writes nothing.
+ */
+int keystore_tx_list(struct keystore_tx *tx, const struct key_filter *filter, keystore_list_fn fn,
+                     void *userdata) _warn_unused_;
 
 /* One write of a group: `fn` returns >= 0 to keep what it wrote, < 0 to undo it. */
 struct keystore_write {
@@ -330,3 +361,65 @@ int keystore_write_group(struct keystore *ks, struct keystore_write *writes, siz
  * `*ret_error` (malloc'd).
  */
 int keystore_check_indexes(struct keystore *ks, char **ret_error) _warn_unused_;
+
+/*
+ * A VALID verify of a key that has max_uses or KEY_FLAG_RETIRE_ON_FIRST_USE,
+ * made durable before it is answered (keystore_limits.c): one use spent, or
+ * -EDQUOT when none is left; with the flag, the flag cleared and the grace
+ * of the key it replaces ended at `now` (its expiry moved to `now` unless it
+ * was earlier), that key's id in `ret_retired` ("" when there was none).
+ * -ENOENT if the key is gone, -ESTALE if it is no longer enabled at `now`.
+ */
+int keystore_spend_use(struct keystore *ks, const char *id, uint64_t now,
+                       char ret_retired[TOKEN_ID_LEN + 1]) _warn_unused_;
+
+/*
+ * A rotation: a successor of key `id` put under `new_id` with `new_hash`,
+ * a copy of every other field of it (name, description, owner, role,
+ * permissions, scope, flags, parent, every condition and limit, the uses
+ * spent) but its creation (`now`, `created_by`) and its last use (none),
+ * `replaces` naming `id`, and with `retire_on_first_use`
+ * KEY_FLAG_RETIRE_ON_FIRST_USE.  In the same transaction the key rotated
+ * gives its name up (it becomes "<name> (old <id>)"), expires at `now` +
+ * `grace` unless it expires earlier, and names its successor in
+ * `replaced_by`; the keys created through it are the successor's from then
+ * on (their parent); the key it replaced itself, if any, expires now
+ * unless it has already.  Both records as they are now in `ret_new`, `ret_old`
+ * (views into their storage, which the caller frees).  -ENOENT,
+ * -ESTALE (revoked), -EKEYEXPIRED (expired), -EKEYREJECTED (disabled),
+ * -EALREADY (already rotated), -ENOTUNIQ (the new id exists).
+ */
+struct key_rotation {
+        char new_id[TOKEN_ID_LEN + 1];
+        uint8_t new_hash[KEY_HASH_SIZE];
+        uint64_t now;
+        const char *created_by;
+        uint64_t grace; /* µs */
+        bool retire_on_first_use;
+        struct key_record ret_new, ret_old;
+        void *ret_new_storage, *ret_old_storage;
+};
+int keystore_rotate(struct keystore *ks, const char *id, struct key_rotation *rot) _warn_unused_;
+
+/* Which limits keystore_set_limits() changes. */
+enum key_limit_fields {
+        KEY_LIMIT_MAX_USES = 1u << 0, /* 0 = unlimited */
+        KEY_LIMIT_RATE = 1u << 1,     /* count 0 and window 0 = none */
+};
+
+struct key_limits {
+        unsigned fields; /* enum key_limit_fields */
+        uint64_t max_uses;
+        uint32_t rate_limit_count;
+        uint64_t rate_limit_window;
+};
+
+/*
+ * Change a key's max_uses and rate limit.  The uses already spent stay
+ * spent: a new max_uses counts them (none is left when it is no more than
+ * they are); max_uses 0 removes the limit and the count.  -ENOENT, -ESTALE
+ * (revoked), -EINVAL.  The record as it is now in `ret` (a view into
+ * `*ret_storage`, which the caller frees).
+ */
+int keystore_set_limits(struct keystore *ks, const char *id, const struct key_limits *lim,
+                        struct key_record *ret, void **ret_storage) _warn_unused_;

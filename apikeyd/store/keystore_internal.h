@@ -115,3 +115,17 @@ static inline bool val_is_string(const MDB_val *v, const char *s)
 int decode_entry(const MDB_val *k, const MDB_val *v, struct key_record *ret);
 /* The names index key of `owner` and `name`: owner NUL name; returns its length. */
 size_t name_key(char buf[static NAME_KEY_MAX], const char *owner, const char *name);
+/* The record under `id` in a write transaction, decoded from a private copy (free() it). */
+int copy_record(struct keystore *ks, MDB_txn *txn, const char *id, void **ret_storage,
+                struct key_record *ret);
+/* Encode and put `rec` under its id (mdb_put `flags`); the bytes in `*ret_buf` if non-NULL. */
+int put_encoded(struct keystore *ks, MDB_txn *txn, const struct key_record *rec, unsigned flags,
+                void **ret_buf, size_t *ret_len);
+/* The names entry of `rec` (-EEXIST if taken), and its removal if it is this key's. */
+int names_add(struct keystore *ks, MDB_txn *txn, const struct key_record *rec);
+int names_remove(struct keystore *ks, MDB_txn *txn, const struct key_record *rec);
+/* The ids of the keys created through `id` (the children index), in a new array (free() it). */
+int children_in(struct keystore *ks, MDB_txn *txn, const char *id, char (**ret)[TOKEN_ID_LEN],
+                size_t *ret_n);
+/* A new key with its names, owners and children entries. */
+int put_key_in(struct keystore *ks, MDB_txn *txn, const struct key_record *rec);

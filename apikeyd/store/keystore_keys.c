@@ -45,8 +45,8 @@ size_t name_key(char buf[static NAME_KEY_MAX], const char *owner, const char *na
  * The record under `id` in a write transaction, decoded from a private copy:
  * a view into the map would go stale at the transaction's next write.
  */
-static int copy_record(struct keystore *ks, MDB_txn *txn, const char *id, void **ret_storage,
-                       struct key_record *ret)
+int copy_record(struct keystore *ks, MDB_txn *txn, const char *id, void **ret_storage,
+                struct key_record *ret)
 {
         _cleanup_free_ void *copy = NULL;
         MDB_val k = {TOKEN_ID_LEN, (void *)id}, v;
@@ -68,8 +68,8 @@ static int copy_record(struct keystore *ks, MDB_txn *txn, const char *id, void *
         return 0;
 }
 
-static int put_encoded(struct keystore *ks, MDB_txn *txn, const struct key_record *rec,
-                       unsigned flags, void **ret_buf, size_t *ret_len)
+int put_encoded(struct keystore *ks, MDB_txn *txn, const struct key_record *rec, unsigned flags,
+                void **ret_buf, size_t *ret_len)
 {
         _cleanup_free_ void *buf = NULL;
         size_t len;
@@ -93,7 +93,7 @@ static int put_encoded(struct keystore *ks, MDB_txn *txn, const struct key_recor
         return 0;
 }
 
-static int names_add(struct keystore *ks, MDB_txn *txn, const struct key_record *rec)
+int names_add(struct keystore *ks, MDB_txn *txn, const struct key_record *rec)
 {
         char nk[NAME_KEY_MAX];
         MDB_val k = {name_key(nk, rec->owner, rec->name), nk};
@@ -107,7 +107,7 @@ static int names_add(struct keystore *ks, MDB_txn *txn, const struct key_record 
 }
 
 /* Remove the names entry of `rec`, but only if it is this key's. */
-static int names_remove(struct keystore *ks, MDB_txn *txn, const struct key_record *rec)
+int names_remove(struct keystore *ks, MDB_txn *txn, const struct key_record *rec)
 {
         char nk[NAME_KEY_MAX];
         MDB_val k = {name_key(nk, rec->owner, rec->name), nk}, v;
@@ -187,6 +187,11 @@ static int put_in(struct keystore *ks, MDB_txn *txn, const struct key_record *re
                 return r;
         return ks_err(ks, mdb_put(txn, ks->children, &(MDB_val){TOKEN_ID_LEN, (void *)rec->parent},
                                   &(MDB_val){TOKEN_ID_LEN, (void *)rec->id}, MDB_NODUPDATA));
+}
+
+int put_key_in(struct keystore *ks, MDB_txn *txn, const struct key_record *rec)
+{
+        return put_in(ks, txn, rec);
 }
 
 struct put_ctx {
@@ -425,6 +430,13 @@ static int update_in(struct keystore *ks, MDB_txn *txn, void *userdata)
         }
         if (u->fields & KEY_UPDATE_EXPIRES)
                 rec.expires_at = u->expires_at;
+        if (u->fields & KEY_UPDATE_NOT_BEFORE)
+                rec.not_before = u->not_before;
+        if (u->fields & KEY_UPDATE_SOURCES) {
+                rec.n_sources = u->n_sources;
+                for (size_t i = 0; i < u->n_sources; i++)
+                        rec.sources[i] = u->sources[i];
+        }
 
         if (record_validate(&rec) < 0)
                 return -EINVAL;
@@ -451,7 +463,11 @@ int keystore_update_key(struct keystore *ks, const char *id, const struct key_up
         if (!token_id_valid(id))
                 return -EINVAL;
         if (upd->fields & ~(unsigned)(KEY_UPDATE_NAME | KEY_UPDATE_DESCRIPTION | KEY_UPDATE_SCOPE |
-                                      KEY_UPDATE_PERMISSIONS | KEY_UPDATE_EXPIRES))
+                                      KEY_UPDATE_PERMISSIONS | KEY_UPDATE_EXPIRES |
+                                      KEY_UPDATE_NOT_BEFORE | KEY_UPDATE_SOURCES))
+                return -EINVAL;
+        if ((upd->fields & KEY_UPDATE_SOURCES) &&
+            (upd->n_sources > KEY_SOURCES_MAX || (upd->n_sources > 0 && !upd->sources)))
                 return -EINVAL;
         if ((upd->fields & KEY_UPDATE_SCOPE) &&
             (upd->n_scope > KEY_SCOPE_MAX || (upd->n_scope > 0 && !upd->scope)))
@@ -466,8 +482,8 @@ int keystore_update_key(struct keystore *ks, const char *id, const struct key_up
 }
 
 /* The ids of the keys created through `id` (the children index), in a new array. */
-static int children_in(struct keystore *ks, MDB_txn *txn, const char *id,
-                       char (**ret)[TOKEN_ID_LEN], size_t *ret_n)
+int children_in(struct keystore *ks, MDB_txn *txn, const char *id, char (**ret)[TOKEN_ID_LEN],
+                size_t *ret_n)
 {
         _cleanup_cursor_ MDB_cursor *c = NULL;
         MDB_val k = {TOKEN_ID_LEN, (void *)id}, v;
@@ -578,6 +594,15 @@ static int set_status_in(struct keystore *ks, MDB_txn *txn, void *userdata)
         if (c->status == KEY_STATUS_ENABLED && (rec.flags & KEY_FLAG_ADMIN_DISABLED) &&
             !s->sc->by_admin)
                 return -EPERM;
+        if (s->sc->unused_before) {
+                uint64_t since =
+                    rec.last_used_at > rec.created_at ? rec.last_used_at : rec.created_at;
+                if (rec.not_before > since)
+                        since = rec.not_before;
+                if (c->status != KEY_STATUS_DISABLED || rec.status != KEY_STATUS_ENABLED ||
+                    since >= s->sc->unused_before)
+                        return -EALREADY;
+        }
         if (c->status == KEY_STATUS_REVOKED) {
                 r = revoke_descendants(ks, txn, c->id, 1, &s->sc->ret_revoked);
                 if (r < 0)
@@ -589,9 +614,16 @@ static int set_status_in(struct keystore *ks, MDB_txn *txn, void *userdata)
                 flags &= (uint8_t)~KEY_FLAG_ADMIN_DISABLED;
         else if (c->status == KEY_STATUS_DISABLED && s->sc->by_admin)
                 flags |= KEY_FLAG_ADMIN_DISABLED;
-        if (rec.status != c->status || rec.flags != flags) {
+        /* Why the daemon disabled it; an Enable (or a Revoke) ends that. */
+        const char *reason = rec.disabled_reason;
+        if (c->status != KEY_STATUS_DISABLED)
+                reason = NULL;
+        else if (s->sc->reason && rec.status == KEY_STATUS_ENABLED)
+                reason = s->sc->reason;
+        if (rec.status != c->status || rec.flags != flags || reason != rec.disabled_reason) {
                 rec.status = (uint8_t)c->status;
                 rec.flags = flags;
+                rec.disabled_reason = reason;
                 return put_encoded(ks, txn, &rec, 0, &c->buf, &c->len);
         }
         /* Nothing to change; the caller still gets the record. */

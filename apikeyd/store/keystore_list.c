@@ -193,6 +193,20 @@ int keystore_list(struct keystore *ks, const struct key_filter *filter, const ch
         return r;
 }
 
+int keystore_tx_list(struct keystore_tx *tx, const struct key_filter *filter, keystore_list_fn fn,
+                     void *userdata)
+{
+        struct list_walk w = {.filter = filter, .fn = fn, .userdata = userdata};
+
+        if (!tx || !fn)
+                return -EINVAL;
+        if (filter && (filter->status < 0 || filter->status > KEY_STATUS_EXPIRED))
+                return -EINVAL;
+        if (filter && filter->owner)
+                return list_owner(tx->ks, tx->txn, filter->owner, NULL, &w);
+        return list_all(tx->ks, tx->txn, NULL, &w);
+}
+
 static int count_in(struct keystore *ks, MDB_txn *txn, uint64_t now, uint64_t counts[5])
 {
         _cleanup_cursor_ MDB_cursor *c = NULL;

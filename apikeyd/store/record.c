@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "record.h"
+#include "sources.h"
 #include "text_check.h"
 
 #define RECORD_N_STRINGS 6 /* name, description, owner, created_by, last_used_* */
@@ -36,6 +37,45 @@ static int bad(const char *field, const char **ret_field)
         if (ret_field)
                 *ret_field = field;
         return -EINVAL;
+}
+
+static bool id_or_none_valid(const char *id, const char *self)
+{
+        return !id[0] || (token_id_valid(id) && !STREQ(id, self));
+}
+
+static int check_extensions(const struct key_record *rec, const char **ret_field)
+{
+        if (rec->n_sources > KEY_SOURCES_MAX)
+                return bad("sources", ret_field);
+        for (size_t i = 0; i < rec->n_sources; i++) {
+                if (!label_valid(rec->sources[i], KEY_SOURCE_ENTRY_MAX))
+                        return bad("sources", ret_field);
+                for (size_t j = 0; j < i; j++)
+                        if (STREQ(rec->sources[i], rec->sources[j]))
+                                return bad("sources", ret_field);
+        }
+        /* Uses are spent against a limit; none without one. */
+        if (rec->uses > rec->max_uses)
+                return bad("max_uses", ret_field);
+        if ((rec->rate_limit_count == 0) != (rec->rate_limit_window == 0))
+                return bad("rate_limit", ret_field);
+        if (!id_or_none_valid(rec->replaces, rec->id))
+                return bad("replaces", ret_field);
+        if (!id_or_none_valid(rec->replaced_by, rec->id))
+                return bad("replaced_by", ret_field);
+        if ((rec->flags & KEY_FLAG_RETIRE_ON_FIRST_USE) && !rec->replaces[0])
+                return bad("flags", ret_field);
+        if (!optional_valid(rec->disabled_reason, KEY_REASON_MAX))
+                return bad("disabled_reason", ret_field);
+        return 0;
+}
+
+bool record_has_extensions(const struct key_record *rec)
+{
+        return rec->not_before != 0 || rec->n_sources > 0 || rec->max_uses != 0 ||
+               rec->rate_limit_count != 0 || rec->replaces[0] || rec->replaced_by[0] ||
+               (rec->disabled_reason && rec->disabled_reason[0]);
 }
 
 /* What every stored record meets, also one written before owners and
@@ -94,7 +134,7 @@ static int check_stored(const struct key_record *rec, const char **ret_field)
                         if (STREQ(rec->scope[i], rec->scope[j]))
                                 return bad("scope", ret_field);
         }
-        return 0;
+        return check_extensions(rec, ret_field);
 }
 
 int record_check(const struct key_record *rec, const char **ret_field)
@@ -110,6 +150,12 @@ int record_check(const struct key_record *rec, const char **ret_field)
         for (size_t i = 0; i < rec->n_scope; i++)
                 if (!text_name_valid(rec->scope[i], KEY_SCOPE_ENTRY_MAX))
                         return bad("scope", ret_field);
+        /* Addresses, blocks and host names, each meaning one thing (sources.h). */
+        if (sources_check(rec->sources, rec->n_sources, NULL, NULL) < 0)
+                return bad("sources", ret_field);
+        /* A key whose start is not before its end would never be valid. */
+        if (rec->not_before && rec->expires_at && rec->not_before >= rec->expires_at)
+                return bad("not_before", ret_field);
         return 0;
 }
 
@@ -144,8 +190,75 @@ static uint8_t *put_u64(uint8_t *p, uint64_t v)
         return p + sizeof(le);
 }
 
+enum {
+        EXT_NOT_BEFORE = 1,
+        EXT_SOURCES = 2,
+        EXT_MAX_USES = 3,
+        EXT_RATE_LIMIT = 4,
+        EXT_REPLACES = 5,
+        EXT_REPLACED_BY = 6,
+        EXT_DISABLED_REASON = 7,
+        _EXT_MAX,
+};
+
+/* The extensions' bytes at `p`, or only their length when `p` is NULL. */
+static size_t put_extensions(uint8_t *p, const struct key_record *rec)
+{
+        size_t n = 0;
+
+/* One extension of `len` bytes: its header, then `body` (which writes at q). */
+#define EXT(tag, len, body)                                                                        \
+        do {                                                                                       \
+                size_t _l = (len);                                                                 \
+                if (p) {                                                                           \
+                        uint16_t _le = htole16((uint16_t)_l);                                      \
+                        uint8_t *q = p + 3;                                                        \
+                        p[0] = (tag);                                                              \
+                        memcpy(p + 1, &_le, sizeof(_le));                                          \
+                        body;                                                                      \
+                        p += 3 + _l;                                                               \
+                }                                                                                  \
+                n += 3 + _l;                                                                       \
+        } while (0)
+
+        if (rec->not_before)
+                EXT(EXT_NOT_BEFORE, 8, q = put_u64(q, rec->not_before));
+        if (rec->n_sources > 0) {
+                size_t l = 1;
+
+                for (size_t i = 0; i < rec->n_sources; i++)
+                        l += 2 + strlen(rec->sources[i]) + 1;
+                EXT(EXT_SOURCES, l, {
+                        *q++ = (uint8_t)rec->n_sources;
+                        for (size_t i = 0; i < rec->n_sources; i++)
+                                q = put_string(q, rec->sources[i]);
+                });
+        }
+        if (rec->max_uses)
+                EXT(EXT_MAX_USES, 16, {
+                        q = put_u64(q, rec->max_uses);
+                        q = put_u64(q, rec->uses);
+                });
+        if (rec->rate_limit_count)
+                EXT(EXT_RATE_LIMIT, 12, {
+                        uint32_t le = htole32(rec->rate_limit_count);
+                        memcpy(q, &le, sizeof(le));
+                        q = put_u64(q + sizeof(le), rec->rate_limit_window);
+                });
+        if (rec->replaces[0])
+                EXT(EXT_REPLACES, TOKEN_ID_LEN, memcpy(q, rec->replaces, TOKEN_ID_LEN));
+        if (rec->replaced_by[0])
+                EXT(EXT_REPLACED_BY, TOKEN_ID_LEN, memcpy(q, rec->replaced_by, TOKEN_ID_LEN));
+        if (rec->disabled_reason && rec->disabled_reason[0])
+                EXT(EXT_DISABLED_REASON, 2 + strlen(rec->disabled_reason) + 1,
+                    q = put_string(q, rec->disabled_reason));
+#undef EXT
+        return n;
+}
+
 int record_encode(const struct key_record *rec, void **ret_buf, size_t *ret_len)
 {
+        size_t ext_len;
         const char *strings[RECORD_N_STRINGS];
         _cleanup_free_ uint8_t *buf = NULL;
         size_t len = RECORD_FIXED_SIZE;
@@ -170,13 +283,19 @@ int record_encode(const struct key_record *rec, void **ret_buf, size_t *ret_len)
                 len += 2 + opt_len(strings[i]) + 1;
         for (size_t i = 0; i < rec->n_scope; i++)
                 len += 2 + strlen(rec->scope[i]) + 1;
+        /* The extensions, after their u16 length (a truncated record must
+         * not read as one with fewer extensions). */
+        ext_len = put_extensions(NULL, rec);
+        if (ext_len > 0)
+                ext_len += 2;
+        len += ext_len;
 
         buf = malloc(len);
         if (!buf)
                 return -ENOMEM;
 
         p = buf;
-        *p++ = RECORD_VERSION;
+        *p++ = ext_len > 0 ? 3 : 2;
         *p++ = rec->status;
         *p++ = rec->role;
         *p++ = rec->permissions;
@@ -198,6 +317,13 @@ int record_encode(const struct key_record *rec, void **ret_buf, size_t *ret_len)
                 p = put_string(p, strings[i]);
         for (size_t i = 0; i < rec->n_scope; i++)
                 p = put_string(p, rec->scope[i]);
+        if (ext_len > 0) {
+                uint16_t le = htole16((uint16_t)(ext_len - 2));
+
+                memcpy(p, &le, sizeof(le));
+                p += sizeof(le);
+                p += put_extensions(p, rec);
+        }
 
         if ((size_t)(p - buf) != len)
                 return -EINVAL; /* unreachable unless the length sum above is wrong */
@@ -240,6 +366,108 @@ static int get_string(const uint8_t *buf, size_t len, size_t *pos, const char **
         return 0;
 }
 
+static int get_id(const uint8_t *b, size_t len, char ret[static TOKEN_ID_LEN + 1])
+{
+        if (len != TOKEN_ID_LEN || memchr(b, '\0', TOKEN_ID_LEN))
+                return -EBADMSG;
+        memcpy(ret, b, TOKEN_ID_LEN);
+        ret[TOKEN_ID_LEN] = '\0';
+        return 0;
+}
+
+/* The extensions from `pos` to the end of the buffer into `rec`. */
+static int get_extensions(const uint8_t *b, size_t len, size_t pos, struct key_record *rec)
+{
+        unsigned last = 0;
+
+        while (pos < len) {
+                unsigned tag;
+                uint16_t le;
+                size_t n, end, q;
+                int r;
+
+                if (len - pos < 3)
+                        return -EBADMSG;
+                tag = b[pos];
+                memcpy(&le, b + pos + 1, sizeof(le));
+                n = le16toh(le);
+                pos += 3;
+                if (n == 0 || len - pos < n)
+                        return -EBADMSG;
+                if (tag >= _EXT_MAX)
+                        return -EPROTONOSUPPORT; /* a newer daemon's field */
+                if (tag <= last)
+                        return -EBADMSG; /* out of order, or twice */
+                last = tag;
+                end = pos + n;
+
+                switch (tag) {
+                case EXT_NOT_BEFORE:
+                        if (n != 8)
+                                return -EBADMSG;
+                        rec->not_before = get_u64(b + pos);
+                        if (rec->not_before == 0)
+                                return -EBADMSG;
+                        break;
+                case EXT_SOURCES:
+                        rec->n_sources = b[pos];
+                        if (rec->n_sources == 0 || rec->n_sources > KEY_SOURCES_MAX)
+                                return -EBADMSG;
+                        q = pos + 1;
+                        for (size_t i = 0; i < rec->n_sources; i++) {
+                                r = get_string(b, end, &q, &rec->sources[i]);
+                                if (r < 0)
+                                        return r;
+                        }
+                        if (q != end)
+                                return -EBADMSG;
+                        break;
+                case EXT_MAX_USES:
+                        if (n != 16)
+                                return -EBADMSG;
+                        rec->max_uses = get_u64(b + pos);
+                        rec->uses = get_u64(b + pos + 8);
+                        if (rec->max_uses == 0)
+                                return -EBADMSG;
+                        break;
+                case EXT_RATE_LIMIT: {
+                        uint32_t c;
+
+                        if (n != 12)
+                                return -EBADMSG;
+                        memcpy(&c, b + pos, sizeof(c));
+                        rec->rate_limit_count = le32toh(c);
+                        rec->rate_limit_window = get_u64(b + pos + 4);
+                        if (rec->rate_limit_count == 0)
+                                return -EBADMSG;
+                        break;
+                }
+                case EXT_REPLACES:
+                        r = get_id(b + pos, n, rec->replaces);
+                        if (r < 0)
+                                return r;
+                        break;
+                case EXT_REPLACED_BY:
+                        r = get_id(b + pos, n, rec->replaced_by);
+                        if (r < 0)
+                                return r;
+                        break;
+                case EXT_DISABLED_REASON:
+                        q = pos;
+                        r = get_string(b, end, &q, &rec->disabled_reason);
+                        if (r < 0)
+                                return r;
+                        if (q != end || !rec->disabled_reason)
+                                return -EBADMSG;
+                        break;
+                default:
+                        return -EBADMSG; /* tag 0 */
+                }
+                pos = end;
+        }
+        return 0;
+}
+
 int record_decode(const void *buf, size_t len, struct key_record *ret)
 {
         const uint8_t *b = buf;
@@ -254,7 +482,7 @@ int record_decode(const void *buf, size_t len, struct key_record *ret)
         /* Judge the version before the length: a newer format may be shorter. */
         if (b[0] > RECORD_VERSION)
                 return -EPROTONOSUPPORT;
-        if (b[0] == 2 && len >= RECORD_FIXED_SIZE)
+        if ((b[0] == 3 || b[0] == 2) && len >= RECORD_FIXED_SIZE)
                 pos = RECORD_FIXED_SIZE;
         else if (b[0] == 1 && len >= RECORD_V1_FIXED_SIZE)
                 pos = RECORD_V1_FIXED_SIZE;
@@ -305,7 +533,21 @@ int record_decode(const void *buf, size_t len, struct key_record *ret)
                 if (r < 0)
                         return r;
         }
-        if (pos != len)
+        if (b[0] == 3) {
+                /* Version 3 has at least one extension: without any it
+                 * would have been written as version 2. */
+                uint16_t le;
+
+                if (len - pos < sizeof(le))
+                        return -EBADMSG;
+                memcpy(&le, b + pos, sizeof(le));
+                pos += sizeof(le);
+                if (le16toh(le) == 0 || len - pos != le16toh(le))
+                        return -EBADMSG;
+                r = get_extensions(b, len, pos, rec);
+                if (r < 0)
+                        return r;
+        } else if (pos != len)
                 return -EBADMSG;
 
         /* Field rules too: an id with a NUL, an empty name or a role that does

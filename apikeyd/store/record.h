@@ -6,7 +6,7 @@
  * (each string is stored NUL-terminated), so decoding allocates nothing and
  * the record lives as long as the buffer does.
  *
- * Encoding, version 2 (all integers little-endian):
+ * Encoding, version 3 (all integers little-endian):
  *
  *   off  size  field
  *     0     1  format version (1)
@@ -25,12 +25,29 @@
  *              NUL byte; in this order: name, description, owner, created_by,
  *              last_used_service, last_used_from, then n_scope scope entries.
  *
- * The buffer ends exactly after the last string; anything else is corrupt.
- * Empty optional strings are stored with L = 0 and decode to NULL.
+ *     …  extensions (version 3 only): fields most keys do not have: a u16
+ *        length E (> 0), then E bytes holding the fields, each as u8 tag,
+ *        u16 length L, L bytes (L > 0), tags strictly ascending:
+ *          1 not_before      u64 µs
+ *          2 sources         u8 count N, then N strings as above
+ *          3 max_uses        u64 max_uses, u64 uses (spent so far, <= max_uses)
+ *          4 rate_limit      u32 count, u64 window (µs)
+ *          5 replaces        12-byte id
+ *          6 replaced_by     12-byte id
+ *          7 disabled_reason a string as above
+ *
+ * The buffer ends exactly after the last string (version 2) or extension
+ * (version 3); anything else is corrupt.  Empty optional strings are stored
+ * with L = 0 and decode to NULL.
+ *
+ * A record with no extension field is written as version 2, so a daemon
+ * that knows only version 2 (an older host of a fleet) still reads it; one
+ * with any is written as version 3.  A tag this code does not know is
+ * refused as -EPROTONOSUPPORT, never skipped: an extension may narrow what
+ * the key may do, and a reader that ignored it would widen it.
  *
  * Version 1 is version 2 without flags and parent (strings from offset 73);
- * it still decodes, as a key with no flags and no parent.  Records are
- * always written as version 2.
+ * it still decodes, as a key with no flags and no parent.
  */
 #pragma once
 
@@ -41,7 +58,7 @@
 #include "macro.h"
 #include "token.h"
 
-#define RECORD_VERSION       2
+#define RECORD_VERSION       3
 #define RECORD_FIXED_SIZE    86
 #define RECORD_V1_FIXED_SIZE 73
 #define KEY_HASH_SIZE        32
@@ -51,6 +68,9 @@
 #define KEY_SCOPE_MAX        32
 #define KEY_SCOPE_ENTRY_MAX  64
 #define KEY_FIELD_MAX        256 /* created_by, last_used_service, last_used_from */
+#define KEY_SOURCES_MAX      32
+#define KEY_SOURCE_ENTRY_MAX 255 /* an address, a CIDR block or a host name */
+#define KEY_REASON_MAX       64  /* disabled_reason */
 /* Generations of keys created through keys (parent, its parent, ...): a longer chain is refused. */
 #define KEY_LINEAGE_MAX 16
 
@@ -84,11 +104,16 @@ enum key_perm {
  * (Verify with `user` answers NOT_FOR_LOGIN), and it cannot act as `auth`.
  *
  * KEY_FLAG_ADMIN_DISABLED: an admin disabled it; only an admin enables it.
+ *
+ * KEY_FLAG_RETIRE_ON_FIRST_USE: made by a rotation (`replaces` names the
+ * key it replaces); its first VALID verify ends that key's grace.  Cleared
+ * then, in the same transaction.
  */
 enum key_flag {
         KEY_FLAG_NO_LOGIN = 1u << 0,
         KEY_FLAG_ADMIN_DISABLED = 1u << 1,
-        KEY_FLAGS_ALL = 0x3,
+        KEY_FLAG_RETIRE_ON_FIRST_USE = 1u << 2,
+        KEY_FLAGS_ALL = 0x7,
 };
 
 struct key_record {
@@ -110,14 +135,30 @@ struct key_record {
         const char *last_used_from;    /* NULL when unknown */
         size_t n_scope;                /* 0 = any service */
         const char *scope[KEY_SCOPE_MAX];
+
+        /* Extensions (version 3); zero, empty or NULL when absent. */
+        uint64_t not_before; /* µs; VALID only from then on */
+        size_t n_sources;    /* 0 = from anywhere */
+        const char *sources[KEY_SOURCES_MAX];
+        uint64_t max_uses;                  /* 0 = unlimited */
+        uint64_t uses;                      /* VALID verifies spent against max_uses */
+        uint32_t rate_limit_count;          /* 0 = none; VALID verifies per window */
+        uint64_t rate_limit_window;         /* µs; non-zero exactly when count is */
+        char replaces[TOKEN_ID_LEN + 1];    /* the key this one was rotated from; "" = none */
+        char replaced_by[TOKEN_ID_LEN + 1]; /* the key it was rotated to; "" = none */
+        const char *disabled_reason;        /* why the daemon disabled it ("unused"); NULL = none */
 };
+
+/* Whether the record has any extension field (is written as version 3). */
+bool record_has_extensions(const struct key_record *rec);
 
 /* Check every field's bounds and values, every string with text_valid();
  * what every stored record meets (encode and decode check it); 0 or -EINVAL. */
 int record_validate(const struct key_record *rec) _warn_unused_;
 
-/* The same and the syntax of owners (text_owner_valid) and scope entries
- * (text_name_valid), which records written before it may lack: every write
+/* The same and the syntax of owners (text_owner_valid), scope entries
+ * (text_name_valid) and sources (sources.h), and a not_before before the
+ * expiry, which records written before it may lack: every write
  * that sets values a caller sent checks this.  Names in `*ret_field` (if
  * non-NULL) the first field that is wrong, as the API calls it ("name",
  * "scope", "description", ...). */

@@ -26,6 +26,8 @@
 #define PEPPER_SIZE             32
 #define PEPPER_FILE             "pepper"
 #define PEPPER_FINGERPRINT_SIZE 32
+/* The keystore's meta entry that keeps the fingerprint. */
+#define PEPPER_FINGERPRINT_META "pepper_fingerprint"
 #define SHARED_SECRET_SIZE      32
 #define SHARED_SECRET_FILE      "shared-secret"
 

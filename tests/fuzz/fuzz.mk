@@ -32,12 +32,15 @@ fuzz_varlink_call_SRC    = common/varlink.c common/varlink_wire.c
 fuzz_varlink_call_PKGS   = $(COMMON_PKGS)
 fuzz_json_scan_SRC       = common/json_scan.c
 fuzz_json_scan_PKGS      = $(COMMON_PKGS)
-fuzz_verify_call_SRC     = apikeyd/api/verify_call.c apikeyd/store/record.c common/json_scan.c \
+fuzz_verify_call_SRC     = apikeyd/api/verify_call.c apikeyd/store/record.c \
+                           apikeyd/store/sources.c common/json_scan.c \
                            common/varlink.c common/varlink_wire.c common/token.c \
                            common/text_check.c
 fuzz_verify_call_PKGS    = $(COMMON_PKGS)
 fuzz_token_SRC           = common/token.c
-fuzz_record_SRC          = apikeyd/store/record.c common/token.c common/text_check.c
+fuzz_record_SRC          = apikeyd/store/record.c apikeyd/store/sources.c common/token.c \
+                           common/text_check.c
+fuzz_sources_SRC         = apikeyd/store/sources.c
 fuzz_text_check_SRC      = common/text_check.c
 fuzz_audit_record_SRC    = apikeyd/store/audit_record.c
 fuzz_usage_record_SRC    = apikeyd/store/usage_record.c
@@ -49,9 +52,13 @@ fuzz_requests_SRC        = $(COMMON_SRC) $(DAEMON_SRC) $(BUILD)/gen/interface.c
 fuzz_requests_PKGS       = $(DAEMON_PKGS)
 fuzz_pam_reply_SRC       = pam_apikey/reply.c common/json_scan.c common/keys_proto.c
 fuzz_pam_reply_PKGS      = $(COMMON_PKGS)
+fuzz_proc_stat_SRC       = apikeyd/api/session_procs.c
 fuzz_etcd_decode_SRC     = apikeyd/fleet/etcd_decode.c
 fuzz_etcd_decode_PKGS    = jansson libsodium
+fuzz_jsonl_SRC           = apikeyd/ctl/ctl_jsonl.c
+fuzz_jsonl_PKGS          = $(COMMON_PKGS)
 # Objects the replay binaries need beyond the two archives.
+fuzz_jsonl_OBJ           = $(BUILD)/obj/apikeyd/ctl/ctl_jsonl.o
 fuzz_pam_reply_OBJ       = $(BUILD)/obj/pam_apikey/reply.o
 fuzz_pam_call_reply_SRC  = pam_apikey/reply.c common/json_scan.c common/keys_proto.c
 fuzz_pam_call_reply_PKGS = $(COMMON_PKGS)

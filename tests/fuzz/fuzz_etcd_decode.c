@@ -3,9 +3,9 @@
  * Fuzzes the decoders of what etcd's JSON gateway sends (apikeyd/fleet/
  * etcd_decode.c): the input as a watch stream cut at a point the first
  * byte picks (etcd_lines), each line as a watch message, and the whole as
- * a range, a txn and an authenticate answer, and as a host's report.  Checks: the same lines come
- * out however the stream is cut; an accepted message holds what the contract says (events in
- * revision order, keys without NUL, revisions not negative).
+ * a range, a txn and an authenticate answer, and as a host's report and last use.  Checks: the same
+ * lines come out however the stream is cut; an accepted message holds what the contract says
+ * (events in revision order, keys without NUL, revisions not negative).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -129,6 +129,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 CHECK(r == 0 || r == -EBADMSG);
                 if (r == 0)
                         CHECK(rep.applied_revision >= 0);
+        }
+        {
+                struct etcd_host_use use;
+
+                r = etcd_decode_host_use(data, size, &use);
+                CHECK(r == 0 || r == -EBADMSG);
+                if (r == 0) {
+                        CHECK(use.at > 0);
+                        CHECK(strlen(use.service) <= ETCD_USE_TEXT_MAX);
+                        CHECK(strlen(use.from) <= ETCD_USE_TEXT_MAX);
+                        for (const char *p = use.service; *p; p++)
+                                CHECK((unsigned char)*p >= 0x20 && *p != 0x7f);
+                        for (const char *p = use.from; *p; p++)
+                                CHECK((unsigned char)*p >= 0x20 && *p != 0x7f);
+                } else
+                        CHECK(use.at == 0 && !use.service[0] && !use.from[0]);
         }
         return 0;
 }

@@ -47,6 +47,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_inside(rec.last_used_from, data, size);
         for (size_t i = 0; i < rec.n_scope; i++)
                 check_inside(rec.scope[i], data, size);
+        for (size_t i = 0; i < rec.n_sources; i++)
+                check_inside(rec.sources[i], data, size);
+        check_inside(rec.disabled_reason, data, size);
+        CHECK(rec.uses <= rec.max_uses);
 
         /* What the API shows of it. */
         CHECK(key_status_to_string(record_effective_status(&rec, rec.created_at)) != NULL);
@@ -60,10 +64,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         r = record_encode(&rec, &again, &again_len);
         CHECK(r == 0);
         if (data[0] == 1) {
-                /* Version 1 is written back as version 2: the same fields,
+                /* Version 1 is written back as version 2 (it has no extensions): the same fields,
                  * with no flags and no parent between them. */
                 CHECK(again_len == size + RECORD_FIXED_SIZE - RECORD_V1_FIXED_SIZE);
-                CHECK(((const uint8_t *)again)[0] == RECORD_VERSION);
+                CHECK(((const uint8_t *)again)[0] == 2);
                 CHECK(memcmp((const uint8_t *)again + 1, data + 1, RECORD_V1_FIXED_SIZE - 1) == 0);
                 CHECK(memcmp((const uint8_t *)again + RECORD_FIXED_SIZE,
                              data + RECORD_V1_FIXED_SIZE, size - RECORD_V1_FIXED_SIZE) == 0);

@@ -16,12 +16,11 @@
  *
  * The keystore lives in a fresh state directory with a fixed pepper and a
  * few keys of every kind (admin, custom with scope, read-only, disabled,
- * revoked, expired) whose tokens the seed corpus uses in `auth` and
- * Verify.  It is recreated every FUZZ_REQUESTS_RESET inputs (default 32;
- * 1 makes every input independent of the ones before it, which the replay
- * runs use), and checked with keystore_check_indexes() before it goes.
- * The directory's files are unlinked as soon as they are open, so nothing
- * is left behind, even by a crash.
+ * revoked, expired, one use left under a rate limit) whose tokens the seed corpus uses in `auth`
+ * and Verify.  It is recreated every FUZZ_REQUESTS_RESET inputs (default 32; 1 makes every input
+ * independent of the ones before it, which the replay runs use), and checked with
+ * keystore_check_indexes() before it goes. The directory's files are unlinked as soon as they are
+ * open, so nothing is left behind, even by a crash.
  *
  * FUZZ_REQUESTS_TRACE=1 prints every reply, FUZZ_LOG=1 the daemon's log.
  *
@@ -154,6 +153,26 @@ static const struct fixture fixtures[] = {
      T_2025_01_02,
      0,
      {NULL}},
+    {"fuzzLimited1",
+     "limited",
+     "metered",
+     "root",
+     NULL,
+     KEY_STATUS_ENABLED,
+     KEY_ROLE_READONLY,
+     KEY_PERM_READ,
+     0,
+     0,
+     {NULL}},
+};
+
+/* The fixtures' limits, by id: max_uses, and a rate limit of that many a minute. */
+static const struct {
+        const char *id;
+        uint64_t max_uses;
+        uint32_t rate_limit_count;
+} fixture_limits[] = {
+    {"fuzzLimited1", 1, 2},
 };
 
 static struct {
@@ -209,6 +228,12 @@ static void put_fixture(struct keystore *ks, const struct fixture *fx)
         if (r < 0 || token_parse(token, (size_t)r, NULL, &t, NULL) < 0)
                 die("fixture %s has a malformed token", fx->id);
         token_hash(F.pepper, &t, rec.hash);
+        for (size_t i = 0; i < ELEMENTSOF(fixture_limits); i++)
+                if (strcmp(fixture_limits[i].id, fx->id) == 0) {
+                        rec.max_uses = fixture_limits[i].max_uses;
+                        rec.rate_limit_count = fixture_limits[i].rate_limit_count;
+                        rec.rate_limit_window = 60 * USEC_PER_SEC;
+                }
         while (rec.n_scope < ELEMENTSOF(fx->scope) && fx->scope[rec.n_scope]) {
                 rec.scope[rec.n_scope] = fx->scope[rec.n_scope];
                 rec.n_scope++;

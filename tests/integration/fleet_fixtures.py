@@ -297,7 +297,8 @@ def wait_for(what, fn, timeout):
 
 @pytest.fixture
 def fleet(etcd_cluster, daemon, tmp_path):
-    """fleet(n_hosts=3, host_config=None, per_host=None) -> (manager, [hosts])."""
+    """fleet(n_hosts=3, host_config=None, per_host=None, manager_config=None)
+    -> (manager, [hosts])."""
 
     prefix = f"/akt-{uuid.uuid4().hex[:10]}"
 
@@ -315,8 +316,8 @@ def fleet(etcd_cluster, daemon, tmp_path):
             os.chmod(state / "pepper", 0o600)
         return daemon(config=config(name, False, extra), state_dir=state)
 
-    def factory(n_hosts=3, host_config=None, per_host=None):
-        manager = daemon(config=config("manager", True))
+    def factory(n_hosts=3, host_config=None, per_host=None, manager_config=None):
+        manager = daemon(config=config("manager", True, manager_config))
         wait_for("the manager's first sync", lambda: fleet_status(manager)["online"], 10)
         hosts = []
         for i in range(n_hosts):

@@ -38,8 +38,9 @@ MANPAGE = REPO / "apikeyd" / "ctl" / "apikeyctl.1"
 # The exit codes apikeyctl(1) documents.
 EXIT_OK, EXIT_LOCAL, EXIT_USAGE, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_NOT_VALID = range(6)
 
-COMMANDS = ["create", "list", "show", "update", "disable", "enable", "revoke", "delete", "sessions", "usage",
-            "verify", "shared-secret", "audit", "lockout", "status"]
+COMMANDS = ["create", "list", "show", "update", "rotate", "disable", "enable", "revoke", "delete",
+            "sessions", "usage", "verify", "shared-secret", "audit", "lockout", "status", "backup",
+            "fleet"]
 DEFAULT_SOCKET = "/run/apikeyd/io.apikeyd.Keys"
 LIST_HEADERS = ["ID", "NAME / DESCRIPTION", "OWNER", "ROLE", "SCOPE", "EXPIRES", "STATUS",
                 "LAST USED"]
@@ -902,7 +903,14 @@ def test_verify_rate_limited(daemon):
         assert verify_code(ctl, wrong) == ("NOT_FOUND", EXIT_NOT_VALID)
     r = ctl("verify", input=token + "\n", rc=EXIT_NOT_VALID)
     assert r.out == "RATE_LIMITED\n"
-    assert r.err == "apikeyctl: too many failed attempts; try again later\n"
+    assert r.err == ("apikeyctl: too many attempts (failed guesses, or more than the key's "
+                     "rate_limit); try again later\n")
+    # A key's rate_limit answers the same code, and the message covers it.
+    _, limited = ctl.create("limited", "--rate-limit", "1/1h")
+    assert verify_code(ctl, limited) == ("VALID", EXIT_OK)
+    r = ctl("verify", input=limited + "\n", rc=EXIT_NOT_VALID)
+    assert r.out == "RATE_LIMITED\n"
+    assert "more than the key's rate_limit" in r.err, r.err
 
 
 @pytest.mark.parametrize("code, rc, message", [
@@ -1043,6 +1051,23 @@ def test_audit(ctl):
     local = time.strftime("%a %Y-%m-%d %H:%M:%S UTC", time.gmtime(parse_iso(first["time"])))
     assert rows[0]["TIME"] == local
     assert token not in out
+
+
+def test_audit_fits_the_terminal(ctl):
+    name = "a-rather-long-key-name-for-the-nightly-database-backup-of-billing"
+    key, _ = ctl.create(name)
+    ctl.ok("update", key["id"], "--description", "d")
+    wide = ctl.ok("audit", env={"COLUMNS": "400"}).out
+    assert "\u2026" not in wide and key["id"] in wide and name in wide
+    for cols in (60, 100):
+        out = ctl.ok("audit", env={"COLUMNS": str(cols)}).out
+        lines = out.splitlines()
+        assert all(display_width(line) <= cols for line in lines), (cols, out)
+        assert lines[0].startswith("TIME") and "ACTION" in lines[0]
+        assert any("update" in line for line in lines[1:]), out
+        assert name not in out
+    # A pipe with no COLUMNS gets every cell whole.
+    assert name in ctl.ok("audit").out
 
 
 def test_audit_pages(ctl, apikeyd):

@@ -291,6 +291,34 @@ def test_user_max_keys(daemon, as_user):
     assert len(d.client().list(owner=ALICE)["keys"]) == 4
 
 
+def test_user_cannot_widen_a_key_an_admin_let_live_longer(setup):
+    # An admin gives alice a key that never expires, for sshd only, read-only:
+    # a key she could not create herself (user_max_lifetime is 90 days).
+    k = setup.root.create("forever", owner=ALICE, expires="never", scope=["sshd"])["key"]
+    for widen in ({"scope": ["sshd", "sudo"]}, {"scope": []},
+                  {"role": "custom", "permissions": ["read", "write"]}):
+        reason = assert_denied(setup.alice.err(f"{IFACE}.Update", {"id": k["id"], **widen}),
+                               POLICY)
+        assert reason == ("this key lives longer than users' keys may (user_max_lifetime), so "
+                          "only an admin may give it a permission or a service it does not "
+                          "have; give it, in the same update, an expiry within "
+                          "user_max_lifetime"), reason
+    assert setup.root.get(k["id"]) == k
+    # Keeping or narrowing what it holds is no grant.
+    assert setup.alice.ok(f"{IFACE}.Update", {"id": k["id"], "scope": ["sshd"],
+                                              "description": "mine"})["key"]["scope"] == ["sshd"]
+    # Widening with an expiry she could have given it herself is hers to do.
+    k2 = setup.alice.ok(f"{IFACE}.Update", {"id": k["id"], "scope": ["sshd", "sudo"],
+                                            "expires": "30d"})["key"]
+    assert k2["scope"] == ["sshd", "sudo"] and "expires_at" in k2
+    # The command line shows the same refusal.
+    k3 = setup.root.create("forever2", owner=ALICE, expires="never", scope=["sshd"])["key"]
+    r = run_ctl("update", k3["id"], "--scope", "sshd,sudo", user=ALICE,
+                socket=setup.daemon.socket)
+    assert r.rc == EXIT_REFUSED, r
+    assert "only an admin may give it a permission or a service" in r.err, r.err
+
+
 def test_user_max_lifetime_and_the_default_following_it(daemon, as_user):
     d = daemon(config={"user_max_lifetime": "1d"})
     alice = as_user(ALICE, socket=d.socket)

@@ -118,6 +118,122 @@ def test_changes_reach_every_host(fleet):
     assert "     Pepper: ok" in out
 
 
+def test_last_use_across_hosts(fleet, etcd_cluster):
+    """A verify on a host reaches the manager's show and list within a few seconds: each
+    host writes its last uses under its own prefix in etcd, the manager shows the latest
+    across the fleet and the host that saw it."""
+    fast = {"last_used_flush_interval": "1s", "fleet_last_used_interval": "1s"}
+    manager, hosts = fleet(2, host_config=dict(HOSTS, **fast), manager_config=fast)
+    kid, token = create(manager, "web")
+    wait_for("the key on every host", everywhere(hosts, token, "VALID"), 2.0)
+    login = {"service": "sshd", "user": "root"}
+    with hosts[1].client() as c:
+        assert c.verify(token, rhost="192.0.2.7", **login)["code"] == "VALID"
+
+    def shown(where):
+        def fn():
+            _, out, _ = ctl(manager, "show", kid)
+            return out if where in out else None
+        return fn
+
+    _, took = wait_for("host1's use in the manager's show",
+                       shown(", sshd from 192.0.2.7 on host1"), 6.0)
+    print(f"\nverify on host1 -> shown on the manager: {took * 1000:.0f} ms")
+    rc, out, _ = ctl(manager, "list")
+    assert rc == 0 and "(sshd from 192.0.2.7 on host1)" in out, out
+    with manager.client() as c:
+        k = c.get(kid)
+    assert (k["last_used_host"], k["last_used_service"], k["last_used_from"]) == \
+        ("host1", "sshd", "192.0.2.7")
+    # Under host1's own prefix, which its etcd role may write.
+    value = etcd_cluster.etcdctl("get", "--print-value-only",
+                                 f"{fleet.prefix}/hosts/host1/used/{kid}")
+    assert '"service":"sshd"' in value and '"from":"192.0.2.7"' in value, value
+    # A host shows its own last use, without a host name.
+    with hosts[1].client() as c:
+        k = c.get(kid)
+    assert k["last_used_from"] == "192.0.2.7" and "last_used_host" not in k
+
+    # A later use elsewhere is the latest.
+    with hosts[0].client() as c:
+        assert c.verify(token, rhost="192.0.2.8", **login)["code"] == "VALID"
+    wait_for("host0's later use on the manager", shown(", sshd from 192.0.2.8 on host0"), 6.0)
+
+
+def test_names_unique_across_managers(fleet, etcd_cluster):
+    """Two managers create a key of the same owner and name at the same moment: one gets it,
+    the other the same NameTaken a single host answers (the name index entry in etcd is
+    created in the key's Txn, only if absent), and every replica ends with the one key."""
+    manager, hosts = fleet(1, host_config=HOSTS)
+    other = fleet.start_host("manager2", manager, {"fleet_manage": "yes"})
+    wait_for("the second manager online", lambda: fleet_status(other)["online"], 10)
+    managers = (manager, other)
+
+    def race(name):
+        clients = [m.client() for m in managers]
+        barrier = threading.Barrier(2)
+        out = [None, None]
+
+        def one(i):
+            barrier.wait()
+            out[i] = clients[i].call(f"{IFACE}.Create", {"name": name, "owner": "root"})
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        for c in clients:
+            c.close()
+        return out
+
+    for round_ in range(4):
+        name = f"race{round_}"
+        out = race(name)
+        won = [r for r in out if "error" not in r]
+        lost = [r for r in out if "error" in r]
+        assert len(won) == 1 and len(lost) == 1, out
+        assert lost[0]["error"] == f"{IFACE}.NameTaken", out
+        assert lost[0]["parameters"] == {"owner": "root", "name": name}, out
+        kid = won[0]["parameters"]["key"]["id"]
+        token = won[0]["parameters"]["token"]
+        assert etcd_cluster.etcdctl("get", "--print-value-only",
+                                    f"{fleet.prefix}/names/root/{name}").strip() == kid
+        # The loser's replica puts back what etcd has: the winner's key, and only it.
+        everyone = [manager, other, hosts[0]]
+        wait_for("the winner's key on every replica", everywhere(everyone, token, "VALID"), 5.0)
+
+        def only_one():
+            for d in everyone:
+                with d.client() as c:
+                    keys = c.list()["keys"]
+                if [k["id"] for k in keys if k["name"] == name] != [kid]:
+                    return False
+            return True
+        wait_for("one key of that name everywhere", only_one, 5.0)
+
+    # A deleted key frees its name; a renamed key frees the old one and takes the new.
+    with manager.client() as c:
+        c.ok(f"{IFACE}.Delete", {"id": kid})
+    wait_for("the delete on the other manager",
+             lambda: code(other, token) == "NOT_FOUND", 5.0)
+    kid, _ = create(other, name)
+    with other.client() as c:
+        c.ok(f"{IFACE}.Update", {"id": kid, "name": "renamed"})
+    names = etcd_cluster.etcdctl("get", "--prefix", "--keys-only", f"{fleet.prefix}/names/root/")
+    assert f"{fleet.prefix}/names/root/renamed" in names.split()
+    assert f"{fleet.prefix}/names/root/{name}" not in names.split()
+
+    def renamed():
+        with manager.client() as c:
+            return c.get(kid)["name"] == "renamed"
+    wait_for("the rename on the manager", renamed, 5.0)
+    create(manager, name)
+    with manager.client() as c:
+        error, params = c.err(f"{IFACE}.Create", {"name": "renamed", "owner": "root"})
+    assert (error, params) == (f"{IFACE}.NameTaken", {"owner": "root", "name": "renamed"})
+
+
 def test_offline_keeps_answering(fleet, etcd_cluster):
     # host 2 allows only 2 s without contact.
     manager, hosts = fleet(3, host_config=HOSTS, per_host={2: {"fleet_offline_max_age": "2s"}})
@@ -125,6 +241,12 @@ def test_offline_keeps_answering(fleet, etcd_cluster):
     bad_id, bad = create(manager, "revoked")
     with manager.client() as c:
         c.ok(f"{IFACE}.Revoke", {"id": bad_id})
+    # ... except for its break-glass keys (a revoked one stays refused).
+    glass_id, glass = create(manager, "break-glass")
+    with open(hosts[2].config_file, "a") as conf:
+        conf.write(f"fleet_break_glass_keys = {glass_id},{bad_id}\n")
+    hosts[2].restart()
+    wait_for("host 2 back", lambda: fleet_status(hosts[2])["online"], 5.0)
     wait_for("both keys everywhere",
              lambda: all(code(h, good) == "VALID" and code(h, bad) == "REVOKED" for h in hosts),
              2.0)
@@ -148,6 +270,9 @@ def test_offline_keeps_answering(fleet, etcd_cluster):
         wait_for("host 2 past its 2 s bound", lambda: code(hosts[2], good) == "UNAVAILABLE", 5.0)
         assert code(hosts[2], bad) == "REVOKED"
         assert code(hosts[0], good) == "VALID"
+        assert code(hosts[2], glass) == "VALID"
+        assert f"fleet: break-glass key {glass_id} accepted, no contact with etcd since " \
+            in hosts[2].log()
         # The manager cannot write meanwhile, and says so at once.
         with manager.client() as c:
             error, params = c.err(f"{IFACE}.Create", {"name": "while-down", "owner": "root"})
@@ -385,39 +510,92 @@ def test_tls(etcd_tls, daemon, tmp_path):
     assert code(stranger, token) == "UNAVAILABLE"
 
 
-def test_push_a_single_host_into_the_fleet(fleet, etcd_cluster, daemon, tmp_path):
-    """A host with keys of its own joins: refused until its keys are pushed to etcd with
-    apikeyd --fleet-push; then it manages them for the fleet."""
+def test_push_a_single_host_into_the_fleet(fleet, etcd_cluster, daemon, tmp_path, as_user):
+    """A host with keys of its own joins: it does not follow etcd (whose keys would replace
+    its own) and answers for its keys until `apikeyctl fleet push` (admins only) moves them
+    into etcd; then it manages them for the fleet.  `apikeyd --fleet-push` does the same
+    with the daemon stopped; a key whose name the fleet has for another key stays out."""
     alone = daemon(config={"lockout_threshold": "0"})
     kept = [create(alone, f"old{i}") for i in range(3)]
     alone.stop()
     fleet_conf = (f"lockout_threshold = 0\nfleet_endpoints = {etcd_cluster.endpoints}\n"
                   f"fleet_prefix = {fleet.prefix}\nfleet_host = joined\nfleet_manage = yes\n")
     alone.config_file.write_text(fleet_conf)
-    alone.start(wait=False)
-    assert alone.proc.wait(10) != 0
-    assert ("the keystore holds 3 keys of this host alone; in fleet mode it holds the fleet's "
-            "keys from etcd, which would replace them: move them into etcd first (apikeyd "
-            "--fleet-push), or start with an empty state directory") in alone.log()
-
-    r = subprocess.run([str(APIKEYD), "--config", str(alone.config_file), "--state-dir",
-                        str(alone.state_dir), "--fleet-push"], capture_output=True, text=True,
-                       timeout=30)
-    assert r.returncode == 0, r
-    assert r.stdout.startswith("pushed 3 keys to http://127.0.0.1:") and \
-        f"under {fleet.prefix}/keys/; 0 were there already" in r.stdout, r.stdout
-    # Twice is harmless: nothing new.
-    r = subprocess.run([str(APIKEYD), "--config", str(alone.config_file), "--state-dir",
-                        str(alone.state_dir), "--fleet-push"], capture_output=True, text=True,
-                       timeout=30)
-    assert r.returncode == 0 and "pushed 0 keys" in r.stdout and "3 were there already" in \
-        r.stdout, r
-
     alone.start()
+    assert ("the keystore holds 3 keys of this host alone; in fleet mode it holds the fleet's "
+            "keys from etcd, which would replace them: not following etcd until they are moved "
+            "there (apikeyctl fleet push), answering for them meanwhile; or start with an "
+            "empty state directory") in alone.log()
+    st = fleet_status(alone)
+    assert st["joining"] == 3 and not st["online"], st
+    rc, out, _ = ctl(alone, "status")
+    assert rc == 0 and ("    Joining: 3 keys of this host alone, not in etcd yet: not "
+                        "following it (apikeyctl fleet push)") in out, out
+    # Its own keys go on working; changes wait for the push.
+    assert code(alone, kept[0][1]) == "VALID"
+    rc, _, err = ctl(alone, "create", "new", "--owner", "root")
+    assert rc != 0 and ("this host's own keys are not in the fleet's etcd yet (apikeyctl fleet "
+                        "push moves them there)") in err, err
+    # Admins only.
+    error, params = as_user("akt-alice", socket=alone.socket).err(f"{IFACE}.FleetPush", {})
+    assert error == f"{IFACE}.PermissionDenied"
+    assert params["reason"] == "only admins may push this host's keys into the fleet"
+
+    rc, out, err = ctl(alone, "fleet", "push")
+    assert rc == 0, err
+    assert out.startswith("pushed 3 keys to http://127.0.0.1:") and \
+        f"under {fleet.prefix}/keys/; 0 were there already" in out, out
+    assert out.endswith("\nThis host follows the fleet's keys in etcd now.\n"), out
+    # With their names in the fleet's name index.
+    for i, (kid, _) in enumerate(kept):
+        assert etcd_cluster.etcdctl("get", "--print-value-only",
+                                    f"{fleet.prefix}/names/root/old{i}").strip() == kid
     wait_for("the joined manager online", lambda: fleet_status(alone)["online"], 10)
+    assert "joining" not in fleet_status(alone)
+    # Nothing left to push.
+    rc, _, err = ctl(alone, "fleet", "push")
+    assert rc != 0 and err == (
+        "apikeyctl: fleet push: this host's keystore is the fleet's replica already: it holds "
+        f"no keys of its own to push [{IFACE}.FleetPushFailed]\n"), err
+
     host = fleet.start_host("newhost", alone, HOSTS)
     for kid, token in kept:
         wait_for("a pushed key on the new host", lambda: code(host, token) == "VALID", 2.0)
     with alone.client() as c:
         c.ok(f"{IFACE}.Revoke", {"id": kept[0][0]})
     wait_for("the revoke on the new host", lambda: code(host, kept[0][1]) == "REVOKED", 2.0)
+
+    # Another host, stopped, whose key has a name the fleet has: apikeyd --fleet-push
+    # leaves that key out and the keystore as it is (fleet mode would drop the key).
+    state = tmp_path / "state-clash"
+    state.mkdir(mode=0o700)
+    (state / "pepper").write_bytes((alone.state_dir / "pepper").read_bytes())
+    os.chmod(state / "pepper", 0o600)
+    clash = daemon(config={"lockout_threshold": "0"}, state_dir=state)
+    old1, _ = create(clash, "old1")
+    create(clash, "fresh")
+    clash.stop()
+    clash_conf = fleet_conf.replace("fleet_host = joined", "fleet_host = clash")
+    clash.config_file.write_text(clash_conf)
+    push = [str(APIKEYD), "--config", str(clash.config_file), "--state-dir",
+            str(clash.state_dir), "--fleet-push"]
+    r = subprocess.run(push, capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0, r
+    assert "not pushed: the fleet has another key named 'old1' of owner root; rename one of " \
+        "them and push again" in r.stderr, r.stderr
+    assert "pushed 1 keys, 0 were there already; 1 keys not pushed: their names are taken " \
+        "in the fleet" in r.stderr, r.stderr
+    # Renamed on the host alone, pushed again: the rest goes, once.
+    clash.config_file.write_text("lockout_threshold = 0\n")
+    clash.start()
+    with clash.client() as c:
+        c.ok(f"{IFACE}.Update", {"id": old1, "name": "old1-clash"})
+    clash.stop()
+    clash.config_file.write_text(clash_conf)
+    r = subprocess.run(push, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.startswith("pushed 1 keys") and \
+        "1 were there already" in r.stdout, r
+    clash.start()
+    assert "joining" not in fleet_status(clash)
+    wait_for("the clash host online", lambda: fleet_status(clash)["online"], 10)
+    wait_for("its key on the new host", lambda: code(host, kept[1][1]) == "VALID", 2.0)

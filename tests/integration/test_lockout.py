@@ -181,6 +181,13 @@ def test_apikeyctl_lockout_list_and_reset(locked_daemon):
     assert row[-1] == "uid:0"  # root, naming no host: the source of these guesses
     r = ctl(locked_daemon, "--json", "lockout", "list")
     assert [e["name"] for e in json.loads(r.stdout) if e["locked"]] == [key_id]
+    # Fitted to the terminal's width: the name cut, the source and the
+    # start left out, never a wrapped line.
+    r = subprocess.run([str(APIKEYCTL), "--socket", locked_daemon.socket, "lockout", "list"],
+                       capture_output=True, text=True, timeout=30, env={**os.environ,
+                                                                        "COLUMNS": "50"})
+    assert r.returncode == 0 and r.stdout.splitlines()[0].startswith("KIND"), r
+    assert all(len(line) <= 50 for line in r.stdout.splitlines()), r.stdout
     r = ctl(locked_daemon, "lockout", "reset", "key", key_id)
     assert (r.returncode, r.stdout) == (0, f"Reset the failed verifies of key {key_id}.\n")
     assert c.verify(token)["code"] == "VALID"

@@ -57,14 +57,15 @@ def sshd_site(tmp_path_factory, test_users):
         assert not problems, problems
 
 
-def ssh_holding(sshd, user, token, command="sleep 60"):
-    """ssh user@127.0.0.1 COMMAND, left running; as Sshd.login builds it."""
+def ssh_holding(sshd, user, token, command="sleep 60", tty=True):
+    """ssh user@127.0.0.1 COMMAND, left running, on a terminal (-tt) or
+    without one (-T); as Sshd.login builds it."""
     prompt = "API key" if sshd.mode == "keyboard-interactive" else "password"
     argv = ["sshpass", "-e", "-P", prompt, "ssh", "-F", "/dev/null", "-p", str(sshd.port),
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "LogLevel=ERROR", "-o", "PubkeyAuthentication=no",
             "-o", "NumberOfPasswordPrompts=1", "-o", f"PreferredAuthentications={sshd.mode}",
-            "-tt", f"{user}@127.0.0.1", command]
+            "-tt" if tty else "-T", f"{user}@127.0.0.1", command]
     env = dict(os.environ, SSHPASS=token, LC_ALL="C")
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
@@ -183,6 +184,138 @@ def test_sshd_session_ends(sshd_site, mode, action):
         site.admin.call(f"{IFACE}.Revoke", {"id": other_id})
 
 
+def pidfds_of(pids):
+    """A pidfd for each pid, so that what is watched is that process and no
+    later holder of its pid."""
+    return {pid: os.pidfd_open(pid) for pid in pids}
+
+
+def running(pidfds):
+    """The pids among `pidfds` whose process has not ended (a pidfd turns
+    readable when it does)."""
+    import select
+    return sorted(pid for pid, fd in pidfds.items() if not select.select([fd], [], [], 0)[0])
+
+
+def wait_for(cond, timeout):
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return cond()
+
+
+@pytest.mark.parametrize("mode", ["keyboard-interactive", "password"])
+def test_sshd_command_without_tty_ends(sshd_site, mode):
+    """`ssh -T host COMMAND`: no terminal hangs up on the command when sshd
+    goes, so the daemon ends every process the session started: the
+    command, and a job it left in the background whose parent exited (it
+    stays in the command's process session).  A process of the same user
+    outside the session runs on."""
+    site = sshd_site
+    token, key_id = site.key(ALICE, f"ssh-notty-{mode}")
+    outside = subprocess.Popen(["runuser", "-u", ALICE, "--", "sleep", "65"],
+                               stdin=subprocess.DEVNULL)
+    ssh = ssh_holding(site.sshds[mode], ALICE, token, "(sleep 64 &); sleep 60", tty=False)
+    fds = {}
+    try:
+        live = wait_sessions(site.admin, key_id)
+        assert len(live) == 1, (live, site.sshds[mode].log()[-2000:])
+        assert wait_for(lambda: user_sleeps(ALICE, 60) and user_sleeps(ALICE, 64), 10), \
+            "the session's command did not start"
+        cmd, job = user_sleeps(ALICE, 60), user_sleeps(ALICE, 64)
+        fds = pidfds_of(cmd + job + user_sleeps(ALICE, 65))
+        assert len(fds) == 3, fds
+        # The background job's parent shell has exited: it hangs from no
+        # process of the session, only from the command's process session.
+        with open(f"/proc/{job[0]}/stat") as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        assert ppid not in cmd, ppid
+
+        t0 = time.monotonic()
+        site.ctl("revoke", key_id)
+        ended = wait_for(lambda: running(fds) == user_sleeps(ALICE, 65), END_WITHIN)
+        took = time.monotonic() - t0
+        assert ended, f"still running {END_WITHIN}s after revoke: {running(fds)} " \
+                      f"(the command {cmd}, its job {job})"
+        assert took <= END_WITHIN, took
+        assert ssh.wait(5) != 0
+        assert outside.poll() is None, "a process outside the session was ended"
+        assert f"ending session of key {key_id}: user={ALICE} service=sshd rhost=127.0.0.1 " \
+            in site.daemon.log()
+        assert list_sessions(site.admin, key_id) == []
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+        stop_proc(ssh)
+        stop_proc(outside)
+        kill_sleeps(ALICE, 60, 64, 65)
+
+
+@pytest.mark.parametrize("tty", [True, False], ids=["tty", "no-tty"])
+def test_sshd_session_ends_when_the_key_expires(sshd_site, tty):
+    """No call at all: the key's expiry passing ends its live session within
+    2 s, the command with it."""
+    site = sshd_site
+    expires_at = int(time.time()) + 4
+    created = site.admin.create(f"ssh-expiry-{tty}", owner=ALICE, scope=["sshd"],
+                                expires=time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                      time.gmtime(expires_at)))
+    key_id = created["key"]["id"]
+    ssh = ssh_holding(site.sshds["keyboard-interactive"], ALICE, created["token"], tty=tty)
+    fds = {}
+    try:
+        live = wait_sessions(site.admin, key_id)
+        assert len(live) == 1, (live, site.sshds["keyboard-interactive"].log()[-2000:])
+        assert wait_for(lambda: user_sleeps(ALICE, 60), 10), "the command did not start"
+        fds = pidfds_of(user_sleeps(ALICE, 60))
+        assert time.time() < expires_at, "the login took until the key expired"
+        assert running(fds), "the command ended before the key expired"
+        left = expires_at - time.time()
+        assert wait_for(lambda: not running(fds), left + END_WITHIN), \
+            f"the command still runs {END_WITHIN}s after the key expired"
+        assert time.time() <= expires_at + END_WITHIN
+        assert ssh.wait(5) != 0
+        assert f"ending session of key {key_id}: user={ALICE} service=sshd rhost=127.0.0.1 " \
+            in site.daemon.log()
+        assert f"pid={live[0]['pid']}: key expired" in site.daemon.log()
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+        stop_proc(ssh)
+        kill_sleeps(ALICE, 60)
+
+
+@pytest.mark.parametrize("mode", ["keyboard-interactive", "password"])
+@pytest.mark.parametrize("session_line", [True, False], ids=["session-line", "no-session-line"])
+def test_key_id_stays_out_of_the_session_environment(sshd_site, mode, session_line):
+    """The module hands the login's key to its session hook in the PAM
+    environment (keyboard-interactive auth runs in a process of its own):
+    it never reaches the user's session, also where the service has the
+    auth line and no session line."""
+    import test_pam_sshd as t
+    site = sshd_site
+    token, key_id = site.key(ALICE, f"ssh-env-{mode}-{session_line}")
+    with_session = t.PAM_FILE.read_text()
+    if not session_line:
+        t.PAM_FILE.write_text(t.pam_service_text(
+            DEFAULT_BUILD.module, f"socket={site.daemon.socket} service=sshd nodelay"))
+    try:
+        r = site.sshds[mode].login(ALICE, token, "env")
+        assert r.returncode == 0, (r, site.sshds[mode].log()[-2000:])
+        env = dict(l.split("=", 1) for l in r.stdout.splitlines() if "=" in l)
+        assert env.get("USER") == ALICE, r.stdout
+        assert "PAM_APIKEY_KEY_ID" not in env, r.stdout
+    finally:
+        t.PAM_FILE.write_text(with_session)
+    # The session hook still learns the key of a keyboard-interactive login.
+    ssh = ssh_holding(site.sshds[mode], ALICE, token)
+    try:
+        assert len(wait_sessions(site.admin, key_id)) == 1
+    finally:
+        stop_proc(ssh)
+        kill_sleeps(ALICE, 60)
+
+
 @pytest.fixture(scope="module")
 def sudo_site(tmp_path_factory, test_users):
     import test_pam_sudo as t
@@ -243,8 +376,10 @@ VALGRIND = ["valgrind", "--error-exitcode=99", "--leak-check=full",
 def test_session_paths_are_valgrind_clean(tmp_path, daemon):
     """The module's session hook under valgrind (the module preloaded so its
     frames resolve): a key's session opened and closed, the daemon away when
-    the session opens (ignored, the session still opens), and a password
-    login's session (ignored)."""
+    the session opens (ignored, the session still opens), a password
+    login's session (ignored), and a key's session whose auth ran in a
+    forked child as sshd's keyboard-interactive auth does (the key handed
+    over in the PAM environment, taken out by setcred)."""
     need_tool("valgrind")
     build = DEFAULT_BUILD.check()
     pam = PamDir(tmp_path / "pam.d", build)
@@ -260,14 +395,16 @@ def test_session_paths_are_valgrind_clean(tmp_path, daemon):
     pam.write("away", pam.line("auth", "[success=done ignore=ignore default=die]", up) +
               pam.line("account", "[success=ok ignore=ignore default=bad]", up) +
               pam.line("session", "optional", away) + permit)
-    cases = [("key session", "up", token, ["session=Success", "close=Success"], 1),
-             ("daemon away", "away", token, ["session=Success", "close=Success"], 0),
-             ("password session", "up", PASSWORD, ["session=Success", "close=Success"], 0)]
+    cases = [("key session", "up", token, ["session=Success", "close=Success"], 1, []),
+             ("daemon away", "away", token, ["session=Success", "close=Success"], 0, []),
+             ("password session", "up", PASSWORD, ["session=Success", "close=Success"], 0, []),
+             ("auth in a child", "up", token, ["session=Success", "close=Success"], 1,
+              ["--fork-auth"])]
     failures = []
-    for i, (name, svc, answer, want, registered) in enumerate(cases):
+    for i, (name, svc, answer, want, registered, extra) in enumerate(cases):
         log = tmp_path / f"valgrind.{i}.log"
         argv = VALGRIND + [f"--log-file={log}", str(build.harness), "--acct", "--session", "2",
-                           str(pam.path), svc, USER]
+                           *extra, str(pam.path), svc, USER]
         p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True,
                              env=build.env({"LD_PRELOAD": str(build.module)}))

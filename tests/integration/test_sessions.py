@@ -50,9 +50,11 @@ def stack(pam, d, password_fallback=False):
 class Session:
     """A login held open by the harness (pam_open_session, sleep, close)."""
 
-    def __init__(self, pam, service, user, answer, hold=60, rhost="192.0.2.7", tty="pts/9"):
+    def __init__(self, pam, service, user, answer, hold=60, rhost="192.0.2.7", tty="pts/9",
+                 fork_auth=False):
         argv = [str(pam.build.harness), "--acct", "--session", str(hold), "--rhost", rhost,
-                "--tty", tty, str(pam.path), service, user]
+                "--tty", tty] + (["--fork-auth"] if fork_auth else []) + \
+            [str(pam.path), service, user]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=pam.build.env())
         self.proc.stdin.write(answer + "\n")
@@ -191,6 +193,29 @@ def test_password_session_and_other_key_untouched(pam, d, admin, sessions):
     assert s2.ended_within(1.0) is None, "the second key's session was ended"
     assert pw.ended_within(0.1) is None, "the password session was ended"
     assert [x["pid"] for x in list_sessions(admin)] == [s2.pid]
+
+
+@pytest.mark.parametrize("session_line", [True, False], ids=["session-line", "no-session-line"])
+def test_key_handed_to_the_session_not_to_its_environment(pam, d, admin, sessions,
+                                                          session_line):
+    """As sshd's keyboard-interactive login: auth and account in a forked
+    child, whose PAM data is lost, then setcred and the session in the
+    parent.  The login's key reaches the session hook through the PAM
+    environment (the session is registered) and goes no further: the
+    environment the session is built from no longer has it, also where the
+    service has no session line (setcred, on the auth line, took it)."""
+    created = admin.create("laptop", owner=USER)
+    key_id = created["key"]["id"]
+    text = snippet_stack(pam.module, f"socket={d.socket} nodelay {trust_me()}".rstrip())
+    if not session_line:
+        text = "".join(l + "\n" for l in text.splitlines() if not l.startswith("session"))
+        text += "session required pam_permit.so\n"
+    s = sessions(pam, pam.write("login", text), USER, created["token"], fork_auth=True)
+    assert "setcred=Success" in s.lines, s.lines
+    env = [l for l in s.lines if l.startswith("env: ")]
+    assert not [l for l in env if "PAM_APIKEY_KEY_ID" in l], s.lines
+    live = list_sessions(admin, key_id)
+    assert [x["pid"] for x in live] == ([s.pid] if session_line else []), live
 
 
 def test_closed_session_is_not_listed(pam, d, admin, sessions):

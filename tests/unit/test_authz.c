@@ -444,10 +444,154 @@ static void test_principal_from_key(void **state)
         rec.status = KEY_STATUS_ENABLED;
         assert_int_equal(authz_principal_from_key(&rec, false, 0, 1000, NOW + HOUR, &p, &reason),
                          -EPERM);
+        /* A key before its not_before, or with sources: a call over the
+         * local socket comes from no host. */
+        rec.not_before = NOW + 1;
+        assert_int_equal(authz_principal_from_key(&rec, false, 0, 1000, NOW, &p, &reason), -EPERM);
+        assert_string_equal(reason, "the API key given in auth is not valid yet (not_before)");
+        rec.not_before = NOW;
+        assert_int_equal(authz_principal_from_key(&rec, false, 0, 1000, NOW, &p, &reason), 0);
+        assert_true(p.not_before == NOW);
+        rec.n_sources = 1;
+        rec.sources[0] = "0.0.0.0/0";
+        assert_int_equal(authz_principal_from_key(&rec, false, 0, 1000, NOW, &p, &reason), -EPERM);
+        assert_string_equal(reason, "the API key given in auth may be used only from its sources, "
+                                    "and a call over the local socket comes from no host");
+        rec.n_sources = 0;
         rec.role = KEY_ROLE_ADMIN;
         rec.permissions = KEY_PERM_ALL;
         assert_int_equal(authz_principal_from_key(&rec, false, 0, 1000, NOW, &p, &reason), 0);
         assert_true(p.admin);
+}
+
+/* ---- conditions only narrow ---- */
+
+static void test_conditions_narrow(void **state)
+{
+        const struct authz_policy policy = {.admin_group = "akt-authz-no-such-group"};
+        static const char *const inside[] = {"10.1.0.0/16", "BUILD.example.com"};
+        static const char *const wider[] = {"10.0.0.0/7"};
+        static const char *const beside[] = {"192.0.2.0/24"};
+        struct principal p;
+        const char *reason = NULL;
+
+        /* Acting with a key that has conditions (which no call over the
+         * local socket can, see test_principal_from_key: the rule stands
+         * on its own). */
+        principal_of(CREATE_KEY, &p);
+        p.not_before = NOW - HOUR;
+        p.n_sources = 2;
+        strcpy(p.sources[0], "10.0.0.0/8");
+        strcpy(p.sources[1], "build.example.com");
+        struct authz_grant g = {.owner = ME, .fields = AUTHZ_GRANT_NOT_BEFORE};
+        g.not_before = 0;
+        assert_int_equal(authz_check_grant(&p, &policy, &g, NOW, NULL, &reason), -EPERM);
+        assert_string_equal(reason, "a key cannot be valid earlier than the API key given in auth "
+                                    "(not_before)");
+        g.not_before = NOW - 2 * HOUR;
+        assert_int_equal(authz_check_grant(&p, &policy, &g, NOW, NULL, &reason), -EPERM);
+        g.not_before = NOW - HOUR;
+        assert_int_equal(authz_check_grant(&p, &policy, &g, NOW, NULL, &reason), 0);
+        g = (struct authz_grant){
+            .owner = ME, .fields = AUTHZ_GRANT_SOURCES, .sources = inside, .n_sources = 2};
+        assert_int_equal(authz_check_grant(&p, &policy, &g, NOW, NULL, &reason), 0);
+        g.sources = wider;
+        g.n_sources = 1;
+        assert_int_equal(authz_check_grant(&p, &policy, &g, NOW, NULL, &reason), -EPERM);
+        assert_string_equal(reason,
+                            "a key's sources must be within the sources of the API key given in "
+                            "auth (every entry within one of them; none means from anywhere)");
+        g.sources = beside;
+        assert_int_equal(authz_check_grant(&p, &policy, &g, NOW, NULL, &reason), -EPERM);
+        g.n_sources = 0;
+        assert_int_equal(authz_check_grant(&p, &policy, &g, NOW, NULL, &reason), -EPERM);
+        /* What a new key gets when the call names none: the acting key's. */
+        uint64_t nb;
+        const char *src[KEY_SOURCES_MAX];
+        size_t n;
+        authz_default_conditions(&p, &nb, src, &n);
+        assert_true(nb == NOW - HOUR);
+        assert_int_equal(n, 2);
+        assert_string_equal(src[1], "build.example.com");
+        principal_of(ROOT, &p);
+        authz_default_conditions(&p, &nb, src, &n);
+        assert_true(nb == 0 && n == 0);
+
+        /* An Update: only an admin loosens what the key has. */
+        struct key_record before = {.not_before = NOW + HOUR, .n_sources = 1};
+        before.sources[0] = "10.0.0.0/8";
+        for (enum caller_kind k = 0; k < _CALLER_MAX; k++) {
+                bool admin = k == ROOT || k == GROUP_ADMIN || k == ADMIN_KEY;
+                principal_of(k, &p);
+                g = (struct authz_grant){.owner = ME,
+                                         .fields = AUTHZ_GRANT_NOT_BEFORE,
+                                         .not_before = NOW,
+                                         .before = &before};
+                int r = authz_check_grant(&p, &policy, &g, NOW, NULL, &reason);
+                if (admin)
+                        assert_int_equal(r, 0);
+                else {
+                        assert_int_equal(r, -EPERM);
+                        assert_string_equal(reason, "only an admin may loosen a key's conditions: "
+                                                    "its not_before may move later, never "
+                                                    "earlier");
+                }
+                g.not_before = NOW + 2 * HOUR;
+                assert_int_equal(authz_check_grant(&p, &policy, &g, NOW, NULL, &reason), 0);
+                g = (struct authz_grant){.owner = ME,
+                                         .fields = AUTHZ_GRANT_SOURCES,
+                                         .sources = wider,
+                                         .n_sources = 1,
+                                         .before = &before};
+                r = authz_check_grant(&p, &policy, &g, NOW, NULL, &reason);
+                if (admin)
+                        assert_int_equal(r, 0);
+                else {
+                        assert_int_equal(r, -EPERM);
+                        assert_string_equal(reason,
+                                            "only an admin may loosen a key's conditions: its "
+                                            "sources may be narrowed (every entry within one it "
+                                            "has), never widened or removed");
+                }
+                g.n_sources = 0;
+                assert_int_equal(authz_check_grant(&p, &policy, &g, NOW, NULL, &reason),
+                                 admin ? 0 : -EPERM);
+                g.sources = inside;
+                g.n_sources = 1;
+                assert_int_equal(authz_check_grant(&p, &policy, &g, NOW, NULL, &reason), 0);
+        }
+}
+
+/* ---- max_lifetime: every key's, admins' too ---- */
+
+static void test_max_lifetime(void **state)
+{
+        const struct authz_policy policy = {.admin_group = "akt-authz-no-such-group",
+                                            .max_lifetime = 24 * HOUR};
+        const struct authz_policy none = {.admin_group = "akt-authz-no-such-group"};
+        const char *reason = NULL;
+        struct principal p;
+
+        assert_int_equal(authz_check_lifetime(&policy, NOW + 24 * HOUR, NOW, &reason), 0);
+        assert_int_equal(authz_check_lifetime(&policy, NOW + 24 * HOUR + 1, NOW, &reason), -EDQUOT);
+        assert_string_equal(reason, "the expiry is later than any key may live on this "
+                                    "installation (max_lifetime in apikeyd.conf)");
+        assert_int_equal(authz_check_lifetime(&policy, 0, NOW, &reason), -EDQUOT);
+        assert_string_equal(reason, "every key must expire on this installation (max_lifetime "
+                                    "in apikeyd.conf): give an expiry");
+        assert_int_equal(authz_check_lifetime(&none, 0, NOW, &reason), 0);
+        for (enum caller_kind k = 0; k < _CALLER_MAX; k++) {
+                struct authz_grant g = {.owner = ME, .fields = AUTHZ_GRANT_EXPIRES};
+                principal_of(k, &p);
+                assert_int_equal(authz_check_grant(&p, &policy, &g, NOW, NULL, &reason),
+                                 p.expires_at ? -EPERM : -EDQUOT);
+                g.expires_at = NOW + HOUR / 2;
+                assert_int_equal(authz_check_grant(&p, &policy, &g, NOW, NULL, &reason), 0);
+                /* The default: no later than max_lifetime, nor the acting key. */
+                uint64_t t = authz_default_expiry(&p, &policy, NOW);
+                assert_true(t > NOW && t <= NOW + 24 * HOUR);
+                assert_true(!p.expires_at || t <= p.expires_at);
+        }
 }
 
 /* ---- defaults never widen ---- */
@@ -479,13 +623,11 @@ static void test_defaults(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_check_every_cell),
-            cmocka_unit_test(test_create_every_cell),
-            cmocka_unit_test(test_update_cannot_widen),
-            cmocka_unit_test(test_create_policy),
-            cmocka_unit_test(test_enable_every_caller),
-            cmocka_unit_test(test_principal_from_key),
-            cmocka_unit_test(test_defaults),
+            cmocka_unit_test(test_check_every_cell),    cmocka_unit_test(test_create_every_cell),
+            cmocka_unit_test(test_update_cannot_widen), cmocka_unit_test(test_create_policy),
+            cmocka_unit_test(test_enable_every_caller), cmocka_unit_test(test_principal_from_key),
+            cmocka_unit_test(test_conditions_narrow),   cmocka_unit_test(test_defaults),
+            cmocka_unit_test(test_max_lifetime),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

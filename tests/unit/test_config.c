@@ -48,6 +48,9 @@ static void assert_defaults(const struct apikeyd_config *c)
         assert_null(c->fleet_host);
         assert_false(c->fleet_manage);
         assert_true(c->fleet_offline_max_age_usec == 72 * USEC_PER_HOUR);
+        assert_true(c->fleet_last_used_interval_usec == 60 * USEC_PER_SEC);
+        assert_null(c->fleet_break_glass_keys);
+        assert_true(c->rotation_grace_usec == 24 * USEC_PER_HOUR);
         assert_null(c->fleet_user);
         assert_null(c->fleet_password_file);
         assert_null(c->fleet_cacert);
@@ -288,6 +291,12 @@ static void test_each_option(void **state)
         config_done(&c);
         parse_ok(&c, "lockout_window = 7d");
         assert_true(c.lockout_window_usec == 7 * USEC_PER_DAY);
+        config_done(&c);
+        parse_ok(&c, "rotation_grace = 0");
+        assert_true(c.rotation_grace_usec == 0);
+        config_done(&c);
+        parse_ok(&c, "rotation_grace = 7d");
+        assert_true(c.rotation_grace_usec == 7 * USEC_PER_DAY);
         config_done(&c);
 
         parse_ok(&c, "map_size = 1M");
@@ -548,6 +557,10 @@ static void test_error_messages(void **state)
                                              "expected a number from 0 (off) to 1000000"},
             {"lockout_window = 8d", NAME ":1: invalid value '8d' for lockout_window: expected "
                                          "a duration from 1s to 7d"},
+            {"rotation_grace = 366d", NAME ":1: invalid value '366d' for rotation_grace: "
+                                           "expected 0 or a duration up to 365d"},
+            {"lockout_window = 0", NAME ":1: invalid value '0' for lockout_window: expected "
+                                        "a duration from 1s to 7d"},
             {"map_size = 1023K", NAME ":1: invalid value '1023K' for map_size: expected a size "
                                       "from 1M to 64T"},
             {"map_size = 65T", NAME ":1: invalid value '65T' for map_size: expected a size from "
@@ -855,7 +868,7 @@ static void test_every_option_documented(void **state)
                 assert_null(strstr(hit + 1, needle));
                 free(needle);
         }
-        assert_int_equal(n_options, 30);
+        assert_int_equal(n_options, 35);
 
         /* config.h's table lists the same options, in the same order. */
         table = strstr(header, "Options (name, default, meaning):");
@@ -915,6 +928,30 @@ static void test_every_option_documented(void **state)
         free(h_path);
 }
 
+static void test_hygiene_options(void **state)
+{
+        struct apikeyd_config c;
+
+        parse_ok(&c, "");
+        assert_true(c.max_lifetime_usec == 0 && c.disable_unused_after_usec == 0);
+        config_done(&c);
+        parse_ok(&c, "max_lifetime = 365d\ndisable_unused_after = 5s");
+        assert_true(c.max_lifetime_usec == 365 * USEC_PER_DAY);
+        assert_true(c.disable_unused_after_usec == 5 * USEC_PER_SEC);
+        config_done(&c);
+        parse_ok(&c, "max_lifetime = Unlimited\ndisable_unused_after = OFF");
+        assert_true(c.max_lifetime_usec == 0 && c.disable_unused_after_usec == 0);
+        config_done(&c);
+        parse_fails("max_lifetime = 0s", NAME ":1: invalid value '0s' for max_lifetime: expected "
+                                              "a duration such as 365d, or 'unlimited'");
+        parse_fails("disable_unused_after = never",
+                    NAME ":1: invalid value 'never' for disable_unused_after: expected a duration "
+                         "such as 90d, or 'off'");
+        parse_fails("disable_unused_after = 0s",
+                    NAME ":1: invalid value '0s' for disable_unused_after: expected a duration "
+                         "such as 90d, or 'off'");
+}
+
 static void test_fleet_options(void **state)
 {
         struct apikeyd_config c;
@@ -940,6 +977,18 @@ static void test_fleet_options(void **state)
         assert_string_equal(c.fleet_cacert, "/etc/apikeyd/ca.pem");
         assert_string_equal(c.fleet_cert, "/etc/apikeyd/host.pem");
         assert_string_equal(c.fleet_key, "/etc/apikeyd/host.key");
+        config_done(&c);
+        parse_ok(&c, "fleet_break_glass_keys = 7Hq2LmX9aB3z,Abcdefghijk0");
+        assert_string_equal(c.fleet_break_glass_keys, "7Hq2LmX9aB3z,Abcdefghijk0");
+        assert_int_equal(config_parse_string(&c, "fleet_break_glass_keys = none", NAME, NULL), 0);
+        assert_null(c.fleet_break_glass_keys);
+        config_done(&c);
+        parse_ok(&c, "fleet_endpoints = http://a:1\nfleet_prefix = /corp/keys-2\n"
+                     "fleet_host = web-01.example.com\nfleet_manage = yes\n"
+                     "fleet_offline_max_age = 30m\nfleet_user = web-01\n"
+                     "fleet_password_file = /etc/apikeyd/etcd-password\n"
+                     "fleet_cacert = /etc/apikeyd/ca.pem\nfleet_cert = /etc/apikeyd/host.pem\n"
+                     "fleet_key = /etc/apikeyd/host.key");
 
         /* A second file takes them back: none and %H are the defaults. */
         assert_int_equal(config_parse_string(&c,
@@ -994,6 +1043,12 @@ static void test_fleet_options(void **state)
                                          "(the host name) or 1 to 64 characters A-Z a-z 0-9 . _ -"},
             {"fleet_host = a/b", NAME ":1: invalid value 'a/b' for fleet_host: expected '%H' (the "
                                       "host name) or 1 to 64 characters A-Z a-z 0-9 . _ -"},
+            {"fleet_break_glass_keys = 7Hq2LmX9aB3z,abc",
+             NAME ":1: invalid value '7Hq2LmX9aB3z,abc' for fleet_break_glass_keys: expected "
+                  "'none' or up to 16 comma-separated key ids"},
+            {"fleet_break_glass_keys = 7Hq2LmX9aB3z,",
+             NAME ":1: invalid value '7Hq2LmX9aB3z,' for fleet_break_glass_keys: expected "
+                  "'none' or up to 16 comma-separated key ids"},
             {"fleet_manage = sometimes",
              NAME ":1: invalid value 'sometimes' for fleet_manage: expected yes or no"},
             {"fleet_offline_max_age = 0s", NAME ":1: invalid value '0s' for fleet_offline_max_age: "
@@ -1110,6 +1165,7 @@ int main(void)
             cmocka_unit_test(test_unreadable_files),
             cmocka_unit_test(test_example_is_the_defaults),
             cmocka_unit_test(test_every_option_documented),
+            cmocka_unit_test(test_hygiene_options),
             cmocka_unit_test(test_fleet_options),
             cmocka_unit_test(test_usage_and_expiry_options),
             cmocka_unit_test(test_garbage_never_crashes),

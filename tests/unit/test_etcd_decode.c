@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -193,6 +194,40 @@ static void test_host_report(void **state)
         assert_int_equal(etcd_decode_host_report(NULL, 0, &rep), -EBADMSG);
 }
 
+static void test_host_use(void **state)
+{
+        static const char ok[] = "{\"at\":\"1700000000000000\",\"service\":\"sshd\","
+                                 "\"from\":\"192.0.2.7\",\"later\":1}";
+        static const char bare[] = "{\"at\":1700000000000000}";
+        static const char control[] = "{\"at\":1,\"from\":\"a\\u001bb\"}";
+        static const char c1[] = "{\"at\":1,\"service\":\"a\\u0085b\"}";
+        static const char nul[] = "{\"at\":1,\"service\":\"a\\u0000b\"}";
+        static const char no_time[] = "{\"service\":\"sshd\"}";
+        static const char not_text[] = "{\"at\":1,\"from\":7}";
+        char longer[400];
+        struct etcd_host_use u;
+
+        assert_int_equal(etcd_decode_host_use(ok, strlen(ok), &u), 0);
+        assert_true(u.at == 1700000000000000u);
+        assert_string_equal(u.service, "sshd");
+        assert_string_equal(u.from, "192.0.2.7");
+        assert_int_equal(etcd_decode_host_use(bare, strlen(bare), &u), 0);
+        assert_true(u.at == 1700000000000000u && !u.service[0] && !u.from[0]);
+        assert_int_equal(etcd_decode_host_use(control, strlen(control), &u), -EBADMSG);
+        assert_int_equal(etcd_decode_host_use(c1, strlen(c1), &u), -EBADMSG);
+        assert_int_equal(etcd_decode_host_use(nul, strlen(nul), &u), -EBADMSG);
+        assert_int_equal(etcd_decode_host_use(no_time, strlen(no_time), &u), -EBADMSG);
+        assert_int_equal(etcd_decode_host_use(not_text, strlen(not_text), &u), -EBADMSG);
+        assert_int_equal(etcd_decode_host_use("forged", 6, &u), -EBADMSG);
+        assert_int_equal(etcd_decode_host_use(NULL, 0, &u), -EBADMSG);
+        /* 256 bytes of text are taken, 257 are not. */
+        snprintf(longer, sizeof(longer), "{\"at\":1,\"from\":\"%0256d\"}", 0);
+        assert_int_equal(etcd_decode_host_use(longer, strlen(longer), &u), 0);
+        assert_int_equal(strlen(u.from), 256);
+        snprintf(longer, sizeof(longer), "{\"at\":1,\"from\":\"%0257d\"}", 0);
+        assert_int_equal(etcd_decode_host_use(longer, strlen(longer), &u), -EBADMSG);
+}
+
 struct collected {
         char lines[8][64];
         size_t n;
@@ -253,7 +288,8 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_watch_messages), cmocka_unit_test(test_watch_refused),
             cmocka_unit_test(test_range_and_txn),  cmocka_unit_test(test_auth),
-            cmocka_unit_test(test_host_report),    cmocka_unit_test(test_lines),
+            cmocka_unit_test(test_host_report),    cmocka_unit_test(test_host_use),
+            cmocka_unit_test(test_lines),
         };
         return cmocka_run_group_tests_name("etcd_decode", tests, NULL, NULL);
 }

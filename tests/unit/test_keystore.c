@@ -1018,6 +1018,47 @@ static void test_admin_disable_mark(void **state)
         assert_int_equal(keystore_set_status(f->ks, id, KEY_STATUS_ENABLED, NULL, NULL), 0);
 }
 
+/* The daemon's own Disable of a key unused since a time: the reason, kept until an Enable. */
+static void test_disable_unused(void **state)
+{
+        struct fixture *f = *state;
+        _cleanup_free_ void *storage = NULL;
+        struct key_record rec;
+        char id[TOKEN_ID_LEN + 1];
+        struct key_status_change sc = {
+            .status = KEY_STATUS_DISABLED, .reason = "unused", .unused_before = NOW};
+
+        put(f, 1, "alice", "k");
+        make_id(1, id);
+        /* Created at NOW: not unused before NOW. */
+        assert_int_equal(keystore_change_status(f->ks, id, &sc, NULL, NULL), -EALREADY);
+        assert_int_equal(status_of(f, 1), KEY_STATUS_ENABLED);
+        sc.unused_before = NOW + 1;
+        assert_int_equal(keystore_change_status(f->ks, id, &sc, &rec, &storage), 0);
+        assert_int_equal(rec.status, KEY_STATUS_DISABLED);
+        assert_string_equal(rec.disabled_reason, "unused");
+        assert_int_equal(rec.flags, 0); /* its owner may enable it */
+        free(TAKE_PTR(storage));
+        /* Not enabled any more: nothing to do. */
+        assert_int_equal(keystore_change_status(f->ks, id, &sc, NULL, NULL), -EALREADY);
+        /* Another Disable keeps the reason; an Enable clears it. */
+        assert_int_equal(keystore_set_status(f->ks, id, KEY_STATUS_DISABLED, &rec, &storage), 0);
+        assert_string_equal(rec.disabled_reason, "unused");
+        free(TAKE_PTR(storage));
+        assert_int_equal(keystore_set_status(f->ks, id, KEY_STATUS_ENABLED, &rec, &storage), 0);
+        assert_null(rec.disabled_reason);
+        free(TAKE_PTR(storage));
+        /* Used since: left alone. */
+        struct last_used lu = {.at = NOW + 5};
+        memcpy(lu.id, id, sizeof(lu.id));
+        assert_int_equal(keystore_record_last_used(f->ks, &lu, 1), 0);
+        sc.unused_before = NOW + 5;
+        assert_int_equal(keystore_change_status(f->ks, id, &sc, NULL, NULL), -EALREADY);
+        sc.unused_before = NOW + 6;
+        assert_int_equal(keystore_change_status(f->ks, id, &sc, NULL, NULL), 0);
+        assert_int_equal(status_of(f, 1), KEY_STATUS_DISABLED);
+}
+
 static void test_schema_1_upgraded(void **state)
 {
         struct fixture *f = *state;
@@ -2449,6 +2490,193 @@ static void test_readonly(void **state)
         }
 }
 
+/* ---- a key's lifecycle: uses spent, rotation, limits (keystore_limits.c) ---- */
+
+static void test_spend_use(void **state)
+{
+        struct fixture *f = *state;
+        char retired[TOKEN_ID_LEN + 1] = "x";
+        struct key_record rec, got;
+        void *storage = NULL;
+
+        make_rec(&rec, 1, "alice", "once");
+        rec.max_uses = 2;
+        assert_int_equal(keystore_put_key(f->ks, &rec), 0);
+        assert_int_equal(keystore_spend_use(f->ks, rec.id, NOW, retired), 0);
+        assert_string_equal(retired, "");
+        assert_int_equal(keystore_spend_use(f->ks, rec.id, NOW, retired), 0);
+        assert_int_equal(keystore_spend_use(f->ks, rec.id, NOW, retired), -EDQUOT);
+        assert_int_equal(keystore_get(f->ks, rec.id, &got, &storage), 0);
+        assert_int_equal(got.uses, 2);
+        free(storage);
+        /* Gone, or no longer enabled: nothing spent. */
+        assert_int_equal(keystore_spend_use(f->ks, "AAAAAAAAAAAA", NOW, retired), -ENOENT);
+        make_rec(&rec, 2, "alice", "expired");
+        rec.max_uses = 2;
+        rec.expires_at = NOW;
+        assert_int_equal(keystore_put_key(f->ks, &rec), 0);
+        assert_int_equal(keystore_spend_use(f->ks, rec.id, NOW, retired), -ESTALE);
+        verify_ok(f);
+}
+
+static void test_rotate_and_retire(void **state)
+{
+        struct fixture *f = *state;
+        struct key_rotation rot = {.now = NOW, .created_by = "uid=0", .grace = DAY};
+        char retired[TOKEN_ID_LEN + 1];
+        struct key_record old, got;
+        void *storage = NULL;
+
+        make_rec(&old, 1, "alice", "deploy");
+        old.expires_at = NOW + 30 * DAY;
+        old.max_uses = 10;
+        old.uses = 3;
+        assert_int_equal(keystore_put_key(f->ks, &old), 0);
+        struct key_record child;
+        make_rec(&child, 5, "alice", "job");
+        memcpy(child.parent, old.id, sizeof(child.parent));
+        assert_int_equal(keystore_put_key(f->ks, &child), 0);
+        make_id(2, rot.new_id);
+        memset(rot.new_hash, 0xab, sizeof(rot.new_hash));
+        rot.retire_on_first_use = true;
+        assert_int_equal(keystore_rotate(f->ks, old.id, &rot), 0);
+        assert_string_equal(rot.ret_new.id, rot.new_id);
+        assert_string_equal(rot.ret_new.name, "deploy");
+        assert_string_equal(rot.ret_new.replaces, old.id);
+        assert_int_equal(rot.ret_new.expires_at, old.expires_at);
+        assert_int_equal(rot.ret_new.uses, 3);
+        assert_true(rot.ret_new.flags & KEY_FLAG_RETIRE_ON_FIRST_USE);
+        assert_string_equal(rot.ret_old.replaced_by, rot.new_id);
+        assert_int_equal(rot.ret_old.expires_at, NOW + DAY);
+        assert_true(strncmp(rot.ret_old.name, "deploy (old ", 12) == 0);
+        /* The key created through the old one is the successor's now. */
+        char kids[2][TOKEN_ID_LEN + 1];
+        size_t n_kids;
+        assert_int_equal(keystore_children(f->ks, rot.new_id, kids, 2, &n_kids), 0);
+        assert_int_equal(n_kids, 1);
+        assert_string_equal(kids[0], child.id);
+        assert_int_equal(keystore_children(f->ks, old.id, kids, 2, &n_kids), 0);
+        assert_int_equal(n_kids, 0);
+        free(rot.ret_new_storage);
+        free(rot.ret_old_storage);
+        verify_ok(f);
+        /* Once rotated, never again. */
+        make_id(3, rot.new_id);
+        assert_int_equal(keystore_rotate(f->ks, old.id, &rot), -EALREADY);
+        /* The successor's first use ends the grace and clears its flag. */
+        make_id(2, rot.new_id);
+        assert_int_equal(keystore_spend_use(f->ks, rot.new_id, NOW + HOUR, retired), 0);
+        assert_string_equal(retired, old.id);
+        assert_int_equal(keystore_get(f->ks, old.id, &got, &storage), 0);
+        assert_int_equal(got.expires_at, NOW + HOUR);
+        free(storage);
+        assert_int_equal(keystore_get(f->ks, rot.new_id, &got, &storage), 0);
+        assert_false(got.flags & KEY_FLAG_RETIRE_ON_FIRST_USE);
+        assert_int_equal(got.uses, 4);
+        free(storage);
+        assert_int_equal(keystore_spend_use(f->ks, rot.new_id, NOW + HOUR, retired), 0);
+        assert_string_equal(retired, "");
+        verify_ok(f);
+}
+
+static void test_rotate_twice(void **state)
+{
+        struct fixture *f = *state;
+        struct key_rotation rot = {
+            .now = NOW, .created_by = "uid=0", .grace = DAY, .retire_on_first_use = true};
+        struct key_rotation again = {.now = NOW + HOUR, .created_by = "uid=0", .grace = DAY};
+        struct key_record old, got;
+        void *storage = NULL;
+
+        make_rec(&old, 1, "alice", "deploy");
+        assert_int_equal(keystore_put_key(f->ks, &old), 0);
+        make_id(2, rot.new_id);
+        assert_int_equal(keystore_rotate(f->ks, old.id, &rot), 0);
+        free(rot.ret_new_storage);
+        free(rot.ret_old_storage);
+        /* The successor rotated before its first use: the next one does not
+         * take over its retirement of the first key unless asked, and the
+         * first key's grace ends: two keys of a rotation work at most. */
+        make_id(3, again.new_id);
+        assert_int_equal(keystore_rotate(f->ks, rot.new_id, &again), 0);
+        assert_false(again.ret_new.flags & KEY_FLAG_RETIRE_ON_FIRST_USE);
+        assert_string_equal(again.ret_new.replaces, rot.new_id);
+        assert_int_equal(again.ret_old.expires_at, NOW + HOUR + DAY);
+        free(again.ret_new_storage);
+        free(again.ret_old_storage);
+        assert_int_equal(keystore_get(f->ks, old.id, &got, &storage), 0);
+        assert_int_equal(got.expires_at, NOW + HOUR);
+        free(storage);
+        verify_ok(f);
+}
+
+static void test_rotate_refusals(void **state)
+{
+        struct fixture *f = *state;
+        struct key_rotation rot = {.now = NOW, .created_by = "uid=0"};
+        struct key_record rec;
+        char name[KEY_NAME_MAX + 1];
+
+        make_id(9, rot.new_id);
+        make_rec(&rec, 1, "alice", "revoked");
+        rec.status = KEY_STATUS_REVOKED;
+        assert_int_equal(keystore_put_key(f->ks, &rec), 0);
+        assert_int_equal(keystore_rotate(f->ks, rec.id, &rot), -ESTALE);
+        make_rec(&rec, 2, "alice", "expired");
+        rec.expires_at = NOW;
+        assert_int_equal(keystore_put_key(f->ks, &rec), 0);
+        assert_int_equal(keystore_rotate(f->ks, rec.id, &rot), -EKEYEXPIRED);
+        make_rec(&rec, 3, "alice", "disabled");
+        rec.status = KEY_STATUS_DISABLED;
+        assert_int_equal(keystore_put_key(f->ks, &rec), 0);
+        assert_int_equal(keystore_rotate(f->ks, rec.id, &rot), -EKEYREJECTED);
+        assert_int_equal(keystore_rotate(f->ks, "AAAAAAAAAAAA", &rot), -ENOENT);
+        /* The longest name, in two-byte characters: cut at a character's start. */
+        for (size_t i = 0; i < KEY_NAME_MAX; i += 2)
+                memcpy(name + i, "\xc3\xa9", 2);
+        name[KEY_NAME_MAX] = '\0';
+        make_rec(&rec, 4, "alice", name);
+        assert_int_equal(keystore_put_key(f->ks, &rec), 0);
+        assert_int_equal(keystore_rotate(f->ks, rec.id, &rot), 0);
+        assert_true(strlen(rot.ret_old.name) <= KEY_NAME_MAX);
+        assert_string_equal(rot.ret_new.name, name);
+        free(rot.ret_new_storage);
+        free(rot.ret_old_storage);
+        verify_ok(f);
+}
+
+static void test_set_limits(void **state)
+{
+        struct fixture *f = *state;
+        struct key_limits l = {.fields = KEY_LIMIT_MAX_USES, .max_uses = 5};
+        struct key_record rec, got;
+        void *storage = NULL;
+
+        make_rec(&rec, 1, "alice", "metered");
+        rec.max_uses = 4;
+        rec.uses = 3;
+        assert_int_equal(keystore_put_key(f->ks, &rec), 0);
+        assert_int_equal(keystore_set_limits(f->ks, rec.id, &l, &got, &storage), 0);
+        assert_int_equal(got.max_uses, 5);
+        assert_int_equal(got.uses, 3);
+        free(storage);
+        l.max_uses = 2;
+        assert_int_equal(keystore_set_limits(f->ks, rec.id, &l, &got, &storage), 0);
+        assert_int_equal(got.uses, 2);
+        free(storage);
+        l = (struct key_limits){.fields = KEY_LIMIT_MAX_USES | KEY_LIMIT_RATE,
+                                .rate_limit_count = 100,
+                                .rate_limit_window = 60 * SECOND};
+        assert_int_equal(keystore_set_limits(f->ks, rec.id, &l, &got, &storage), 0);
+        assert_int_equal(got.max_uses, 0);
+        assert_int_equal(got.uses, 0);
+        assert_int_equal(got.rate_limit_count, 100);
+        free(storage);
+        /* A window without a count is no rate limit: refused. */
+        l = (struct key_limits){.fields = KEY_LIMIT_RATE, .rate_limit_window = SECOND};
+        assert_int_equal(keystore_set_limits(f->ks, rec.id, &l, &got, &storage), -EINVAL);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -2466,6 +2694,7 @@ int main(void)
             T(test_tree_delete),
             T(test_tree_lineage),
             T(test_admin_disable_mark),
+            T(test_disable_unused),
             T(test_schema_1_upgraded),
             T(test_schema_newer_refused),
             T(test_schema_missing),
@@ -2489,6 +2718,11 @@ int main(void)
             T(test_count),
             T(test_map_growth),
             T(test_readonly),
+            T(test_spend_use),
+            T(test_rotate_and_retire),
+            T(test_rotate_twice),
+            T(test_rotate_refusals),
+            T(test_set_limits),
 #undef T
         };
 

@@ -18,8 +18,10 @@
 
 static const char *const full_scope[] = {"sshd", "sudo", "billing-api"};
 
-/* A record with every field set. */
-static void full_record(struct key_record *rec)
+static const char *const full_sources[] = {"10.0.0.0/8", "2001:db8::/32", "bastion.example"};
+
+/* A record with every field of version 2 set. */
+static void full_record_v2(struct key_record *rec)
 {
         *rec = (struct key_record){
             .id = ID,
@@ -43,6 +45,24 @@ static void full_record(struct key_record *rec)
                 rec->hash[i] = (uint8_t)(0xa0 + i);
         for (size_t i = 0; i < ELEMENTSOF(full_scope); i++)
                 rec->scope[i] = full_scope[i];
+}
+
+/* A record with every field set, the extensions of version 3 too. */
+static void full_record(struct key_record *rec)
+{
+        full_record_v2(rec);
+        rec->flags |= KEY_FLAG_RETIRE_ON_FIRST_USE;
+        rec->not_before = NOW + 60000000ull;
+        rec->n_sources = ELEMENTSOF(full_sources);
+        for (size_t i = 0; i < ELEMENTSOF(full_sources); i++)
+                rec->sources[i] = full_sources[i];
+        rec->max_uses = 5;
+        rec->uses = 2;
+        rec->rate_limit_count = 100;
+        rec->rate_limit_window = 60000000ull;
+        memcpy(rec->replaces, "0ldKeY000001", TOKEN_ID_LEN + 1);
+        memcpy(rec->replaced_by, "NewKeY000002", TOKEN_ID_LEN + 1);
+        rec->disabled_reason = "unused";
 }
 
 /* The smallest valid record: only what is required. */
@@ -110,6 +130,19 @@ static void assert_records_equal(const struct key_record *a, const struct key_re
         assert_int_equal(a->n_scope, b->n_scope);
         for (size_t i = 0; i < a->n_scope; i++)
                 assert_string_equal(a->scope[i], b->scope[i]);
+        assert_int_equal(a->flags, b->flags);
+        assert_string_equal(a->parent, b->parent);
+        assert_int_equal(a->not_before, b->not_before);
+        assert_int_equal(a->n_sources, b->n_sources);
+        for (size_t i = 0; i < a->n_sources; i++)
+                assert_string_equal(a->sources[i], b->sources[i]);
+        assert_int_equal(a->max_uses, b->max_uses);
+        assert_int_equal(a->uses, b->uses);
+        assert_int_equal(a->rate_limit_count, b->rate_limit_count);
+        assert_int_equal(a->rate_limit_window, b->rate_limit_window);
+        assert_string_equal(a->replaces, b->replaces);
+        assert_string_equal(a->replaced_by, b->replaced_by);
+        assert_opt_equal(a->disabled_reason, b->disabled_reason);
 }
 
 static void test_round_trip_every_field(void **state)
@@ -191,6 +224,14 @@ static void test_round_trip_minimal_and_maximal(void **state)
         free(buf);
 }
 
+static uint8_t full_record_flags_v2(void)
+{
+        struct key_record rec;
+
+        full_record_v2(&rec);
+        return rec.flags;
+}
+
 static uint64_t le64_at(const uint8_t *p)
 {
         uint64_t v = 0;
@@ -207,9 +248,11 @@ static void test_layout(void **state)
         uint8_t *buf;
         size_t len;
 
-        full_record(&rec);
+        /* Without extensions: version 2, which a daemon of that version reads. */
+        full_record_v2(&rec);
+        assert_false(record_has_extensions(&rec));
         encode(&rec, &buf, &len);
-        assert_int_equal(buf[0], RECORD_VERSION);
+        assert_int_equal(buf[0], 2);
         assert_int_equal(buf[1], KEY_STATUS_DISABLED);
         assert_int_equal(buf[2], KEY_ROLE_CUSTOM);
         assert_int_equal(buf[3], rec.permissions);
@@ -230,6 +273,121 @@ static void test_layout(void **state)
         /* the last scope entry ends the buffer */
         assert_memory_equal(buf + len - 12, "billing-api", 12);
         assert_int_equal(buf[len - 14], 11);
+        free(buf);
+}
+
+/* The extensions follow the scope: tag, u16 length, bytes; tags ascending. */
+static void test_layout_extensions(void **state)
+{
+        struct key_record rec;
+        uint8_t *buf, *v2;
+        size_t len, v2_len, p;
+
+        full_record_v2(&rec);
+        encode(&rec, &v2, &v2_len);
+        full_record(&rec);
+        assert_true(record_has_extensions(&rec));
+        rec.flags = full_record_flags_v2(); /* the same fixed part as the v2 record */
+        encode(&rec, &buf, &len);
+        assert_int_equal(buf[0], RECORD_VERSION);
+        assert_memory_equal(buf + 1, v2 + 1, v2_len - 1);
+
+        p = v2_len;
+        assert_int_equal(buf[p] | buf[p + 1] << 8, len - v2_len - 2); /* their length */
+        p += 2;
+        assert_int_equal(buf[p], 1); /* not_before */
+        assert_int_equal(buf[p + 1] | buf[p + 2] << 8, 8);
+        assert_int_equal(le64_at(buf + p + 3), rec.not_before);
+        p += 3 + 8;
+        assert_int_equal(buf[p], 2); /* sources: a count, then strings */
+        assert_int_equal(buf[p + 3], 3);
+        assert_int_equal(buf[p + 4], strlen("10.0.0.0/8"));
+        assert_memory_equal(buf + p + 6, "10.0.0.0/8", 11);
+        p += 3 + (buf[p + 1] | buf[p + 2] << 8);
+        assert_int_equal(buf[p], 3); /* max_uses, uses */
+        assert_int_equal(le64_at(buf + p + 3), 5);
+        assert_int_equal(le64_at(buf + p + 11), 2);
+        p += 3 + 16;
+        assert_int_equal(buf[p], 4); /* rate_limit: u32 count, u64 window */
+        assert_int_equal(buf[p + 3], 100);
+        assert_int_equal(le64_at(buf + p + 7), 60000000ull);
+        p += 3 + 12;
+        assert_int_equal(buf[p], 5);
+        assert_memory_equal(buf + p + 3, "0ldKeY000001", 12);
+        p += 3 + 12;
+        assert_int_equal(buf[p], 6);
+        assert_memory_equal(buf + p + 3, "NewKeY000002", 12);
+        p += 3 + 12;
+        assert_int_equal(buf[p], 7); /* disabled_reason: a string */
+        assert_memory_equal(buf + p + 5, "unused", 7);
+        assert_int_equal(p + 3 + 2 + 7, len);
+        free(buf);
+        free(v2);
+}
+
+/* A tag this code does not know may narrow the key: never skipped. */
+static void test_extension_refusals(void **state)
+{
+        struct key_record rec;
+        uint8_t *buf, *more;
+        size_t len;
+
+        minimal_record(&rec);
+        rec.not_before = NOW;
+        encode(&rec, &buf, &len);
+        assert_int_equal(buf[0], 3);
+        assert_int_equal(buf[len - 11], 1);
+
+        /* an unknown (newer) tag */
+        buf[len - 11] = 8;
+        assert_int_equal(decode_exact(buf, len, NULL), -EPROTONOSUPPORT);
+        buf[len - 11] = 0xff;
+        assert_int_equal(decode_exact(buf, len, NULL), -EPROTONOSUPPORT);
+        /* tag 0, a wrong length, a zero value */
+        buf[len - 11] = 0;
+        assert_int_equal(decode_exact(buf, len, NULL), -EBADMSG);
+        buf[len - 11] = 1;
+        buf[len - 10] = 7;
+        assert_int_equal(decode_exact(buf, len, NULL), -EBADMSG);
+        buf[len - 10] = 8;
+        memset(buf + len - 8, 0, 8);
+        assert_int_equal(decode_exact(buf, len, NULL), -EBADMSG);
+        /* version 3 with no extension at all, or a length that is not theirs */
+        assert_int_equal(decode_exact(buf, len - 11, NULL), -EBADMSG);
+        assert_int_equal(decode_exact(buf, len - 13, NULL), -EBADMSG);
+        buf[len - 13] = 10;
+        assert_int_equal(decode_exact(buf, len, NULL), -EBADMSG);
+        buf[len - 13] = 11;
+        free(buf);
+
+        /* the same tag twice, or out of order */
+        minimal_record(&rec);
+        rec.not_before = NOW;
+        encode(&rec, &buf, &len);
+        more = malloc(len + 11);
+        assert_non_null(more);
+        memcpy(more, buf, len);
+        memcpy(more + len, buf + len - 11, 11);
+        more[len - 13] = 22;
+        assert_int_equal(decode_exact(more, len + 11, NULL), -EBADMSG);
+        free(more);
+        free(buf);
+
+        minimal_record(&rec);
+        rec.max_uses = 1;
+        rec.not_before = NOW;
+        encode(&rec, &buf, &len);
+        /* swap the two: max_uses (19 bytes) before not_before (11) */
+        more = malloc(len);
+        assert_non_null(more);
+        memcpy(more, buf, len - 30);
+        memcpy(more + len - 30, buf + len - 19, 19);
+        memcpy(more + len - 11, buf + len - 30, 11);
+        assert_int_equal(decode_exact(more, len, NULL), -EBADMSG);
+        free(more);
+        /* more uses spent than allowed */
+        buf[len - 8] = 2;
+        assert_int_equal(decode_exact(buf, len, NULL), -EBADMSG);
         free(buf);
 }
 
@@ -434,7 +592,7 @@ static void test_specific_corruptions(void **state)
         expect_corrupt_at(72, KEY_SCOPE_MAX + 1);
         expect_corrupt_at(72, 0xff);
         /* flags: an unknown bit */
-        expect_corrupt_at(73, 0x4 | KEY_FLAG_NO_LOGIN);
+        expect_corrupt_at(73, 0x8 | KEY_FLAG_NO_LOGIN);
         /* parent: not base62, a NUL inside, or the key itself */
         expect_corrupt_at(74, '_');
         expect_corrupt_at(80, '\0');
@@ -466,7 +624,7 @@ static void test_version_1(void **state)
         uint8_t *buf, *v1;
         size_t len;
 
-        full_record(&rec);
+        full_record_v2(&rec);
         encode(&rec, &buf, &len);
         v1 = malloc(len - 13);
         assert_non_null(v1);
@@ -493,7 +651,7 @@ static void test_duplicate_scope_in_encoding(void **state)
 
         /* Two scope entries of the same length: make the second equal the first. */
         static const char *const two[] = {"aaaa", "bbbb"};
-        full_record(&rec);
+        full_record_v2(&rec);
         rec.n_scope = 2;
         rec.scope[0] = two[0];
         rec.scope[1] = two[1];
@@ -580,6 +738,22 @@ static void test_validate_refusals(void **state)
         REFUSE(rec.scope[1] = "bad\x01");
         REFUSE(rec.scope[2] = "sshd");
         REFUSE(rec.n_scope = KEY_SCOPE_MAX + 1);
+
+        REFUSE(rec.sources[1] = "");
+        REFUSE(rec.sources[1] = NULL);
+        REFUSE(rec.sources[2] = "10.0.0.0/8");
+        REFUSE(rec.sources[0] = "a\nb");
+        REFUSE(rec.n_sources = KEY_SOURCES_MAX + 1);
+        REFUSE(rec.uses = 6);
+        REFUSE((rec.max_uses = 0, rec.uses = 1));
+        REFUSE(rec.rate_limit_window = 0);
+        REFUSE(rec.rate_limit_count = 0);
+        REFUSE(memcpy(rec.replaces, ID, TOKEN_ID_LEN));
+        REFUSE(memcpy(rec.replaced_by, ID, TOKEN_ID_LEN));
+        REFUSE(rec.replaces[4] = '-');
+        REFUSE(rec.replaces[0] = '\0'); /* retire on first use needs a key to retire */
+        REFUSE(rec.flags = 0x8);
+        REFUSE(rec.disabled_reason = long_scope);
 #undef REFUSE
 
         /* KEY_SCOPE_MAX distinct entries are fine, one more is not. */
@@ -759,6 +933,8 @@ int main(void)
             cmocka_unit_test(test_round_trip_every_field),
             cmocka_unit_test(test_round_trip_minimal_and_maximal),
             cmocka_unit_test(test_layout),
+            cmocka_unit_test(test_layout_extensions),
+            cmocka_unit_test(test_extension_refusals),
             cmocka_unit_test(test_every_truncation_rejected),
             cmocka_unit_test(test_trailing_bytes_rejected),
             cmocka_unit_test(test_byte_flips),
