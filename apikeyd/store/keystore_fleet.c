@@ -66,6 +66,19 @@ static int remove_in(struct keystore *ks, MDB_txn *txn, const char *id)
         return rc == MDB_SUCCESS ? 1 : ks_err(ks, rc);
 }
 
+/* A key gone from the fleet: its record and indexes, and its usage history. */
+static int delete_in(struct keystore *ks, MDB_txn *txn, const char *id)
+{
+        int r = remove_in(ks, txn, id);
+
+        if (r > 0) {
+                int u = usage_delete_in(ks, txn, id);
+                if (u < 0)
+                        return u;
+        }
+        return r;
+}
+
 /* This host's last use, if later than the one `rec` carries: the record re-encoded with it. */
 static int keep_last_used(struct keystore *ks, MDB_txn *txn, struct key_record *rec, void **ret_buf,
                           size_t *ret_len)
@@ -180,7 +193,7 @@ static int remove_others(struct keystore *ks, MDB_txn *txn, const struct fleet_c
                 if (!found)
                         return 0;
                 mdb_cursor_close(TAKE_PTR(c));
-                r = remove_in(ks, txn, id);
+                r = delete_in(ks, txn, id);
                 if (r < 0)
                         return r;
                 (*ret_removed)++;
@@ -227,7 +240,7 @@ static int apply_in(struct keystore *ks, MDB_txn *txn, void *userdata)
                         r = put_in(ks, txn, c, &refused);
                         a->ret_refused += refused;
                 } else {
-                        r = remove_in(ks, txn, c->id);
+                        r = delete_in(ks, txn, c->id);
                         a->ret_removed += r > 0;
                 }
                 if (r < 0)

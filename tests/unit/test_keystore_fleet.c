@@ -19,6 +19,7 @@
 
 #include "keystore.h"
 #include "keystore_fleet.h"
+#include "keystore_usage.h"
 #include "record.h"
 
 #define NOW 1700000000000000ull
@@ -173,6 +174,58 @@ static void test_revisions(void **state)
         expect(f, "DDDDDDDDDDDD", -1);
 }
 
+static int count_use(const struct usage_entry *e, void *userdata)
+{
+        (void)e;
+        (*(size_t *)userdata)++;
+        return 0;
+}
+
+static size_t uses_of(struct fixture *f, const char *id)
+{
+        size_t n = 0;
+
+        assert_int_equal(keystore_list_uses(f->ks, id, 0, 0, count_use, &n), 0);
+        return n;
+}
+
+/* A key's usage history lives through its updates from etcd and goes with its delete. */
+static void test_usage_follows_the_key(void **state)
+{
+        struct fixture *f = *state;
+        struct fleet_change c[1];
+        struct key_use u = {
+            .id = "AAAAAAAAAAAA",
+            .e = {.at = NOW + 1, .code = "VALID", .service = "sshd", .rhost = "192.0.2.1"}};
+        struct key_new_source found[1];
+        size_t n_found;
+
+        encode("AAAAAAAAAAAA", "one", KEY_STATUS_ENABLED, 0, &c[0]);
+        apply(f, c, 1, 5, false, 0, 0);
+        release(c, 1);
+        assert_int_equal(keystore_record_uses(f->ks, &u, 1, 20, found, &n_found), 0);
+        assert_int_equal(uses_of(f, "AAAAAAAAAAAA"), 1);
+
+        encode("AAAAAAAAAAAA", "one", KEY_STATUS_DISABLED, 0, &c[0]);
+        apply(f, c, 1, 6, false, 0, 0);
+        release(c, 1);
+        assert_int_equal(uses_of(f, "AAAAAAAAAAAA"), 1);
+
+        c[0] = (struct fleet_change){.id = "AAAAAAAAAAAA"};
+        apply(f, c, 1, 7, false, 0, 1);
+        assert_int_equal(uses_of(f, "AAAAAAAAAAAA"), 0);
+
+        /* And with a key a full resync finds gone from etcd. */
+        encode("BBBBBBBBBBBB", "two", KEY_STATUS_ENABLED, 0, &c[0]);
+        apply(f, c, 1, 8, false, 0, 0);
+        release(c, 1);
+        strcpy(u.id, "BBBBBBBBBBBB");
+        assert_int_equal(keystore_record_uses(f->ks, &u, 1, 20, found, &n_found), 0);
+        assert_int_equal(uses_of(f, "BBBBBBBBBBBB"), 1);
+        apply(f, NULL, 0, 9, true, 0, 1);
+        assert_int_equal(uses_of(f, "BBBBBBBBBBBB"), 0);
+}
+
 /* A revision is applied only on top of the one before: one that failed is never stepped over. */
 static void test_no_gap(void **state)
 {
@@ -235,6 +288,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_revisions, setup, teardown),
             cmocka_unit_test_setup_teardown(test_resync, setup, teardown),
             cmocka_unit_test_setup_teardown(test_no_gap, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_usage_follows_the_key, setup, teardown),
         };
         return cmocka_run_group_tests_name("keystore_fleet", tests, NULL, NULL);
 }
