@@ -96,7 +96,7 @@ static void on_published(struct etcd_request *req, int r, long status, const cha
 static void waiter_end(struct fleet *f, struct waiter *w, int r);
 static int post_name_check(struct fleet *f, struct waiter *w);
 
-static int post_txn(struct fleet *f, struct waiter *w)
+int post_txn(struct fleet *f, struct waiter *w)
 {
         return etcd_post(f->client,
                          &(struct etcd_post){.endpoint = f->endpoints[w->endpoint],
@@ -220,8 +220,7 @@ static void on_published(struct etcd_request *req, int r, long status, const cha
 }
 
 /* The Txn's compare and its request for one key, and the check's compare. */
-static int publish_one(struct fleet *f, const char *id, json_t *compare, json_t *success,
-                       json_t *check)
+int publish_one(struct fleet *f, const char *id, json_t *compare, json_t *success, json_t *check)
 {
         _cleanup_free_ char *key = NULL, *key_b64 = NULL, *value_b64 = NULL;
         _cleanup_free_ void *storage = NULL, *buf = NULL;
@@ -289,8 +288,8 @@ static char *name_key_b64(const struct fleet *f, const char *owner, const char *
  * deleted) has its entry removed.  `*ret_taken` is the entry taken, for
  * telling a name another manager took first from another change.
  */
-static int publish_name(struct fleet *f, const char *id, const struct key_record *was,
-                        json_t *compare, json_t *success, json_t *check, char **ret_taken)
+int publish_name(struct fleet *f, const char *id, const struct key_record *was, json_t *compare,
+                 json_t *success, json_t *check, char **ret_taken)
 {
         _cleanup_free_ void *storage = NULL;
         struct key_record rec;
