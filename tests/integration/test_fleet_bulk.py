@@ -8,6 +8,7 @@ take in one transaction (its --max-txn-ops) is refused whole; hosts that
 follow refuse bulk changes as they refuse one (ManagedCentrally)."""
 import base64
 import json
+import time
 import urllib.request
 
 import pytest
@@ -66,14 +67,21 @@ def test_bulk_revoke_reaches_every_host(fleet, etcd_cluster, test_users):
     ctl = Ctl(manager.socket)
 
     # create --from on the manager: keys that verify on the other hosts.
-    tokens = create_from(manager, [{"name": "ci-build", "owner": ALICE},
+    t0 = time.monotonic()
+    tokens = create_from(manager, [{"name": "ci-build", "owner": ALICE, "role": "custom",
+                                    "permissions": ["create", "read", "invite"]},
                                    {"name": "ci-deploy", "owner": ALICE},
                                    {"name": "laptop", "owner": ALICE},
                                    {"name": "nightly", "owner": BOB}])
     alice, bob = tokens[:3], tokens[3:]
-    _, took = wait_for("create --from's keys VALID on every host",
-                       everywhere(hosts, tokens, "VALID"), 2.0)
-    print(f"\ncreate --from (4 keys) -> VALID on 2 hosts: {took * 1000:.0f} ms")
+    wait_for("create --from's keys VALID on every host", everywhere(hosts, tokens, "VALID"), 2.0)
+    print(f"\ncreate --from (4 keys) -> VALID on 2 hosts: "
+          f"{(time.monotonic() - t0) * 1000:.0f} ms")
+    # A key created through one of them, for another owner: revoked with it.
+    with manager.client() as c:
+        invited = c.ok(f"{IFACE}.Create", {"name": "invited", "owner": BOB,
+                                           "auth": alice[0]})["token"]
+    wait_for("the invited key on every host", everywhere(hosts, [invited], "VALID"), 2.0)
     names = etcd_cluster.etcdctl("get", f"{fleet.prefix}/names/{ALICE}/", "--prefix",
                                  "--keys-only").split()
     assert names == [f"{fleet.prefix}/names/{ALICE}/{n}" for n in
@@ -86,12 +94,16 @@ def test_bulk_revoke_reaches_every_host(fleet, etcd_cluster, test_users):
     assert etcd_cluster.revision() == rev
     assert codes(hosts[0], alice) == ["VALID"] * 3
 
-    # The revoke: one etcd revision for the three keys, refused on every host within 2 s.
+    # The revoke: one etcd revision for the three keys and the one created through them,
+    # refused on every host within 2 s.
+    t0 = time.monotonic()
     r = ctl.ok("revoke", "--owner", ALICE, "--yes")
     assert r.out.splitlines()[-1] == f"Revoked 3 keys of {ALICE}.", r
-    assert codes(manager, alice) == ["REVOKED"] * 3  # read your writes
-    _, took = wait_for("the bulk revoke on every host", everywhere(hosts, alice, "REVOKED"), 2.0)
-    print(f"revoke --owner (3 keys) -> REVOKED on 2 hosts: {took * 1000:.0f} ms")
+    assert codes(manager, alice + [invited]) == ["REVOKED"] * 4  # read your writes
+    wait_for("the bulk revoke on every host", everywhere(hosts, alice + [invited], "REVOKED"),
+             2.0)
+    print(f"revoke --owner (3 keys) -> REVOKED on 2 hosts: "
+          f"{(time.monotonic() - t0) * 1000:.0f} ms")
     assert etcd_cluster.revision() == rev + 1
     assert all(codes(h, bob) == ["VALID"] for h in hosts)
     for h in [manager] + hosts:
@@ -136,6 +148,13 @@ def test_bulk_change_beyond_etcds_transaction_limit(fleet, etcd_cluster, test_us
         "in fleet mode the keys are created in one etcd transaction, and etcd takes at most "
         "128 operations in one (--max-txn-ops): 64 keys at most, not 65; split them into parts "
         "of 64 keys; nothing was created")
+    lines = "".join(json.dumps({"name": f"k{i}", "owner": ALICE}) + "\n" for i in range(65))
+    r = Ctl(manager.socket)("create", "--from", "-", input=lines, rc=EXIT_REFUSED)
+    assert r.err == (
+        "apikeyctl: refused by this installation's policy: in fleet mode the keys are created "
+        "in one etcd transaction, and etcd takes at most 128 operations in one "
+        "(--max-txn-ops): 64 keys at most, not 65; split them into parts of 64 keys; nothing "
+        f"was created [{POLICY}]\n"), r
 
     tokens = []
     for part in ("a", "b"):
