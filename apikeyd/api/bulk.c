@@ -486,7 +486,7 @@ static void create_batch_done(struct write_op *op, int r)
         struct create_batch *b = (struct create_batch *)op;
 
         /* On a fleet's manager: the keys go to etcd, answered once back. */
-        if (r >= 0 && b->fleet) {
+        if (r >= 0 && b->fleet && b->n_changes > 0) {
                 for (size_t i = 0; r >= 0 && i < b->n_changes; i++)
                         r = fleet_batch_add(b->fleet, &b->changes[i]->rec, FLEET_BATCH_CREATED);
                 if (r >= 0)

@@ -156,6 +156,7 @@ def test_bulk_change_beyond_etcds_transaction_limit(fleet, etcd_cluster, test_us
         "(--max-txn-ops): 64 keys at most, not 65; split them into parts of 64 keys; nothing "
         f"was created [{POLICY}]\n"), r
 
+    assert root.ok(f"{IFACE}.CreateMany", {"keys": []}) == {"created": []}
     tokens = []
     for part in ("a", "b"):
         tokens += [c["token"] for c in root.ok(f"{IFACE}.CreateMany", {"keys": [
