@@ -122,6 +122,14 @@ def test_bulk_revoke_reaches_every_host(fleet, etcd_cluster, test_users):
     again = create_from(manager, [{"name": "ci-build", "owner": ALICE}])
     wait_for("a name used again", everywhere(hosts, again, "VALID"), 2.0)
 
+    # Disable and enable go the same way.
+    r = ctl.ok("disable", "--owner", BOB, "--yes")
+    assert r.out.splitlines()[-1] == f"Disabled 1 key of {BOB}.", r
+    wait_for("the bulk disable on every host", everywhere(hosts, bob, "DISABLED"), 2.0)
+    r = ctl.ok("enable", "--owner", BOB, "--yes")
+    assert r.out.splitlines()[-1] == f"Enabled 1 key of {BOB}.", r
+    wait_for("the bulk enable on every host", everywhere(hosts, bob, "VALID"), 2.0)
+
     # A host that follows refuses bulk changes as it refuses one.
     host = Ctl(hosts[0].socket)
     for argv in (["revoke", "--owner", BOB, "--yes"], ["create", "--from", "-"]):
