@@ -475,6 +475,13 @@ static void create_batch_published(int r, void *userdata)
                 create_batch_answer(b, r);
                 return;
         }
+        if (r == -EEXIST && fleet_batch_taken(b->fleet)) {
+                /* Another manager gave the name first: Create's NameTaken,
+                 * with its index, as on one host. */
+                b->failed = fleet_batch_taken(b->fleet);
+                create_batch_answer(b, r);
+                return;
+        }
         log_warning("%s: not written to etcd: %s", b->q.method, strerror(-r));
         (void)api_reply_reason(&b->q, ERR_INTERNAL, fleet_write_error(r));
         connection_resume(b->q.conn);

@@ -132,11 +132,14 @@ int fleet_batch_add(struct fleet_batch *b, const struct key_record *rec,
 int fleet_batch_add_descendants(struct fleet_batch *b, struct keystore_tx *tx,
                                 uint64_t now) _warn_unused_;
 size_t fleet_batch_size(const struct fleet_batch *b);
+/* After -EEXIST: 1 + the index, in the order added, of the key whose name was taken. */
+size_t fleet_batch_taken(const struct fleet_batch *b);
 size_t fleet_batch_ops(const struct fleet_batch *b);
 /*
  * Write the batch's keys as the local keystore has them now; `done` as
- * fleet_publish()'s (a name another manager took meanwhile fails the Txn's
- * compare like any change: -ESTALE).  The batch must outlive `done`.
+ * fleet_publish()'s: -EEXIST when another manager gave a created key's
+ * name to a key first (fleet_batch_taken() says which), -ESTALE when a key
+ * changed.  The batch must outlive `done`.
  */
 int fleet_publish_batch(struct fleet *f, struct fleet_batch *b, fleet_published_fn done,
                         void *userdata) _warn_unused_;

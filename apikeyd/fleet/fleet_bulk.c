@@ -8,8 +8,13 @@
  * member after a failed try, a check of what etcd holds after a try that
  * may have been written, answered once this replica has applied its
  * revision, and a resync that puts back what etcd has when it fails.
+ * When its compares fail and it created keys, whose name entries are
+ * read one after the other (a Txn that compares the entry as absent, then
+ * the entry itself, as fleet_publish() reads one) tells a name another
+ * manager gave meanwhile from a key changed.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,12 +28,19 @@ struct batch_key {
         char id[TOKEN_ID_LEN + 1];
         enum fleet_batch_kind kind;
         char *owner, *name; /* FLEET_BATCH_DELETED: the name it leaves */
+        char *name_key;     /* FLEET_BATCH_CREATED: base64 of its name index entry, once sent */
 };
 
 struct fleet_batch {
         struct batch_key *keys;
         size_t n, allocated;
         size_t n_created, n_deleted;
+        /* While it is written */
+        struct fleet *f;
+        fleet_published_fn done;
+        void *userdata;
+        size_t checking; /* 1 + the index of the key whose name is read */
+        size_t taken;    /* 1 + the index of the key whose name another key has */
 };
 
 struct fleet_batch *fleet_batch_new(void)
@@ -41,8 +53,10 @@ void fleet_batch_reset(struct fleet_batch *b)
         for (size_t i = 0; i < b->n; i++) {
                 free(b->keys[i].owner);
                 free(b->keys[i].name);
+                free(b->keys[i].name_key);
         }
         b->n = b->n_created = b->n_deleted = 0;
+        b->checking = b->taken = 0;
 }
 
 void fleet_batch_free(struct fleet_batch *b)
@@ -57,6 +71,11 @@ void fleet_batch_free(struct fleet_batch *b)
 size_t fleet_batch_size(const struct fleet_batch *b)
 {
         return b->n;
+}
+
+size_t fleet_batch_taken(const struct fleet_batch *b)
+{
+        return b->taken;
 }
 
 size_t fleet_batch_ops(const struct fleet_batch *b)
@@ -136,12 +155,101 @@ int fleet_batch_add_descendants(struct fleet_batch *b, struct keystore_tx *tx, u
         return 0;
 }
 
+/* A Txn through a waiter (fleet_publish.c's), answered to `done`; takes `body` and `name_key`. */
+static int batch_post(struct fleet *f, char **body, char **check_body, char **name_key,
+                      const char *id, fleet_published_fn done, void *userdata)
+{
+        struct waiter *w = calloc(1, sizeof(*w));
+        int r;
+
+        if (!w)
+                return -ENOMEM;
+        *w = (struct waiter){.f = f,
+                             .deadline = fleet_now_mono() + BATCH_TIMEOUT,
+                             .body = TAKE_PTR(*body),
+                             .check_body = TAKE_PTR(*check_body),
+                             .name_key = name_key ? TAKE_PTR(*name_key) : NULL,
+                             .endpoint = f->current,
+                             .done = done,
+                             .userdata = userdata};
+        str_copy(w->id, sizeof(w->id), id);
+        r = post_txn(f, w);
+        if (r < 0) {
+                fleet_waiter_free(w);
+                return r;
+        }
+        w->next = f->waiters;
+        f->waiters = w;
+        return 0;
+}
+
+static void batch_name_read(int r, void *userdata);
+
+/*
+ * Read the name entry of the next key created, from b->checking: a Txn that
+ * succeeds if it is absent; if not, whose it is (fleet_publish.c's check of
+ * one name: -EEXIST when another key's).  -ENOENT: no key left.
+ */
+static int batch_read_next_name(struct fleet_batch *b)
+{
+        for (size_t i = b->checking; i < b->n; i++) {
+                _cleanup_free_ char *body = NULL, *check = NULL, *name_key = NULL;
+
+                if (!b->keys[i].name_key)
+                        continue;
+                if (asprintf(&body,
+                             "{\"compare\":[{\"key\":\"%s\",\"target\":\"CREATE\","
+                             "\"result\":\"EQUAL\",\"create_revision\":\"0\"}]}",
+                             b->keys[i].name_key) < 0) {
+                        body = NULL;
+                        return -ENOMEM;
+                }
+                check = strdup(body);
+                name_key = strdup(b->keys[i].name_key);
+                if (!check || !name_key)
+                        return -ENOMEM;
+                b->checking = i + 1;
+                return batch_post(b->f, &body, &check, &name_key, b->keys[i].id, batch_name_read,
+                                  b);
+        }
+        return -ENOENT;
+}
+
+static void batch_name_read(int r, void *userdata)
+{
+        struct fleet_batch *b = userdata;
+
+        if (r >= 0) {
+                /* Free: the next one. */
+                r = batch_read_next_name(b);
+                if (r >= 0)
+                        return;
+                r = -ESTALE;
+        } else if (r == -EEXIST)
+                b->taken = b->checking;
+        else
+                r = -ESTALE;
+        b->done(r, b->userdata);
+}
+
+/* The Txn's answer: on a compare that failed, whether a name was taken. */
+static void batch_published(int r, void *userdata)
+{
+        struct fleet_batch *b = userdata;
+
+        if (r == -ESTALE && b->n_created > 0 && !b->f->stopping) {
+                b->checking = 0;
+                if (batch_read_next_name(b) >= 0)
+                        return;
+        }
+        b->done(r, b->userdata);
+}
+
 int fleet_publish_batch(struct fleet *f, struct fleet_batch *b, fleet_published_fn done,
                         void *userdata)
 {
         json_t *txn = NULL, *check = NULL, *compare, *success, *check_compare;
         _cleanup_free_ char *body = NULL, *check_body = NULL;
-        struct waiter *w = NULL;
         int r = 0;
 
         if (!f || !f->cfg->fleet_manage)
@@ -158,41 +266,29 @@ int fleet_publish_batch(struct fleet *f, struct fleet_batch *b, fleet_published_
         success = json_object_get(txn, "success");
         check_compare = json_object_get(check, "compare");
         for (size_t i = 0; r >= 0 && i < b->n; i++) {
-                const struct batch_key *k = &b->keys[i];
+                struct batch_key *k = &b->keys[i];
                 struct key_record was = {.owner = k->owner, .name = k->name};
-                _cleanup_free_ char *taken = NULL;
 
+                free(k->name_key);
+                k->name_key = NULL;
                 r = publish_one(f, k->id, compare, success, check_compare);
                 if (r >= 0 && k->kind != FLEET_BATCH_CHANGED)
                         r = publish_name(f, k->id, k->kind == FLEET_BATCH_DELETED ? &was : NULL,
-                                         compare, success, check_compare, &taken);
+                                         compare, success, check_compare, &k->name_key);
         }
         if (r >= 0 && (!(body = json_dumps(txn, JSON_COMPACT)) ||
                        !(check_body = json_dumps(check, JSON_COMPACT))))
                 r = -ENOMEM;
-        if (r >= 0 && !(w = calloc(1, sizeof(*w))))
-                r = -ENOMEM;
         if (r >= 0) {
-                /* No name_key: a name another manager took meanwhile is a
-                 * compare that failed, as a key that changed is. */
-                *w = (struct waiter){.f = f,
-                                     .deadline = fleet_now_mono() + BATCH_TIMEOUT,
-                                     .body = TAKE_PTR(body),
-                                     .check_body = TAKE_PTR(check_body),
-                                     .endpoint = f->current,
-                                     .done = done,
-                                     .userdata = userdata};
-                str_copy(w->id, sizeof(w->id), b->keys[0].id);
-                r = post_txn(f, w);
+                b->f = f;
+                b->done = done;
+                b->userdata = userdata;
+                b->checking = b->taken = 0;
+                /* No name_key: the names are read after, if a compare fails. */
+                r = batch_post(f, &body, &check_body, NULL, b->keys[0].id, batch_published, b);
         }
-        if (r >= 0) {
+        if (r >= 0)
                 log_debug("fleet: %zu keys to etcd in one transaction", b->n);
-                w->next = f->waiters;
-                f->waiters = w;
-                w = NULL;
-        }
-        if (w)
-                fleet_waiter_free(w);
         json_decref(txn);
         json_decref(check);
         return r;

@@ -241,3 +241,31 @@ def test_bulk_revoke_ends_sessions_on_every_host(fleet, pam, sessions):
     for h, s in zip(hosts, opened):
         assert s.ended_within(END_WITHIN + 1.0) is not None, \
             f"the session on {h.socket} still runs after the bulk revoke"
+
+
+def test_name_given_meanwhile_is_name_taken(fleet, etcd_cluster, test_users):
+    """A name another manager gave first (its entry in etcd's name index, which this
+    manager's replica does not hold): create --from is refused with NameTaken naming the
+    line, as Create is, and nothing is created."""
+    manager, _ = fleet(0)
+    other = "A" * 12  # another manager's key
+    etcd_kv(etcd_cluster.client_urls[0], "put", key=b64(f"{fleet.prefix}/names/{ALICE}/dup"),
+            value=b64(other))
+    lines = "".join(json.dumps({"name": n, "owner": ALICE}) + "\n"
+                    for n in ("fresh", "dup", "also-fresh"))
+    r = Ctl(manager.socket)("create", "--from", "-", input=lines, rc=EXIT_REFUSED)
+    assert r.err == (f"apikeyctl: {ALICE} already has a key named 'dup'; choose another name "
+                     f"[{IFACE}.NameTaken]\n"
+                     "apikeyctl: that is standard input, line 2; nothing was created\n"), r
+    with manager.client() as c:
+        error, params = c.err(f"{IFACE}.CreateMany",
+                              {"keys": [{"name": "x", "owner": ALICE},
+                                        {"name": "dup", "owner": ALICE}]})
+    assert (error, params) == (f"{IFACE}.NameTaken", {"owner": ALICE, "name": "dup", "index": 1})
+    assert etcd_cluster.etcdctl("get", f"{fleet.prefix}/names/{ALICE}/", "--prefix",
+                                "--keys-only").split() == [f"{fleet.prefix}/names/{ALICE}/dup"]
+
+    def none_left():
+        with manager.client() as c:
+            return c.list()["keys"] == []
+    wait_for("the manager's replica back to etcd's keys", none_left, 5.0)
