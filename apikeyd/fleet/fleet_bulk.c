@@ -132,7 +132,7 @@ static int batch_child(const struct key_record *rec, void *userdata)
 {
         struct fleet_batch *b = userdata;
 
-        if (!rec->parent[0] || !batch_has(b, rec->parent))
+        if (!rec->parent[0] || !batch_has(b, rec->parent) || batch_has(b, rec->id))
                 return 0;
         if (fleet_batch_ops(b) >= FLEET_TXN_OPS)
                 return -E2BIG; /* one more is too many: no need to count them all */
