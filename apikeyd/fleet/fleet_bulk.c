@@ -3,7 +3,8 @@
  * A manager's bulk changes (fleet_publish_batch() in fleet.h): the keys
  * of one ChangeMatching or CreateMany, as the local keystore has them
  * after its one write, written to etcd in one Txn.  Each key's part of the
- * Txn is fleet_publish()'s for one key (publish_one(), publish_name());
+ * Txn is fleet_publish()'s for one key (fleet_publish_key() and
+ * fleet_publish_key_name());
  * the Txn goes the same way, through a waiter (fleet_publish.c): another
  * member after a failed try, a check of what etcd holds after a try that
  * may have been written, answered once this replica has applied its
@@ -173,7 +174,7 @@ static int batch_post(struct fleet *f, char **body, char **check_body, char **na
                              .done = done,
                              .userdata = userdata};
         str_copy(w->id, sizeof(w->id), id);
-        r = post_txn(f, w);
+        r = fleet_waiter_post(f, w);
         if (r < 0) {
                 fleet_waiter_free(w);
                 return r;
@@ -271,10 +272,11 @@ int fleet_publish_batch(struct fleet *f, struct fleet_batch *b, fleet_published_
 
                 free(k->name_key);
                 k->name_key = NULL;
-                r = publish_one(f, k->id, compare, success, check_compare);
+                r = fleet_publish_key(f, k->id, compare, success, check_compare);
                 if (r >= 0 && k->kind != FLEET_BATCH_CHANGED)
-                        r = publish_name(f, k->id, k->kind == FLEET_BATCH_DELETED ? &was : NULL,
-                                         compare, success, check_compare, &k->name_key);
+                        r = fleet_publish_key_name(f, k->id,
+                                                   k->kind == FLEET_BATCH_DELETED ? &was : NULL,
+                                                   compare, success, check_compare, &k->name_key);
         }
         if (r >= 0 && (!(body = json_dumps(txn, JSON_COMPACT)) ||
                        !(check_body = json_dumps(check, JSON_COMPACT))))

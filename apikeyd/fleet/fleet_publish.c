@@ -96,7 +96,7 @@ static void on_published(struct etcd_request *req, int r, long status, const cha
 static void waiter_end(struct fleet *f, struct waiter *w, int r);
 static int post_name_check(struct fleet *f, struct waiter *w);
 
-int post_txn(struct fleet *f, struct waiter *w)
+static int post_txn(struct fleet *f, struct waiter *w)
 {
         return etcd_post(f->client,
                          &(struct etcd_post){.endpoint = f->endpoints[w->endpoint],
@@ -220,7 +220,8 @@ static void on_published(struct etcd_request *req, int r, long status, const cha
 }
 
 /* The Txn's compare and its request for one key, and the check's compare. */
-int publish_one(struct fleet *f, const char *id, json_t *compare, json_t *success, json_t *check)
+static int publish_one(struct fleet *f, const char *id, json_t *compare, json_t *success,
+                       json_t *check)
 {
         _cleanup_free_ char *key = NULL, *key_b64 = NULL, *value_b64 = NULL;
         _cleanup_free_ void *storage = NULL, *buf = NULL;
@@ -288,8 +289,8 @@ static char *name_key_b64(const struct fleet *f, const char *owner, const char *
  * deleted) has its entry removed.  `*ret_taken` is the entry taken, for
  * telling a name another manager took first from another change.
  */
-int publish_name(struct fleet *f, const char *id, const struct key_record *was, json_t *compare,
-                 json_t *success, json_t *check, char **ret_taken)
+static int publish_name(struct fleet *f, const char *id, const struct key_record *was,
+                        json_t *compare, json_t *success, json_t *check, char **ret_taken)
 {
         _cleanup_free_ void *storage = NULL;
         struct key_record rec;
@@ -391,4 +392,23 @@ int fleet_publish(struct fleet *f, const char *id, const struct key_record *was,
         json_decref(check);
         free(c.ids);
         return r;
+}
+
+/* ---- for a manager's bulk writes (fleet_bulk.c) ---- */
+
+int fleet_waiter_post(struct fleet *f, struct waiter *w)
+{
+        return post_txn(f, w);
+}
+
+int fleet_publish_key(struct fleet *f, const char *id, json_t *compare, json_t *success,
+                      json_t *check)
+{
+        return publish_one(f, id, compare, success, check);
+}
+
+int fleet_publish_key_name(struct fleet *f, const char *id, const struct key_record *was,
+                           json_t *compare, json_t *success, json_t *check, char **ret_taken)
+{
+        return publish_name(f, id, was, compare, success, check, ret_taken);
 }
