@@ -12,6 +12,11 @@
  *
  * CreateMany: many keys, each checked and authorized by Create's own
  * handler, created in one write (below).
+ *
+ * On a fleet's manager, the keys one write changed then go to etcd in one
+ * Txn (fleet_publish_batch()), and the call is answered once this replica
+ * has applied it, as a change of one key is (change.c); the write refuses
+ * a change etcd would not take in one Txn, before anything is changed.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -19,6 +24,7 @@
 
 #include "change.h"
 #include "fleet.h"
+#include "log.h"
 #include "methods.h"
 #include "sessions.h"
 #include "state.h"
@@ -48,6 +54,7 @@ struct bulk {
         struct key_filter filter;
         struct bulk_key *keys;
         size_t n_keys, n_alloc;
+        struct fleet_batch *fleet; /* on a fleet's manager: the keys for etcd */
 };
 
 static void bulk_reset(struct bulk *b)
@@ -63,6 +70,7 @@ static void bulk_free(struct bulk *b)
                 return;
         bulk_reset(b);
         free(b->keys);
+        fleet_batch_free(b->fleet);
         free(b);
 }
 
@@ -131,6 +139,27 @@ static int bulk_consider(const struct key_record *rec, void *userdata)
         return 0;
 }
 
+/*
+ * On a fleet's manager, in the write: the keys changed, with those created
+ * through them for a revoke or a delete, for the one Txn; -E2BIG (the
+ * write undone) when etcd would not take it.
+ */
+static int bulk_write_fleet(struct bulk *b, struct keystore_tx *tx)
+{
+        int r = 0;
+
+        for (size_t i = 0; r >= 0 && i < b->n_keys; i++)
+                if (!b->keys[i].reason)
+                        r = fleet_batch_add(b->fleet, &b->keys[i].rec,
+                                            b->verb->status ? FLEET_BATCH_CHANGED
+                                                            : FLEET_BATCH_DELETED);
+        if (r >= 0 && (b->verb->status == KEY_STATUS_REVOKED || !b->verb->status))
+                r = fleet_batch_add_descendants(b->fleet, tx, b->filter.now);
+        if (r >= 0 && fleet_batch_ops(b->fleet) > FLEET_TXN_OPS)
+                r = -E2BIG;
+        return r;
+}
+
 static int bulk_write(struct change *ch, struct keystore_tx *tx)
 {
         struct bulk *b = ch->userdata;
@@ -140,6 +169,8 @@ static int bulk_write(struct change *ch, struct keystore_tx *tx)
 
         /* A write may run again (after the map grew): nothing from before. */
         bulk_reset(b);
+        if (b->fleet)
+                fleet_batch_reset(b->fleet);
         r = keystore_tx_list(tx, &b->filter, bulk_consider, b);
         if (r < 0)
                 return r;
@@ -174,7 +205,7 @@ static int bulk_write(struct change *ch, struct keystore_tx *tx)
                 k->rec = updated;
                 k->storage = storage;
         }
-        return 0;
+        return b->fleet ? bulk_write_fleet(b, tx) : 0;
 }
 
 /* {"keys": [...], "refused": [...]}: the keys changed (or that would be), the keys left alone. */
@@ -203,7 +234,21 @@ static int bulk_answer(struct change *ch, int r)
         struct bulk *b = ch->userdata;
         struct request *q = &ch->q;
 
-        if (r >= 0) {
+        if (r == -E2BIG) {
+                char reason[512];
+                size_t n = 0;
+
+                for (size_t i = 0; i < b->n_keys; i++)
+                        n += !b->keys[i].reason;
+                snprintf(reason, sizeof(reason),
+                         "in fleet mode a bulk change is one etcd transaction, and etcd takes at "
+                         "most %d operations in one (--max-txn-ops); to %s these %zu keys of %s "
+                         "takes more (each key is one, with every key created through a "
+                         "revoked or deleted one, and a deleted key's name one more): change "
+                         "them in parts (--name PREFIX, --status STATUS); nothing was changed",
+                         FLEET_TXN_OPS, b->verb->name, n, b->filter.owner);
+                r = api_reply_reason(q, ERR_POLICY, reason);
+        } else if (r >= 0) {
                 for (size_t i = 0; i < b->n_keys; i++)
                         if (!b->keys[i].reason)
                                 change_journal(q, b->verb->name, &b->keys[i].rec, ch->detail);
@@ -213,6 +258,47 @@ static int bulk_answer(struct change *ch, int r)
         bulk_free(b);
         ch->userdata = NULL;
         return r;
+}
+
+static void bulk_finish(struct change *ch, int r)
+{
+        r = ch->answer(ch, r);
+        if (r < 0)
+                api_reply_failed(&ch->q, r);
+        connection_resume(ch->q.conn);
+        change_free(ch);
+}
+
+/* etcd has the keys, and this replica too (or not: nothing was changed). */
+static void bulk_published(int r, void *userdata)
+{
+        struct change *ch = userdata;
+
+        if (r >= 0) {
+                bulk_finish(ch, r);
+                return;
+        }
+        log_warning("%s: not written to etcd: %s", ch->q.method, strerror(-r));
+        (void)api_reply_reason(&ch->q, ERR_INTERNAL, fleet_write_error(r));
+        bulk_free(ch->userdata);
+        ch->userdata = NULL;
+        connection_resume(ch->q.conn);
+        change_free(ch);
+}
+
+/* On a fleet's manager: the write is done; the keys it changed go to etcd. */
+static void bulk_written(struct write_op *op, int r)
+{
+        struct change *ch = (struct change *)op;
+        struct bulk *b = ch->userdata;
+
+        if (r >= 0 && fleet_batch_size(b->fleet) > 0) {
+                r = fleet_publish_batch(ch->q.api->fleet, b->fleet, bulk_published, ch);
+                if (r < 0)
+                        bulk_published(r, ch);
+                return;
+        }
+        bulk_finish(ch, r);
 }
 
 static int method_change_matching(struct request *q)
@@ -257,11 +343,10 @@ static int method_change_matching(struct request *q)
                 bulk_free(b);
                 return api_reply_authz(q, r, reason);
         }
-        if (q->api->fleet) {
+        /* Hosts that follow a fleet refused it before (ManagedCentrally). */
+        if (q->api->fleet && !p.dry_run && !(b->fleet = fleet_batch_new())) {
                 bulk_free(b);
-                return api_reply_reason(q, ERR_INTERNAL,
-                                        "bulk changes are not made in fleet mode; change the keys "
-                                        "one by one");
+                return -ENOMEM;
         }
 
         if (p.dry_run) {
@@ -282,6 +367,8 @@ static int method_change_matching(struct request *q)
         /* The filter's strings point into the parameters the change holds. */
         b->who = &ch->q.who;
         ch->userdata = b;
+        if (b->fleet)
+                ch->op.done = bulk_written;
         return change_submit(ch);
 }
 
@@ -296,7 +383,8 @@ struct create_batch {
         struct request q;   /* the CreateMany call; q.params is referenced */
         struct change **changes;
         size_t n_changes, n_alloc;
-        size_t failed; /* 1 + the index of the key whose write failed */
+        size_t failed;             /* 1 + the index of the key whose write failed */
+        struct fleet_batch *fleet; /* on a fleet's manager: the keys for etcd */
 };
 
 int create_batch_add(struct create_batch *b, struct change *ch)
@@ -323,6 +411,7 @@ static void create_batch_free(struct create_batch *b)
                 change_free(b->changes[i]);
         free(b->changes);
         json_decref(b->q.params);
+        fleet_batch_free(b->fleet);
         free(b);
 }
 
@@ -342,9 +431,8 @@ static int create_batch_apply(struct keystore_tx *tx, struct write_op *op)
         return 0;
 }
 
-static void create_batch_done(struct write_op *op, int r)
+static void create_batch_answer(struct create_batch *b, int r)
 {
-        struct create_batch *b = (struct create_batch *)op;
         struct request *q = &b->q;
         json_t *created = NULL;
 
@@ -378,6 +466,46 @@ static void create_batch_done(struct write_op *op, int r)
         create_batch_free(b);
 }
 
+/* etcd has the keys, and this replica too (or not: nothing was created). */
+static void create_batch_published(int r, void *userdata)
+{
+        struct create_batch *b = userdata;
+
+        if (r >= 0) {
+                create_batch_answer(b, r);
+                return;
+        }
+        if (r == -EEXIST && fleet_batch_taken(b->fleet)) {
+                /* Another manager gave the name first: Create's NameTaken,
+                 * with its index, as on one host. */
+                b->failed = fleet_batch_taken(b->fleet);
+                create_batch_answer(b, r);
+                return;
+        }
+        log_warning("%s: not written to etcd: %s", b->q.method, strerror(-r));
+        (void)api_reply_reason(&b->q, ERR_INTERNAL, fleet_write_error(r));
+        connection_resume(b->q.conn);
+        create_batch_free(b);
+}
+
+static void create_batch_done(struct write_op *op, int r)
+{
+        struct create_batch *b = (struct create_batch *)op;
+
+        /* On a fleet's manager: the keys go to etcd, answered once back. */
+        if (r >= 0 && b->fleet && b->n_changes > 0) {
+                for (size_t i = 0; r >= 0 && i < b->n_changes; i++)
+                        r = fleet_batch_add(b->fleet, &b->changes[i]->rec, FLEET_BATCH_CREATED);
+                if (r >= 0)
+                        r = fleet_publish_batch(b->q.api->fleet, b->fleet, create_batch_published,
+                                                b);
+                if (r < 0)
+                        create_batch_published(r, b);
+                return;
+        }
+        create_batch_answer(b, r);
+}
+
 /* CreateMany's parameters: `keys`, an array of objects, and `auth`. */
 static int create_many_check(struct request *q, json_t **ret_keys)
 {
@@ -408,10 +536,20 @@ static int method_create_many(struct request *q)
 
         if (create_many_check(q, &keys) < 0)
                 return 0;
-        if (q->api->fleet)
-                return api_reply_reason(q, ERR_INTERNAL,
-                                        "bulk changes are not made in fleet mode; create the keys "
-                                        "one by one");
+        /* A fleet's manager writes them to etcd in one Txn: a key and its
+         * name are two of its operations.  (Hosts that follow refused the
+         * call before: ManagedCentrally.) */
+        if (q->api->fleet && 2 * json_array_size(keys) > FLEET_TXN_OPS) {
+                char reason[384];
+
+                snprintf(reason, sizeof(reason),
+                         "in fleet mode the keys are created in one etcd transaction, and etcd "
+                         "takes at most %d operations in one (--max-txn-ops): %d keys at most, "
+                         "not %zu; split them into parts of %d keys; nothing was created",
+                         FLEET_TXN_OPS, FLEET_TXN_OPS / 2, json_array_size(keys),
+                         FLEET_TXN_OPS / 2);
+                return api_reply_reason(q, ERR_POLICY, reason);
+        }
         for (const struct method *m = keys_methods; m->name; m++)
                 if (STREQ(m->name, KEYS_METHOD_CREATE))
                         create = m;
@@ -422,6 +560,10 @@ static int method_create_many(struct request *q)
                 return -ENOMEM;
         b->q = *q;
         json_incref(b->q.params);
+        if (q->api->fleet && !(b->fleet = fleet_batch_new())) {
+                create_batch_free(b);
+                return -ENOMEM;
+        }
 
         json_array_foreach(keys, i, params)
         {

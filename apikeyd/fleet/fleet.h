@@ -94,6 +94,57 @@ int fleet_publish(struct fleet *f, const char *id, const struct key_record *was,
                   bool with_descendants, fleet_published_fn done, void *userdata) _warn_unused_;
 
 /*
+ * A manager's bulk changes (fleet_bulk.c), for ChangeMatching and
+ * CreateMany: the keys one write changed in the local keystore, written to
+ * etcd as fleet_publish() writes one, all in one Txn: every key's compare
+ * on the revision this replica saw (absent for a created key), every
+ * created key's name index entry only if absent, a deleted key's entry
+ * removed, and every key created through a revoked or deleted one (added
+ * by fleet_batch_add_descendants()).  One compare failing fails it all.
+ *
+ * etcd takes at most FLEET_TXN_OPS operations in one Txn (its
+ * --max-txn-ops, 128 by default), and its compares and its requests are
+ * counted apart: a key changed is one of each, a created key two of each,
+ * a deleted key one compare and two requests.  fleet_batch_ops() is the
+ * larger count; a batch beyond the limit is not written (-E2BIG).
+ */
+#define FLEET_TXN_OPS 128
+
+enum fleet_batch_kind {
+        FLEET_BATCH_CHANGED, /* its status (name and owner as they were) */
+        FLEET_BATCH_CREATED, /* takes its name */
+        FLEET_BATCH_DELETED, /* leaves its name */
+};
+
+struct fleet_batch;
+
+/* NULL when out of memory. */
+struct fleet_batch *fleet_batch_new(void);
+void fleet_batch_free(struct fleet_batch *b);
+/* Empty it again (a write that runs again). */
+void fleet_batch_reset(struct fleet_batch *b);
+/* Key `rec` (its id, and for a delete its owner and name are kept): 0, -ENOMEM.  A key
+ * already in the batch stays as it was added. */
+int fleet_batch_add(struct fleet_batch *b, const struct key_record *rec,
+                    enum fleet_batch_kind kind) _warn_unused_;
+/* In the write's transaction: every key created through the keys in the batch, recursively;
+ * stops once the batch is beyond FLEET_TXN_OPS (-E2BIG). */
+int fleet_batch_add_descendants(struct fleet_batch *b, struct keystore_tx *tx,
+                                uint64_t now) _warn_unused_;
+size_t fleet_batch_size(const struct fleet_batch *b);
+/* After -EEXIST: 1 + the index, in the order added, of the key whose name was taken. */
+size_t fleet_batch_taken(const struct fleet_batch *b);
+size_t fleet_batch_ops(const struct fleet_batch *b);
+/*
+ * Write the batch's keys as the local keystore has them now; `done` as
+ * fleet_publish()'s: -EEXIST when another manager gave a created key's
+ * name to a key first (fleet_batch_taken() says which), -ESTALE when a key
+ * changed.  The batch must outlive `done`.
+ */
+int fleet_publish_batch(struct fleet *f, struct fleet_batch *b, fleet_published_fn done,
+                        void *userdata) _warn_unused_;
+
+/*
  * The last uses the daemon has just written to its keystore (its periodic
  * flush of last-used times, never Verify): kept, and written to etcd under
  * <prefix>/hosts/<host>/used/<id> every fleet_last_used_interval, in

@@ -246,3 +246,12 @@ int fleet_on_probe_timer(sd_event_source *s, uint64_t usec, void *userdata);
 int fleet_on_resync_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
 void fleet_waiter_free(struct waiter *w);
+/* For fleet_bulk.c, what fleet_publish() does for one key: post a waiter's
+ * Txn (or its check) to its member; a key's compare and request, and its
+ * check's compare; a key's name index entry (`was`: its record before,
+ * NULL when created; `*ret_taken`: the entry it takes). */
+int fleet_waiter_post(struct fleet *f, struct waiter *w);
+int fleet_publish_key(struct fleet *f, const char *id, json_t *compare, json_t *success,
+                      json_t *check);
+int fleet_publish_key_name(struct fleet *f, const char *id, const struct key_record *was,
+                           json_t *compare, json_t *success, json_t *check, char **ret_taken);

@@ -393,3 +393,22 @@ int fleet_publish(struct fleet *f, const char *id, const struct key_record *was,
         free(c.ids);
         return r;
 }
+
+/* ---- for a manager's bulk writes (fleet_bulk.c) ---- */
+
+int fleet_waiter_post(struct fleet *f, struct waiter *w)
+{
+        return post_txn(f, w);
+}
+
+int fleet_publish_key(struct fleet *f, const char *id, json_t *compare, json_t *success,
+                      json_t *check)
+{
+        return publish_one(f, id, compare, success, check);
+}
+
+int fleet_publish_key_name(struct fleet *f, const char *id, const struct key_record *was,
+                           json_t *compare, json_t *success, json_t *check, char **ret_taken)
+{
+        return publish_name(f, id, was, compare, success, check, ret_taken);
+}
