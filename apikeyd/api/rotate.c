@@ -5,6 +5,12 @@
  * key's grace (keystore_rotate()).  Authorized as an Update of the key
  * that changes nothing: whoever may update the key may rotate it, and the
  * successor holds exactly what the key held.
+ *
+ * On a fleet's manager the rotation's records then go to etcd in one Txn
+ * (fleet_publish_rotation()), and the call is answered once this replica
+ * has applied it.  The retirement by first use is refused there: a host
+ * that verifies cannot write to etcd, so the successor's first use on one
+ * host would end the old key's grace on that host alone.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +18,9 @@
 #include <sodium.h>
 
 #include "change.h"
+#include "expiry.h"
+#include "fleet.h"
+#include "log.h"
 #include "methods.h"
 #include "sessions.h"
 #include "text.h"
@@ -29,11 +38,26 @@ static void rotate_detail(struct change *ch)
         ch->detail = ch->detail_buf;
 }
 
+/* The keys created through the key rotated, its successor's now. */
+struct moved {
+        const char *parent;
+        size_t n;
+};
+
+static int count_moved(const struct key_record *rec, void *userdata)
+{
+        struct moved *m = userdata;
+
+        m->n += STREQ(rec->parent, m->parent);
+        return 0;
+}
+
 static int rotate_write(struct change *ch, struct keystore_tx *tx)
 {
         struct keystore *ks = keystore_tx_keystore(tx);
         struct key_rotation *rot = &ch->rotation;
         struct key_record fresh = {0};
+        struct moved moved;
         char replaces[32];
         struct audit_event ev;
         int r;
@@ -61,6 +85,16 @@ static int rotate_write(struct change *ch, struct keystore_tx *tx)
         ch->storage = rot->ret_old_storage;
         rot->ret_new_storage = rot->ret_old_storage = NULL;
 
+        /* A fleet's manager writes the rotation to etcd in one Txn: within etcd's limit. */
+        if (ch->q.api->fleet) {
+                moved = (struct moved){.parent = ch->updated.id};
+                r = keystore_tx_list(tx, &(struct key_filter){.now = ch->q.now}, count_moved,
+                                     &moved);
+                if (r < 0)
+                        return r;
+                if (fleet_rotation_ops(moved.n, ch->rec.replaces[0]) > FLEET_TXN_OPS)
+                        return -E2BIG;
+        }
         rotate_detail(ch);
         r = change_audit(ch, tx, &ch->rec);
         if (r < 0)
@@ -114,6 +148,22 @@ static int rotate_answer(struct change *ch, int r)
 
         if (r == -ENOENT)
                 return api_reply_no_such_key(q, ch->key_id);
+        if (r == -EEXIST)
+                /* A fleet's manager: another gave the old key's new name first. */
+                return api_reply_error(
+                    q, ERR_NAME_TAKEN,
+                    json_pack("{s:s, s:s}", "owner", ch->rec.owner, "name", ch->rec.name));
+        if (r == -E2BIG) {
+                char reason[320];
+
+                snprintf(reason, sizeof(reason),
+                         "in fleet mode a rotation is one etcd transaction, and etcd takes at "
+                         "most %d operations in one (--max-txn-ops): key %s has too many keys "
+                         "created through it to move them to its successor in one; nothing "
+                         "was changed",
+                         FLEET_TXN_OPS, ch->key_id);
+                return api_reply_reason(q, ERR_POLICY, reason);
+        }
         if (r < 0)
                 return refuse_rotation(q, ch->key_id, r);
         snprintf(replaces, sizeof(replaces), "replaces %s", ch->rec.id);
@@ -123,6 +173,47 @@ static int rotate_answer(struct change *ch, int r)
         reply = json_pack("{s:o, s:s, s:o}", "key", api_key_json(q->api, &ch->updated, q->now),
                           "token", ch->token, "previous", api_key_json(q->api, &ch->rec, q->now));
         return api_reply(q, reply);
+}
+
+static void rotate_finish(struct change *ch, int r)
+{
+        r = ch->answer(ch, r);
+        if (r < 0)
+                api_reply_failed(&ch->q, r);
+        connection_resume(ch->q.conn);
+        change_free(ch);
+}
+
+/* etcd has the rotation, and this replica too (or not: nothing was changed). */
+static void rotate_published(int r, void *userdata)
+{
+        struct change *ch = userdata;
+
+        /* The old key's new name taken by another manager first: NameTaken. */
+        if (r >= 0 || r == -EEXIST) {
+                rotate_finish(ch, r);
+                return;
+        }
+        log_warning("%s: not written to etcd: %s", ch->q.method, strerror(-r));
+        (void)api_reply_reason(&ch->q, ERR_INTERNAL, fleet_write_error(r));
+        connection_resume(ch->q.conn);
+        change_free(ch);
+}
+
+/* On a fleet's manager: the write is done; the rotation goes to etcd. */
+static void rotate_written(struct write_op *op, int r)
+{
+        struct change *ch = (struct change *)op;
+
+        if (r < 0) {
+                rotate_finish(ch, r);
+                return;
+        }
+        expiry_key_changed(ch->q.api);
+        r = fleet_publish_rotation(ch->q.api->fleet, ch->rec.id, ch->updated.id, ch->rec.replaces,
+                                   rotate_published, ch);
+        if (r < 0)
+                rotate_published(r, ch);
 }
 
 /* "0", or a duration. */
@@ -161,14 +252,26 @@ static int method_rotate(struct request *q)
                                                 "it is not a duration; grace is how long the "
                                                 "old key keeps working: 0, or a duration such "
                                                 "as 45s, 90m, 12h, 7d, 2w");
-        if (a->fleet)
-                /* Two records to write, in one Txn of their own. */
+        if (a->fleet && p.retire_on_first_use)
                 return api_reply_reason(q, ERR_POLICY,
-                                        "Rotate is not available in fleet mode: create the "
-                                        "successor with Create, then give the old key an "
-                                        "expiry with Update");
+                                        "retire_on_first_use is not available in fleet mode: "
+                                        "each host verifies on its own replica and cannot "
+                                        "write to etcd, so the successor's first use would "
+                                        "end the old key's grace on that host alone; rotate "
+                                        "with a short grace instead");
         if (api_load_key(q, p.id, AUTHZ_UPDATE, &rec, &storage) < 0)
                 return 0;
+        if (a->fleet && rec.max_uses) {
+                char why[200];
+
+                /* Made before fleet mode: its successor would answer UNAVAILABLE. */
+                snprintf(why, sizeof(why),
+                         "key %s has max_uses, which is not available in fleet mode (a use "
+                         "spent on one host would not be counted on the others): create its "
+                         "successor without it",
+                         rec.id);
+                return api_reply_reason(q, ERR_POLICY, why);
+        }
         /* As an Update that changes nothing: the successor holds what the key holds. */
         struct authz_policy policy = {
             .admin_group = a->config->admin_group,
@@ -211,6 +314,8 @@ static int method_rotate(struct request *q)
         memcpy(ch->rotation.new_id, fresh.id, sizeof(fresh.id));
         memcpy(ch->rotation.new_hash, fresh.hash, sizeof(fresh.hash));
         sodium_memzero(&fresh, sizeof(fresh));
+        if (a->fleet)
+                ch->op.done = rotate_written;
         return change_submit(ch);
 }
 

@@ -145,6 +145,31 @@ int fleet_publish_batch(struct fleet *f, struct fleet_batch *b, fleet_published_
                         void *userdata) _warn_unused_;
 
 /*
+ * A manager's Rotate (fleet_rotate.c): the rotation of `old_id` to
+ * `new_id` the local keystore has just made, written to etcd in one Txn:
+ * the successor (created only if absent), the predecessor (renamed, its
+ * grace as expiry, replaced_by), `retired_id` when not NULL (the key the
+ * predecessor replaced, whose grace the rotation ended), and every key
+ * created through the predecessor, now the successor's, each with its
+ * compare on the revision this replica saw; the predecessor's new name
+ * taken in the name index only if absent, the name it gave up pointed at
+ * the successor.  `done` as fleet_publish()'s: -EEXIST when another
+ * manager gave the predecessor's new name to a key first, -ESTALE when a
+ * key changed.  A Txn beyond FLEET_TXN_OPS is not written (-E2BIG).  When
+ * it is not sent (a negative errno), the replica resyncs, which undoes the
+ * local change.
+ */
+int fleet_publish_rotation(struct fleet *f, const char *old_id, const char *new_id,
+                           const char *retired_id, fleet_published_fn done,
+                           void *userdata) _warn_unused_;
+/* A rotation's operations in one Txn, by the keys it moves (`n_children`) and whether it
+ * ends another key's grace: one compare and one request a key, the names two requests. */
+static inline size_t fleet_rotation_ops(size_t n_children, bool retires)
+{
+        return 2 + (retires ? 1 : 0) + n_children + 2;
+}
+
+/*
  * The last uses the daemon has just written to its keystore (its periodic
  * flush of last-used times, never Verify): kept, and written to etcd under
  * <prefix>/hosts/<host>/used/<id> every fleet_last_used_interval, in

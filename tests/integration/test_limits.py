@@ -204,7 +204,7 @@ def test_a_key_with_max_uses_cannot_act_in_auth(apikeyd):
     assert c.get(metered["key"]["id"])["uses_left"] == 5
 
 
-def test_fleet_mode_refuses_max_uses_and_rotate_and_keeps_rate_limits(fleet):
+def test_fleet_mode_refuses_max_uses_and_retirement_by_use_and_keeps_rate_limits(fleet):
     manager, hosts = fleet(1, host_config={"lockout_threshold": "0"})
     with manager.client() as c:
         err, p = c.err(f"{IFACE}.Create", {"name": "once", "owner": "root", "max_uses": 1})
@@ -215,9 +215,9 @@ def test_fleet_mode_refuses_max_uses_and_rotate_and_keeps_rate_limits(fleet):
         r = c.create("burst", owner="root", rate_limit="2/1h")
         err, p = c.err(f"{IFACE}.Update", {"id": r["key"]["id"], "max_uses": 3})
         assert err == f"{IFACE}.PolicyViolation" and p["reason"].startswith("max_uses is not")
-        err, p = c.err(f"{IFACE}.Rotate", {"id": r["key"]["id"]})
+        err, p = c.err(f"{IFACE}.Rotate", {"id": r["key"]["id"], "retire_on_first_use": True})
         assert err == f"{IFACE}.PolicyViolation"
-        assert p["reason"].startswith("Rotate is not available in fleet mode")
+        assert p["reason"].startswith("retire_on_first_use is not available in fleet mode")
     with hosts[0].client() as c:
         assert c.err(f"{IFACE}.Rotate", {"id": r["key"]["id"]})[0] == (
             f"{IFACE}.ManagedCentrally")
