@@ -5,9 +5,11 @@ old key renamed with its grace as expiry, the keys created through it moved
 to the successor, the name index) go to etcd in one transaction, which
 reaches every host: the new token verifies there, the old one through its
 grace and EXPIRED after it, its login sessions ended on every host; or
-nothing, when the old key changed in etcd meanwhile.  The retirement by
+nothing, when the old key changed in etcd meanwhile (or NameTaken, when
+another manager gave the old key's new name first).  The retirement by
 first use is refused (a host that verifies cannot write to etcd), and hosts
 that follow refuse Rotate (ManagedCentrally)."""
+import base64
 import json
 import time
 
@@ -51,7 +53,6 @@ def records(etcd_cluster, prefix):
 
 
 def b64d(s):
-    import base64
     return base64.b64decode(s).decode()
 
 
@@ -106,7 +107,7 @@ def test_rotation_reaches_every_host_and_the_old_key_expires_after_its_grace(
         assert codes(h, [r["token"], child["token"]]) == ["VALID", "VALID"]
 
 
-def test_grace_0_retirement_by_use_and_hosts_that_follow(fleet, etcd_cluster, test_users):
+def test_grace_0_two_keys_at_most_retirement_by_use_and_hosts_that_follow(fleet, etcd_cluster, test_users):
     manager, hosts = fleet(1, host_config=HOSTS)
     with manager.client() as c:
         old = c.create("laptop", owner=ALICE)
@@ -147,6 +148,47 @@ def test_grace_0_retirement_by_use_and_hosts_that_follow(fleet, etcd_cluster, te
              lambda: codes(hosts[0], [r["token"], old["token"]]) == ["VALID", "EXPIRED"], 2.0)
     after = records(etcd_cluster, fleet.prefix)
     assert after[old["key"]["id"]] == after[r["key"]["id"]] > before[old["key"]["id"]]
+
+    # At most two keys of a rotation work at once, on every host: rotating the successor
+    # while the key it replaced is in its grace ends that grace, in the same transaction.
+    with manager.client() as c:
+        second = c.ok(f"{IFACE}.Rotate", {"id": r["key"]["id"], "grace": "1h"})
+        wait_for("the second successor on the host",
+                 everywhere(hosts, [second["token"]], "VALID"), 2.0)
+        assert codes(hosts[0], [r["token"]]) == ["VALID"]  # in its grace
+        third = c.ok(f"{IFACE}.Rotate", {"id": second["key"]["id"], "grace": "1h"})
+    wait_for("the third successor on the host", everywhere(hosts, [third["token"]], "VALID"),
+             2.0)
+    assert codes(hosts[0], [r["token"], second["token"], third["token"]]) == [
+        "EXPIRED", "VALID", "VALID"]
+    after = records(etcd_cluster, fleet.prefix)
+    assert after[r["key"]["id"]] == after[second["key"]["id"]] == after[third["key"]["id"]]
+
+
+def test_old_keys_new_name_given_meanwhile_is_name_taken(fleet, etcd_cluster, test_users):
+    """The name the old key is to take, "NAME (old ID)", given by another manager first
+    (its entry in etcd's name index, which this manager's replica does not hold): the
+    rotation is refused with NameTaken, as Update's rename would be, and nothing changes."""
+    manager, _ = fleet(0)
+    with manager.client() as c:
+        old = c.create("deploy", owner=ALICE)
+    old_id = old["key"]["id"]
+    taken = f"deploy (old {old_id})"
+    etcd_kv(etcd_cluster.client_urls[0], "put", key=b64(f"{fleet.prefix}/names/{ALICE}/{taken}"),
+            value=b64("A" * 12))
+    before = records(etcd_cluster, fleet.prefix)
+    r = Ctl(manager.socket)("rotate", old_id, rc=EXIT_REFUSED)
+    assert r.err == (f"apikeyctl: {ALICE} already has a key named '{taken}'; choose another "
+                     f"name [{IFACE}.NameTaken]\n"), r
+    assert records(etcd_cluster, fleet.prefix) == before
+    assert names(etcd_cluster, fleet.prefix, ALICE) == {"deploy": old_id, taken: "A" * 12}
+
+    def as_before():
+        with manager.client() as c:
+            keys = c.list()["keys"]
+        return [(k["id"], k["name"]) for k in keys] == [(old_id, "deploy")]
+    wait_for("the manager's replica back to etcd's keys", as_before, 5.0)
+    assert codes(manager, [old["token"]]) == ["VALID"]
 
 
 def test_old_key_changed_meanwhile_changes_nothing(fleet, etcd_cluster, test_users):
