@@ -22,8 +22,7 @@
 #include "fleet_internal.h"
 #include "log.h"
 
-/* As fleet_publish.c's: within the clients' own timeouts. */
-#define BATCH_TIMEOUT (4500 * MSEC)
+#define BATCH_TIMEOUT WRITE_TIMEOUT
 
 struct batch_key {
         char id[TOKEN_ID_LEN + 1];

@@ -25,6 +25,11 @@
 #define PROBE_TIMEOUT   (1500 * MSEC)
 #define ONLINE_WINDOW   (3 * SEC)
 #define UNARY_TIMEOUT   (5 * SEC)
+/* A manager's write, from its first try to its own replica applying it:
+ * within the clients' own timeouts (apikeyctl waits 10 s), and long enough
+ * for a member that hangs under it to be left for the next, by the write
+ * (PUBLISH_TRY) and by the watch (the probe), then caught up with. */
+#define WRITE_TIMEOUT (7 * SEC)
 #define RESYNC_TIMEOUT  (30 * SEC)
 #define BACKOFF_MIN     (200 * MSEC)
 #define BACKOFF_MAX     (5 * SEC)

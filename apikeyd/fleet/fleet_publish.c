@@ -25,10 +25,10 @@ void fleet_waiter_free(struct waiter *w)
 
 /* ---- a manager's writes ---- */
 
-/* Within the clients' own timeouts (apikeyctl waits 10 s); a member that
- * has not answered a try in 1.5 s (its leader died under the request,
- * which etcd answers only after its own 7 s) is left for the next. */
-#define PUBLISH_TIMEOUT (4500 * MSEC)
+/* A member that has not answered a try in 1.5 s (its leader died under
+ * the request, which etcd answers only after its own 7 s) is left for the
+ * next, within WRITE_TIMEOUT. */
+#define PUBLISH_TIMEOUT WRITE_TIMEOUT
 #define PUBLISH_TRY     (1500 * MSEC)
 
 const char *fleet_write_error(int r)

@@ -28,8 +28,7 @@
 #include "log.h"
 #include "timeutil.h"
 
-/* As fleet_publish.c's: within the clients' own timeouts. */
-#define ROTATION_TIMEOUT (4500 * MSEC)
+#define ROTATION_TIMEOUT WRITE_TIMEOUT
 
 struct children {
         const char *parent;
