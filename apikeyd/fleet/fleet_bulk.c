@@ -22,8 +22,6 @@
 #include "fleet_internal.h"
 #include "log.h"
 
-#define BATCH_TIMEOUT WRITE_TIMEOUT
-
 struct batch_key {
         char id[TOKEN_ID_LEN + 1];
         enum fleet_batch_kind kind;
@@ -155,34 +153,6 @@ int fleet_batch_add_descendants(struct fleet_batch *b, struct keystore_tx *tx, u
         return 0;
 }
 
-/* A Txn through a waiter (fleet_publish.c's), answered to `done`; takes `body` and `name_key`. */
-static int batch_post(struct fleet *f, char **body, char **check_body, char **name_key,
-                      const char *id, fleet_published_fn done, void *userdata)
-{
-        struct waiter *w = calloc(1, sizeof(*w));
-        int r;
-
-        if (!w)
-                return -ENOMEM;
-        *w = (struct waiter){.f = f,
-                             .deadline = fleet_now_mono() + BATCH_TIMEOUT,
-                             .body = TAKE_PTR(*body),
-                             .check_body = TAKE_PTR(*check_body),
-                             .name_key = name_key ? TAKE_PTR(*name_key) : NULL,
-                             .endpoint = f->current,
-                             .done = done,
-                             .userdata = userdata};
-        str_copy(w->id, sizeof(w->id), id);
-        r = fleet_waiter_post(f, w);
-        if (r < 0) {
-                fleet_waiter_free(w);
-                return r;
-        }
-        w->next = f->waiters;
-        f->waiters = w;
-        return 0;
-}
-
 static void batch_name_read(int r, void *userdata);
 
 /*
@@ -209,8 +179,8 @@ static int batch_read_next_name(struct fleet_batch *b)
                 if (!check || !name_key)
                         return -ENOMEM;
                 b->checking = i + 1;
-                return batch_post(b->f, &body, &check, &name_key, b->keys[i].id, batch_name_read,
-                                  b);
+                return fleet_txn_send(b->f, &body, &check, &name_key, b->keys[i].id,
+                                      batch_name_read, b);
         }
         return -ENOENT;
 }
@@ -286,7 +256,7 @@ int fleet_publish_batch(struct fleet *f, struct fleet_batch *b, fleet_published_
                 b->userdata = userdata;
                 b->checking = b->taken = 0;
                 /* No name_key: the names are read after, if a compare fails. */
-                r = batch_post(f, &body, &check_body, NULL, b->keys[0].id, batch_published, b);
+                r = fleet_txn_send(f, &body, &check_body, NULL, b->keys[0].id, batch_published, b);
         }
         if (r >= 0)
                 log_debug("fleet: %zu keys to etcd in one transaction", b->n);

@@ -21,15 +21,15 @@
 #define SEC  UINT64_C(1000000)
 
 /* A probe a second; contact older than the window is offline. */
-#define PROBE_INTERVAL  (1 * SEC)
-#define PROBE_TIMEOUT   (1500 * MSEC)
-#define ONLINE_WINDOW   (3 * SEC)
-#define UNARY_TIMEOUT   (5 * SEC)
+#define PROBE_INTERVAL (1 * SEC)
+#define PROBE_TIMEOUT  (1500 * MSEC)
+#define ONLINE_WINDOW  (3 * SEC)
+#define UNARY_TIMEOUT  (5 * SEC)
 /* A manager's write, from its first try to its own replica applying it:
  * within the clients' own timeouts (apikeyctl waits 10 s), and long enough
  * for a member that hangs under it to be left for the next, by the write
  * (PUBLISH_TRY) and by the watch (the probe), then caught up with. */
-#define WRITE_TIMEOUT (7 * SEC)
+#define WRITE_TIMEOUT   (7 * SEC)
 #define RESYNC_TIMEOUT  (30 * SEC)
 #define BACKOFF_MIN     (200 * MSEC)
 #define BACKOFF_MAX     (5 * SEC)
@@ -251,11 +251,15 @@ int fleet_on_probe_timer(sd_event_source *s, uint64_t usec, void *userdata);
 int fleet_on_resync_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
 void fleet_waiter_free(struct waiter *w);
-/* For fleet_bulk.c, what fleet_publish() does for one key: post a waiter's
- * Txn (or its check) to its member; a key's compare and request, and its
+/* For fleet_bulk.c and fleet_rotate.c, what fleet_publish() does for one
+ * key: send a Txn (`*body`, and `*check_body` that tells whether a try that
+ * timed out was written; both taken, as is `*name_key`, the name entry read
+ * when a compare fails, if any) and answer `done` once this replica has
+ * applied it, within WRITE_TIMEOUT; a key's compare and request, and its
  * check's compare; a key's name index entry (`was`: its record before,
  * NULL when created; `*ret_taken`: the entry it takes). */
-int fleet_waiter_post(struct fleet *f, struct waiter *w);
+int fleet_txn_send(struct fleet *f, char **body, char **check_body, char **name_key, const char *id,
+                   fleet_published_fn done, void *userdata);
 int fleet_publish_key(struct fleet *f, const char *id, json_t *compare, json_t *success,
                       json_t *check);
 int fleet_publish_key_name(struct fleet *f, const char *id, const struct key_record *was,

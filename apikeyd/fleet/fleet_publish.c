@@ -340,7 +340,6 @@ int fleet_publish(struct fleet *f, const char *id, const struct key_record *was,
         struct collect c = {};
         json_t *txn = NULL, *check = NULL;
         _cleanup_free_ char *body = NULL, *check_body = NULL, *taken = NULL;
-        struct waiter *w = NULL;
         int r;
 
         if (!f || !f->cfg->fleet_manage)
@@ -367,38 +366,41 @@ int fleet_publish(struct fleet *f, const char *id, const struct key_record *was,
         if (r >= 0 && (!(body = json_dumps(txn, JSON_COMPACT)) ||
                        !(check_body = json_dumps(check, JSON_COMPACT))))
                 r = -ENOMEM;
-        if (r >= 0 && !(w = calloc(1, sizeof(*w))))
-                r = -ENOMEM;
-        if (r >= 0) {
-                *w = (struct waiter){.f = f,
-                                     .deadline = fleet_now_mono() + PUBLISH_TIMEOUT,
-                                     .body = TAKE_PTR(body),
-                                     .check_body = TAKE_PTR(check_body),
-                                     .name_key = TAKE_PTR(taken),
-                                     .endpoint = f->current,
-                                     .done = done,
-                                     .userdata = userdata};
-                str_copy(w->id, sizeof(w->id), id);
-                r = post_txn(f, w);
-        }
-        if (r >= 0) {
-                w->next = f->waiters;
-                f->waiters = w;
-                w = NULL;
-        }
-        if (w)
-                fleet_waiter_free(w);
+        if (r >= 0)
+                r = fleet_txn_send(f, &body, &check_body, &taken, id, done, userdata);
         json_decref(txn);
         json_decref(check);
         free(c.ids);
         return r;
 }
 
-/* ---- for a manager's bulk writes (fleet_bulk.c) ---- */
+/* ---- for a manager's writes of many keys (fleet_bulk.c, fleet_rotate.c) ---- */
 
-int fleet_waiter_post(struct fleet *f, struct waiter *w)
+int fleet_txn_send(struct fleet *f, char **body, char **check_body, char **name_key, const char *id,
+                   fleet_published_fn done, void *userdata)
 {
-        return post_txn(f, w);
+        struct waiter *w = calloc(1, sizeof(*w));
+        int r;
+
+        if (!w)
+                return -ENOMEM;
+        *w = (struct waiter){.f = f,
+                             .deadline = fleet_now_mono() + PUBLISH_TIMEOUT,
+                             .body = TAKE_PTR(*body),
+                             .check_body = TAKE_PTR(*check_body),
+                             .name_key = name_key ? TAKE_PTR(*name_key) : NULL,
+                             .endpoint = f->current,
+                             .done = done,
+                             .userdata = userdata};
+        str_copy(w->id, sizeof(w->id), id);
+        r = post_txn(f, w);
+        if (r < 0) {
+                fleet_waiter_free(w);
+                return r;
+        }
+        w->next = f->waiters;
+        f->waiters = w;
+        return 0;
 }
 
 int fleet_publish_key(struct fleet *f, const char *id, json_t *compare, json_t *success,

@@ -28,8 +28,6 @@
 #include "log.h"
 #include "timeutil.h"
 
-#define ROTATION_TIMEOUT WRITE_TIMEOUT
-
 struct children {
         const char *parent;
         char (*ids)[TOKEN_ID_LEN + 1];
@@ -84,34 +82,6 @@ static int publish_name_given_up(struct fleet *f, const char *new_id, json_t *su
         return 0;
 }
 
-static int rotation_post(struct fleet *f, char **body, char **check_body, char **name_key,
-                         const char *old_id, fleet_published_fn done, void *userdata)
-{
-        struct waiter *w = calloc(1, sizeof(*w));
-        int r;
-
-        if (!w)
-                return -ENOMEM;
-        *w = (struct waiter){.f = f,
-                             .deadline = fleet_now_mono() + ROTATION_TIMEOUT,
-                             .body = TAKE_PTR(*body),
-                             .check_body = TAKE_PTR(*check_body),
-                             .name_key = TAKE_PTR(*name_key),
-                             .endpoint = f->current,
-                             .done = done,
-                             .userdata = userdata};
-        /* The name read on a failed compare is the predecessor's. */
-        str_copy(w->id, sizeof(w->id), old_id);
-        r = fleet_waiter_post(f, w);
-        if (r < 0) {
-                fleet_waiter_free(w);
-                return r;
-        }
-        w->next = f->waiters;
-        f->waiters = w;
-        return 0;
-}
-
 int fleet_publish_rotation(struct fleet *f, const char *old_id, const char *new_id,
                            const char *retired_id, fleet_published_fn done, void *userdata)
 {
@@ -150,7 +120,8 @@ int fleet_publish_rotation(struct fleet *f, const char *old_id, const char *new_
                        !(check_body = json_dumps(check, JSON_COMPACT))))
                 r = -ENOMEM;
         if (r >= 0)
-                r = rotation_post(f, &body, &check_body, &taken, old_id, done, userdata);
+                /* The name read on a failed compare is the predecessor's. */
+                r = fleet_txn_send(f, &body, &check_body, &taken, old_id, done, userdata);
         if (r < 0 && !f->stopping)
                 /* Not written: the replica goes back to what etcd has. */
                 fleet_restart(f, true);
