@@ -7,8 +7,9 @@
  * so the daemon's authorization applies to every call.
  *
  * Layout: COLUMNS describe the table, ROW_ACTIONS the menu of each row
- * (methods the daemon adds later, such as rotate or usage history, slot in
- * there); openDialog() is the one modal every dialog uses.
+ * (methods the daemon adds later slot in there); a key's name opens its
+ * detail, with its recent uses; openDialog() is the one modal every dialog
+ * uses.
  */
 (function () {
     "use strict";
@@ -51,7 +52,7 @@
     }
 
     /* Calls that change nothing, safe to send again on a new connection. */
-    const READ_ONLY = new Set(["GetStatus", "List", "Get", "GetSharedSecret"]);
+    const READ_ONLY = new Set(["GetStatus", "List", "Get", "GetSharedSecret", "GetUsage"]);
     let connection = null;
 
     /* One connection, made again when the daemon has closed it (it closes
@@ -357,8 +358,57 @@
         role: "create-role-admin",
         permissions: "create-permissions",
         scope: "create-scope",
+        sources: "create-sources",
+        not_before: "create-not-before",
         expires: "create-expires",
+        max_uses: "create-max-uses",
+        rate_limit: "create-rate-limit",
     };
+
+    /* Sources, not before, max uses and rate limit: the key's conditions and
+     * limits, sent only when given (the daemon checks them). */
+    function conditionFields() {
+        const sources = el("input", { type: "text", class: "form-control", autocomplete: "off",
+                                      spellcheck: "false", placeholder: "10.0.0.0/8, build.example.com" });
+        const notBefore = el("input", { type: "text", class: "form-control form-control-short",
+                                        autocomplete: "off", spellcheck: "false", placeholder: "2h" });
+        const maxUses = el("input", { type: "text", class: "form-control form-control-short",
+                                      autocomplete: "off", inputmode: "numeric" });
+        const rateLimit = el("input", { type: "text", class: "form-control form-control-short",
+                                        autocomplete: "off", spellcheck: "false", placeholder: "100/1m" });
+        return {
+            groups: [
+                formGroup("create-sources", "Sources", sources,
+                          "Addresses, CIDR blocks or host names the key may be used from, separated " +
+                              "by commas; empty: anywhere."),
+                formGroup("create-not-before", "Not before", notBefore,
+                          "The key works only from then on: a duration from now such as 2h, or an " +
+                              "ISO 8601 date or time; empty: at once."),
+                formGroup("create-max-uses", "Max uses", maxUses,
+                          "How many successful verifies the key may have in all; empty: no limit."),
+                formGroup("create-rate-limit", "Rate limit", rateLimit,
+                          "Successful verifies a window may have, such as 100/1m; empty: no limit."),
+            ],
+            fill: function (dialog, params) {
+                const entries = sources.value.split(/[\s,]+/).filter((s) => s);
+                if (entries.length)
+                    params.sources = entries;
+                if (notBefore.value.trim())
+                    params.not_before = notBefore.value.trim();
+                if (maxUses.value.trim()) {
+                    if (!/^[0-9]+$/.test(maxUses.value.trim())) {
+                        dialog.fieldError("create-max-uses", "A whole number, 1 or more.");
+                        maxUses.focus();
+                        return false;
+                    }
+                    params.max_uses = Number(maxUses.value.trim());
+                }
+                if (rateLimit.value.trim())
+                    params.rate_limit = rateLimit.value.trim();
+                return true;
+            },
+        };
+    }
 
     function openCreateDialog() {
         const name = el("input", { type: "text", class: "form-control", autocomplete: "off",
@@ -428,6 +478,8 @@
                                            "works through that day, UTC.");
         expiresGroup.querySelector(".form-help").before(el("div", { class: "inline-controls" }, [duration, date]));
 
+        const conditions = conditionFields();
+
         const body = [
             formGroup("create-name", "Name", name, null, true),
             formGroup("create-description", "Description", description),
@@ -439,7 +491,7 @@
             formGroup("create-scope", "Scope", scope,
                       "Services the key may be used for, separated by commas; empty: any service."),
             expiresGroup,
-        ];
+        ].concat(conditions.groups);
 
         openDialog({
             id: "create-dialog",
@@ -477,6 +529,8 @@
                     }
                     params.expires = date.value;
                 }
+                if (!conditions.fill(dialog, params))
+                    return;
 
                 let reply;
                 try {
@@ -514,7 +568,7 @@
     }
 
     /* The token, once.  Closing the dialog removes it from the page. */
-    function showToken(key, token) {
+    function showToken(key, token, title) {
         const value = el("input", { type: "text", class: "form-control token-value", id: "token-value",
                                     readonly: true, spellcheck: "false", "aria-label": "The new key's token" });
         value.value = token;
@@ -533,7 +587,7 @@
         token = null;
         openDialog({
             id: "token-dialog",
-            title: "API key \u201C" + key.name + "\u201D created",
+            title: title || "API key \u201C" + key.name + "\u201D created",
             cancelLabel: "Close",
             wide: true,
             body: [
@@ -620,6 +674,161 @@
         });
     }
 
+    /* ------------------------------------------------------------ detail */
+
+    /* A link to another key's detail (Replaces, Replaced by): its id. */
+    function keyLink(id, field) {
+        return el("button", { type: "button", class: "btn btn-link key-link", "data-key-link": id,
+                              "data-field-link": field, text: id,
+                              onclick: function () { openDetailDialog(id); } });
+    }
+
+    /* The key's fields, each shown only when the key has it; then its
+     * recent uses (GetUsage). */
+    function detailRows(k) {
+        const rows = [
+            ["id", "Id", k.id],
+            ["name", "Name", k.name],
+            ["description", "Description", k.description],
+            ["owner", "Owner", k.owner],
+            ["role", "Role", ROLE_LABELS[k.role] || k.role],
+            ["permissions", "Permissions", k.permissions.length ? k.permissions.join(", ") : "None"],
+            ["scope", "Scope", k.scope.length ? k.scope.join(", ") : "Any service"],
+            ["status", "Status", statusLabel(k)],
+            ["disabled_reason", "Disabled because", k.disabled_reason === "unused"
+                ? "unused (not used for longer than the installation allows)" : k.disabled_reason],
+            ["sources", "Sources", k.sources ? (k.sources.length ? k.sources.join(", ") : "Anywhere") : null],
+            ["not_before", "Not before", k.not_before ? timeCell(k.not_before) : null],
+            ["expires_at", "Expires", timeCell(k.expires_at, "Never")],
+            ["uses", "Uses left", typeof k.max_uses === "number"
+                ? (typeof k.uses_left === "number" ? k.uses_left : "?") + " of " + k.max_uses : null],
+            ["rate_limit", "Rate limit", k.rate_limit ? k.rate_limit + " (successful verifies a window)" : null],
+            ["replaces", "Replaces", k.replaces ? [keyLink(k.replaces, "replaces"),
+                k.retire_on_first_use ? " (which stops working at this key's first use)" : null] : null],
+            ["replaced_by", "Replaced by", k.replaced_by ? [keyLink(k.replaced_by, "replaced_by"),
+                " (this key works until it expires)"] : null],
+            ["created_at", "Created", [timeCell(k.created_at), k.created_by ? " by " + k.created_by : null]],
+            ["parent", "Created through", k.parent],
+            ["last_used", "Last used", [timeCell(k.last_used_at, "Never"),
+                k.last_used_at && k.last_used_service ? " for " + k.last_used_service : null,
+                k.last_used_at && k.last_used_from ? " from " + k.last_used_from : null]],
+            ["last_used_host", "Last used on host", k.last_used_host],
+        ];
+        return el("dl", { class: "detail-list", id: "detail-fields" }, rows
+            .filter((r) => r[2] !== null && r[2] !== undefined && r[2] !== "")
+            .map((r) => el("div", { class: "detail-row", "data-field": r[0] }, [
+                el("dt", { text: r[1] }), el("dd", {}, r[2])])));
+    }
+
+    function usageTable(uses) {
+        if (!uses.length)
+            return el("p", { class: "muted", id: "usage-empty", text: "No recorded uses." });
+        const dash = () => el("span", { class: "muted", text: "\u2014" });
+        return el("table", { class: "table table-compact", id: "usage-table" }, [
+            el("thead", {}, el("tr", {}, ["Time", "Service", "From", "TTY", "Answer"]
+                .map((t) => el("th", { scope: "col", text: t })))),
+            el("tbody", {}, uses.map((u) => el("tr", {}, [
+                el("td", {}, timeCell(u.time)),
+                el("td", {}, u.service || dash()),
+                el("td", {}, u.rhost || dash()),
+                el("td", {}, u.tty || dash()),
+                el("td", { class: "usage-code", text: u.code }),
+            ]))),
+        ]);
+    }
+
+    let detailDialog = null;
+
+    async function openDetailDialog(id) {
+        if (detailDialog)
+            detailDialog.close();
+        const fields = el("div", { id: "detail-body", "aria-busy": "true" },
+                          el("p", { class: "muted", text: "Loading\u2026" }));
+        const usage = el("div", { id: "detail-usage", "aria-busy": "true" });
+        const dialog = openDialog({
+            id: "detail-dialog",
+            title: "API key " + id,
+            wide: true,
+            body: [fields, el("h3", { class: "detail-heading", text: "Recent uses" }), usage],
+            onClose: function () {
+                if (detailDialog === dialog)
+                    detailDialog = null;
+            },
+        });
+        detailDialog = dialog;
+        try {
+            const reply = await call("Get", { id: id });
+            dialog.node.querySelector(".modal-title").textContent =
+                "API key \u201C" + reply.key.name + "\u201D";
+            fields.replaceChildren(detailRows(reply.key));
+        } catch (err) {
+            fields.replaceChildren();
+            dialog.setError(errorMessage(err));
+        }
+        fields.setAttribute("aria-busy", "false");
+        try {
+            const reply = await call("GetUsage", { id: id });
+            usage.replaceChildren(usageTable(reply.uses || []));
+        } catch (err) {
+            usage.replaceChildren(el("p", { class: "field-error", id: "usage-error",
+                                            text: errorMessage(err) }));
+        }
+        usage.setAttribute("aria-busy", "false");
+    }
+
+    /* ------------------------------------------------------------ rotate */
+
+    const ROTATE_FIELDS = { grace: "rotate-grace", retire_on_first_use: "rotate-retire" };
+
+    function openRotateDialog(key) {
+        const grace = el("input", { type: "text", class: "form-control form-control-short",
+                                    autocomplete: "off", spellcheck: "false", placeholder: "24h" });
+        const retire = el("input", { type: "checkbox", id: "rotate-retire" });
+        openDialog({
+            id: "key-rotate-dialog",
+            title: "Rotate API key \u201C" + key.name + "\u201D?",
+            body: [
+                el("p", { text: "A new key with a new token takes this key's name and every other " +
+                    "field. This key keeps working until its grace ends, then expires." }),
+                formGroup("rotate-grace", "Grace", grace,
+                          "How long the old token keeps working, such as 0, 1h or 7d; empty: the " +
+                              "installation's default."),
+                el("div", { class: "form-group" }, [
+                    el("label", { class: "checkbox", for: "rotate-retire" },
+                       [retire, " Retire the old key at the new key's first use"]),
+                    el("p", { class: "field-error", id: "rotate-retire-error", hidden: true }),
+                ]),
+            ],
+            primary: { label: "Rotate", id: "key-rotate-confirm" },
+            onSubmit: async function (dialog) {
+                const params = { id: key.id };
+                if (grace.value.trim())
+                    params.grace = grace.value.trim();
+                if (retire.checked)
+                    params.retire_on_first_use = true;
+                let reply;
+                try {
+                    reply = await call("Rotate", params);
+                } catch (err) {
+                    const p = err.parameters || {};
+                    const field = err.error === "org.varlink.service.InvalidParameter"
+                        ? ROTATE_FIELDS[p.parameter] : null;
+                    const text = field && p.reason
+                        ? p.reason.charAt(0).toUpperCase() + p.reason.slice(1) : errorMessage(err);
+                    if (!(field && dialog.fieldError(field, text)))
+                        dialog.setError(text);
+                    if (isUnreachable(err))
+                        refresh();
+                    return;
+                }
+                dialog.close();
+                showToken(reply.key, reply.token, "API key \u201C" + reply.key.name + "\u201D rotated");
+                reply = null;
+                refresh();
+            },
+        });
+    }
+
     /* ------------------------------------------------------------ row actions */
 
     async function runAction(key, method, done) {
@@ -696,6 +905,11 @@
             shown: () => true,
             run: confirmDelete,
         },
+        {
+            id: "rotate", label: "Rotate\u2026",
+            shown: (k) => k.status === "enabled" && !k.replaced_by,
+            run: openRotateDialog,
+        },
     ];
 
     let openMenu = null;
@@ -764,12 +978,24 @@
 
     /* ------------------------------------------------------------ table */
 
+    /* As apikeyctl's list: "Disabled (unused)" when the daemon disabled it, and
+     * a rotated key still working: when its grace ends. */
+    function statusLabel(k) {
+        if (k.replaced_by && k.status === "enabled" && k.expires_at)
+            return "Rotated, grace ends " + relativeTime(k.expires_at);
+        return (STATUS_LABELS[k.status] || k.status) + (k.disabled_by_admin ? " by an admin" : "") +
+            (k.disabled_reason ? " (" + k.disabled_reason + ")" : "");
+    }
+
     const COLUMNS = [
         {
             id: "name", label: "Name",
             sort: (k) => k.name.toLowerCase(),
             render: (k) => [
-                el("div", { class: "key-name", text: k.name }),
+                el("div", { class: "key-name" }, el("button", {
+                    type: "button", class: "btn btn-link key-name-link", text: k.name,
+                    title: "Details of " + k.name, onclick: () => openDetailDialog(k.id),
+                })),
                 k.description ? el("div", { class: "key-description", text: k.description }) : null,
             ],
         },
@@ -797,7 +1023,7 @@
             render: (k) => el("span", {
                 class: "badge badge-" + k.status,
                 title: k.disabled_by_admin ? "Disabled by an admin: only an admin may enable it" : null,
-                text: (STATUS_LABELS[k.status] || k.status) + (k.disabled_by_admin ? " by an admin" : ""),
+                text: statusLabel(k),
             }),
         },
         {

@@ -496,6 +496,134 @@ def test_field_error_from_the_daemon_is_shown_beside_the_field(apikeyd, browse):
     assert root.list()["keys"] == []
 
 
+def detail_field(b, field):
+    """The text the key detail shows for `field` (None: not shown)."""
+    return b.evaluate(f"(() => {{ const r = document.querySelector("
+                      f"\"#detail-dialog [data-field='{field}'] dd\"); "
+                      f"return r ? r.innerText : null; }})()")
+
+
+def open_detail(b, key_id, name):
+    b.click(f"[data-key-id='{key_id}'] .key-name-link")
+    b.wait_for("document.getElementById('detail-body') && document.getElementById('detail-body')"
+               ".getAttribute('aria-busy') === 'false' && document.getElementById('detail-usage')"
+               ".getAttribute('aria-busy') === 'false'", what="the key detail")
+    assert b.evaluate("document.querySelector('#detail-dialog .modal-title').innerText") == \
+        f"API key \u201C{name}\u201D"
+
+
+def test_conditions_and_limits_through_the_create_form(apikeyd, browse):
+    """Sources, not before, max uses and rate limit given in the create form
+    reach the daemon and show in the key's detail; a source the daemon
+    refuses is shown beside the field, in the daemon's words."""
+    root = apikeyd.client()
+    err, params = root.err(f"{IFACE}.Create", {"name": "x", "sources": ["10.0.0.1/8"]})
+    assert err == "org.varlink.service.InvalidParameter" and params["parameter"] == "sources"
+    reason = params["reason"]
+
+    b = browse(ADMIN, apikeyd.socket)
+    wait_loaded(b)
+    b.click("#create-button")
+    b.wait_for("document.getElementById('create-dialog')", what="the create dialog")
+    b.fill("#create-name", "ci-limited")
+    b.fill("#create-sources", "10.0.0.1/8")
+    b.click("#create-submit")
+    shown = b.wait_for("document.getElementById('create-sources-error').innerText",
+                       what="the sources' error")
+    assert shown == reason[0].upper() + reason[1:]
+    assert b.evaluate("document.getElementById('create-sources').getAttribute('aria-invalid')") \
+        == "true"
+    assert root.list()["keys"] == []
+    b.screenshot(SHOTS / "create-sources-error.png")
+
+    b.fill("#create-sources", "10.0.0.0/8, build.example.com")
+    b.fill("#create-not-before", "2h")
+    b.fill("#create-max-uses", "5")
+    b.fill("#create-rate-limit", "100/1m")
+    b.click("#create-submit")
+    b.wait_for("document.getElementById('token-value')", what="the shown-once dialog")
+    key = root.list()["keys"][0]
+    got = root.ok(f"{IFACE}.Get", {"id": key["id"]})["key"]
+    assert (got["sources"], got["max_uses"], got["uses_left"], got["rate_limit"]) == \
+        (["10.0.0.0/8", "build.example.com"], 5, 5, "100/1m"), got
+    assert got["not_before"] > got["created_at"], got
+    b.press("Escape")
+    b.wait_for("!document.getElementById('token-dialog')", what="the dialog to close")
+    wait_rows(b, [key["id"]], "the new key")
+
+    open_detail(b, key["id"], "ci-limited")
+    assert detail_field(b, "sources") == "10.0.0.0/8, build.example.com"
+    assert detail_field(b, "uses") == "5 of 5"
+    assert detail_field(b, "rate_limit") == "100/1m (successful verifies a window)"
+    assert re.fullmatch(r"in (2 hours|1\d\d minutes)", detail_field(b, "not_before")), \
+        detail_field(b, "not_before")
+    assert b.evaluate("document.querySelector(\"#detail-dialog [data-field='not_before'] time\")"
+                      ".getAttribute('datetime')") == got["not_before"]
+    assert detail_field(b, "replaced_by") is None
+    assert b.evaluate("document.getElementById('usage-empty').innerText") == "No recorded uses."
+    b.screenshot(SHOTS / "key-detail.png")
+
+
+def test_rotate_through_the_page_and_recent_uses(apikeyd, browse):
+    """The detail lists the key's recent uses, newest first; Rotate shows
+    the successor's token once, the old key shows its grace in the list and
+    "Replaced by" in its detail, linking to the new key.  The daemon's text
+    is shown as text."""
+    root = apikeyd.client()
+    sock = apikeyd.socket
+    made = create_key(sock, "ci-rot", "--owner", ALICE, "--description", "<img src=x id=injected>")
+    old_id, old_token = made["key"]["id"], made["token"]
+    root.ok(f"{IFACE}.Verify", {"token": old_token, "service": "sshd", "rhost": "192.0.2.7",
+                                "tty": "ssh"})
+    root.ok(f"{IFACE}.Verify", {"token": old_token, "service": "sudo", "rhost": "198.51.100.9",
+                                "tty": "/dev/pts/3"})
+
+    b = browse(ADMIN, sock)
+    wait_loaded(b)
+    wait_rows(b, [old_id], "the key")
+    open_detail(b, old_id, "ci-rot")
+    assert detail_field(b, "description") == "<img src=x id=injected>"
+    assert not b.evaluate("document.getElementById('injected')")
+    uses = b.evaluate("Array.from(document.querySelectorAll('#usage-table tbody tr'))"
+                      ".map(r => Array.from(r.cells).map(c => c.innerText))")
+    assert uses == [["just now", "sudo", "198.51.100.9", "/dev/pts/3", "VALID"],
+                    ["just now", "sshd", "192.0.2.7", "ssh", "VALID"]], uses
+    b.screenshot(SHOTS / "key-usage.png")
+    b.press("Escape")
+    b.wait_for("!document.getElementById('detail-dialog')", what="the detail to close")
+
+    row_action(b, old_id, "rotate")
+    b.wait_for("document.getElementById('key-rotate-dialog')", what="the rotate dialog")
+    b.fill("#rotate-grace", "2h")
+    b.screenshot(SHOTS / "key-rotate.png")
+    b.click("#key-rotate-confirm")
+    b.wait_for("document.getElementById('token-value')", what="the new token")
+    token = b.evaluate("document.getElementById('token-value').value")
+    assert b.evaluate("document.querySelector('#token-dialog .modal-title').innerText") == \
+        "API key \u201Cci-rot\u201D rotated"
+    old = root.ok(f"{IFACE}.Get", {"id": old_id})["key"]
+    new_id = old["replaced_by"]
+    assert verify(sock, token) == (0, "VALID")
+    assert root.ok(f"{IFACE}.Get", {"id": new_id})["key"]["replaces"] == old_id
+    b.press("Escape")
+    b.wait_for("!document.getElementById('token-dialog')", what="the dialog to close")
+    assert token_traces(b, token) == []
+    wait_rows(b, [old_id, new_id], "both keys")
+    status = row_cell(b, old_id, "status")
+    assert re.fullmatch(r"Rotated, grace ends in (2 hours|1\d\d minutes)", status), status
+    assert row_cell(b, new_id, "status") == "Enabled"
+
+    open_detail(b, old_id, f"ci-rot (old {old_id})")
+    assert detail_field(b, "replaced_by") == f"{new_id} (this key works until it expires)"
+    b.click(f"#detail-dialog [data-key-link='{new_id}']")
+    b.wait_for(f"document.querySelector('#detail-dialog .modal-title').innerText === "
+               f"'API key \u201Cci-rot\u201D'", what="the new key's detail")
+    b.wait_for("document.getElementById('detail-usage').getAttribute('aria-busy') === 'false'",
+               what="the new key's uses")
+    assert detail_field(b, "replaces") == old_id
+    assert detail_field(b, "replaced_by") is None
+
+
 def test_non_admin_sees_only_their_keys_and_no_shared_secret(apikeyd, browse, as_user):
     """Someone outside the admin group sees their own keys only, creates keys
     for themself only, and is not offered the shared secret (the daemon
