@@ -366,8 +366,11 @@
     };
 
     /* Sources, not before, max uses and rate limit: the key's conditions and
-     * limits, sent only when given (the daemon checks them). */
-    function conditionFields() {
+     * limits.  For a new key (no `key`) each is sent when given; for an edit
+     * each starts with the key's value and is sent when changed, an emptied
+     * one as the daemon's "none" (sources: anywhere; not before: now; max
+     * uses: 0; rate limit: none).  The daemon checks the values. */
+    function conditionFields(prefix, key) {
         const sources = el("input", { type: "text", class: "form-control", autocomplete: "off",
                                       spellcheck: "false", placeholder: "10.0.0.0/8, build.example.com" });
         const notBefore = el("input", { type: "text", class: "form-control form-control-short",
@@ -376,35 +379,52 @@
                                       autocomplete: "off", inputmode: "numeric" });
         const rateLimit = el("input", { type: "text", class: "form-control form-control-short",
                                         autocomplete: "off", spellcheck: "false", placeholder: "100/1m" });
+        const initial = {
+            sources: key && key.sources ? key.sources.join(", ") : "",
+            notBefore: (key && key.not_before) || "",
+            maxUses: key && typeof key.max_uses === "number" ? String(key.max_uses) : "",
+            rateLimit: (key && key.rate_limit) || "",
+        };
+        sources.value = initial.sources;
+        notBefore.value = initial.notBefore;
+        maxUses.value = initial.maxUses;
+        rateLimit.value = initial.rateLimit;
+        const changed = (field, was) => !key || field.value.trim() !== was;
         return {
             groups: [
-                formGroup("create-sources", "Sources", sources,
+                formGroup(prefix + "-sources", "Sources", sources,
                           "Addresses, CIDR blocks or host names the key may be used from, separated " +
                               "by commas; empty: anywhere."),
-                formGroup("create-not-before", "Not before", notBefore,
+                formGroup(prefix + "-not-before", "Not before", notBefore,
                           "The key works only from then on: a duration from now such as 2h, or an " +
                               "ISO 8601 date or time; empty: at once."),
-                formGroup("create-max-uses", "Max uses", maxUses,
+                formGroup(prefix + "-max-uses", "Max uses", maxUses,
                           "How many successful verifies the key may have in all; empty: no limit."),
-                formGroup("create-rate-limit", "Rate limit", rateLimit,
+                formGroup(prefix + "-rate-limit", "Rate limit", rateLimit,
                           "Successful verifies a window may have, such as 100/1m; empty: no limit."),
             ],
+            fields: {
+                sources: prefix + "-sources",
+                not_before: prefix + "-not-before",
+                max_uses: prefix + "-max-uses",
+                rate_limit: prefix + "-rate-limit",
+            },
             fill: function (dialog, params) {
-                const entries = sources.value.split(/[\s,]+/).filter((s) => s);
-                if (entries.length)
-                    params.sources = entries;
-                if (notBefore.value.trim())
-                    params.not_before = notBefore.value.trim();
-                if (maxUses.value.trim()) {
-                    if (!/^[0-9]+$/.test(maxUses.value.trim())) {
-                        dialog.fieldError("create-max-uses", "A whole number, 1 or more.");
-                        maxUses.focus();
-                        return false;
-                    }
-                    params.max_uses = Number(maxUses.value.trim());
+                const uses = maxUses.value.trim();
+                if (uses && !/^[0-9]+$/.test(uses)) {
+                    dialog.fieldError(prefix + "-max-uses", "A whole number, 1 or more.");
+                    maxUses.focus();
+                    return false;
                 }
-                if (rateLimit.value.trim())
-                    params.rate_limit = rateLimit.value.trim();
+                const entries = sources.value.split(/[\s,]+/).filter((s) => s);
+                if (changed(sources, initial.sources) && (entries.length || key))
+                    params.sources = entries;
+                if (changed(notBefore, initial.notBefore) && (notBefore.value.trim() || key))
+                    params.not_before = notBefore.value.trim() || "now";
+                if (changed(maxUses, initial.maxUses) && (uses || key))
+                    params.max_uses = uses ? Number(uses) : 0;
+                if (changed(rateLimit, initial.rateLimit) && (rateLimit.value.trim() || key))
+                    params.rate_limit = rateLimit.value.trim() || "none";
                 return true;
             },
         };
@@ -478,7 +498,7 @@
                                            "works through that day, UTC.");
         expiresGroup.querySelector(".form-help").before(el("div", { class: "inline-controls" }, [duration, date]));
 
-        const conditions = conditionFields();
+        const conditions = conditionFields("create");
 
         const body = [
             formGroup("create-name", "Name", name, null, true),
@@ -776,6 +796,45 @@
         usage.setAttribute("aria-busy", "false");
     }
 
+    /* ------------------------------------------------------------ edit */
+
+    function openEditDialog(key) {
+        const conditions = conditionFields("edit", key);
+        openDialog({
+            id: "edit-dialog",
+            title: "Conditions and limits of \u201C" + key.name + "\u201D",
+            wide: true,
+            body: conditions.groups,
+            primary: { label: "Save", id: "edit-submit" },
+            onSubmit: async function (dialog) {
+                const params = { id: key.id };
+                if (!conditions.fill(dialog, params))
+                    return;
+                if (Object.keys(params).length > 1) {
+                    try {
+                        await call("Update", params);
+                    } catch (err) {
+                        const p = err.parameters || {};
+                        const field = err.error === "org.varlink.service.InvalidParameter"
+                            ? conditions.fields[p.parameter] : null;
+                        const text = field && p.reason
+                            ? p.reason.charAt(0).toUpperCase() + p.reason.slice(1) : errorMessage(err);
+                        if (!(field && dialog.fieldError(field, text)))
+                            dialog.setError(text);
+                        if (field && $(field))
+                            $(field).focus();
+                        if (isUnreachable(err))
+                            refresh();
+                        return;
+                    }
+                    announce("Changed " + key.name + ".");
+                }
+                dialog.close();
+                refresh();
+            },
+        });
+    }
+
     /* ------------------------------------------------------------ rotate */
 
     const ROTATE_FIELDS = { grace: "rotate-grace", retire_on_first_use: "rotate-retire" };
@@ -904,6 +963,11 @@
             id: "delete", label: "Delete\u2026", danger: true,
             shown: () => true,
             run: confirmDelete,
+        },
+        {
+            id: "edit", label: "Conditions and limits\u2026",
+            shown: (k) => k.status !== "revoked",
+            run: openEditDialog,
         },
         {
             id: "rotate", label: "Rotate\u2026",

@@ -514,8 +514,9 @@ def open_detail(b, key_id, name):
 
 def test_conditions_and_limits_through_the_create_form(apikeyd, browse):
     """Sources, not before, max uses and rate limit given in the create form
-    reach the daemon and show in the key's detail; a source the daemon
-    refuses is shown beside the field, in the daemon's words."""
+    reach the daemon and show in the key's detail, and are changed through
+    the edit form; a value the daemon refuses is shown beside its field, in
+    the daemon's words."""
     root = apikeyd.client()
     err, params = root.err(f"{IFACE}.Create", {"name": "x", "sources": ["10.0.0.1/8"]})
     assert err == "org.varlink.service.InvalidParameter" and params["parameter"] == "sources"
@@ -562,6 +563,32 @@ def test_conditions_and_limits_through_the_create_form(apikeyd, browse):
     assert detail_field(b, "replaced_by") is None
     assert b.evaluate("document.getElementById('usage-empty').innerText") == "No recorded uses."
     b.screenshot(SHOTS / "key-detail.png")
+    b.press("Escape")
+    b.wait_for("!document.getElementById('detail-dialog')", what="the detail to close")
+
+    # Changed through the edit form: a refused rate limit beside its field,
+    # then a narrower source list, fewer uses and no rate limit.
+    err, params = root.err(f"{IFACE}.Update", {"id": key["id"], "rate_limit": "lots"})
+    assert err == "org.varlink.service.InvalidParameter" and params["parameter"] == "rate_limit"
+    reason = params["reason"]
+    row_action(b, key["id"], "edit")
+    b.wait_for("document.getElementById('edit-dialog')", what="the edit dialog")
+    assert b.evaluate("['sources', 'max-uses', 'rate-limit'].map(f => "
+                      "document.getElementById('edit-' + f).value)") == \
+        ["10.0.0.0/8, build.example.com", "5", "100/1m"]
+    b.fill("#edit-rate-limit", "lots")
+    b.click("#edit-submit")
+    shown = b.wait_for("document.getElementById('edit-rate-limit-error').innerText",
+                       what="the rate limit's error")
+    assert shown == reason[0].upper() + reason[1:]
+    b.fill("#edit-rate-limit", "")
+    b.fill("#edit-max-uses", "3")
+    b.fill("#edit-sources", "10.0.0.0/8")
+    b.click("#edit-submit")
+    b.wait_for("!document.getElementById('edit-dialog')", what="the edit dialog to close")
+    got = root.ok(f"{IFACE}.Get", {"id": key["id"]})["key"]
+    assert (got["sources"], got["max_uses"], got["uses_left"], got.get("rate_limit")) == \
+        (["10.0.0.0/8"], 3, 3, None), got
 
 
 def test_rotate_through_the_page_and_recent_uses(apikeyd, browse):
