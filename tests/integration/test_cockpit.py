@@ -10,7 +10,8 @@ the DevTools protocol (cdp.py).  apikeyctl, run as root, creates keys and
 checks at its next verify what the page did.  Screenshots go to
 build/cockpit/: the table (light and dark, an admin's and a user's), the
 create dialog, a field error, the shown-once dialog, the row menu, the
-delete and shared secret dialogs, and the daemon not running.
+delete and shared secret dialogs, a key's detail and recent uses, the
+rotate dialog, and the daemon not running.
 
 A Varlink peer of the test's own stands in for the daemon where the daemon
 cannot be made to misbehave (answers a byte at a time, answers that are
@@ -649,6 +650,26 @@ def test_rotate_through_the_page_and_recent_uses(apikeyd, browse):
                what="the new key's uses")
     assert detail_field(b, "replaces") == old_id
     assert detail_field(b, "replaced_by") is None
+
+
+def test_a_key_the_daemon_disabled_as_unused(daemon, browse):
+    """A key disabled for disable_unused_after shows "Disabled (unused)" in
+    the list, as apikeyctl list says "disabled (unused)", and why in its
+    detail."""
+    d = daemon(config={"disable_unused_after": "2s"})
+    root = d.client()
+    key_id = root.create("idle", owner=ALICE)["key"]["id"]
+    deadline = time.monotonic() + 6
+    while root.get(key_id)["status"] != "disabled":
+        assert time.monotonic() < deadline, root.get(key_id)
+        time.sleep(0.2)
+    b = browse(ADMIN, d.socket)
+    wait_loaded(b)
+    wait_rows(b, [key_id], "the idle key")
+    assert row_cell(b, key_id, "status") == "Disabled (unused)"
+    open_detail(b, key_id, "idle")
+    assert detail_field(b, "disabled_reason") == \
+        "unused (not used for longer than the installation allows)"
 
 
 def test_non_admin_sees_only_their_keys_and_no_shared_secret(apikeyd, browse, as_user):
