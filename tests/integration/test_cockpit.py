@@ -593,8 +593,9 @@ def test_conditions_and_limits_through_the_create_form(apikeyd, browse):
 
 
 def test_rotate_through_the_page_and_recent_uses(apikeyd, browse):
-    """The detail lists the key's recent uses, newest first; Rotate shows
-    the successor's token once, the old key shows its grace in the list and
+    """The detail lists the key's recent uses, newest first; Rotate (with a
+    grace, retiring the old key at the new one's first use) shows the
+    successor's token once, the old key shows its grace in the list and
     "Replaced by" in its detail, linking to the new key.  The daemon's text
     is shown as text."""
     root = apikeyd.client()
@@ -623,6 +624,7 @@ def test_rotate_through_the_page_and_recent_uses(apikeyd, browse):
     row_action(b, old_id, "rotate")
     b.wait_for("document.getElementById('key-rotate-dialog')", what="the rotate dialog")
     b.fill("#rotate-grace", "2h")
+    b.click("#rotate-retire")
     b.screenshot(SHOTS / "key-rotate.png")
     b.click("#key-rotate-confirm")
     b.wait_for("document.getElementById('token-value')", what="the new token")
@@ -631,8 +633,8 @@ def test_rotate_through_the_page_and_recent_uses(apikeyd, browse):
         "API key \u201Cci-rot\u201D rotated"
     old = root.ok(f"{IFACE}.Get", {"id": old_id})["key"]
     new_id = old["replaced_by"]
-    assert verify(sock, token) == (0, "VALID")
-    assert root.ok(f"{IFACE}.Get", {"id": new_id})["key"]["replaces"] == old_id
+    new = root.ok(f"{IFACE}.Get", {"id": new_id})["key"]
+    assert (new["replaces"], new["retire_on_first_use"]) == (old_id, True), new
     b.press("Escape")
     b.wait_for("!document.getElementById('token-dialog')", what="the dialog to close")
     assert token_traces(b, token) == []
@@ -648,8 +650,13 @@ def test_rotate_through_the_page_and_recent_uses(apikeyd, browse):
                f"'API key \u201Cci-rot\u201D'", what="the new key's detail")
     b.wait_for("document.getElementById('detail-usage').getAttribute('aria-busy') === 'false'",
                what="the new key's uses")
-    assert detail_field(b, "replaces") == old_id
+    assert detail_field(b, "replaces") == \
+        f"{old_id} (which stops working at this key's first use)"
     assert detail_field(b, "replaced_by") is None
+
+    # The new key's first use retires the old one.
+    assert verify(sock, token) == (0, "VALID")
+    assert verify(sock, old_token) == (5, "EXPIRED")
 
 
 def test_a_key_the_daemon_disabled_as_unused(daemon, browse):
