@@ -239,6 +239,31 @@ static int ctl_connect(struct ctl *c)
         return r < 0 ? transport_error(c, r) : 0;
 }
 
+/* `req` (NULL: out of memory) with the --auth-file key added, sent on the
+ * connection (made if need be) by `deadline`; its bytes erased after. */
+static int send_call(struct ctl *c, json_t *req, uint64_t deadline)
+{
+        char *msg;
+        size_t len;
+        int r;
+
+        if (!req)
+                return -ENOMEM;
+        if (c->auth &&
+            json_object_set_new(json_object_get(req, "parameters"), "auth", json_string(c->auth)))
+                return -ENOMEM;
+        r = ctl_connect(c);
+        if (r < 0)
+                return r;
+        msg = varlink_message_dump(req, &len);
+        if (!msg)
+                return -ENOMEM;
+        r = varlink_send(c->fd, msg, len, deadline);
+        erase(msg, len);
+        free(msg);
+        return r < 0 ? transport_error(c, r) : 0;
+}
+
 /*
  * Call `method` with `params` (taken over; NULL is out of memory), adding the
  * --auth-file key.  On success `*ret_params` holds the reply's parameters.
@@ -253,30 +278,14 @@ int ctl_call(struct ctl *c, const char *method, json_t *params, json_t **ret_par
         struct varlink_buffer b;
         const char *error;
         json_t *p;
-        char *msg;
-        size_t len;
         uint64_t deadline;
         int r;
 
-        if (!req)
-                return -ENOMEM;
-        if (c->auth &&
-            json_object_set_new(json_object_get(req, "parameters"), "auth", json_string(c->auth)))
-                return -ENOMEM;
-        r = ctl_connect(c);
-        if (r < 0)
-                return r;
-
-        msg = varlink_message_dump(req, &len);
-        if (!msg)
-                return -ENOMEM;
         deadline = varlink_now_usec() +
                    (c->timeout_sec ? c->timeout_sec : CALL_TIMEOUT_SEC) * USEC_PER_SEC;
-        r = varlink_send(c->fd, msg, len, deadline);
-        erase(msg, len);
-        free(msg);
+        r = send_call(c, req, deadline);
         if (r < 0)
-                return transport_error(c, r);
+                return r;
 
         varlink_buffer_init(&b, MAX_REPLY, true);
         r = varlink_recv(c->fd, &b, deadline, &reply, &error, &p, NULL);
@@ -299,27 +308,12 @@ int ctl_call_more(struct ctl *c, const char *method, json_t *params,
                                               params, "more", true)
                                   : NULL;
         struct varlink_buffer b;
-        char *msg;
-        size_t len;
         bool continues = true;
         int r;
 
-        if (!req)
-                return -ENOMEM;
-        if (c->auth &&
-            json_object_set_new(json_object_get(req, "parameters"), "auth", json_string(c->auth)))
-                return -ENOMEM;
-        r = ctl_connect(c);
+        r = send_call(c, req, varlink_now_usec() + CALL_TIMEOUT_SEC * USEC_PER_SEC);
         if (r < 0)
                 return r;
-        msg = varlink_message_dump(req, &len);
-        if (!msg)
-                return -ENOMEM;
-        r = varlink_send(c->fd, msg, len, varlink_now_usec() + CALL_TIMEOUT_SEC * USEC_PER_SEC);
-        erase(msg, len);
-        free(msg);
-        if (r < 0)
-                return transport_error(c, r);
 
         varlink_buffer_init(&b, MAX_REPLY, true);
         while (r >= 0 && continues) {
