@@ -192,6 +192,20 @@ def test_bulk_change_beyond_etcds_transaction_limit(fleet, etcd_cluster, test_us
     wait_for("129 revoked keys on the host", everywhere(hosts, tokens, "REVOKED"), 2.0)
 
 
+def followed_and_other(etcd_cluster, manager):
+    """The member `manager` follows, and another one, made the leader if the
+    followed one leads: stopping the followed member then leaves the others
+    answering at once, without an election."""
+    followed = fleet_status(manager)["endpoint"]
+    other = next(u for u in etcd_cluster.client_urls if u != followed)
+    if etcd_cluster.leader() == etcd_cluster.name_of(followed):
+        members = json.loads(etcd_cluster.etcdctl("member", "list", "-w", "json"))["members"]
+        to = next(m["ID"] for m in members if other in m["clientURLs"])
+        etcd_cluster.etcdctl("move-leader", format(to, "x"))
+        assert etcd_cluster.leader() == etcd_cluster.name_of(other)
+    return followed, other
+
+
 def test_key_changed_meanwhile_changes_nothing(fleet, etcd_cluster, test_users):
     """A key changed in etcd after the manager's replica saw it (here: rewritten while the
     member the manager follows hangs, so its watch cannot tell it): the transaction's
@@ -202,14 +216,7 @@ def test_key_changed_meanwhile_changes_nothing(fleet, etcd_cluster, test_users):
     with manager.client() as c:
         ids = sorted(k["id"] for k in c.list()["keys"])
 
-    followed = fleet_status(manager)["endpoint"]
-    other = next(u for u in etcd_cluster.client_urls if u != followed)
-    if etcd_cluster.leader() == etcd_cluster.name_of(followed):
-        # Not the leader: the others keep answering at once, without an election.
-        members = json.loads(etcd_cluster.etcdctl("member", "list", "-w", "json"))["members"]
-        to = next(m["ID"] for m in members if other in m["clientURLs"])
-        etcd_cluster.etcdctl("move-leader", format(to, "x"))
-        assert etcd_cluster.leader() == etcd_cluster.name_of(other)
+    followed, other = followed_and_other(etcd_cluster, manager)
     key = b64(f"{fleet.prefix}/keys/{ids[1]}")
     etcd_cluster.stop(etcd_cluster.name_of(followed))
     try:

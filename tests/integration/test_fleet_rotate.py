@@ -19,7 +19,7 @@ from conftest import ALICE, IFACE
 from fleet_fixtures import etcd_cluster, fleet, fleet_status, wait_for  # noqa: F401 - fixtures
 from pam_fixtures import DEFAULT_BUILD, pam  # noqa: F401 - fixtures
 from test_apikeyctl import EXIT_REFUSED, Ctl
-from test_fleet_bulk import b64, codes, etcd_kv, everywhere
+from test_fleet_bulk import b64, codes, etcd_kv, everywhere, followed_and_other
 from test_sessions import END_WITHIN, stack
 from test_sessions import USER as SESSION_USER
 from test_sessions import sessions  # noqa: F401 - fixtures
@@ -203,14 +203,7 @@ def test_old_key_changed_meanwhile_changes_nothing(fleet, etcd_cluster, test_use
     before = names(etcd_cluster, fleet.prefix, ALICE)
     assert before == {"deploy": old_id}
 
-    followed = fleet_status(manager)["endpoint"]
-    other = next(u for u in etcd_cluster.client_urls if u != followed)
-    if etcd_cluster.leader() == etcd_cluster.name_of(followed):
-        # Not the leader: the others keep answering at once, without an election.
-        members = json.loads(etcd_cluster.etcdctl("member", "list", "-w", "json"))["members"]
-        to = next(m["ID"] for m in members if other in m["clientURLs"])
-        etcd_cluster.etcdctl("move-leader", format(to, "x"))
-        assert etcd_cluster.leader() == etcd_cluster.name_of(other)
+    followed, other = followed_and_other(etcd_cluster, manager)
     key = b64(f"{fleet.prefix}/keys/{old_id}")
     etcd_cluster.stop(etcd_cluster.name_of(followed))
     try:
