@@ -61,8 +61,11 @@ static void change_done(struct write_op *op, int r)
                                                   "enable", "revoke", "delete"};
         bool publish = false, descendants;
 
+        /* A rotation changes two keys' expiries: look at them all. */
         if (r >= 0)
-                expiry_key_changed(ch->q.api);
+                expiry_key_changed(ch->q.api, STREQ(ch->action, "rotate") ? NULL
+                                              : ch->updated.id[0]         ? &ch->updated
+                                                                          : &ch->rec);
         /* A fleet's manager: the change goes to etcd, and is answered once back. */
         for (size_t i = 0; r >= 0 && ch->q.api->fleet && i < ELEMENTSOF(key_changes); i++)
                 publish |= STREQ(ch->action, key_changes[i]);

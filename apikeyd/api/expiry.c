@@ -19,9 +19,33 @@ void expiry_done(struct expiry_state *e)
         *e = (struct expiry_state){0};
 }
 
-void expiry_key_changed(struct api *a)
+void expiry_key_changed(struct api *a, const struct key_record *rec)
 {
-        a->expiry.rescan = true;
+        const struct apikeyd_config *cfg = a->config;
+        struct expiry_state *e = &a->expiry;
+        uint64_t now = now_usec();
+
+        if (cfg->n_expiry_warnings == 0)
+                return;
+        if (!rec) {
+                e->rescan = true;
+                return;
+        }
+        if (!rec->expires_at || rec->expires_at <= now)
+                return;
+        /* Within the longest warning (the first): a warning may be due, or a
+         * mark change, so look again.  Beyond it: look when the key comes
+         * within one, as at the end of a scan, without reading every key. */
+        if (rec->expires_at - now <= cfg->expiry_warnings_usec[0]) {
+                e->rescan = true;
+                return;
+        }
+        for (unsigned i = 0; i < cfg->n_expiry_warnings; i++) {
+                uint64_t at = rec->expires_at - cfg->expiry_warnings_usec[i];
+
+                if (e->loaded && at < e->next)
+                        e->next = at;
+        }
 }
 
 /* The marks stored by the last run; damaged ones are dropped (at worst a warning comes again). */

@@ -40,8 +40,11 @@ struct request;
 
 /* Look at the keys if it is time (api_flush()); warnings are logged once their mark is written. */
 void expiry_check(struct api *a);
-/* A key changed: look again at the next flush. */
-void expiry_key_changed(struct api *a);
+/* A key changed (`rec`: as it is now; NULL: keys changed, which ones not
+ * told): look again at the next flush if it may be within a warning, else
+ * when it comes within one. */
+struct key_record;
+void expiry_key_changed(struct api *a, const struct key_record *rec);
 void expiry_done(struct expiry_state *e);
 
 /*

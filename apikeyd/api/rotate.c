@@ -209,7 +209,7 @@ static void rotate_written(struct write_op *op, int r)
                 rotate_finish(ch, r);
                 return;
         }
-        expiry_key_changed(ch->q.api);
+        expiry_key_changed(ch->q.api, NULL);
         r = fleet_publish_rotation(ch->q.api->fleet, ch->rec.id, ch->updated.id, ch->rec.replaces,
                                    rotate_published, ch);
         if (r < 0)

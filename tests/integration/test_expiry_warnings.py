@@ -36,6 +36,21 @@ def warnings_of(entries, key_id):
             and e.get("APIKEY_EVENT") == "expiry_warning" and e.get("APIKEY_ID") in ids]
 
 
+def test_a_key_made_beyond_every_warning_is_warned_when_it_comes_within_one(journal, daemon):  # noqa: F811,E501
+    """A change to a key beyond every warning reads no other key: the daemon
+    looks again when that key comes within one, not ten minutes later."""
+    d = daemon(config={"last_used_flush_interval": "1s", "expiry_warnings": "1d"})
+    c = d.client()
+    time.sleep(1.5)  # the scan at start is done, with no key to wait for
+    edge = c.create("edge", owner="alice", expires="1d3s")["key"]
+    time.sleep(1.5)
+    entries, _ = journal()
+    assert not warnings_of(entries, edge["id"])
+    time.sleep(4)
+    entries, _ = journal()
+    assert [x["APIKEY_WARNING"] for x in warnings_of(entries, edge["id"])] == ["1d"]
+
+
 def test_one_event_per_key_and_warning_even_across_a_restart(journal, daemon):  # noqa: F811
     ids = message_ids()
     d = daemon(config={"last_used_flush_interval": "1s", "expiry_warnings": "1d,7d"})
