@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "expiry.h"
@@ -48,6 +49,19 @@ void expiry_key_changed(struct api *a, const struct key_record *rec)
         }
 }
 
+static int cmp_mark(const void *x, const void *y)
+{
+        return memcmp(((const struct expiry_mark *)x)->id, ((const struct expiry_mark *)y)->id,
+                      TOKEN_ID_LEN);
+}
+
+/* Sorted by id, for mark_of(): a scan looks up each key within a warning. */
+static void sort_marks(struct expiry_state *e)
+{
+        if (e->n_marks > 1)
+                qsort(e->marks, e->n_marks, sizeof(*e->marks), cmp_mark);
+}
+
 /* The marks stored by the last run; damaged ones are dropped (at worst a warning comes again). */
 static void load_marks(struct api *a)
 {
@@ -63,6 +77,8 @@ static void load_marks(struct api *a)
                 r = keystore_meta_get(a->ks, META_EXPIRY_WARNED, buf, len, &len);
         if (r >= 0)
                 r = expiry_marks_decode(buf, len, &a->expiry.marks, &a->expiry.n_marks);
+        if (r >= 0)
+                sort_marks(&a->expiry);
         if (r < 0)
                 log_warning("the expiry warnings given are not readable (%s); keys may be warned "
                             "of again",
@@ -90,10 +106,12 @@ struct scan {
 
 static const struct expiry_mark *mark_of(const struct api *a, const char *id)
 {
-        for (size_t i = 0; i < a->expiry.n_marks; i++)
-                if (memcmp(a->expiry.marks[i].id, id, TOKEN_ID_LEN) == 0)
-                        return &a->expiry.marks[i];
-        return NULL;
+        struct expiry_mark key;
+
+        if (a->expiry.n_marks == 0)
+                return NULL;
+        memcpy(key.id, id, TOKEN_ID_LEN);
+        return bsearch(&key, a->expiry.marks, a->expiry.n_marks, sizeof(key), cmp_mark);
 }
 
 static int grow(void **p, size_t *cap, size_t n, size_t size)
@@ -216,6 +234,7 @@ static void marks_done(struct write_op *op, int r)
                 free(e->marks);
                 e->marks = w->marks;
                 e->n_marks = w->n_marks;
+                sort_marks(e);
         }
         free(w->warnings);
         free(w->blob);
